@@ -1,0 +1,1 @@
+"""The ``trading`` command line (typer). Each module adds one group of commands."""

@@ -1,0 +1,70 @@
+"""What every command shares: the client, JSON and table output, one-line failures.
+
+Exit codes (documented in ``trading --help`` and docs/operations.md):
+0 ok, 1 failure, 2 usage or bad input, 3 service unavailable, 4 timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import typer
+
+from trading import config as _config
+from trading.client import Client, set_default_client
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_TIMEOUT = 0, 1, 2, 3, 4
+
+JsonOption = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
+
+
+def note(message: str) -> None:
+    """One line for the person at the terminal, on stderr so --json output stays clean."""
+    print(f"trading: {message}", file=sys.stderr)
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
+    note(message)
+    return typer.Exit(code)
+
+
+def client(**overrides: Any) -> Client:
+    """The process's client; says once per service when it runs a handler in-process."""
+    c = Client(_config.get(), on_fallback=lambda s: note(
+        f"{s}: no service socket installed; running the handler in-process"), **overrides)
+    set_default_client(c)  # handlers running in-process call their peers through it too
+    return c
+
+
+def print_json(data: Any) -> None:
+    from trading.protocol import encode
+
+    sys.stdout.write(encode(data).decode())
+
+
+def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title, header_style="bold")
+    for c in columns:
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        t.add_row(*["" if v is None else str(v) for v in r])
+    Console().print(t)
+
+
+def parse_kv(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` arguments; a value that parses as JSON is taken as JSON."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected key=value, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out

@@ -1,0 +1,66 @@
+"""``trading serve`` and ``trading call``: run one handler, make one raw call."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from trading.handlers import SERVICES
+
+from . import common
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("call")(call)
+
+
+def serve(
+    name: str = typer.Argument(..., help=f"Service: {', '.join(SERVICES)}."),
+    socket: Optional[Path] = typer.Option(None, "--socket", help="Socket path to bind."),
+    idle_exit: Optional[float] = typer.Option(None, "--idle-exit", help="Seconds idle before exit."),
+) -> None:
+    """Run one service in the foreground (for development; systemd runs them in production)."""
+    if name not in SERVICES:
+        raise common.fail(f"unknown service {name!r}; known: {', '.join(SERVICES)}",
+                          common.EXIT_USAGE)
+    from trading.activation import run
+    from trading.handlers import load
+
+    argv = []
+    if socket is not None:
+        argv += ["--socket", str(socket)]
+    if idle_exit is not None:
+        argv += ["--idle-exit", str(idle_exit)]
+    raise typer.Exit(run(load(name), argv))
+
+
+def call(
+    service: str = typer.Argument(..., help=f"Service: {', '.join(SERVICES)}."),
+    method: str = typer.Argument(..., help="Method name (see `trading call SERVICE rpc.discover`)."),
+    pairs: list[str] = typer.Argument(None, help="Parameters as key=value (values may be JSON)."),
+    params: Optional[str] = typer.Option(None, "--params", help="All parameters as one JSON object."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds to wait for the answer."),
+) -> None:
+    """Call one method and print its result as JSON; an error is one line and a non-zero exit."""
+    if service not in SERVICES:
+        raise common.fail(f"unknown service {service!r}; known: {', '.join(SERVICES)}",
+                          common.EXIT_USAGE)
+    body = {}
+    if params:
+        try:
+            body = json.loads(params)
+        except ValueError as exc:
+            raise common.fail(f"--params is not JSON: {exc}", common.EXIT_USAGE)
+        if not isinstance(body, (dict, list)):
+            raise common.fail("--params must be a JSON object or array", common.EXIT_USAGE)
+    if pairs:
+        if not isinstance(body, dict):
+            raise common.fail("key=value pairs cannot be mixed with positional --params",
+                              common.EXIT_USAGE)
+        body.update(common.parse_kv(pairs))
+    result = common.client().call(service, method, body or None, timeout=timeout)
+    common.print_json(result)

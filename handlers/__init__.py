@@ -1,0 +1,27 @@
+"""Service handlers: one small module per service, each runnable as
+``python -m trading.handlers.<module>`` (directly or under systemd socket activation).
+
+:data:`SERVICES` is the registry the units, the CLI and the tests all check against. It maps
+a service name to its module; modules are imported only when needed, so importing this
+package costs nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+SERVICES: dict[str, str] = {
+    "market-data": "trading.handlers.market_data",
+    "sentiment": "trading.handlers.sentiment",
+    "prediction": "trading.handlers.prediction",
+    "training": "trading.handlers.training",
+}
+
+
+def load(name: str):
+    """The service class registered as ``name`` (a :class:`trading.service.Service`)."""
+    try:
+        module = SERVICES[name]
+    except KeyError:
+        raise KeyError(f"unknown service {name!r}; known: {', '.join(SERVICES)}") from None
+    return importlib.import_module(module).SERVICE

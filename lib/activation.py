@@ -1,0 +1,410 @@
+"""The activation runtime: serve a service on the socket(s) systemd passed, exit when idle.
+
+systemd owns each listening socket (a ``.socket`` unit with ``Accept=no``) and starts the
+handler on the first connection. :func:`run` adopts the passed sockets (``LISTEN_FDS``,
+``LISTEN_PID``, ``LISTEN_FDNAMES`` through ``systemd.daemon``) or, run by hand, binds the path
+itself; :class:`Server` then serves until it has been idle for ``idle_exit`` seconds.
+
+How no request is lost at idle exit: the main loop accepts a connection only when a worker is
+free to serve it, and it decides to exit only when no connection is open. A connection that
+arrives while the process is exiting is never accepted; it waits in the socket's backlog, which
+systemd still holds, and systemd starts the next instance for it. The listening socket is never
+shut down or unlinked when systemd owns it.
+
+The main thread runs a selector over the listening sockets and a wake-up socket; each accepted
+connection is served by its own thread, at most ``max_connections`` at once (past that,
+clients wait in the backlog rather than being refused). Idle exit is the selector's timeout,
+not a timer thread. Everything the server needs comes in as arguments (sockets, clock, notify),
+so tests can drive it without systemd.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from .errors import Forbidden, InvalidRequest
+from .protocol import DEFAULT_LINE_LIMIT, LineBuffer, LineTooLong, encode, error_response
+from .service import Service
+
+logger = logging.getLogger(__name__)
+
+Notify = Callable[[str], object]
+# Returns None to admit the peer, or a reason to refuse it; gets (pid, uid, gid).
+Authorize = Callable[[int, int, int], "str | None"]
+
+
+def _no_notify(_state: str) -> None:
+    return None
+
+
+class Server:
+    """Serves one :class:`Service` on listening sockets until idle, then returns 0.
+
+    Call :meth:`serve` from the main thread; :meth:`stop` (also wired to SIGTERM and SIGINT
+    by :func:`run`) stops accepting, lets in-flight requests finish and returns.
+    """
+
+    def __init__(self, service: Service, sockets: Sequence[socket.socket], *,
+                 idle_exit: float = 30.0, conn_idle: float = 60.0, max_connections: int = 16,
+                 line_limit: int = DEFAULT_LINE_LIMIT, notify: Notify = _no_notify,
+                 watchdog_usec: int | None = None, authorize: Authorize | None = None,
+                 clock: Callable[[], float] = time.monotonic, drain_timeout: float = 30.0) -> None:
+        self.service = service
+        self.dispatcher = service.dispatcher()
+        self.sockets = list(sockets)
+        self.idle_exit = idle_exit
+        self.conn_idle = conn_idle
+        self.max_connections = max_connections
+        self.line_limit = line_limit
+        self.notify = notify
+        self.watchdog_interval = watchdog_usec / 2e6 if watchdog_usec else None
+        self.authorize = authorize
+        self.clock = clock
+        self.drain_timeout = drain_timeout
+        self.stats = service.stats
+        self._conns: set[socket.socket] = set()
+        self._threads: set[threading.Thread] = set()
+        self._stopping = False
+        self._last_activity = clock()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+
+    # -- control -------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop accepting and drain; safe from a signal handler or another thread."""
+        self._stopping = True
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"x")
+        except (BlockingIOError, OSError):
+            pass  # a wake-up is already pending, or we are closing
+
+    # -- main loop -----------------------------------------------------------------------
+    def serve(self) -> int:
+        sel = selectors.DefaultSelector()
+        sel.register(self._wake_r, selectors.EVENT_READ)
+        for s in self.sockets:
+            s.setblocking(False)
+        listening = False
+        last_ping = last_status = self.clock()
+        self.notify(f"READY=1\nSTATUS={self.service.status()}")
+        logger.info("%s serving on %s (idle exit %.3gs)", self.service.name,
+                    ", ".join(_sockname(s) for s in self.sockets), self.idle_exit)
+        reason = "stopped"
+        try:
+            while True:
+                with self.stats.lock:
+                    open_now = self.stats.open_connections
+                    idle_since = self._last_activity
+                want_listen = not self._stopping and open_now < self.max_connections
+                if want_listen != listening:
+                    for s in self.sockets:
+                        if want_listen:
+                            sel.register(s, selectors.EVENT_READ)
+                        else:
+                            sel.unregister(s)
+                    listening = want_listen
+                now = self.clock()
+                if self._stopping:
+                    if open_now == 0:
+                        break
+                    timeout = None
+                elif open_now == 0:
+                    timeout = self.idle_exit - (now - idle_since)
+                    if timeout <= 0:
+                        reason = "idle"
+                        break
+                else:
+                    timeout = None
+                if self.watchdog_interval:
+                    due = self.watchdog_interval - (now - last_ping)
+                    timeout = due if timeout is None else min(timeout, due)
+                    timeout = max(timeout, 0)
+                if timeout is None or timeout > 1.0:
+                    timeout = 1.0 if self.stats.in_flight or open_now else timeout
+                for key, _ in sel.select(timeout):
+                    if key.fileobj is self._wake_r:
+                        self._drain_wake()
+                    elif not self._stopping:
+                        self._accept(key.fileobj)
+                now = self.clock()
+                if self.watchdog_interval and now - last_ping >= self.watchdog_interval:
+                    self.notify("WATCHDOG=1")
+                    last_ping = now
+                if now - last_status >= 1.0:
+                    self.notify(f"STATUS={self.service.status()}")
+                    last_status = now
+                if self._stopping:
+                    self._shutdown_reads()
+        finally:
+            sel.close()
+        self.notify(f"STOPPING=1\nSTATUS=exiting ({reason})")
+        self._join_workers()
+        logger.info("%s exiting (%s) after %d requests", self.service.name, reason,
+                    self.stats.requests)
+        return 0
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def _accept(self, listener: socket.socket) -> None:
+        # Accept only as many as there are free workers; the rest wait in the backlog.
+        while True:
+            with self.stats.lock:
+                if self.stats.open_connections >= self.max_connections:
+                    return
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                logger.warning("accept failed: %s", exc)
+                return
+            with self.stats.lock:
+                self.stats.open_connections += 1
+                self.stats.connections += 1
+                self._conns.add(conn)
+            t = threading.Thread(target=self._serve_connection, args=(conn,),
+                                 name=f"conn-{self.stats.connections}", daemon=True)
+            self._threads.add(t)
+            t.start()
+
+    def _shutdown_reads(self) -> None:
+        # Draining: no new requests are read; a request being served still gets its answer.
+        with self.stats.lock:
+            conns = list(self._conns)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
+
+    def _join_workers(self) -> None:
+        deadline = time.monotonic() + self.drain_timeout
+        for t in list(self._threads):
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    # -- one connection ------------------------------------------------------------------
+    def _serve_connection(self, conn: socket.socket) -> None:
+        try:
+            conn.setblocking(True)
+            conn.settimeout(self.conn_idle)
+            refusal = self._check_peer(conn)
+            if refusal is not None:
+                conn.sendall(encode(error_response(refusal)))
+                return
+            buf = LineBuffer(self.line_limit)
+            while True:
+                try:
+                    data = conn.recv(65536)
+                except TimeoutError:
+                    logger.debug("closing a connection idle for %.3gs", self.conn_idle)
+                    return
+                if not data:
+                    return
+                try:
+                    for line in buf.feed(data):
+                        if line.strip():
+                            self._answer(conn, line)
+                except LineTooLong:
+                    exc = InvalidRequest(f"request line longer than {self.line_limit} bytes",
+                                         problem="line-too-long", limit=self.line_limit)
+                    conn.sendall(encode(error_response(exc)))
+                    return
+        except OSError as exc:  # the client went away (reset, broken pipe, send timeout)
+            logger.debug("connection ended: %s", exc)
+        except Exception:
+            logger.exception("connection handler failed")
+        finally:
+            conn.close()
+            with self.stats.lock:
+                self._conns.discard(conn)
+                self.stats.open_connections -= 1
+                self._last_activity = self.clock()
+            self._threads.discard(threading.current_thread())
+            self._wake()
+
+    def _answer(self, conn: socket.socket, line: bytes) -> None:
+        with self.stats.lock:
+            self.stats.in_flight += 1
+        try:
+            response = self.dispatcher.handle_line(line)
+        finally:
+            with self.stats.lock:
+                self.stats.in_flight -= 1
+                self.stats.requests += 1
+        if response is not None:
+            conn.sendall(response)
+
+    def _check_peer(self, conn: socket.socket) -> Forbidden | None:
+        if self.authorize is None:
+            return None
+        try:
+            import struct
+
+            creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            pid, uid, gid = struct.unpack("3i", creds)
+        except OSError as exc:
+            return Forbidden(f"cannot read the peer's credentials: {exc}")
+        reason = self.authorize(pid, uid, gid)
+        if reason is None:
+            return None
+        logger.warning("refused peer pid=%d uid=%d gid=%d: %s", pid, uid, gid, reason)
+        return Forbidden(reason, uid=uid, gid=gid)
+
+
+def _sockname(s: socket.socket) -> str:
+    try:
+        name = s.getsockname()
+    except OSError:
+        return "?"
+    return name if isinstance(name, str) and name else repr(name)
+
+
+# -- adopting or binding sockets ---------------------------------------------------------
+def adopt_sockets(environ: Mapping[str, str] | None = None) -> list[socket.socket]:
+    """The listening sockets systemd passed to this process, or [] when there are none.
+
+    ``systemd.daemon.listen_fds`` checks ``LISTEN_PID`` against our PID and unsets the
+    variables (a forked child must not adopt them again); it is called once.
+    """
+    env = os.environ if environ is None else environ
+    if "LISTEN_FDS" not in env:
+        return []
+    from systemd import daemon
+
+    named = daemon.listen_fds_with_names()  # {fd: name}
+    socks = []
+    for fd, name in sorted(named.items()):
+        s = socket.socket(fileno=fd)
+        if s.family != socket.AF_UNIX or s.type != socket.SOCK_STREAM:
+            logger.warning("ignoring passed fd %d (%s): not a Unix stream socket", fd, name)
+            s.detach()
+            continue
+        socks.append(s)
+    return socks
+
+
+def bind_unix(path: Path, backlog: int = 128) -> socket.socket:
+    """Bind and listen on ``path`` ourselves (a service run by hand, not by systemd)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_socket():
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink()  # stale: nobody listens on it
+        else:
+            raise OSError(f"{path} is already being served by another process")
+        finally:
+            probe.close()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o117)  # socket file 0660, like the socket units
+    try:
+        s.bind(str(path))
+    finally:
+        os.umask(old)
+    s.listen(backlog)
+    return s
+
+
+# -- logging ---------------------------------------------------------------------------
+def setup_logging(service: str, level: str = "INFO") -> None:
+    """Configure logging once, at the entry point: journald fields when stderr is the journal."""
+    root = logging.getLogger()
+    root.setLevel(level.upper() if isinstance(level, str) else level)
+    handler: logging.Handler
+    if _stderr_is_journal():
+        from systemd.journal import JournalHandler
+
+        handler = JournalHandler(SYSLOG_IDENTIFIER=f"trading-{service}")
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(
+            f"%(asctime)s trading-{service}[%(process)d] %(levelname)s %(name)s: %(message)s"))
+    root.handlers[:] = [handler]
+
+
+def _stderr_is_journal() -> bool:
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    if ":" not in stream:
+        return False
+    try:
+        st = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError):
+        return False
+    return stream == f"{st.st_dev}:{st.st_ino}"
+
+
+def _sd_notify(state: str) -> None:
+    from systemd import daemon
+
+    daemon.notify(state)
+
+
+# -- entry point ------------------------------------------------------------------------
+def run(service_cls: type[Service], argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m trading.handlers.<module> [--socket PATH]``."""
+    import argparse
+
+    from . import config as _config
+    from .errors import ConfigError
+
+    parser = argparse.ArgumentParser(prog=f"python -m trading.handlers ({service_cls.name})")
+    parser.add_argument("--socket", type=Path, help="bind this path when not socket-activated")
+    parser.add_argument("--idle-exit", type=float, help="seconds idle before exiting")
+    args = parser.parse_args(argv)
+    try:
+        cfg = _config.get()
+    except ConfigError as exc:
+        print(f"trading-{service_cls.name}: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(service_cls.name, cfg["log_level"])
+    sockets = adopt_sockets()
+    bound: Path | None = None
+    if not sockets:
+        bound = args.socket or cfg.socket_path(service_cls.name)
+        try:
+            sockets = [bind_unix(bound)]
+        except OSError as exc:
+            logger.error("cannot listen on %s: %s", bound, exc)
+            return 1
+    service = service_cls(cfg)
+    from .access import authorizer
+
+    server = Server(
+        service, sockets,
+        idle_exit=args.idle_exit if args.idle_exit is not None else cfg["idle_exit"],
+        conn_idle=cfg["conn_idle"], max_connections=cfg["max_connections"],
+        line_limit=cfg["line_limit"],
+        notify=_sd_notify if os.environ.get("NOTIFY_SOCKET") else _no_notify,
+        watchdog_usec=int(os.environ["WATCHDOG_USEC"]) if os.environ.get("WATCHDOG_USEC") else None,
+        authorize=authorizer(cfg),
+    )
+    signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    signal.signal(signal.SIGINT, lambda *_: server.stop())
+    try:
+        return server.serve()
+    finally:
+        service.close()
+        if bound is not None:
+            try:
+                bound.unlink()  # we created it; a systemd-owned path is never unlinked
+            except OSError:
+                pass

@@ -1,0 +1,228 @@
+"""The client: ``call(service, method, **params)`` over the service's Unix socket.
+
+The socket path comes from the configuration (``TRADING_RUNTIME_DIR``, else
+``$XDG_RUNTIME_DIR/trading`` for a user install, else ``/run/trading``). A connection is reused
+within the process; every call has a connect and a read timeout, so no call hangs. Errors are
+the project's own: :class:`ServiceUnavailable` (no socket, refused, lost), :class:`CallTimeout`,
+or the remote :class:`RPCError` with its code and problem.
+
+Where no socket exists (systemd absent, nothing installed) and ``in_process`` is ``auto`` (the
+default), the same handler runs inside this process through the same dispatcher, so the product
+works on any machine. ``never`` turns that off (the systemd tests use it); ``always`` skips
+the sockets altogether.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import config as _config
+from .errors import CallTimeout, RPCError, ServiceUnavailable
+
+logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 5.0
+
+
+class _Connection:
+    def __init__(self, path: Path, connect_timeout: float) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(connect_timeout)
+        self.sock.connect(str(path))
+        self.buf = bytearray()
+        self.lock = threading.Lock()
+
+    def alive(self) -> bool:
+        """False when the service closed the connection while we were not looking."""
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        if not readable:
+            return True
+        try:
+            return bool(self.sock.recv(1, socket.MSG_PEEK))
+        except OSError:
+            return False
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class Client:
+    """Calls services; one instance per process is enough (see :func:`call`)."""
+
+    def __init__(self, cfg: _config.Config | None = None, *, timeout: float | None = None,
+                 in_process: str | None = None,
+                 on_fallback: Callable[[str], object] | None = None) -> None:
+        self.cfg = cfg if cfg is not None else _config.get()
+        self.timeout = timeout if timeout is not None else self.cfg["timeout"]
+        self.in_process = in_process or self.cfg["in_process"]
+        self.on_fallback = on_fallback
+        self._conns: dict[Path, _Connection] = {}
+        self._local: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._fallback_told: set[str] = set()
+
+    def socket_path(self, service: str) -> Path:
+        return self.cfg.socket_path(service)
+
+    def call(self, service: str, method: str, params: Any = None, *,
+             timeout: float | None = None) -> Any:
+        """Call ``method`` on ``service``; returns the result or raises the project's error."""
+        path = self.socket_path(service)
+        if self.in_process == "always" or (self.in_process == "auto" and not path.exists()):
+            return self._call_local(service, method, params)
+        request = {"jsonrpc": "2.0", "method": method, "id": next(self._ids)}
+        if params is not None:
+            request["params"] = params
+        line = json.dumps(request, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+        conn = self._connection(service, path)
+        with conn.lock:
+            try:
+                response = self._roundtrip(conn, line, timeout or self.timeout, service)
+            except BaseException:
+                self._drop(path, conn)
+                raise
+        if "error" in response:
+            raise RPCError.from_json(response["error"])
+        return response.get("result")
+
+    # -- sockets ---------------------------------------------------------------------------
+    def _connection(self, service: str, path: Path) -> _Connection:
+        with self._lock:
+            conn = self._conns.get(path)
+            if conn is not None and not conn.alive():
+                conn.close()
+                conn = None
+            if conn is None:
+                try:
+                    conn = _Connection(path, min(CONNECT_TIMEOUT, self.timeout))
+                except FileNotFoundError as exc:
+                    raise ServiceUnavailable(
+                        f"{service} is not available: no socket at {path} "
+                        "(is it installed? see `trading status`)") from exc
+                except ConnectionRefusedError as exc:
+                    raise ServiceUnavailable(
+                        f"{service} refused the connection at {path}: its socket is not "
+                        "listening (see `trading status`)") from exc
+                except (TimeoutError, BlockingIOError) as exc:
+                    raise CallTimeout(f"{service}: connecting to {path} timed out") from exc
+                except PermissionError as exc:
+                    raise ServiceUnavailable(
+                        f"{service}: permission denied on {path} (are you in the trading "
+                        "group?)") from exc
+                except OSError as exc:
+                    raise ServiceUnavailable(f"{service}: cannot connect to {path}: {exc}") from exc
+                self._conns[path] = conn
+            return conn
+
+    def _drop(self, path: Path, conn: _Connection) -> None:
+        conn.close()
+        with self._lock:
+            if self._conns.get(path) is conn:
+                del self._conns[path]
+
+    def _roundtrip(self, conn: _Connection, line: bytes, timeout: float, service: str) -> dict:
+        deadline = time.monotonic() + timeout
+        try:
+            conn.sock.settimeout(timeout)
+            conn.sock.sendall(line)
+            while True:
+                end = conn.buf.find(b"\n")
+                if end >= 0:
+                    raw = bytes(conn.buf[:end])
+                    del conn.buf[:end + 1]
+                    return json.loads(raw)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                conn.sock.settimeout(remaining)
+                chunk = conn.sock.recv(65536)
+                if not chunk:
+                    raise ServiceUnavailable(
+                        f"{service} closed the connection before answering (it may have "
+                        f"crashed; see `trading logs {service}`)")
+                conn.buf += chunk
+        except TimeoutError as exc:
+            raise CallTimeout(f"{service} did not answer within {timeout:g}s") from exc
+        except (ConnectionResetError, BrokenPipeError) as exc:
+            raise ServiceUnavailable(
+                f"{service} dropped the connection ({exc.strerror}; it may have crashed; "
+                f"see `trading logs {service}`)") from exc
+        except ValueError as exc:
+            raise ServiceUnavailable(f"{service} sent a malformed answer: {exc}") from exc
+
+    # -- in-process --------------------------------------------------------------------------
+    def _call_local(self, service: str, method: str, params: Any) -> Any:
+        with self._lock:
+            entry = self._local.get(service)
+            if entry is None:
+                from trading.handlers import load
+
+                svc = load(service)(self.cfg)
+                entry = self._local[service] = (svc, svc.dispatcher())
+            if service not in self._fallback_told:
+                self._fallback_told.add(service)
+                if self.on_fallback is not None and self.in_process == "auto":
+                    self.on_fallback(service)
+        svc, dispatcher = entry
+        request = {"jsonrpc": "2.0", "method": method, "id": 0}
+        if params is not None:
+            request["params"] = params
+        # The same JSON round trip as the wire, so in-process answers are identical.
+        raw = dispatcher.handle_line(json.dumps(request).encode())
+        with svc.stats.lock:
+            svc.stats.requests += 1
+        response = json.loads(raw)
+        if "error" in response:
+            raise RPCError.from_json(response["error"])
+        return response.get("result")
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._conns.values():
+                conn.close()
+            self._conns.clear()
+            for svc, _ in self._local.values():
+                svc.close()
+            self._local.clear()
+
+
+_default: Client | None = None
+_default_lock = threading.Lock()
+
+
+def default_client() -> Client:
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Client()
+        return _default
+
+
+def set_default_client(client: Client | None) -> None:
+    global _default
+    with _default_lock:
+        if _default is not None and _default is not client:
+            _default.close()
+        _default = client
+
+
+def call(service: str, method: str, *, _timeout: float | None = None, **params: Any) -> Any:
+    """Call ``method`` on ``service`` with named params, through the process's client."""
+    return default_client().call(service, method, params or None, timeout=_timeout)

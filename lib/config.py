@@ -1,0 +1,274 @@
+"""Configuration: defaults, one TOML file, and ``TRADING_*`` environment variables, in that order.
+
+Every setting is declared once in :data:`SETTINGS` with its type, default and a one-line doc;
+the file uses the same names (dots are TOML tables: ``weights.technical`` is ``[weights]
+technical = ...``) and the environment variable is ``TRADING_`` plus the name in capitals with
+dots as underscores (``TRADING_WEIGHTS_TECHNICAL``). A bad value is a :class:`ConfigError`
+naming the key and where it came from. :func:`load` remembers where each value came from, for
+``trading config show``.
+
+Paths follow the install: a systemd service gets ``$STATE_DIRECTORY``/``$CACHE_DIRECTORY``;
+otherwise a system install (root) uses /var/lib/trading and /var/cache/trading, and a user
+install the XDG directories.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+DEFAULT_SYMBOLS = ["CBA.AX", "ANZ.AX", "NAB.AX", "WBC.AX", "MQG.AX", "COL.AX", "BHP.AX"]
+
+
+def _float(v: Any) -> float:
+    if isinstance(v, bool):
+        raise ValueError("expected a number")
+    return float(v)
+
+
+def _pos_float(v: Any) -> float:
+    f = _float(v)
+    if not f > 0:
+        raise ValueError("must be greater than 0")
+    return f
+
+
+def _int(v: Any) -> int:
+    if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
+        raise ValueError("expected a whole number")
+    return int(v)
+
+
+def _pos_int(v: Any) -> int:
+    i = _int(v)
+    if i < 1:
+        raise ValueError("must be at least 1")
+    return i
+
+
+def _str(v: Any) -> str:
+    if not isinstance(v, str):
+        raise ValueError("expected a string")
+    return v
+
+
+def _list(v: Any) -> list[str]:
+    if isinstance(v, str):
+        v = [s.strip() for s in v.replace(",", " ").split()]
+    if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
+        raise ValueError("expected a list of strings (or a comma-separated string)")
+    return [s for s in v if s]
+
+
+def _bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(v, str) and v.lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _fraction(v: Any) -> float:
+    f = _float(v)
+    if not 0 <= f <= 1:
+        raise ValueError("must be between 0 and 1")
+    return f
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    parse: Callable[[Any], Any]
+    default: Any
+    doc: str
+
+    @property
+    def env(self) -> str:
+        return "TRADING_" + self.name.upper().replace(".", "_").replace("-", "_")
+
+
+SETTINGS: dict[str, Setting] = {s.name: s for s in [
+    Setting("symbols", _list, DEFAULT_SYMBOLS, "symbols predicted when none are given"),
+    Setting("source", _str, "yahoo", "market data source: yahoo, sample or csv:DIR"),
+    Setting("news_source", _str, "yahoo", "news source: yahoo, sample or jsonl:DIR"),
+    Setting("runtime_dir", _str, "", "where the service sockets are (default: from the install)"),
+    Setting("state_dir", _str, "", "where the SQLite store and models live (default: from the install)"),
+    Setting("cache_dir", _str, "", "where caches live (default: from the install)"),
+    Setting("idle_exit", _pos_float, 30.0, "seconds without connections before a service exits"),
+    Setting("conn_idle", _pos_float, 60.0, "seconds an idle client connection is kept open"),
+    Setting("max_connections", _pos_int, 16, "connections a service serves at once (more wait)"),
+    Setting("line_limit", _pos_int, 1 << 20, "longest request line in bytes"),
+    Setting("timeout", _pos_float, 30.0, "seconds a client waits for an answer"),
+    Setting("in_process", _str, "auto", "run handlers in-process: auto (when no socket), always, never"),
+    Setting("log_level", _str, "INFO", "log level of the services"),
+    Setting("redis_url", _str, "", "publish events to this Redis (redis://...); empty: off"),
+    Setting("allowed_users", _list, [], "users allowed to connect (besides root and the service user)"),
+    Setting("allowed_groups", _list, ["trading"], "groups whose members may connect"),
+    Setting("news_half_life_h", _pos_float, 24.0, "hours after which a headline weighs half"),
+    Setting("context.index", _str, "^AXJO", "index whose trend sets the market context"),
+    Setting("context.sessions", _pos_int, 5, "sessions over which the index trend is measured"),
+    Setting("context.bearish", _float, -1.5, "trend % below which the market is BEARISH"),
+    Setting("context.weak_bearish", _float, -0.5, "trend % below which it is WEAK_BEARISH"),
+    Setting("context.weak_bullish", _float, 0.5, "trend % above which it is WEAK_BULLISH"),
+    Setting("context.bullish", _float, 1.5, "trend % above which it is BULLISH"),
+    Setting("multiplier.bearish", _pos_float, 0.7, "confidence multiplier when BEARISH"),
+    Setting("multiplier.weak_bearish", _pos_float, 0.9, "confidence multiplier when WEAK_BEARISH"),
+    Setting("multiplier.neutral", _pos_float, 1.0, "confidence multiplier when NEUTRAL"),
+    Setting("multiplier.weak_bullish", _pos_float, 1.05, "confidence multiplier when WEAK_BULLISH"),
+    Setting("multiplier.bullish", _pos_float, 1.1, "confidence multiplier when BULLISH"),
+    Setting("threshold.bearish", _fraction, 0.80, "BUY confidence threshold when BEARISH"),
+    Setting("threshold.weak_bearish", _fraction, 0.75, "BUY confidence threshold when WEAK_BEARISH"),
+    Setting("threshold.neutral", _fraction, 0.70, "BUY confidence threshold when NEUTRAL"),
+    Setting("threshold.weak_bullish", _fraction, 0.68, "BUY confidence threshold when WEAK_BULLISH"),
+    Setting("threshold.bullish", _fraction, 0.65, "BUY confidence threshold when BULLISH"),
+    Setting("weights.technical", _fraction, 0.40, "weight of the technical component"),
+    Setting("weights.sentiment", _fraction, 0.20, "weight of the sentiment component"),
+    Setting("weights.volume", _fraction, 0.15, "weight of the volume component"),
+    Setting("weights.market", _fraction, 0.10, "weight of the market component"),
+    Setting("weights.model", _fraction, 0.15, "weight of the model component (when a model is active)"),
+]}
+
+
+def config_file(environ: Mapping[str, str] | None = None) -> Path:
+    """The configuration file: ``$TRADING_CONFIG``, else the system or the user file."""
+    env = os.environ if environ is None else environ
+    if env.get("TRADING_CONFIG"):
+        return Path(env["TRADING_CONFIG"])
+    system = Path("/etc/trading/config.toml")
+    if os.geteuid() == 0 or system.exists() and not _user_file(env).exists():
+        return system
+    return _user_file(env)
+
+
+def _user_file(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".config")
+    return Path(base) / "trading" / "config.toml"
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+class Config:
+    """The effective configuration: ``cfg["idle_exit"]``, ``cfg.source_of("idle_exit")``."""
+
+    def __init__(self, values: dict[str, Any], sources: dict[str, str], path: Path,
+                 environ: Mapping[str, str]) -> None:
+        self._values = values
+        self._sources = sources
+        self.path = path
+        self.environ = environ
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._values.get(name, default)
+
+    def source_of(self, name: str) -> str:
+        return self._sources[name]
+
+    def items(self):
+        return self._values.items()
+
+    # -- paths ---------------------------------------------------------------------------
+    def _dir(self, key: str, systemd_var: str, system: str, xdg_var: str, xdg_default: str) -> Path:
+        if self[key]:
+            return Path(self[key]).expanduser()
+        env = self.environ
+        if env.get(systemd_var):
+            return Path(env[systemd_var].split(":")[0])
+        if os.geteuid() == 0:
+            return Path(system)
+        base = env.get(xdg_var) or str(Path(env.get("HOME", "~")).expanduser() / xdg_default)
+        return Path(base) / "trading"
+
+    @property
+    def runtime_dir(self) -> Path:
+        """Sockets: ``TRADING_RUNTIME_DIR``, else ``$XDG_RUNTIME_DIR/trading``, else /run/trading."""
+        if self["runtime_dir"]:
+            return Path(self["runtime_dir"]).expanduser()
+        if self.environ.get("XDG_RUNTIME_DIR") and os.geteuid() != 0:
+            return Path(self.environ["XDG_RUNTIME_DIR"]) / "trading"
+        return Path("/run/trading")
+
+    @property
+    def state_dir(self) -> Path:
+        return self._dir("state_dir", "STATE_DIRECTORY", "/var/lib/trading", "XDG_STATE_HOME",
+                         ".local/state")
+
+    @property
+    def cache_dir(self) -> Path:
+        return self._dir("cache_dir", "CACHE_DIRECTORY", "/var/cache/trading", "XDG_CACHE_HOME",
+                         ".cache")
+
+    @property
+    def db_path(self) -> Path:
+        return self.state_dir / "trading.db"
+
+    def socket_path(self, service: str) -> Path:
+        return self.runtime_dir / f"{service}.sock"
+
+
+def load(environ: Mapping[str, str] | None = None, path: Path | None = None) -> Config:
+    """Read defaults, then the TOML file (if it exists), then ``TRADING_*`` variables."""
+    env = os.environ if environ is None else environ
+    path = path or config_file(env)
+    values = {name: s.default for name, s in SETTINGS.items()}
+    sources = {name: "default" for name in SETTINGS}
+    if path.exists():
+        import tomllib
+
+        try:
+            with path.open("rb") as f:
+                table = _flatten(tomllib.load(f))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read configuration: {exc}") from exc
+        for name, raw in table.items():
+            setting = SETTINGS.get(name)
+            if setting is None:
+                raise ConfigError(f"{path}: unknown key {name!r}")
+            values[name] = _parse(setting, raw, str(path))
+            sources[name] = str(path)
+    for name, setting in SETTINGS.items():
+        if setting.env in env:
+            values[name] = _parse(setting, env[setting.env], f"environment {setting.env}")
+            sources[name] = f"env {setting.env}"
+    return Config(values, sources, path, env)
+
+
+def _parse(setting: Setting, raw: Any, where: str) -> Any:
+    try:
+        return setting.parse(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{setting.name} = {raw!r} in {where}: {exc}") from exc
+
+
+_cached: Config | None = None
+
+
+def get() -> Config:
+    """The process-wide configuration, loaded once (tests call :func:`reset`)."""
+    global _cached
+    if _cached is None:
+        _cached = load()
+    return _cached
+
+
+def reset() -> None:
+    global _cached
+    _cached = None

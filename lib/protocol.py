@@ -1,0 +1,220 @@
+"""JSON-RPC 2.0, one JSON text per line, over a Unix stream socket.
+
+Framing lives here and bounds its input: :class:`LineBuffer` splits a byte stream into
+``\\n``-terminated lines and raises :class:`LineTooLong` once a line passes the limit, so a
+client can never make the service hold an unbounded buffer. :class:`Dispatcher` turns one line
+into at most one response line: single requests, notifications (no ``id``: no answer) and
+batches as the specification says. Parameters are by name; a method that accepts positional
+parameters says so with ``@rpc(positional=True)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .errors import (InternalError, InvalidParams, InvalidRequest, MethodNotFound, ParseError,
+                     RPCError)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LINE_LIMIT = 1 << 20  # 1 MiB
+_NO_ID = object()  # marks a notification: the request had no "id" member
+
+
+class LineTooLong(Exception):
+    """A line grew past the limit before its newline arrived."""
+
+
+class LineBuffer:
+    """Accumulates bytes and yields complete lines (without the ``\\n``), bounded by ``limit``."""
+
+    def __init__(self, limit: int = DEFAULT_LINE_LIMIT) -> None:
+        self.limit = limit
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        self._buf += data
+        start = 0
+        while True:
+            end = self._buf.find(b"\n", start)
+            if end < 0:
+                break
+            if end - start > self.limit:
+                raise LineTooLong(end - start)
+            yield bytes(self._buf[start:end])
+            start = end + 1
+        del self._buf[:start]
+        if len(self._buf) > self.limit:
+            raise LineTooLong(len(self._buf))
+
+    @property
+    def pending(self) -> int:
+        """Bytes received that are not yet a whole line."""
+        return len(self._buf)
+
+
+def _finite(obj: Any) -> Any:
+    """Replace NaN and infinities (not JSON) with null, recursively."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _default(obj: Any) -> Any:
+    # numpy scalars and arrays, dates: the types handlers commonly return.
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "isoformat"):
+        return obj.isoformat()
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+def encode(message: Any) -> bytes:
+    """One JSON text as a UTF-8 line. NaN and infinities become null (JSON has neither)."""
+    try:
+        text = json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                          default=_default)
+    except ValueError:
+        text = json.dumps(_finite(json.loads(json.dumps(message, default=_default))),
+                          separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return text.encode("utf-8") + b"\n"
+
+
+def error_response(exc: RPCError, id: Any = None) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "error": exc.to_json(), "id": id}
+
+
+def rpc(func: Callable | None = None, *, positional: bool = False, name: str | None = None):
+    """Mark a service method as callable over the wire (``@rpc`` or ``@rpc(positional=True)``)."""
+
+    def mark(f: Callable) -> Callable:
+        f.__rpc__ = {"positional": positional, "name": name or f.__name__}
+        return f
+
+    return mark(func) if func is not None else mark
+
+
+class Method:
+    """One callable method with its signature checked once, at registration."""
+
+    def __init__(self, name: str, func: Callable, positional: bool = False) -> None:
+        self.name = name
+        self.func = func
+        self.positional = positional
+        self.signature = inspect.signature(func)
+        self.doc = (inspect.getdoc(func) or "").split("\n", 1)[0]
+
+    def describe(self) -> dict[str, Any]:
+        params = []
+        for p in self.signature.parameters.values():
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            params.append({"name": p.name, "required": p.default is p.empty,
+                           **({} if p.default is p.empty else {"default": _jsonable(p.default)})})
+        return {"name": self.name, "params": params, "doc": self.doc}
+
+    def bind(self, params: Any) -> inspect.BoundArguments:
+        if params is None:
+            params = {}
+        try:
+            if isinstance(params, dict):
+                return self.signature.bind(**params)
+            if isinstance(params, list):
+                if not self.positional:
+                    raise InvalidParams(f"{self.name} takes parameters by name, not by position",
+                                        method=self.name)
+                return self.signature.bind(*params)
+        except TypeError as exc:
+            raise InvalidParams(f"{self.name}: {exc}", method=self.name) from exc
+        raise InvalidParams("params must be an object (by name) or an array", method=self.name)
+
+
+def _jsonable(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float, bool, type(None), list, dict)) else repr(value)
+
+
+class Dispatcher:
+    """Maps method names to callables and turns request lines into response lines."""
+
+    def __init__(self, methods: dict[str, Method] | None = None) -> None:
+        self.methods: dict[str, Method] = dict(methods or {})
+
+    def add(self, name: str, func: Callable, positional: bool = False) -> None:
+        self.methods[name] = Method(name, func, positional)
+
+    def handle_line(self, line: bytes) -> bytes | None:
+        """Answer one line; ``None`` when nothing is to be sent (notifications only)."""
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return encode(error_response(ParseError(f"line is not valid UTF-8: {exc.reason}")))
+        if text.endswith("\r"):
+            text = text[:-1]
+        try:
+            message = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            return encode(error_response(ParseError(f"parse error: {exc}")))
+        response = self.handle_message(message)
+        if response is None:
+            return None
+        try:
+            return encode(response)
+        except (TypeError, ValueError):
+            logger.exception("result is not JSON serializable")
+            return encode(error_response(InternalError("result is not JSON serializable")))
+
+    def handle_message(self, message: Any) -> Any:
+        """Answer a decoded message: a request object, a batch, or anything else."""
+        if isinstance(message, list):
+            if not message:
+                return error_response(InvalidRequest("empty batch"))
+            answers = [a for a in (self.handle_request(m) for m in message) if a is not None]
+            return answers or None
+        return self.handle_request(message)
+
+    def handle_request(self, request: Any) -> dict[str, Any] | None:
+        id_ = _NO_ID
+        try:
+            if not isinstance(request, dict):
+                raise InvalidRequest("a request must be a JSON object")
+            id_ = request.get("id", _NO_ID)
+            if id_ is not _NO_ID and not (id_ is None or isinstance(id_, (str, int, float))
+                                          and not isinstance(id_, bool)):
+                id_ = None
+                raise InvalidRequest("id must be a string, a number or null")
+            if request.get("jsonrpc") != "2.0":
+                raise InvalidRequest('"jsonrpc" must be exactly "2.0"')
+            name = request.get("method")
+            if not isinstance(name, str):
+                raise InvalidRequest('"method" must be a string')
+            method = self.methods.get(name)
+            if method is None:
+                raise MethodNotFound(f"no method {name!r}", method=name)
+            bound = method.bind(request.get("params"))
+            result = method.func(*bound.args, **bound.kwargs)
+        except RPCError as exc:
+            if id_ is _NO_ID and not isinstance(exc, (InvalidRequest, ParseError)):
+                return None
+            return error_response(exc, None if id_ is _NO_ID else id_)
+        except RecursionError:
+            exc = InvalidRequest("request nested too deeply")
+            return error_response(exc, None if id_ is _NO_ID else id_)
+        except Exception:  # one bad request never stops a service
+            logger.exception("method %r failed", request.get("method"))
+            if id_ is _NO_ID:
+                return None
+            return error_response(InternalError("internal error; the service logged the details"), id_)
+        if id_ is _NO_ID:
+            return None
+        return {"jsonrpc": "2.0", "result": result, "id": id_}

@@ -1,0 +1,105 @@
+"""The base class of a service: a small object whose ``@rpc`` methods are its wire methods.
+
+The runtime (:class:`trading.activation.Server`) and the in-process client use a service the
+same way:
+
+- ``Service(config)`` once. Construction must be cheap: no heavy imports and no I/O, because
+  it is paid on every cold start. Open stores and load libraries lazily, on the path that
+  needs them.
+- :meth:`dispatcher` once, which collects the ``@rpc`` methods.
+- the ``@rpc`` methods, once per request, from the runtime's worker threads, so a method must
+  be safe to run concurrently with itself and the others.
+- :meth:`health` for extra ``health_check`` fields, :meth:`status` for systemd's ``STATUS=``.
+- :meth:`close` once, when the process exits.
+
+Every service answers ``health_check`` and ``rpc.discover``; subclasses add their own methods.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+from . import __version__
+from . import config as _config
+from .protocol import Dispatcher, Method, rpc
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_bytes() -> int:
+    """Resident memory of this process, from /proc (no psutil needed)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+class Stats:
+    """Counters the runtime keeps and ``health_check`` reports; updated under a lock."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.errors = 0
+        self.connections = 0
+        self.open_connections = 0
+        self.in_flight = 0
+
+
+class Service:
+    """Base class; see the module docstring for what the runtime calls and when."""
+
+    name = "service"
+
+    def __init__(self, config: _config.Config | None = None) -> None:
+        self.config = config if config is not None else _config.get()
+        self.started = time.monotonic()
+        self.stats = Stats()
+
+    def dispatcher(self) -> Dispatcher:
+        d = Dispatcher()
+        for klass in reversed(type(self).__mro__):
+            for attr, value in vars(klass).items():
+                meta = getattr(value, "__rpc__", None)
+                if meta is not None:
+                    func = getattr(self, attr)
+                    d.methods[meta["name"]] = Method(meta["name"], func, meta["positional"])
+        self._methods = d.methods
+        return d
+
+    def health(self) -> dict[str, Any]:
+        """Extra fields for ``health_check``; services override this."""
+        return {}
+
+    def status(self) -> str:
+        s = self.stats
+        return (f"serving: {s.open_connections} connections, {s.in_flight} in flight, "
+                f"{s.requests} requests served")
+
+    def close(self) -> None:
+        """Release what the service opened; called once at exit."""
+
+    @rpc
+    def health_check(self) -> dict[str, Any]:
+        """Liveness and counters: service, status, pid, uptime, requests served, memory, version."""
+        return {
+            "service": self.name,
+            "status": "ok",
+            "pid": os.getpid(),
+            "uptime_s": round(time.monotonic() - self.started, 3),
+            "requests_served": self.stats.requests,
+            "rss_bytes": rss_bytes(),
+            "version": __version__,
+            **self.health(),
+        }
+
+    @rpc(name="rpc.discover")
+    def discover(self) -> dict[str, Any]:
+        """This service's methods with their parameter names and one-line docs."""
+        methods = getattr(self, "_methods", None) or self.dispatcher().methods
+        return {"service": self.name, "version": __version__,
+                "methods": [m.describe() for m in sorted(methods.values(), key=lambda m: m.name)]}

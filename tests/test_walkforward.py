@@ -70,4 +70,4 @@ def test_accuracy_and_brier_by_hand():
     assert wf.brier(y, p) == pytest.approx((0.01 + 0.04 + 0.36 + 0.25) / 4)
     assert wf.auc(y, p) == 1.0  # every "up" scored above the one "down"
     s = wf.scores(y, np.array([0.9, 0.45, 0.4, 0.5]))  # 0.4 now ranks below the "down"
-    assert s["n"] == 4 and s["accuracy"] == 0.75 and s["auc"] == pytest.approx(2 / 3, abs=1e-4)
+    assert s["n"] == 4 and s["accuracy"] == 0.5 and s["auc"] == pytest.approx(2 / 3, abs=1e-4)

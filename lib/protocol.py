@@ -88,7 +88,10 @@ def encode(message: Any) -> bytes:
     except ValueError:
         text = json.dumps(_finite(json.loads(json.dumps(message, default=_default))),
                           separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return text.encode("utf-8") + b"\n"
+    try:
+        return text.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:  # a lone surrogate (from a "\ud800" escape): keep it escaped
+        return json.dumps(json.loads(text), separators=(",", ":")).encode("ascii") + b"\n"
 
 
 def error_response(exc: RPCError, id: Any = None) -> dict[str, Any]:

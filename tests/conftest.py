@@ -72,13 +72,20 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02, what: str
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def pass_env(env: dict[str, str]) -> list[str]:
+    """``-E NAME`` flags: systemd-socket-activate passes only HOME, TERM and PATH by default."""
+    keep = ("TRADING_", "PYTHON", "XDG_", "HOME", "TZ", "LANG", "LC_", "CI")
+    return [f"-E{k}={v}" for k, v in env.items() if k.startswith(keep)]
+
+
 class Activated:
     """A handler under ``systemd-socket-activate``: systemd's own tool passes the socket."""
 
     def __init__(self, module: str, path: Path, env: dict[str, str], args: list[str]):
         self.path = path
         self.proc = subprocess.Popen(
-            ["systemd-socket-activate", "-l", str(path), PYTHON, "-m", module, *args],
+            ["systemd-socket-activate", "-l", str(path), *pass_env(env), PYTHON, "-m", module,
+             *args],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         wait_for(path.exists, what=f"{path} to exist")
 

@@ -1,0 +1,49 @@
+"""A test-only service: methods that sleep, echo and crash, to drive the runtime's edges.
+
+Run as ``python -m support.slow_service`` with ``tests/`` on ``PYTHONPATH``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from trading.activation import run
+from trading.protocol import rpc
+from trading.service import Service
+
+
+class Slow(Service):
+    name = "slow"
+
+    @rpc
+    def sleep(self, seconds: float = 0.1) -> dict:
+        """Sleep, then answer with this process's PID."""
+        time.sleep(float(seconds))
+        return {"slept": seconds, "pid": os.getpid()}
+
+    @rpc
+    def echo(self, value=None):
+        """Return the value."""
+        return value
+
+    @rpc(positional=True)
+    def add(self, a: float, b: float) -> float:
+        """Add two numbers (accepts positional params)."""
+        return a + b
+
+    @rpc
+    def boom(self) -> None:
+        """Raise an unexpected exception (a bug)."""
+        raise RuntimeError("boom")
+
+    @rpc
+    def die(self) -> None:
+        """Kill this process mid-request."""
+        os._exit(7)
+
+
+SERVICE = Slow
+
+if __name__ == "__main__":
+    raise SystemExit(run(SERVICE))

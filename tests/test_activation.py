@@ -1,0 +1,223 @@
+"""The activation runtime, driven in-process through real sockets (no systemd needed)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+import pytest
+
+from support.slow_service import Slow
+from trading import config
+from trading.activation import Server, bind_unix
+from conftest import wait_for
+
+
+class Running:
+    """A Server on a real listening socket, serving from a background thread."""
+
+    def __init__(self, path, **kwargs):
+        self.path = path
+        self.listener = bind_unix(path)
+        self.service = Slow(config.get())
+        self.notes: list[str] = []
+        kwargs.setdefault("idle_exit", 30.0)
+        self.server = Server(self.service, [self.listener], notify=self.notes.append, **kwargs)
+        self.code = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        self.code = self.server.serve()
+
+    def connect(self) -> socket.socket:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(str(self.path))
+        return s
+
+    def finish(self, timeout=10):
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "server did not exit"
+        self.listener.close()
+        return self.code
+
+
+def rpc(sock: socket.socket, method: str, id=1, **params) -> dict:
+    sock.sendall(json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": id})
+                 .encode() + b"\n")
+    return read_answer(sock)
+
+
+def read_answer(sock: socket.socket) -> dict:
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed after {buf!r}")
+        buf += chunk
+    return json.loads(buf)
+
+
+@pytest.fixture
+def serve(runtime_dir):
+    started: list[Running] = []
+
+    def start(**kwargs) -> Running:
+        r = Running(runtime_dir / f"s{len(started)}.sock", **kwargs)
+        started.append(r)
+        return r
+
+    yield start
+    for r in started:
+        r.server.stop()
+        r.thread.join(10)
+        r.listener.close()
+
+
+def test_many_requests_on_one_connection_and_counters(serve):
+    r = serve()
+    with r.connect() as s:
+        for i in range(50):
+            assert rpc(s, "echo", id=i, value=i) == {"jsonrpc": "2.0", "result": i, "id": i}
+        health = rpc(s, "health_check")["result"]
+    assert health["service"] == "slow" and health["status"] == "ok"
+    assert health["requests_served"] == 50
+    assert health["rss_bytes"] > 1_000_000 and health["pid"] > 0 and health["version"]
+
+
+def test_several_requests_in_one_write_are_all_answered_in_order(serve):
+    r = serve()
+    with r.connect() as s:
+        s.sendall(b"".join(json.dumps({"jsonrpc": "2.0", "method": "echo",
+                                       "params": {"value": i}, "id": i}).encode() + b"\n"
+                           for i in range(20)))
+        f = s.makefile("rb")
+        assert [json.loads(f.readline())["id"] for _ in range(20)] == list(range(20))
+
+
+def test_a_bug_in_one_request_does_not_stop_the_service(serve):
+    r = serve()
+    with r.connect() as s:
+        err = rpc(s, "boom")["error"]
+        assert err["code"] == -32603 and "boom" not in err["message"]  # no internals leak
+        assert rpc(s, "echo", value="still here")["result"] == "still here"
+
+
+def test_connections_are_served_concurrently_up_to_the_bound(serve):
+    r = serve(max_connections=3)
+    peak = []
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            peak.append((r.server.stats.open_connections, r.server.stats.in_flight))
+            time.sleep(0.005)
+
+    w = threading.Thread(target=watch)
+    w.start()
+    results = []
+
+    def client(i):
+        with r.connect() as s:
+            results.append(rpc(s, "sleep", id=i, seconds=0.4)["result"])
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    stop.set()
+    w.join()
+    assert len(results) == 6  # past the bound they waited in the backlog; none was refused
+    assert max(o for o, _ in peak) == 3
+    assert max(f for _, f in peak) == 3
+
+
+def test_idle_exit_after_the_last_connection_closes(serve):
+    r = serve(idle_exit=0.3)
+    with r.connect() as s:
+        rpc(s, "echo", value=1)
+        time.sleep(0.6)  # an open connection keeps the service alive past idle_exit
+        assert r.thread.is_alive()
+        assert rpc(s, "echo", value=2)["result"] == 2
+    assert r.finish() == 0
+    assert r.notes[0].startswith("READY=1")
+    assert r.notes[-1].startswith("STOPPING=1")
+
+
+def test_a_forgotten_client_is_closed_and_cannot_pin_the_service(serve):
+    r = serve(idle_exit=0.2, conn_idle=0.3)
+    s = r.connect()
+    assert rpc(s, "echo", value=1)["result"] == 1
+    s.settimeout(5)
+    assert s.recv(10) == b""  # the server closed the idle connection
+    assert r.finish() == 0
+    s.close()
+
+
+def test_a_line_over_the_limit_is_answered_and_closed_and_the_service_lives(serve):
+    r = serve(line_limit=1000)
+    with r.connect() as s:
+        s.sendall(b"x" * 5000)
+        answer = read_answer(s)
+        assert answer["error"]["code"] == -32600
+        assert answer["error"]["data"] == {"problem": "line-too-long", "limit": 1000}
+        assert s.recv(10) == b""
+    with r.connect() as s:
+        assert rpc(s, "echo", value="ok")["result"] == "ok"
+
+
+def test_stop_drains_the_request_in_flight_then_exits(serve):
+    r = serve()
+    s = r.connect()
+    s.sendall(b'{"jsonrpc":"2.0","method":"sleep","params":{"seconds":0.5},"id":9}\n')
+    wait_for(lambda: r.server.stats.in_flight == 1, what="request in flight")
+    r.server.stop()
+    assert read_answer(s)["result"]["slept"] == 0.5
+    assert r.finish() == 0
+    s.close()
+
+
+def test_watchdog_pings_when_asked(serve):
+    r = serve(watchdog_usec=100_000)  # ping every 50 ms
+    wait_for(lambda: r.notes.count("WATCHDOG=1") >= 3, what="watchdog pings")
+
+
+def test_status_line_reports_live_counters(serve):
+    r = serve()
+    with r.connect() as s:
+        rpc(s, "echo", value=1)
+        wait_for(lambda: any("1 requests served" in n for n in r.notes), timeout=5,
+                 what="STATUS with counters")
+
+
+def test_a_peer_that_is_not_allowed_gets_a_clear_error(serve):
+    seen = []
+
+    def deny(pid, uid, gid):
+        seen.append((pid, uid, gid))
+        return "access denied: not in group trading"
+
+    r = serve(authorize=deny)
+    with r.connect() as s:
+        s.sendall(b'{"jsonrpc":"2.0","method":"echo","params":{"value":1},"id":1}\n')
+        answer = read_answer(s)
+    assert answer["error"]["data"]["problem"] == "forbidden"
+    assert "not in group trading" in answer["error"]["message"]
+    import os
+    assert seen == [(os.getpid(), os.getuid(), os.getgid())]
+
+
+def test_authorizer_admits_own_user_and_refuses_strangers():
+    from trading.access import authorizer
+
+    cfg = config.load({"TRADING_ALLOWED_GROUPS": "", "TRADING_ALLOWED_USERS": "12345"})
+    check = authorizer(cfg, own_uid=4242)
+    assert check(1, 4242, 4242) is None      # the service's own user
+    assert check(1, 0, 0) is None            # root
+    assert check(1, 12345, 99) is None       # listed user
+    reason = check(1, 54321, 54321)
+    assert reason and "access denied" in reason

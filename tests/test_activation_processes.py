@@ -1,0 +1,233 @@
+"""Handlers as real processes: adopted sockets (systemd-socket-activate and a socket manager that
+behaves like an ``Accept=no`` socket unit), idle exit under a client storm, SIGTERM draining,
+crashes, and the client's errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import PYTHON, REPO, pass_env, wait_for
+from support.manager import SocketManager
+from trading import config
+from trading.client import Client
+from trading.errors import CallTimeout, MethodNotFound, ServiceUnavailable
+
+TESTS = str(REPO / "tests")
+
+
+def env(**extra) -> dict[str, str]:
+    e = dict(os.environ, PYTHONPATH=TESTS + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    e.update(extra)
+    return e
+
+
+@pytest.fixture
+def manager(runtime_dir):
+    started = []
+
+    def start(name="slow", module="support.slow_service", **extra) -> SocketManager:
+        m = SocketManager(runtime_dir / f"{name}.sock", module, env(**extra))
+        started.append(m)
+        return m
+
+    yield start
+    for m in started:
+        m.close()
+
+
+def never_in_process(**kw) -> Client:
+    return Client(config.get(), in_process="never", **kw)
+
+
+def test_systemd_socket_activate_starts_the_handler_and_the_cli_calls_it(activate, runtime_dir):
+    a = activate("market-data")
+    assert a.proc.poll() is None
+    out = subprocess.run([PYTHON, "-m", "trading.cli.main", "call", "market-data", "health_check"],
+                         capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, TRADING_IN_PROCESS="never"))
+    assert out.returncode == 0, out.stderr
+    health = json.loads(out.stdout)
+    assert health["service"] == "market-data" and health["status"] == "ok"
+    assert health["pid"] == a.proc.pid  # systemd-socket-activate execs the handler in place
+    log = a.stop()
+    assert "serving on" in log
+
+
+def test_the_cli_prints_a_remote_error_as_one_line_with_an_exit_code(activate):
+    activate("market-data")
+    out = subprocess.run([PYTHON, "-m", "trading.cli.main", "call", "market-data", "no_such"],
+                         capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, TRADING_IN_PROCESS="never"))
+    assert out.returncode != 0
+    assert out.stderr.strip().count("\n") == 0 and "no method 'no_such'" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_adopted_socket_serves_many_clients_from_one_process(manager):
+    m = manager()
+    c = never_in_process()
+    pids = set()
+
+    def one(i):
+        cl = never_in_process()
+        pids.add(cl.call("slow", "sleep", {"seconds": 0.2})["pid"])
+        cl.close()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(pids) == 1 and m.starts == 1
+    assert c.call("slow", "health_check")["pid"] in pids
+
+
+def test_idle_exit_then_the_next_connection_starts_a_new_instance(manager):
+    m = manager(TRADING_IDLE_EXIT="0.3")
+    c = never_in_process()
+    first = c.call("slow", "health_check")["pid"]
+    c.close()
+    wait_for(lambda: m.exit_codes, timeout=10, what="idle exit")
+    assert m.exit_codes == [0]
+    second = never_in_process().call("slow", "health_check")["pid"]
+    assert second != first and m.starts == 2
+
+
+def test_no_request_is_lost_when_clients_arrive_around_the_idle_exit(manager):
+    # Idle timeout 0.3 s, clients at random moments 0-0.6 s apart: many of them arrive while
+    # a handler is deciding to exit or exiting. Every one must be answered.
+    m = manager(TRADING_IDLE_EXIT="0.3")
+    rng = random.Random(1234)
+    failures, answered = [], 0
+    deadline = time.monotonic() + 12
+    while time.monotonic() < deadline:
+        c = never_in_process(timeout=10)
+        try:
+            assert c.call("slow", "echo", {"value": answered}) == answered
+            answered += 1
+        except Exception as exc:  # collected, reported below
+            failures.append(repr(exc))
+        finally:
+            c.close()
+        time.sleep(rng.uniform(0.2, 0.45))
+    assert failures == []
+    assert answered >= 20
+    assert m.starts >= 3, "the storm never crossed an idle exit"
+    assert all(code == 0 for code in m.exit_codes)
+
+
+def test_sigterm_drains_the_request_in_flight():
+    path = Path(os.environ["TRADING_RUNTIME_DIR"]) / "slow.sock"
+    proc = subprocess.Popen(["systemd-socket-activate", "-l", str(path), *pass_env(env()),
+                             PYTHON, "-m", "support.slow_service"], env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(path.exists, what="socket")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(20)
+        s.connect(str(path))
+        f = s.makefile("rb")
+        s.sendall(b'{"jsonrpc":"2.0","method":"health_check","id":0}\n')
+        assert json.loads(f.readline())["result"]["pid"] == proc.pid  # up, signals wired
+        s.sendall(b'{"jsonrpc":"2.0","method":"sleep","params":{"seconds":1.0},"id":1}\n')
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        answer = json.loads(f.readline())
+        assert answer["result"]["slept"] == 1.0
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def test_a_handler_dying_mid_request_gives_a_clear_error_and_the_next_call_works(manager):
+    m = manager()
+    c = never_in_process(timeout=10)
+    t0 = time.monotonic()
+    with pytest.raises(ServiceUnavailable, match="closed the connection|dropped"):
+        c.call("slow", "die")
+    assert time.monotonic() - t0 < 10
+    assert c.call("slow", "echo", {"value": "again"}) == "again"
+    assert m.starts == 2 and m.exit_codes[0] == 7
+
+
+def test_client_timeout_never_hangs(manager):
+    manager()
+    c = never_in_process(timeout=0.5)
+    t0 = time.monotonic()
+    with pytest.raises(CallTimeout, match="did not answer within 0.5s"):
+        c.call("slow", "sleep", {"seconds": 3})
+    assert time.monotonic() - t0 < 2
+    # the connection that timed out is dropped; a fresh one works
+    assert c.call("slow", "echo", {"value": 1}) == 1
+
+
+def test_client_reuses_its_connection_and_reconnects_after_the_server_closed_it(manager):
+    m = manager(TRADING_CONN_IDLE="0.3")
+    c = never_in_process()
+    c.call("slow", "echo", {"value": 1})
+    c.call("slow", "echo", {"value": 2})
+    conn = next(iter(c._conns.values()))
+    time.sleep(0.8)  # the service closes the idle connection
+    assert c.call("slow", "echo", {"value": 3}) == 3
+    assert next(iter(c._conns.values())) is not conn
+    assert m.starts == 1
+
+
+def test_client_errors_are_the_projects_own(runtime_dir):
+    c = never_in_process()
+    with pytest.raises(ServiceUnavailable, match="no socket"):
+        c.call("market-data", "health_check")
+    # a socket file nobody listens on: refused
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(runtime_dir / "market-data.sock"))
+    s.close()
+    with pytest.raises(ServiceUnavailable, match="refused"):
+        c.call("market-data", "health_check")
+
+
+def test_remote_errors_come_back_as_the_same_class(manager):
+    manager()
+    with pytest.raises(MethodNotFound) as info:
+        never_in_process().call("slow", "nope")
+    assert info.value.problem == "method-not-found"
+
+
+def test_without_a_socket_the_handler_runs_in_process():
+    told = []
+    c = Client(config.get(), on_fallback=told.append)
+    health = c.call("market-data", "health_check")
+    assert health["service"] == "market-data" and health["pid"] == os.getpid()
+    c.call("market-data", "health_check")
+    assert told == ["market-data"]  # said once
+
+
+def test_handler_module_runs_by_hand_and_binds_its_own_socket(runtime_dir):
+    path = runtime_dir / "by-hand.sock"
+    proc = subprocess.Popen([PYTHON, "-m", "trading.handlers.sentiment", "--socket", str(path),
+                             "--idle-exit", "0.5"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(path.exists, what="bound socket")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(str(path))
+        s.sendall(b'{"jsonrpc":"2.0","method":"health_check","id":1}\n')
+        assert json.loads(s.makefile("rb").readline())["result"]["service"] == "sentiment"
+        s.close()
+        assert proc.wait(10) == 0  # idle exit
+        assert not path.exists()  # it removes the path it created itself
+    finally:
+        if proc.poll() is None:
+            proc.kill()

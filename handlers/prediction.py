@@ -1,13 +1,241 @@
-"""The prediction service: BUY/SELL/HOLD predictions, the prediction log and outcome scoring."""
+"""The prediction service: BUY/SELL/HOLD predictions, the prediction log and outcome scoring.
+
+One ``generate_predictions`` call makes one bulk call to market-data and one to sentiment
+(through their sockets, so systemd starts them on demand), asks the active model (issue 7) if
+there is one, applies :func:`trading.rules.decide` per symbol, and stores every prediction with
+its inputs and an event in one transaction. The events are published to Redis afterwards when
+``redis_url`` is set (:mod:`trading.events`).
+
+Failure is per symbol where it can be: a symbol market-data cannot serve gets an error entry and
+the others are predicted; a sentiment service that is down costs confidence, not the
+prediction. Only market-data being unreachable fails the call, since without prices there is
+nothing to predict.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+from typing import Any
+
 from trading.activation import run
+from trading.errors import InvalidParams, RPCError, TradingError, Unavailable
+from trading.protocol import rpc
 from trading.service import Service
+
+logger = logging.getLogger(__name__)
+
+MAX_SYMBOLS = 1000
+# The market source named on a call also picks the news source where one exists, so
+# `--source sample` is a fully offline run; csv:DIR has no news, so the configured one is used.
+_NEWS_FOR = {"sample": "sample", "yahoo": "yahoo"}
+
+
+def _error_entry(exc: TradingError) -> dict[str, Any]:
+    if isinstance(exc, RPCError):
+        return {"code": exc.code, "message": exc.message, "problem": exc.problem}
+    return {"code": -32005, "message": str(exc), "problem": "unavailable"}
 
 
 class Prediction(Service):
     name = "prediction"
+
+    def __init__(self, config=None) -> None:
+        super().__init__(config)
+        self._store = None
+        self._publisher = None
+        self._lock = threading.Lock()
+
+    # -- lazily opened parts --------------------------------------------------------------
+    @property
+    def store(self):
+        with self._lock:
+            if self._store is None:
+                from trading.store import Store
+
+                self._store = Store(self.config.db_path)
+            return self._store
+
+    @property
+    def publisher(self):
+        with self._lock:
+            if self._publisher is None:
+                from trading.events import Publisher
+
+                self._publisher = Publisher.from_config(self.config)
+            return self._publisher
+
+    def _model(self):
+        """The active model or None; a missing or broken training module is not an error."""
+        try:
+            from trading import models
+        except ImportError:
+            return None
+        try:
+            return models.load_active(self.config, store=self.store)
+        except Exception:  # noqa: BLE001 - predicting without a model beats not predicting
+            logger.exception("loading the active model failed; predicting without it")
+            return None
+
+    def health(self) -> dict[str, Any]:
+        pub = self._publisher
+        return {"db_path": str(self.config.db_path),
+                "redis": bool(self.config["redis_url"]),
+                "events_published": pub.published if pub else 0,
+                "publish_failures": pub.failures if pub else 0}
+
+    def close(self) -> None:
+        if self._publisher is not None:
+            self._publisher.close()
+        if self._store is not None:
+            self._store.close()
+
+    # -- predictions -----------------------------------------------------------------------
+    @rpc
+    def generate_predictions(self, symbols: list[str] | None = None,
+                             source: str | None = None) -> dict[str, Any]:
+        """Predict BUY/SELL/HOLD for symbols (default: configured) and store the predictions."""
+        from trading import predictions, rules
+        from trading.client import call
+        from trading.events import now_iso
+        from trading.symbols import normalize
+
+        requested = self.config["symbols"] if symbols is None else symbols
+        if isinstance(requested, str):
+            requested = [requested]
+        if not isinstance(requested, list) or not requested:
+            raise InvalidParams("symbols must be a non-empty list of strings")
+        if len(requested) > MAX_SYMBOLS:
+            raise InvalidParams(f"at most {MAX_SYMBOLS} symbols per call")
+        if source is not None and not isinstance(source, str):
+            raise InvalidParams("source must be a string: yahoo, sample or csv:DIR")
+
+        errors: dict[str, Any] = {}
+        wanted: list[str] = []
+        for s in requested:
+            try:
+                n = normalize(s)
+            except TradingError as exc:
+                errors[str(s)[:40]] = _error_entry(exc)
+                continue
+            if n not in wanted:
+                wanted.append(n)
+        created_at = now_iso()
+        out: dict[str, Any] = {"results": {}, "errors": errors, "created_at": created_at,
+                               "model_version": None, "market_context": None}
+        if not wanted:
+            return out
+
+        src = {"source": source} if source is not None else {}
+        try:
+            market = call("market-data", "bulk_fetch", symbols=wanted, **src)
+        except RPCError as exc:
+            if isinstance(exc, InvalidParams):
+                raise
+            raise Unavailable(f"market-data failed: {exc.message}") from exc
+        except TradingError as exc:
+            raise Unavailable(f"market-data is not available: {exc}") from exc
+        results: dict[str, Any] = market.get("results") or {}
+        errors.update(market.get("errors") or {})
+        out["market_context"] = market.get("market_context")
+
+        sentiment: dict[str, Any] = {}
+        sentiment_problem = None
+        if results:
+            news = _NEWS_FOR.get(source or "")
+            try:
+                answer = call("sentiment", "analyze_bulk", symbols=list(results),
+                              **({"source": news} if news else {}))
+                sentiment = answer.get("results") or {}
+            except TradingError as exc:
+                sentiment_problem = f"sentiment unavailable: {exc}"
+                logger.warning("%s; predicting without sentiment", sentiment_problem)
+
+        model = self._model() if results else None
+        version = getattr(model, "version", None) if model is not None else None
+        out["model_version"] = version
+
+        made, inputs = [], {}
+        for symbol in wanted:
+            data = results.get(symbol)
+            if data is None:
+                if symbol not in errors:
+                    errors[symbol] = {"code": -32001, "problem": "not-found",
+                                      "message": f"market-data returned nothing for {symbol}"}
+                continue
+            probability = None
+            if model is not None:
+                try:
+                    probability = float(model.probability(data))
+                except Exception:  # noqa: BLE001 - one symbol's model failure is not fatal
+                    logger.exception("model %s failed on %s", version, symbol)
+            sent = sentiment.get(symbol)
+            p = rules.decide(data, sent, probability, self.config,
+                             model_version=version, created_at=created_at)
+            p["symbol"] = symbol
+            if sentiment_problem:
+                p["reasons"].insert(0, sentiment_problem)
+            made.append(p)
+            inputs[symbol] = {"market": data, "sentiment": sent,
+                              "sentiment_error": sentiment_problem,
+                              "model": None if model is None else
+                              {"version": version, "probability": probability}}
+        if made:
+            written = predictions.record(self.store, made, inputs, source=source,
+                                         run_id=predictions.new_run_id())
+            self.publisher.publish(written)
+        out["results"] = {p["symbol"]: p for p in made}
+        return out
+
+    @rpc
+    def get_prediction(self, symbol: str) -> dict[str, Any]:
+        """The latest stored prediction for one symbol, with its outcomes so far."""
+        from trading import predictions
+        from trading.symbols import normalize
+
+        return predictions.latest(self.store, normalize(symbol))
+
+    @rpc
+    def history(self, symbol: str | None = None, since: str | None = None,
+                limit: int = 100) -> list[dict[str, Any]]:
+        """Stored predictions, newest first (optionally one symbol, since an ISO date)."""
+        from trading import predictions
+        from trading.symbols import normalize
+
+        return predictions.history(self.store, None if symbol is None else normalize(symbol),
+                                   since, limit)
+
+    # -- outcomes --------------------------------------------------------------------------
+    @rpc
+    def evaluate_outcomes(self, source: str | None = None) -> dict[str, Any]:
+        """Score every prediction old enough: returns after 1 and 5 sessions vs the index."""
+        from trading import predictions
+        from trading.client import call
+
+        if source is not None and not isinstance(source, str):
+            raise InvalidParams("source must be a string: yahoo, sample or csv:DIR")
+        src = {"source": source} if source is not None else {}
+
+        def get_bars(symbol: str, period: str):
+            return call("market-data", "get_bars", symbol=symbol, interval="1d", period=period,
+                        **src)
+
+        return predictions.evaluate(self.store, get_bars, publisher=self.publisher)
+
+    @rpc
+    def accuracy_report(self, origin: str | None = None) -> dict[str, Any]:
+        """Hit rate by action, confidence band and symbol; mean forward return per action."""
+        from trading import predictions
+
+        return predictions.accuracy(self.store, origin)
+
+    @rpc
+    def events(self, after_id: int = 0, type: str | None = None, limit: int = 100,
+               latest: bool = False) -> list[dict[str, Any]]:
+        """Events after ``after_id`` (oldest first); ``latest``: the last ``limit`` of them."""
+        from trading import events
+
+        return events.read(self.store, after_id, type, limit, bool(latest))
 
 
 SERVICE = Prediction

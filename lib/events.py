@@ -1,0 +1,171 @@
+"""The event log: every prediction and outcome appends an event; Redis gets a copy if configured.
+
+The ``events`` table (``0001_core.sql``) is the record: ordered by ``id``, durable, written in
+the same transaction as the thing it announces, so an event exists exactly when its prediction
+does. ``trading events`` reads it.
+
+Redis is the plan's message bus and only a convenience on top: when ``redis_url`` (or
+``TRADING_REDIS_URL``) is set, each event is published on ``trading:<type>`` *after* the
+transaction commits, as ``{"id", "type", "created_at", "payload"}``. A Redis that is down, slow
+or refusing never fails the caller: the failure is logged once (with the password masked) and
+publishing pauses for :data:`RETRY_AFTER_S`, so a dead bus costs one short timeout, not one per
+event. Subscribers that missed messages catch up from the table by ``id``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import InvalidParams
+from .store import Store
+
+logger = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+CHANNEL_PREFIX = "trading:"
+REDIS_TIMEOUT_S = 0.5   # connect and socket timeout: a prediction never waits long for the bus
+RETRY_AFTER_S = 30.0    # after a failure, skip publishing this long
+MAX_LIMIT = 1000
+
+
+def now_iso() -> str:
+    """UTC now as ISO 8601 with microseconds (sorts as text)."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ``***`` (safe to log)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable redis url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query,
+                       parts.fragment))
+
+
+def append(db: sqlite3.Connection, type: str, payload: Any, *,
+           created_at: str | None = None) -> JSON:
+    """Append one event inside the caller's transaction; returns it with its ``id``."""
+    created_at = created_at or now_iso()
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str)
+    cur = db.execute("INSERT INTO events (type, created_at, payload) VALUES (?, ?, ?)",
+                     (type, created_at, body))
+    return {"id": cur.lastrowid, "type": type, "created_at": created_at, "payload": payload}
+
+
+def read(store: Store, after_id: int = 0, type: str | None = None, limit: int = 100,
+         latest: bool = False) -> list[JSON]:
+    """Events with ``id > after_id`` (oldest first), optionally of one type.
+
+    ``latest`` returns the last ``limit`` events instead of the first, still oldest first.
+    """
+    if isinstance(after_id, bool) or not isinstance(after_id, int) or after_id < 0:
+        raise InvalidParams("after_id must be a non-negative integer")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise InvalidParams(f"limit must be an integer from 1 to {MAX_LIMIT}")
+    if type is not None and not isinstance(type, str):
+        raise InvalidParams("type must be a string")
+    where, params = ["id > ?"], [after_id]
+    if type:
+        where.append("type = ?")
+        params.append(type)
+    order = "DESC" if latest else "ASC"
+    rows = store.query(f"SELECT id, type, created_at, payload FROM events "
+                       f"WHERE {' AND '.join(where)} ORDER BY id {order} LIMIT ?",
+                       (*params, limit))
+    out = [{"id": r["id"], "type": r["type"], "created_at": r["created_at"],
+            "payload": json.loads(r["payload"])} for r in rows]
+    return out[::-1] if latest else out
+
+
+class Publisher:
+    """Publishes committed events to Redis; never raises. One per process is enough."""
+
+    def __init__(self, url: str | None) -> None:
+        self.url = url or ""
+        self._client = None
+        self._lock = threading.Lock()
+        self._paused_until = 0.0
+        self.published = 0
+        self.failures = 0
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Publisher:
+        try:
+            url = cfg["redis_url"]
+        except (KeyError, TypeError):
+            url = ""
+        return cls(url)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+    def publish(self, events: Iterable[JSON]) -> int:
+        """Publish ``events`` on ``trading:<type>``; returns how many went out (0 on failure)."""
+        events = list(events)
+        if not events or not self.url or time.monotonic() < self._paused_until:
+            return 0
+        with self._lock:
+            try:
+                client = self._connect()
+                pipe = client.pipeline(transaction=False)
+                for e in events:
+                    pipe.publish(CHANNEL_PREFIX + e["type"],
+                                 json.dumps(e, separators=(",", ":"), ensure_ascii=False,
+                                            default=str))
+                pipe.execute()
+            except Exception as exc:  # noqa: BLE001 - the bus is optional; the table has the event
+                self.failures += 1
+                self._paused_until = time.monotonic() + RETRY_AFTER_S
+                self._reset()
+                logger.warning("publishing %d event(s) to %s failed (%s: %s); they stay in the "
+                               "events table; retrying in %gs", len(events), redact(self.url),
+                               type(exc).__name__, _masked(str(exc), self.url), RETRY_AFTER_S)
+                return 0
+            self.published += len(events)
+            return len(events)
+
+    def _connect(self):
+        if self._client is None:
+            import redis  # only processes that publish pay for the import
+
+            self._client = redis.Redis.from_url(
+                self.url, socket_connect_timeout=REDIS_TIMEOUT_S, socket_timeout=REDIS_TIMEOUT_S,
+                health_check_interval=0)
+        return self._client
+
+    def _reset(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001 - closing a broken client may fail too
+                pass
+
+    def close(self) -> None:
+        with self._lock:
+            self._reset()
+
+
+def _masked(text: str, url: str) -> str:
+    """An error message with the URL's password removed, in case the library echoed it."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    return text.replace(password, "***") if password else text

@@ -1,0 +1,263 @@
+"""The decision rules: market data, sentiment and a model probability in, one prediction out.
+
+Pure functions: no I/O, no clock, no imports beyond the standard library, so the prediction
+service, the replay and the training helper's backtest all call exactly :func:`decide` and get
+the same answer for the same inputs.
+
+How a prediction is made
+------------------------
+1. **Components**, each in 0..1 with 0.5 neutral (above: the price should rise):
+
+   - ``technical``: market-data's ``technical.tech_score`` (RSI, MACD, price vs SMA20 blended).
+   - ``sentiment``: ``0.5 + 0.5 * score * confidence`` from the sentiment service, so a
+     headline set we barely believe says little.
+   - ``volume``: market-data's ``volume.volume_quality_score``.
+   - ``market``: the market context band: BEARISH 0.2, WEAK_BEARISH 0.35, NEUTRAL 0.5,
+     WEAK_BULLISH 0.65, BULLISH 0.8 (:data:`CONTEXT_COMPONENT`).
+   - ``model``: the active model's probability that the price rises.
+
+   A missing component is ``None`` and its weight (config ``weights.*``) is redistributed over
+   the present ones in proportion to theirs; the reasons say so.
+
+2. **Score** ``s``: the weighted mean of the present components. ``s > 0.5`` leans bullish,
+   ``s < 0.5`` bearish.
+
+3. **Confidence** is the strength of the lean, ``max(s, 1 - s)``, times the market multiplier
+   for that side, times a penalty for each stale or missing input (:data:`PENALTY`), clipped to
+   0..1. For HOLD it says how close the lean came to a signal.
+
+4. **Action**:
+
+   - BUY when the lean is bullish and confidence >= the context's ``buy_threshold``; the
+     bullish side uses the context's own ``confidence_multiplier`` (a bullish market lifts a
+     bullish call, a bearish one damps it).
+   - SELL is the mirror image: the bearish side uses the multiplier and threshold of the
+     *mirrored* context (BEARISH <-> BULLISH, WEAK_BEARISH <-> WEAK_BULLISH, NEUTRAL itself),
+     taken from config ``multiplier.*`` and ``threshold.*``. So in a BEARISH market a SELL needs
+     what a BUY needs in a BULLISH one, and vice versa.
+   - HOLD otherwise, and always when the technical component is missing (no usable price
+     data), when the market data is stale by more than :data:`MAX_STALE_AGE_S`, or when the
+     present components carry less than :data:`MIN_COVERAGE` of the configured weight.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+JSON = dict[str, Any]
+
+COMPONENTS = ("technical", "sentiment", "volume", "market", "model")
+CONTEXTS = ("BEARISH", "WEAK_BEARISH", "NEUTRAL", "WEAK_BULLISH", "BULLISH")
+MIRROR = {"BEARISH": "BULLISH", "WEAK_BEARISH": "WEAK_BULLISH", "NEUTRAL": "NEUTRAL",
+          "WEAK_BULLISH": "WEAK_BEARISH", "BULLISH": "BEARISH"}
+CONTEXT_COMPONENT = {"BEARISH": 0.2, "WEAK_BEARISH": 0.35, "NEUTRAL": 0.5,
+                     "WEAK_BULLISH": 0.65, "BULLISH": 0.8}
+
+# Confidence multipliers for inputs we cannot fully trust. A stale cache is still real data,
+# so it dents confidence; missing sentiment leaves a quarter of the evidence out.
+PENALTY = {
+    "market_stale": 0.85,       # market data served from cache after the source failed
+    "sentiment_missing": 0.90,  # no sentiment for this symbol (service down or error)
+    "sentiment_stale": 0.95,    # sentiment served from cache after the news source failed
+    "context_fallback": 0.95,   # the index was unavailable; the context is a guess
+    "context_missing": 0.90,    # no market context at all; NEUTRAL assumed
+}
+MAX_STALE_AGE_S = 7 * 24 * 3600  # older market data than a week forces HOLD
+MIN_COVERAGE = 0.5               # present components must carry half the configured weight
+
+_DEFAULTS = {  # the config defaults, so a plain dict (or {}) works as cfg in backtests
+    "weights.technical": 0.40, "weights.sentiment": 0.20, "weights.volume": 0.15,
+    "weights.market": 0.10, "weights.model": 0.15,
+    "multiplier.bearish": 0.7, "multiplier.weak_bearish": 0.9, "multiplier.neutral": 1.0,
+    "multiplier.weak_bullish": 1.05, "multiplier.bullish": 1.1,
+    "threshold.bearish": 0.80, "threshold.weak_bearish": 0.75, "threshold.neutral": 0.70,
+    "threshold.weak_bullish": 0.68, "threshold.bullish": 0.65,
+}
+
+
+def setting(cfg: Any, key: str) -> float:
+    """``cfg[key]`` for a :class:`trading.config.Config` or any mapping, else the default."""
+    try:
+        value = cfg[key]
+    except (KeyError, TypeError, IndexError):
+        value = None
+    return float(_DEFAULTS[key] if value is None else value)
+
+
+def _num(value: Any) -> float | None:
+    """A finite float, or None for anything else (None, NaN, strings, bools)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _unit(value: Any) -> float | None:
+    v = _num(value)
+    return None if v is None else min(1.0, max(0.0, v))
+
+
+def _section(d: Mapping | None, key: str) -> Mapping:
+    value = d.get(key) if isinstance(d, Mapping) else None
+    return value if isinstance(value, Mapping) else {}
+
+
+def side_terms(context: str, cfg: Any) -> dict[str, float]:
+    """Multiplier and threshold of each side in ``context`` from the configuration."""
+    ctx = context if context in MIRROR else "NEUTRAL"
+    mirror = MIRROR[ctx].lower()
+    return {"buy_multiplier": setting(cfg, f"multiplier.{ctx.lower()}"),
+            "buy_threshold": setting(cfg, f"threshold.{ctx.lower()}"),
+            "sell_multiplier": setting(cfg, f"multiplier.{mirror}"),
+            "sell_threshold": setting(cfg, f"threshold.{mirror}")}
+
+
+def components(market: Mapping, sentiment: Mapping | None,
+               model_probability: float | None) -> dict[str, float | None]:
+    """The five components in 0..1 (0.5 neutral), ``None`` where the input is missing."""
+    tech = _section(market, "technical")
+    vol = _section(market, "volume")
+    ctx = _section(market, "market_context").get("context")
+    sent = None
+    if isinstance(sentiment, Mapping):
+        score, conf = _num(sentiment.get("score")), _unit(sentiment.get("confidence"))
+        if score is not None:
+            score = min(1.0, max(-1.0, score))
+            sent = 0.5 + 0.5 * score * (1.0 if conf is None else conf)
+    return {
+        "technical": _unit(tech.get("tech_score")),
+        "sentiment": sent,
+        "volume": _unit(vol.get("volume_quality_score")),
+        "market": CONTEXT_COMPONENT.get(ctx) if isinstance(ctx, str) else None,
+        "model": _unit(model_probability),
+    }
+
+
+def decide(market: Mapping, sentiment: Mapping | None, model_probability: float | None,
+           cfg: Any, *, model_version: str | None = None,
+           created_at: str | None = None) -> JSON:
+    """One prediction from one symbol's inputs (shapes: market-data ``bulk_fetch`` result,
+    sentiment ``analyze_bulk`` result or None, the model's probability or None).
+
+    Returns ``{symbol, action, confidence, score, lean, components, weights, market_context,
+    confidence_multiplier, buy_threshold, sell_threshold, price, rsi, sentiment_score,
+    reasons, data_stale, model_version, created_at}``; see the module docstring for the rules.
+    ``created_at`` is passed through (this function reads no clock).
+    """
+    market = market if isinstance(market, Mapping) else {}
+    reasons: list[str] = []
+    penalty = 1.0
+    force_hold: list[str] = []
+
+    comp = components(market, sentiment, model_probability)
+    tech = _section(market, "technical")
+    context_info = _section(market, "market_context")
+
+    # -- the market context -------------------------------------------------------------
+    context = context_info.get("context")
+    if context not in MIRROR:
+        context = "NEUTRAL"
+        penalty *= PENALTY["context_missing"]
+        reasons.append(f"no market context; NEUTRAL assumed, confidence x{PENALTY['context_missing']}")
+    elif context_info.get("fallback"):
+        penalty *= PENALTY["context_fallback"]
+        reasons.append(f"index unavailable; market context is a fallback, "
+                       f"confidence x{PENALTY['context_fallback']}")
+    terms = side_terms(context, cfg)
+    # The context's own terms come from market-data (computed from the same config); prefer
+    # them so the prediction agrees with what market-data reported.
+    buy_mult = _num(context_info.get("confidence_multiplier")) or terms["buy_multiplier"]
+    buy_threshold = _unit(context_info.get("buy_threshold")) or terms["buy_threshold"]
+    trend = _num(context_info.get("trend_pct"))
+    reasons.append(f"market {context}" + (f" (index {trend:+.2f}%)" if trend is not None else "")
+                   + f": BUY needs {buy_threshold:.2f} (x{buy_mult:g}), "
+                   f"SELL needs {terms['sell_threshold']:.2f} (x{terms['sell_multiplier']:g})")
+
+    # -- staleness ------------------------------------------------------------------------
+    market_stale = bool(market.get("stale"))
+    age = _num(market.get("age_s"))
+    if market_stale:
+        penalty *= PENALTY["market_stale"]
+        reasons.append("market data is stale" + (f" ({age / 3600:.1f} h old)" if age else "")
+                       + f"; confidence x{PENALTY['market_stale']}")
+        if age is not None and age > MAX_STALE_AGE_S:
+            force_hold.append(f"market data is {age / 86400:.1f} days old")
+    sentiment_stale = isinstance(sentiment, Mapping) and bool(sentiment.get("stale"))
+    if comp["sentiment"] is None:
+        penalty *= PENALTY["sentiment_missing"]
+        reasons.append(f"sentiment missing: its weight is redistributed, "
+                       f"confidence x{PENALTY['sentiment_missing']}")
+    elif sentiment_stale:
+        penalty *= PENALTY["sentiment_stale"]
+        reasons.append(f"sentiment is stale; confidence x{PENALTY['sentiment_stale']}")
+    if comp["model"] is None:
+        reasons.append("no active model: the model weight is redistributed")
+    if comp["technical"] is None:
+        force_hold.append("no technical score (price data missing)")
+    if comp["volume"] is None:
+        reasons.append("volume score missing: its weight is redistributed")
+
+    # -- score ------------------------------------------------------------------------------
+    configured = {name: max(0.0, setting(cfg, f"weights.{name}")) for name in COMPONENTS}
+    present = {n: w for n, w in configured.items() if comp[n] is not None and w > 0}
+    total = sum(configured.values())
+    covered = sum(present.values())
+    if present and covered > 0:
+        weights = {n: w / covered for n, w in present.items()}
+        score = sum(weights[n] * comp[n] for n in weights)
+    else:
+        weights, score = {}, 0.5
+    coverage = covered / total if total > 0 else 0.0
+    if coverage < MIN_COVERAGE:
+        force_hold.append(f"inputs cover only {coverage:.0%} of the configured weight")
+
+    rsi = _num(tech.get("rsi"))
+    parts = ", ".join(f"{n} {comp[n]:.2f}" for n in COMPONENTS if comp[n] is not None)
+    reasons.append(f"score {score:.3f} from {parts}" if parts else "no components available")
+
+    # -- confidence and action ------------------------------------------------------------
+    bullish = score >= 0.5
+    mult = buy_mult if bullish else terms["sell_multiplier"]
+    threshold = buy_threshold if bullish else terms["sell_threshold"]
+    confidence = min(1.0, max(0.0, max(score, 1.0 - score) * mult * penalty))
+    if force_hold:
+        action = "HOLD"
+        reasons.append("HOLD forced: " + "; ".join(force_hold))
+    elif score == 0.5:
+        action = "HOLD"
+        reasons.append("HOLD: no lean either way")
+    elif confidence >= threshold:
+        action = "BUY" if bullish else "SELL"
+        reasons.append(f"{action}: confidence {confidence:.3f} >= threshold {threshold:.2f}")
+    else:
+        action = "HOLD"
+        reasons.append(f"HOLD: {'bullish' if bullish else 'bearish'} confidence "
+                       f"{confidence:.3f} < {'BUY' if bullish else 'SELL'} threshold "
+                       f"{threshold:.2f}")
+
+    sent_score = _num(sentiment.get("score")) if isinstance(sentiment, Mapping) else None
+    price = _num(tech.get("current_price"))
+    if price is None:
+        price = _num(tech.get("market_price"))
+    return {
+        "symbol": market.get("symbol"),
+        "action": action,
+        "confidence": round(confidence, 4),
+        "score": round(score, 4),
+        "lean": "NEUTRAL" if score == 0.5 else ("BULLISH" if bullish else "BEARISH"),
+        "components": {n: None if v is None else round(v, 4) for n, v in comp.items()},
+        "weights": {n: round(w, 4) for n, w in weights.items()},
+        "market_context": context,
+        "confidence_multiplier": buy_mult,
+        "buy_threshold": buy_threshold,
+        "sell_threshold": terms["sell_threshold"],
+        "price": price,
+        "rsi": None if rsi is None else round(rsi, 2),
+        "sentiment_score": sent_score,
+        "reasons": reasons,
+        "data_stale": market_stale or sentiment_stale,
+        "model_version": model_version if comp["model"] is not None else None,
+        "created_at": created_at,
+    }

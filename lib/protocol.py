@@ -38,6 +38,12 @@ class LineBuffer:
         self._buf = bytearray()
 
     def feed(self, data: bytes) -> Iterator[bytes]:
+        if not self._buf and data.endswith(b"\n") and data.count(b"\n") == 1:
+            # The common case, one whole request per read: no copying through the buffer.
+            if len(data) - 1 > self.limit:
+                raise LineTooLong(len(data) - 1)
+            yield data[:-1]
+            return
         self._buf += data
         start = 0
         while True:
@@ -80,11 +86,15 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
+# Built once: json.dumps with non-default options builds a new encoder on every call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                            default=_default)
+
+
 def encode(message: Any) -> bytes:
     """One JSON text as a UTF-8 line. NaN and infinities become null (JSON has neither)."""
     try:
-        text = json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
-                          default=_default)
+        text = _ENCODER.encode(message)
     except ValueError:
         text = json.dumps(_finite(json.loads(json.dumps(message, default=_default))),
                           separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -117,6 +127,13 @@ class Method:
         self.positional = positional
         self.signature = inspect.signature(func)
         self.doc = (inspect.getdoc(func) or "").split("\n", 1)[0]
+        params = self.signature.parameters.values()
+        # Precomputed for the fast path of bind(): plain named parameters, checked as sets.
+        self._names = frozenset(p.name for p in params
+                                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        self._required = frozenset(p.name for p in params if p.default is p.empty
+                                   and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        self._simple = all(p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params)
 
     def describe(self) -> dict[str, Any]:
         params = []
@@ -126,6 +143,16 @@ class Method:
             params.append({"name": p.name, "required": p.default is p.empty,
                            **({} if p.default is p.empty else {"default": _jsonable(p.default)})})
         return {"name": self.name, "params": params, "doc": self.doc}
+
+    def call(self, params: Any) -> Any:
+        """Call the method with the request's params, checked against its signature."""
+        if self._simple and (params is None or type(params) is dict):
+            # Fast path: named params only; checked with set operations, no Signature.bind.
+            keys = params.keys() if params else frozenset()
+            if keys <= self._names and self._required <= keys:
+                return self.func(**params) if params else self.func()
+        bound = self.bind(params)
+        return self.func(*bound.args, **bound.kwargs)
 
     def bind(self, params: Any) -> inspect.BoundArguments:
         if params is None:
@@ -162,10 +189,8 @@ class Dispatcher:
             text = line.decode("utf-8")
         except UnicodeDecodeError as exc:
             return encode(error_response(ParseError(f"line is not valid UTF-8: {exc.reason}")))
-        if text.endswith("\r"):
-            text = text[:-1]
         try:
-            message = json.loads(text)
+            message = json.loads(text)  # surrounding whitespace, a trailing \r included, is fine
         except (ValueError, RecursionError) as exc:
             return encode(error_response(ParseError(f"parse error: {exc}")))
         response = self.handle_message(message)
@@ -204,8 +229,7 @@ class Dispatcher:
             method = self.methods.get(name)
             if method is None:
                 raise MethodNotFound(f"no method {name!r}", method=name)
-            bound = method.bind(request.get("params"))
-            result = method.func(*bound.args, **bound.kwargs)
+            result = method.call(request.get("params"))
         except RPCError as exc:
             if id_ is _NO_ID and not isinstance(exc, (InvalidRequest, ParseError)):
                 return None

@@ -29,11 +29,15 @@ from .protocol import Dispatcher, Method, rpc
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
+_statm: list[int] = []  # one open descriptor, read with pread: no open/close per call
+
+
 def rss_bytes() -> int:
     """Resident memory of this process, from /proc (no psutil needed)."""
     try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * _PAGE
+        if not _statm or _statm[1] != os.getpid():
+            _statm[:] = [os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC), os.getpid()]
+        return int(os.pread(_statm[0], 128, 0).split()[1]) * _PAGE
     except (OSError, IndexError, ValueError):
         return 0
 

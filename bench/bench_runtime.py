@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Runtime benchmark: cold start, warm round trip and throughput of a handler, next to the
+physical references measured in the same run: a minimal Python echo server on a Unix socket
+and ``python -c pass``.
+
+    .venv/bin/python bench/bench_runtime.py [--runs 15] [--requests 5000] [--json-only]
+
+Cold start = connect to a socket whose handler is not running (systemd-socket-activate holds
+the socket and starts the handler on the connection, as systemd does) until the first answer.
+Warm = sequential requests on one open connection. Targets (issue 2): warm p50 <= 2x the echo
+server's; cold health_check <= 3x ``python -c pass``. Prints a table and a JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PYTHON = sys.executable
+ECHO_SERVER = r"""
+import socket, sys
+s = socket.socket(fileno=3)
+while True:
+    c, _ = s.accept()
+    f = c.makefile("rb")
+    for line in f:
+        c.sendall(line)
+    c.close()
+"""
+REQUEST = b'{"jsonrpc":"2.0","method":"health_check","id":1}\n'
+ECHO_REQUEST = b'{"jsonrpc":"2.0","method":"rpc.ping","id":1}\n'
+
+
+def pass_env() -> list[str]:
+    keep = ("TRADING_", "PYTHON", "XDG_", "HOME")
+    return [f"-E{k}={v}" for k, v in os.environ.items() if k.startswith(keep)]
+
+
+def activated(path: Path, argv: list[str]) -> subprocess.Popen:
+    if path.exists():
+        path.unlink()
+    proc = subprocess.Popen(["systemd-socket-activate", "-l", str(path), *pass_env(), *argv],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{path} never appeared")
+        time.sleep(0.005)
+    time.sleep(0.05)  # bind() creates the path a moment before listen(); not part of a timing
+    return proc
+
+
+def connect(path: Path) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    s.connect(str(path))
+    return s
+
+
+def roundtrip(s: socket.socket, f, request: bytes) -> bytes:
+    s.sendall(request)
+    return f.readline()
+
+
+def cold(path: Path, argv: list[str], request: bytes, runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        proc = activated(path, argv)
+        t0 = time.perf_counter()
+        s = connect(path)
+        f = s.makefile("rb")
+        line = roundtrip(s, f, request)
+        times.append(time.perf_counter() - t0)
+        assert line.endswith(b"\n"), line
+        s.close()
+        proc.terminate()
+        proc.wait()
+    return times
+
+
+def warm(path: Path, argv: list[str], request: bytes, n: int) -> tuple[list[float], float]:
+    proc = activated(path, argv)
+    try:
+        s = connect(path)
+        f = s.makefile("rb")
+        for _ in range(200):  # warm up: process started, code paths hot
+            roundtrip(s, f, request)
+        times = []
+        t_all = time.perf_counter()
+        for _ in range(n):
+            t0 = time.perf_counter()
+            roundtrip(s, f, request)
+            times.append(time.perf_counter() - t0)
+        elapsed = time.perf_counter() - t_all
+        s.close()
+        return times, n / elapsed
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def python_pass(runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run([PYTHON, "-c", "pass"], check=True)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=15, help="cold starts per subject (median)")
+    ap.add_argument("--requests", type=int, default=5000, help="warm requests per subject")
+    ap.add_argument("--service", default="market-data", help="handler to measure")
+    ap.add_argument("--json-only", action="store_true")
+    args = ap.parse_args()
+
+    from trading.handlers import SERVICES
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-rt-"))
+    os.environ.setdefault("TRADING_STATE_DIR", str(tmp / "state"))
+    os.environ.setdefault("TRADING_CACHE_DIR", str(tmp / "cache"))
+    handler = [PYTHON, "-m", SERVICES[args.service]]
+    echo = [PYTHON, "-c", ECHO_SERVER]
+    sock = tmp / "b.sock"
+
+    ref_pass = statistics.median(python_pass(args.runs))
+    cold_handler = statistics.median(cold(sock, handler, REQUEST, args.runs))
+    cold_echo = statistics.median(cold(sock, echo, ECHO_REQUEST, args.runs))
+    warm_handler, rps_handler = warm(sock, handler, REQUEST, args.requests)
+    warm_echo, rps_echo = warm(sock, echo, ECHO_REQUEST, args.requests)
+
+    result = {
+        "service": args.service,
+        "python_c_pass_s": ref_pass,
+        "cold": {"handler_s": cold_handler, "echo_s": cold_echo},
+        "warm": {
+            "handler": {"p50_s": pct(warm_handler, 50), "p99_s": pct(warm_handler, 99),
+                        "rps": rps_handler},
+            "echo": {"p50_s": pct(warm_echo, 50), "p99_s": pct(warm_echo, 99), "rps": rps_echo},
+        },
+    }
+    result["ratios"] = {
+        "cold_handler_vs_python_pass": cold_handler / ref_pass,
+        "warm_p50_handler_vs_echo": pct(warm_handler, 50) / pct(warm_echo, 50),
+    }
+    result["targets"] = {
+        "cold_handler_vs_python_pass<=3": result["ratios"]["cold_handler_vs_python_pass"] <= 3,
+        "warm_p50_handler_vs_echo<=2": result["ratios"]["warm_p50_handler_vs_echo"] <= 2,
+    }
+    if not args.json_only:
+        ms = lambda v: f"{v * 1000:.3f} ms"  # noqa: E731
+        w = result["warm"]
+        print(f"runtime benchmark ({args.service} health_check), {args.runs} cold runs, "
+              f"{args.requests} warm requests")
+        print(f"{'':28}{'handler':>14}{'echo server':>14}{'python -c pass':>16}")
+        print(f"{'cold start (median)':28}{ms(cold_handler):>14}{ms(cold_echo):>14}{ms(ref_pass):>16}")
+        print(f"{'warm p50':28}{ms(w['handler']['p50_s']):>14}{ms(w['echo']['p50_s']):>14}")
+        print(f"{'warm p99':28}{ms(w['handler']['p99_s']):>14}{ms(w['echo']['p99_s']):>14}")
+        print(f"{'requests/s (one conn)':28}{w['handler']['rps']:>14.0f}{w['echo']['rps']:>14.0f}")
+        r = result["ratios"]
+        print(f"cold handler / python -c pass = {r['cold_handler_vs_python_pass']:.2f} (target <= 3)")
+        print(f"warm p50 handler / echo       = {r['warm_p50_handler_vs_echo']:.2f} (target <= 2)")
+    print(json.dumps(result))
+    return 0 if all(result["targets"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,4 @@
--- Trained models (issue 7). One row per trained version; the fitted parameters live in a JSON
+-- Trained models (issue 7). One row per trained version, the fitted parameters live in a JSON
 -- file under <state_dir>/models/ (path below), so a prediction loads a few numbers and never
 -- imports scikit-learn. At most one row is active: the partial unique index enforces it.
 CREATE TABLE IF NOT EXISTS models (

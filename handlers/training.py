@@ -1,13 +1,292 @@
-"""The training service: Walk-forward model training, the model registry and backtests."""
+"""The training service: walk-forward model training, the model registry and backtests.
+
+Heavy work that must cost nothing while idle: systemd starts this process on the first call
+and it exits when idle, so numpy, scikit-learn and a few thousand replayed summaries are paid
+only while someone is training or backtesting. Every heavy import is inside the method that
+needs it; constructing the service opens nothing.
+
+One job runs at a time (a second ``train``/``backtest`` while one runs gets :class:`Busy`).
+A running job reports where it is in three places: :meth:`progress` (the CLI polls it over a
+second connection to draw its progress bar, since one JSON-RPC call cannot stream),
+``health_check``, and systemd's ``STATUS=`` (the runtime sends :meth:`status` about once a
+second; the job also sends it directly as each stage or fold completes).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+import os
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any
+
 from trading.activation import run
+from trading.errors import Busy, InvalidParams, UpstreamUnavailable
+from trading.protocol import rpc
 from trading.service import Service
+
+logger = logging.getLogger(__name__)
+
+HISTORY_YEARS = 3      # how far back train() fetches from a remote source
+WARMUP = 35            # sessions before MACD's signal line exists (33) plus a margin
+MAX_HORIZON = 20
+
+
+class Job:
+    """Where the running job is: ``stage`` and ``done`` of ``total`` steps."""
+
+    def __init__(self, kind: str, total: int) -> None:
+        self.kind = kind
+        self.total = total
+        self.done = 0
+        self.stage = "starting"
+        self.started = time.monotonic()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"job": self.kind, "stage": self.stage, "done": self.done, "total": self.total,
+                "elapsed_s": round(time.monotonic() - self.started, 1)}
+
+    def text(self) -> str:
+        return f"{self.kind}: {self.stage} ({self.done}/{self.total} steps)"
 
 
 class Training(Service):
     name = "training"
+
+    def __init__(self, config=None) -> None:
+        super().__init__(config)
+        self._job: Job | None = None
+        self._run_lock = threading.Lock()   # one job at a time
+        self._store = None
+        self._store_lock = threading.Lock()
+
+    # -- hooks ----------------------------------------------------------------------------
+    def status(self) -> str:
+        job = self._job
+        return job.text() if job is not None else "idle: no job running; " + super().status()
+
+    def health(self) -> dict[str, Any]:
+        job = self._job
+        return {"job": job.as_dict() if job is not None else None}
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+    @property
+    def store(self):
+        with self._store_lock:
+            if self._store is None:
+                from trading.store import Store
+
+                self._store = Store(self.config.db_path)
+            return self._store
+
+    # -- progress -------------------------------------------------------------------------
+    @contextmanager
+    def _running(self, kind: str, total: int):
+        if not self._run_lock.acquire(blocking=False):
+            current = self._job.text() if self._job else "a job"
+            raise Busy(f"training is busy: {current}; try again when it is done",
+                       job=self._job.as_dict() if self._job else None)
+        job = self._job = Job(kind, total)
+        _notify(f"STATUS={job.text()}")
+        try:
+            yield job
+        finally:
+            self._job = None
+            self._run_lock.release()
+            _notify("STATUS=idle: " + kind + " finished")
+            logger.info("%s finished in %.1fs", kind, time.monotonic() - job.started)
+
+    def _step(self, job: Job, stage: str, done: int | None = None) -> None:
+        job.stage = stage
+        job.done = job.done + 1 if done is None else done
+        # Sent directly too: the runtime's once-a-second STATUS= may miss a short stage.
+        _notify(f"STATUS={job.text()}")
+        logger.debug("%s", job.text())
+
+    @rpc
+    def progress(self) -> dict[str, Any] | None:
+        """The running job's stage and steps done of total; null when idle."""
+        job = self._job
+        return job.as_dict() if job is not None else None
+
+    # -- methods --------------------------------------------------------------------------
+    @rpc
+    def train(self, symbols: list[str] | None = None, horizon: int = 1,
+              source: str | None = None, folds: int = 8) -> dict[str, Any]:
+        """Walk-forward train and register a model; out-of-sample scores against baselines."""
+        symbols = self._symbols(symbols)
+        horizon = _int_param("horizon", horizon, 1, MAX_HORIZON)
+        folds = _int_param("folds", folds, 2, 20)
+        spec = self._source(source)
+        with self._running("train", 1 + len(symbols) + folds + 1) as job:
+            from trading import features, models
+
+            end = dt.date.today()
+            bars, index, skipped = self._load(spec, symbols, end.replace(
+                year=end.year - HISTORY_YEARS), end, job)
+            histories = {}
+            for s, b in bars.items():
+                histories[s] = features.history(s, b, index, self.config)
+                self._step(job, f"features {s}")
+            data = features.dataset(histories, horizon)
+            try:
+                model, report = models.train(
+                    data, self.config, folds=folds,
+                    on_fold=lambda k, n: self._step(job, f"fold {k}/{n}"))
+            except ValueError as exc:
+                raise InvalidParams(f"cannot train: {exc}") from exc
+            self._step(job, "saving")
+            report["source"] = spec
+            report["skipped"] = skipped
+            report["index"] = _index_note(index, self.config)
+            row = models.save(self.store, self.config, model, symbols=sorted(bars),
+                              train_start=report["train_start"], train_end=report["train_end"],
+                              source=spec, metrics=report)
+            logger.info("trained %s on %d rows: model %s, majority %s, rules %s", row["version"],
+                        report["rows"], report["out_of_sample"]["model"],
+                        report["out_of_sample"]["majority"], report["out_of_sample"]["rules"])
+            return {**row, "metrics": report}
+
+    @rpc
+    def models(self) -> list[dict[str, Any]]:
+        """Registered model versions, newest first, with their metrics and the active flag."""
+        from trading import models
+
+        return models.list_models(self.store)
+
+    @rpc
+    def activate(self, version: str | None) -> dict[str, Any] | None:
+        """Make VERSION the model predictions use (null: predict without a model)."""
+        from trading import models
+
+        return models.activate(self.store, version)
+
+    @rpc
+    def backtest(self, symbols: list[str] | None = None, start: str | None = None,
+                 end: str | None = None, source: str | None = None,
+                 cost_bps: float = 10.0, use_model: bool = True) -> dict[str, Any]:
+        """Replay history day by day through the prediction rules; equity against buy-and-hold."""
+        from trading import backtest, features, models
+
+        symbols = self._symbols(symbols)
+        start_d, end_d = _date_param("start", start), _date_param("end", end)
+        if start_d and end_d and start_d > end_d:
+            raise InvalidParams(f"start {start} is after end {end}")
+        if isinstance(cost_bps, bool) or not isinstance(cost_bps, (int, float)) \
+                or not 0 <= cost_bps <= 1000:
+            raise InvalidParams("cost_bps must be a number from 0 to 1000 (basis points per trade)")
+        spec = self._source(source)
+        with self._running("backtest", 1 + 2 * len(symbols) + 1) as job:
+            last = end_d or dt.date.today()
+            # a year of bars before the window, so the first day's indicators are warm
+            first = (start_d or last.replace(year=last.year - HISTORY_YEARS)) \
+                - dt.timedelta(days=400)
+            bars, index, skipped = self._load(spec, symbols, first, last, job)
+            histories = {}
+            for s, b in bars.items():
+                histories[s] = features.history(s, b, index, self.config)
+                self._step(job, f"replaying {s}")
+            window_start = start or min(h.dates[min(WARMUP, len(h.dates) - 1)]
+                                        for h in histories.values())
+            model, model_note = None, {"used": False, "reason": "no active model"}
+            active = models.load_active(self.config, self.store) if use_model else None
+            if not use_model:
+                model_note["reason"] = "use_model is false"
+            elif active is not None:
+                seen = active.meta.get("train_end", "")
+                if seen and seen < window_start:
+                    model, model_note = active, {"used": True, "version": active.version,
+                                                 "train_end": seen}
+                else:
+                    model_note = {"used": False, "version": active.version, "train_end": seen,
+                                  "reason": f"the active model saw prices up to {seen}, not "
+                                            f"before the window starting {window_start}: "
+                                            "using it would be lookahead"}
+            signals = backtest.replay(
+                histories, self.config, start=window_start, end=end, model=model,
+                on_symbol=lambda i, n, s: self._step(job, f"deciding {s}"))
+            self._step(job, "evaluating")
+            sessions = sorted({d for h in histories.values() for d in h.dates})
+            following = dict(zip(sessions, sessions[1:]))
+            index_close = dict(zip(index.dates, index.close.tolist())) if index is not None else {}
+            try:
+                report = backtest.evaluate(signals, index_close, cost_bps=float(cost_bps),
+                                           next_session=following)
+            except ValueError as exc:
+                raise InvalidParams(f"cannot backtest: {exc}") from exc
+            report.update(source=spec, skipped=skipped, model=model_note,
+                          index_symbol=self.config["context.index"],
+                          index_note=_index_note(index, self.config))
+            return report
+
+    # -- helpers --------------------------------------------------------------------------
+    def _symbols(self, symbols: Any) -> list[str]:
+        from trading.symbols import is_index, normalize_all
+
+        out = normalize_all(symbols if symbols is not None else self.config["symbols"])
+        if any(is_index(s) for s in out):
+            raise InvalidParams("train and backtest take stock symbols, not an index")
+        return out
+
+    def _source(self, source: Any) -> str:
+        from trading.sources import resolve
+
+        spec = source if source is not None else self.config["source"]
+        resolve(spec, self.config.cache_dir)  # validates; raises InvalidParams
+        return spec
+
+    def _load(self, spec: str, symbols: list[str], start: dt.date, end: dt.date, job: Job):
+        """Bars per symbol and the index bars (None when the source has none)."""
+        from trading.sources import resolve
+
+        self._step(job, f"loading bars from {spec}", 0)
+        source = resolve(spec, self.config.cache_dir)
+        index_symbol = self.config["context.index"]
+        fetched = source.fetch([*symbols, index_symbol], start, end)
+        index = fetched.bars.pop(index_symbol, None)
+        fetched.errors.pop(index_symbol, None)
+        skipped = {s: str(e) for s, e in fetched.errors.items()}
+        if not fetched.bars:
+            raise UpstreamUnavailable(f"no bars for any of {', '.join(symbols)} from {spec}: "
+                                      + "; ".join(skipped.values()), source=spec)
+        job.done = 1
+        return fetched.bars, index, skipped
+
+
+def _index_note(index, cfg) -> dict[str, Any]:
+    if index is None or not len(index):
+        return {"symbol": cfg["context.index"], "available": False,
+                "note": "no index bars: market context is the NEUTRAL fallback throughout"}
+    return {"symbol": cfg["context.index"], "available": True, "first": index.dates[0],
+            "last": index.dates[-1], "sessions": len(index),
+            "note": "outside these dates the market context is the NEUTRAL fallback"}
+
+
+def _int_param(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidParams(f"{name} must be a whole number from {low} to {high}")
+    return value
+
+
+def _date_param(name: str, value: Any) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidParams(f"{name} must be a date like 2025-01-31, got {value!r}") from exc
+
+
+def _notify(state: str) -> None:
+    if os.environ.get("NOTIFY_SOCKET"):
+        from systemd import daemon
+
+        daemon.notify(state)
 
 
 SERVICE = Training

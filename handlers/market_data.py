@@ -1,13 +1,224 @@
-"""The market-data service: Prices, indicators and market context for ASX symbols."""
+"""The market-data service: prices, indicators and market context for ASX symbols.
+
+Methods (every one takes ``source``: None for the configured one, ``"yahoo"``, ``"sample"``
+or ``"csv:DIR"`` with an absolute DIR):
+
+- ``get_market_data(symbol)`` -> ``{symbol, as_of, source, stale, age_s, technical, volume,
+  market_context}``; the score ranges are documented in :mod:`trading.market`. ``as_of`` is
+  the session date of the last bar; ``age_s`` the seconds since the series was fetched;
+  ``stale`` is true when the freshness rule says it should have been refreshed and the source
+  could not be reached.
+- ``bulk_fetch(symbols)`` -> ``{results: {SYMBOL: ...}, errors: {AS_GIVEN: {code, message,
+  problem}}, market_context}``, one upstream call for the lot.
+- ``get_market_context()``, ``get_bars(symbol, interval, period)``, and ``health_check`` with
+  the cache size and the last upstream call's outcome.
+
+Cold start stays cheap: this module imports no numpy, pandas or yfinance; a request answered
+from a fresh cache reads stored summaries (see :mod:`trading.bars`).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import threading
+import time
+from typing import Any
+
 from trading.activation import run
+from trading.errors import InvalidParams, RPCError, UpstreamUnavailable
+from trading.protocol import rpc
 from trading.service import Service
+from trading.symbols import normalize
+
+# Calendar days of history a summary needs: a year of sessions plus the MACD warm-up.
+SPAN_DAYS = 400
+PERIODS = {"5d": 7, "1mo": 31, "3mo": 92, "6mo": 183, "1y": 366, "2y": 731, "5y": 1827,
+           "10y": 3653}
+INTERVALS = ("1d", "1wk")
 
 
 class MarketData(Service):
     name = "market-data"
+
+    def __init__(self, config=None) -> None:
+        super().__init__(config)
+        self._cache = None
+        self._sources: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    # -- plumbing ------------------------------------------------------------------------
+    @property
+    def cache(self):
+        with self._lock:
+            if self._cache is None:
+                from trading.bars import BarCache
+                from trading.store import Store
+
+                self._cache = BarCache(Store(self.config.db_path))
+            return self._cache
+
+    def source(self, spec: str | None = None):
+        """The source for ``spec`` (None: the configured one); tests may put their own in
+        ``self._sources``."""
+        spec = self.config["source"] if spec is None else spec
+        with self._lock:
+            src = self._sources.get(spec)
+        if src is None:
+            from trading.sources import resolve
+
+            src = resolve(spec, self.config.cache_dir)
+            with self._lock:
+                src = self._sources.setdefault(spec, src)
+        return src
+
+    def _index(self) -> str:
+        return normalize(self.config["context.index"])
+
+    def _context(self, entries, now: float) -> dict[str, Any]:
+        from trading.market import context_for_trend, trend_from_closes
+
+        e = entries.get(self._index())
+        closes = e.summary.get("closes", []) if e is not None else []
+        return context_for_trend(trend_from_closes(closes, self.config["context.sessions"]),
+                                 self.config)
+
+    def _gather(self, src, symbols: list[str], days: int = SPAN_DAYS):
+        from trading.bars import today
+
+        now = time.time()
+        start = today(now) - dt.timedelta(days=days)
+        entries, errors = self.cache.ensure(src, symbols, start)
+        return entries, errors, time.time()
+
+    @staticmethod
+    def _result(e, src, context: dict[str, Any], now: float) -> dict[str, Any]:
+        s = e.summary
+        return {
+            "symbol": e.symbol,
+            "as_of": s.get("as_of"),
+            "source": src.name,
+            "stale": e.stale(now),
+            "age_s": round(max(0.0, now - e.fetched_at), 3),
+            "technical": s.get("technical"),
+            "volume": s.get("volume"),
+            "market_context": context,
+        }
+
+    # -- methods -------------------------------------------------------------------------
+    @rpc
+    def get_market_data(self, symbol: str, source: str | None = None) -> dict[str, Any]:
+        """Price, indicators, volume and market context for one symbol."""
+        sym = normalize(symbol)
+        src = self.source(source)
+        index = self._index()
+        entries, errors, now = self._gather(src, [sym] if sym == index else [sym, index])
+        e = entries.get(sym)
+        if e is None or not e.summary_ok:
+            raise errors.get(sym) or UpstreamUnavailable(f"no data for {sym}", symbol=sym)
+        return self._result(e, src, self._context(entries, now), now)
+
+    @rpc
+    def bulk_fetch(self, symbols: list[str], source: str | None = None) -> dict[str, Any]:
+        """get_market_data for many symbols with one upstream fetch; errors per symbol."""
+        if isinstance(symbols, str):
+            symbols = [symbols]
+        if not isinstance(symbols, list) or not symbols:
+            raise InvalidParams("symbols must be a non-empty list of strings")
+        src = self.source(source)
+        errors: dict[str, dict[str, Any]] = {}
+        given: dict[str, list[str]] = {}
+        for raw in symbols:
+            try:
+                given.setdefault(normalize(raw), []).append(raw)
+            except RPCError as exc:
+                errors[str(raw)] = _error(exc)
+        index = self._index()
+        wanted = list(given) + ([index] if index not in given else [])
+        entries, failures, now = self._gather(src, wanted)
+        context = self._context(entries, now)
+        results = {}
+        for sym, raws in given.items():
+            e = entries.get(sym)
+            if e is None or not e.summary_ok:
+                exc = failures.get(sym) or UpstreamUnavailable(f"no data for {sym}", symbol=sym)
+                for raw in raws:
+                    errors[str(raw)] = _error(exc)
+            else:
+                results[sym] = self._result(e, src, context, now)
+        return {"results": results, "errors": errors, "market_context": context}
+
+    @rpc
+    def get_market_context(self, source: str | None = None) -> dict[str, Any]:
+        """The market context from the index trend (NEUTRAL, flagged fallback, without it)."""
+        src = self.source(source)
+        index = self._index()
+        entries, _, now = self._gather(src, [index])
+        e = entries.get(index)
+        return {**self._context(entries, now), "index": index,
+                "as_of": e.summary.get("as_of") if e else None, "source": src.name,
+                "stale": e.stale(now) if e else True}
+
+    @rpc
+    def get_bars(self, symbol: str, interval: str = "1d", period: str = "1y",
+                 source: str | None = None) -> dict[str, Any]:
+        """Daily (1d) or weekly (1wk) bars for a period (5d, 1mo, 3mo, 6mo, 1y, 2y, 5y, 10y),
+        counted back from the last bar."""
+        sym = normalize(symbol)
+        if interval not in INTERVALS:
+            raise InvalidParams(f"interval {interval!r} not supported; use {', '.join(INTERVALS)}")
+        if period not in PERIODS:
+            raise InvalidParams(f"period {period!r} not supported; use {', '.join(PERIODS)}")
+        src = self.source(source)
+        days = PERIODS[period]
+        entries, errors, now = self._gather(src, [sym], max(days, SPAN_DAYS))
+        e = entries.get(sym)
+        if e is None or not e.last_session:
+            raise errors.get(sym) or UpstreamUnavailable(f"no data for {sym}", symbol=sym)
+        since = (dt.date.fromisoformat(e.last_session) - dt.timedelta(days=days - 1)).isoformat()
+        rows = self.cache.bars(src.name, sym, since).to_rows()
+        if interval == "1wk":
+            rows = weekly(rows)
+        return {"symbol": sym, "interval": interval, "source": src.name,
+                "stale": e.stale(now), "bars": rows}
+
+    # -- health --------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        try:
+            return {"cache": self.cache.size(), "last_fetch": self.cache.last_outcome()}
+        except RPCError as exc:
+            return {"cache": None, "cache_error": exc.message}
+        except Exception as exc:  # the store may be unreadable; health still answers
+            return {"cache": None, "cache_error": str(exc)}
+
+
+def weekly(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Daily rows grouped by ISO week; a week is dated by its first session."""
+    out: list[dict[str, Any]] = []
+    key = None
+    for r in rows:
+        k = dt.date.fromisoformat(r["date"]).isocalendar()[:2]
+        if k != key:
+            key = k
+            out.append(dict(r))
+            continue
+        w = out[-1]
+        w["high"] = _max(w["high"], r["high"])
+        w["low"] = _min(w["low"], r["low"])
+        w["close"] = r["close"]
+        w["volume"] = (w["volume"] or 0) + (r["volume"] or 0)
+    return out
+
+
+def _max(a, b):
+    return b if a is None else a if b is None else max(a, b)
+
+
+def _min(a, b):
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _error(exc: RPCError) -> dict[str, Any]:
+    return {"code": exc.code, "message": exc.message, "problem": exc.problem}
 
 
 SERVICE = MarketData

@@ -1,0 +1,144 @@
+"""The ASX trading calendar: sessions, hours, early closes and holidays, without pandas.
+
+Used by market data (is a bar final, how long is a cache fresh) and by the scheduled jobs
+(systemd timers fire on weekdays; the job asks :func:`is_session` and skips holidays).
+
+Facts (../shared/notes/domain.md): times are Australia/Sydney (AEST/AEDT, so UTC offsets move);
+continuous trading ~10:00-16:00, closing auction ~16:10, post-close until ~16:21; early close
+14:10 on the last trading day before Christmas and on 31 December. Closures come from
+``holidays.financial_holidays("XASX")`` (not the NSW public-holiday list, which has days the
+ASX trades). The ``holidays`` import costs ~0.1 s, so it happens on first use, not at import.
+
+Every function takes the date or the moment it is about, and ``now`` where it needs one, so
+callers (and tests) decide the clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+TZ = ZoneInfo("Australia/Sydney")
+OPEN = dt.time(10, 0)
+CLOSE = dt.time(16, 0)
+EARLY_CLOSE = dt.time(14, 10)
+# The closing auction ends ~16:12 (14:22 on an early close); after this the day's bar is final.
+CLOSING_AUCTION = dt.timedelta(minutes=12)
+
+__all__ = ["TZ", "is_session", "holiday_name", "session_hours", "is_open", "session_date",
+           "previous_session", "next_session", "sessions_between", "last_closed_session",
+           "is_early_close", "final_at", "now"]
+
+_lock = threading.Lock()
+_holidays: dict[int, dict[dt.date, str]] = {}
+
+
+def now() -> dt.datetime:
+    """The current moment, timezone-aware, in Sydney time."""
+    return dt.datetime.now(TZ)
+
+
+def _year(year: int) -> dict[dt.date, str]:
+    with _lock:
+        table = _holidays.get(year)
+        if table is None:
+            import holidays  # ~0.1 s: only on the paths that need the calendar
+
+            table = dict(holidays.financial_holidays("XASX", years=year).items())
+            _holidays[year] = table
+        return table
+
+
+def holiday_name(day: dt.date) -> str | None:
+    """The name of the ASX closure on ``day``, or None (weekends are not holidays)."""
+    return _year(day.year).get(day)
+
+
+def is_session(day: dt.date) -> bool:
+    """True when the ASX trades on ``day`` (a weekday that is not an exchange holiday)."""
+    return day.weekday() < 5 and day not in _year(day.year)
+
+
+@lru_cache(maxsize=64)
+def is_early_close(day: dt.date) -> bool:
+    """The last session before Christmas and 31 December close at 14:10."""
+    if not is_session(day):
+        return False
+    if day.month == 12 and day.day == 31:
+        return True
+    christmas = dt.date(day.year, 12, 25)
+    return day < christmas and next_session(day) > christmas
+
+
+def session_hours(day: dt.date) -> tuple[dt.datetime, dt.datetime] | None:
+    """``(open, close)`` of continuous trading on ``day`` in Sydney time; None on a closure."""
+    if not is_session(day):
+        return None
+    close = EARLY_CLOSE if is_early_close(day) else CLOSE
+    return (dt.datetime.combine(day, OPEN, TZ), dt.datetime.combine(day, close, TZ))
+
+
+def final_at(day: dt.date) -> dt.datetime:
+    """When ``day``'s bar stops changing: the end of its closing auction."""
+    hours = session_hours(day)
+    if hours is None:
+        raise ValueError(f"{day} is not an ASX session")
+    return hours[1] + CLOSING_AUCTION
+
+
+def _local(moment: dt.datetime | None) -> dt.datetime:
+    if moment is None:
+        return now()
+    if moment.tzinfo is None:
+        raise ValueError("use a timezone-aware datetime")
+    return moment.astimezone(TZ)
+
+
+def is_open(moment: dt.datetime | None = None) -> bool:
+    """True during continuous trading (open <= moment < close) on a session."""
+    t = _local(moment)
+    hours = session_hours(t.date())
+    return hours is not None and hours[0] <= t < hours[1]
+
+
+def session_date(moment: dt.datetime | None = None) -> dt.date:
+    """The exchange-local date of ``moment`` (a bar's session date; never the UTC date)."""
+    return _local(moment).date()
+
+
+def previous_session(day: dt.date) -> dt.date:
+    """The last session strictly before ``day``."""
+    d = day - dt.timedelta(days=1)
+    while not is_session(d):
+        d -= dt.timedelta(days=1)
+    return d
+
+
+def next_session(day: dt.date) -> dt.date:
+    """The first session strictly after ``day``."""
+    d = day + dt.timedelta(days=1)
+    while not is_session(d):
+        d += dt.timedelta(days=1)
+    return d
+
+
+def last_closed_session(moment: dt.datetime | None = None) -> dt.date:
+    """The latest session whose bar is final at ``moment``."""
+    t = _local(moment)
+    day = t.date()
+    if is_session(day) and t >= final_at(day):
+        return day
+    return previous_session(day)
+
+
+def sessions_between(start: dt.date, end: dt.date) -> list[dt.date]:
+    """Every session with ``start <= day <= end``."""
+    out = []
+    d = start
+    while d <= end:
+        if is_session(d):
+            out.append(d)
+        d += dt.timedelta(days=1)
+    return out

@@ -1,0 +1,299 @@
+"""The bar cache: daily bars in the shared SQLite store, refreshed from a source as the market
+moves, served stale (and said so) when the source fails.
+
+Tables (migration 0002): ``bars`` (one row per source, symbol, interval, session, with
+``final`` and ``fetched_at``), ``bar_series`` (per series: when fetched, fresh until when, and a
+precomputed summary) and ``upstream`` (last outcome per source, and the rate-limit backoff).
+
+Why the summary is stored: a cold process answering from a warm cache reads one row per symbol
+and compares two numbers; it needs neither numpy nor the holiday calendar (both are paid only
+on the refresh path, which computes ``fresh_until`` and the summary once per fetch).
+
+Refresh rules:
+
+- A series is fetched when it is missing, when it does not reach back far enough, or when
+  ``now >= fresh_until`` (:func:`trading.market.fresh_until`: minutes during a session, until
+  the next session after the close).
+- All symbols that need it go to the source in **one** call. A series already cached asks only
+  for its last :data:`TAIL_DAYS` (Yahoo corrects recent bars late); when that tail disagrees
+  with the cache on its oldest bar, the history was re-adjusted (a dividend), and the series is
+  fetched whole again.
+- A failed call leaves the cache as it is; the caller serves it flagged ``stale``. A rate
+  limit sets a backoff (:data:`BACKOFF_S`, doubling to :data:`MAX_BACKOFF_S`) stored in the
+  ``upstream`` table, so a freshly started process honours it too and does not ask.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import asx
+from .errors import RPCError, UpstreamUnavailable
+from .store import Store
+
+logger = logging.getLogger(__name__)
+
+INTERVAL = "1d"
+SUMMARY_VERSION = 1
+TAIL_DAYS = 10               # calendar days re-fetched for late corrections (~a week of sessions)
+SUMMARY_DAYS = 731           # history the stored summary is computed on
+CONTEXT_CLOSES = 40          # closes kept in the summary for the index trend
+BACKOFF_S = 300.0
+MAX_BACKOFF_S = 1800.0
+ADJUSTED_TOLERANCE = 1e-3    # relative close difference that means "history was re-adjusted"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One cached series, as ``bar_series`` has it."""
+
+    source: str
+    symbol: str
+    start: str
+    first_session: str | None
+    last_session: str | None
+    bars: int
+    fetched_at: float
+    fresh_until: float
+    summary: dict[str, Any]
+
+    def stale(self, now: float) -> bool:
+        return now >= self.fresh_until
+
+    @property
+    def summary_ok(self) -> bool:
+        return self.summary.get("v") == SUMMARY_VERSION
+
+
+def today(now: float) -> dt.date:
+    return dt.datetime.fromtimestamp(now, asx.TZ).date()
+
+
+class BarCache:
+    """Bars for many sources in one store; safe to use from the runtime's worker threads."""
+
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.clock = clock
+        self._memo: dict[tuple[str, str], Entry] = {}
+        self._lock = threading.Lock()
+        self._fetch_lock = threading.Lock()  # one upstream call at a time per process
+        self.last_fetch: dict[str, Any] | None = None
+
+    # -- reading -----------------------------------------------------------------------------
+    def _load(self, source: str, symbols: list[str], *, db: bool = False) -> dict[str, Entry]:
+        found: dict[str, Entry] = {}
+        missing = []
+        with self._lock:
+            for s in symbols:
+                e = None if db else self._memo.get((source, s))
+                if e is None:
+                    missing.append(s)
+                else:
+                    found[s] = e
+        if missing:
+            marks = ",".join("?" * len(missing))
+            rows = self.store.query(
+                f"SELECT * FROM bar_series WHERE source = ? AND interval = ? AND symbol IN ({marks})",
+                (source, INTERVAL, *missing))
+            with self._lock:
+                for r in rows:
+                    e = _entry(r)
+                    self._memo[(source, e.symbol)] = e
+                    found[e.symbol] = e
+        return found
+
+    def bars(self, source: str, symbol: str, since: str | None = None):
+        """The cached daily bars of one series (a :class:`trading.market.Bars`)."""
+        from .market import Bars
+
+        rows = self.store.query(
+            "SELECT session, open, high, low, close, volume FROM bars WHERE source = ? AND "
+            "symbol = ? AND interval = ? AND session >= ? ORDER BY session",
+            (source, symbol, INTERVAL, since or ""))
+        return Bars.from_rows([tuple(r) for r in rows])
+
+    # -- refreshing --------------------------------------------------------------------------
+    def ensure(self, source, symbols: list[str], start: dt.date
+               ) -> tuple[dict[str, Entry], dict[str, RPCError]]:
+        """Entries for ``symbols`` reaching back to ``start``, refreshed from ``source`` where
+        needed (one call). Errors are per symbol; a symbol with an error may still have an
+        (old) entry, which the caller serves as stale."""
+        now = self.clock()
+        entries = self._load(source.name, symbols)
+        need = self._needing(entries, symbols, start, now)
+        errors: dict[str, RPCError] = {}
+        if need:
+            with self._fetch_lock:
+                # Another thread may have refreshed while this one waited.
+                entries.update(self._load(source.name, need, db=True))
+                need = self._needing(entries, need, start, self.clock())
+                if need:
+                    errors = self._refresh(source, need, entries, start)
+                    entries.update(self._load(source.name, need, db=True))
+        return entries, errors
+
+    @staticmethod
+    def _needing(entries: dict[str, Entry], symbols: list[str], start: dt.date,
+                 now: float) -> list[str]:
+        iso = start.isoformat()
+        return [s for s in symbols
+                if s not in entries or entries[s].stale(now) or entries[s].start > iso
+                or not entries[s].summary_ok]
+
+    def _refresh(self, source, need: list[str], entries: dict[str, Entry],
+                 start: dt.date) -> dict[str, RPCError]:
+        now = self.clock()
+        name = source.name
+        backoff = self._backoff_until(name)
+        if now < backoff:
+            wait = int(backoff - now)
+            exc = UpstreamUnavailable(f"{name} rate limited; not asking again for {wait}s",
+                                      reason="rate-limit", retry_after_s=wait)
+            return {s: exc for s in need}
+        # Series already cached and reaching back far enough only ask for their tail.
+        full = [s for s in need if s not in entries or entries[s].start > start.isoformat()]
+        fetch_start = start if full else min(
+            dt.date.fromisoformat(entries[s].last_session or start.isoformat()) for s in need
+        ) - dt.timedelta(days=TAIL_DAYS)
+        end = today(now)
+        try:
+            fetched = source.fetch(need, fetch_start, end)
+        except UpstreamUnavailable as exc:
+            self._record(name, exc.data.get("reason", "error"), exc.message, now)
+            logger.warning("%s: fetch of %d symbols failed: %s", name, len(need), exc.message)
+            return {s: exc for s in need}
+        except Exception as exc:  # a source bug must not become an unhandled error on the wire
+            logger.exception("%s: fetch failed", name)
+            self._record(name, "error", f"{type(exc).__name__}: {exc}", now)
+            err = UpstreamUnavailable(f"{name} failed: {type(exc).__name__}: {exc}",
+                                      reason="error")
+            return {s: err for s in need}
+        self._record(name, "ok", f"{len(fetched.bars)} symbols", now)
+        errors: dict[str, RPCError] = dict(fetched.errors)
+        rebase = []
+        for s, bars in fetched.bars.items():
+            if s in entries and s not in full and self._readjusted(name, s, bars):
+                rebase.append(s)
+                continue
+            series_start = min(start.isoformat(), entries[s].start) if s in entries \
+                else start.isoformat()
+            self._write(name, s, bars, series_start, now)
+        if rebase:
+            logger.info("%s: history re-adjusted for %s; fetching it whole", name, rebase)
+            try:
+                again = source.fetch(rebase, start, end)
+            except Exception as exc:
+                err = exc if isinstance(exc, RPCError) else UpstreamUnavailable(
+                    f"{name} failed: {exc}", reason="error")
+                errors.update({s: err for s in rebase})
+            else:
+                errors.update(again.errors)
+                for s, bars in again.bars.items():
+                    self._write(name, s, bars, min(start.isoformat(), entries[s].start), now,
+                                replace=True)
+        return errors
+
+    def _readjusted(self, source: str, symbol: str, bars) -> bool:
+        first = bars.dates[0]
+        rows = self.store.query(
+            "SELECT close FROM bars WHERE source = ? AND symbol = ? AND interval = ? AND session = ?",
+            (source, symbol, INTERVAL, first))
+        if not rows:
+            return False
+        old, new = rows[0][0], float(bars.close[0])
+        return abs(new - old) > ADJUSTED_TOLERANCE * abs(old)
+
+    def _write(self, source: str, symbol: str, bars, series_start: str, now: float, *,
+               replace: bool = False) -> None:
+        from . import market
+
+        fetched = dt.datetime.fromtimestamp(now, asx.TZ)
+        rows = []
+        for i, d in enumerate(bars.dates):
+            final = market.is_final(dt.date.fromisoformat(d), fetched)
+            rows.append((source, symbol, INTERVAL, d, *(_f(getattr(bars, f)[i]) for f in
+                         ("open", "high", "low", "close", "volume")), int(final), now))
+        fresh = market.fresh_until(fetched).timestamp()
+        with self.store.transaction() as db:
+            if replace:
+                db.execute("DELETE FROM bars WHERE source = ? AND symbol = ? AND interval = ?",
+                           (source, symbol, INTERVAL))
+            db.executemany("INSERT OR REPLACE INTO bars VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+            last = db.execute("SELECT max(session), min(session), count(*) FROM bars WHERE "
+                              "source = ? AND symbol = ? AND interval = ?",
+                              (source, symbol, INTERVAL)).fetchone()
+            since = (dt.date.fromisoformat(last[0]) - dt.timedelta(days=SUMMARY_DAYS)).isoformat()
+            hist = db.execute(
+                "SELECT session, open, high, low, close, volume FROM bars WHERE source = ? AND "
+                "symbol = ? AND interval = ? AND session >= ? ORDER BY session",
+                (source, symbol, INTERVAL, since)).fetchall()
+            summary = build_summary(market.Bars.from_rows([tuple(r) for r in hist]))
+            db.execute("INSERT OR REPLACE INTO bar_series VALUES (?,?,?,?,?,?,?,?,?,?)",
+                       (source, symbol, INTERVAL, series_start, last[1], last[0], last[2], now,
+                        fresh, json.dumps(summary)))
+        with self._lock:
+            self._memo.pop((source, symbol), None)
+
+    # -- upstream state ----------------------------------------------------------------------
+    def _backoff_until(self, source: str) -> float:
+        rows = self.store.query("SELECT backoff_until FROM upstream WHERE source = ?", (source,))
+        return rows[0][0] if rows else 0.0
+
+    def _record(self, source: str, outcome: str, message: str, now: float) -> None:
+        with self.store.transaction() as db:
+            row = db.execute("SELECT failures FROM upstream WHERE source = ?", (source,)).fetchone()
+            failures = (row[0] if row else 0) + 1 if outcome == "rate-limit" else 0
+            backoff = now + min(MAX_BACKOFF_S, BACKOFF_S * 2 ** max(0, failures - 1)) \
+                if outcome == "rate-limit" else 0.0
+            db.execute("INSERT OR REPLACE INTO upstream VALUES (?,?,?,?,?,?)",
+                       (source, now, outcome, message, backoff, failures))
+        self.last_fetch = {"source": source, "at": now, "outcome": outcome, "message": message}
+
+    def last_outcome(self) -> dict[str, Any] | None:
+        """The most recent upstream call of any source (this process or an earlier one)."""
+        rows = self.store.query("SELECT * FROM upstream ORDER BY at DESC LIMIT 1")
+        if not rows:
+            return None
+        r = rows[0]
+        return {"source": r["source"], "at": r["at"], "outcome": r["outcome"],
+                "message": r["message"], "backoff_until": r["backoff_until"] or None}
+
+    def size(self) -> dict[str, int]:
+        r = self.store.query("SELECT count(*), count(DISTINCT source || ' ' || symbol) FROM bars")[0]
+        return {"bars": r[0], "series": r[1], "store_bytes": self.store.size_bytes()}
+
+
+def build_summary(bars) -> dict[str, Any]:
+    """What ``bar_series.summary`` holds: the technical and volume summaries of the series,
+    and its last closes (enough to place an index in its market context)."""
+    from . import market
+
+    return {
+        "v": SUMMARY_VERSION,
+        "as_of": bars.dates[-1] if len(bars) else None,
+        "technical": market.technical_summary(bars),
+        "volume": market.volume_summary(bars),
+        "closes": [float(c) for c in bars.close[-CONTEXT_CLOSES:]],
+    }
+
+
+def _entry(r) -> Entry:
+    try:
+        summary = json.loads(r["summary"]) if r["summary"] else {}
+    except ValueError:
+        summary = {}
+    return Entry(r["source"], r["symbol"], r["start"], r["first_session"], r["last_session"],
+                 r["bars"], r["fetched_at"], r["fresh_until"], summary)
+
+
+def _f(x) -> float | None:
+    x = float(x)
+    return x if x == x else None

@@ -1,0 +1,298 @@
+"""Pure market functions: bars in, summaries out. No I/O, no clock unless given one.
+
+The market-data service builds its answers from these, and the training service (issue 7)
+replays history with them day by day on slices (``summarize(sym, bars[:i], index[:i], cfg)``),
+so the live and the replayed numbers are the same code.
+
+Bars are a :class:`Bars` (numpy arrays plus ISO session dates) or a list of
+``{date, open, high, low, close, volume}`` dicts (the ``get_bars`` shape); slicing a
+:class:`Bars` gives a :class:`Bars`.
+
+Scores and their ranges (all floats, rounded; ``None`` where an input is still in warm-up):
+
+- ``technical.tech_score`` in **0..1, 0.5 neutral**: the mean of three signals each in -1..1,
+  mapped to 0..1: RSI read contrarian, ``(50 - rsi) / 50`` (oversold is bullish); the MACD
+  histogram relative to price, ``tanh(hist / price / 0.002)``; and the distance from the
+  20-session SMA, ``tanh(price_vs_sma20 / 3)`` (above the average is bullish).
+- ``technical.price_vs_sma20``: percent above (+) or below (-) the 20-session SMA.
+- ``technical.current_price``: the last close as the source gives it (adjusted, full
+  precision); ``market_price``: the same rounded to the ASX tick size, the price one can trade.
+- ``volume.volume_trend``: 5-session over 20-session average volume minus 1 (0 = steady).
+- ``volume.price_volume_correlation`` in -1..1: Pearson r of daily returns and volume over 20
+  sessions (> 0: up days trade more, accumulation).
+- ``volume.volume_quality_score`` in **0..1, 0.5 neutral**: ``0.5 + 0.3 * tanh(2 * trend) *
+  direction + 0.2 * correlation``, where direction is the sign of the 5-session price change:
+  rising volume that confirms the move, and volume that follows up days, score high.
+- ``market_context``: the index's percentage change over ``context.sessions`` sessions
+  (``trend_pct``) placed in the configured bands (``context.*``), with that band's
+  ``multiplier.*`` and ``threshold.*``. Without enough index bars: NEUTRAL, ``fallback: true``.
+
+Freshness (:func:`fresh_until`, :func:`is_final`) follows the ASX: during a session a cached
+series is fresh for :data:`LIVE_TTL`; after the close until the next session opens. Free ASX
+prices are delayed :data:`DATA_DELAY`, so a day's bar is final only that long after the
+closing auction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from . import asx
+
+LIVE_TTL = dt.timedelta(minutes=5)
+DATA_DELAY = dt.timedelta(minutes=20)
+CONTEXTS = ("BEARISH", "WEAK_BEARISH", "NEUTRAL", "WEAK_BULLISH", "BULLISH")
+FIELDS = ("open", "high", "low", "close", "volume")
+
+
+class Bars:
+    """Daily (or weekly) bars: ``dates`` (ISO session dates) and float arrays per field."""
+
+    __slots__ = ("dates", "open", "high", "low", "close", "volume")
+
+    def __init__(self, dates: Sequence[str], open, high, low, close, volume) -> None:
+        import numpy as np
+
+        self.dates = list(dates)
+        self.open = np.asarray(open, dtype=float)
+        self.high = np.asarray(high, dtype=float)
+        self.low = np.asarray(low, dtype=float)
+        self.close = np.asarray(close, dtype=float)
+        self.volume = np.asarray(volume, dtype=float)
+        n = len(self.dates)
+        if any(len(getattr(self, f)) != n for f in FIELDS):
+            raise ValueError("every field of Bars needs one value per date")
+
+    @classmethod
+    def empty(cls) -> Bars:
+        return cls([], [], [], [], [], [])
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[Mapping[str, Any]] | Sequence[Sequence[Any]]) -> Bars:
+        """From ``{date, open, ...}`` dicts or ``(date, open, high, low, close, volume)`` rows."""
+        if not rows:
+            return cls.empty()
+        if isinstance(rows[0], Mapping):
+            cols = [[r["date"] for r in rows]] + [[r[f] for r in rows] for f in FIELDS]
+        else:
+            cols = [list(c) for c in zip(*rows)]
+        return cls(*[[(math.nan if v is None else v) for v in c] if i else c
+                     for i, c in enumerate(cols)])
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        out = []
+        for i, d in enumerate(self.dates):
+            out.append({"date": d, **{f: _num(getattr(self, f)[i], 6) for f in FIELDS}})
+        return out
+
+    def __len__(self) -> int:
+        return len(self.dates)
+
+    def __getitem__(self, index: slice) -> Bars:
+        if not isinstance(index, slice):
+            raise TypeError("Bars support slicing only")
+        return Bars(self.dates[index], *(getattr(self, f)[index] for f in FIELDS))
+
+    def __repr__(self) -> str:
+        span = f"{self.dates[0]}..{self.dates[-1]}" if self.dates else "empty"
+        return f"<Bars {len(self)} {span}>"
+
+
+def as_bars(bars: Bars | Sequence[Mapping[str, Any]] | None) -> Bars:
+    if bars is None:
+        return Bars.empty()
+    return bars if isinstance(bars, Bars) else Bars.from_rows(bars)
+
+
+def _num(x: Any, digits: int) -> float | None:
+    """A JSON-friendly float: rounded, None for NaN/inf."""
+    if x is None:
+        return None
+    x = float(x)
+    return round(x, digits) if math.isfinite(x) else None
+
+
+def tick_size(price: float) -> float:
+    """ASX price steps: 0.1c below 10c, 0.5c below $2, 1c from $2."""
+    if price < 0.10:
+        return 0.001
+    if price < 2.00:
+        return 0.005
+    return 0.01
+
+
+def to_tick(price: float) -> float | None:
+    if not math.isfinite(price):
+        return None
+    step = tick_size(price)
+    return round(round(price / step) * step, 3)
+
+
+def technical_summary(bars) -> dict[str, Any]:
+    """``{current_price, rsi, macd_histogram, price_vs_sma20, tech_score, market_price}``."""
+    import numpy as np
+
+    from . import indicators as ind
+
+    b = as_bars(bars)
+    if not len(b):
+        return {"current_price": None, "rsi": None, "macd_histogram": None,
+                "price_vs_sma20": None, "tech_score": 0.5, "market_price": None}
+    close = b.close
+    price = float(close[-1])
+    rsi = float(ind.rsi(close, 14)[-1])
+    hist = float(ind.macd(close)[2][-1])
+    sma20 = float(ind.sma(close, 20)[-1])
+    vs_sma = (price / sma20 - 1.0) * 100.0 if sma20 > 0 else math.nan
+    signals = []
+    if math.isfinite(rsi):
+        signals.append(max(-1.0, min(1.0, (50.0 - rsi) / 50.0)))
+    if math.isfinite(hist) and price > 0:
+        signals.append(math.tanh(hist / price / 0.002))
+    if math.isfinite(vs_sma):
+        signals.append(math.tanh(vs_sma / 3.0))
+    score = 0.5 + 0.5 * float(np.mean(signals)) if signals else 0.5
+    return {
+        "current_price": _num(price, 4),
+        "rsi": _num(rsi, 4),
+        "macd_histogram": _num(hist, 6),
+        "price_vs_sma20": _num(vs_sma, 4),
+        "tech_score": _num(min(1.0, max(0.0, score)), 4),
+        "market_price": to_tick(price),
+    }
+
+
+def volume_summary(bars) -> dict[str, Any]:
+    """``{volume_trend, price_volume_correlation, volume_quality_score}``."""
+    from . import indicators as ind
+
+    b = as_bars(bars)
+    if len(b) < 2:
+        return {"volume_trend": None, "price_volume_correlation": None,
+                "volume_quality_score": 0.5}
+    trend = float(ind.volume_trend(b.volume, 5, 20)[-1])
+    corr = float(ind.rolling_corr(ind.returns(b.close)[1:], b.volume[1:], 20)[-1]) \
+        if len(b) > 20 else math.nan
+    k = min(5, len(b) - 1)
+    move = b.close[-1] - b.close[-1 - k]
+    direction = 0.0 if not math.isfinite(move) or move == 0 else math.copysign(1.0, move)
+    score = 0.5
+    if math.isfinite(trend):
+        score += 0.3 * math.tanh(2.0 * trend) * direction
+    if math.isfinite(corr):
+        score += 0.2 * corr
+    return {
+        "volume_trend": _num(trend, 4),
+        "price_volume_correlation": _num(corr, 4),
+        "volume_quality_score": _num(min(1.0, max(0.0, score)), 4),
+    }
+
+
+def _cfg(cfg):
+    if cfg is None:
+        from . import config
+
+        return config.get()
+    return cfg
+
+
+def index_trend(index_bars, sessions: int) -> float | None:
+    """Percentage change of the index's close over the last ``sessions`` sessions
+    (``index_bars``: bars, ``get_bars`` rows, or a plain list of closes)."""
+    closes = as_bars(index_bars).close if not _is_closes(index_bars) else index_bars
+    return trend_from_closes(closes, sessions)
+
+
+def _is_closes(x) -> bool:
+    return isinstance(x, (list, tuple)) and (not x or isinstance(x[0], (int, float)))
+
+
+def trend_from_closes(closes: Sequence[float], sessions: int) -> float | None:
+    """Percentage change from ``closes[-1 - sessions]`` to ``closes[-1]`` (plain floats; no
+    numpy needed, so a cold process can place the index from its stored last closes)."""
+    if len(closes) < sessions + 1:
+        return None
+    last, first = float(closes[-1]), float(closes[-1 - sessions])
+    if not (math.isfinite(last) and math.isfinite(first)) or first <= 0:
+        return None
+    return (last / first - 1.0) * 100.0
+
+
+def context_for_trend(trend_pct: float | None, cfg=None) -> dict[str, Any]:
+    """Place a trend in the configured bands; ``None`` gives NEUTRAL flagged as a fallback."""
+    cfg = _cfg(cfg)
+    if trend_pct is None or not math.isfinite(trend_pct):
+        name, fallback = "NEUTRAL", True
+    else:
+        fallback = False
+        if trend_pct < cfg["context.bearish"]:
+            name = "BEARISH"
+        elif trend_pct < cfg["context.weak_bearish"]:
+            name = "WEAK_BEARISH"
+        elif trend_pct > cfg["context.bullish"]:
+            name = "BULLISH"
+        elif trend_pct > cfg["context.weak_bullish"]:
+            name = "WEAK_BULLISH"
+        else:
+            name = "NEUTRAL"
+    key = name.lower()
+    return {
+        "context": name,
+        "trend_pct": None if fallback else _num(trend_pct, 4),
+        "confidence_multiplier": cfg[f"multiplier.{key}"],
+        "buy_threshold": cfg[f"threshold.{key}"],
+        "fallback": fallback,
+    }
+
+
+def market_context(index_bars, cfg=None) -> dict[str, Any]:
+    """``{context, trend_pct, confidence_multiplier, buy_threshold, fallback}`` from index bars."""
+    cfg = _cfg(cfg)
+    return context_for_trend(index_trend(index_bars, cfg["context.sessions"]), cfg)
+
+
+def summarize(symbol: str, bars, index_bars, cfg=None) -> dict[str, Any]:
+    """``{symbol, as_of, technical, volume, market_context}``: get_market_data without the
+    source and staleness fields. ``as_of`` is the session date of the last bar."""
+    b = as_bars(bars)
+    return {
+        "symbol": symbol,
+        "as_of": b.dates[-1] if len(b) else None,
+        "technical": technical_summary(b),
+        "volume": volume_summary(b),
+        "market_context": market_context(index_bars, cfg),
+    }
+
+
+# -- freshness -------------------------------------------------------------------------------
+def settles_at(day: dt.date) -> dt.datetime:
+    """When the free (delayed) feed has ``day``'s final bar."""
+    return asx.final_at(day) + DATA_DELAY
+
+
+def is_final(day: dt.date, fetched_at: dt.datetime) -> bool:
+    """Whether a bar for session ``day`` fetched at ``fetched_at`` can no longer change.
+
+    (Yahoo's later corrections are picked up by re-fetching the last few sessions.)"""
+    if not asx.is_session(day):
+        return True  # a bar on a closure is junk either way; it will not trade further
+    return fetched_at >= settles_at(day)
+
+
+def fresh_until(fetched_at: dt.datetime) -> dt.datetime:
+    """How long a series fetched at ``fetched_at`` may be served without asking again.
+
+    While a session is live (open until its bar settles): :data:`LIVE_TTL`. Before the open
+    of a session day: until the open. Otherwise: until the next session opens."""
+    t = fetched_at.astimezone(asx.TZ)
+    day = t.date()
+    hours = asx.session_hours(day)
+    if hours is not None:
+        if t < hours[0]:
+            return hours[0]
+        if t < settles_at(day):
+            return min(t + LIVE_TTL, settles_at(day))
+    return asx.session_hours(asx.next_session(day))[0]

@@ -1,0 +1,349 @@
+"""Where bars come from: one small interface, three sources.
+
+A source answers :meth:`Source.fetch` for many symbols at once (one upstream call for the
+lot) with a :class:`Fetched`: bars per symbol, and per-symbol errors for the ones it has no
+data for. A failure of the whole call (network down, rate limited) raises
+:class:`~trading.errors.UpstreamUnavailable` with ``reason`` ``"rate-limit"`` or
+``"network"``; the cache (:mod:`trading.bars`) then serves what it has, flagged stale.
+
+- ``yahoo``: yfinance's ``download()``, batched. Foreign errors are translated here, most
+  specific first: ``YFRateLimitError`` -> rate-limit (no retry: Yahoo wants minutes),
+  curl_cffi's ``DNSError``/``ConnectionError`` and ``OSError`` -> one short retry, then
+  network. yfinance swallows per-ticker failures into empty or all-NaN columns: those become
+  per-symbol ``NotFound`` ("no data"). yfinance's tz/cookie cache is moved into the service's
+  cache directory before the first call. The downloader is injectable, so tests feed it frames
+  in yfinance's real shapes and never touch the network.
+- ``csv:DIR``: ``DIR/<SYMBOL>.csv`` in either layout yfinance writes (``Ticker.history()`` with
+  tz-aware dates, or ``download()`` with three header rows and another column order), parsed
+  with the csv module (no pandas). The whole file is returned; it is local and small.
+- ``sample``: deterministic synthetic bars per symbol (seeded from its name), generated in code
+  from a fixed epoch, so a date's bar never changes as time passes; no network, any symbol.
+
+pandas and yfinance are imported only inside the yahoo path.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from . import asx
+from .errors import InvalidParams, NotFound, RPCError, UpstreamUnavailable
+from .market import Bars
+from .symbols import is_index
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Source", "Fetched", "YahooSource", "CsvSource", "SampleSource", "resolve",
+           "frame_to_bars", "parse_csv"]
+
+
+@dataclass
+class Fetched:
+    """What one fetch returned: bars per symbol and per-symbol errors."""
+
+    bars: dict[str, Bars] = field(default_factory=dict)
+    errors: dict[str, RPCError] = field(default_factory=dict)
+
+
+class Source(Protocol):
+    name: str
+
+    def fetch(self, symbols: list[str], start: dt.date, end: dt.date) -> Fetched:
+        """Daily bars for ``symbols`` from ``start`` to ``end`` (session dates, inclusive)."""
+
+
+def _clean(symbol: str, rows: list[tuple], start: dt.date | None = None) -> Bars:
+    """Sort, de-duplicate (last wins), drop rows without a close and rows on ASX closures
+    (old files carry zero-volume holiday rows)."""
+    by_date: dict[str, tuple] = {}
+    for r in rows:
+        d = r[0]
+        close = r[4]
+        if close is None or not math.isfinite(close):
+            continue
+        day = dt.date.fromisoformat(d)
+        if not asx.is_session(day) or (start is not None and day < start):
+            continue
+        by_date[d] = r
+    return Bars.from_rows([by_date[d] for d in sorted(by_date)])
+
+
+# -- yahoo -----------------------------------------------------------------------------------
+Downloader = Callable[[list[str], dt.date, dt.date], Any]
+
+
+class YahooSource:
+    """yfinance, one batched ``download()`` per fetch; see the module docstring."""
+
+    name = "yahoo"
+
+    def __init__(self, cache_dir: Path, downloader: Downloader | None = None, *,
+                 retry_delay: float = 2.0, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.downloader = downloader
+        self.retry_delay = retry_delay
+        self.sleep = sleep
+        self._ready = False
+        self._lock = threading.Lock()
+
+    def _download(self, symbols: list[str], start: dt.date, end: dt.date):
+        if self.downloader is not None:
+            return self.downloader(symbols, start, end)
+        import yfinance as yf
+
+        with self._lock:
+            if not self._ready:
+                # yfinance's tz/cookie cache defaults to ~/.cache, which a sandboxed service
+                # cannot write; keep it with our own cache.
+                where = self.cache_dir / "yfinance"
+                where.mkdir(parents=True, exist_ok=True)
+                yf.set_tz_cache_location(str(where))
+                self._ready = True
+        return yf.download(symbols, start=start.isoformat(),
+                           end=(end + dt.timedelta(days=1)).isoformat(), interval="1d",
+                           auto_adjust=True, group_by="column", progress=False, threads=True)
+
+    def fetch(self, symbols: list[str], start: dt.date, end: dt.date) -> Fetched:
+        frame = self._call(symbols, start, end)
+        found = frame_to_bars(frame, symbols, start)
+        out = Fetched()
+        for s in symbols:
+            if s in found and len(found[s]):
+                out.bars[s] = found[s]
+            else:
+                out.errors[s] = NotFound(f"yahoo has no data for {s}", symbol=s, reason="empty")
+        return out
+
+    def _call(self, symbols: list[str], start: dt.date, end: dt.date):
+        for attempt in (1, 2):
+            try:
+                return self._download(symbols, start, end)
+            except Exception as exc:  # translated below, most specific first
+                kind = classify(exc)
+                if kind == "rate-limit":
+                    raise UpstreamUnavailable(
+                        "yahoo rate limit reached (HTTP 429); backing off",
+                        reason="rate-limit") from exc
+                if kind != "network":
+                    raise
+                if attempt == 2:
+                    raise UpstreamUnavailable(f"yahoo unreachable: {exc}",
+                                              reason="network") from exc
+                logger.warning("yahoo: network error (%s); retrying in %.3gs", exc,
+                               self.retry_delay)
+                self.sleep(self.retry_delay)
+        raise AssertionError("unreachable")
+
+
+def classify(exc: BaseException) -> str | None:
+    """``"rate-limit"``, ``"network"`` or None for an exception raised by yfinance."""
+    # Matched by class name along the MRO, so classifying never imports yfinance/curl_cffi.
+    names = {k.__name__ for k in type(exc).__mro__}
+    if "YFRateLimitError" in names:
+        return "rate-limit"
+    if names & {"DNSError", "ConnectionError", "Timeout", "SSLError", "ProxyError",
+                "CurlError", "TimeoutError"} or isinstance(exc, OSError):
+        return "network"
+    return None
+
+
+def frame_to_bars(frame, symbols: list[str], start: dt.date | None = None) -> dict[str, Bars]:
+    """Bars per symbol from a yfinance frame: ``download()``'s two-level columns (either
+    level order) or ``history()``'s flat columns (one symbol). Dates become exchange-local
+    session dates: a tz-aware index is converted to Sydney time, never to UTC."""
+    if frame is None or getattr(frame, "empty", True):
+        return {}
+    import pandas as pd
+
+    cols = frame.columns
+    subs: dict[str, Any] = {}
+    if isinstance(cols, pd.MultiIndex):
+        level = next((i for i in range(cols.nlevels)
+                      if set(symbols) & set(map(str, cols.get_level_values(i)))), None)
+        if level is None:
+            return {}
+        for s in symbols:
+            if s in set(map(str, cols.get_level_values(level))):
+                subs[s] = frame.xs(s, axis=1, level=level)
+    elif len(symbols) == 1:
+        subs[symbols[0]] = frame
+    out = {}
+    for s, sub in subs.items():
+        index = sub.index
+        if not isinstance(index, pd.DatetimeIndex):
+            index = pd.to_datetime(index)
+        if index.tz is not None:
+            index = index.tz_convert(asx.TZ.key)
+        dates = [d.isoformat() for d in index.date]
+        lower = {str(c).lower(): c for c in sub.columns}
+
+        def column(name: str) -> list[float]:
+            c = lower.get(name)
+            if c is None:
+                return [math.nan] * len(sub)
+            return [float(v) for v in pd.to_numeric(sub[c], errors="coerce")]
+
+        rows = list(zip(dates, *(column(f) for f in ("open", "high", "low", "close", "volume"))))
+        bars = _clean(s, rows, start)
+        if len(bars):
+            out[s] = bars
+    return out
+
+
+# -- csv -------------------------------------------------------------------------------------
+class CsvSource:
+    """``csv:DIR``: one file per symbol, ``DIR/<SYMBOL>.csv``, in either yfinance layout."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.name = f"csv:{self.directory}"
+
+    def fetch(self, symbols: list[str], start: dt.date, end: dt.date) -> Fetched:
+        out = Fetched()
+        for s in symbols:
+            path = self.directory / f"{s}.csv"
+            try:
+                bars = parse_csv(path)
+            except FileNotFoundError:
+                out.errors[s] = NotFound(f"no file {path.name} in {self.directory}", symbol=s)
+                continue
+            except (OSError, ValueError, UnicodeDecodeError) as exc:
+                out.errors[s] = UpstreamUnavailable(f"cannot read {path}: {exc}", symbol=s,
+                                                    reason="unreadable")
+                continue
+            if not len(bars):
+                out.errors[s] = NotFound(f"{path} has no bars", symbol=s)
+            else:
+                out.bars[s] = bars
+        return out
+
+
+def _session_of(text: str) -> str:
+    """``2024-01-02 00:00:00+11:00`` or ``2024-01-02`` -> ``2024-01-02`` (Sydney date)."""
+    text = text.strip()
+    if len(text) == 10:
+        return dt.date.fromisoformat(text).isoformat()
+    moment = dt.datetime.fromisoformat(text)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(asx.TZ)
+    return moment.date().isoformat()
+
+
+def _float(text: str) -> float:
+    return float(text) if text.strip() else math.nan
+
+
+def parse_csv(path: Path) -> Bars:
+    """Read one yfinance CSV (either layout); raises ValueError naming what is wrong."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return Bars.empty()
+    header = [h.strip() for h in rows[0]]
+    body = rows[1:]
+    if header and header[0] == "Price":
+        # download(): "Price,Close,..." / "Ticker,^AXJO,..." / "Date,,,": names in row one.
+        while body and body[0] and body[0][0].strip() in ("Ticker", "Date"):
+            body = body[1:]
+        header = ["Date"] + header[1:]
+    index = {h.lower(): i for i, h in enumerate(header)}
+    if "date" not in index and "datetime" in index:
+        index["date"] = index["datetime"]
+    missing = [c for c in ("date", "close") if c not in index]
+    if missing:
+        raise ValueError(f"{path.name}: no {', '.join(missing)} column (header {header})")
+    out = []
+    for n, r in enumerate(body, start=2):
+        if not r or not r[0].strip():
+            continue
+        try:
+            out.append((_session_of(r[index["date"]]),
+                        *(_float(r[index[c]]) if c in index and index[c] < len(r) else math.nan
+                          for c in ("open", "high", "low", "close", "volume"))))
+        except ValueError as exc:
+            raise ValueError(f"{path.name} line {n}: {exc}") from None
+    return _clean(path.stem, out)
+
+
+# -- sample ----------------------------------------------------------------------------------
+EPOCH = dt.date(2015, 1, 2)
+
+
+class SampleSource:
+    """Synthetic daily bars, the same for a symbol on every machine; see the module docstring."""
+
+    name = "sample"
+
+    def __init__(self, clock: Callable[[], dt.datetime] = asx.now) -> None:
+        self.clock = clock
+        self._sessions: tuple[dt.date, list[str]] | None = None
+        self._lock = threading.Lock()
+
+    def sessions(self, end: dt.date) -> list[str]:
+        with self._lock:
+            if self._sessions is None or self._sessions[0] != end:
+                self._sessions = (end, [d.isoformat() for d in asx.sessions_between(EPOCH, end)])
+            return self._sessions[1]
+
+    def fetch(self, symbols: list[str], start: dt.date, end: dt.date) -> Fetched:
+        end = min(end, asx.last_closed_session(self.clock()))
+        dates = self.sessions(end)
+        first = next((i for i, d in enumerate(dates) if d >= start.isoformat()), len(dates))
+        out = Fetched()
+        for s in symbols:
+            out.bars[s] = synthetic(s, dates)[first:]
+        return out
+
+
+def synthetic(symbol: str, dates: list[str]) -> Bars:
+    """A random walk with changing drift and volatility regimes, seeded from ``symbol``."""
+    import numpy as np
+
+    seed = int.from_bytes(hashlib.sha256(symbol.encode()).digest()[:8], "little")
+    rng = np.random.default_rng(seed)
+    n = len(dates)
+    index = is_index(symbol)
+    base = rng.uniform(6000, 9000) if index else float(np.exp(rng.uniform(np.log(2), np.log(200))))
+    # Regimes of 20-60 sessions, each with its own drift and volatility, so RSI and MACD swing
+    # through their whole range instead of hovering at neutral.
+    cuts = np.cumsum(rng.integers(20, 60, size=n // 20 + 2))
+    regime = np.searchsorted(cuts, np.arange(n), side="right")
+    drift = rng.normal(0.0, 0.0025 if not index else 0.0012, size=len(cuts) + 1)[regime]
+    vol = rng.uniform(0.008, 0.024 if not index else 0.012, size=len(cuts) + 1)[regime]
+    r = drift + vol * rng.standard_normal(n)
+    close = base * np.exp(np.cumsum(r))
+    gap = np.exp(vol * 0.3 * rng.standard_normal(n))
+    open_ = np.concatenate(([base], close[:-1])) * gap
+    high = np.maximum(open_, close) * np.exp(np.abs(vol * 0.5 * rng.standard_normal(n)))
+    low = np.minimum(open_, close) * np.exp(-np.abs(vol * 0.5 * rng.standard_normal(n)))
+    base_volume = rng.uniform(2e5, 8e6) if not index else rng.uniform(4e5, 9e5)
+    volume = np.round(base_volume * np.exp(0.3 * rng.standard_normal(n) + 12.0 * np.abs(r)))
+    return Bars(dates, open_, high, low, close, volume)
+
+
+# -- choosing ---------------------------------------------------------------------------------
+def resolve(spec: str, cache_dir: Path) -> Source:
+    """``"yahoo"``, ``"sample"`` or ``"csv:DIR"`` (DIR must be an existing directory)."""
+    if not isinstance(spec, str):
+        raise InvalidParams("source must be a string: yahoo, sample or csv:DIR")
+    if spec == "yahoo":
+        return YahooSource(cache_dir)
+    if spec == "sample":
+        return SampleSource()
+    if spec.startswith("csv:"):
+        directory = Path(spec[4:]).expanduser()
+        if not directory.is_absolute() or not directory.is_dir():
+            raise InvalidParams(f"source {spec!r}: csv:DIR needs an existing absolute directory",
+                                source=spec)
+        return CsvSource(directory.resolve())
+    raise InvalidParams(f"unknown source {spec!r}; use yahoo, sample or csv:DIR", source=spec)

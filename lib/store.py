@@ -147,8 +147,18 @@ def _translate(exc: sqlite3.OperationalError, path: Path) -> TradingError:
 
 
 def _statements(sql: str) -> list[str]:
-    """Split a migration file into statements (no semicolons inside string literals)."""
-    return [s.strip() for s in sql.split(";") if s.strip() and not _only_comments(s)]
+    """Split a migration file into statements, as SQLite itself would (comments and string
+    literals may contain semicolons). ``executescript`` would do it, but it commits first."""
+    out, buf = [], ""
+    for line in sql.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if not _only_comments(buf):
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip() and not _only_comments(buf):
+        out.append(buf.strip())
+    return out
 
 
 def _only_comments(s: str) -> bool:

@@ -1,0 +1,69 @@
+"""The shared store: migrations once and in order, all-or-nothing transactions, busy errors."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+
+import pytest
+
+from trading.errors import Busy
+from trading.store import Store, _statements, migrations
+
+
+def test_migrations_apply_once_in_order_and_set_the_version(tmp_path):
+    store = Store(tmp_path / "t.db")
+    assert store.schema_version() == migrations()[-1][0]
+    tables = {r[0] for r in store.query("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "events" in tables
+    assert store.query("PRAGMA journal_mode")[0][0] == "wal"
+    store.close()
+    again = Store(tmp_path / "t.db")  # a second open finds nothing to do
+    assert again.schema_version() == migrations()[-1][0]
+
+
+def _open(path):
+    Store(path).schema_version()
+
+
+def test_processes_migrating_at_once_do_not_collide(tmp_path):
+    path = tmp_path / "race.db"
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_open, args=(path,)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    assert Store(path).schema_version() == migrations()[-1][0]
+
+
+def test_a_failed_transaction_leaves_nothing_behind(tmp_path):
+    store = Store(tmp_path / "t.db")
+    with pytest.raises(RuntimeError):
+        with store.transaction() as db:
+            db.execute("INSERT INTO events (type, created_at, payload) VALUES ('a', 'now', '{}')")
+            raise RuntimeError("half-way")
+    assert store.query("SELECT count(*) FROM events")[0][0] == 0
+
+
+def test_a_lock_held_too_long_is_busy_not_a_crash(tmp_path, monkeypatch):
+    import trading.store as store_mod
+
+    monkeypatch.setattr(store_mod, "BUSY_TIMEOUT_MS", 100)
+    store = Store(tmp_path / "t.db")
+    store.schema_version()
+    holder = sqlite3.connect(tmp_path / "t.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(Busy, match="busy"):
+            with store.transaction():
+                pass
+    finally:
+        holder.execute("ROLLBACK")
+
+
+def test_statement_splitter_respects_comments_and_literals():
+    sql = "-- one; two\nCREATE TABLE t (a TEXT DEFAULT 'x;y');\n\n-- only a comment;\nCREATE INDEX i ON t(a);\n"
+    assert _statements(sql) == ["-- one; two\nCREATE TABLE t (a TEXT DEFAULT 'x;y');",
+                                "-- only a comment;\nCREATE INDEX i ON t(a);"]

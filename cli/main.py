@@ -24,7 +24,7 @@ app = typer.Typer(
     add_completion=True,
 )
 
-_MODULES = ["services"]
+_MODULES = ["services", "market"]
 
 
 def _register() -> None:

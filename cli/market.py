@@ -1,0 +1,62 @@
+"""``trading market SYMBOL...``: indicators and market context for symbols, as a table or JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import common
+
+
+def register(app: typer.Typer) -> None:
+    app.command("market")(market)
+
+
+def _source(spec: Optional[str]) -> Optional[str]:
+    # The service may run elsewhere (systemd): a csv folder is passed as an absolute path.
+    if spec and spec.startswith("csv:"):
+        return "csv:" + str(Path(spec[4:]).expanduser().resolve())
+    return spec
+
+
+def _fmt(value, digits: int = 2) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def market(
+    symbols: list[str] = typer.Argument(..., help="Symbols: CBA, CBA.AX, ^AXJO ..."),
+    source: Optional[str] = typer.Option(None, "--source", "-s",
+                                         help="yahoo, sample or csv:DIR (default: configured)."),
+    as_json: bool = common.JsonOption,
+) -> None:
+    """Price, RSI, MACD, volume and the market context for each symbol (one fetch for all)."""
+    params = {"symbols": symbols}
+    if source is not None:
+        params["source"] = _source(source)
+    out = common.client().call("market-data", "bulk_fetch", params)
+    if as_json:
+        common.print_json(out)
+    else:
+        rows = []
+        for sym, r in out["results"].items():
+            t, v = r["technical"], r["volume"]
+            rows.append([sym, r["as_of"], _fmt(t["current_price"]), _fmt(t["rsi"]),
+                         _fmt(t["macd_histogram"], 4), _fmt(t["price_vs_sma20"]),
+                         _fmt(t["tech_score"]), _fmt(v["volume_trend"]),
+                         _fmt(v["volume_quality_score"]), "stale" if r["stale"] else "fresh"])
+        ctx = out["market_context"]
+        title = (f"market {ctx['context']}"
+                 + (" (fallback: index unavailable)" if ctx.get("fallback")
+                    else f", index {_fmt(ctx['trend_pct'])}% over 5 sessions")
+                 + f"; BUY threshold {ctx['buy_threshold']}, multiplier "
+                   f"{ctx['confidence_multiplier']}")
+        common.table(title, ["symbol", "as of", "price", "RSI", "MACD hist", "vs SMA20 %",
+                             "tech", "vol trend", "vol score", "data"], rows)
+        for given, err in out["errors"].items():
+            common.note(f"{given}: {err['message']}")
+    if out["errors"]:
+        worst = common.EXIT_USAGE if all(e["problem"].startswith("invalid")
+                                         for e in out["errors"].values()) else common.EXIT_FAILURE
+        raise typer.Exit(worst)

@@ -24,7 +24,7 @@ app = typer.Typer(
     add_completion=True,
 )
 
-_MODULES = ["services", "market"]
+_MODULES = ["services", "market", "predict"]
 
 
 def _register() -> None:

@@ -16,6 +16,7 @@ from . import common
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.command("call")(call)
+    app.command("logs")(logs)
 
 
 def serve(
@@ -64,3 +65,28 @@ def call(
         body.update(common.parse_kv(pairs))
     result = common.client().call(service, method, body or None, timeout=timeout)
     common.print_json(result)
+
+
+def logs(
+    name: str = typer.Argument(..., help=f"Service: {', '.join(SERVICES)}."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
+    lines: int = typer.Option(50, "--lines", "-n", help="How many recent lines."),
+    user: Optional[bool] = typer.Option(None, "--user/--system",
+                                        help="Which manager's journal (default: yours)."),
+) -> None:
+    """Show a service's log from the journal (journalctl)."""
+    import os
+    import shutil
+
+    if name not in SERVICES:
+        raise common.fail(f"unknown service {name!r}; known: {', '.join(SERVICES)}",
+                          common.EXIT_USAGE)
+    journalctl = shutil.which("journalctl")
+    if journalctl is None:
+        raise common.fail("journalctl not found: logs need systemd's journal "
+                          "(handlers run in-process log to the terminal)")
+    if user is None:
+        user = os.geteuid() != 0
+    argv = [journalctl, *(["--user"] if user else []), "-u", f"trading-{name}.service",
+            "-n", str(lines), "--no-pager", *(["-f"] if follow else [])]
+    os.execv(journalctl, argv)

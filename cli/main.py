@@ -24,7 +24,7 @@ app = typer.Typer(
     add_completion=True,
 )
 
-_MODULES = ["services", "market", "predict"]
+_MODULES = ["services", "settings", "market", "predict", "train"]
 
 
 def _register() -> None:

@@ -1,0 +1,266 @@
+"""``trading train``, ``trading models``, ``trading activate``, ``trading backtest``.
+
+Training and backtests take seconds to minutes, longer than the client's default timeout
+(config ``timeout``, 30 s), so those calls pass their own (``--timeout``, default an hour).
+
+The progress bar: one JSON-RPC call cannot stream, so the long call runs in a thread and the
+main thread polls the service's ``progress()`` method a few times a second over a *second*
+connection (a second :class:`~trading.client.Client`; the first one's connection is busy
+waiting for the answer). The service serves each connection on its own thread, so the poll is
+answered while the job runs. When the handler runs in-process (no socket installed) both
+calls go to the same in-process service object, so the same poll works without sockets.
+The bar is drawn on stderr, so ``--json`` output stays clean.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from trading import config as _config
+from trading.client import Client
+from trading.errors import ClientError
+
+from . import common
+
+SERVICE = "training"
+LONG_TIMEOUT = 3600.0
+
+TimeoutOption = typer.Option(LONG_TIMEOUT, "--timeout", help="Seconds to wait for the answer.")
+SourceOption = typer.Option(None, "--source", "-s",
+                            help="Bars from: yahoo, sample or csv:DIR (default: config source).")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("models")(models)
+    app.command("activate")(activate)
+    app.command("backtest")(backtest)
+
+
+def _source(source: str | None) -> str | None:
+    # The service runs elsewhere (another cwd): a relative csv:DIR is made absolute here.
+    if source and source.startswith("csv:"):
+        return "csv:" + str(Path(source[4:]).expanduser().resolve())
+    return source
+
+
+def run_with_progress(method: str, params: dict[str, Any], timeout: float, label: str) -> Any:
+    """Call ``method`` on the training service while drawing its progress on stderr."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    client = common.client()
+    in_process = client.in_process == "always" or (
+        client.in_process == "auto" and not client.socket_path(SERVICE).exists())
+    poller = client if in_process else Client(_config.get(), timeout=5.0, in_process="never")
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["result"] = client.call(SERVICE, method, params, timeout=timeout)
+        except BaseException as exc:  # re-raised in the main thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=work, name=f"{method}-call", daemon=True)
+    console = Console(stderr=True)
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(),
+                      TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                      console=console, transient=True) as bar:
+            task = bar.add_task(label, total=None)
+            thread.start()
+            while thread.is_alive():
+                thread.join(0.3)
+                try:
+                    p = poller.call(SERVICE, "progress")
+                except ClientError:
+                    continue  # the service is starting up, or busy answering: ask again
+                if p:
+                    bar.update(task, description=f"{p['job']}: {p['stage']}",
+                               total=p["total"], completed=p["done"])
+    finally:
+        if poller is not client:
+            poller.close()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("result")
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def train(
+    symbols: list[str] = typer.Argument(None, help="Symbols (default: config symbols)."),
+    horizon: int = typer.Option(1, "--horizon", help="Label: sign of the return over N sessions."),
+    folds: int = typer.Option(8, "--folds", help="Walk-forward folds."),
+    source: Optional[str] = SourceOption,
+    timeout: float = TimeoutOption,
+    as_json: bool = common.JsonOption,
+) -> None:
+    """Train a model with walk-forward validation and register it (not activated)."""
+    params: dict[str, Any] = {"horizon": horizon, "folds": folds}
+    if symbols:
+        params["symbols"] = symbols
+    if source:
+        params["source"] = _source(source)
+    result = run_with_progress("train", params, timeout, "training")
+    if as_json:
+        common.print_json(result)
+        return
+    m = result["metrics"]
+    oos = m["out_of_sample"]
+    rows = [[name, _fmt(s["accuracy"]), _fmt(s["auc"]), _fmt(s["brier"]), s["n"]]
+            for name, s in (("model", oos["model"]), ("majority class", oos["majority"]),
+                            ("rules", oos["rules"]))]
+    common.table(f"model {result['version']}: out of sample, {m['folds']} walk-forward folds, "
+                 f"horizon {m['horizon']}",
+                 ["predictor", "accuracy", "AUC", "Brier", "rows"], rows)
+    print(f"trained on {', '.join(m['symbols'])} {m['train_start']}..{m['train_end']} "
+          f"({m['rows']} rows; up share in the tested rows {m['up_share_tested']:.3f})")
+    if m.get("features_dropped"):
+        print("features left out (share of rows present): "
+              + ", ".join(f"{k} {v:.0%}" for k, v in m["features_dropped"].items()))
+    print(f"activate with: trading activate {result['version']}")
+
+
+def models(as_json: bool = common.JsonOption) -> None:
+    """List registered models, newest first (* marks the active one)."""
+    result = common.client().call(SERVICE, "models")
+    if as_json:
+        common.print_json(result)
+        return
+    if not result:
+        print("no models yet: run `trading train`")
+        return
+    rows = []
+    for r in result:
+        oos = r["metrics"].get("out_of_sample", {})
+        rows.append(["*" if r["active"] else "", r["version"], r["created_at"], r["horizon"],
+                     f"{r['train_start']}..{r['train_end']}",
+                     _fmt(oos.get("model", {}).get("accuracy")),
+                     _fmt(oos.get("model", {}).get("auc")),
+                     _fmt(oos.get("majority", {}).get("accuracy")),
+                     _fmt(oos.get("rules", {}).get("accuracy"))])
+    common.table("models", ["", "version", "created", "h", "data", "acc", "AUC", "acc majority",
+                            "acc rules"], rows)
+
+
+def activate(
+    version: str = typer.Argument(..., help="Model version (see `trading models`); 'none' "
+                                            "to predict without a model."),
+) -> None:
+    """Make a model the one predictions use."""
+    v = None if version.lower() == "none" else version
+    result = common.client().call(SERVICE, "activate", {"version": v})
+    print(f"active model: {result['version']}" if result else "no active model")
+
+
+def backtest(
+    symbols: list[str] = typer.Argument(None, help="Symbols (default: config symbols)."),
+    source: Optional[str] = SourceOption,
+    start: Optional[str] = typer.Option(None, "--start", help="First day (YYYY-MM-DD)."),
+    end: Optional[str] = typer.Option(None, "--end", help="Last day (YYYY-MM-DD)."),
+    cost_bps: float = typer.Option(10.0, "--cost-bps", help="Cost per entry or exit, in bps."),
+    no_model: bool = typer.Option(False, "--no-model", help="Ignore the active model."),
+    chart: Optional[Path] = typer.Option(None, "--chart", help="Write the equity curves (PNG)."),
+    timeout: float = TimeoutOption,
+    as_json: bool = common.JsonOption,
+) -> None:
+    """Replay history day by day through the prediction rules and score the signals."""
+    if chart is not None and chart.suffix.lower() != ".png":
+        raise common.fail("--chart needs a .png file name", common.EXIT_USAGE)
+    params: dict[str, Any] = {"cost_bps": cost_bps, "use_model": not no_model}
+    for key, value in (("symbols", symbols or None), ("source", _source(source)),
+                       ("start", start), ("end", end)):
+        if value is not None:
+            params[key] = value
+    result = run_with_progress("backtest", params, timeout, "backtest")
+    if chart is not None:
+        write_chart(result, chart)
+    if as_json:
+        common.print_json(result)
+        return
+    print_backtest(result)
+    if chart is not None:
+        print(f"chart: {chart}")
+
+
+def print_backtest(r: dict[str, Any]) -> None:
+    pa = r["per_action"]
+    common.table(
+        f"backtest {r['start']}..{r['end']}: {r['sessions']} sessions, "
+        f"{len(r['symbols'])} symbols, {r['signals']} signals",
+        ["action", "count", "mean next-day return %", "up share"],
+        [[a, pa[a]["count"], _fmt(pa[a]["mean_forward_pct"]), _fmt(pa[a]["up_share"])]
+         for a in ("BUY", "HOLD", "SELL")])
+    same = r.get("total_return_pct_on_index_sessions") or {}
+    rows = []
+    for key, name in (("strategy", f"long on BUY ({r['cost_bps']:g} bps/trade)"),
+                      ("buy_and_hold", "buy and hold (equal weight)"),
+                      ("index", f"index {r.get('index_symbol', '')}")):
+        s = r[key]
+        rows.append([name, _fmt(s["total_return_pct"], 2), _fmt(s["max_drawdown_pct"], 2),
+                     _fmt(s["sharpe"], 2), _fmt(same.get(key), 2)])
+    common.table("equity", ["curve", "total return %", "max drawdown %", "Sharpe",
+                            "return % on index days"], rows)
+    hit = r["hit_rate"]
+    print(f"hit rate (BUY up, SELL down): {_fmt(hit)} on {r['calls']} calls; "
+          f"{r['trades']} trades, long {r['exposure']:.1%} of symbol-days")
+    idx = r["index"]
+    print(f"index covers {idx['sessions_covered']} of {r['sessions']} sessions "
+          f"({idx['sessions_missing']} missing: no index curve there, market context NEUTRAL "
+          "fallback)")
+    m = r.get("model") or {}
+    print("model: " + (f"{m['version']} (saw prices up to {m['train_end']})" if m.get("used")
+                       else f"not used: {m.get('reason')}"))
+    if r.get("skipped"):
+        print("skipped: " + "; ".join(f"{k}: {v}" for k, v in r["skipped"].items()))
+
+
+def write_chart(r: dict[str, Any], path: Path) -> None:
+    """The three equity curves as a PNG (matplotlib, Agg: no display needed)."""
+    import datetime as dt
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    c = r["curves"]
+    dates = [dt.date.fromisoformat(d) for d in c["dates"]]
+
+    def series(values):
+        return [float("nan") if v is None else v for v in values]
+
+    fig, ax = plt.subplots(figsize=(10, 5.5), dpi=110)
+    ax.plot(dates, series(c["strategy"]), label=f"long on BUY, flat otherwise "
+            f"({r['cost_bps']:g} bps per trade)", color="tab:blue", linewidth=1.6)
+    ax.plot(dates, series(c["buy_and_hold"]), label="buy and hold (equal weight)",
+            color="tab:gray", linewidth=1.2)
+    if any(v is not None for v in c["index"]):
+        ax.plot(dates, series(c["index"]), label=f"index {r.get('index_symbol', '')} "
+                f"(only where data exists, 1.0 at its first day)", color="tab:orange", linewidth=1.2)
+    ax.axhline(1.0, color="black", linewidth=0.5)
+    ax.set_title(f"Backtest {r['start']} .. {r['end']}: {', '.join(r['symbols'])}", fontsize=10)
+    ax.set_ylabel("equity (start = 1.0)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", fontsize=9)
+    s = r["strategy"]
+    ax.text(0.99, 0.02, f"hit rate {_fmt(r['hit_rate'], 3)} on {r['calls']} calls; "
+            f"strategy max drawdown {_fmt(s['max_drawdown_pct'], 2)}%",
+            transform=ax.transAxes, ha="right", va="bottom", fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    try:
+        fig.savefig(path)
+    except OSError as exc:
+        raise common.fail(f"cannot write the chart {path}: {exc}") from exc
+    finally:
+        plt.close(fig)

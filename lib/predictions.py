@@ -213,10 +213,10 @@ GetBars = Callable[[str, str], Mapping]  # (symbol, period) -> get_bars answer
 
 def _period_for(oldest: str, today: date) -> str:
     days = (today - date.fromisoformat(oldest)).days + 14  # room for the 5 sessions after
-    for period, span in (("1y", 360), ("2y", 725), ("5y", 1820), ("10y", 3645)):
+    for period, span in (("1y", 360), ("2y", 725), ("5y", 1820)):
         if days <= span:
             return period
-    return "max"
+    return "10y"
 
 
 def _closes(answer: Mapping) -> tuple[list[str], dict[str, float]]:
@@ -397,14 +397,14 @@ def replay(store: Store, cfg: Any, get_bars: GetBars, symbols: Iterable[str], *,
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise InvalidParams("every must be a positive integer")
     run_id = f"replay:{source}"
-    index_bars = list(get_bars(INDEX, "max").get("bars") or [])
+    index_bars = list(get_bars(INDEX, "10y").get("bars") or [])
     index_dates = [str(b["date"])[:10] for b in index_bars]
     import bisect
 
     made: list[JSON] = []
     inputs: dict[int, JSON] = {}
     for symbol in symbols:
-        bars = list(get_bars(symbol, "max").get("bars") or [])
+        bars = list(get_bars(symbol, "10y").get("bars") or [])
         for i in range(REPLAY_WARMUP, len(bars), every):
             session = str(bars[i]["date"])[:10]
             if (start and session < start) or (end and session > end):

@@ -1,11 +1,28 @@
 #!/usr/bin/env bash
 # install.sh: set up trading-services on a Debian/Ubuntu machine.
 #
-#   ./install.sh --dev     development checkout: OS packages + .venv with an editable install
-#                          and the test extra (what CI runs before the tests)
+#   ./install.sh               system install (root): venv in /opt/trading/venv, units in
+#                              /etc/systemd/system, a `trading` system user and group that own
+#                              the sockets, /usr/local/bin/trading
+#   ./install.sh --user        per-user install: venv in ~/.local/share/trading/venv, units in
+#                              ~/.config/systemd/user, ~/.local/bin/trading
+#   ./install.sh [--user] --uninstall [--purge]
+#                              stop and remove the units and the venv; the data (store, models,
+#                              caches) stays unless --purge
+#   ./install.sh --dev         development checkout: OS packages + .venv with an editable install
+#                              and the test extra (what CI runs before the tests)
 #
-# The system and --user installs (units, virtualenv under /opt/trading or
-# ~/.local/share/trading) are described in docs/operations.md.
+# Options for the system and --user installs:
+#   --deps-from VENV           take the dependencies from an existing virtualenv of the same
+#                              Python instead of the package index (offline machines, the tests):
+#                              the project itself is still a regular, non-editable install
+#   --no-start                 install and enable, but do not start the sockets now
+#   --render-units MODE DIR [VENV]
+#                              only render the unit files for MODE (system or user) into DIR
+#
+# Running it again is harmless: it says what changed, or that nothing did. Where systemd is not
+# running (a container, a CI VM) it installs the package and the unit files and says so; the
+# `trading` commands then run the handlers in-process. See docs/operations.md.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -17,6 +34,8 @@ die() { printf 'install: error: %s\n' "$*" >&2; exit 1; }
 # OS packages: libsystemd-dev + pkg-config build systemd-python (source-only on PyPI);
 # redis-server is used by the event-bus tests; systemd provides systemd-socket-activate.
 os_packages=(libsystemd-dev pkg-config gcc python3-venv systemd redis-server)
+# What a system or --user install needs (no redis: the event bus is optional).
+run_packages=(libsystemd-dev pkg-config gcc python3-venv systemd)
 
 need_os_packages() {
     local missing=()
@@ -47,7 +66,292 @@ dev_install() {
     say "development install ready: $here/.venv (run tests with .venv/bin/python -m pytest)"
 }
 
-case "${1:-}" in
-    --dev) dev_install ;;
-    *) die "usage: install.sh --dev" ;;
-esac
+# -- system and --user installs -----------------------------------------------------------
+
+mode=system      # system or user
+action=install   # install, uninstall or render
+purge=0
+start=1
+deps_from=""
+
+set_paths() {
+    if [ "$mode" = system ]; then
+        prefix=/opt/trading
+        unit_dir=/etc/systemd/system
+        bin_link=/usr/local/bin/trading
+        state_dir=/var/lib/trading
+        cache_dir=/var/cache/trading
+        config_dir=/etc/trading
+        sysctl=(systemctl)
+    else
+        local home=${HOME:?HOME is not set}
+        prefix=${XDG_DATA_HOME:-$home/.local/share}/trading
+        unit_dir=${XDG_CONFIG_HOME:-$home/.config}/systemd/user
+        bin_link=$home/.local/bin/trading
+        # systemd 252 gives a user unit's StateDirectory= under $XDG_CONFIG_HOME (newer
+        # releases: $XDG_STATE_HOME); trading.config resolves the same (see operations.md).
+        state_dir=${XDG_CONFIG_HOME:-$home/.config}/trading
+        cache_dir=${XDG_CACHE_HOME:-$home/.cache}/trading
+        config_dir=""
+        sysctl=(systemctl --user)
+    fi
+    venv=$prefix/venv
+}
+
+# The one place the system and the user units differ: the @...@ placeholders and the lines
+# marked @system@ (the socket's owner and the service's user exist only for a system install).
+render_units() {  # render_units MODE DEST VENV
+    local m=$1 dest=$2 v=$3 protect_home wanted_by keep
+    if [ "$m" = system ]; then
+        protect_home=yes wanted_by=multi-user.target keep=1
+        # An interpreter under /root or /home (pyenv, a hand-built Python) must stay visible.
+        case "$(readlink -f "$v/bin/python" 2>/dev/null || true)" in
+            /root/*|/home/*) protect_home=read-only ;;
+        esac
+    else
+        protect_home=read-only wanted_by=default.target keep=0
+    fi
+    mkdir -p "$dest"
+    local f
+    for f in "$here"/units/trading*.socket "$here"/units/trading*.service \
+             "$here"/units/trading*.timer "$here"/units/trading*.target; do
+        [ -e "$f" ] || continue
+        sed -e "s|@VENV@|$v|g" -e "s|@PROTECT_HOME@|$protect_home|g" \
+            -e "s|@WANTED_BY@|$wanted_by|g" \
+            -e "$( [ $keep = 1 ] && echo 's|^@system@||' || echo '/^@system@/d')" \
+            "$f" > "$dest/$(basename "$f")"
+    done
+}
+
+# Is the manager this install talks to running? (system: booted with systemd; user: a
+# reachable user manager, e.g. a login session or the tests' private one)
+systemd_running() {
+    if [ "$mode" = system ]; then
+        [ -d /run/systemd/system ] && systemctl show-environment >/dev/null 2>&1
+    else
+        systemctl --user show-environment >/dev/null 2>&1
+    fi
+}
+
+source_fingerprint() {
+    (cd "$here" && find pyproject.toml lib handlers cli -type f \
+        ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | LC_ALL=C sort -z |
+        xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+}
+
+changes=()
+changed() { changes+=("$*"); say "$*"; }
+
+install_venv() {
+    local fp
+    fp=$(source_fingerprint)
+    if [ ! -x "$venv/bin/python" ]; then
+        mkdir -p "$prefix"
+        if [ -n "$deps_from" ]; then
+            # Same interpreter as the donor venv, so its compiled packages load.
+            "$deps_from/bin/python" -m venv "$venv"
+        else
+            "$python" -m venv "$venv"
+        fi
+        changed "created virtualenv $venv"
+    fi
+    if [ -f "$venv/.trading-source" ] && [ "$(cat "$venv/.trading-source")" = "$fp" ]; then
+        return
+    fi
+    if [ -n "$deps_from" ]; then
+        local site donor
+        site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+        donor=$("$deps_from/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+        # A plain path line: the donor's packages are importable after our own site-packages;
+        # its .pth files (e.g. an editable install of this project) are not run.
+        echo "$donor" > "$site/trading-deps.pth"
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps \
+            --no-build-isolation --no-index "$here"
+        "$venv/bin/python" -m pip check -q >/dev/null ||
+            die "dependencies from $deps_from do not satisfy the project (see: $venv/bin/python -m pip check)"
+    else
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check "$here"
+    fi
+    echo "$fp" > "$venv/.trading-source"
+    changed "installed trading-services $(cd "$here" && "$venv/bin/python" -c \
+        'import importlib.metadata as m; print(m.version("trading-services"))') into $venv"
+}
+
+install_user_and_group() {
+    if ! getent group trading >/dev/null; then
+        groupadd --system trading
+        changed "created system group trading (members may use the services)"
+    fi
+    if ! getent passwd trading >/dev/null; then
+        useradd --system --gid trading --home-dir "$state_dir" --no-create-home \
+            --shell /usr/sbin/nologin --comment "trading-services" trading
+        changed "created system user trading (runs the handlers)"
+    fi
+}
+
+install_units() {
+    local tmp f name
+    tmp=$(mktemp -d)
+    render_units "$mode" "$tmp" "$venv"
+    mkdir -p "$unit_dir"
+    units_changed=()
+    for f in "$tmp"/*; do
+        name=$(basename "$f")
+        if ! cmp -s "$f" "$unit_dir/$name"; then
+            install -m 0644 "$f" "$unit_dir/$name"
+            units_changed+=("$name")
+        fi
+    done
+    rm -rf "$tmp"
+    [ ${#units_changed[@]} -eq 0 ] || changed "installed units in $unit_dir: ${units_changed[*]}"
+}
+
+install_command_link() {
+    if [ "$(readlink "$bin_link" 2>/dev/null || true)" != "$venv/bin/trading" ]; then
+        mkdir -p "$(dirname "$bin_link")"
+        ln -sfn "$venv/bin/trading" "$bin_link"
+        changed "linked $bin_link -> $venv/bin/trading"
+    fi
+}
+
+start_units() {
+    if [ ${#units_changed[@]} -gt 0 ]; then
+        "${sysctl[@]}" daemon-reload
+    fi
+    if [ "$("${sysctl[@]}" is-enabled trading.target 2>/dev/null || true)" != enabled ]; then
+        "${sysctl[@]}" enable --quiet trading.target
+        changed "enabled trading.target (the sockets start at $([ "$mode" = system ] && echo boot || echo login))"
+    fi
+    [ "$start" = 1 ] || return 0
+    local u timers=()
+    for u in "${units_changed[@]}"; do
+        # A changed socket unit takes effect only when the socket is re-created.
+        case "$u" in *.socket)
+            if [ "$("${sysctl[@]}" is-active "$u" 2>/dev/null || true)" = active ]; then
+                "${sysctl[@]}" stop "${u%.socket}.service" "$u"
+                changed "stopped $u to apply its new settings"
+            fi ;;
+        esac
+        case "$u" in *.timer) timers+=("$u") ;; esac
+    done
+    for u in "$unit_dir"/trading*.socket "$unit_dir"/trading*.timer; do
+        [ -e "$u" ] || continue
+        u=$(basename "$u")
+        if [ "$("${sysctl[@]}" is-active "$u" 2>/dev/null || true)" != active ]; then
+            "${sysctl[@]}" start "$u"
+            changed "started $u"
+        fi
+    done
+    "${sysctl[@]}" start trading.target
+}
+
+do_install() {
+    if [ "$mode" = system ] && [ "$(id -u)" -ne 0 ]; then
+        die "a system install needs root (sudo ./install.sh), or use ./install.sh --user"
+    fi
+    if [ -z "$deps_from" ]; then
+        if [ "$(id -u)" -eq 0 ]; then
+            install_os_packages "${run_packages[@]}" >/dev/null
+        else
+            mapfile -t missing < <(need_os_packages "${run_packages[@]}")
+            [ -z "${missing[0]:-}" ] ||
+                say "warning: OS packages missing (${missing[*]}); if the build fails: sudo apt-get install ${missing[*]}"
+        fi
+    else
+        [ -x "$deps_from/bin/python" ] || die "--deps-from $deps_from: no $deps_from/bin/python"
+    fi
+    [ "$mode" = system ] && install_user_and_group
+    install_venv
+    install_units
+    install_command_link
+    if systemd_running; then
+        start_units
+    else
+        say "systemd is not running here: installed the package and the unit files; \`trading\` commands run the handlers in-process"
+        return
+    fi
+    if [ ${#changes[@]} -eq 0 ]; then
+        say "nothing changed: trading-services is installed ($venv, units in $unit_dir)"
+    else
+        say "done: sockets listening in $([ "$mode" = system ] && echo /run/trading || echo "\$XDG_RUNTIME_DIR/trading"); see \`trading status\`"
+    fi
+}
+
+do_uninstall() {
+    if [ "$mode" = system ] && [ "$(id -u)" -ne 0 ]; then
+        die "a system uninstall needs root (sudo ./install.sh --uninstall)"
+    fi
+    local units=() f
+    for f in "$unit_dir"/trading*.socket "$unit_dir"/trading*.service \
+             "$unit_dir"/trading*.timer "$unit_dir"/trading*.target; do
+        [ -e "$f" ] && units+=("$(basename "$f")")
+    done
+    if [ ${#units[@]} -gt 0 ]; then
+        if systemd_running; then
+            "${sysctl[@]}" disable --quiet trading.target 2>/dev/null || true
+            "${sysctl[@]}" stop "${units[@]}" 2>/dev/null || true
+        fi
+        for f in "${units[@]}"; do rm -f "$unit_dir/$f"; done
+        # Drop-ins (ours or an admin's) go with the units they change.
+        for f in "${units[@]}"; do rm -rf "$unit_dir/$f.d"; done
+        if systemd_running; then
+            "${sysctl[@]}" daemon-reload
+            "${sysctl[@]}" reset-failed "${units[@]}" 2>/dev/null || true
+        fi
+        changed "stopped and removed units from $unit_dir: ${units[*]}"
+    fi
+    if [ "$(readlink "$bin_link" 2>/dev/null || true)" = "$venv/bin/trading" ]; then
+        rm -f "$bin_link"
+        changed "removed $bin_link"
+    fi
+    if [ -d "$prefix" ]; then
+        rm -rf "$prefix"
+        changed "removed $prefix"
+    fi
+    if [ "$purge" = 1 ]; then
+        for f in "$state_dir" "$cache_dir" $config_dir; do
+            if [ -e "$f" ]; then rm -rf "$f"; changed "purged $f"; fi
+        done
+        if [ "$mode" = system ]; then
+            if getent passwd trading >/dev/null; then userdel trading; changed "removed user trading"; fi
+            if getent group trading >/dev/null; then groupdel trading; changed "removed group trading"; fi
+        fi
+    fi
+    if [ ${#changes[@]} -eq 0 ]; then
+        say "nothing to uninstall ($mode install not found)"
+    elif [ "$purge" = 0 ] && [ -e "$state_dir" ]; then
+        say "kept the data in $state_dir and $cache_dir (remove it with --uninstall --purge)"
+    fi
+}
+
+usage() {
+    sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//' >&2
+    exit 2
+}
+
+[ "${1:-}" = --dev ] && [ $# -eq 1 ] && { dev_install; exit 0; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --user) mode=user ;;
+        --system) mode=system ;;
+        --uninstall) action=uninstall ;;
+        --purge) purge=1 ;;
+        --no-start) start=0 ;;
+        --deps-from) [ $# -ge 2 ] || usage; deps_from=$(cd "$2" && pwd); shift ;;
+        --render-units)
+            [ $# -ge 3 ] || usage
+            case "$2" in system|user) ;; *) usage ;; esac
+            mode=$2; set_paths
+            render_units "$2" "$3" "${4:-$venv}"
+            exit 0 ;;
+        --dev) die "--dev takes no other options" ;;
+        -h|--help) usage ;;
+        *) say "unknown option: $1"; usage ;;
+    esac
+    shift
+done
+[ "$purge" = 0 ] || [ "$action" = uninstall ] || die "--purge goes with --uninstall"
+set_paths
+if [ "$action" = uninstall ]; then do_uninstall; else do_install; fi

@@ -100,6 +100,8 @@ def train(
     symbols: list[str] = typer.Argument(None, help="Symbols (default: config symbols)."),
     horizon: int = typer.Option(1, "--horizon", help="Label: sign of the return over N sessions."),
     folds: int = typer.Option(8, "--folds", help="Walk-forward folds."),
+    end: Optional[str] = typer.Option(None, "--end", help="Use no bar after this day "
+                                      "(YYYY-MM-DD), to backtest the model after it."),
     source: Optional[str] = SourceOption,
     timeout: float = TimeoutOption,
     as_json: bool = common.JsonOption,
@@ -110,6 +112,8 @@ def train(
         params["symbols"] = symbols
     if source:
         params["source"] = _source(source)
+    if end:
+        params["end"] = end
     result = run_with_progress("train", params, timeout, "training")
     if as_json:
         common.print_json(result)
@@ -142,14 +146,14 @@ def models(as_json: bool = common.JsonOption) -> None:
     rows = []
     for r in result:
         oos = r["metrics"].get("out_of_sample", {})
-        rows.append(["*" if r["active"] else "", r["version"], r["created_at"], r["horizon"],
+        rows.append(["*" if r["active"] else "", r["version"], r["horizon"],
                      f"{r['train_start']}..{r['train_end']}",
                      _fmt(oos.get("model", {}).get("accuracy")),
                      _fmt(oos.get("model", {}).get("auc")),
                      _fmt(oos.get("majority", {}).get("accuracy")),
                      _fmt(oos.get("rules", {}).get("accuracy"))])
-    common.table("models", ["", "version", "created", "h", "data", "acc", "AUC", "acc majority",
-                            "acc rules"], rows)
+    common.table("models (out-of-sample accuracy and AUC; version = creation time UTC)",
+                 ["", "version", "h", "data", "acc", "AUC", "acc majority", "acc rules"], rows)
 
 
 def activate(

@@ -117,18 +117,29 @@ class Training(Service):
     # -- methods --------------------------------------------------------------------------
     @rpc
     def train(self, symbols: list[str] | None = None, horizon: int = 1,
-              source: str | None = None, folds: int = 8) -> dict[str, Any]:
-        """Walk-forward train and register a model; out-of-sample scores against baselines."""
+              source: str | None = None, folds: int = 8,
+              end: str | None = None) -> dict[str, Any]:
+        """Walk-forward train and register a model; out-of-sample scores against baselines.
+
+        ``end`` (a date) leaves out every bar after it, so the model can be backtested on
+        the sessions that follow without lookahead."""
         symbols = self._symbols(symbols)
+        end_d = _date_param("end", end)
         horizon = _int_param("horizon", horizon, 1, MAX_HORIZON)
         folds = _int_param("folds", folds, 2, 20)
         spec = self._source(source)
         with self._running("train", 1 + len(symbols) + folds + 1) as job:
             from trading import features, models
 
-            end = dt.date.today()
-            bars, index, skipped = self._load(spec, symbols, end.replace(
-                year=end.year - HISTORY_YEARS), end, job)
+            last = end_d or dt.date.today()
+            bars, index, skipped = self._load(spec, symbols, last.replace(
+                year=last.year - HISTORY_YEARS), last, job)
+            if end is not None:  # a csv source returns whole files: cut them here
+                bars = {s: _until(b, end) for s, b in bars.items()}
+                index = _until(index, end) if index is not None else None
+                bars = {s: b for s, b in bars.items() if len(b)}
+                if not bars:
+                    raise InvalidParams(f"no bars on or before {end}")
             histories = {}
             for s, b in bars.items():
                 histories[s] = features.history(s, b, index, self.config)
@@ -256,6 +267,13 @@ class Training(Service):
                                       + "; ".join(skipped.values()), source=spec)
         job.done = 1
         return fetched.bars, index, skipped
+
+
+def _until(bars, end: str):
+    """The bars dated on or before ``end``."""
+    import bisect
+
+    return bars[:bisect.bisect_right(bars.dates, end)]
 
 
 def _index_note(index, cfg) -> dict[str, Any]:

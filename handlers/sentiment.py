@@ -1,13 +1,110 @@
-"""The sentiment service: News headlines per symbol, scored by a finance-aware scorer."""
+"""The sentiment service: news headlines per symbol, scored by a finance-aware scorer.
+
+Methods: ``analyze_sentiment(symbol, source=None)``, ``analyze_bulk(symbols, source=None)``
+(the prediction service asks for every symbol in one call) and ``score_text(texts)``. The
+work is in :mod:`trading.news` (sources, cache, aggregate) and :mod:`trading.scoring`; both
+are imported on the first request, and a request answered from the cache never loads the
+lexicons, so a cold start stays close to a bare interpreter's.
+"""
 
 from __future__ import annotations
 
+import logging
+import sys
+import threading
+from typing import Any
+
 from trading.activation import run
+from trading.errors import InvalidParams, RPCError
+from trading.protocol import rpc
 from trading.service import Service
+
+logger = logging.getLogger(__name__)
+
+MAX_SYMBOLS = 200     # symbols per analyze_bulk call
+MAX_TEXTS = 10_000    # texts per score_text call
+MAX_TEXT_CHARS = 2_000
 
 
 class Sentiment(Service):
     name = "sentiment"
+
+    def __init__(self, config=None) -> None:
+        super().__init__(config)
+        self._news = None
+        self._lock = threading.Lock()
+
+    def _engine(self):
+        """The :class:`trading.news.News` of this process, created on first use."""
+        with self._lock:
+            if self._news is None:
+                from trading.news import News
+                from trading.store import Store
+
+                self._news = News(Store(self.config.db_path), self.config["news_half_life_h"])
+            return self._news
+
+    def _source(self, source: Any):
+        from trading.news import resolve
+
+        return resolve(source, self.config["news_source"], self.config.cache_dir)
+
+    @rpc
+    def analyze_sentiment(self, symbol: str, source: str | None = None) -> dict[str, Any]:
+        """Recency-weighted sentiment of a symbol's headlines: score -1..1, confidence 0..1."""
+        from trading.symbols import normalize
+
+        sym = normalize(symbol)
+        return self._engine().analyze(sym, self._source(source))
+
+    @rpc
+    def analyze_bulk(self, symbols: list[str], source: str | None = None) -> dict[str, Any]:
+        """analyze_sentiment for many symbols: {"results": {SYMBOL: ...}, "errors": {given: ...}}."""
+        from trading.symbols import normalize
+
+        if not isinstance(symbols, list) or not symbols:
+            raise InvalidParams("symbols must be a non-empty list of strings")
+        if len(symbols) > MAX_SYMBOLS:
+            raise InvalidParams(f"at most {MAX_SYMBOLS} symbols per call, got {len(symbols)}")
+        src = self._source(source)  # a bad source fails the whole call: nothing to do per symbol
+        engine = self._engine()
+        results: dict[str, Any] = {}
+        errors: dict[str, Any] = {}
+        for given in symbols:
+            key = given if isinstance(given, str) else repr(given)
+            try:
+                sym = normalize(given)
+                if sym not in results:
+                    results[sym] = engine.analyze(sym, src)
+            except RPCError as exc:
+                errors[key] = {"code": exc.code, "message": exc.message, "problem": exc.problem}
+        return {"results": results, "errors": errors}
+
+    @rpc
+    def score_text(self, texts: list[str]) -> dict[str, Any]:
+        """One finance-aware score in -1..1 per text (for ad-hoc use and evaluation)."""
+        if not isinstance(texts, list):
+            raise InvalidParams("texts must be a list of strings")
+        if len(texts) > MAX_TEXTS:
+            raise InvalidParams(f"at most {MAX_TEXTS} texts per call, got {len(texts)}")
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise InvalidParams(f"texts[{i}] is {type(t).__name__}, expected a string")
+            if len(t) > MAX_TEXT_CHARS:
+                raise InvalidParams(f"texts[{i}] is longer than {MAX_TEXT_CHARS} characters")
+        from trading.scoring import score_texts
+
+        return {"scores": score_texts(texts)}
+
+    def health(self) -> dict[str, Any]:
+        scoring = sys.modules.get("trading.scoring")  # report, but never trigger, the load
+        return {"news_source": self.config["news_source"],
+                "news_half_life_h": self.config["news_half_life_h"],
+                "lexicons_loaded": bool(scoring and scoring.default_scorer().loaded)}
+
+    def close(self) -> None:
+        if self._news is not None:
+            self._news.store.close()
 
 
 SERVICE = Sentiment

@@ -228,6 +228,8 @@ def context_for_trend(trend_pct: float | None, cfg=None) -> dict[str, Any]:
         name, fallback = "NEUTRAL", True
     else:
         fallback = False
+        # Classify the value as reported (rounded), so -0.5000000000000004 is not "below -0.5".
+        trend_pct = round(trend_pct, 4)
         if trend_pct < cfg["context.bearish"]:
             name = "BEARISH"
         elif trend_pct < cfg["context.weak_bearish"]:

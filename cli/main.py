@@ -24,7 +24,7 @@ app = typer.Typer(
     add_completion=True,
 )
 
-_MODULES = ["services", "settings", "market", "predict", "train"]
+_MODULES = ["services", "settings", "market", "predict", "train", "sentiment"]
 
 
 def _register() -> None:

@@ -110,6 +110,7 @@ def record(store: Store, predictions: Sequence[JSON], inputs: Mapping[str, JSON]
     written: list[JSON] = []
     with store.transaction() as db:
         for p in predictions:
+            p["created_at"] = canonical_time(p["created_at"])
             inp = inputs.get(p["symbol"], {})
             session = base_session(inp.get("market"), p["created_at"])
             cur = db.execute(
@@ -144,6 +145,15 @@ def latest(store: Store, symbol: str) -> JSON:
     return p
 
 
+def canonical_time(ts: str) -> str:
+    """An ISO timestamp as UTC with microseconds, the one text form stored (so text order is
+    time order); a naive timestamp is taken as UTC."""
+    t = datetime.fromisoformat(ts)
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return t.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
 def _parse_since(since: Any) -> str | None:
     if since is None:
         return None
@@ -153,9 +163,7 @@ def _parse_since(since: Any) -> str | None:
         t = datetime.fromisoformat(since)
     except ValueError as exc:
         raise InvalidParams(f"since={since!r} is not an ISO date or date-time") from exc
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
-    return t.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return canonical_time(t.isoformat())
 
 
 def history(store: Store, symbol: str | None = None, since: Any = None,
@@ -436,6 +444,7 @@ def _record_many(store: Store, made: list[JSON], inputs: dict[int, JSON], *, sou
         for p in made:
             k = p.pop("_k")
             inp = inputs[k]
+            p["created_at"] = canonical_time(p["created_at"])
             session = base_session(inp["market"], p["created_at"])
             p["session"] = session
             db.execute(

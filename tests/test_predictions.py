@@ -1,0 +1,282 @@
+"""The prediction log and outcome scoring, on the real bars in ../shared/data/asx-daily.
+
+The replay test does what `trading replay DIR` + `trading report` do: it predicts each
+historical session with the real rules from bars read through market-data's ``csv:DIR``
+source, stores the predictions with historical dates, scores their outcomes, and then checks
+the scores against returns computed here, independently, from the CSV files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import date
+
+import pytest
+from typer.testing import CliRunner
+
+from trading import config, predictions, rules
+from trading.client import Client, set_default_client
+from trading.errors import InvalidParams, NotFound
+from trading.store import Store
+
+
+@pytest.fixture
+def cfg():
+    return config.get()
+
+
+@pytest.fixture
+def store(cfg):
+    s = Store(cfg.db_path)
+    yield s
+    s.close()
+
+
+def read_closes(path) -> dict[str, float]:
+    """Session date -> close, read straight from a CSV in either of the two layouts."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    header = next(i for i, r in enumerate(rows) if r and r[0] in ("Date", "Price"))
+    names = rows[header]
+    if names[0] == "Price":  # yf.download layout: Price/Ticker/Date rows, then data
+        start = next(i for i, r in enumerate(rows) if r and r[0] == "Date") + 1
+    else:
+        start = header + 1
+    col = names.index("Close")
+    return {r[0][:10]: float(r[col]) for r in rows[start:] if r and r[col]}
+
+
+@pytest.fixture
+def bars_from(asx_daily):
+    client = Client(config.get(), in_process="always")
+    set_default_client(client)
+    source = f"csv:{asx_daily}"
+
+    def get_bars(symbol, period):
+        return client.call("market-data", "get_bars", {"symbol": symbol, "interval": "1d",
+                                                       "period": period, "source": source})
+
+    return source, get_bars
+
+
+def market(symbol="CBA.AX", as_of="2025-10-01", tech=0.9, price=100.0):
+    return {"symbol": symbol, "as_of": as_of, "source": "csv", "stale": False, "age_s": 5,
+            "technical": {"current_price": price, "rsi": 35.0, "macd_histogram": 0.1,
+                          "price_vs_sma20": 1.2, "tech_score": tech, "market_price": price},
+            "volume": {"volume_trend": 0.2, "price_volume_correlation": 0.3,
+                       "volume_quality_score": 0.7},
+            "market_context": {"context": "NEUTRAL", "trend_pct": 0.1,
+                               "confidence_multiplier": 1.0, "buy_threshold": 0.7,
+                               "fallback": False}}
+
+
+def store_one(store, cfg, m, sentiment=None, created_at="2025-10-01T06:00:00+00:00",
+              emit=True):
+    p = rules.decide(m, sentiment, None, cfg, created_at=created_at)
+    written = predictions.record(store, [p], {m["symbol"]: {"market": m, "sentiment": sentiment}},
+                                 source="csv", run_id="t", emit=emit)
+    return p, written
+
+
+# -- the log ----------------------------------------------------------------------------------
+def test_a_prediction_is_stored_with_its_inputs(store, cfg):
+    m = market()
+    s = {"symbol": "CBA.AX", "score": 0.4, "confidence": 0.9, "headline_count": 4, "stale": False}
+    p, written = store_one(store, cfg, m, s)
+    assert p["id"] > 0 and p["session"] == "2025-10-01"
+    [row] = predictions.history(store, inputs=True)
+    assert row["inputs"] == {"market": m, "sentiment": s}
+    assert row["action"] == p["action"] and row["confidence"] == p["confidence"]
+    assert predictions.latest(store, "CBA.AX")["id"] == p["id"]
+    assert [e["type"] for e in written] == ["prediction"]
+    assert written[0]["payload"]["id"] == p["id"]
+    assert store.schema_version() >= 4
+    assert store.query("PRAGMA journal_mode")[0][0] == "wal"
+
+
+def test_history_filters_and_orders(store, cfg):
+    for day, sym in (("2025-10-01", "CBA.AX"), ("2025-10-02", "NAB.AX"), ("2025-10-03", "CBA.AX")):
+        store_one(store, cfg, market(sym, day), created_at=f"{day}T06:00:00+00:00")
+    assert [p["session"] for p in predictions.history(store)] == \
+        ["2025-10-03", "2025-10-02", "2025-10-01"]
+    assert [p["session"] for p in predictions.history(store, "CBA.AX")] == \
+        ["2025-10-03", "2025-10-01"]
+    assert len(predictions.history(store, since="2025-10-02")) == 2
+    assert len(predictions.history(store, since="2025-10-02T17:00:00+11:00")) == 2
+    assert len(predictions.history(store, limit=1)) == 1
+    with pytest.raises(InvalidParams):
+        predictions.history(store, since="yesterday")
+    with pytest.raises(InvalidParams):
+        predictions.history(store, limit=0)
+    with pytest.raises(NotFound):
+        predictions.latest(store, "WBC.AX")
+
+
+def test_the_base_session_is_the_last_bar_seen_else_the_sydney_date():
+    assert predictions.base_session({"as_of": "2025-10-01"}, "2025-10-05T00:00:00+00:00") == \
+        "2025-10-01"
+    # 23:30 UTC on the 1st is 10:30 on the 2nd in Sydney (AEST, +10:00 until 5 October).
+    assert predictions.base_session({}, "2025-10-01T23:30:00+00:00") == "2025-10-02"
+    assert predictions.base_session(None, "2025-10-01T12:00:00+00:00") == "2025-10-01"
+
+
+@pytest.mark.parametrize("action, ret, horizon, right", [
+    ("BUY", 0.001, 1, True), ("BUY", 0.0, 1, False), ("BUY", -0.02, 5, False),
+    ("SELL", -0.001, 1, True), ("SELL", 0.0, 1, False), ("SELL", 0.03, 5, False),
+    ("HOLD", 0.0099, 1, True), ("HOLD", -0.0101, 1, False), ("HOLD", 0.02, 5, True),
+    ("HOLD", -0.026, 5, False),
+])
+def test_what_right_means(action, ret, horizon, right):
+    assert predictions.is_right(action, ret, horizon) is right
+
+
+# -- outcomes on the real bars --------------------------------------------------------------
+def test_outcomes_match_the_csv(store, cfg, asx_daily, bars_from):
+    source, get_bars = bars_from
+    cba = read_closes(asx_daily / "CBA.AX.csv")
+    axjo = read_closes(asx_daily / "^AXJO.csv")
+    dates = sorted(cba)
+    # A session inside the index's range, one 5 sessions before the end, and the last one.
+    base = "2025-10-15"
+    i = dates.index(base)
+    p, _ = store_one(store, cfg, market("CBA.AX", base), created_at=f"{base}T06:00:00+00:00")
+    near_end = dates[-3]
+    q, _ = store_one(store, cfg, market("CBA.AX", near_end),
+                     created_at=f"{near_end}T06:00:00+00:00")
+    last = dates[-1]
+    store_one(store, cfg, market("CBA.AX", last), created_at=f"{last}T06:00:00+00:00")
+
+    result = predictions.evaluate(store, get_bars, today=date(2026, 3, 1))
+    assert result["errors"] == {}
+    # p: both horizons; q: only 1 session (5 would pass the data's end); last: nothing yet.
+    assert result["evaluated"] == 3
+    assert result["pending"] == 2
+    got = predictions.history(store, "CBA.AX", limit=10)
+    by_id = {r["id"]: r["outcomes"] for r in got}
+    for h in (1, 5):
+        o = by_id[p["id"]][str(h)]
+        expected = cba[dates[i + h]] / cba[base] - 1
+        assert o["end_session"] == dates[i + h]
+        assert o["forward_return"] == pytest.approx(expected, abs=1e-7)
+        assert o["index_return"] == pytest.approx(axjo[dates[i + h]] / axjo[base] - 1, abs=1e-7)
+        assert o["correct"] is predictions.is_right(p["action"], expected, h)
+    assert set(by_id[q["id"]]) == {"1"}
+
+    # Evaluating again adds nothing and leaves the waiting ones waiting.
+    again = predictions.evaluate(store, get_bars, today=date(2026, 3, 1))
+    assert again["evaluated"] == 0 and again["pending"] == 2
+
+
+def test_outcome_events_are_appended(store, cfg, bars_from):
+    from trading import events
+
+    _, get_bars = bars_from
+    p, _ = store_one(store, cfg, market("NAB.AX", "2025-06-02"),
+                     created_at="2025-06-02T06:00:00+00:00")
+    predictions.evaluate(store, get_bars, today=date(2026, 3, 1))
+    outcome_events = events.read(store, type="outcome")
+    assert [(e["payload"]["prediction_id"], e["payload"]["horizon"]) for e in outcome_events] \
+        == [(p["id"], 1), (p["id"], 5)]
+    # Before 2025-09-08 the shared index file has no bars: the index return stays empty.
+    assert outcome_events[0]["payload"]["index_return"] is None
+
+
+def test_replay_over_the_shared_data_and_report(store, cfg, asx_daily, bars_from):
+    source, get_bars = bars_from
+    symbols = ["CBA.AX", "BHP.AX"]
+    result = predictions.replay(store, cfg, get_bars, symbols, source=source,
+                                start="2025-06-01", today=date(2026, 3, 1))
+    closes = {s: read_closes(asx_daily / f"{s}.csv") for s in symbols}
+    sessions = {s: [d for d in sorted(c) if d >= "2025-06-01"] for s, c in closes.items()}
+    assert result["predictions"] == sum(len(v) for v in sessions.values())
+    # Every prediction old enough got both horizons; the last 1 and 5 sessions wait.
+    n1 = sum(len(v) - 1 for v in sessions.values())
+    n5 = sum(len(v) - 5 for v in sessions.values())
+    assert result["outcomes"]["evaluated"] == n1 + n5
+
+    # Each stored outcome agrees with the CSV and with the rule for "right".
+    rows = store.query("SELECT p.symbol, p.action, p.session, p.created_at, o.* FROM outcomes o "
+                       "JOIN predictions p ON p.id = o.prediction_id")
+    assert len(rows) == n1 + n5
+    for r in rows:
+        c = closes[r["symbol"]]
+        d = sorted(c)
+        assert r["base_session"] == r["session"]
+        assert r["end_session"] == d[d.index(r["session"]) + r["horizon"]]
+        ret = c[r["end_session"]] / c[r["base_session"]] - 1
+        assert r["forward_return"] == pytest.approx(ret, abs=1e-7)
+        assert bool(r["correct"]) is predictions.is_right(r["action"], ret, r["horizon"])
+        # Stored as made at that session's close, in Sydney.
+        assert predictions.sydney_date(r["created_at"]) == r["session"]
+
+    # The report aggregates exactly those rows.
+    report = predictions.accuracy(store, "replay")
+    assert report["predictions"] == {"replay": result["predictions"]}
+    for h, n in (("1", n1), ("5", n5)):
+        stats = report["horizons"][h]
+        assert stats["overall"]["n"] == n
+        assert sum(s["n"] for s in stats["by_action"].values()) == n
+        assert sum(s["n"] for s in stats["by_confidence"].values()) == n
+        assert set(stats["by_symbol"]) == set(symbols)
+        hits = [r for r in rows if r["horizon"] == int(h) and r["correct"]]
+        assert stats["overall"]["hits"] == len(hits)
+        for action, s in stats["by_action"].items():
+            mine = [r["forward_return"] for r in rows
+                    if r["horizon"] == int(h) and r["action"] == action]
+            assert s["mean_return"] == pytest.approx(sum(mine) / len(mine), abs=1e-6)
+
+    # A second replay of the same source replaces the first rather than doubling it.
+    again = predictions.replay(store, cfg, get_bars, symbols, source=source,
+                               start="2025-06-01", today=date(2026, 3, 1))
+    assert again["predictions"] == result["predictions"]
+    assert store.query("SELECT count(*) FROM predictions")[0][0] == result["predictions"]
+    # Replays are history, not news: no events.
+    assert store.query("SELECT count(*) FROM events")[0][0] == 0
+
+
+def test_cli_replay_then_report(asx_daily):
+    from trading.cli.main import app
+
+    runner = CliRunner()
+    replayed = runner.invoke(app, ["replay", str(asx_daily), "-s", "CBA", "-s", "WBC",
+                                   "--start", "2025-09-01", "--json"])
+    assert replayed.exit_code == 0, replayed.output
+    body = json.loads(replayed.stdout)
+    assert body["predictions"] > 60 and body["outcomes"]["evaluated"] > 100
+    shown = runner.invoke(app, ["report"])
+    assert shown.exit_code == 0, shown.output
+    assert "After 1 session(s)" in shown.stdout and "After 5 session(s)" in shown.stdout
+    assert "CBA.AX" in shown.stdout and "WBC.AX" in shown.stdout
+    as_json = json.loads(runner.invoke(app, ["report", "--json"]).stdout)
+    assert as_json["horizons"]["1"]["overall"]["n"] == body["predictions"] - 2
+
+
+def test_accuracy_rejects_an_unknown_origin(store):
+    with pytest.raises(InvalidParams):
+        predictions.accuracy(store, "future")
+
+
+# -- the service in-process ------------------------------------------------------------------
+def test_generate_predictions_in_process_with_the_sample_source(cfg):
+    from trading.handlers.prediction import Prediction
+
+    client = Client(cfg, in_process="always")
+    set_default_client(client)
+    svc = Prediction(cfg)
+    out = svc.generate_predictions(["cba", "NAB.AX", "bad symbol!", "CBA.AX"], source="sample")
+    assert list(out["results"]) == ["CBA.AX", "NAB.AX"]
+    assert out["errors"]["bad symbol!"]["problem"] == "invalid-symbol"
+    for p in out["results"].values():
+        assert p["action"] in ("BUY", "SELL", "HOLD") and 0 <= p["confidence"] <= 1
+        assert set(p["components"]) == {"technical", "sentiment", "volume", "market", "model"}
+        assert p["created_at"] == out["created_at"]
+    stored = svc.history()
+    assert {p["symbol"] for p in stored} == {"CBA.AX", "NAB.AX"}
+    assert svc.get_prediction("cba")["id"] == out["results"]["CBA.AX"]["id"]
+    assert [e["payload"]["symbol"] for e in svc.events(type="prediction")] == ["CBA.AX", "NAB.AX"]
+    with pytest.raises(InvalidParams):
+        svc.generate_predictions([], source="sample")
+    with pytest.raises(InvalidParams):
+        svc.events(after_id=-1)
+    svc.close()

@@ -1,0 +1,216 @@
+"""Events: the table is the record; a real ``redis-server`` on loopback receives copies.
+
+The Redis tests start their own ``redis-server`` (no persistence, a free loopback port, a temp
+directory) and subscribe with the real client before predicting; the Redis-down tests point
+the URL at a port nothing listens on and check that predictions and events are unaffected.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import socket
+import subprocess
+import time
+from datetime import date
+
+import pytest
+
+from trading import config, events, predictions
+from trading.client import Client, set_default_client
+from trading.store import Store
+
+from conftest import wait_for
+
+REDIS_SERVER = shutil.which("redis-server")
+needs_redis = pytest.mark.skipif(REDIS_SERVER is None,
+                                 reason="redis-server not installed (install.sh installs it)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """``(port, start(*extra_args))``: a private redis-server, stopped after the test."""
+    procs = []
+
+    def start(*extra: str) -> int:
+        port = free_port()
+        proc = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(tmp_path), *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        procs.append(proc)
+
+        def up():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    return True
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read().decode()
+                return False
+
+        wait_for(up, what="redis-server to listen")
+        return port
+
+    yield start
+    for p in procs:
+        p.terminate()
+        p.wait(10)
+
+
+def use_redis(monkeypatch, url: str):
+    monkeypatch.setenv("TRADING_REDIS_URL", url)
+    config.reset()
+    cfg = config.get()
+    set_default_client(Client(cfg, in_process="always"))
+    return cfg
+
+
+def service(cfg):
+    from trading.handlers.prediction import Prediction
+
+    return Prediction(cfg)
+
+
+def collect(pubsub, count: int, timeout: float = 5.0) -> list[dict]:
+    got, deadline = [], time.monotonic() + timeout
+    while len(got) < count and time.monotonic() < deadline:
+        m = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
+        if m is not None:
+            got.append({"channel": m["channel"].decode(), **json.loads(m["data"])})
+    return got
+
+
+@needs_redis
+def test_predictions_are_published_on_their_channel(monkeypatch, redis_server):
+    import redis
+
+    port = redis_server()
+    cfg = use_redis(monkeypatch, f"redis://127.0.0.1:{port}/0")
+    sub = redis.Redis(port=port).pubsub()
+    sub.subscribe("trading:prediction", "trading:outcome")
+    collect(sub, 0, 0.3)  # let the subscription settle
+
+    svc = service(cfg)
+    out = svc.generate_predictions(source="sample")
+    assert len(out["results"]) == 7
+    msgs = collect(sub, 7)
+    table = svc.events(type="prediction")
+    assert [m["id"] for m in msgs] == [e["id"] for e in table]
+    assert {m["channel"] for m in msgs} == {"trading:prediction"}
+    assert [m["payload"]["symbol"] for m in msgs] == list(out["results"])
+    assert msgs[0]["payload"] == out["results"][msgs[0]["payload"]["symbol"]]
+    assert svc.health_check()["events_published"] == 7
+    svc.close()
+    sub.close()
+
+
+@needs_redis
+def test_outcomes_are_published_too(monkeypatch, redis_server, asx_daily):
+    import redis
+
+    port = redis_server()
+    cfg = use_redis(monkeypatch, f"redis://127.0.0.1:{port}/0")
+    sub = redis.Redis(port=port).pubsub()
+    sub.subscribe("trading:outcome")
+    collect(sub, 0, 0.3)
+    store = Store(cfg.db_path)
+    from trading import rules
+
+    m = {"symbol": "BHP.AX", "as_of": "2025-11-03", "stale": False,
+         "technical": {"tech_score": 0.3, "current_price": 40.0}, "volume": {},
+         "market_context": {"context": "NEUTRAL"}}
+    p = rules.decide(m, None, None, cfg, created_at="2025-11-03T06:00:00+00:00")
+    predictions.record(store, [p], {"BHP.AX": {"market": m}}, source=None, run_id="t")
+
+    client = Client(cfg, in_process="always")
+
+    def get_bars(symbol, period):
+        return client.call("market-data", "get_bars", {"symbol": symbol, "period": period,
+                                                       "source": f"csv:{asx_daily}"})
+
+    publisher = events.Publisher.from_config(cfg)
+    predictions.evaluate(store, get_bars, publisher=publisher, today=date(2026, 3, 1))
+    msgs = collect(sub, 2)
+    assert [(m["type"], m["payload"]["horizon"]) for m in msgs] == [("outcome", 1), ("outcome", 5)]
+    assert msgs[0]["payload"]["prediction_id"] == p["id"]
+    assert msgs[1]["payload"]["index_return"] is not None  # November 2025 has index bars
+    publisher.close()
+    client.close()
+    store.close()
+
+
+def test_redis_down_never_fails_a_prediction(monkeypatch, caplog):
+    port = free_port()  # nothing listens there
+    cfg = use_redis(monkeypatch, f"redis://:hunter2@127.0.0.1:{port}/0")
+    svc = service(cfg)
+    caplog.set_level(logging.WARNING, logger="trading.events")
+    t0 = time.monotonic()
+    first = svc.generate_predictions(source="sample")
+    second = svc.generate_predictions(["CBA.AX"], source="sample")
+    elapsed = time.monotonic() - t0
+    assert len(first["results"]) == 7 and len(second["results"]) == 1
+    stored = svc.events(type="prediction")
+    assert len(stored) == 8
+    assert [e["payload"]["id"] for e in stored] == \
+        [p["id"] for p in [*first["results"].values(), *second["results"].values()]]
+    health = svc.health_check()
+    # One failure, then publishing pauses instead of paying a timeout per call.
+    assert health["publish_failures"] == 1 and health["events_published"] == 0
+    warnings = [r.getMessage() for r in caplog.records if r.name == "trading.events"]
+    assert len(warnings) == 1 and "stay in the events table" in warnings[0]
+    assert "hunter2" not in warnings[0] and ":***@" in warnings[0]
+    assert elapsed < 10
+    svc.close()
+
+
+@needs_redis
+def test_a_wrong_password_is_not_logged(monkeypatch, redis_server, caplog):
+    port = redis_server("--requirepass", "right-one")
+    cfg = use_redis(monkeypatch, f"redis://:wrong-one@127.0.0.1:{port}/0")
+    caplog.set_level(logging.WARNING, logger="trading.events")
+    svc = service(cfg)
+    out = svc.generate_predictions(["NAB"], source="sample")
+    assert list(out["results"]) == ["NAB.AX"]
+    assert len(svc.events()) == 1
+    text = " ".join(r.getMessage() for r in caplog.records)
+    assert "failed" in text and "wrong-one" not in text
+    svc.close()
+
+
+def test_without_a_url_nothing_is_published(monkeypatch):
+    cfg = use_redis(monkeypatch, "")
+    svc = service(cfg)
+    svc.generate_predictions(["BHP"], source="sample")
+    h = svc.health_check()
+    assert h["redis"] is False and h["events_published"] == 0 and h["publish_failures"] == 0
+    assert len(svc.events()) == 1
+    svc.close()
+
+
+def test_events_read_in_order_by_type_and_latest(tmp_path):
+    store = Store(tmp_path / "t.db")
+    with store.transaction() as db:
+        for i in range(5):
+            events.append(db, "prediction" if i % 2 == 0 else "outcome", {"i": i})
+    assert [e["payload"]["i"] for e in events.read(store)] == [0, 1, 2, 3, 4]
+    assert [e["payload"]["i"] for e in events.read(store, after_id=2)] == [2, 3, 4]
+    assert [e["payload"]["i"] for e in events.read(store, type="outcome")] == [1, 3]
+    assert [e["payload"]["i"] for e in events.read(store, limit=2, latest=True)] == [3, 4]
+    store.close()
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("redis://:pw@host:6379/0", "redis://:***@host:6379/0"),
+    ("redis://user:pw@host/1", "redis://user:***@host/1"),
+    ("redis://host:6379", "redis://host:6379"),
+    ("rediss://u:p%40ss@h:1/0?ssl=1", "rediss://u:***@h:1/0?ssl=1"),
+])
+def test_redact(url, shown):
+    assert events.redact(url) == shown

@@ -277,6 +277,7 @@ def parse_csv(path: Path) -> Bars:
 
 # -- sample ----------------------------------------------------------------------------------
 EPOCH = dt.date(2015, 1, 2)
+MAX_SESSIONS = 8192  # about 32 years of sessions from the epoch
 
 
 class SampleSource:
@@ -312,6 +313,10 @@ def synthetic(symbol: str, dates: list[str]) -> Bars:
     seed = int.from_bytes(hashlib.sha256(symbol.encode()).digest()[:8], "little")
     rng = np.random.default_rng(seed)
     n = len(dates)
+    if n > MAX_SESSIONS:
+        raise ValueError(f"sample data ends after {MAX_SESSIONS} sessions from {EPOCH}")
+    # Draw for a fixed length and cut, so a date's bar is the same whatever the end date.
+    n_out, n = n, MAX_SESSIONS
     index = is_index(symbol)
     base = rng.uniform(6000, 9000) if index else float(np.exp(rng.uniform(np.log(2), np.log(200))))
     # Regimes of 20-60 sessions, each with its own drift and volatility, so RSI and MACD swing
@@ -328,7 +333,8 @@ def synthetic(symbol: str, dates: list[str]) -> Bars:
     low = np.minimum(open_, close) * np.exp(-np.abs(vol * 0.5 * rng.standard_normal(n)))
     base_volume = rng.uniform(2e5, 8e6) if not index else rng.uniform(4e5, 9e5)
     volume = np.round(base_volume * np.exp(0.3 * rng.standard_normal(n) + 12.0 * np.abs(r)))
-    return Bars(dates, open_, high, low, close, volume)
+    k = n_out
+    return Bars(dates, open_[:k], high[:k], low[:k], close[:k], volume[:k])
 
 
 # -- choosing ---------------------------------------------------------------------------------

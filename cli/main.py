@@ -24,7 +24,7 @@ app = typer.Typer(
     add_completion=True,
 )
 
-_MODULES = ["services", "settings", "market", "predict", "train", "sentiment"]
+_MODULES = ["services", "settings", "market", "predict", "train", "sentiment", "status"]
 
 
 def _register() -> None:

@@ -1,0 +1,78 @@
+"""``trading status``: each service's socket and handler as systemd sees them, and the timers.
+
+The answer comes from the manager that runs the units (the user manager after
+``install.sh --user``, else the system manager), through ``systemctl show``: an idle service
+shows its socket listening and no process, which is the design working, not a fault. A failed
+socket is explained in words with the command that fixes it. Where no systemd answers, it says
+so: the ``trading`` commands then run the handlers in-process.
+
+Exit code: 0 when every socket listens (or there is no systemd to ask), 1 when a socket or a
+service has failed or the units are missing from a running manager.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import typer
+
+from trading import systemd
+from trading.handlers import SERVICES
+
+from . import common
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status)
+
+
+def _mib(n: int | None) -> str:
+    return "" if n is None else f"{n / 2**20:.1f} MiB"
+
+
+def status(as_json: bool = common.JsonOption) -> None:
+    """Show each service's socket (listening or failed), handler (active or idle), PID, memory
+    and socket path, and the timers with their next run."""
+    manager, installed = systemd.detect()
+    if manager is None:
+        message = ("systemd is not running here" + (" (the units are installed but their "
+                   "manager is not running)" if installed else "") +
+                   ": `trading` commands run the handlers in-process")
+        if as_json:
+            common.print_json({"systemd": None, "installed": installed, "message": message,
+                               "services": [], "timers": []})
+        else:
+            print(message)
+        return
+    if not installed:
+        message = (f"trading-services is not installed in the {manager.scope} manager; "
+                   "run ./install.sh (or ./install.sh --user)")
+        if as_json:
+            common.print_json({"systemd": manager.scope, "installed": False, "message": message,
+                               "services": [], "timers": []})
+        else:
+            print(message)
+        raise typer.Exit(common.EXIT_FAILURE)
+    try:
+        rows = systemd.service_rows(manager, SERVICES)
+        timers = systemd.timer_rows(manager)
+    except (systemd.SystemdError, OSError, subprocess.TimeoutExpired) as exc:
+        raise common.fail(f"cannot read systemd's state: {exc}")
+    ok = all(r.ok for r in rows)
+    if as_json:
+        common.print_json({"systemd": manager.scope, "installed": True, "ok": ok,
+                           "services": [r.as_json() for r in rows],
+                           "timers": [t.as_json() for t in timers]})
+    else:
+        common.table(f"services ({manager.scope} manager)",
+                     ["service", "socket", "handler", "pid", "memory", "socket path"],
+                     [[r.service, r.socket, r.state, r.pid or "", _mib(r.memory_bytes),
+                       r.socket_path or ""] for r in rows])
+        if timers:
+            common.table("timers", ["timer", "runs", "state", "next run", "last run"],
+                         [[t.timer, t.unit, t.state, t.next_run or "-", t.last_run or "-"]
+                          for t in timers])
+        else:
+            print("timers: none installed")
+    if not ok:
+        raise typer.Exit(common.EXIT_FAILURE)

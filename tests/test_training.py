@@ -1,0 +1,235 @@
+"""Training on the real ASX daily bars: no lookahead, reproducible metrics, honest splits,
+the registry, the model's exported numbers, and the service over a real socket."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from trading import config, features, models
+from trading.market import Bars
+from trading.sources import CsvSource
+
+SYMBOLS = ["CBA.AX", "BHP.AX", "COL.AX"]
+INDEX = "^AXJO"
+
+
+@pytest.fixture
+def bars(asx_daily):
+    fetched = CsvSource(asx_daily).fetch([*SYMBOLS, INDEX], dt.date(2000, 1, 1),
+                                         dt.date(2100, 1, 1))
+    assert not fetched.errors
+    return fetched.bars
+
+
+def scrambled_after(b: Bars, day: str, seed: int = 1) -> Bars:
+    """The same bars up to ``day``; every later bar replaced by something else."""
+    rng = np.random.default_rng(seed)
+    k = b.dates.index(day) + 1
+    n = len(b) - k
+
+    def mess(a, scale):
+        a = a.copy()
+        a[k:] = a[k:] * rng.uniform(0.5, 1.5, n) * scale
+        return a
+
+    return Bars(b.dates, mess(b.open, 1.1), mess(b.high, 1.2), mess(b.low, 0.9),
+                mess(b.close, 1.3), mess(b.volume, 3.0))
+
+
+def test_changing_bars_after_a_day_changes_no_feature_or_rule_decision_up_to_it(bars):
+    from trading.rules import decide
+
+    cfg = config.get()
+    index = bars[INDEX]
+    for symbol, day in (("CBA.AX", "2024-06-14"), ("BHP.AX", "2025-10-15"),
+                        ("COL.AX", "2025-12-01")):
+        b = bars[symbol]
+        before = features.history(symbol, b, index, cfg)
+        after = features.history(symbol, scrambled_after(b, day),
+                                 scrambled_after(index, day) if day >= index.dates[0] else index,
+                                 cfg)
+        k = before.dates.index(day)
+        assert before.dates == after.dates
+        for i in range(k + 1):
+            assert features.vector(before.markets[i]) == pytest.approx(
+                features.vector(after.markets[i]), nan_ok=True)
+            assert before.markets[i] == after.markets[i]
+            assert decide(before.markets[i], None, None, cfg) == \
+                decide(after.markets[i], None, None, cfg)
+        # ...and the scrambling is real: the day after does change
+        assert before.markets[k + 1] != after.markets[k + 1]
+
+
+def histories(bars, cfg):
+    return {s: features.history(s, bars[s], bars[INDEX], cfg) for s in SYMBOLS}
+
+
+@pytest.mark.parametrize("horizon", [1, 5])
+def test_walk_forward_never_trains_on_a_tested_session_and_keeps_the_gap(bars, horizon):
+    cfg = config.get()
+    data = features.dataset(histories(bars, cfg), horizon)
+    _, report = models.train(data, cfg, folds=6)
+    sessions = sorted(set(data.dates))
+    for fold in report["per_fold"]:
+        train_end = sessions.index(fold["train_end"])
+        test_start = sessions.index(fold["test_start"])
+        assert test_start - train_end > horizon  # at least `horizon` sessions between
+        # the last training row's label is decided before the first tested session
+        label_day = sessions[train_end + horizon]
+        assert label_day < fold["test_start"]
+    tested = [(f["test_start"], f["test_end"]) for f in report["per_fold"]]
+    assert all(a[1] < b[0] for a, b in zip(tested, tested[1:]))
+    oos = report["out_of_sample"]
+    assert oos["model"]["n"] == oos["majority"]["n"] == oos["rules"]["n"] > 0
+    assert report["gap"] == horizon
+
+
+def test_labels_are_the_sign_of_the_forward_return(bars):
+    cfg = config.get()
+    h = {"CBA.AX": features.history("CBA.AX", bars["CBA.AX"][:80], None, cfg)}
+    data = features.dataset(h, 3)
+    close = bars["CBA.AX"].close[:80]
+    assert len(data.y) == 77
+    assert data.y.tolist() == [int(close[i + 3] > close[i]) for i in range(77)]
+    assert data.label_dates[0] == bars["CBA.AX"].dates[3]
+
+
+def test_same_data_gives_the_same_metrics_and_model(bars):
+    cfg = config.get()
+    data = features.dataset(histories(bars, cfg), 1)
+    m1, r1 = models.train(data, cfg, folds=4)
+    data2 = features.dataset(histories(bars, cfg), 1)
+    m2, r2 = models.train(data2, cfg, folds=4)
+    assert json.dumps(r1, sort_keys=True) == json.dumps(r2, sort_keys=True)
+    assert m1.to_json() == m2.to_json()
+    assert models.new_version(m1, dt.datetime(2026, 1, 1)) == \
+        models.new_version(m2, dt.datetime(2026, 1, 1))
+
+
+def test_exported_model_reproduces_scikit_learn_and_needs_no_numpy(bars):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    cfg = config.get()
+    data = features.dataset(histories(bars, cfg), 1)
+    ok = ~np.isnan(data.x).any(axis=1)
+    names = list(features.FEATURE_NAMES)
+    x, y = data.x[ok], data.y[ok]
+    exported = models.fit_logistic(x, y, names, horizon=1)
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x, y)
+    want = pipe.predict_proba(x)[:, 1]
+    assert np.allclose(exported.probabilities(x), want, atol=1e-9)
+    # the pure-Python path the prediction service uses, on the market dicts themselves
+    markets = [m for m, keep in zip(data.markets, ok) if keep]
+    got = [exported.probability(m) for m in markets[:200]]
+    assert np.allclose(got, want[:200], atol=1e-6)  # summaries are rounded; close enough
+    # a round trip through JSON keeps it
+    again = models.LinearModel.from_json(json.loads(json.dumps(exported.to_json())))
+    assert again.probability(markets[0]) == exported.probability(markets[0])
+
+
+def test_registry_keeps_one_active_model(tmp_path):
+    from trading.errors import NotFound
+    from trading.store import Store
+
+    cfg = config.get()
+    store = Store(cfg.db_path)
+    names = ["rsi", "tech_score"]
+    versions = []
+    for i, when in enumerate((dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+                              dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc))):
+        m = models.LinearModel("x", names, [50.0, 0.5], [10.0, 0.1], [0.1 * (i + 1), 0.2], 0.0)
+        row = models.save(store, cfg, m, symbols=["CBA.AX"], train_start="2024-01-02",
+                          train_end="2025-06-30", source="sample", metrics={"i": i}, when=when)
+        versions.append(row["version"])
+    assert models.load_active(cfg, store) is None
+    assert [r["version"] for r in models.list_models(store)] == versions[::-1]
+    models.activate(store, versions[0])
+    models.activate(store, versions[1])
+    listed = models.list_models(store)
+    assert [r["active"] for r in listed] == [True, False]
+    active = models.load_active(cfg, store)
+    assert active.version == versions[1]
+    assert active.meta["train_end"] == "2025-06-30"
+    p = active.probability({"technical": {"rsi": 60.0, "tech_score": 0.6}})
+    assert p == pytest.approx(1 / (1 + np.exp(-(0.2 * 1.0 + 0.2 * 1.0))))
+    with pytest.raises(NotFound):
+        models.activate(store, "no-such-version")
+    assert models.load_active(cfg, store).version == versions[1]  # unchanged by the failure
+    models.activate(store, None)
+    assert models.load_active(cfg, store) is None
+    store.close()
+
+
+def test_a_missing_model_file_means_no_model_not_an_error(tmp_path):
+    from trading.store import Store
+
+    cfg = config.get()
+    store = Store(cfg.db_path)
+    m = models.LinearModel("x", ["rsi"], [50.0], [10.0], [0.1], 0.0)
+    row = models.save(store, cfg, m, symbols=["CBA.AX"], train_start="a", train_end="b",
+                      source="sample", metrics={})
+    models.activate(store, row["version"])
+    (cfg.state_dir / "models" / f"{row['version']}.json").unlink()
+    models._cache.clear()
+    assert models.load_active(cfg, store) is None
+    store.close()
+
+
+def test_service_trains_with_progress_over_a_second_connection(activate, asx_daily):
+    """The real handler under socket activation: train over one connection while another
+    polls progress; a second job meanwhile is refused as Busy; the model is registered."""
+    from trading.client import Client
+    from trading.errors import Busy
+
+    activate("training", idle_exit=30.0)
+    cfg = config.get()
+    seen: list[dict] = []
+    result: dict = {}
+
+    def work():
+        c = Client(cfg, in_process="never")
+        try:
+            result["value"] = c.call("training", "train",
+                                     {"symbols": SYMBOLS, "source": f"csv:{asx_daily}"},
+                                     timeout=300)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            result["error"] = exc
+        finally:
+            c.close()
+
+    t = threading.Thread(target=work)
+    t.start()
+    poll = Client(cfg, in_process="never", timeout=10)
+    busy = None
+    try:
+        while t.is_alive():
+            p = poll.call("training", "progress")
+            if p:
+                seen.append(p)
+                if busy is None:
+                    try:
+                        poll.call("training", "backtest", {"source": f"csv:{asx_daily}"})
+                        busy = False
+                    except Busy:
+                        busy = True
+            time.sleep(0.05)
+        t.join()
+        assert "error" not in result, result.get("error")
+        assert seen, "progress was never seen while training"
+        assert busy is True
+        assert all(p["job"] == "train" and 0 <= p["done"] <= p["total"] for p in seen)
+        assert any(p["stage"].startswith("fold") for p in seen)
+        assert poll.call("training", "progress") is None  # idle again
+        version = result["value"]["version"]
+        assert [m["version"] for m in poll.call("training", "models")] == [version]
+        assert poll.call("training", "health_check")["job"] is None
+    finally:
+        poll.close()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 from typing import Any
 
 from trading.activation import run
@@ -85,10 +84,10 @@ class MarketData(Service):
     def _gather(self, src, symbols: list[str], days: int = SPAN_DAYS):
         from trading.bars import today
 
-        now = time.time()
-        start = today(now) - dt.timedelta(days=days)
-        entries, errors = self.cache.ensure(src, symbols, start)
-        return entries, errors, time.time()
+        cache = self.cache
+        start = today(cache.clock()) - dt.timedelta(days=days)
+        entries, errors = cache.ensure(src, symbols, start)
+        return entries, errors, cache.clock()
 
     @staticmethod
     def _result(e, src, context: dict[str, Any], now: float) -> dict[str, Any]:

@@ -46,7 +46,19 @@ def predict(
         params["symbols"] = list(symbols)
     if source:
         params["source"] = source
-    result = common.client().call("prediction", "generate_predictions", params or None)
+    client = common.client()
+    # In-process, the prediction handler calls its peers in-process too: say so once, not
+    # once per service.
+    told: list[str] = []
+
+    def once(service: str) -> None:
+        if not told:
+            told.append(service)
+            common.note("no prediction service socket installed; running the handlers "
+                        "in-process")
+
+    client.on_fallback = once
+    result = client.call("prediction", "generate_predictions", params or None)
     results, errors = result.get("results") or {}, result.get("errors") or {}
     if as_json:
         common.print_json(result)

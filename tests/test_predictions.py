@@ -280,3 +280,75 @@ def test_generate_predictions_in_process_with_the_sample_source(cfg):
     with pytest.raises(InvalidParams):
         svc.events(after_id=-1)
     svc.close()
+
+
+def test_trading_predict_on_a_fresh_machine():
+    """No services installed: the handlers run in-process, say so in one line, and store."""
+    from trading.cli.main import app
+
+    result = CliRunner().invoke(app, ["predict", "--source", "sample"])
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if "in-process" in line]
+    assert len(notes) == 1
+    for symbol in ("CBA.AX", "ANZ.AX", "NAB.AX", "WBC.AX", "MQG.AX", "COL.AX", "BHP.AX"):
+        assert symbol in result.stdout
+    store = Store(config.get().db_path)
+    assert store.query("SELECT count(*) FROM predictions")[0][0] == 7
+    store.close()
+    as_json = CliRunner().invoke(app, ["predict", "CBA", "--source", "sample", "--json"])
+    assert list(json.loads(as_json.stdout)["results"]) == ["CBA.AX"]
+
+
+def test_trading_predict_fails_only_when_every_symbol_fails():
+    from trading.cli.main import app
+
+    some = CliRunner().invoke(app, ["predict", "CBA", "NOT!", "--source", "sample"])
+    assert some.exit_code == 0
+    assert "NOT!" in some.stderr
+    none = CliRunner().invoke(app, ["predict", "NOT!", "ALSO?", "--source", "sample"])
+    assert none.exit_code == 1
+    assert "ALSO?" in none.stderr
+
+
+def test_trading_events_and_history():
+    from trading.cli.main import app
+
+    runner = CliRunner()
+    runner.invoke(app, ["predict", "CBA", "NAB", "--source", "sample"])
+    shown = runner.invoke(app, ["events", "--type", "prediction"])
+    assert shown.exit_code == 0, shown.output
+    assert "CBA.AX" in shown.stdout and "NAB.AX" in shown.stdout
+    lines = runner.invoke(app, ["events", "--json", "-n", "1"]).stdout.splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["payload"]["symbol"] == "NAB.AX"
+    hist = runner.invoke(app, ["history", "NAB", "--json"])
+    assert [p["symbol"] for p in json.loads(hist.stdout)] == ["NAB.AX"]
+
+
+def _readline(proc, timeout: float = 20.0) -> str:
+    """One line of the child's stdout, or fail after ``timeout`` (never hang the suite)."""
+    import select
+
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    assert ready, f"no output within {timeout}s"
+    return proc.stdout.readline()
+
+
+def test_trading_events_follow_prints_new_events():
+    import os
+    import subprocess
+    import sys
+
+    from trading.cli.main import app
+
+    CliRunner().invoke(app, ["predict", "CBA", "--source", "sample"])
+    proc = subprocess.Popen([sys.executable, "-m", "trading.cli.main", "events", "--follow",
+                             "--interval", "0.1", "--json"], env=dict(os.environ),
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            bufsize=1)
+    try:
+        assert json.loads(_readline(proc))["payload"]["symbol"] == "CBA.AX"
+        CliRunner().invoke(app, ["predict", "WBC", "--source", "sample"])
+        assert json.loads(_readline(proc))["payload"]["symbol"] == "WBC.AX"
+    finally:
+        proc.terminate()
+        proc.wait(10)

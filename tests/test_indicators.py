@@ -86,7 +86,7 @@ def test_macd_warm_up_matches_talib():
 
 
 def parse_csv_close(symbol: str) -> np.ndarray:
-    from tests.conftest import ASX_DAILY
+    from conftest import ASX_DAILY
 
     return parse_csv(ASX_DAILY / f"{symbol}.csv").close
 

@@ -352,3 +352,34 @@ def test_trading_events_follow_prints_new_events():
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_the_active_model_is_a_component_and_is_credited(cfg):
+    """With a model trained and activated (issue 7's registry), its probability is the model
+    component and its version is recorded; without one the weight is redistributed."""
+    from trading import models
+    from trading.features import FEATURE_NAMES
+    from trading.handlers.prediction import Prediction
+
+    set_default_client(Client(cfg, in_process="always"))
+    svc = Prediction(cfg)
+    before = svc.generate_predictions(["CBA"], source="sample")["results"]["CBA.AX"]
+    assert before["components"]["model"] is None and before["model_version"] is None
+
+    k = len(FEATURE_NAMES)
+    model = models.LinearModel(version="unsaved", features=list(FEATURE_NAMES), mean=[0.0] * k,
+                               scale=[1.0] * k, coef=[0.01] * k, intercept=1.5)
+    row = models.save(svc.store, cfg, model, symbols=["CBA.AX"], train_start="2024-01-02",
+                      train_end="2025-12-31", source="sample", metrics={})
+    models.activate(svc.store, row["version"])
+
+    out = svc.generate_predictions(["CBA"], source="sample")
+    p = out["results"]["CBA.AX"]
+    assert out["model_version"] == p["model_version"] == row["version"]
+    stored = svc.history("CBA", limit=1)[0]
+    [inputs] = [r for r in predictions.history(svc.store, "CBA.AX", limit=1, inputs=True)]
+    expected = model.probability(inputs["inputs"]["market"])
+    assert inputs["inputs"]["model"] == {"version": row["version"], "probability": expected}
+    assert p["components"]["model"] == pytest.approx(expected, abs=1e-4)
+    assert "model" in p["weights"] and stored["id"] == p["id"]
+    svc.close()

@@ -82,6 +82,7 @@ set_paths() {
         state_dir=/var/lib/trading
         cache_dir=/var/cache/trading
         config_dir=/etc/trading
+        runtime_dir=/run/trading
         sysctl=(systemctl)
     else
         local home=${HOME:?HOME is not set}
@@ -93,6 +94,7 @@ set_paths() {
         state_dir=${XDG_CONFIG_HOME:-$home/.config}/trading
         cache_dir=${XDG_CACHE_HOME:-$home/.cache}/trading
         config_dir=""
+        runtime_dir=${XDG_RUNTIME_DIR:-/run/user/$(id -u)}/trading
         sysctl=(systemctl --user)
     fi
     venv=$prefix/venv
@@ -300,6 +302,7 @@ do_uninstall() {
             "${sysctl[@]}" reset-failed "${units[@]}" 2>/dev/null || true
         fi
         changed "stopped and removed units from $unit_dir: ${units[*]}"
+        rmdir "$runtime_dir" 2>/dev/null || true  # empty now: RemoveOnStop= took the sockets
     fi
     if [ "$(readlink "$bin_link" 2>/dev/null || true)" = "$venv/bin/trading" ]; then
         rm -f "$bin_link"

@@ -201,6 +201,44 @@ class UserManager:
         path.unlink(missing_ok=True)
         self.systemctl("daemon-reload")
 
+    def set_idle_exit(self, seconds: float, services: list[str] | None = None) -> None:
+        """A short idle exit for tests, by drop-in (the shipped units stay as installed)."""
+        from trading.handlers import SERVICES
+
+        for name in services or list(SERVICES):
+            d = self.home / ".config/systemd/user" / f"trading-{name}.service.d"
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "test-idle-exit.conf").write_text(
+                f"[Service]\nEnvironment=TRADING_IDLE_EXIT={seconds:g}\n")
+        self.systemctl("daemon-reload")
+
+    @property
+    def venv(self) -> Path:
+        return self.home / ".local/share/trading/venv"
+
+    def handler_pids(self, service: str) -> list[int]:
+        """PIDs of this install's handler processes for ``service``, found in /proc.
+
+        Only processes started from the sandbox's venv count, so handlers that other tests
+        run from the development venv do not.
+        """
+        from trading.handlers import SERVICES
+
+        module = SERVICES[service]
+        prefix = str(self.venv)
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            args = [a.decode(errors="replace") for a in argv if a]
+            if len(args) >= 3 and args[0].startswith(prefix) and args[1:3] == ["-m", module]:
+                pids.append(int(entry.name))
+        return sorted(pids)
+
 
 def install(manager: UserManager, *extra: str, deps_from: Path | None = None,
             timeout: float = 300.0) -> subprocess.CompletedProcess[str]:

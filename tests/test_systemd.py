@@ -1,0 +1,288 @@
+"""Socket activation on a real systemd: ``install.sh --user`` into a private user manager.
+
+What the design promises, checked on the real manager (tests/sandbox.py starts it): systemd
+lists and owns every socket; no handler runs before the first connection; one process serves
+everyone who connects while it runs; it exits when idle, leaving the service inactive and no
+process behind; the next call starts it again; a handler killed mid-request gives its client a
+clear error in time and the next call works; a crash loop ends as a failed socket that
+``trading status`` explains; the units verify cleanly and meet the hardening targets.
+
+The tests in this module share one manager and run in file order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sandbox import INSTALL_SH, REPO, UserManager, install, installed, user_manager  # noqa: F401
+
+from trading.handlers import SERVICES
+
+pytestmark = [pytest.mark.systemd, pytest.mark.slow]
+
+IDLE_EXIT = 4.0  # seconds; set by drop-in, the shipped default is 30
+EXPOSURE_TARGETS = {"market-data": 2.5, "sentiment": 2.5, "prediction": 1.5, "training": 1.5}
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def rpc(path: Path, method: str, params: dict | None = None, timeout: float = 20.0) -> dict:
+    """One raw JSON-RPC call on its own connection (what any client does)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        req = {"jsonrpc": "2.0", "id": 1, "method": method, **({"params": params} if params else {})}
+        s.sendall(json.dumps(req).encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"connection closed after {buf!r}")
+            buf += chunk
+    return json.loads(buf)
+
+
+@pytest.fixture(scope="module")
+def sd(installed: UserManager) -> UserManager:  # noqa: F811
+    installed.set_idle_exit(IDLE_EXIT)
+    return installed
+
+
+def sock(sd: UserManager, name: str) -> Path:
+    return sd.runtime_dir / "trading" / f"{name}.sock"
+
+
+def state(sd: UserManager, name: str) -> dict[str, str]:
+    return sd.show(f"trading-{name}.service", "ActiveState", "SubState", "MainPID", "Result",
+                   "NRestarts")
+
+
+def test_install_says_what_it_did_and_a_rerun_changes_nothing(sd):
+    out = sd.install_output
+    for name in SERVICES:
+        assert f"started trading-{name}.socket" in out
+    assert "enabled trading.target" in out
+    # A regular install: the venv holds its own copy of the package, not a link to the checkout.
+    site = subprocess.run([str(sd.venv / "bin/python"), "-c",
+                           "import trading, os; print(os.path.dirname(trading.__file__))"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert site.startswith(str(sd.venv)), site
+    again = install(sd)
+    assert "nothing changed" in again.stdout, again.stdout
+
+
+def test_every_socket_is_listed_and_no_handler_runs_before_the_first_connection(sd):
+    listing = sd.systemctl("list-sockets", "--all").stdout
+    for name in SERVICES:
+        path = sock(sd, name)
+        assert re.search(rf"{re.escape(str(path))}\s+trading-{name}\.socket\s+"
+                         rf"trading-{name}\.service", listing), listing
+        assert path.is_socket()
+        assert oct(path.stat().st_mode & 0o777) == oct(0o660)
+        st = state(sd, name)
+        assert (st["ActiveState"], st["MainPID"]) == ("inactive", "0"), st
+        assert sd.handler_pids(name) == []
+
+
+def test_first_call_starts_exactly_one_process_that_answers_20_concurrent_clients(sd):
+    first = sd.trading("call", "market-data", "health_check")
+    pid = json.loads(first.stdout)["pid"]
+    assert sd.handler_pids("market-data") == [pid]
+    assert sd.main_pid("market-data") == pid
+
+    barrier = threading.Barrier(20)
+    answers: list[dict] = []
+    errors: list[BaseException] = []
+
+    def client() -> None:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(20)
+                s.connect(str(sock(sd, "market-data")))
+                barrier.wait(10)  # all 20 connected before anyone asks
+                s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"health_check"}\n')
+                buf = b""
+                while not buf.endswith(b"\n"):
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    buf += chunk
+                answers.append(json.loads(buf))
+        except BaseException as exc:  # reported below with the others
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert len(answers) == 20
+    assert {a["result"]["pid"] for a in answers} == {pid}
+    assert sd.handler_pids("market-data") == [pid]
+
+
+def test_idle_exit_leaves_the_service_inactive_and_the_next_call_starts_it_again(sd):
+    pid = rpc(sock(sd, "market-data"), "health_check")["result"]["pid"]
+    wait_for(lambda: state(sd, "market-data")["ActiveState"] == "inactive", IDLE_EXIT + 15,
+             "market-data to exit when idle")
+    st = state(sd, "market-data")
+    assert st["MainPID"] == "0" and st["Result"] == "success", st  # a clean exit, no restart
+    assert not Path(f"/proc/{pid}").exists()
+    assert sd.handler_pids("market-data") == []
+
+    again = json.loads(sd.trading("call", "market-data", "health_check").stdout)
+    assert again["pid"] != pid
+    assert sd.handler_pids("market-data") == [again["pid"]]
+
+
+def test_status_shows_sockets_handlers_and_paths(sd):
+    rpc(sock(sd, "sentiment"), "health_check")
+    report = json.loads(sd.trading("status", "--json").stdout)
+    assert report["systemd"] == "user" and report["ok"] is True
+    rows = {r["service"]: r for r in report["services"]}
+    assert set(rows) == set(SERVICES)
+    for name, row in rows.items():
+        assert row["socket"] == "listening"
+        assert row["socket_path"] == str(sock(sd, name))
+    assert rows["sentiment"]["state"] == "active"
+    assert rows["sentiment"]["pid"] == sd.main_pid("sentiment")
+    assert rows["sentiment"]["memory_bytes"] and rows["sentiment"]["memory_bytes"] > 1 << 20
+    assert rows["training"]["state"] == "inactive" and rows["training"]["pid"] is None
+    assert report["timers"] == [] or all("next_run" in t for t in report["timers"])
+    table = sd.trading("status").stdout
+    assert "market-data" in table and "listening" in table
+
+
+def test_a_handler_killed_mid_request_gives_a_clear_error_and_the_next_call_works(sd):
+    # A test-only handler with a slow method (tests/support/slow_service.py) on the training
+    # socket, by drop-in: the shipped unit and the shipped handlers stay untouched.
+    lib = sd.root / "testlib"
+    shutil.copytree(REPO / "tests" / "support", lib / "support", dirs_exist_ok=True)
+    drop = sd.drop_in("trading-training.service", "test-slow", (
+        "[Service]\nExecStart=\n"
+        f"ExecStart={sd.venv}/bin/python -m support.slow_service\n"
+        f"Environment=PYTHONPATH={lib}\n"))
+    try:
+        started = time.monotonic()
+        client = subprocess.Popen(
+            [str(sd.home / ".local/bin/trading"), "call", "training", "sleep", "seconds=60",
+             "--timeout", "20"], env=sd.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        pid = wait_for(lambda: sd.main_pid("training"), 15, "the slow handler to start")
+        # The request is in flight once a connection thread exists and has had time to read.
+        wait_for(lambda: len(os.listdir(f"/proc/{pid}/task")) > 1, 10, "a connection thread")
+        time.sleep(0.5)
+        os.kill(pid, signal.SIGKILL)
+        out, err = client.communicate(timeout=25)
+        elapsed = time.monotonic() - started
+        assert client.returncode == 3, (out, err)
+        assert re.search(r"training (dropped|closed) the connection", err), err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert elapsed < 20, f"the client waited {elapsed:.1f}s, past its timeout"
+
+        nxt = sd.trading("call", "training", "sleep", "seconds=0", timeout=60)
+        assert json.loads(nxt.stdout)["pid"] != pid
+        assert int(state(sd, "training")["NRestarts"]) >= 1  # Restart=on-failure did its job
+    finally:
+        sd.remove_drop_in(drop)
+        sd.systemctl("stop", "trading-training.service")
+        sd.systemctl("reset-failed", "trading-training.service", check=False)
+
+
+def test_a_crash_loop_fails_the_socket_and_status_says_how_to_recover(sd):
+    drop = sd.drop_in("trading-prediction.service", "test-crash", (
+        "[Unit]\nStartLimitIntervalSec=60\nStartLimitBurst=3\n"
+        "[Service]\nExecStart=\nExecStart=/bin/false\nRestartSec=100ms\n"))
+    try:
+        with pytest.raises(OSError):
+            rpc(sock(sd, "prediction"), "health_check", timeout=15)
+        wait_for(lambda: sd.show("trading-prediction.socket", "ActiveState")["ActiveState"]
+                 == "failed", 20, "the socket to fail")
+        result = sd.trading("status", "--json", check=False)
+        assert result.returncode == 1
+        row = {r["service"]: r for r in json.loads(result.stdout)["services"]}["prediction"]
+        assert row["socket"] == ("start limit hit; run systemctl --user reset-failed "
+                                 "trading-prediction.socket"), row
+        assert row["ok"] is False
+    finally:
+        sd.remove_drop_in(drop)
+        sd.systemctl("reset-failed", "trading-prediction.socket", "trading-prediction.service",
+                     check=False)
+        sd.systemctl("start", "trading-prediction.socket")
+    assert rpc(sock(sd, "prediction"), "health_check")["result"]["service"] == "prediction"
+
+
+def _unit_files(d: Path) -> list[Path]:
+    return sorted(p for p in d.iterdir() if p.name.startswith("trading") and p.is_file())
+
+
+def test_systemd_analyze_verify_prints_nothing_for_every_installed_unit(sd):
+    units = _unit_files(sd.home / ".config/systemd/user")
+    assert len(units) == 2 * len(SERVICES) + 1
+    for unit in units:
+        r = sd.run("systemd-analyze", "--user", "verify", str(unit), check=False)
+        assert (r.returncode, r.stdout + r.stderr) == (0, ""), unit.name
+
+
+def exposure(path: Path, env: dict[str, str]) -> float:
+    r = subprocess.run(["systemd-analyze", "security", "--offline=true", str(path)],
+                       capture_output=True, text=True, env=env)
+    m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", r.stdout)
+    assert m, r.stdout + r.stderr
+    return float(m.group(1))
+
+
+def test_security_exposure_is_within_targets_for_user_and_system_installs(sd, tmp_path):
+    system_dir = tmp_path / "system"
+    subprocess.run([str(INSTALL_SH), "--render-units", "system", str(system_dir),
+                    "/opt/trading/venv"], check=True)
+    figures = {}
+    for name, target in EXPOSURE_TARGETS.items():
+        unit = f"trading-{name}.service"
+        user = exposure(sd.home / ".config/systemd/user" / unit, sd.env)
+        system = exposure(system_dir / unit, sd.env)
+        figures[name] = (user, system, target)
+    print("\nsystemd-analyze security --offline=true (exposure, lower is safer):")
+    print(f"  {'service':<12} {'--user':>7} {'system':>7} {'target':>7}")
+    for name, (user, system, target) in figures.items():
+        print(f"  {name:<12} {user:>7.1f} {system:>7.1f} {target:>7.1f}")
+    for name, (user, system, target) in figures.items():
+        assert user <= target and system <= target, (name, user, system, target)
+
+
+def test_uninstall_removes_units_and_keeps_data_unless_purged(sd):
+    state_dir = sd.home / ".config/trading"
+    assert (state_dir / "trading.db").exists()  # StateDirectory= of the services
+    out = sd.run(str(INSTALL_SH), "--user", "--uninstall").stdout
+    assert "stopped and removed units" in out and "kept the data" in out, out
+    assert _unit_files(sd.home / ".config/systemd/user") == []
+    assert not re.search(r"trading-[a-z-]+\.socket", sd.systemctl("list-sockets", "--all").stdout)
+    assert not sock(sd, "market-data").exists()
+    assert not (sd.home / ".local/share/trading").exists()
+    assert not (sd.home / ".local/bin/trading").exists()
+    assert (state_dir / "trading.db").exists()
+    assert all(sd.handler_pids(n) == [] for n in SERVICES)
+
+    assert "nothing to uninstall" in sd.run(str(INSTALL_SH), "--user", "--uninstall").stdout
+    purged = sd.run(str(INSTALL_SH), "--user", "--uninstall", "--purge").stdout
+    assert f"purged {state_dir}" in purged, purged
+    assert not state_dir.exists()

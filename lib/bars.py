@@ -176,7 +176,10 @@ class BarCache:
             err = UpstreamUnavailable(f"{name} failed: {type(exc).__name__}: {exc}",
                                       reason="error")
             return {s: err for s in need}
-        self._record(name, "ok", f"{len(fetched.bars)} symbols", now)
+        # yfinance swallows failures (offline it returns an empty frame): nothing at all for
+        # any symbol is reported as "empty", not "ok".
+        self._record(name, "ok" if fetched.bars else "empty",
+                     f"{len(fetched.bars)} of {len(need)} symbols", now)
         errors: dict[str, RPCError] = dict(fetched.errors)
         rebase = []
         for s, bars in fetched.bars.items():

@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS bar_series (
 CREATE TABLE IF NOT EXISTS upstream (
     source        TEXT PRIMARY KEY,
     at            REAL NOT NULL,
-    outcome       TEXT NOT NULL,        -- ok, rate-limit, network, error
+    outcome       TEXT NOT NULL,        -- ok, empty, rate-limit, network, error
     message       TEXT NOT NULL DEFAULT '',
     backoff_until REAL NOT NULL DEFAULT 0,
     failures      INTEGER NOT NULL DEFAULT 0

@@ -34,11 +34,12 @@ not news.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timezone
 from typing import Any
 
 from . import events as _events
@@ -262,7 +263,7 @@ def evaluate(store: Store, get_bars: GetBars, *, publisher: _events.Publisher | 
     oldest = min(r["session"] for r in rows)
     period = _period_for(oldest, today)
     try:
-        index_dates, index_close = _closes(get_bars(INDEX, period))
+        _, index_close = _closes(get_bars(INDEX, period))
     except TradingError as exc:
         logger.warning("index %s bars unavailable (%s): index returns left empty", INDEX, exc)
         index_close = {}
@@ -280,8 +281,6 @@ def evaluate(store: Store, get_bars: GetBars, *, publisher: _events.Publisher | 
             result["errors"][symbol] = "no bars"
             result["pending"] += len(preds)
             continue
-        import bisect
-
         for r in preds:
             done = {int(h) for h in (r["done"] or "").split(",") if h}
             # The base: the last session on or before the prediction's session.
@@ -407,7 +406,6 @@ def replay(store: Store, cfg: Any, get_bars: GetBars, symbols: Iterable[str], *,
     run_id = f"replay:{source}"
     index_bars = list(get_bars(INDEX, "10y").get("bars") or [])
     index_dates = [str(b["date"])[:10] for b in index_bars]
-    import bisect
 
     made: list[JSON] = []
     inputs: dict[int, JSON] = {}

@@ -26,14 +26,11 @@ than seven half-lives (weight under 1%) are left out. No headlines: score 0, con
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +57,8 @@ def _epoch(value: Any) -> int | None:
     if isinstance(value, (int, float)):
         return int(value) if math.isfinite(value) else None
     if isinstance(value, str) and value:
+        from datetime import datetime, timezone
+
         try:
             dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
@@ -119,6 +118,8 @@ def parse_item(item: Any, now: float) -> Item | None:
     id_ = item.get("id") or c.get("id") or item.get("uuid")
     if not isinstance(id_, (str, int)) or isinstance(id_, bool) or str(id_) == "":
         # Items without an id (hand-written files) get one from what identifies them.
+        import hashlib
+
         digest = hashlib.sha1(f"{title}\0{publisher}\0{published}".encode()).hexdigest()
         id_ = "h:" + digest[:24]
     return {"id": str(id_)[:200], "title": title[:500], "publisher": str(publisher)[:200],
@@ -231,6 +232,7 @@ class SampleNews(Source):
 
     def _load(self) -> list[dict]:
         if self._items is None:
+            import json
             from importlib import resources
 
             text = resources.files("trading.data").joinpath("sample_news.jsonl").read_text()
@@ -265,6 +267,8 @@ class JsonlNews(Source):
         return sorted(self.folder.glob("*.jsonl"))
 
     def _reindex(self) -> dict[str, list[dict]]:
+        import json
+
         from .symbols import normalize
 
         files = self._files()
@@ -481,4 +485,4 @@ def aggregate(rows: list[dict], now: float, half_life_h: float) -> dict[str, Any
 
 
 def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(int(epoch), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch)))

@@ -29,7 +29,6 @@ import logging
 import math
 import re
 import threading
-from importlib import resources
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -69,6 +68,8 @@ _QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": 
 
 
 def _data(name: str) -> str:
+    from importlib import resources
+
     return resources.files("trading.data").joinpath(name).read_text(encoding="utf-8")
 
 
@@ -99,6 +100,8 @@ class Scorer:
         with self._lock:
             if self._loaded:
                 return
+            from importlib import resources
+
             words: dict[str, float] = {}
             # Lowest precedence first; later layers overwrite.
             for line in _lines(resources.files("vaderSentiment").joinpath(

@@ -35,6 +35,8 @@ How a prediction is made
      *mirrored* context (BEARISH <-> BULLISH, WEAK_BEARISH <-> WEAK_BULLISH, NEUTRAL itself),
      taken from config ``multiplier.*`` and ``threshold.*``. So in a BEARISH market a SELL needs
      what a BUY needs in a BULLISH one, and vice versa.
+     With the default configuration no BUY is possible in a BEARISH market (at most
+     1.0 x 0.7 < 0.80) and, mirrored, no SELL in a BULLISH one: the plan's market awareness.
    - HOLD otherwise, and always when the technical component is missing (no usable price
      data), when the market data is stale by more than :data:`MAX_STALE_AGE_S`, or when the
      present components carry less than :data:`MIN_COVERAGE` of the configured weight.

@@ -31,7 +31,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from . import asx
@@ -50,19 +49,27 @@ MAX_BACKOFF_S = 1800.0
 ADJUSTED_TOLERANCE = 1e-3    # relative close difference that means "history was re-adjusted"
 
 
-@dataclass(frozen=True)
 class Entry:
-    """One cached series, as ``bar_series`` has it."""
+    """One cached series, as ``bar_series`` has it (read-only by convention).
 
-    source: str
-    symbol: str
-    start: str
-    first_session: str | None
-    last_session: str | None
-    bars: int
-    fetched_at: float
-    fresh_until: float
-    summary: dict[str, Any]
+    A plain class, not a dataclass: building a dataclass costs milliseconds at import, paid on
+    every cold start."""
+
+    __slots__ = ("source", "symbol", "start", "first_session", "last_session", "bars",
+                 "fetched_at", "fresh_until", "summary")
+
+    def __init__(self, source: str, symbol: str, start: str, first_session: str | None,
+                 last_session: str | None, bars: int, fetched_at: float, fresh_until: float,
+                 summary: dict[str, Any]) -> None:
+        self.source, self.symbol, self.start = source, symbol, start
+        self.first_session, self.last_session, self.bars = first_session, last_session, bars
+        self.fetched_at, self.fresh_until, self.summary = fetched_at, fresh_until, summary
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Entry) and all(
+            getattr(self, k) == getattr(other, k) for k in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
 
     def stale(self, now: float) -> bool:
         return now >= self.fresh_until

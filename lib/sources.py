@@ -19,22 +19,20 @@ data for. A failure of the whole call (network down, rate limited) raises
 - ``sample``: deterministic synthetic bars per symbol (seeded from its name), generated in code
   from a fixed epoch, so a date's bar never changes as time passes; no network, any symbol.
 
-pandas and yfinance are imported only inside the yahoo path.
+pandas and yfinance are imported only inside the yahoo path; numpy, csv and hashlib only where
+bars are made, so a process answering from the cache pays for none of them.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import hashlib
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from . import asx
 from .errors import InvalidParams, NotFound, RPCError, UpstreamUnavailable
@@ -47,19 +45,23 @@ __all__ = ["Source", "Fetched", "YahooSource", "CsvSource", "SampleSource", "res
            "frame_to_bars", "parse_csv"]
 
 
-@dataclass
 class Fetched:
     """What one fetch returned: bars per symbol and per-symbol errors."""
 
-    bars: dict[str, Bars] = field(default_factory=dict)
-    errors: dict[str, RPCError] = field(default_factory=dict)
+    def __init__(self) -> None:
+        self.bars: dict[str, Bars] = {}
+        self.errors: dict[str, RPCError] = {}
 
 
-class Source(Protocol):
-    name: str
+class Source:
+    """The interface (duck-typed; a plain class, because a typing.Protocol costs import time
+    on every cold start): a ``name`` that keys the cache, and :meth:`fetch`."""
+
+    name: str = "source"
 
     def fetch(self, symbols: list[str], start: dt.date, end: dt.date) -> Fetched:
         """Daily bars for ``symbols`` from ``start`` to ``end`` (session dates, inclusive)."""
+        raise NotImplementedError
 
 
 def _clean(symbol: str, rows: list[tuple], start: dt.date | None = None) -> Bars:
@@ -82,7 +84,7 @@ def _clean(symbol: str, rows: list[tuple], start: dt.date | None = None) -> Bars
 Downloader = Callable[[list[str], dt.date, dt.date], Any]
 
 
-class YahooSource:
+class YahooSource(Source):
     """yfinance, one batched ``download()`` per fetch; see the module docstring."""
 
     name = "yahoo"
@@ -201,7 +203,7 @@ def frame_to_bars(frame, symbols: list[str], start: dt.date | None = None) -> di
 
 
 # -- csv -------------------------------------------------------------------------------------
-class CsvSource:
+class CsvSource(Source):
     """``csv:DIR``: one file per symbol, ``DIR/<SYMBOL>.csv``, in either yfinance layout."""
 
     def __init__(self, directory: Path) -> None:
@@ -245,6 +247,8 @@ def _float(text: str) -> float:
 
 def parse_csv(path: Path) -> Bars:
     """Read one yfinance CSV (either layout); raises ValueError naming what is wrong."""
+    import csv
+
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
     if not rows:
@@ -280,7 +284,7 @@ EPOCH = dt.date(2015, 1, 2)
 MAX_SESSIONS = 8192  # about 32 years of sessions from the epoch
 
 
-class SampleSource:
+class SampleSource(Source):
     """Synthetic daily bars, the same for a symbol on every machine; see the module docstring."""
 
     name = "sample"
@@ -308,6 +312,8 @@ class SampleSource:
 
 def synthetic(symbol: str, dates: list[str]) -> Bars:
     """A random walk with changing drift and volatility regimes, seeded from ``symbol``."""
+    import hashlib
+
     import numpy as np
 
     seed = int.from_bytes(hashlib.sha256(symbol.encode()).digest()[:8], "little")

@@ -213,3 +213,11 @@ def test_size(world):
     size = cache.size()
     assert size["series"] == 2 and size["bars"] == 2 * len(cache.bars("fake", "CBA.AX"))
     assert size["store_bytes"] > 0
+
+
+def test_an_all_empty_answer_is_recorded_as_empty(world):
+    clock, src, cache, store = world
+    src.missing = {"CBA.AX"}
+    entries, errors = cache.ensure(src, ["CBA.AX"], START)
+    assert not entries and isinstance(errors["CBA.AX"], NotFound)
+    assert cache.last_outcome()["outcome"] == "empty"

@@ -42,18 +42,19 @@ def market(
         rows = []
         for sym, r in out["results"].items():
             t, v = r["technical"], r["volume"]
-            rows.append([sym, r["as_of"], _fmt(t["current_price"]), _fmt(t["rsi"]),
-                         _fmt(t["macd_histogram"], 4), _fmt(t["price_vs_sma20"]),
-                         _fmt(t["tech_score"]), _fmt(v["volume_trend"]),
-                         _fmt(v["volume_quality_score"]), "stale" if r["stale"] else "fresh"])
+            rows.append([sym, r["as_of"] + (" stale" if r["stale"] else ""),
+                         _fmt(t["current_price"]), _fmt(t["rsi"]), _fmt(t["macd_histogram"], 4),
+                         _fmt(t["price_vs_sma20"]), _fmt(t["tech_score"]),
+                         _fmt(v["volume_quality_score"])])
         ctx = out["market_context"]
         title = (f"market {ctx['context']}"
                  + (" (fallback: index unavailable)" if ctx.get("fallback")
-                    else f", index {_fmt(ctx['trend_pct'])}% over 5 sessions")
+                    else f", index {_fmt(ctx['trend_pct'])}%")
                  + f"; BUY threshold {ctx['buy_threshold']}, multiplier "
                    f"{ctx['confidence_multiplier']}")
-        common.table(title, ["symbol", "as of", "price", "RSI", "MACD hist", "vs SMA20 %",
-                             "tech", "vol trend", "vol score", "data"], rows)
+        # Scores are 0..1 with 0.5 neutral; "vs SMA20" is percent.
+        common.table(title, ["symbol", "as of", "price", "RSI", "MACD hist", "vs SMA20",
+                             "tech", "volume"], rows)
         for given, err in out["errors"].items():
             common.note(f"{given}: {err['message']}")
     if out["errors"]:

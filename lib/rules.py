@@ -24,7 +24,8 @@ How a prediction is made
 
 3. **Confidence** is the strength of the lean, ``max(s, 1 - s)``, times the market multiplier
    for that side, times a penalty for each stale or missing input (:data:`PENALTY`), clipped to
-   0..1. For HOLD it says how close the lean came to a signal.
+   0..1 (a score of exactly 0.5 leans nowhere and gets no multiplier). For HOLD it says how
+   close the lean came to a signal.
 
 4. **Action**:
 
@@ -220,8 +221,11 @@ def decide(market: Mapping, sentiment: Mapping | None, model_probability: float 
     reasons.append(f"score {score:.3f} from {parts}" if parts else "no components available")
 
     # -- confidence and action ------------------------------------------------------------
+    # Float noise must not pick a side: a score within 1e-12 of 0.5 has no lean, and then no
+    # side's multiplier applies (so the mirror rule holds exactly at the middle too).
+    score = round(score, 12)
     bullish = score >= 0.5
-    mult = buy_mult if bullish else terms["sell_multiplier"]
+    mult = 1.0 if score == 0.5 else buy_mult if bullish else terms["sell_multiplier"]
     threshold = buy_threshold if bullish else terms["sell_threshold"]
     confidence = min(1.0, max(0.0, max(score, 1.0 - score) * mult * penalty))
     if force_hold:

@@ -21,7 +21,7 @@ from trading.service import Service
 
 logger = logging.getLogger(__name__)
 
-MAX_SYMBOLS = 200     # symbols per analyze_bulk call
+MAX_SYMBOLS = 1000    # symbols per analyze_bulk call (as many as prediction accepts)
 MAX_TEXTS = 10_000    # texts per score_text call
 MAX_TEXT_CHARS = 2_000
 

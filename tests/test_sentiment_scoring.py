@@ -126,7 +126,7 @@ def test_handler_import_is_light():
     # Every import at the top of the handler is paid on each cold start.
     code = ("import sys, trading.handlers.sentiment; "
             "heavy = [m for m in ('pandas', 'numpy', 'yfinance', 'vaderSentiment', "
-            "'trading.scoring', 'trading.news', 'sqlite3') if m in sys.modules]; print(heavy)")
+            "'trading.scoring', 'trading.news', 'trading.store') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

@@ -112,7 +112,9 @@ def parse_item(item: Any, now: float) -> Item | None:
     published = (_epoch(c.get("pubDate")) or _epoch(c.get("displayTime"))
                  or _epoch(c.get("providerPublishTime")) or _epoch(c.get("published")))
     if published is None:
-        published = int(now)
+        published = int(now)  # hand-written files often carry no time: treat as just seen
+    elif not 0 <= published <= now + 7 * 86400:
+        return None  # a time far in the future (or before 1970) is a malformed item
     url = _url(c.get("canonicalUrl")) or _url(c.get("clickThroughUrl")) or _url(c.get("link")) \
         or _url(c.get("url"))
     id_ = item.get("id") or c.get("id") or item.get("uuid")

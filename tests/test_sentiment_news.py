@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from curl_cffi.requests.exceptions import DNSError
 from yfinance.exceptions import YFRateLimitError
 
@@ -393,3 +395,20 @@ def test_score_text_one_score_per_text():
     assert len(out["scores"]) == 3
     assert out["scores"][0] < 0 < out["scores"][1] and out["scores"][2] == 0
     assert Sentiment().score_text([]) == {"scores": []}
+
+
+_values = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=30),
+                    st.lists(st.text(max_size=5), max_size=3))
+_keys = st.sampled_from(["id", "uuid", "title", "publisher", "link", "providerPublishTime",
+                         "pubDate", "displayTime", "provider", "canonicalUrl", "symbol"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_keys, st.one_of(_values, st.dictionaries(_keys, _values, max_size=4)),
+                       max_size=8), st.booleans())
+def test_parse_item_never_crashes(raw, wrap):
+    item = parse_item({"content": raw} if wrap else raw, NOW)
+    if item is not None:
+        assert set(item) == {"id", "title", "publisher", "published", "url"}
+        assert all(isinstance(item[k], str) for k in ("id", "title", "publisher", "url"))
+        assert 0 <= item["published"] <= NOW + 7 * 86400

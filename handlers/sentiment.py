@@ -59,7 +59,10 @@ class Sentiment(Service):
 
     @rpc
     def analyze_bulk(self, symbols: list[str], source: str | None = None) -> dict[str, Any]:
-        """analyze_sentiment for many symbols: {"results": {SYMBOL: ...}, "errors": {given: ...}}."""
+        """analyze_sentiment for many symbols: {"results": {SYMBOL: ...}, "errors": {...}}.
+
+        Errors are keyed by the symbol as given; a bad source fails the whole call.
+        """
         from trading.symbols import normalize
 
         if not isinstance(symbols, list) or not symbols:

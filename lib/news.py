@@ -7,8 +7,9 @@ Sources (the ``source`` parameter, default the ``news_source`` setting):
   "canonicalUrl": {"url"}}}``) and the old flat one (``title``, ``publisher``, ``link``,
   ``providerPublishTime``, still returned by ``yf.Search``). Failures are classified as the
   market-data service does: a rate limit (429) backs the source off for minutes, shared by
-  every process through the store; a network error is retried once after a short pause; both
-  then serve what the cache holds, marked ``stale``. An empty list is no news, not an error.
+  every process through the store; a network error is retried once after a short pause, and
+  then the source is left alone for half a minute in this process; both then serve what the
+  cache holds, marked ``stale``. An empty list is no news, not an error.
 - ``sample``: headlines bundled in ``trading/data/sample_news.jsonl``, their ages relative to
   now, so an offline run works end to end.
 - ``jsonl:DIR``: every ``*.jsonl`` file in DIR, one item per line in either Yahoo shape, with
@@ -41,6 +42,7 @@ logger = logging.getLogger(__name__)
 FRESH_S = 15 * 60            # a Yahoo fetch younger than this is served from the cache
 BACKOFF_S = 5 * 60           # after a 429: Yahoo publishes no limits; back off for minutes
 RETRY_DELAY_S = 0.5          # one short retry after a network error
+NETWORK_PAUSE_S = 30         # then no more attempts for a moment: one bulk call pays it once
 LOOKBACK_HALF_LIVES = 7      # 0.5 ** 7 < 1%: older headlines no longer move the score
 MAX_HEADLINES = 50           # most recent headlines aggregated (and returned) per symbol
 KEEP_S = 90 * 24 * 3600      # headlines older than this are pruned from the cache
@@ -334,6 +336,7 @@ class News:
         self.clock = clock
         self.sleep = sleep
         self._scorer = scorer
+        self._down_until: dict[str, float] = {}  # source key -> end of a network pause
 
     @property
     def scorer(self):
@@ -357,6 +360,10 @@ class News:
         if backoff and backoff[0]["until"] > now:
             return self._stale(symbol, source, bool(last), backoff[0]["until"] - now,
                                backoff[0]["reason"])
+        if self._down_until.get(source.key, 0) > now:
+            # The network failed moments ago (after its retry): when it is down for one symbol
+            # it is down for all, and each attempt can take seconds of DNS timeouts.
+            return self._stale(symbol, source, bool(last), None, "network")
         try:
             items = self._fetch(symbol, source, now)
         except RateLimited as exc:
@@ -370,6 +377,7 @@ class News:
             return self._stale(symbol, source, bool(last), BACKOFF_S, "rate-limited")
         except NetworkError as exc:
             logger.warning("%s: news for %s unavailable: %s", source.key, symbol, exc)
+            self._down_until[source.key] = self.clock() + NETWORK_PAUSE_S
             return self._stale(symbol, source, bool(last), None, "network")
         except (InvalidParams, NotFound):
             raise

@@ -16,8 +16,8 @@ from yfinance.exceptions import YFRateLimitError
 
 from trading import config
 from trading.errors import InvalidParams, InvalidSymbol, NotFound, UpstreamUnavailable
-from trading.news import (BACKOFF_S, FRESH_S, RETRY_DELAY_S, JsonlNews, News, SampleNews,
-                          YahooNews, aggregate, parse_item, resolve)
+from trading.news import (BACKOFF_S, FRESH_S, NETWORK_PAUSE_S, RETRY_DELAY_S, JsonlNews, News,
+                          SampleNews, YahooNews, aggregate, parse_item, resolve)
 from trading.store import Store
 
 NOW = 1_795_000_000  # 2026-11-18T11:06:40Z
@@ -229,6 +229,19 @@ def test_network_down_serves_cache_stale_or_fails_without_cache(store, clock):
     assert not store.query("SELECT * FROM news_backoff")  # network errors set no backoff
 
 
+def test_network_down_is_not_retried_for_every_symbol(store, clock):
+    fake = FakeYahoo({"CBA.AX": [DNSError("no DNS"), DNSError("no DNS")],
+                      "NAB.AX": [list(CBA_ITEMS)]})
+    news = make_news(store, clock)
+    with pytest.raises(UpstreamUnavailable):
+        news.analyze("CBA.AX", YahooNews(ticker=fake))
+    with pytest.raises(UpstreamUnavailable):
+        news.analyze("NAB.AX", YahooNews(ticker=fake))  # within the pause: Yahoo not asked
+    assert fake.calls == ["CBA.AX", "CBA.AX"]
+    clock.t += NETWORK_PAUSE_S + 1
+    assert news.analyze("NAB.AX", YahooNews(ticker=fake))["headline_count"] == 3
+
+
 def test_unexpected_upstream_error_serves_the_cache(store, clock):
     fake = FakeYahoo({"CBA.AX": [list(CBA_ITEMS), KeyError("content")]})
     news = make_news(store, clock)
@@ -327,7 +340,7 @@ def test_default_source_comes_from_config(monkeypatch):
     assert r["source"] == "sample" and r["symbol"] == "CBA.AX"
 
 
-# -- the service methods in-process -----------------------------------------------------------------
+# -- the service methods in-process ---------------------------------------------------------
 def test_half_life_setting_reaches_the_service(monkeypatch, tmp_path):
     folder = tmp_path / "news"
     folder.mkdir()
@@ -335,7 +348,8 @@ def test_half_life_setting_reaches_the_service(monkeypatch, tmp_path):
 
     now = time.time()
     lines = [{"id": "p", "symbol": "CBA", "title": "CBA shares surge", "published": now - 3600},
-             {"id": "n", "symbol": "CBA", "title": "CBA shares plunge", "published": now - 20 * 3600}]
+             {"id": "n", "symbol": "CBA", "title": "CBA shares plunge",
+              "published": now - 20 * 3600}]
     (folder / "x.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     from trading.handlers.sentiment import Sentiment
 

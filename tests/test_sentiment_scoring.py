@@ -92,7 +92,8 @@ def test_negation_flips_and_damps(scorer):
     negated = scorer.score("Results do not impress investors")
     assert plain > 0 > negated
     assert abs(negated) < abs(plain)
-    assert scorer.score("Miner does not expect a writedown") > scorer.score("Miner expects a writedown")
+    assert (scorer.score("Miner does not expect a writedown")
+            > scorer.score("Miner expects a writedown"))
 
 
 def test_intensity(scorer):
@@ -128,7 +129,8 @@ def test_handler_import_is_light():
     # Every import at the top of the handler is paid on each cold start.
     code = ("import sys, trading.handlers.sentiment; "
             "heavy = [m for m in ('pandas', 'numpy', 'yfinance', 'vaderSentiment', "
-            "'trading.scoring', 'trading.news', 'trading.store') if m in sys.modules]; print(heavy)")
+            "'trading.scoring', 'trading.news', 'trading.store') if m in sys.modules]; "
+            "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

@@ -34,6 +34,7 @@ SPAN_DAYS = 400
 PERIODS = {"5d": 7, "1mo": 31, "3mo": 92, "6mo": 183, "1y": 366, "2y": 731, "5y": 1827,
            "10y": 3653}
 INTERVALS = ("1d", "1wk")
+MAX_SYMBOLS = 1000  # per bulk_fetch; prediction asks for at most this many at once
 
 
 class MarketData(Service):
@@ -123,6 +124,8 @@ class MarketData(Service):
             symbols = [symbols]
         if not isinstance(symbols, list) or not symbols:
             raise InvalidParams("symbols must be a non-empty list of strings")
+        if len(symbols) > MAX_SYMBOLS:
+            raise InvalidParams(f"at most {MAX_SYMBOLS} symbols per bulk_fetch, got {len(symbols)}")
         src = self.source(source)
         errors: dict[str, dict[str, Any]] = {}
         given: dict[str, list[str]] = {}

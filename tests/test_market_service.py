@@ -85,6 +85,9 @@ def test_bad_source_and_params(svc, tmp_path):
         svc.get_bars("CBA", period="1000y", source="sample")
     with pytest.raises(InvalidParams):
         svc.bulk_fetch([], source="sample")
+    with pytest.raises(InvalidParams):
+        svc.bulk_fetch(["CBA"] * 1001, source="sample")
+    assert svc._sources["sample"].calls == []
 
 
 def test_bulk_fetch_one_fetch_errors_keyed_as_given(svc):

@@ -135,10 +135,12 @@ systemd_running() {
     fi
 }
 
+# One line per source file: "sha256  path". Kept in the venv to tell whether a re-run must
+# reinstall the package, and to name the files that changed when it must.
 source_fingerprint() {
     (cd "$here" && find pyproject.toml lib handlers cli -type f \
         ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | LC_ALL=C sort -z |
-        xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+        xargs -0 sha256sum)
 }
 
 changes=()
@@ -157,8 +159,12 @@ install_venv() {
         fi
         changed "created virtualenv $venv"
     fi
-    if [ -f "$venv/.trading-source" ] && [ "$(cat "$venv/.trading-source")" = "$fp" ]; then
-        return
+    if [ -f "$venv/.trading-source" ]; then
+        local differ
+        differ=$(printf '%s\n' "$fp" | diff "$venv/.trading-source" - | sed -n 's/^[<>] [0-9a-f]*  //p' |
+                 sort -u | tr '\n' ' ')
+        [ -n "$differ" ] || return 0
+        say "sources changed since the last install: $differ"
     fi
     if [ -n "$deps_from" ]; then
         local site donor
@@ -175,7 +181,7 @@ install_venv() {
         "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
         "$venv/bin/python" -m pip install -q --disable-pip-version-check "$here"
     fi
-    echo "$fp" > "$venv/.trading-source"
+    printf '%s\n' "$fp" > "$venv/.trading-source"
     changed "installed trading-services $(cd "$here" && "$venv/bin/python" -c \
         'import importlib.metadata as m; print(m.version("trading-services"))') into $venv"
 }
@@ -267,16 +273,21 @@ do_install() {
     install_venv
     install_units
     install_command_link
+    local running=0
     if systemd_running; then
+        running=1
         start_units
-    else
-        say "systemd is not running here: installed the package and the unit files; \`trading\` commands run the handlers in-process"
-        return
     fi
     if [ ${#changes[@]} -eq 0 ]; then
         say "nothing changed: trading-services is installed ($venv, units in $unit_dir)"
-    else
-        say "done: sockets listening in $([ "$mode" = system ] && echo /run/trading || echo "\$XDG_RUNTIME_DIR/trading"); see \`trading status\`"
+    fi
+    if [ $running = 0 ]; then
+        say "systemd is not running here: installed the package and the unit files; \`trading\` commands run the handlers in-process"
+    elif [ ${#changes[@]} -gt 0 ]; then
+        say "done: sockets listening in $runtime_dir; see \`trading status\`"
+    fi
+    if [ "$mode" = user ] && ! printf '%s' ":$PATH:" | grep -q ":$(dirname "$bin_link"):"; then
+        say "note: $(dirname "$bin_link") is not on your PATH; add it to run \`trading\`"
     fi
 }
 

@@ -1,0 +1,80 @@
+"""install.sh where systemd is not running (a container, a CI VM): the embedded default.
+
+It must still install the package and the unit files, say in one line that systemd is not
+running, and leave a ``trading`` command that runs the handlers in-process. A second run says
+nothing changed; ``--uninstall`` takes it all away again. (The install into a real manager is
+tests/test_systemd.py.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+INSTALL_SH = REPO / "install.sh"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def home(tmp_path) -> dict[str, str]:
+    """An environment with a private HOME and a runtime dir where no manager listens."""
+    (tmp_path / "run").mkdir(mode=0o700)
+    env = {"HOME": str(tmp_path / "home"), "XDG_RUNTIME_DIR": str(tmp_path / "run"),
+           "PATH": f"{tmp_path}/home/.local/bin:/usr/local/bin:/usr/bin:/bin",
+           "LANG": "C.UTF-8", "TRADING_SOURCE": "sample", "TRADING_NEWS_SOURCE": "sample",
+           # root's default socket dir is /run/trading; look where this install would be
+           "TRADING_RUNTIME_DIR": str(tmp_path / "run" / "trading")}
+    return env
+
+
+def sh(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(INSTALL_SH), *args], env=env, capture_output=True, text=True,
+                          timeout=300, check=check)
+
+
+def test_without_systemd_it_installs_says_so_and_commands_run_in_process(home):
+    first = sh(home, "--user", "--deps-from", sys.prefix)
+    out = first.stdout
+    assert ("install: systemd is not running here: installed the package and the unit files; "
+            "`trading` commands run the handlers in-process") in out.splitlines(), out
+    units = Path(home["HOME"]) / ".config/systemd/user"
+    assert (units / "trading.target").exists()
+    assert (units / "trading-market-data.socket").exists()
+    venv = Path(home["HOME"]) / ".local/share/trading/venv"
+    assert f"ExecStart={venv}/bin/python -m trading.handlers.market_data" in \
+        (units / "trading-market-data.service").read_text()
+
+    trading = str(Path(home["HOME"]) / ".local/bin/trading")
+    r = subprocess.run([trading, "call", "market-data", "health_check"], env=home,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["pid"] != os.getpid()
+    assert "running the handler in-process" in r.stderr
+    status = subprocess.run([trading, "status"], env=home, capture_output=True, text=True,
+                            timeout=60)
+    assert status.returncode == 0
+    assert status.stdout.startswith("systemd is not running here")
+
+    again = sh(home, "--user", "--deps-from", sys.prefix).stdout
+    assert "nothing changed" in again, again
+
+    gone = sh(home, "--user", "--uninstall").stdout
+    assert "removed" in gone
+    assert not (units / "trading.target").exists()
+    assert not venv.exists()
+    assert "nothing to uninstall" in sh(home, "--user", "--uninstall").stdout
+
+
+def test_bad_options_are_one_line_and_exit_2(home):
+    r = sh(home, "--bogus", check=False)
+    assert r.returncode == 2
+    assert "unknown option: --bogus" in r.stdout
+    r = sh(home, "--purge", check=False)
+    assert r.returncode == 1 and "--purge goes with --uninstall" in r.stderr

@@ -1,0 +1,165 @@
+"""Static checks of units/ against the registry and the pitfalls that defeat socket activation.
+
+No manager is needed: the units are rendered by ``install.sh --render-units`` exactly as an
+install would, then read as INI text and checked with ``systemd-analyze verify`` and
+``systemd-analyze security --offline=true``. tests/test_systemd.py runs them for real.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trading.handlers import SERVICES
+
+REPO = Path(__file__).resolve().parent.parent
+UNITS = REPO / "units"
+EXPOSURE_TARGETS = {"market-data": 2.5, "sentiment": 2.5, "prediction": 1.5, "training": 1.5}
+NETWORKED = {"market-data", "sentiment"}
+
+
+def directives(path: Path) -> list[tuple[str, str, str]]:
+    """``(section, key, value)`` for every directive, in order (keys may repeat)."""
+    section, out = "", []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        out.append((section, key.strip(), value.strip()))
+    return out
+
+
+def values(path: Path, key: str) -> list[str]:
+    return [v for _, k, v in directives(path) if k == key]
+
+
+def one(path: Path, key: str) -> str:
+    found = values(path, key)
+    assert len(found) == 1, f"{path.name}: expected one {key}=, found {found}"
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> dict[str, Path]:
+    """The units as a system and as a --user install would write them (venv: this one)."""
+    out = {}
+    for mode in ("system", "user"):
+        d = tmp_path_factory.mktemp(mode)
+        subprocess.run([str(REPO / "install.sh"), "--render-units", mode, str(d), sys.prefix],
+                       check=True)
+        out[mode] = d
+    return out
+
+
+def test_every_registered_service_has_a_socket_and_a_service_and_nothing_else():
+    expected = {f"trading-{n}.{kind}" for n in SERVICES for kind in ("socket", "service")}
+    present = {p.name for p in UNITS.glob("trading-*") if p.suffix in (".socket", ".service")}
+    assert present == expected
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_socket_unit(name):
+    u = UNITS / f"trading-{name}.socket"
+    assert one(u, "ListenStream") == f"%t/trading/{name}.sock"
+    assert one(u, "Accept") == "no"
+    assert one(u, "SocketMode") == "0660"
+    assert one(u, "@system@SocketGroup") == "trading"
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_service_unit(name):
+    u = UNITS / f"trading-{name}.service"
+    module = SERVICES[name]
+    assert one(u, "Type") == "notify"
+    # The venv's python itself: a wrapper would change the PID and break LISTEN_PID.
+    assert one(u, "ExecStart") == f"@VENV@/bin/python -m {module}"
+    assert one(u, "Restart") == "on-failure"
+    assert int(one(u, "StartLimitBurst")) >= 5
+    assert one(u, "StartLimitIntervalSec")
+    assert re.fullmatch(r"\d+[MG]", one(u, "MemoryMax"))
+    assert re.fullmatch(r"\d+%", one(u, "CPUQuota"))
+    assert one(u, "StateDirectory") == "trading"
+    assert one(u, "CacheDirectory") == "trading"
+    assert values(u, "RuntimeDirectory") == []  # it would delete the socket dir (systemd #8635)
+    assert values(u, "DynamicUser") == []       # cannot own a socket file (systemd #23067)
+    assert one(u, "@system@User") == "trading"
+    assert one(u, "ProtectHome") == "@PROTECT_HOME@"
+    families = one(u, "RestrictAddressFamilies").split()
+    if name in NETWORKED:
+        assert families == ["AF_UNIX", "AF_INET", "AF_INET6"]
+    else:
+        assert families == ["AF_UNIX"] and one(u, "PrivateNetwork") == "yes"
+
+
+@pytest.mark.parametrize("path", sorted(UNITS.glob("trading*")), ids=lambda p: p.name)
+def test_non_obvious_directives_carry_a_comment(path):
+    """Each directive whose reason is not obvious has a comment line right above it (or above
+    the block it starts)."""
+    needs = {"Accept", "SocketMode", "RemoveOnStop", "TriggerLimitIntervalSec", "ExecStart",
+             "Restart", "StartLimitIntervalSec", "WatchdogSec", "TimeoutStopSec",
+             "StateDirectory", "Environment", "MemoryHigh", "ProtectHome",
+             "MemoryDenyWriteExecute", "RestrictAddressFamilies", "PartOf", "WantedBy",
+             "ListenStream"}
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines):
+        key = line.partition("=")[0]
+        if key in needs:
+            j = i - 1
+            while j >= 0 and lines[j] and not lines[j].startswith("#") \
+                    and not lines[j].startswith("["):
+                j -= 1  # a comment may head a small block of related directives
+            assert j >= 0 and lines[j].startswith("#"), f"{path.name}: {key}= has no comment"
+
+
+def test_target_pulls_in_every_socket():
+    wants = one(UNITS / "trading.target", "Wants").split()
+    assert sorted(wants) == sorted(f"trading-{n}.socket" for n in SERVICES)
+
+
+def test_system_and_user_renderings_differ_only_where_they_must(rendered):
+    allowed = {"User", "Group", "SocketUser", "SocketGroup", "ProtectHome", "WantedBy",
+               "ExecStart"}
+    for unit in sorted(p.name for p in rendered["system"].iterdir()):
+        sys_d = set(directives(rendered["system"] / unit))
+        usr_d = set(directives(rendered["user"] / unit))
+        differing = {k for _, k, _ in sys_d ^ usr_d}
+        assert differing <= allowed, (unit, differing)
+        for mode in ("system", "user"):
+            unrendered = [d for d in directives(rendered[mode] / unit)
+                          if re.search(r"@[A-Za-z_]+@", "".join(d))]
+            assert unrendered == [], f"unrendered placeholder in {mode} {unit}"
+    svc = "trading-market-data.service"
+    assert one(rendered["system"] / svc, "User") == "trading"
+    assert values(rendered["user"] / svc, "User") == []
+    assert one(rendered["user"] / svc, "ProtectHome") == "read-only"
+
+
+def test_systemd_analyze_verify_is_silent_on_the_system_units(rendered):
+    """(The --user rendering needs a user manager: tests/test_systemd.py verifies it there.)"""
+    units = sorted(str(p) for p in rendered["system"].iterdir())
+    r = subprocess.run(["systemd-analyze", "verify", *units], capture_output=True, text=True)
+    assert (r.returncode, r.stdout + r.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("mode", ["system", "user"])
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_security_exposure_within_target(rendered, mode, name):
+    r = subprocess.run(["systemd-analyze", "security", "--offline=true",
+                        str(rendered[mode] / f"trading-{name}.service")],
+                       capture_output=True, text=True)
+    m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", r.stdout)
+    assert m, r.stdout + r.stderr
+    print(f"{mode} trading-{name}.service exposure {m.group(1)}")
+    assert float(m.group(1)) <= EXPOSURE_TARGETS[name]
+
+
+def test_install_sh_is_valid_bash():
+    subprocess.run(["bash", "-n", str(REPO / "install.sh")], check=True)

@@ -207,7 +207,7 @@ class Server:
             conn.settimeout(self.conn_idle)
             refusal = self._check_peer(conn)
             if refusal is not None:
-                conn.sendall(encode(error_response(refusal)))
+                self._refuse(conn, refusal)
                 return
             buf = LineBuffer(self.line_limit)
             while True:
@@ -239,6 +239,28 @@ class Server:
                 self._last_activity = self.clock()
             self._threads.discard(threading.current_thread())
             self._wake()
+
+    def _refuse(self, conn: socket.socket, refusal: Forbidden) -> None:
+        # Answer the peer's first request (so its client sees this error, with its id, rather
+        # than a broken pipe), then close. Nothing it sends is dispatched.
+        conn.settimeout(min(self.conn_idle, 5.0))
+        buf, request_id = LineBuffer(self.line_limit), None
+        try:
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                lines = list(buf.feed(data))
+                if lines:
+                    break
+            import json
+
+            first = json.loads(lines[0])
+            if isinstance(first, dict) and isinstance(first.get("id"), (str, int)):
+                request_id = first["id"]
+        except (OSError, LineTooLong, ValueError):
+            pass
+        conn.sendall(encode(error_response(refusal, request_id)))
 
     def _answer(self, conn: socket.socket, line: bytes) -> None:
         with self.stats.lock:

@@ -205,7 +205,7 @@ def test_a_peer_that_is_not_allowed_gets_a_clear_error(serve):
     with r.connect() as s:
         s.sendall(b'{"jsonrpc":"2.0","method":"echo","params":{"value":1},"id":1}\n')
         answer = read_answer(s)
-    assert answer["error"]["data"]["problem"] == "forbidden"
+    assert answer["error"]["data"]["problem"] == "forbidden" and answer["id"] == 1
     assert "not in group trading" in answer["error"]["message"]
     import os
     assert seen == [(os.getpid(), os.getuid(), os.getgid())]

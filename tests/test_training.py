@@ -233,3 +233,55 @@ def test_service_trains_with_progress_over_a_second_connection(activate, asx_dai
         assert poll.call("training", "health_check")["job"] is None
     finally:
         poll.close()
+
+
+def test_training_sends_status_to_systemd_as_folds_complete(asx_daily, tmp_path, runtime_dir):
+    """NOTIFY_SOCKET is systemd's datagram socket: a real one here, read back after training.
+
+    The handler runs by hand (``--socket``), because systemd-socket-activate passes no
+    NOTIFY_SOCKET; the notify path in the runtime is the same either way."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from tests.conftest import wait_for
+    from trading.client import Client
+
+    path = tmp_path / "notify"
+    sd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sd.bind(str(path))
+    sd.settimeout(0.2)
+    messages: list[str] = []
+    done = threading.Event()
+
+    def read():  # like systemd, read all the time: a full datagram queue blocks the sender
+        while not done.is_set():
+            try:
+                messages.append(sd.recv(4096).decode())
+            except TimeoutError:
+                pass
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    sock = runtime_dir / "training.sock"
+    proc = subprocess.Popen([sys.executable, "-m", "trading.handlers.training", "--socket",
+                             str(sock)], env=dict(os.environ, NOTIFY_SOCKET=str(path)))
+    try:
+        wait_for(sock.exists, what="the training socket")
+        c = Client(config.get(), in_process="never")
+        c.call("training", "train", {"symbols": ["CBA.AX"], "source": f"csv:{asx_daily}",
+                                     "folds": 3}, timeout=120)
+        c.close()
+        wait_for(lambda: any("idle: train finished" in m for m in messages), timeout=5,
+                 what="the final STATUS=")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        done.set()
+        reader.join()
+        sd.close()
+    assert any(m.startswith("READY=1") for m in messages)
+    status = [m for m in messages if "STATUS=train:" in m]
+    assert any("fold 1/3" in m for m in status) and any("fold 3/3" in m for m in status), messages
+    assert any("STATUS=idle: train finished" in m for m in messages)

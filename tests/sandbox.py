@@ -248,7 +248,14 @@ def install(manager: UserManager, *extra: str, deps_from: Path | None = None,
     install takes seconds and needs no network; the project itself is a regular install in
     ``~/.local/share/trading/venv``, independent of the checkout.
     """
-    donor = deps_from or Path(sys.prefix)
+    donor = (deps_from or Path(sys.prefix)).resolve()
+    if str(donor).startswith(("/tmp/", "/var/tmp/")):
+        # The units' PrivateTmp=yes would hide a donor venv under /tmp from the handlers
+        # (a checkout under /tmp); only then, and only here, the sandbox lifts it for all
+        # trading-* services with a prefix drop-in. The shipped units are unchanged.
+        d = manager.home / ".config/systemd/user/trading-.service.d"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "sandbox-donor-in-tmp.conf").write_text("[Service]\nPrivateTmp=no\n")
     return manager.run(str(INSTALL_SH), "--user", "--deps-from", str(donor), *extra,
                        timeout=timeout)
 

@@ -250,7 +250,8 @@ def write_chart(r: dict[str, Any], path: Path) -> None:
             color="tab:gray", linewidth=1.2)
     if any(v is not None for v in c["index"]):
         ax.plot(dates, series(c["index"]), label=f"index {r.get('index_symbol', '')} "
-                f"(only where data exists, 1.0 at its first day)", color="tab:orange", linewidth=1.2)
+                "(only where data exists, 1.0 at its first day)", color="tab:orange",
+                linewidth=1.2)
     ax.axhline(1.0, color="black", linewidth=0.5)
     ax.set_title(f"Backtest {r['start']} .. {r['end']}: {', '.join(r['symbols'])}", fontsize=10)
     ax.set_ylabel("equity (start = 1.0)")

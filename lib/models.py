@@ -172,7 +172,8 @@ def _row(r) -> dict[str, Any]:
 
 def list_models(store) -> list[dict[str, Any]]:
     """Every registered version, newest first."""
-    return [_row(r) for r in store.query("SELECT * FROM models ORDER BY created_at DESC, version DESC")]
+    rows = store.query("SELECT * FROM models ORDER BY created_at DESC, version DESC")
+    return [_row(r) for r in rows]
 
 
 def get(store, version: str) -> dict[str, Any]:

@@ -6,8 +6,10 @@ Exit codes (documented in ``trading --help`` and docs/operations.md):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import typer
@@ -31,11 +33,34 @@ def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
 
 
 def client(**overrides: Any) -> Client:
-    """The process's client; says once per service when it runs a handler in-process."""
-    c = Client(_config.get(), on_fallback=lambda s: note(
-        f"{s}: no service socket installed; running the handler in-process"), **overrides)
+    """The process's client; says once (for the first service) when it runs handlers
+    in-process: one line per command, however many services it reaches."""
+    told: list[str] = []
+
+    def once(service: str) -> None:
+        if not told:
+            told.append(service)
+            note(f"{service}: no service socket installed; running the handler in-process "
+                 "(and any other without a socket)")
+
+    c = Client(_config.get(), on_fallback=once, **overrides)
     set_default_client(c)  # handlers running in-process call their peers through it too
     return c
+
+
+@contextlib.contextmanager
+def working(message: str) -> Iterator[None]:
+    """A spinner on stderr while a step runs (for steps that take a second or more).
+
+    Drawn only when stderr is a terminal, so pipes, cron mail and ``--json`` stay clean; it
+    vanishes when the step ends."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(message):
+        yield
 
 
 def print_json(data: Any) -> None:

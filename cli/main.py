@@ -1,30 +1,58 @@
 """``trading``: the command line of trading-services.
 
 Commands live in small modules, each with a ``register(app)``; this module only assembles
-them and turns the project's expected errors into one line and an exit code.
+them and turns the project's expected errors into one line and an exit code. That turn happens
+inside the app (:class:`_Group`), not only in :func:`main`, so ``typer.testing.CliRunner`` sees
+exactly what a shell sees.
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from trading.errors import TradingError
 
 from . import common
 
+HELP = """ASX market predictions from small services that systemd starts on demand.
+
+Start with `trading predict --source sample` (offline sample data) or `trading predict`
+(Yahoo Finance). Where no service socket is installed the commands run the handlers
+in-process and say so in one line on stderr. Commands that print data take --json.
+
+Exit codes: 0 ok; 1 failure (a service error, or every symbol failed); 2 usage or bad input
+(a bad option, an invalid symbol, a bad configuration value); 3 service unavailable (no
+answer from its socket); 4 timeout; 130 interrupted."""
+
+
+class _Group(TyperGroup):
+    """The top-level group: an expected error (the project's own) is one line, not a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TradingError as exc:
+            common.note(f"error: {exc}")
+            raise typer.Exit(exc.exit_code) from None
+
+
 app = typer.Typer(
     name="trading",
-    help=("ASX market predictions from small services that systemd starts on demand.\n\n"
-          "Exit codes: 0 ok, 1 failure, 2 usage or bad input, 3 service unavailable, "
-          "4 timeout."),
+    cls=_Group,
+    help=HELP,
+    rich_markup_mode=None,  # keep the help's line breaks; `--json` is not markup
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=True,
 )
 
-_MODULES = ["services", "settings", "market", "predict", "train", "sentiment", "status"]
+# Order = order in `trading --help`: the everyday commands first, the plumbing last.
+_MODULES = ["predict", "market", "sentiment", "chart", "train", "status", "services",
+            "settings"]
 
 
 def _register() -> None:
@@ -40,7 +68,7 @@ _register()
 def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, standalone_mode=True)
-    except TradingError as exc:
+    except TradingError as exc:  # raised outside a command (e.g. while parsing)
         common.note(f"error: {exc}")
         return exc.exit_code
     except SystemExit as exc:

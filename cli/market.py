@@ -35,7 +35,8 @@ def market(
     params = {"symbols": symbols}
     if source is not None:
         params["source"] = _source(source)
-    out = common.client().call("market-data", "bulk_fetch", params)
+    with common.working(f"fetching {len(symbols)} symbol(s)"):
+        out = common.client().call("market-data", "bulk_fetch", params)
     if as_json:
         common.print_json(out)
     else:
@@ -53,8 +54,9 @@ def market(
                  + f"; BUY threshold {ctx['buy_threshold']}, multiplier "
                    f"{ctx['confidence_multiplier']}")
         # Scores are 0..1 with 0.5 neutral; "vs SMA20" is percent.
-        common.table(title, ["symbol", "as of", "price", "RSI", "MACD hist", "vs SMA20",
-                             "tech", "volume"], rows)
+        if rows:  # all symbols failed: the one-line errors below say it all
+            common.table(title, ["symbol", "as of", "price", "RSI", "MACD hist", "vs SMA20",
+                                 "tech", "volume"], rows)
         for given, err in out["errors"].items():
             common.note(f"{given}: {err['message']}")
     if out["errors"]:

@@ -10,7 +10,10 @@ services may not be allowed to see, and it is a batch job, not a request.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Optional
 
@@ -58,7 +61,8 @@ def predict(
                         "in-process")
 
     client.on_fallback = once
-    result = client.call("prediction", "generate_predictions", params or None)
+    with common.working(f"predicting {len(symbols) if symbols else 'the configured'} symbol(s)"):
+        result = client.call("prediction", "generate_predictions", params or None)
     results, errors = result.get("results") or {}, result.get("errors") or {}
     if as_json:
         common.print_json(result)
@@ -90,8 +94,9 @@ def report(
     """Outcome statistics: hit rate by action, confidence band and symbol."""
     client = common.client()
     if evaluate:
-        done = client.call("prediction", "evaluate_outcomes",
-                           {"source": source} if source else None)
+        with common.working("scoring outcomes"):
+            done = client.call("prediction", "evaluate_outcomes",
+                               {"source": source} if source else None)
         common.note(f"scored {done['evaluated']} outcome(s); {done['pending']} prediction(s) "
                     "wait for more sessions")
         for sym, msg in (done.get("errors") or {}).items():
@@ -212,16 +217,45 @@ def replay(
     set_default_client(client)
     source = f"csv:{directory.resolve()}"
 
-    def get_bars(symbol: str, period: str):
-        return client.call("market-data", "get_bars", {"symbol": symbol, "interval": "1d",
-                                                       "period": period, "source": source})
+    wanted = normalize_all(list(symbols) if symbols else cfg["symbols"])
+    with _replay_progress(len(wanted) + 1) as step:  # + 1: the index's bars come first
 
-    result = predictions.replay(Store(cfg.db_path), cfg, get_bars,
-                                normalize_all(list(symbols) if symbols else cfg["symbols"]),
-                                source=source, start=start, end=end, every=every)
+        def get_bars(symbol: str, period: str):
+            step(symbol)
+            return client.call("market-data", "get_bars", {"symbol": symbol, "interval": "1d",
+                                                           "period": period, "source": source})
+
+        result = predictions.replay(Store(cfg.db_path), cfg, get_bars, wanted, source=source,
+                                    start=start, end=end, every=every)
     if as_json:
         common.print_json(result)
         return
     acts = ", ".join(f"{n} {a}" for a, n in sorted(result["by_action"].items()))
     print(f"replayed {result['predictions']} predictions ({acts}); scored "
           f"{result['outcomes']['evaluated']} outcomes. See `trading report --origin replay`.")
+
+
+@contextlib.contextmanager
+def _replay_progress(fetches: int) -> Iterator[Callable[[str], None]]:
+    """A bar on stderr (a terminal only) over the replay's bar fetches, one per symbol; the
+    fetches after those are the outcome scoring, shown as such."""
+    if not sys.stderr.isatty():
+        yield lambda symbol: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("replaying", total=fetches)
+        seen = [0]
+
+        def step(symbol: str) -> None:
+            seen[0] += 1
+            if seen[0] <= fetches:
+                bar.update(task, completed=seen[0] - 1, description=f"replaying {symbol}")
+            else:
+                bar.update(task, completed=fetches, description=f"scoring outcomes {symbol}")
+
+        yield step

@@ -35,7 +35,8 @@ def sentiment(
     params = {"symbols": symbols}
     if source is not None:
         params["source"] = _source(source)
-    out = common.client().call("sentiment", "analyze_bulk", params)
+    with common.working(f"fetching {len(symbols)} symbol(s)"):
+        out = common.client().call("sentiment", "analyze_bulk", params)
     if as_json:
         common.print_json(out)
     else:
@@ -44,8 +45,9 @@ def sentiment(
             rows.append([sym, f"{r['score']:+.3f}", f"{r['confidence']:.2f}", r["headline_count"],
                          r["positive"], r["negative"], r["neutral"], r["source"],
                          "stale" if r["stale"] else "fresh"])
-        common.table(None, ["symbol", "score", "confidence", "headlines", "+", "-", "0",
-                            "source", "data"], rows)
+        if rows:  # all symbols failed: the one-line errors below say it all
+            common.table(None, ["symbol", "score", "confidence", "headlines", "+", "-", "0",
+                                "source", "data"], rows)
         if headlines:
             for sym, r in out["results"].items():
                 hl = r["headlines"][:headlines]

@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
                TRADING_IN_PROCESS="never", TRADING_LOG_LEVEL="WARNING")
     os.environ.update({k: v for k, v in env.items() if k.startswith("TRADING_")})
     sock = runtime / "training.sock"
+    # training takes its bars from market-data over its socket, as installed
+    peer = subprocess.Popen([sys.executable, "-m", "trading.handlers.market_data", "--socket",
+                             str(runtime / "market-data.sock"), "--idle-exit", "600"], env=env)
 
     from trading import config
     from trading.client import Client
@@ -87,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                              str(sock), "--idle-exit", "600"], env=env)
     figures: dict[str, float] = {}
     try:
-        while not sock.exists():
+        while not (sock.exists() and (runtime / "market-data.sock").exists()):
             if proc.poll() is not None:
                 raise SystemExit("the handler exited before listening")
             time.sleep(0.005)
@@ -115,8 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         client.close()
         pred = prediction_side(env)
     finally:
-        proc.terminate()
-        proc.wait(10)
+        for p in (proc, peer):
+            p.terminate()
+            p.wait(10)
 
     rows = [(k, f"{v:.1f}") for k, v in figures.items()]
     rows += [(f"prediction side: {k}", f"{v:.3f}" if isinstance(v, float) else str(v))

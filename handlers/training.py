@@ -14,6 +14,7 @@ second; the job also sends it directly as each stage or fold completes).
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import logging
 import os
@@ -23,7 +24,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from trading.activation import run
-from trading.errors import Busy, InvalidParams, UpstreamUnavailable
+from trading.errors import Busy, InvalidParams, Unavailable, UpstreamUnavailable
 from trading.protocol import rpc
 from trading.service import Service
 
@@ -252,27 +253,61 @@ class Training(Service):
         return spec
 
     def _load(self, spec: str, symbols: list[str], start: dt.date, end: dt.date, job: Job):
-        """Bars per symbol and the index bars (None when the source has none)."""
-        from trading.sources import resolve
+        """Bars per symbol in ``[start, end]``, the index bars (None when the source has
+        none) and the symbols skipped with why.
+
+        The bars come from the market-data service (``get_bars``), not from the source
+        directly: it owns the Yahoo fetching, its rate-limit backoff and the bar cache, and
+        this service's unit has no network at all (PrivateNetwork=yes)."""
+        from trading.client import call
+        from trading.errors import ClientError, RPCError
+        from trading.market import Bars
 
         self._step(job, f"loading bars from {spec}", 0)
-        source = resolve(spec, self.config.cache_dir)
+        days = (dt.date.today() - start).days
+        period = next((p for p, d in _PERIODS if d >= days), _PERIODS[-1][0])
         index_symbol = self.config["context.index"]
-        fetched = source.fetch([*symbols, index_symbol], start, end)
-        index = fetched.bars.pop(index_symbol, None)
-        fetched.errors.pop(index_symbol, None)
-        skipped = {s: str(e) for s, e in fetched.errors.items()}
-        if not fetched.bars:
+        bars: dict[str, Bars] = {}
+        skipped: dict[str, str] = {}
+        stale: list[str] = []
+        for symbol in [*symbols, index_symbol]:
+            try:
+                got = call("market-data", "get_bars", symbol=symbol, period=period,
+                           source=spec, _timeout=max(self.config["timeout"], 120.0))
+            except RPCError as exc:
+                skipped[symbol] = str(exc)
+                continue
+            except ClientError as exc:
+                raise Unavailable(f"market-data is not reachable: {exc}") from exc
+            b = Bars.from_rows(got["bars"])
+            b = _until(b, end.isoformat())
+            b = b[bisect.bisect_left(b.dates, start.isoformat()):]
+            if got.get("stale"):
+                stale.append(symbol)
+            if len(b):
+                bars[symbol] = b
+            else:
+                skipped[symbol] = f"no bars from {start} to {end}"
+        index = bars.pop(index_symbol, None)
+        skipped.pop(index_symbol, None)
+        if not bars:
             raise UpstreamUnavailable(f"no bars for any of {', '.join(symbols)} from {spec}: "
                                       + "; ".join(skipped.values()), source=spec)
+        if stale:
+            logger.warning("training on stale bars (source unreachable) for %s",
+                           ", ".join(stale))
+            skipped.update({s: "stale: served from the cache, the source was unreachable"
+                            for s in stale if s != index_symbol})
         job.done = 1
-        return fetched.bars, index, skipped
+        return bars, index, skipped
+
+
+# get_bars periods (as market-data names them) and the calendar days each covers
+_PERIODS = [("1y", 366), ("2y", 731), ("5y", 1827), ("10y", 3653)]
 
 
 def _until(bars, end: str):
     """The bars dated on or before ``end``."""
-    import bisect
-
     return bars[:bisect.bisect_right(bars.dates, end)]
 
 

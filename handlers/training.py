@@ -187,8 +187,8 @@ class Training(Service):
 
         symbols = self._symbols(symbols)
         start_d, end_d = _date_param("start", start), _date_param("end", end)
-        if start_d and end_d and start_d > end_d:
-            raise InvalidParams(f"start {start} is after end {end}")
+        if start_d and start_d > (end_d or dt.date.today()):
+            raise InvalidParams(f"start {start} is after " + (f"end {end}" if end_d else "today"))
         if isinstance(cost_bps, bool) or not isinstance(cost_bps, (int, float)) \
                 or not 0 <= cost_bps <= 1000:
             raise InvalidParams("cost_bps must be a number from 0 to 1000 (basis points per trade)")
@@ -291,8 +291,9 @@ class Training(Service):
         index = bars.pop(index_symbol, None)
         skipped.pop(index_symbol, None)
         if not bars:
+            why = "; ".join(dict.fromkeys(skipped.values()))  # each reason once
             raise UpstreamUnavailable(f"no bars for any of {', '.join(symbols)} from {spec}: "
-                                      + "; ".join(skipped.values()), source=spec)
+                                      + why, source=spec)
         if stale:
             logger.warning("training on stale bars (source unreachable) for %s",
                            ", ".join(stale))

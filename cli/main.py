@@ -51,7 +51,7 @@ app = typer.Typer(
 )
 
 # Order = order in `trading --help`: the everyday commands first, the plumbing last.
-_MODULES = ["predict", "market", "sentiment", "chart", "train", "status", "services",
+_MODULES = ["predict", "market", "sentiment", "chart", "train", "status", "schedule", "services",
             "settings"]
 
 

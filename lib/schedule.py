@@ -1,0 +1,113 @@
+"""The market-hours gate of the scheduled jobs: run now, or say in one line why not.
+
+systemd timers (units/trading-*.timer) know weekdays and Sydney wall-clock time, but not the
+ASX calendar: a timer fires on Christmas Day and on Good Friday like on any weekday, and a
+``Persistent=`` timer catches up at boot whatever the hour. So each job asks :func:`gate`
+first; on a holiday or outside the session it prints the reason ("market closed: Christmas
+Day") and exits 0, which leaves the unit green and the journal readable.
+
+The gate lives in ``trading job NAME`` (cli/schedule.py), not in ``trading predict``: a person
+who runs ``trading predict`` at 20:00 on a Sunday still gets predictions (from the last closed
+session), while the timer's run at that hour would be noise.
+
+The clock is an argument; :func:`now` reads ``TRADING_NOW`` (ISO 8601, e.g.
+``2026-12-25T11:00+11:00``; a time without an offset is Sydney time) so tests and dry runs can
+ask "what would the job do then?" on a real install. Unset, it is the real time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from trading import asx
+from trading.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+# How long after the closing auction a predict run still counts as the day's final run. The
+# timer's final run is 16:15 plus at most RandomizedDelaySec= (60 s) and AccuracySec= (1 min)
+# late; on an early-close day (auction over at 14:22) it lets the 14:30 run be that day's last
+# and turns away 15:00, 15:30 and 16:15.
+FINAL_RUN_GRACE = dt.timedelta(minutes=20)
+
+JOBS = ("predict", "outcomes", "train")
+_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether the job runs, and the one line that says why (printed either way)."""
+
+    run: bool
+    reason: str
+
+
+def now(environ: Mapping[str, str] | None = None) -> dt.datetime:
+    """The job's clock: ``TRADING_NOW`` if set, else the real time; always Sydney time."""
+    env = os.environ if environ is None else environ
+    text = env.get("TRADING_NOW", "").strip()
+    if not text:
+        return asx.now()
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"TRADING_NOW={text!r} is not an ISO 8601 date-time "
+                          "(e.g. 2026-12-24T11:00+11:00)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=asx.TZ)
+    return moment.astimezone(asx.TZ)
+
+
+def _hm(t: dt.datetime) -> str:
+    return t.strftime("%H:%M")
+
+
+def closed_because(day: dt.date) -> str | None:
+    """Why the ASX does not trade on ``day`` (a holiday's name or the weekday), or None."""
+    if day.weekday() >= 5:
+        return _DAYS[day.weekday()]
+    return asx.holiday_name(day)
+
+
+def gate(job: str, moment: dt.datetime) -> Decision:
+    """May ``job`` run at ``moment``? (``moment`` must be timezone-aware.)
+
+    - predict: on a session, from the open until :data:`FINAL_RUN_GRACE` after the closing
+      auction (so the final run after the auction is kept, also on an early close).
+    - outcomes: on a session once its closing prices are final; a run before that (a catch-up
+      at boot in the morning) waits, losing nothing: the next run scores every pending
+      prediction.
+    - train: always; it fires on Saturday, uses only closed sessions, and a missed week's
+      catch-up run is as good as the scheduled one.
+    """
+    if job not in JOBS:
+        raise ValueError(f"unknown job {job!r}")
+    if moment.tzinfo is None:
+        raise ValueError("use a timezone-aware datetime")
+    t = moment.astimezone(asx.TZ)
+    if job == "train":
+        return Decision(True, "weekly training: runs on any day")
+    day = t.date()
+    closed = closed_because(day)
+    if closed is not None:
+        return Decision(False, f"market closed: {closed}")
+    open_, close = asx.session_hours(day)
+    final = asx.final_at(day)
+    early = f" (early close {_hm(close)})" if asx.is_early_close(day) else ""
+    if job == "outcomes":
+        if t < final:
+            return Decision(False, f"session not over: today's closing prices are final at "
+                                   f"{_hm(final)} Sydney{early}; scoring waits for the next run")
+        return Decision(True, f"session closed{early}: scoring outcomes")
+    if t < open_:
+        return Decision(False, f"market closed: opens at {_hm(open_)} Sydney")
+    if t > final + FINAL_RUN_GRACE:
+        return Decision(False, f"market closed: closed at {_hm(close)} Sydney"
+                               + (" (early close)" if early else ""))
+    if t >= close:
+        return Decision(True, f"after the close{early}: final run of the session")
+    return Decision(True, "market open")

@@ -49,18 +49,7 @@ def predict(
         params["symbols"] = list(symbols)
     if source:
         params["source"] = source
-    client = common.client()
-    # In-process, the prediction handler calls its peers in-process too: say so once, not
-    # once per service.
-    told: list[str] = []
-
-    def once(service: str) -> None:
-        if not told:
-            told.append(service)
-            common.note("no prediction service socket installed; running the handlers "
-                        "in-process")
-
-    client.on_fallback = once
+    client = common.client()  # in-process, it says so once for all three services
     with common.working(f"predicting {len(symbols) if symbols else 'the configured'} symbol(s)"):
         result = client.call("prediction", "generate_predictions", params or None)
     results, errors = result.get("results") or {}, result.get("errors") or {}

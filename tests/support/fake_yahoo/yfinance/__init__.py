@@ -1,0 +1,61 @@
+"""A stand-in for the ``yfinance`` package, put first on a live handler's ``PYTHONPATH`` by
+tests that need Yahoo up, down or rate-limiting (the one fake edge of the project).
+
+``download()`` appends one line per call to ``$TRADING_TEST_YAHOO_LOG`` (so a test counts upstream
+attempts) and does what ``$TRADING_TEST_YAHOO_MODE`` (a file, read on every call) says:
+
+- ``ok CSVDIR``: the frame ``yf.download`` returns, two-level (Price, Ticker) columns, from
+  the CSV files in CSVDIR (``../shared/data/asx-daily`` layout);
+- ``empty``: an empty frame, which is what yfinance itself returns when it is offline;
+- ``network``: raises ``ConnectionError`` as curl_cffi does when the host is unreachable;
+- ``rate-limit``: raises ``YFRateLimitError`` (HTTP 429).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class YFRateLimitError(Exception):
+    """Same name as yfinance's, which is what trading.sources.classify matches."""
+
+
+class ConnectionError(OSError):  # noqa: A001 - curl_cffi's name, matched by classify
+    """curl_cffi.requests.exceptions.ConnectionError stand-in."""
+
+
+def set_tz_cache_location(path: str) -> None:
+    Path(path).mkdir(parents=True, exist_ok=True)
+
+
+def download(tickers, start=None, end=None, **kw):
+    import pandas as pd
+
+    mode = Path(os.environ["TRADING_TEST_YAHOO_MODE"]).read_text().split()
+    with open(os.environ["TRADING_TEST_YAHOO_LOG"], "a") as log:
+        log.write(f"{os.getpid()} {mode[0]} {','.join(tickers)}\n")
+    if mode[0] == "rate-limit":
+        raise YFRateLimitError("Too Many Requests. Rate limited. Try after a while.")
+    if mode[0] == "network":
+        raise ConnectionError("Failed to perform, curl: (6) Could not resolve host: "
+                              "query2.finance.yahoo.com")
+    if mode[0] == "empty":
+        return pd.DataFrame()
+    parts = {}
+    for s in tickers:
+        path = Path(mode[1]) / f"{s}.csv"
+        if not path.exists():
+            continue
+        from trading.sources import parse_csv  # both CSV layouts of the shared data
+
+        bars = parse_csv(path)
+        index = pd.DatetimeIndex(pd.to_datetime(bars.dates).tz_localize("Australia/Sydney"),
+                                 name="Date")
+        parts[s] = pd.DataFrame({"Close": bars.close, "High": bars.high, "Low": bars.low,
+                                 "Open": bars.open, "Volume": bars.volume}, index=index)
+    if not parts:
+        return pd.DataFrame()
+    frame = pd.concat(parts, axis=1).swaplevel(0, 1, axis=1).sort_index(axis=1, level=0)
+    frame.columns.names = ["Price", "Ticker"]
+    return frame

@@ -1,0 +1,159 @@
+"""Yahoo down or rate-limiting, seen by a live market-data handler over its socket.
+
+The one fake is Yahoo: tests/support/fake_yahoo puts a ``yfinance`` first on the handler's
+``PYTHONPATH`` that serves the shared ASX CSVs in ``yf.download``'s shape, or fails the way the
+real one does, and logs every call. The cache is filled while Yahoo is up, that handler exits,
+the cache's freshness is expired in the store (time passing), Yahoo goes away, and a new
+handler is asked. What must hold:
+
+- every request is answered with the cached data, flagged ``stale`` (no crash, same process);
+- no hot retry loop: the upstream attempts are counted, and bounded whatever the number of
+  requests: a rate limit is asked once and then honoured, also by a fresh process; a network
+  failure costs one call (and its one retry), not one per request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from trading.bars import BACKOFF_S
+
+FAKE_YAHOO = Path(__file__).resolve().parent / "support" / "fake_yahoo"
+
+
+def rpc(path: Path, method: str, timeout: float = 30.0, **params) -> dict:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        s.sendall(json.dumps({"jsonrpc": "2.0", "id": 1, "method": method,
+                              "params": params}).encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"closed after {buf!r}")
+            buf += chunk
+    return json.loads(buf)
+
+
+@pytest.fixture
+def yahoo(activate, tmp_path, asx_daily, monkeypatch):
+    """(start_handler, set_mode, attempts, db_path)."""
+    mode, log = tmp_path / "yahoo-mode", tmp_path / "yahoo.log"
+    log.touch()
+    mode.write_text(f"ok {asx_daily}")
+    monkeypatch.setenv("PYTHONPATH", str(FAKE_YAHOO))
+    monkeypatch.setenv("TRADING_TEST_YAHOO_MODE", str(mode))
+    monkeypatch.setenv("TRADING_TEST_YAHOO_LOG", str(log))
+    monkeypatch.setenv("TRADING_SOURCE", "yahoo")
+
+    def start():
+        # A socket file left by the previous handler would look ready before the new one is.
+        (Path(os.environ["TRADING_RUNTIME_DIR"]) / "market-data.sock").unlink(missing_ok=True)
+        return activate("market-data", idle_exit=60)
+
+    def attempts(kind: str | None = None) -> int:
+        lines = log.read_text().splitlines()
+        return sum(1 for line in lines if kind is None or line.split()[1] == kind)
+
+    from trading import config
+
+    config.reset()
+    return start, mode.write_text, attempts, config.get().db_path
+
+
+def expire(db: Path) -> None:
+    """Time passes: every cached series is due for a refresh."""
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE bar_series SET fresh_until = 0")
+
+
+def fill_then_expire(start, set_mode, attempts, db, asx_daily):
+    h = start()
+    answer = rpc(h.path, "get_market_data", symbol="CBA")
+    assert "result" in answer, (answer, h.stop())
+    first = answer["result"]
+    assert first["stale"] is False and first["as_of"] == "2026-01-02"
+    assert first["source"] == "yahoo" and attempts("ok") == 1
+    # The handler exits (idle); time passes; the next one finds every series due.
+    h.stop()
+    expire(db)
+    h = start()
+    pid = rpc(h.path, "health_check")["result"]["pid"]
+    return h, first, pid
+
+
+def many(path: Path, n: int, clients: int = 4) -> list[dict]:
+    """``n`` get_market_data calls from ``clients`` concurrent clients."""
+    answers: list[dict] = []
+    lock = threading.Lock()
+
+    def client(k: int) -> None:
+        for _ in range(k):
+            a = rpc(path, "get_market_data", symbol="CBA")
+            with lock:
+                answers.append(a)
+
+    threads = [threading.Thread(target=client, args=(n // clients,)) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return answers
+
+
+def assert_stale_answers(answers: list[dict], first: dict, n: int) -> None:
+    assert len(answers) == n
+    for a in answers:
+        r = a["result"]
+        assert r["stale"] is True and r["as_of"] == first["as_of"]
+        assert r["technical"] == first["technical"]
+
+
+def test_rate_limited_yahoo_is_asked_once_and_stale_data_is_served(yahoo, asx_daily):
+    start, set_mode, attempts, db = yahoo
+    h, first, pid = fill_then_expire(start, set_mode, attempts, db, asx_daily)
+    set_mode("rate-limit")
+    answers = many(h.path, 40)
+    assert_stale_answers(answers, first, 40)
+    assert attempts("rate-limit") == 1
+    health = rpc(h.path, "health_check")["result"]
+    assert health["pid"] == pid
+    assert health["last_fetch"]["outcome"] == "rate-limit"
+    assert health["last_fetch"]["backoff_until"] - time.time() == pytest.approx(BACKOFF_S, abs=30)
+    # A fresh process honours the backoff stored in the upstream table: it does not ask.
+    h.stop()
+    h2 = start()
+    assert_stale_answers(many(h2.path, 8), first, 8)
+    assert attempts("rate-limit") == 1
+    assert rpc(h2.path, "health_check")["result"]["pid"] != pid
+
+
+@pytest.mark.parametrize("failure", ["network", "empty"])
+def test_yahoo_unreachable_is_not_asked_again_per_request(yahoo, asx_daily, failure):
+    """``network``: the transport fails (one retry inside the adapter); ``empty``: yfinance
+    swallows the failure and answers nothing, which is what it really does offline."""
+    start, set_mode, attempts, db = yahoo
+    h, first, pid = fill_then_expire(start, set_mode, attempts, db, asx_daily)
+    set_mode(failure)
+    began = time.monotonic()
+    answers = many(h.path, 40)
+    took = time.monotonic() - began
+    assert_stale_answers(answers, first, 40)
+    tried = attempts(failure)
+    print(f"\n{failure}: 40 requests answered stale in {took:.1f}s with {tried} upstream calls")
+    # One fetch (the network case retries once inside the adapter), then a pause.
+    assert tried <= (2 if failure == "network" else 1), tried
+    assert took < 10, f"40 stale answers took {took:.1f}s"
+    health = rpc(h.path, "health_check")["result"]
+    assert health["pid"] == pid and health["last_fetch"]["outcome"] == failure
+    log = h.stop()
+    assert "Traceback" not in log, log

@@ -139,7 +139,7 @@ def draw(path: Path, symbol: str, bars: list[JSON], predictions: list[JSON], *,
                           fontweight="bold")
         ax_p.set_ylabel("price")
         ax_p.grid(True, alpha=0.3)
-        ax_p.legend(loc="upper left", fontsize=9, ncol=5, framealpha=0.85)
+        ax_p.legend(loc="best", fontsize=9, ncol=5, framealpha=0.85)
         title = f"{symbol}  close {s['close']:.2f} on {s['last']}"
         if s["rsi"] is not None:
             title += f"  RSI {s['rsi']:.1f}"
@@ -176,7 +176,7 @@ def draw(path: Path, symbol: str, bars: list[JSON], predictions: list[JSON], *,
         ax_m.axhline(0, color="black", linewidth=0.5)
         ax_m.set_ylabel("MACD")
         ax_m.grid(True, alpha=0.3)
-        ax_m.legend(loc="upper left", fontsize=8, ncol=4, framealpha=0.85)
+        ax_m.legend(loc="best", fontsize=8, ncol=4, framealpha=0.85)
 
         locator = mdates.AutoDateLocator()
         ax_m.xaxis.set_major_locator(locator)

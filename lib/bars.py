@@ -19,8 +19,9 @@ Refresh rules:
   with the cache on its oldest bar, the history was re-adjusted (a dividend), and the series is
   fetched whole again.
 - A failed call leaves the cache as it is; the caller serves it flagged ``stale``. A rate
-  limit sets a backoff (:data:`BACKOFF_S`, doubling to :data:`MAX_BACKOFF_S`) stored in the
-  ``upstream`` table, so a freshly started process honours it too and does not ask.
+  limit sets a backoff (:data:`BACKOFF_S`, doubling to :data:`MAX_BACKOFF_S`), any other
+  failure a short pause (:data:`PAUSE_S`), stored in the ``upstream`` table, so a freshly
+  started process honours it too and does not ask.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ SUMMARY_DAYS = 731           # history the stored summary is computed on
 CONTEXT_CLOSES = 40          # closes kept in the summary for the index trend
 BACKOFF_S = 300.0
 MAX_BACKOFF_S = 1800.0
+# After a call that failed for any other reason (unreachable, a source bug, or nothing at all
+# for any symbol, which is how yfinance reports being offline): stale data is served and the
+# source is left alone this long, so an outage costs one call, not one (and a retry) per request.
+PAUSE_S = 30.0
 ADJUSTED_TOLERANCE = 1e-3    # relative close difference that means "history was re-adjusted"
 
 
@@ -159,11 +164,12 @@ class BarCache:
                  start: dt.date) -> dict[str, RPCError]:
         now = self.clock()
         name = source.name
-        backoff = self._backoff_until(name)
+        backoff, outcome = self._backoff_until(name)
         if now < backoff:
             wait = int(backoff - now)
-            exc = UpstreamUnavailable(f"{name} rate limited; not asking again for {wait}s",
-                                      reason="rate-limit", retry_after_s=wait)
+            why = "rate limited" if outcome == "rate-limit" else f"failed ({outcome})"
+            exc = UpstreamUnavailable(f"{name} {why}; not asking again for {wait}s",
+                                      reason=outcome, retry_after_s=wait)
             return {s: exc for s in need}
         # Series already cached and reaching back far enough only ask for their tail.
         full = [s for s in need if s not in entries or entries[s].start > start.isoformat()]
@@ -253,16 +259,17 @@ class BarCache:
             self._memo.pop((source, symbol), None)
 
     # -- upstream state ----------------------------------------------------------------------
-    def _backoff_until(self, source: str) -> float:
-        rows = self.store.query("SELECT backoff_until FROM upstream WHERE source = ?", (source,))
-        return rows[0][0] if rows else 0.0
+    def _backoff_until(self, source: str) -> tuple[float, str]:
+        rows = self.store.query("SELECT backoff_until, outcome FROM upstream WHERE source = ?",
+                                (source,))
+        return (rows[0][0], rows[0][1]) if rows else (0.0, "ok")
 
     def _record(self, source: str, outcome: str, message: str, now: float) -> None:
         with self.store.transaction() as db:
             row = db.execute("SELECT failures FROM upstream WHERE source = ?", (source,)).fetchone()
             failures = (row[0] if row else 0) + 1 if outcome == "rate-limit" else 0
             backoff = now + min(MAX_BACKOFF_S, BACKOFF_S * 2 ** max(0, failures - 1)) \
-                if outcome == "rate-limit" else 0.0
+                if outcome == "rate-limit" else now + PAUSE_S if outcome != "ok" else 0.0
             db.execute("INSERT OR REPLACE INTO upstream VALUES (?,?,?,?,?,?)",
                        (source, now, outcome, message, backoff, failures))
         self.last_fetch = {"source": source, "at": now, "outcome": outcome, "message": message}

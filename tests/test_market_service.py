@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from trading import config
+from trading.bars import PAUSE_S
 from trading.errors import InvalidParams, InvalidSymbol, UpstreamUnavailable
 from trading.handlers.market_data import MarketData
 from trading.sources import SampleSource
@@ -113,12 +114,13 @@ def test_source_down_without_cache_is_an_error_with_cache_is_stale(svc):
     assert out["errors"]["CBA"]["problem"] == "upstream-unavailable"
     assert out["market_context"]["fallback"] is True and out["market_context"]["context"] == "NEUTRAL"
     src.fail = None
-    svc.get_market_data("CBA", source="sample")
     clock = svc.cache.clock
+    svc.cache.clock = lambda: clock() + PAUSE_S     # past the pause after a failure
+    svc.get_market_data("CBA", source="sample")
     svc.cache.clock = lambda: clock() + 7 * 86400   # a week later, the source down again
     src.fail = UpstreamUnavailable("yahoo unreachable", reason="network")
     r = svc.get_market_data("CBA", source="sample")
-    assert r["stale"] is True and r["age_s"] >= 7 * 86400
+    assert r["stale"] is True and r["age_s"] >= 7 * 86400 - PAUSE_S
     assert svc.health_check()["last_fetch"]["outcome"] == "network"
 
 

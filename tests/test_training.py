@@ -207,26 +207,30 @@ def test_service_trains_with_progress_over_a_second_connection(activate, asx_dai
 
     t = threading.Thread(target=work)
     t.start()
-    poll = Client(cfg, in_process="never", timeout=10)
-    busy = None
+    poll = Client(cfg, in_process="never", timeout=60)
+    busy = False
     try:
         while t.is_alive():
             p = poll.call("training", "progress")
             if p:
                 seen.append(p)
-                if busy is None:
+                if not busy:
+                    # a small second job: refused while training runs (if training ended in
+                    # between, it simply runs, and the next poll tries again)
                     try:
-                        poll.call("training", "backtest", {"source": f"csv:{asx_daily}"})
-                        busy = False
+                        poll.call("training", "backtest", {"source": f"csv:{asx_daily}",
+                                                           "symbols": ["CBA.AX"],
+                                                           "start": "2025-12-01"})
                     except Busy:
                         busy = True
             time.sleep(0.05)
         t.join()
         assert "error" not in result, result.get("error")
         assert seen, "progress was never seen while training"
-        assert busy is True
-        assert all(p["job"] == "train" and 0 <= p["done"] <= p["total"] for p in seen)
-        assert any(p["stage"].startswith("fold") for p in seen)
+        assert busy
+        assert all(p["job"] in ("train", "backtest") and 0 <= p["done"] <= p["total"]
+                   for p in seen)
+        assert any(p["job"] == "train" and p["stage"].startswith("fold") for p in seen)
         assert poll.call("training", "progress") is None  # idle again
         version = result["value"]["version"]
         assert [m["version"] for m in poll.call("training", "models")] == [version]
@@ -285,3 +289,28 @@ def test_training_sends_status_to_systemd_as_folds_complete(asx_daily, tmp_path,
     status = [m for m in messages if "STATUS=train:" in m]
     assert any("fold 1/3" in m for m in status) and any("fold 3/3" in m for m in status), messages
     assert any("STATUS=idle: train finished" in m for m in messages)
+
+
+def test_cli_train_models_activate(asx_daily):
+    from typer.testing import CliRunner
+
+    from trading.cli.main import app, main
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", "CBA", "WBC", "--source", f"csv:{asx_daily}",
+                              "--folds", "3", "--horizon", "2"])
+    assert res.exit_code == 0, res.output
+    for word in ("model", "majority class", "rules", "accuracy", "AUC", "Brier"):
+        assert word in res.output
+    version = res.output.split("trading activate ")[1].split()[0]
+    res = runner.invoke(app, ["models", "--json"])
+    listed = json.loads(res.stdout.strip().splitlines()[-1])
+    assert [m["version"] for m in listed] == [version] and not listed[0]["active"]
+    assert listed[0]["horizon"] == 2 and listed[0]["symbols"] == ["CBA.AX", "WBC.AX"]
+    res = runner.invoke(app, ["activate", version])
+    assert res.exit_code == 0 and f"active model: {version}" in res.output
+    assert models.load_active(config.get()).version == version
+    assert main(["activate", "20990101T000000Z-000000"]) == 1  # NotFound: one line, exit 1
+    res = runner.invoke(app, ["activate", "none"])
+    assert res.exit_code == 0 and "no active model" in res.output
+    assert main(["train", "--horizon", "0", "--source", f"csv:{asx_daily}"]) == 2

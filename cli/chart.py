@@ -43,7 +43,8 @@ def chart(
     source: Optional[str] = typer.Option(None, "--source", "-s",
                                          help="yahoo, sample or csv:DIR (default: configured)."),
     period: str = typer.Option("6mo", "--period", "-p",
-                               help=f"How much to show: {', '.join(PERIODS)}."),
+                               help=f"How much to show: {', '.join(PERIODS)}.",
+                               autocompletion=lambda: list(PERIODS)),
     as_json: bool = common.JsonOption,
 ) -> None:
     """Chart a symbol: price with SMA20, RSI and MACD panes, stored predictions marked."""

@@ -13,6 +13,11 @@ from trading.handlers import SERVICES
 from . import common
 
 
+def _services() -> list[str]:
+    """Shell completion of a service name."""
+    return list(SERVICES)
+
+
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.command("call")(call)
@@ -20,7 +25,8 @@ def register(app: typer.Typer) -> None:
 
 
 def serve(
-    name: str = typer.Argument(..., help=f"Service: {', '.join(SERVICES)}."),
+    name: str = typer.Argument(..., help=f"Service: {', '.join(SERVICES)}.",
+                                     autocompletion=_services),
     socket: Optional[Path] = typer.Option(None, "--socket", help="Socket path to bind."),
     idle_exit: Optional[float] = typer.Option(None, "--idle-exit", help="Seconds idle before exit."),
 ) -> None:
@@ -40,7 +46,8 @@ def serve(
 
 
 def call(
-    service: str = typer.Argument(..., help=f"Service: {', '.join(SERVICES)}."),
+    service: str = typer.Argument(..., help=f"Service: {', '.join(SERVICES)}.",
+                                     autocompletion=_services),
     method: str = typer.Argument(..., help="Method name (see `trading call SERVICE rpc.discover`)."),
     pairs: list[str] = typer.Argument(None, help="Parameters as key=value (values may be JSON)."),
     params: Optional[str] = typer.Option(None, "--params", help="All parameters as one JSON object."),
@@ -68,7 +75,8 @@ def call(
 
 
 def logs(
-    name: str = typer.Argument(..., help=f"Service: {', '.join(SERVICES)}."),
+    name: str = typer.Argument(..., help=f"Service: {', '.join(SERVICES)}.",
+                                     autocompletion=_services),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
     lines: int = typer.Option(50, "--lines", "-n", help="How many recent lines."),
     user: Optional[bool] = typer.Option(None, "--user/--system",

@@ -161,8 +161,9 @@ install_venv() {
     fi
     if [ -f "$venv/.trading-source" ]; then
         local differ
-        differ=$(printf '%s\n' "$fp" | diff "$venv/.trading-source" - | sed -n 's/^[<>] [0-9a-f]*  //p' |
-                 sort -u | tr '\n' ' ')
+        # (diff exits 1 when the files differ: not an error here, whatever pipefail says)
+        differ=$(printf '%s\n' "$fp" | { diff "$venv/.trading-source" - || true; } |
+                 sed -n 's/^[<>] [0-9a-f]*  //p' | sort -u | tr '\n' ' ')
         [ -n "$differ" ] || return 0
         say "sources changed since the last install: $differ"
     fi
@@ -231,6 +232,16 @@ start_units() {
         "${sysctl[@]}" enable --quiet trading.target
         changed "enabled trading.target (the sockets start at $([ "$mode" = system ] && echo boot || echo login))"
     fi
+    # Timers are WantedBy=trading.target: enabling links them into it.
+    local t
+    for t in "$unit_dir"/trading*.timer; do
+        [ -e "$t" ] || continue
+        t=$(basename "$t")
+        if [ "$("${sysctl[@]}" is-enabled "$t" 2>/dev/null || true)" != enabled ]; then
+            "${sysctl[@]}" enable --quiet "$t"
+            changed "enabled $t"
+        fi
+    done
     [ "$start" = 1 ] || return 0
     local u timers=()
     for u in "${units_changed[@]}"; do
@@ -269,7 +280,17 @@ do_install() {
     else
         [ -x "$deps_from/bin/python" ] || die "--deps-from $deps_from: no $deps_from/bin/python"
     fi
-    [ "$mode" = system ] && install_user_and_group
+    if [ "$mode" = system ]; then
+        # The handlers run as user trading: an interpreter under /root or /home (pyenv) is
+        # out of its reach, so a system install defaults to the distribution's python3.
+        if [ -z "${PYTHON:-}" ] && [ -x /usr/bin/python3 ]; then python=/usr/bin/python3; fi
+        local interp=$deps_from/bin/python
+        [ -n "$deps_from" ] || interp=$(command -v "$python" || echo "$python")
+        case "$(readlink -f "$interp")" in
+            /root/*|/home/*) say "warning: the interpreter lives under /root or /home; user trading may not be able to run it (set PYTHON=/usr/bin/python3)" ;;
+        esac
+        install_user_and_group
+    fi
     install_venv
     install_units
     install_command_link
@@ -302,12 +323,12 @@ do_uninstall() {
     done
     if [ ${#units[@]} -gt 0 ]; then
         if systemd_running; then
-            "${sysctl[@]}" disable --quiet trading.target 2>/dev/null || true
+            "${sysctl[@]}" disable --quiet "${units[@]}" 2>/dev/null || true
             "${sysctl[@]}" stop "${units[@]}" 2>/dev/null || true
         fi
         for f in "${units[@]}"; do rm -f "$unit_dir/$f"; done
         # Drop-ins (ours or an admin's) go with the units they change.
-        for f in "${units[@]}"; do rm -rf "$unit_dir/$f.d"; done
+        for f in "${units[@]}"; do rm -rf "$unit_dir/$f.d" "$unit_dir/$f.wants"; done
         if systemd_running; then
             "${sysctl[@]}" daemon-reload
             "${sysctl[@]}" reset-failed "${units[@]}" 2>/dev/null || true

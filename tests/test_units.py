@@ -59,10 +59,15 @@ def rendered(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
-def test_every_registered_service_has_a_socket_and_a_service_and_nothing_else():
-    expected = {f"trading-{n}.{kind}" for n in SERVICES for kind in ("socket", "service")}
-    present = {p.name for p in UNITS.glob("trading-*") if p.suffix in (".socket", ".service")}
-    assert present == expected
+def test_every_registered_service_has_a_socket_and_a_service():
+    sockets = {p.stem for p in UNITS.glob("trading-*.socket")}
+    assert sockets == {f"trading-{n}" for n in SERVICES}
+    for n in SERVICES:
+        assert (UNITS / f"trading-{n}.service").exists()
+    # Any other service is a scheduled job: it has a timer and no socket.
+    for p in UNITS.glob("trading-*.service"):
+        if p.stem not in sockets:
+            assert (UNITS / f"{p.stem}.timer").exists(), f"{p.name} has neither socket nor timer"
 
 
 @pytest.mark.parametrize("name", list(SERVICES))

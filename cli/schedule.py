@@ -83,10 +83,12 @@ def job(
         result = client.call("training", "train", {})
         errors = {}
         oos = (result.get("metrics") or {}).get("out_of_sample") or {}
-        summary = (f"registered model {result.get('version')} (not activated; "
-                   f"`trading models`, `trading activate VERSION`): out-of-sample "
-                   f"model {oos.get('model')}, rules {oos.get('rules')}, "
-                   f"majority {oos.get('majority')}")
+        acc = ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in oos.items()
+                        if isinstance(v, dict) and v.get("accuracy") is not None)
+        rows = next((v.get("n") for v in oos.values() if isinstance(v, dict)), None)
+        summary = (f"registered model {result.get('version')} (not activated: see "
+                   f"`trading models`, `trading activate VERSION`); out-of-sample accuracy "
+                   f"{acc or 'n/a'}" + (f" on {rows} rows" if rows else ""))
         failed = False
     if as_json:
         common.print_json({"job": name, "ran": True, "reason": decision.reason,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -192,3 +193,19 @@ def test_schedule_without_systemd_says_so_and_gives_the_cron_line(tmp_path, monk
     body = json.loads(run("schedule", "--json").stdout)
     assert body["systemd"] is None and body["timers"] == []
     assert os.environ["PATH"] == str(empty)
+
+
+@pytest.mark.slow
+def test_weekly_train_job_registers_a_model_without_activating_it():
+    env = {"TRADING_NOW": "2026-11-28T07:00", "TRADING_SOURCE": "sample"}
+    r = run("job", "train", env=env)
+    assert r.exit_code == 0, r.output
+    first, summary = r.stdout.splitlines()[:2]
+    assert first == "weekly training: runs on any day (Sat 2026-11-28 07:00 AEDT): running train"
+    assert summary.startswith("registered model ") and "(not activated" in summary, summary
+    for name in ("model", "rules", "majority"):  # the model against its two baselines
+        assert re.search(rf"out-of-sample accuracy .*\b{name} 0\.\d{{3}}\b.* on \d+ rows",
+                         summary), (name, summary)
+    models = json.loads(run("models", "--json").stdout)
+    assert len(models) == 1 and not models[0]["active"]
+    assert summary.split()[2] == models[0]["version"]

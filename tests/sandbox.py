@@ -213,6 +213,10 @@ class UserManager:
         self.systemctl("daemon-reload")
 
     @property
+    def unit_dir(self) -> Path:
+        return self.home / ".config/systemd/user"
+
+    @property
     def venv(self) -> Path:
         return self.home / ".local/share/trading/venv"
 
@@ -240,14 +244,36 @@ class UserManager:
         return sorted(pids)
 
 
+QUIET_TIMERS = "trading-.timer.d/sandbox-quiet.conf"
+
+
 def install(manager: UserManager, *extra: str, deps_from: Path | None = None,
-            timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
+            timers: bool = False, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
     """``install.sh --user`` into the sandbox's HOME.
 
     ``deps_from`` (default: the virtualenv running the tests) lends the dependencies, so the
     install takes seconds and needs no network; the project itself is a regular install in
     ``~/.local/share/trading/venv``, independent of the checkout.
+
+    Unless ``timers`` is true, a prefix drop-in (``trading-.timer.d/``, which applies to every
+    trading-*.timer) first moves every timer's schedule to 2099, so a scheduled job (e.g.
+    predictions in ASX hours) cannot start handlers in the middle of a test or reach Yahoo.
+    The timers are still installed, enabled and started; a timer test removes the drop-in
+    (``manager.remove_drop_in(manager.unit_dir / QUIET_TIMERS)``) or passes ``timers=True``.
     """
+    quiet = manager.unit_dir / QUIET_TIMERS
+    if timers:
+        quiet.unlink(missing_ok=True)
+    else:
+        quiet.parent.mkdir(parents=True, exist_ok=True)
+        quiet.write_text("# sandbox only: no scheduled job fires during the tests\n"
+                         "[Timer]\nOnCalendar=\nOnCalendar=2099-01-01 00:00:00 UTC\n"
+                         "Persistent=false\n")
+    return _install(manager, *extra, deps_from=deps_from, timeout=timeout)
+
+
+def _install(manager: UserManager, *extra: str, deps_from: Path | None,
+             timeout: float) -> subprocess.CompletedProcess[str]:
     donor = (deps_from or Path(sys.prefix)).resolve()
     if str(donor).startswith(("/tmp/", "/var/tmp/")):
         # The units' PrivateTmp=yes would hide a donor venv under /tmp from the handlers

@@ -169,9 +169,31 @@ def test_status_shows_sockets_handlers_and_paths(sd):
     assert rows["sentiment"]["pid"] == sd.main_pid("sentiment")
     assert rows["sentiment"]["memory_bytes"] and rows["sentiment"]["memory_bytes"] > 1 << 20
     assert rows["training"]["state"] == "inactive" and rows["training"]["pid"] is None
-    assert report["timers"] == [] or all("next_run" in t for t in report["timers"])
+    shipped = {p.name for p in (REPO / "units").glob("trading*.timer")}
+    assert {t["timer"] for t in report["timers"]} == shipped
     table = sd.trading("status").stdout
     assert "market-data" in table and "listening" in table
+
+
+def test_status_lists_any_trading_timer_with_its_next_run(sd):
+    # A timer of our own, due far in the future: the shipped ones may fire (and are stopped
+    # in the sandbox), this one is listed by name like any trading-*.timer.
+    units = sd.home / ".config/systemd/user"
+    (units / "trading-zz-test.service").write_text("[Service]\nType=oneshot\nExecStart=/bin/true\n")
+    (units / "trading-zz-test.timer").write_text("[Timer]\nOnCalendar=2099-01-01 00:00:00 UTC\n")
+    try:
+        sd.systemctl("daemon-reload")
+        sd.systemctl("start", "trading-zz-test.timer")
+        report = json.loads(sd.trading("status", "--json").stdout)
+        timers = {t["timer"]: t for t in report["timers"]}
+        assert timers["trading-zz-test.timer"]["next_run"] == "Thu 2099-01-01 00:00:00 UTC"
+        assert timers["trading-zz-test.timer"]["unit"] == "trading-zz-test.service"
+        assert "2099-01-01" in sd.trading("status").stdout
+    finally:
+        sd.systemctl("stop", "trading-zz-test.timer", check=False)
+        for name in ("trading-zz-test.timer", "trading-zz-test.service"):
+            (units / name).unlink(missing_ok=True)
+        sd.systemctl("daemon-reload")
 
 
 def test_a_handler_killed_mid_request_gives_a_clear_error_and_the_next_call_works(sd):

@@ -61,6 +61,8 @@ class MarketData(Service):
         """The source for ``spec`` (None: the configured one); tests may put their own in
         ``self._sources``."""
         spec = self.config["source"] if spec is None else spec
+        if not isinstance(spec, str):  # before the lookup: a list or dict is not even hashable
+            raise InvalidParams("source must be a string: yahoo, sample or csv:DIR")
         with self._lock:
             src = self._sources.get(spec)
         if src is None:

@@ -306,6 +306,11 @@ do_install() {
         say "systemd is not running here: installed the package and the unit files; \`trading\` commands run the handlers in-process"
     elif [ ${#changes[@]} -gt 0 ]; then
         say "done: sockets listening in $runtime_dir; see \`trading status\`"
+        # A user manager lives only as long as a login session, unless lingering is on.
+        if [ "$mode" = user ] && command -v loginctl >/dev/null &&
+           [ "$(loginctl show-user "$(id -un)" --property=Linger --value 2>/dev/null || true)" = no ]; then
+            say "note: the sockets stop when you log out; to keep them: sudo loginctl enable-linger $(id -un)"
+        fi
     fi
     if [ "$mode" = user ] && ! printf '%s' ":$PATH:" | grep -q ":$(dirname "$bin_link"):"; then
         say "note: $(dirname "$bin_link") is not on your PATH; add it to run \`trading\`"

@@ -70,7 +70,8 @@ def run_with_progress(method: str, params: dict[str, Any], timeout: float, label
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(),
                       TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                      console=console, transient=True) as bar:
+                      console=console, transient=True,
+                      disable=not console.is_terminal) as bar:  # pipes and cron: no bar
             task = bar.add_task(label, total=None)
             thread.start()
             while thread.is_alive():
@@ -159,10 +160,14 @@ def models(as_json: bool = common.JsonOption) -> None:
 def activate(
     version: str = typer.Argument(..., help="Model version (see `trading models`); 'none' "
                                             "to predict without a model."),
+    as_json: bool = common.JsonOption,
 ) -> None:
     """Make a model the one predictions use."""
     v = None if version.lower() == "none" else version
     result = common.client().call(SERVICE, "activate", {"version": v})
+    if as_json:
+        common.print_json(result)
+        return
     print(f"active model: {result['version']}" if result else "no active model")
 
 

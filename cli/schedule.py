@@ -166,7 +166,7 @@ def _calendar(raw: str) -> list[str]:
 
 
 def _argv(exec_start: str) -> str | None:
-    """``{ path=... ; argv[]=/x/bin/trading job predict ; ... }`` -> ``/x/bin/trading job predict``."""
+    """``{ path=... ; argv[]=/x/bin/trading job predict ; ... }`` -> the command line."""
     if "argv[]=" not in exec_start:
         return None
     return exec_start.split("argv[]=", 1)[1].split(" ; ", 1)[0].strip()
@@ -261,7 +261,8 @@ def schedule(as_json: bool = common.JsonOption) -> None:
         raise typer.Exit(common.EXIT_FAILURE)
     common.table(f"timers ({manager.scope} manager; times in Sydney / UTC)",
                  ["timer", "runs", "OnCalendar (Sydney)", "next run", "last run"],
-                 [[t.timer.removesuffix(".timer") + ("" if t.enabled == "enabled" else f" ({t.enabled})"),
+                 [[t.timer.removesuffix(".timer")
+                   + ("" if t.enabled == "enabled" else f" ({t.enabled})"),
                    _short(t.runs), "\n".join(c.removesuffix(f" {SYDNEY}") for c in t.calendar),
                    _fmt(t.next_usec),
                    _fmt(t.last_usec) + (f" ({t.last_result})" if t.last_result else "")]

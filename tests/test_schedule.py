@@ -165,7 +165,8 @@ def test_job_in_market_hours_without_systemd_runs_in_process_and_stores_predicti
     # Scoring right after: nothing is a session old yet, all seven wait.
     o = run("job", "outcomes", env={**env, "TRADING_NOW": "2026-11-24T17:30"})
     assert o.exit_code == 0, o.output
-    assert o.stdout.splitlines()[-1] == "scored 0 outcome(s); 7 prediction(s) wait for more sessions"
+    assert o.stdout.splitlines()[-1] == (
+        "scored 0 outcome(s); 7 prediction(s) wait for more sessions")
 
 
 def test_job_usage_errors_are_one_line_and_exit_2():

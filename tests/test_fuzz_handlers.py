@@ -59,6 +59,17 @@ def invalid(text: str) -> bool:
     return False
 
 
+def refused(source: str) -> bool:
+    from trading.errors import InvalidParams
+    from trading.sources import resolve
+
+    try:
+        resolve(source, Path("/nonexistent"))
+    except InvalidParams:
+        return True
+    return False
+
+
 # Values of the wrong type, hostile strings, and deep structures for any parameter.
 hostile_text = st.one_of(st.sampled_from([h for h in HOSTILE if invalid(h)]),
                          st.text(max_size=40).filter(invalid),
@@ -81,7 +92,10 @@ symbol_lists = st.lists(st.one_of(hostile_text, scalars.filter(lambda v: not isi
 sources = st.one_of(st.none(), st.sampled_from(SOURCES), values)
 # Where an omitted or null source would make a valid call (the configured source, fetched and
 # stored), only hostile ones.
-bad_sources = st.one_of(st.sampled_from(SOURCES), values.filter(lambda v: v is not None))
+# (``csv:/etc`` is a valid source, an existing absolute directory: asking it for the index is a
+# valid call, so only the sources resolve() refuses are used there.)
+bad_sources = st.one_of(st.sampled_from([s for s in SOURCES if refused(s)]),
+                        values.filter(lambda v: v is not None))
 
 
 def params_for(method: str):
@@ -354,3 +368,23 @@ def test_fuzz_prediction(activate):
 
 def test_fuzz_sentiment(activate):
     fuzz(activate, "sentiment", SENTIMENT, [req("analyze_sentiment", symbol="CBA")])
+
+
+def test_bulk_fetch_of_only_bad_symbols_fetches_and_stores_nothing(activate, tmp_path):
+    """Not even the index: bad input reaches no source, and no row records that it was asked."""
+    from trading import config
+
+    csv_dir = tmp_path / "csv"
+    csv_dir.mkdir()
+    config.reset()
+    cfg = config.get()
+    h = activate("market-data", idle_exit=60)
+    line = req("bulk_fetch", symbols=["../../etc/passwd", "'; DROP TABLE bars; --", "$(id)"],
+               source=f"csv:{csv_dir}")
+    answer = json.loads(_one(h.path, line))["result"]
+    assert answer["results"] == {} and len(answer["errors"]) == 3
+    assert answer["market_context"]["fallback"] is True
+    if cfg.db_path.exists():  # (it is not even opened)
+        with sqlite3.connect(cfg.db_path) as conn:
+            assert conn.execute("SELECT count(*) FROM upstream").fetchone()[0] == 0
+            assert conn.execute("SELECT count(*) FROM bars").fetchone()[0] == 0

@@ -136,6 +136,11 @@ class MarketData(Service):
                 given.setdefault(normalize(raw), []).append(raw)
             except RPCError as exc:
                 errors[str(raw)] = _error(exc)
+        if not given:
+            # Nothing valid to serve: nothing is fetched or stored for bad input, not even the
+            # index (the context is the flagged NEUTRAL fallback).
+            return {"results": {}, "errors": errors,
+                    "market_context": self._context({}, 0.0)}  # no entries: no clock needed
         index = self._index()
         wanted = list(given) + ([index] if index not in given else [])
         entries, failures, now = self._gather(src, wanted)

@@ -270,12 +270,14 @@ do_install() {
         die "a system install needs root (sudo ./install.sh), or use ./install.sh --user"
     fi
     if [ -z "$deps_from" ]; then
-        if [ "$(id -u)" -eq 0 ]; then
-            install_os_packages "${run_packages[@]}" >/dev/null
-        else
-            mapfile -t missing < <(need_os_packages "${run_packages[@]}")
-            [ -z "${missing[0]:-}" ] ||
+        mapfile -t missing < <(need_os_packages "${run_packages[@]}")
+        if [ -n "${missing[0]:-}" ]; then
+            if [ "$(id -u)" -eq 0 ]; then
+                install_os_packages "${missing[@]}"
+                changes+=("OS packages")
+            else
                 say "warning: OS packages missing (${missing[*]}); if the build fails: sudo apt-get install ${missing[*]}"
+            fi
         fi
     else
         [ -x "$deps_from/bin/python" ] || die "--deps-from $deps_from: no $deps_from/bin/python"

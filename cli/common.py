@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -30,6 +32,44 @@ def note(message: str) -> None:
 def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
     note(message)
     return typer.Exit(code)
+
+
+class _StderrHandler(logging.Handler):
+    """Log records as ``trading: name: message`` on whatever ``sys.stderr`` is at the time
+    (typer's test runner swaps it per invocation)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(f"trading: {record.name}: {record.getMessage()}", file=sys.stderr)
+        except Exception:  # a log line must never break the command
+            self.handleError(record)
+
+
+def setup_logging() -> None:
+    """Logging for a command, set up once at the entry point.
+
+    Handlers that run in-process log here, not to the journal. The command already reports
+    each failure as one line, so by default only errors (a bug's traceback) reach stderr;
+    ``TRADING_LOG_LEVEL=WARNING`` (or INFO, DEBUG) shows more. yfinance reports one failed
+    download several times over, and pandas warns about yfinance's calls: both stay quiet
+    unless ``TRADING_LOG_LEVEL=DEBUG`` asks for everything. (A warnings filter cannot do it:
+    yfinance puts its own at the front when it is imported, so warnings go through logging.)
+    """
+    level = os.environ.get("TRADING_LOG_LEVEL", "").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        level = "ERROR"
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if isinstance(h, _StderrHandler)), None)
+    if handler is None:
+        handler = _StderrHandler()
+        root.addHandler(handler)
+    handler.setLevel(level)
+    if logging.getLevelName(level) < root.getEffectiveLevel():
+        root.setLevel(level)
+    logging.captureWarnings(True)  # warnings become records of the "py.warnings" logger
+    quiet = logging.NOTSET if level == "DEBUG" else logging.CRITICAL + 1
+    logging.getLogger("yfinance").setLevel(quiet)
+    logging.getLogger("py.warnings").setLevel(quiet)
 
 
 def client(**overrides: Any) -> Client:

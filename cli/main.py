@@ -33,6 +33,7 @@ class _Group(TyperGroup):
     """The top-level group: an expected error (the project's own) is one line, not a traceback."""
 
     def invoke(self, ctx: Any) -> Any:
+        common.setup_logging()
         try:
             return super().invoke(ctx)
         except TradingError as exc:

@@ -391,3 +391,43 @@ def test_logs_runs_journalctl_for_the_unit():
         pytest.skip("no journalctl on this machine")
     # journalctl ran (it says there are no entries, or shows them); never a traceback.
     assert out.returncode in (0, 1) and "Traceback" not in out.stderr, out.stderr
+
+
+@pytest.fixture
+def restore_logging():
+    import logging
+
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers), logging.getLogger("yfinance").level,
+             logging.getLogger("py.warnings").level)
+    yield
+    root.setLevel(saved[0])
+    root.handlers[:] = saved[1]
+    logging.getLogger("yfinance").setLevel(saved[2])
+    logging.getLogger("py.warnings").setLevel(saved[3])
+    logging.captureWarnings(False)
+
+
+@pytest.mark.parametrize("level,noisy", [(None, False), ("DEBUG", True)])
+def test_in_process_logging_is_one_line_per_error_and_yfinance_stays_quiet(
+        restore_logging, capsys, monkeypatch, level, noisy):
+    """Handlers run in-process log to the terminal: errors as one line each; yfinance's
+    repeated failure reports and pandas' warnings about its calls only when asked (DEBUG)."""
+    import logging
+    import warnings
+
+    from trading.cli import common
+
+    if level:
+        monkeypatch.setenv("TRADING_LOG_LEVEL", level)
+    common.setup_logging()
+    logging.getLogger("trading.handlers.x").error("a bug in %s", "x")
+    logging.getLogger("trading.news").warning("a warning")
+    logging.getLogger("yfinance").error("Failed to get ticker 'CBA.AX'")
+    warnings.warn_explicit("inplace is deprecated", FutureWarning, "multi.py", 220,
+                           module="yfinance.multi")
+    err = capsys.readouterr().err
+    assert "trading: trading.handlers.x: a bug in x" in err
+    assert ("a warning" in err) is noisy
+    assert ("Failed to get ticker" in err) is noisy
+    assert ("inplace is deprecated" in err) is noisy

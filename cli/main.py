@@ -18,15 +18,19 @@ from trading.errors import TradingError
 
 from . import common
 
-HELP = """ASX market predictions from small services that systemd starts on demand.
-
-Start with `trading predict --source sample` (offline sample data) or `trading predict`
-(Yahoo Finance). Where no service socket is installed the commands run the handlers
-in-process and say so in one line on stderr. Commands that print data take --json.
-
-Exit codes: 0 ok; 1 failure (a service error, or every symbol failed); 2 usage or bad input
-(a bad option, an invalid symbol, a bad configuration value); 3 service unavailable (no
-answer from its socket); 4 timeout; 130 interrupted."""
+HELP = (
+    "ASX market predictions from small services that systemd starts on demand.\n\n"
+    "Start with `trading predict --source sample` (offline sample data) or `trading predict` "
+    "(Yahoo Finance). Where no service socket is installed, commands run the handlers "
+    "in-process and say so in one line on stderr. Commands that print data take --json.\n\n"
+    "Exit codes:\n"
+    "0 ok\n"
+    "1 failure: a service error; every symbol failed\n"
+    "2 usage or bad input: a bad option, an invalid symbol, a bad configuration value\n"
+    "3 service unavailable: no answer from its socket\n"
+    "4 timeout\n"
+    "130 interrupted"
+)
 
 
 class _Group(TyperGroup):
@@ -45,7 +49,6 @@ app = typer.Typer(
     name="trading",
     cls=_Group,
     help=HELP,
-    rich_markup_mode=None,  # keep the help's line breaks; `--json` is not markup
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=True,

@@ -186,12 +186,27 @@ def history(
                                         "price", "context", "1 session", "5 sessions"], table)
 
 
+def _iso_date(value: Optional[str]) -> Optional[str]:
+    """A session date as YYYY-MM-DD (compared as text with the bars' dates, so it must be
+    exactly that form: a typo would otherwise select nothing, silently)."""
+    import datetime as dt
+
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date like 2025-06-30") from None
+
+
 def replay(
     directory: Path = typer.Argument(..., exists=True, file_okay=False,
                                      help="A csv:DIR history, e.g. ../shared/data/asx-daily."),
     symbols: list[str] = typer.Option(None, "--symbol", "-s", help="Symbols (default: configured)."),
-    start: Optional[str] = typer.Option(None, "--start", help="First session (YYYY-MM-DD)."),
-    end: Optional[str] = typer.Option(None, "--end", help="Last session (YYYY-MM-DD)."),
+    start: Optional[str] = typer.Option(None, "--start", help="First session (YYYY-MM-DD).",
+                                        callback=_iso_date),
+    end: Optional[str] = typer.Option(None, "--end", help="Last session (YYYY-MM-DD).",
+                                      callback=_iso_date),
     every: int = typer.Option(1, "--every", min=1, help="Predict every N-th session."),
     as_json: bool = common.JsonOption,
 ) -> None:

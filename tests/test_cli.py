@@ -152,8 +152,10 @@ def test_replay_then_report(asx_daily):
     assert "replayed" in run("replay", str(asx_daily), "-s", "CBA", "--start", "2025-12-01").stdout
 
 
-def test_replay_of_a_missing_directory_is_a_usage_error(tmp_path):
+def test_replay_of_a_missing_directory_or_a_bad_date_is_a_usage_error(tmp_path, asx_daily):
     assert run("replay", str(tmp_path / "nope")).exit_code == 2
+    bad = run("replay", str(asx_daily), "-s", "CBA", "--start", "2025-6-1")
+    assert bad.exit_code == 2 and "not a date like" in bad.output
 
 
 def test_predict_with_every_symbol_bad_fails_with_one_line_each():

@@ -200,7 +200,11 @@ def describe_socket(m: Manager, unit: str, p: Mapping[str, str]) -> tuple[str, b
     if active == "failed":
         reset = f"run systemctl {m.flag}reset-failed {unit}"
         if result == "service-start-limit-hit":
-            return f"start limit hit; {reset}", False
+            # The service's own start counter must be reset too, and the socket started again:
+            # resetting the socket alone leaves it stopped, and the next start trips the limit.
+            service = unit.removesuffix(".socket") + ".service"
+            return (f"start limit hit; {reset} {service} && "
+                    f"systemctl {m.flag}start {unit}"), False
         if result == "trigger-limit-hit":
             return (f"trigger limit hit (started too often); {reset} && "
                     f"systemctl {m.flag}start {unit}"), False

@@ -248,7 +248,8 @@ def test_a_crash_loop_fails_the_socket_and_status_says_how_to_recover(sd):
         assert result.returncode == 1
         row = {r["service"]: r for r in json.loads(result.stdout)["services"]}["prediction"]
         assert row["socket"] == ("start limit hit; run systemctl --user reset-failed "
-                                 "trading-prediction.socket"), row
+                                 "trading-prediction.socket trading-prediction.service && "
+                                 "systemctl --user start trading-prediction.socket"), row
         assert row["ok"] is False
     finally:
         sd.remove_drop_in(drop)

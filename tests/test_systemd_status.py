@@ -44,9 +44,11 @@ def test_parse_show_splits_units_at_blank_lines():
 @pytest.mark.parametrize("props, scope, words, ok", [
     ({"LoadState": "loaded", "ActiveState": "active"}, "user", "listening", True),
     ({"LoadState": "loaded", "ActiveState": "failed", "Result": "service-start-limit-hit"},
-     "user", "start limit hit; run systemctl --user reset-failed trading-x.socket", False),
+     "user", "start limit hit; run systemctl --user reset-failed trading-x.socket "
+     "trading-x.service && systemctl --user start trading-x.socket", False),
     ({"LoadState": "loaded", "ActiveState": "failed", "Result": "service-start-limit-hit"},
-     "system", "start limit hit; run systemctl reset-failed trading-x.socket", False),
+     "system", "start limit hit; run systemctl reset-failed trading-x.socket trading-x.service "
+     "&& systemctl start trading-x.socket", False),
     ({"LoadState": "loaded", "ActiveState": "failed", "Result": "trigger-limit-hit"}, "system",
      "trigger limit hit (started too often); run systemctl reset-failed trading-x.socket && "
      "systemctl start trading-x.socket", False),

@@ -296,13 +296,22 @@ def test_status_without_systemd_says_so(monkeypatch, tmp_path):
     assert data["systemd"] is None and data["services"] == []
 
 
-def test_config_show_names_the_file_and_a_bad_file_is_one_line(tmp_path):
+def test_config_show_names_the_file_and_a_bad_file_is_one_line(monkeypatch):
     cfg_file = Path(os.environ["TRADING_CONFIG"])
     cfg_file.write_text('symbols = ["CBA.AX"]\n')
     config.reset()
     shown = json.loads(run("config", "show", "--json").stdout)
     sym = next(s for s in shown["settings"] if s["key"] == "symbols")
     assert sym["value"] == ["CBA.AX"] and sym["source"] == str(cfg_file)
+    # The environment beats the file, and the command that uses the value sees the same.
+    monkeypatch.setenv("TRADING_SYMBOLS", "NAB")
+    config.reset()
+    shown = json.loads(run("config", "show", "--json").stdout)
+    sym = next(s for s in shown["settings"] if s["key"] == "symbols")
+    assert sym["value"] == ["NAB"] and sym["source"] == "env TRADING_SYMBOLS"
+    predicted = json.loads(run("predict", *SAMPLE, "--json").stdout)
+    assert list(predicted["results"]) == ["NAB.AX"]
+    monkeypatch.delenv("TRADING_SYMBOLS")
     cfg_file.write_text("[weights]\ntechnical = 'heavy'\n")
     config.reset()
     line = one_line_failure(run("predict", *SAMPLE), 2)

@@ -431,6 +431,7 @@ def test_in_process_logging_is_one_line_per_error_and_yfinance_stays_quiet(
 
     if level:
         monkeypatch.setenv("TRADING_LOG_LEVEL", level)
+    logging.captureWarnings(False)  # as in a fresh process (earlier commands here turned it on)
     common.setup_logging()
     logging.getLogger("trading.handlers.x").error("a bug in %s", "x")
     logging.getLogger("trading.news").warning("a warning")

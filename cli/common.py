@@ -109,13 +109,17 @@ def print_json(data: Any) -> None:
     sys.stdout.write(encode(data).decode())
 
 
-def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
+def table(title: str | None, columns: list[str], rows: list[list[Any]], *,
+          compact: bool = False) -> None:
+    """A rich table on stdout; ``compact`` drops the vertical rules (two columns more text
+    each), for wide tables that should still fit 80 columns."""
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=title, header_style="bold")
-    for c in columns:
-        t.add_column(c, overflow="fold")
+    t = Table(title=title, header_style="bold",
+              **({"box": None, "pad_edge": False} if compact else {}))
+    for i, c in enumerate(columns):
+        t.add_column(c, overflow="fold", no_wrap=compact and i == 0)
     for r in rows:
         t.add_row(*["" if v is None else str(v) for v in r])
     Console().print(t)

@@ -182,8 +182,10 @@ def history(
     if not table:
         print("no predictions stored yet (run `trading predict`)")
         return
-    common.table("Prediction history", ["created (UTC)", "symbol", "action", "confidence",
-                                        "price", "context", "1 session", "5 sessions"], table)
+    # Fits 80 columns: the return after 1 and 5 sessions as "+1", "+5".
+    common.table("Prediction history (returns after 1 and 5 sessions)",
+                 ["created (UTC)", "symbol", "action", "conf", "price", "context", "+1", "+5"],
+                 table, compact=True)
 
 
 def _iso_date(value: Optional[str]) -> Optional[str]:

@@ -190,7 +190,7 @@ class Config:
         if self[key]:
             return Path(self[key]).expanduser()
         env = self.environ
-        if env.get(systemd_var):
+        if systemd_var and env.get(systemd_var):
             return Path(env[systemd_var].split(":")[0])
         if os.geteuid() == 0:
             return Path(system)
@@ -199,17 +199,29 @@ class Config:
 
     @property
     def runtime_dir(self) -> Path:
-        """Sockets: ``TRADING_RUNTIME_DIR``, else ``$XDG_RUNTIME_DIR/trading``, else /run/trading."""
+        """Sockets: ``TRADING_RUNTIME_DIR``, else ``$XDG_RUNTIME_DIR/trading`` (a user install),
+        else /run/trading (a system install). Root prefers the system install's sockets and
+        uses its own user manager's only when there is no system install."""
         if self["runtime_dir"]:
             return Path(self["runtime_dir"]).expanduser()
-        if self.environ.get("XDG_RUNTIME_DIR") and os.geteuid() != 0:
-            return Path(self.environ["XDG_RUNTIME_DIR"]) / "trading"
-        return Path("/run/trading")
+        system = Path("/run/trading")
+        xdg = self.environ.get("XDG_RUNTIME_DIR")
+        if xdg and (os.geteuid() != 0 or not system.exists() and (Path(xdg) / "trading").exists()):
+            return Path(xdg) / "trading"
+        return system
 
     @property
     def state_dir(self) -> Path:
-        return self._dir("state_dir", "STATE_DIRECTORY", "/var/lib/trading", "XDG_STATE_HOME",
+        path = self._dir("state_dir", "STATE_DIRECTORY", "/var/lib/trading", "XDG_STATE_HOME",
                          ".local/state")
+        if self["state_dir"] or self.environ.get("STATE_DIRECTORY") or os.geteuid() == 0:
+            return path
+        # A user unit's StateDirectory= is $XDG_STATE_HOME from systemd 254 on, but
+        # $XDG_CONFIG_HOME before (Debian 12 has 252): use whichever holds the store.
+        legacy = self._dir("state_dir", "", "", "XDG_CONFIG_HOME", ".config")
+        if not (path / "trading.db").exists() and (legacy / "trading.db").exists():
+            return legacy
+        return path
 
     @property
     def cache_dir(self) -> Path:

@@ -87,3 +87,26 @@ def test_a_bad_value_is_one_line_and_exit_2_from_the_cli(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip().startswith("trading: error: idle_exit = 'abc'")
     assert "Traceback" not in out.stderr and out.stderr.strip().count("\n") == 0
+
+
+def test_a_user_store_where_systemd_252_puts_it_is_found(tmp_path, monkeypatch):
+    if os.geteuid() == 0:
+        monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    env = {"XDG_STATE_HOME": str(tmp_path / "state"), "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+    cfg = config.load(env, tmp_path / "none.toml")
+    assert cfg.state_dir == tmp_path / "state" / "trading"  # nothing yet: systemd >= 254's place
+    write(tmp_path / "cfg" / "trading" / "trading.db", "")   # a 252 user unit's StateDirectory=
+    assert cfg.state_dir == tmp_path / "cfg" / "trading"
+    write(tmp_path / "state" / "trading" / "trading.db", "")
+    assert cfg.state_dir == tmp_path / "state" / "trading"
+
+
+def test_root_uses_its_user_managers_sockets_only_without_a_system_install(tmp_path):
+    cfg = config.load({"XDG_RUNTIME_DIR": str(tmp_path)}, tmp_path / "none.toml")
+    if os.geteuid() != 0:
+        assert cfg.runtime_dir == tmp_path / "trading"
+        return
+    assert cfg.runtime_dir == Path("/run/trading")  # no user install's sockets either
+    (tmp_path / "trading").mkdir()
+    if not Path("/run/trading").exists():
+        assert cfg.runtime_dir == tmp_path / "trading"

@@ -58,7 +58,8 @@ def place_predictions(dates: list[str], closes: list[float],
 def summary(symbol: str, bars: list[JSON], predictions: list[JSON],
             show_days: int) -> JSON:
     """The numbers the chart shows, for ``--json`` and the title: last close, SMA20, RSI,
-    MACD histogram, and the markers drawn."""
+    MACD histogram, and the markers drawn. ``_series`` carries the arrays to :func:`draw`
+    (computed once), which removes it before the summary is returned."""
     import numpy as np
 
     from . import indicators

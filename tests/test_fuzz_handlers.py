@@ -288,7 +288,7 @@ def snapshot(dirs: list[Path], db: Path) -> dict:
     return {"files": files, "rows": rows}
 
 
-def fuzz(activate, service: str, methods: list[str], warm: list[bytes]) -> Prober:
+def fuzz(activate, service: str, methods: list[str], warm: list[bytes], seed=None) -> Prober:
     from trading import config
 
     env = {"TRADING_SOURCE": "sample", "TRADING_NEWS_SOURCE": "sample",
@@ -296,6 +296,8 @@ def fuzz(activate, service: str, methods: list[str], warm: list[bytes]) -> Probe
     os.environ.update(env)
     config.reset()
     cfg = config.get()
+    if seed is not None:
+        seed(cfg)
     h = activate(service, idle_exit=600)
     prober = Prober(h.path)
     first = json.loads(_one(h.path, SENTINEL))
@@ -362,8 +364,21 @@ def test_fuzz_market_data(activate):
     fuzz(activate, "market-data", MARKET, [req("get_market_data", symbol="CBA")])
 
 
+def seed_predictions(cfg) -> None:
+    """Stored predictions and their events (the real record()), for an attack to aim at."""
+    from trading import predictions
+    from trading.events import now_iso
+    from trading.store import Store
+
+    store = Store(cfg.db_path)
+    made = [{"symbol": s, "created_at": now_iso(), "action": "BUY", "confidence": 0.7,
+             "reasons": ["seed"]} for s in ("CBA.AX", "BHP.AX", "NAB.AX")]
+    predictions.record(store, made, {}, source="sample", run_id=predictions.new_run_id())
+    store.close()
+
+
 def test_fuzz_prediction(activate):
-    fuzz(activate, "prediction", PREDICTION, [req("history", limit=5)])
+    fuzz(activate, "prediction", PREDICTION, [req("history", limit=5)], seed=seed_predictions)
 
 
 def test_fuzz_sentiment(activate):

@@ -174,14 +174,18 @@ def test_a_user_install_leaves_socket_ownership_to_the_user(tmp_path):
 
 # -- secrets -----------------------------------------------------------------------------
 SECRET = "s3cr3t-Pa55w0rd"
-REDIS_URL = f"redis://trader:{SECRET}@127.0.0.1:1/0"  # port 1: refused at once, no network
 
 
-def test_a_redis_password_is_never_logged_or_returned(activate, monkeypatch):
+# Port 1: refused at once, no network. redis-py takes the password from either place.
+@pytest.mark.parametrize("url, shown", [
+    (f"redis://trader:{SECRET}@127.0.0.1:1/0", "redis://trader:***@127.0.0.1:1/0"),
+    (f"redis://127.0.0.1:1/0?password={SECRET}", "redis://127.0.0.1:1/0?password=***"),
+], ids=["userinfo", "query"])
+def test_a_redis_password_is_never_logged_or_returned(activate, monkeypatch, url, shown):
     """Predictions publish to a Redis that refuses: the warning, the answers, the health
     checks and ``trading config show`` all show the URL without its password."""
     env = {"TRADING_SOURCE": "sample", "TRADING_NEWS_SOURCE": "sample",
-           "TRADING_REDIS_URL": REDIS_URL, "TRADING_IN_PROCESS": "never"}
+           "TRADING_REDIS_URL": url, "TRADING_IN_PROCESS": "never"}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     handlers = {name: activate(name, idle_exit=30) for name in
@@ -214,13 +218,12 @@ def test_a_redis_password_is_never_logged_or_returned(activate, monkeypatch):
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output
         seen.append(result.output)
-    shown = json.loads(runner.invoke(app, ["config", "show", "--json"]).output)
-    url = {r["key"]: r["value"] for r in shown["settings"]}["redis_url"]
-    assert url == "redis://trader:***@127.0.0.1:1/0"
+    listed = json.loads(runner.invoke(app, ["config", "show", "--json"]).output)
+    url = {r["key"]: r["value"] for r in listed["settings"]}["redis_url"]
+    assert url == shown
 
     logs = {name: h.stop() for name, h in handlers.items()}
-    assert re.search(r"publishing 2 event\(s\) to redis://trader:\*\*\*@127\.0\.0\.1:1/0 failed",
-                     logs["prediction"]), logs["prediction"]
+    assert f"publishing 2 event(s) to {shown} failed" in logs["prediction"], logs["prediction"]
     seen.extend(logs.values())
     leaks = [text[:200] for text in seen if SECRET in text]
     assert leaks == []

@@ -43,11 +43,8 @@ def _show(key: str, value) -> str:
 
 
 def _redact(url: str) -> str:
-    """Never print a password: redis://user:secret@host -> redis://user:***@host."""
-    from urllib.parse import urlsplit, urlunsplit
+    """Never print a password: redis://user:secret@host -> redis://user:***@host (and
+    ?password=secret -> ?password=***)."""
+    from trading.events import redact
 
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+    return redact(url)

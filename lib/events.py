@@ -42,19 +42,19 @@ def now_iso() -> str:
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced by ``***`` (safe to log)."""
+    """The URL with any password (``user:PASSWORD@`` or ``?password=``) replaced by ``***``."""
     try:
         parts = urlsplit(url)
+        has_password = parts.password is not None
     except ValueError:
         return "<unparseable redis url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query,
-                       parts.fragment))
+    netloc = parts.netloc
+    if has_password:
+        userinfo, _, hostport = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
+    query = "&".join("password=***" if item.partition("=")[0].lower() == "password" else item
+                     for item in parts.query.split("&")) if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def append(db: sqlite3.Connection, type: str, payload: Any, *,
@@ -164,8 +164,16 @@ class Publisher:
 
 def _masked(text: str, url: str) -> str:
     """An error message with the URL's password removed, in case the library echoed it."""
+    from urllib.parse import parse_qs, unquote
+
     try:
-        password = urlsplit(url).password
+        parts = urlsplit(url)
+        secrets = {parts.password} if parts.password else set()
+        secrets |= {v for k, vs in parse_qs(parts.query).items() if k.lower() == "password"
+                    for v in vs}
     except ValueError:
-        password = None
-    return text.replace(password, "***") if password else text
+        return text
+    for secret in sorted(secrets | {unquote(x) for x in secrets}, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, "***")
+    return text

@@ -33,6 +33,8 @@ from hypothesis import strategies as st
 from trading.errors import InvalidSymbol
 from trading.symbols import normalize
 
+pytestmark = pytest.mark.slow
+
 EXAMPLES = int(os.environ.get("TRADING_FUZZ_EXAMPLES", "1500"))
 LINE_LIMIT = 65536  # the handlers run with this limit so over-long lines are cheap to make
 SENTINEL = b'{"jsonrpc":"2.0","id":"sentinel","method":"health_check"}\n'

@@ -24,6 +24,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow
+
 TESTS = Path(__file__).resolve().parent
 CONTENTION_S = float(os.environ.get("TRADING_CONTENTION_S", "30"))
 WRITERS = 4

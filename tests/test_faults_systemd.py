@@ -6,10 +6,11 @@
 - A handler that crashes on every start (a broken configuration file) under the SHIPPED start
   limits: the limit trips, the socket fails visibly, ``trading status`` says so in words with
   the command that fixes it, and once the file is fixed that command brings the service back.
-- A handler hung (SIGSTOP) or killed (SIGKILL) with several requests in flight: every client
-  gets a clear one-line error within its own timeout, and clients that were still waiting in
-  the socket's backlog are served by the next instance. (tests/test_systemd.py covers one
-  client of a SIGKILLed handler; this adds the hang and the many.)
+- A handler hung (SIGSTOP), killed (SIGKILL) or dying inside a method (``os._exit``) with
+  several requests in flight: every client gets a clear one-line error within its own
+  timeout, clients that were still waiting in the socket's backlog are served by the next
+  instance, and the next call works. (tests/test_systemd.py covers one client of a SIGKILLed
+  handler; this adds the hang, the crash from inside, and the many.)
 
 The test sets start limits for its own pace by drop-in; the shipped units keep theirs, and the
 crash-loop test checks they are the shipped ones.
@@ -279,3 +280,24 @@ def test_a_killed_handler_fails_its_in_flight_clients_clearly_and_the_backlog_is
         assert w.returncode == 0, err
         pids.add(json.loads(out)["pid"])
     assert len(pids) == 1 and pid not in pids
+
+
+def test_a_handler_that_dies_inside_a_method_fails_its_clients_clearly_and_comes_back(sd, slow):
+    """The crash comes from inside (``os._exit`` in a method), with other requests in flight."""
+    pid = json.loads(sd.trading("call", "training", "sleep", "seconds=0").stdout)["pid"]
+    restarts = int(sd.show("trading-training.service", "NRestarts")["NRestarts"])
+    sleepers = [cli_call(sd, "training", "sleep", "seconds=30", "--timeout", "20")
+                for _ in range(3)]
+    in_flight(pid, 3)
+    began = time.monotonic()
+    dying = cli_call(sd, "training", "die", "--timeout", "20")
+    for c in sleepers + [dying]:
+        out, err = c.communicate(timeout=25)
+        assert c.returncode == 3, (out, err)
+        assert re.search(r"training (dropped|closed) the connection", err), err
+        assert len(err.strip().splitlines()) == 1, err
+    assert time.monotonic() - began < 10
+    nxt = json.loads(sd.trading("call", "training", "sleep", "seconds=0", timeout=60).stdout)
+    assert nxt["pid"] != pid
+    # Exit status 7 is a failure: Restart=on-failure restarted it (a clean exit would not be).
+    assert int(sd.show("trading-training.service", "NRestarts")["NRestarts"]) > restarts

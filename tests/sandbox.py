@@ -53,6 +53,51 @@ _MANAGER_SCRIPT = (
 )
 
 
+def _own_cgroups(name: str) -> list[Path]:
+    """A fresh cgroup per sandbox, below the caller's, in each hierarchy systemd tracks with.
+
+    A user manager puts its units below its own cgroup (``.../app.slice/trading-x.service``).
+    Two sandboxes started from the same cgroup would share those paths: one manager then
+    sees the other's handler in "its" service cgroup, waits TimeoutStopSec for it to empty,
+    and SIGTERMs it (seen when two test runs overlapped: 37 s without a handler).
+    """
+    made = []
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            root = Path("/sys/fs/cgroup/unified")
+            if not root.is_dir():
+                root = Path("/sys/fs/cgroup")
+        elif controllers == "cpuset":
+            continue  # a v1 cpuset child takes no process until cpus and mems are set
+        else:  # v1 (hybrid mode): memory, pids, ... too, or MemoryCurrent= goes missing
+            root = Path("/sys/fs/cgroup") / controllers.removeprefix("name=")
+            if not root.is_dir():
+                continue
+        cg = root / path.lstrip("/") / name
+        try:
+            cg.mkdir()
+        except OSError:
+            continue  # not writable here: the manager shares its parent's cgroup
+        made.append(cg)
+    return made
+
+
+def _remove_cgroup(cg: Path) -> None:
+    """rmdir a cgroup tree bottom-up (cgroupfs refuses rm -r); best effort."""
+    if not cg.is_dir():
+        return
+    for child in sorted((p for p in cg.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        try:
+            child.rmdir()
+        except OSError:
+            pass
+    try:
+        cg.rmdir()
+    except OSError:
+        pass
+
+
 class SandboxUnavailable(RuntimeError):
     """The user manager could not be started here (no unshare, not root, no systemd)."""
 
@@ -110,9 +155,11 @@ class UserManager:
         conf = self.home / ".config/systemd/user.conf"
         conf.parent.mkdir(parents=True, exist_ok=True)
         conf.write_text("[Manager]\nDefaultStandardOutput=inherit\nDefaultStandardError=inherit\n")
+        self.cgroups = _own_cgroups(self.root.name)
+        enter = "".join(f"echo $$ > {cg}/cgroup.procs && " for cg in self.cgroups)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            ["unshare", "-m", "--propagation", "private", "sh", "-c", _MANAGER_SCRIPT],
+            ["unshare", "-m", "--propagation", "private", "sh", "-c", enter + _MANAGER_SCRIPT],
             env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
         log.close()
@@ -144,6 +191,8 @@ class UserManager:
 
     def cleanup(self) -> None:
         self.stop()
+        for cg in getattr(self, "cgroups", []):
+            _remove_cgroup(cg)
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
 

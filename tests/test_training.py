@@ -230,7 +230,9 @@ def test_service_trains_with_progress_over_a_second_connection(activate, asx_dai
         assert busy
         assert all(p["job"] in ("train", "backtest") and 0 <= p["done"] <= p["total"]
                    for p in seen)
-        assert any(p["job"] == "train" and p["stage"].startswith("fold") for p in seen)
+        # which stages a 50 ms poll catches depends on the machine's speed; every fold's
+        # progress is checked deterministically through STATUS= in the next test
+        assert any(p["job"] == "train" for p in seen)
         assert poll.call("training", "progress") is None  # idle again
         version = result["value"]["version"]
         assert [m["version"] for m in poll.call("training", "models")] == [version]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from typing import Any
 
 from trading.activation import run
@@ -28,6 +29,8 @@ from trading.errors import InvalidParams, RPCError, UpstreamUnavailable
 from trading.protocol import rpc
 from trading.service import Service
 from trading.symbols import normalize
+
+HEALTH_TTL = 2.0  # seconds a health_check's cache figures are reused
 
 # Calendar days of history a summary needs: a year of sessions plus the MACD warm-up.
 SPAN_DAYS = 400
@@ -43,6 +46,7 @@ class MarketData(Service):
     def __init__(self, config=None) -> None:
         super().__init__(config)
         self._cache = None
+        self._health_memo: tuple[float, dict[str, Any]] | None = None
         self._sources: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -60,6 +64,7 @@ class MarketData(Service):
     def source(self, spec: str | None = None):
         """The source for ``spec`` (None: the configured one); tests may put their own in
         ``self._sources``."""
+        self._health_memo = None  # a fetch may follow: health_check reads the store again
         spec = self.config["source"] if spec is None else spec
         if not isinstance(spec, str):  # before the lookup: a list or dict is not even hashable
             raise InvalidParams("source must be a string: yahoo, sample or csv:DIR")
@@ -192,12 +197,20 @@ class MarketData(Service):
 
     # -- health --------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
+        # Counting the bars is O(rows): a monitor polling health_check reads it at most every
+        # HEALTH_TTL seconds instead of scanning the table on every probe.
+        now = time.monotonic()
+        memo = self._health_memo
+        if memo is not None and now - memo[0] < HEALTH_TTL:
+            return memo[1]
         try:
-            return {"cache": self.cache.size(), "last_fetch": self.cache.last_outcome()}
+            value = {"cache": self.cache.size(), "last_fetch": self.cache.last_outcome()}
         except RPCError as exc:
             return {"cache": None, "cache_error": exc.message}
         except Exception as exc:  # the store may be unreadable; health still answers
             return {"cache": None, "cache_error": str(exc)}
+        self._health_memo = (now, value)
+        return value
 
 
 def weekly(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

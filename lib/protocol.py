@@ -10,7 +10,6 @@ parameters says so with ``@rpc(positional=True)``.
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import math
@@ -119,21 +118,41 @@ def rpc(func: Callable | None = None, *, positional: bool = False, name: str | N
 
 
 class Method:
-    """One callable method with its signature checked once, at registration."""
+    """One callable method; the facts the fast path needs are read once, at registration.
+
+    ``inspect`` (several ms to import, paid on every cold start) is loaded only off the fast
+    path: positional params, a binding error, or ``rpc.discover``.
+    """
 
     def __init__(self, name: str, func: Callable, positional: bool = False) -> None:
         self.name = name
         self.func = func
         self.positional = positional
-        self.signature = inspect.signature(func)
-        self.doc = (inspect.getdoc(func) or "").split("\n", 1)[0]
-        params = self.signature.parameters.values()
-        # Precomputed for the fast path of bind(): plain named parameters, checked as sets.
-        self._names = frozenset(p.name for p in params
-                                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
-        self._required = frozenset(p.name for p in params if p.default is p.empty
-                                   and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
-        self._simple = all(p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params)
+        doc = (getattr(func, "__doc__", None) or "").strip()
+        self.doc = doc.split("\n", 1)[0].strip()
+        self._signature = None
+        f = getattr(func, "__func__", func)
+        code = getattr(f, "__code__", None)
+        # Plain named parameters only (no *args, **kwargs or positional-only): checked as sets.
+        self._simple = bool(code) and not code.co_flags & 0x0C and code.co_posonlyargcount == 0
+        if self._simple:
+            skip = 1 if hasattr(func, "__self__") else 0
+            positional_names = code.co_varnames[skip:code.co_argcount]
+            kwonly = code.co_varnames[code.co_argcount:code.co_argcount + code.co_kwonlyargcount]
+            n_defaults = len(f.__defaults__ or ())
+            with_default = set(positional_names[len(positional_names) - n_defaults:]
+                               if n_defaults else ())
+            with_default |= set(f.__kwdefaults__ or ())
+            self._names = frozenset(positional_names) | frozenset(kwonly)
+            self._required = self._names - with_default
+
+    @property
+    def signature(self):
+        if self._signature is None:
+            import inspect
+
+            self._signature = inspect.signature(self.func)
+        return self._signature
 
     def describe(self) -> dict[str, Any]:
         params = []
@@ -154,7 +173,8 @@ class Method:
         bound = self.bind(params)
         return self.func(*bound.args, **bound.kwargs)
 
-    def bind(self, params: Any) -> inspect.BoundArguments:
+    def bind(self, params: Any):
+        """``inspect.BoundArguments`` for the params, or InvalidParams saying what is wrong."""
         if params is None:
             params = {}
         try:

@@ -20,11 +20,13 @@ import json
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+# Run as a script, bench/ is on sys.path: the process helpers are the runtime bench's.
+from bench_runtime import activated, connect, python_pass
 
 PYTHON = sys.executable
 REPO = Path(__file__).resolve().parent.parent
@@ -53,25 +55,6 @@ def accuracy() -> dict:
     return out
 
 
-def pass_env() -> list[str]:
-    keep = ("TRADING_", "PYTHON", "XDG_", "HOME")
-    return [f"-E{k}={v}" for k, v in os.environ.items() if k.startswith(keep)]
-
-
-def activated(path: Path, argv: list[str]) -> subprocess.Popen:
-    if path.exists():
-        path.unlink()
-    proc = subprocess.Popen(["systemd-socket-activate", "-l", str(path), *pass_env(), *argv],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{path} never appeared")
-        time.sleep(0.005)
-    time.sleep(0.05)  # bind() creates the path a moment before listen(); not part of a timing
-    return proc
-
-
 def request(method: str, params: dict) -> bytes:
     return json.dumps({"jsonrpc": "2.0", "method": method, "params": params,
                        "id": 1}).encode() + b"\n"
@@ -83,13 +66,6 @@ def call(s: socket.socket, f, line: bytes) -> dict:
     if "error" in answer:
         raise RuntimeError(f"service error: {answer['error']}")
     return answer["result"]
-
-
-def connect(path: Path) -> socket.socket:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(60)
-    s.connect(str(path))
-    return s
 
 
 def cold(path: Path, argv: list[str], line: bytes, runs: int, check) -> list[float]:
@@ -107,15 +83,6 @@ def cold(path: Path, argv: list[str], line: bytes, runs: int, check) -> list[flo
         finally:
             proc.terminate()
             proc.wait()
-    return times
-
-
-def python_pass(runs: int) -> list[float]:
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        subprocess.run([PYTHON, "-c", "pass"], check=True)
-        times.append(time.perf_counter() - t0)
     return times
 
 

@@ -7,6 +7,7 @@ default client; and no handler process it started may outlive it.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -62,7 +63,7 @@ def asx_daily() -> Path:
     return ASX_DAILY
 
 
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
+def wait_for(predicate, timeout: float = 10.0, what: str = "condition", interval: float = 0.02):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -76,6 +77,24 @@ def pass_env(env: dict[str, str]) -> list[str]:
     """``-E NAME`` flags: systemd-socket-activate passes only HOME, TERM and PATH by default."""
     keep = ("TRADING_", "PYTHON", "XDG_", "HOME", "TZ", "LANG", "LC_", "CI")
     return [f"-E{k}={v}" for k, v in env.items() if k.startswith(keep)]
+
+
+def rpc(path: Path, method: str, params: dict | None = None, timeout: float = 20.0) -> dict:
+    """One raw JSON-RPC call on a connection of its own (what any client does); the answer
+    object as received, error or result."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        req = {"jsonrpc": "2.0", "id": 1, "method": method,
+               **({"params": params} if params is not None else {})}
+        s.sendall(json.dumps(req).encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"connection closed after {buf!r}")
+            buf += chunk
+    return json.loads(buf)
 
 
 class Activated:

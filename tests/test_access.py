@@ -16,7 +16,6 @@ And no secret leaks: a Redis password in ``redis_url`` never appears in a health
 
 from __future__ import annotations
 
-import grp
 import json
 import os
 import pwd

@@ -24,13 +24,13 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from conftest import rpc, wait_for
 from sandbox import REPO, UserManager, installed, user_manager  # noqa: F401
 
 pytestmark = [pytest.mark.systemd, pytest.mark.slow]
@@ -38,31 +38,6 @@ pytestmark = [pytest.mark.systemd, pytest.mark.slow]
 RACE_SECONDS = float(os.environ.get("TRADING_RACE_S", "60"))
 RACE_MIN_REQUESTS = 2000
 IDLE_EXIT = 0.5
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def rpc(path: Path, method: str, params: dict | None = None, timeout: float = 10.0) -> dict:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(str(path))
-        req = {"jsonrpc": "2.0", "id": 1, "method": method, **({"params": params} if params else {})}
-        s.sendall(json.dumps(req).encode() + b"\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                raise ConnectionError(f"connection closed after {buf!r}")
-            buf += chunk
-    return json.loads(buf)
 
 
 def sock(sd: UserManager, name: str) -> Path:
@@ -166,7 +141,6 @@ def test_a_crash_loop_trips_the_shipped_limit_and_the_documented_command_recover
         wait_for(lambda: sd.show("trading-sentiment.socket", "ActiveState")["ActiveState"]
                  == "failed", 60, "the socket to fail")
         tripped = time.monotonic() - began
-        starts = sd.logs().count("trading-sentiment: ") or None
         result = sd.trading("status", "--json", check=False)
         assert result.returncode == 1
         row = {r["service"]: r for r in json.loads(result.stdout)["services"]}["sentiment"]

@@ -17,9 +17,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-import time
 
 import pytest
+from conftest import wait_for
 from sandbox import UserManager, installed, user_manager  # noqa: F401  (pytest fixtures)
 from test_schedule_units import BASES, calendar, directives, intended
 
@@ -48,16 +48,6 @@ def sd(installed: UserManager) -> UserManager:  # noqa: F811
 
 def unit_dir(sd: UserManager):
     return sd.home / ".config/systemd/user"
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def utc_show(sd: UserManager, unit: str, *props: str) -> dict[str, str]:

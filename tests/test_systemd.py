@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import rpc, wait_for
 from sandbox import INSTALL_SH, REPO, UserManager, install, installed, user_manager  # noqa: F401
 
 from trading.handlers import SERVICES
@@ -32,32 +33,6 @@ pytestmark = [pytest.mark.systemd, pytest.mark.slow]
 
 IDLE_EXIT = 4.0  # seconds; set by drop-in, the shipped default is 30
 EXPOSURE_TARGETS = {"market-data": 2.5, "sentiment": 2.5, "prediction": 1.5, "training": 1.5}
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def rpc(path: Path, method: str, params: dict | None = None, timeout: float = 20.0) -> dict:
-    """One raw JSON-RPC call on its own connection (what any client does)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(str(path))
-        req = {"jsonrpc": "2.0", "id": 1, "method": method, **({"params": params} if params else {})}
-        s.sendall(json.dumps(req).encode() + b"\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                raise ConnectionError(f"connection closed after {buf!r}")
-            buf += chunk
-    return json.loads(buf)
 
 
 @pytest.fixture(scope="module")

@@ -26,8 +26,12 @@ def register(app: typer.Typer) -> None:
     app.command("status")(status)
 
 
-def _mib(n: int | None) -> str:
-    return "" if n is None else f"{n / 2**20:.1f} MiB"
+def _memory(row: systemd.ServiceRow) -> str:
+    """The cgroup's figure as is; a resident-set fallback says so (it leaves out page cache)."""
+    if row.memory_bytes is None:
+        return ""
+    figure = f"{row.memory_bytes / 2**20:.1f} MiB"
+    return figure if row.memory_source == "cgroup" else f"{figure} (RSS)"
 
 
 def status(as_json: bool = common.JsonOption) -> None:
@@ -66,7 +70,7 @@ def status(as_json: bool = common.JsonOption) -> None:
     else:
         common.table(f"services ({manager.scope} manager)",
                      ["service", "socket", "handler", "pid", "memory", "socket path"],
-                     [[r.service, r.socket, r.state, r.pid or "", _mib(r.memory_bytes),
+                     [[r.service, r.socket, r.state, r.pid or "", _memory(r),
                        r.socket_path or ""] for r in rows])
         if timers:
             common.table("timers", ["timer", "runs", "state", "next run", "last run"],

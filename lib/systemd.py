@@ -145,6 +145,22 @@ def parse_show(text: str) -> list[dict[str, str]]:
     return blocks
 
 
+def process_rss(pid: int) -> int | None:
+    """The resident memory of ``pid`` in bytes (``VmRSS``), or None when it is gone.
+
+    The fallback for a manager that does no memory accounting (cgroup v1 without a memory
+    hierarchy delegated to it, as some VMs and containers have): systemd then reports no
+    MemoryCurrent, yet the handler's own resident set is still the figure people want.
+    """
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def _int_or_none(value: str | None) -> int | None:
     if value is None or value.strip() in _UNSET:
         return None
@@ -170,6 +186,7 @@ class ServiceRow:
     service_state: str   # systemd's ActiveState/SubState of the service unit
     pid: int | None
     memory_bytes: int | None
+    memory_source: str | None  # "cgroup" (systemd's MemoryCurrent) or "rss" (the PID's VmRSS)
     socket_path: str | None
     restarts: int | None
     ok: bool
@@ -245,13 +262,16 @@ def service_rows(m: Manager, names: Iterable[str]) -> list[ServiceRow]:
         sp, vp = sockets.get(sunit, {}), services.get(vunit, {})
         words, ok = describe_socket(m, sunit, sp)
         pid = _int_or_none(vp.get("MainPID"))
+        memory, source = (_int_or_none(vp.get("MemoryCurrent")), "cgroup") if pid else (None, None)
+        if pid and memory is None:
+            memory, source = process_rss(pid), "rss"
         rows.append(ServiceRow(
             service=n, socket=words,
             socket_state=f"{sp.get('ActiveState', '?')}/{sp.get('SubState', '?')}",
             state=describe_service(vp),
             service_state=f"{vp.get('ActiveState', '?')}/{vp.get('SubState', '?')}",
             pid=pid or None,
-            memory_bytes=_int_or_none(vp.get("MemoryCurrent")) if pid else None,
+            memory_bytes=memory, memory_source=source if memory is not None else None,
             socket_path=listen_path(sp.get("Listen", "")),
             restarts=_int_or_none(vp.get("NRestarts")),
             ok=ok and not vp.get("ActiveState") == "failed"))

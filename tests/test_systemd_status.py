@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,46 @@ def test_status_with_units_but_no_manager_says_both(monkeypatch, tmp_path):
     r = CliRunner().invoke(app, ["status"])
     assert r.exit_code == 0
     assert "the units are installed but their manager is not running" in r.output
+
+
+class _ShownManager(systemd.Manager):
+    """A manager whose ``systemctl show`` answers are given, for reading them into rows."""
+
+    def __init__(self, answers: dict[str, dict[str, str]]) -> None:
+        super().__init__("user", Path("/nonexistent"))
+        object.__setattr__(self, "answers", answers)
+
+    def show(self, units, props):
+        return {u: self.answers[u] for u in units if u in self.answers}
+
+
+def _service(pid: int, memory: str) -> dict[str, str]:
+    return {"Id": "trading-sentiment.service", "LoadState": "loaded", "ActiveState": "active",
+            "SubState": "running", "MainPID": str(pid), "MemoryCurrent": memory}
+
+
+def test_memory_is_the_cgroup_figure_when_systemd_accounts_it():
+    m = _ShownManager({"trading-sentiment.service": _service(os.getpid(), "52428800")})
+    [row] = systemd.service_rows(m, ["sentiment"])
+    assert (row.memory_bytes, row.memory_source) == (52428800, "cgroup")
+
+
+def test_memory_falls_back_to_the_handlers_rss_without_accounting():
+    # cgroup v1 with no memory hierarchy for the manager: systemd reports "[not set]"
+    m = _ShownManager({"trading-sentiment.service": _service(os.getpid(), "[not set]")})
+    [row] = systemd.service_rows(m, ["sentiment"])
+    own_rss = systemd.process_rss(os.getpid())
+    assert row.memory_source == "rss"
+    assert own_rss and row.memory_bytes and 0.5 < row.memory_bytes / own_rss < 2
+
+
+def test_no_memory_for_an_idle_handler_or_a_vanished_pid():
+    idle = _ShownManager({"trading-sentiment.service": _service(0, "[not set]")})
+    [row] = systemd.service_rows(idle, ["sentiment"])
+    assert (row.pid, row.memory_bytes, row.memory_source) == (None, None, None)
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    gone = finished.pid
+    m = _ShownManager({"trading-sentiment.service": _service(gone, "[not set]")})
+    [row] = systemd.service_rows(m, ["sentiment"])
+    assert (row.memory_bytes, row.memory_source) == (None, None)

@@ -117,7 +117,7 @@ def report(
 
 def events(
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events."),
-    type: Optional[str] = typer.Option(None, "--type", "-t", help="Only events of this type."),
+    type: Optional[str] = typer.Option(None, "--type", "-t", help="Only events of this type: prediction or outcome."),
     limit: int = typer.Option(20, "--limit", "-n", min=1, max=1000, help="How many to show."),
     interval: float = typer.Option(1.0, "--interval", min=0.1, help="Seconds between polls."),
     as_json: bool = common.JsonOption,

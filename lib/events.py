@@ -34,6 +34,7 @@ CHANNEL_PREFIX = "trading:"
 REDIS_TIMEOUT_S = 0.5   # connect and socket timeout: a prediction never waits long for the bus
 RETRY_AFTER_S = 30.0    # after a failure, skip publishing this long
 MAX_LIMIT = 1000
+TYPES = ("prediction", "outcome")  # what lib/predictions.py appends
 
 
 def now_iso() -> str:
@@ -77,8 +78,9 @@ def read(store: Store, after_id: int = 0, type: str | None = None, limit: int = 
         raise InvalidParams("after_id must be a non-negative integer")
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise InvalidParams(f"limit must be an integer from 1 to {MAX_LIMIT}")
-    if type is not None and not isinstance(type, str):
-        raise InvalidParams("type must be a string")
+    if type is not None and type not in TYPES:
+        # A typo would otherwise read as "no events yet", which looks like a broken job.
+        raise InvalidParams(f"type must be one of {', '.join(TYPES)}", type=str(type)[:40])
     where, params = ["id > ?"], [after_id]
     if type:
         where.append("type = ?")

@@ -19,6 +19,7 @@ import pytest
 
 from trading import config, events, predictions
 from trading.client import Client, set_default_client
+from trading.errors import InvalidParams
 from trading.store import Store
 
 from conftest import wait_for
@@ -203,6 +204,9 @@ def test_events_read_in_order_by_type_and_latest(tmp_path):
     assert [e["payload"]["i"] for e in events.read(store, after_id=2)] == [2, 3, 4]
     assert [e["payload"]["i"] for e in events.read(store, type="outcome")] == [1, 3]
     assert [e["payload"]["i"] for e in events.read(store, limit=2, latest=True)] == [3, 4]
+    for bad in ("bogus", "", 3):  # a typo must not read as "no events yet"
+        with pytest.raises(InvalidParams, match="prediction, outcome"):
+            events.read(store, type=bad)
     store.close()
 
 

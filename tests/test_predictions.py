@@ -320,6 +320,8 @@ def test_trading_events_and_history():
     assert "CBA.AX" in shown.stdout and "NAB.AX" in shown.stdout
     lines = runner.invoke(app, ["events", "--json", "-n", "1"]).stdout.splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["payload"]["symbol"] == "NAB.AX"
+    typo = runner.invoke(app, ["events", "--type", "predictions"])
+    assert typo.exit_code == 2 and "prediction, outcome" in typo.stderr
     hist = runner.invoke(app, ["history", "NAB", "--json"])
     assert [p["symbol"] for p in json.loads(hist.stdout)] == ["NAB.AX"]
 

@@ -36,7 +36,16 @@ def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
 
 class _StderrHandler(logging.Handler):
     """Log records as ``trading: name: message`` on whatever ``sys.stderr`` is at the time
-    (typer's test runner swaps it per invocation)."""
+    (typer's test runner swaps it per invocation). Below DEBUG, yfinance's and pandas'
+    records are left out here, not silenced at their loggers: trading.sources reads
+    yfinance's error records to tell "Yahoo unreachable" from "no data"."""
+
+    quiet = ("yfinance", "py.warnings")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.level > logging.DEBUG and record.name.split(".", 1)[0] in self.quiet:
+            return False
+        return super().filter(record)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -67,9 +76,6 @@ def setup_logging() -> None:
     if logging.getLevelName(level) < root.getEffectiveLevel():
         root.setLevel(level)
     logging.captureWarnings(True)  # warnings become records of the "py.warnings" logger
-    quiet = logging.NOTSET if level == "DEBUG" else logging.CRITICAL + 1
-    logging.getLogger("yfinance").setLevel(quiet)
-    logging.getLogger("py.warnings").setLevel(quiet)
 
 
 def client(**overrides: Any) -> Client:

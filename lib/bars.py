@@ -167,7 +167,8 @@ class BarCache:
         backoff, outcome = self._backoff_until(name)
         if now < backoff:
             wait = int(backoff - now)
-            why = "rate limited" if outcome == "rate-limit" else f"failed ({outcome})"
+            why = {"rate-limit": "rate limited", "network": "unreachable (network)"}.get(
+                outcome, f"failed ({outcome})")
             exc = UpstreamUnavailable(f"{name} {why}; not asking again for {wait}s",
                                       reason=outcome, retry_after_s=wait)
             return {s: exc for s in need}

@@ -9,8 +9,11 @@ data for. A failure of the whole call (network down, rate limited) raises
 - ``yahoo``: yfinance's ``download()``, batched. Foreign errors are translated here, most
   specific first: ``YFRateLimitError`` -> rate-limit (no retry: Yahoo wants minutes),
   curl_cffi's ``DNSError``/``ConnectionError`` and ``OSError`` -> one short retry, then
-  network. yfinance swallows per-ticker failures into empty or all-NaN columns: those become
-  per-symbol ``NotFound`` ("no data"). yfinance's tz/cookie cache is moved into the service's
+  network. yfinance swallows per-ticker failures into empty or all-NaN columns and only logs
+  why (``['BHP.AX']: DNSError(...)`` on its ``yfinance`` logger): those log lines are read
+  back, so a ticker lost to the network or a 429 is reported as that, and when every ticker
+  was, the whole call is treated as the exception it swallowed. The rest become per-symbol
+  ``NotFound`` ("no data"). yfinance's tz/cookie cache is moved into the service's
   cache directory before the first call. The downloader is injectable, so tests feed it frames
   in yfinance's real shapes and never touch the network.
 - ``csv:DIR``: ``DIR/<SYMBOL>.csv`` in either layout yfinance writes (``Ticker.history()`` with
@@ -28,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -99,6 +103,17 @@ class YahooSource(Source):
         self._lock = threading.Lock()
 
     def _download(self, symbols: list[str], start: dt.date, end: dt.date):
+        """The frame, and why yfinance says each failed ticker failed (from its log)."""
+        failures = _SwallowedErrors(symbols)
+        yf_logger = logging.getLogger("yfinance")
+        yf_logger.addHandler(failures)
+        try:
+            frame = self._download_frame(symbols, start, end)
+        finally:
+            yf_logger.removeHandler(failures)
+        return frame, failures.by_symbol
+
+    def _download_frame(self, symbols: list[str], start: dt.date, end: dt.date):
         if self.downloader is not None:
             return self.downloader(symbols, start, end)
         import yfinance as yf
@@ -116,20 +131,27 @@ class YahooSource(Source):
                            auto_adjust=True, group_by="column", progress=False, threads=True)
 
     def fetch(self, symbols: list[str], start: dt.date, end: dt.date) -> Fetched:
-        frame = self._call(symbols, start, end)
+        frame, failures = self._call(symbols, start, end)
         found = frame_to_bars(frame, symbols, start)
         out = Fetched()
         for s in symbols:
             if s in found and len(found[s]):
                 out.bars[s] = found[s]
-            else:
+                continue
+            kind, why = failures.get(s, (None, ""))
+            if kind is None:
                 out.errors[s] = NotFound(f"yahoo has no data for {s}", symbol=s, reason="empty")
+            else:
+                out.errors[s] = UpstreamUnavailable(_upstream_message(kind, why), symbol=s,
+                                                    reason=kind)
         return out
 
     def _call(self, symbols: list[str], start: dt.date, end: dt.date):
         for attempt in (1, 2):
             try:
-                return self._download(symbols, start, end)
+                frame, failures = self._download(symbols, start, end)
+                _raise_if_all_swallowed(symbols, failures)
+                return frame, failures
             except Exception as exc:  # translated below, most specific first
                 kind = classify(exc)
                 if kind == "rate-limit":
@@ -139,7 +161,7 @@ class YahooSource(Source):
                 if kind != "network":
                     raise
                 if attempt == 2:
-                    raise UpstreamUnavailable(f"yahoo unreachable: {exc}",
+                    raise UpstreamUnavailable(_upstream_message("network", str(exc)),
                                               reason="network") from exc
                 logger.warning("yahoo: network error (%s); retrying in %.3gs", exc,
                                self.retry_delay)
@@ -147,16 +169,101 @@ class YahooSource(Source):
         raise AssertionError("unreachable")
 
 
+_NETWORK_ERRORS = {"DNSError", "ConnectionError", "Timeout", "SSLError", "ProxyError",
+                   "CurlError", "TimeoutError"}
+
+
 def classify(exc: BaseException) -> str | None:
     """``"rate-limit"``, ``"network"`` or None for an exception raised by yfinance."""
+    if isinstance(exc, _Swallowed):
+        return exc.kind
     # Matched by class name along the MRO, so classifying never imports yfinance/curl_cffi.
     names = {k.__name__ for k in type(exc).__mro__}
     if "YFRateLimitError" in names:
         return "rate-limit"
-    if names & {"DNSError", "ConnectionError", "Timeout", "SSLError", "ProxyError",
-                "CurlError", "TimeoutError"} or isinstance(exc, OSError):
+    if names & _NETWORK_ERRORS or isinstance(exc, OSError):
         return "network"
     return None
+
+
+def _classify_text(why: str) -> str | None:
+    """:func:`classify` for a failure yfinance only logged: ``DNSError('...')``, or the bare
+    text of the exception (``Failed to perform, curl: (6) Could not resolve host: ...``)."""
+    m = re.match(r"(\w+)\(", why)
+    name = m[1] if m else ""
+    if name == "YFRateLimitError" or "Too Many Requests" in why:
+        return "rate-limit"
+    if (name in _NETWORK_ERRORS or name.endswith(("ConnectionError", "Timeout"))
+            or "Failed to perform, curl: (" in why):
+        return "network"
+    return None
+
+
+def _upstream_message(kind: str, why: str) -> str:
+    """One line for people from an exception's text or yfinance's ``Name('text')`` repr."""
+    if kind == "rate-limit":
+        return "yahoo rate limit reached (HTTP 429); backing off"
+    m = re.fullmatch(r"(\w+)\((['\"]?)(.*?)\2\)", why, re.S)
+    text = f"{m[1]}: {m[3]}" if m else why
+    # curl's text ends with "See https://curl.se/libcurl/c/libcurl-errors.html first ..."
+    text = text.split(" See https://", 1)[0].strip()[:200]
+    return f"yahoo unreachable: {text}" if text else "yahoo unreachable"
+
+
+class _Swallowed(Exception):
+    """What yfinance caught for every ticker of a download, raised again as one failure."""
+
+    def __init__(self, kind: str, why: str) -> None:
+        super().__init__(why)
+        self.kind = kind
+
+
+def _raise_if_all_swallowed(symbols: list[str], failures: dict[str, tuple[str, str]]) -> None:
+    """Raise when every ticker failed with a network error or a 429 that yfinance only logged.
+
+    ``yf.download`` offline returns an empty frame and logs ``DNSError(...)``; that is Yahoo
+    being unreachable, not a lack of data, and must back off and serve the cache like one.
+    """
+    kinds = {failures.get(s, (None, ""))[0] for s in symbols}
+    if kinds and None not in kinds:
+        kind = "rate-limit" if "rate-limit" in kinds else "network"
+        raise _Swallowed(kind, failures[symbols[0]][1])
+
+
+class _SwallowedErrors(logging.Handler):
+    """Collects the per-ticker failures ``yf.download`` logs instead of raising.
+
+    yfinance (1.x) logs ``Failed to get ticker 'CBA.AX' reason: <text>`` from its worker
+    threads, then one summary record per distinct failure, ``['CBA.AX', 'BHP.AX']:
+    DNSError('...')``. Offline, a long-lived process sees the summary turn into "possibly
+    delisted; no timezone found" after two failures (yfinance stops retrying the time zone),
+    so a network failure in any record of a ticker wins over "no data". Records of tickers
+    this download did not ask for are ignored.
+    """
+
+    _SUMMARY = re.compile(r"\[(?P<symbols>[^\]]*)\]: (?P<why>.+)", re.S)
+    _TICKER = re.compile(r"Failed to get ticker '(?P<symbol>[^']+)' reason: (?P<why>.+)", re.S)
+
+    def __init__(self, symbols: list[str]) -> None:
+        super().__init__(logging.ERROR)
+        self.wanted = {s.upper() for s in symbols}
+        self.by_symbol: dict[str, tuple[str | None, str]] = {}  # symbol -> (kind, why)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # a record whose message cannot be formatted: not one of these
+            return
+        if m := self._SUMMARY.fullmatch(message):
+            symbols = re.findall(r"'([^']+)'", m["symbols"])
+        elif m := self._TICKER.fullmatch(message):
+            symbols = [m["symbol"]]
+        else:
+            return
+        why, kind = m["why"], _classify_text(m["why"])
+        for symbol in symbols:
+            if symbol in self.wanted and (kind or symbol not in self.by_symbol):
+                self.by_symbol[symbol] = (kind, why)
 
 
 def frame_to_bars(frame, symbols: list[str], start: dt.date | None = None) -> dict[str, Bars]:

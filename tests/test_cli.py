@@ -443,3 +443,23 @@ def test_in_process_logging_is_one_line_per_error_and_yfinance_stays_quiet(
     assert ("a warning" in err) is noisy
     assert ("Failed to get ticker" in err) is noisy
     assert ("inplace is deprecated" in err) is noisy
+
+
+def test_offline_yahoo_is_one_line_saying_unreachable(restore_logging, monkeypatch):
+    """Real yfinance whose HTTP session cannot resolve Yahoo (as on a VM with its network
+    down): the quieted yfinance logger must still tell trading.sources what happened."""
+    from curl_cffi import requests as curl_requests
+    from curl_cffi.requests.exceptions import DNSError
+
+    def request(self, method, url, *args, **kwargs):
+        raise DNSError("Failed to perform, curl: (6) Could not resolve host: "
+                       "query2.finance.yahoo.com. See https://curl.se/libcurl/c/"
+                       "libcurl-errors.html first for more details.")
+
+    monkeypatch.setattr(curl_requests.Session, "request", request)
+    monkeypatch.setenv("TRADING_SOURCE", "yahoo")
+    config.reset()
+    result = run("market", "CBA")
+    line = one_line_failure(result, 1)
+    assert "yahoo unreachable" in line and "Could not resolve host" in line, line
+    assert "no data" not in result.stderr

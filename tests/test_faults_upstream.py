@@ -137,10 +137,11 @@ def test_rate_limited_yahoo_is_asked_once_and_stale_data_is_served(yahoo, asx_da
     assert rpc(h2.path, "health_check")["result"]["pid"] != pid
 
 
-@pytest.mark.parametrize("failure", ["network", "empty"])
+@pytest.mark.parametrize("failure", ["network", "raise-network", "empty"])
 def test_yahoo_unreachable_is_not_asked_again_per_request(yahoo, asx_daily, failure):
-    """``network``: the transport fails (one retry inside the adapter); ``empty``: yfinance
-    swallows the failure and answers nothing, which is what it really does offline."""
+    """``network``: yfinance swallows the transport failure into an empty frame and logs it,
+    which is what it really does offline (one retry inside the adapter); ``raise-network``:
+    the transport error is raised; ``empty``: nothing for any ticker, nothing logged."""
     start, set_mode, attempts, db = yahoo
     h, first, pid = fill_then_expire(start, set_mode, attempts, db, asx_daily)
     set_mode(failure)
@@ -150,10 +151,26 @@ def test_yahoo_unreachable_is_not_asked_again_per_request(yahoo, asx_daily, fail
     assert_stale_answers(answers, first, 40)
     tried = attempts(failure)
     print(f"\n{failure}: 40 requests answered stale in {took:.1f}s with {tried} upstream calls")
-    # One fetch (the network case retries once inside the adapter), then a pause.
-    assert tried <= (2 if failure == "network" else 1), tried
+    # One fetch (the network cases retry once inside the adapter), then a pause.
+    network = failure != "empty"
+    assert tried <= (2 if network else 1), tried
     assert took < 10, f"40 stale answers took {took:.1f}s"
     health = rpc(h.path, "health_check")["result"]
-    assert health["pid"] == pid and health["last_fetch"]["outcome"] == failure
+    assert health["pid"] == pid
+    assert health["last_fetch"]["outcome"] == ("network" if network else "empty")
+    log = h.stop()
+    assert "Traceback" not in log, log
+
+
+def test_yahoo_offline_with_nothing_cached_says_unreachable(yahoo):
+    """Offline with an empty cache: the one-line error says the network, not "no data"."""
+    start, set_mode, attempts, db = yahoo
+    set_mode("network")
+    h = start()
+    error = rpc(h.path, "get_market_data", symbol="CBA")["error"]
+    assert error["data"]["reason"] == "network", error
+    assert error["message"].startswith("yahoo unreachable: "), error
+    assert "Could not resolve host" in error["message"] and "\n" not in error["message"]
+    assert attempts("network") == 2  # the adapter's one retry
     log = h.stop()
     assert "Traceback" not in log, log

@@ -1,10 +1,13 @@
 """The sources: CSV in both yfinance layouts, the sample generator, and the Yahoo adapter fed
-frames in yfinance's real shapes through an injected downloader (never the network)."""
+frames in yfinance's real shapes through an injected downloader, or real yfinance with its
+HTTP session failing the way it does offline (never the network)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
+import threading
 
 import numpy as np
 import pandas as pd
@@ -207,6 +210,87 @@ def test_network_error_twice_is_upstream_unavailable(tmp_path):
     with pytest.raises(UpstreamUnavailable) as info:
         yahoo(tmp_path, fake).fetch(["CBA.AX"], START, END)
     assert info.value.data["reason"] == "network" and len(fake.calls) == 2
+
+
+def _curl_session_raising(monkeypatch, exc: Exception) -> list[str]:
+    """Every HTTP request real yfinance makes raises ``exc``; returns the URLs it tried."""
+    from curl_cffi import requests as curl_requests
+
+    tried = []
+
+    def request(self, method, url, *args, **kwargs):
+        tried.append(url)
+        raise exc
+
+    monkeypatch.setattr(curl_requests.Session, "request", request)
+    return tried
+
+
+def test_real_yfinance_offline_is_unreachable_not_no_data(tmp_path, monkeypatch):
+    # yf.download catches the DNSError per ticker, logs it and returns an empty frame; from
+    # its third failure in a process it also calls the tickers "possibly delisted".
+    tried = _curl_session_raising(monkeypatch, DNSError(
+        "Failed to perform, curl: (6) Could not resolve host: query2.finance.yahoo.com. See "
+        "https://curl.se/libcurl/c/libcurl-errors.html first for more details."))
+    sleeps = []
+    src = YahooSource(tmp_path, sleep=sleeps.append, retry_delay=1.5)
+    for _ in range(3):
+        with pytest.raises(UpstreamUnavailable) as info:
+            src.fetch(["CBA.AX", "BHP.AX"], START, END)
+        assert info.value.data["reason"] == "network"
+        message = info.value.message
+        assert message.startswith("yahoo unreachable: ") and "curl.se" not in message
+        assert "Could not resolve host: query2.finance.yahoo.com." in message
+    assert tried, "yfinance never reached its HTTP session"
+    assert sleeps == [1.5] * 3  # each fetch retried once, like a raised network error
+
+
+def test_real_yfinance_rate_limited_is_not_retried(tmp_path, monkeypatch):
+    _curl_session_raising(monkeypatch, YFRateLimitError())
+    sleeps = []
+    with pytest.raises(UpstreamUnavailable) as info:
+        YahooSource(tmp_path, sleep=sleeps.append).fetch(["CBA.AX"], START, END)
+    assert info.value.data["reason"] == "rate-limit" and sleeps == []
+
+
+def _logging_downloader(frame, line: str, *, thread: bool = False):
+    """A downloader that logs ``line`` on yfinance's logger, as yf.download does, then
+    returns ``frame``; with ``thread`` the line comes from another thread."""
+    def download(symbols, start, end):
+        log = lambda: logging.getLogger("yfinance").error(line)  # noqa: E731
+        if thread:
+            t = threading.Thread(target=log)
+            t.start()
+            t.join()
+        else:
+            log()
+        return frame
+    return download
+
+
+def test_a_ticker_lost_to_the_network_is_not_called_no_data(asx_daily, tmp_path):
+    frame = download_frame(asx_daily, ["CBA.AX"])
+    line = "['NAB.AX']: ConnectionError('Failed to perform, curl: (28) Operation timed out')"
+    got = yahoo(tmp_path, _logging_downloader(frame, line)).fetch(["CBA.AX", "NAB.AX"],
+                                                                  START, END)
+    assert "CBA.AX" in got.bars
+    err = got.errors["NAB.AX"]
+    assert isinstance(err, UpstreamUnavailable) and err.data["reason"] == "network"
+    assert "timed out" in err.message
+
+
+def test_a_delisted_ticker_is_still_no_data(tmp_path):
+    line = "['OLD.AX']: YFPricesMissingError('possibly delisted; no price data found')"
+    got = yahoo(tmp_path, _logging_downloader(pd.DataFrame(), line)).fetch(["OLD.AX"], START, END)
+    assert isinstance(got.errors["OLD.AX"], NotFound)
+
+
+def test_failures_of_tickers_not_asked_for_are_ignored(tmp_path):
+    # another thread's download of another ticker, logged meanwhile
+    line = "['WBC.AX']: DNSError('Could not resolve host')"
+    got = yahoo(tmp_path, _logging_downloader(pd.DataFrame(), line, thread=True)).fetch(
+        ["CBA.AX"], START, END)
+    assert isinstance(got.errors["CBA.AX"], NotFound)
 
 
 def test_classify():

@@ -6,15 +6,22 @@ attempts) and does what ``$TRADING_TEST_YAHOO_MODE`` (a file, read on every call
 
 - ``ok CSVDIR``: the frame ``yf.download`` returns, two-level (Price, Ticker) columns, from
   the CSV files in CSVDIR (``../shared/data/asx-daily`` layout);
-- ``empty``: an empty frame, which is what yfinance itself returns when it is offline;
-- ``network``: raises ``ConnectionError`` as curl_cffi does when the host is unreachable;
-- ``rate-limit``: raises ``YFRateLimitError`` (HTTP 429).
+- ``empty``: an empty frame and nothing logged (no ticker has data);
+- ``network``: what yfinance 1.x does when the host is unreachable: it catches curl_cffi's
+  ``DNSError`` per ticker, logs it on the ``yfinance`` logger and returns an empty frame;
+- ``rate-limit``: the same for ``YFRateLimitError`` (HTTP 429);
+- ``raise-network``: raises ``ConnectionError`` as curl_cffi does (older yfinance, or the
+  calls yfinance lets through).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+
+_CURL_DNS = ("Failed to perform, curl: (6) Could not resolve host: query2.finance.yahoo.com. "
+             "See https://curl.se/libcurl/c/libcurl-errors.html first for more details.")
 
 
 class YFRateLimitError(Exception):
@@ -35,9 +42,19 @@ def download(tickers, start=None, end=None, **kw):
     mode = Path(os.environ["TRADING_TEST_YAHOO_MODE"]).read_text().split()
     with open(os.environ["TRADING_TEST_YAHOO_LOG"], "a") as log:
         log.write(f"{os.getpid()} {mode[0]} {','.join(tickers)}\n")
-    if mode[0] == "rate-limit":
-        raise YFRateLimitError("Too Many Requests. Rate limited. Try after a while.")
-    if mode[0] == "network":
+    if mode[0] in ("network", "rate-limit"):
+        log = logging.getLogger("yfinance")
+        if mode[0] == "network":
+            why = f"DNSError({_CURL_DNS!r})"
+            for s in tickers:
+                log.error("Failed to get ticker '%s' reason: %s", s, _CURL_DNS)
+        else:
+            why = "YFRateLimitError('Too Many Requests. Rate limited. Try after a while.')"
+        log.error("\n%d Failed download%s:", len(tickers), "s" if len(tickers) > 1 else "")
+        log.error(f"{list(tickers)}: {why}")
+        import pandas as pd
+        return pd.DataFrame()
+    if mode[0] == "raise-network":
         raise ConnectionError("Failed to perform, curl: (6) Could not resolve host: "
                               "query2.finance.yahoo.com")
     if mode[0] == "empty":

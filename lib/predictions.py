@@ -9,10 +9,14 @@ Outcomes
 --------
 A prediction is *based* on one session: the session date of the last bar it saw (market-data's
 ``as_of``; for a prediction without it, the Sydney date it was made). Its outcome after ``N``
-sessions (:data:`HORIZONS`: 1 and 5) compares that session's close with the close ``N``
-sessions later, both from one ``get_bars`` series (adjusted history is rewritten after every
-dividend, so mixing a stored price with a later series would be wrong). The index (``^AXJO``)
-return over the same two dates is stored beside it when the index has both bars.
+sessions (:data:`HORIZONS`: 1 and 5) compares that session's close with the close ``N`` ASX
+sessions later (counted on the exchange calendar, so a bar missing from Yahoo's series never
+stretches the horizon: the outcome waits for it), both from one ``get_bars`` series (adjusted
+history is rewritten after every dividend, so mixing a stored price with a later series would
+be wrong). Only settled bars count: a session's bar is used once the delayed feed has its
+final close (:func:`trading.market.settles_at`), never today's live bar, because an outcome
+is written once. The index (``^AXJO``) return over the same two dates is stored beside it
+when the index has both bars.
 
 When was the action **right**?
 
@@ -39,7 +43,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 from . import events as _events
@@ -228,11 +232,12 @@ def _period_for(oldest: str, today: date) -> str:
     return "10y"
 
 
-def _closes(answer: Mapping) -> tuple[list[str], dict[str, float]]:
+def _closes(answer: Mapping, cutoff: str = "9999") -> tuple[list[str], dict[str, float]]:
+    """Session dates and closes of a ``get_bars`` answer, up to and including ``cutoff``."""
     dates, closes = [], {}
     for bar in answer.get("bars") or []:
         d, c = str(bar.get("date", ""))[:10], bar.get("close")
-        if d and isinstance(c, (int, float)) and c > 0:
+        if d and d <= cutoff and isinstance(c, (int, float)) and c > 0:
             if d not in closes:
                 dates.append(d)
             closes[d] = float(c)
@@ -240,19 +245,46 @@ def _closes(answer: Mapping) -> tuple[list[str], dict[str, float]]:
     return dates, closes
 
 
+def last_settled_session(at: datetime) -> date:
+    """The latest session whose final bar the delayed feed has at ``at``."""
+    from . import asx, market
+
+    day = at.astimezone(_tz()).date()
+    if asx.is_session(day) and at >= market.settles_at(day):
+        return day
+    return asx.previous_session(day)
+
+
+def _sessions_after(day: date, n: int) -> date:
+    from . import asx
+
+    for _ in range(n):
+        day = asx.next_session(day)
+    return day
+
+
 def evaluate(store: Store, get_bars: GetBars, *, publisher: _events.Publisher | None = None,
-             today: date | None = None, now: str | None = None) -> JSON:
+             today: date | None = None, now: str | None = None,
+             at: datetime | None = None) -> JSON:
     """Fill the outcomes every prediction is old enough for; one ``get_bars`` per symbol.
 
-    Returns ``{evaluated, pending, symbols, errors: {SYMBOL: message}}``."""
+    Bars count up to the last session settled at ``at`` (default: now); ``today`` instead
+    counts every session before that date. Returns ``{evaluated, pending, symbols, errors:
+    {SYMBOL: message}}``."""
     now = now or _events.now_iso()
-    today = today or datetime.now(_tz()).date()
+    if today is not None:
+        from . import asx
+
+        settled = asx.previous_session(today)
+    else:
+        settled = last_settled_session(at or datetime.now(_tz()))
+    cutoff = settled.isoformat()
     rows = store.query(
         "SELECT p.id, p.symbol, p.session, p.action, p.origin, "
         "  (SELECT group_concat(horizon) FROM outcomes o WHERE o.prediction_id = p.id) AS done "
-        "FROM predictions p WHERE p.session < ? AND "
+        "FROM predictions p WHERE p.session <= ? AND "
         f"  (SELECT count(*) FROM outcomes o WHERE o.prediction_id = p.id) < {len(HORIZONS)}",
-        (today.isoformat(),))
+        (cutoff,))
     by_symbol: dict[str, list] = {}
     for r in rows:
         by_symbol.setdefault(r["symbol"], []).append(r)
@@ -261,9 +293,9 @@ def evaluate(store: Store, get_bars: GetBars, *, publisher: _events.Publisher | 
         return result
 
     oldest = min(r["session"] for r in rows)
-    period = _period_for(oldest, today)
+    period = _period_for(oldest, settled + timedelta(days=1))
     try:
-        _, index_close = _closes(get_bars(INDEX, period))
+        _, index_close = _closes(get_bars(INDEX, period), cutoff)
     except TradingError as exc:
         logger.warning("index %s bars unavailable (%s): index returns left empty", INDEX, exc)
         index_close = {}
@@ -272,7 +304,7 @@ def evaluate(store: Store, get_bars: GetBars, *, publisher: _events.Publisher | 
     new_events: list[JSON] = []
     for symbol, preds in by_symbol.items():
         try:
-            dates, close = _closes(get_bars(symbol, period))
+            dates, close = _closes(get_bars(symbol, period), cutoff)
         except TradingError as exc:
             result["errors"][symbol] = str(exc)
             result["pending"] += len(preds)
@@ -283,19 +315,24 @@ def evaluate(store: Store, get_bars: GetBars, *, publisher: _events.Publisher | 
             continue
         for r in preds:
             done = {int(h) for h in (r["done"] or "").split(",") if h}
-            # The base: the last session on or before the prediction's session.
-            i = bisect.bisect_right(dates, r["session"]) - 1
-            if i < 0:
-                result["errors"].setdefault(symbol, f"no bar on or before {r['session']}")
+            b = r["session"]
+            if b not in close:
+                # The series lacks the very bar the prediction saw (Yahoo dropped a day):
+                # scoring from a neighbour would misdate it, so it waits and says why.
+                result["errors"].setdefault(symbol, f"no bar for {b} (prediction {r['id']})")
+                result["pending"] += 1
                 continue
             waiting = False
             for h in HORIZONS:
                 if h in done:
                     continue
-                if i + h >= len(dates):
+                e = _sessions_after(date.fromisoformat(b), h).isoformat()
+                if e not in close:
+                    if e < dates[-1]:  # a hole inside the series, not its end: say so
+                        result["errors"].setdefault(symbol, f"no bar for {e} (a gap in the "
+                                                            "series); its outcomes wait")
                     waiting = True
                     continue
-                b, e = dates[i], dates[i + h]
                 ret = close[e] / close[b] - 1.0
                 idx = (index_close[e] / index_close[b] - 1.0
                        if b in index_close and e in index_close else None)

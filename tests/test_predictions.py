@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import date
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from typer.testing import CliRunner
@@ -166,6 +167,55 @@ def test_outcomes_match_the_csv(store, cfg, asx_daily, bars_from):
     # Evaluating again adds nothing and leaves the waiting ones waiting.
     again = predictions.evaluate(store, get_bars, today=date(2026, 3, 1))
     assert again["evaluated"] == 0 and again["pending"] == 2
+
+
+def _series(closes: dict[str, float]):
+    """A get_bars answering ``closes`` for every symbol (the index too)."""
+    def get_bars(symbol, period):
+        return {"bars": [{"date": d, "close": c} for d, c in sorted(closes.items())]}
+    return get_bars
+
+
+def test_a_live_bar_is_never_scored_only_the_settled_close(store, cfg):
+    """At 11:00 on 31 Dec the series has that day's live bar; the outcome waits for the
+    settled close instead of being written once from a price that will still move."""
+    sydney = ZoneInfo("Australia/Sydney")
+    p, _ = store_one(store, cfg, market("CBA.AX", "2025-12-30"),
+                     created_at="2025-12-30T05:00:00+00:00")
+    live = _series({"2025-12-29": 160.0, "2025-12-30": 161.29, "2025-12-31": 164.52})
+    morning = datetime(2025, 12, 31, 11, 0, tzinfo=sydney)
+    result = predictions.evaluate(store, live, at=morning)
+    assert result["evaluated"] == 0 and result["pending"] == 1
+    # 31 Dec closes early (14:10); its bar settles 14:32 at the latest. Evening: scored.
+    final = _series({"2025-12-29": 160.0, "2025-12-30": 161.29, "2025-12-31": 160.57})
+    result = predictions.evaluate(store, final, at=datetime(2025, 12, 31, 17, 0, tzinfo=sydney))
+    assert result["evaluated"] == 1
+    [o] = store.query("SELECT * FROM outcomes WHERE prediction_id = ?", (p["id"],))
+    assert (o["end_session"], o["end_close"]) == ("2025-12-31", 160.57)
+    assert o["forward_return"] == pytest.approx(160.57 / 161.29 - 1)
+
+
+def test_the_horizon_counts_sessions_not_the_bars_yahoo_sent(store, cfg):
+    """Yahoo leaves out 31 Dec: one session after 30 Dec is still 31 Dec, not 2 Jan."""
+    store_one(store, cfg, market("CBA.AX", "2025-12-30"), created_at="2025-12-30T05:00:00+00:00")
+    store_one(store, cfg, market("CBA.AX", "2025-12-22"), created_at="2025-12-22T05:00:00+00:00")
+    holey = _series({"2025-12-22": 150.0, "2025-12-23": 151.0, "2025-12-24": 152.0,
+                     "2025-12-29": 153.0, "2025-12-30": 154.0, "2026-01-02": 155.0,
+                     "2026-01-05": 156.0, "2026-01-06": 157.0})
+    result = predictions.evaluate(store, holey, today=date(2026, 1, 7))
+    rows = store.query("SELECT p.session, o.horizon, o.end_session FROM outcomes o "
+                       "JOIN predictions p ON p.id = o.prediction_id ORDER BY 1, 2")
+    # 22 Dec: 1 session -> 23 Dec; 5 sessions -> 23, 24, 29, 30, 31 Dec: missing, so it waits.
+    assert [tuple(r) for r in rows] == [("2025-12-22", 1, "2025-12-23")]
+    assert "2025-12-31" in result["errors"]["CBA.AX"] and result["pending"] == 2
+
+
+def test_a_prediction_whose_own_bar_is_missing_waits(store, cfg):
+    store_one(store, cfg, market("CBA.AX", "2025-12-30"), created_at="2025-12-30T05:00:00+00:00")
+    result = predictions.evaluate(store, _series({"2025-12-29": 1.0, "2025-12-31": 2.0,
+                                                  "2026-01-02": 3.0}), today=date(2026, 1, 7))
+    assert result["evaluated"] == 0 and result["pending"] == 1
+    assert "2025-12-30" in result["errors"]["CBA.AX"]
 
 
 def test_outcome_events_are_appended(store, cfg, bars_from):

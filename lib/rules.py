@@ -16,14 +16,20 @@ How a prediction is made
      WEAK_BULLISH 0.65, BULLISH 0.8 (:data:`CONTEXT_COMPONENT`).
    - ``model``: the active model's probability that the price rises.
 
-   A missing component is ``None`` and its weight (config ``weights.*``) is redistributed over
-   the present ones in proportion to theirs; the reasons say so.
+   A missing piece of evidence (sentiment, volume, market context) is ``None`` in
+   ``components`` and counts as neutral (0.5) at its configured weight (``weights.*``): absent
+   evidence dilutes the lean, so a prediction without it is less confident than one with
+   supporting evidence, and no neutral or adverse evidence can ever make it more confident
+   than its absence did. Without an active model (none trained yet: a state of the install,
+   not a failed input) the model weight is redistributed over the others. The reasons say
+   which applied.
 
 2. **Score** ``s``: the weighted mean of the present components. ``s > 0.5`` leans bullish,
    ``s < 0.5`` bearish.
 
 3. **Confidence** is the strength of the lean, ``max(s, 1 - s)``, times the market multiplier
-   for that side, times a penalty for each stale or missing input (:data:`PENALTY`), clipped to
+   for that side, times a penalty for each stale input or guessed context (:data:`PENALTY`),
+   clipped to
    0..1 (a score of exactly 0.5 leans nowhere and gets no multiplier). For HOLD it says how
    close the lean came to a signal.
 
@@ -59,14 +65,16 @@ CONTEXT_COMPONENT = {"BEARISH": 0.2, "WEAK_BEARISH": 0.35, "NEUTRAL": 0.5,
                      "WEAK_BULLISH": 0.65, "BULLISH": 0.8}
 
 # Confidence multipliers for inputs we cannot fully trust. A stale cache is still real data,
-# so it dents confidence; missing sentiment leaves a quarter of the evidence out.
+# so it dents confidence. (Missing sentiment or volume is not here: it counts as neutral
+# evidence, which lowers confidence through the score without ever ranking above a neutral
+# reading, as a multiplier on top of redistribution did.)
 PENALTY = {
     "market_stale": 0.85,       # market data served from cache after the source failed
-    "sentiment_missing": 0.90,  # no sentiment for this symbol (service down or error)
     "sentiment_stale": 0.95,    # sentiment served from cache after the news source failed
     "context_fallback": 0.95,   # the index was unavailable; the context is a guess
     "context_missing": 0.90,    # no market context at all; NEUTRAL assumed
 }
+NEUTRAL_WHEN_MISSING = ("sentiment", "volume", "market")  # absent evidence counts as 0.5
 MAX_STALE_AGE_S = 7 * 24 * 3600  # older market data than a week forces HOLD
 MIN_COVERAGE = 0.5               # present components must carry half the configured weight
 
@@ -189,9 +197,7 @@ def decide(market: Mapping, sentiment: Mapping | None, model_probability: float 
             force_hold.append(f"market data is {age / 86400:.1f} days old")
     sentiment_stale = isinstance(sentiment, Mapping) and bool(sentiment.get("stale"))
     if comp["sentiment"] is None:
-        penalty *= PENALTY["sentiment_missing"]
-        reasons.append(f"sentiment missing: its weight is redistributed, "
-                       f"confidence x{PENALTY['sentiment_missing']}")
+        reasons.append("sentiment missing: counted as neutral (0.5) at its weight")
     elif sentiment_stale:
         penalty *= PENALTY["sentiment_stale"]
         reasons.append(f"sentiment is stale; confidence x{PENALTY['sentiment_stale']}")
@@ -200,16 +206,20 @@ def decide(market: Mapping, sentiment: Mapping | None, model_probability: float 
     if comp["technical"] is None:
         force_hold.append("no technical score (price data missing)")
     if comp["volume"] is None:
-        reasons.append("volume score missing: its weight is redistributed")
+        reasons.append("volume score missing: counted as neutral (0.5) at its weight")
 
     # -- score ------------------------------------------------------------------------------
     configured = {name: max(0.0, setting(cfg, f"weights.{name}")) for name in COMPONENTS}
     present = {n: w for n, w in configured.items() if comp[n] is not None and w > 0}
     total = sum(configured.values())
     covered = sum(present.values())
+    # Missing evidence stays in at 0.5; only an absent model gives its weight away.
+    counted = {n: w for n, w in configured.items()
+               if w > 0 and (comp[n] is not None or n in NEUTRAL_WHEN_MISSING)}
     if present and covered > 0:
-        weights = {n: w / covered for n, w in present.items()}
-        score = sum(weights[n] * comp[n] for n in weights)
+        weight_sum = sum(counted.values())
+        weights = {n: w / weight_sum for n, w in counted.items()}
+        score = sum(weights[n] * (0.5 if comp[n] is None else comp[n]) for n in weights)
     else:
         weights, score = {}, 0.5
     coverage = covered / total if total > 0 else 0.0

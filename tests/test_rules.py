@@ -153,17 +153,52 @@ def test_a_plain_dict_config_uses_the_defaults(cfg):
 
 
 # -- stale and missing inputs ---------------------------------------------------------------
-def test_missing_sentiment_lowers_confidence_and_is_stated(cfg):
+def test_missing_sentiment_counts_as_neutral_and_is_stated(cfg):
     m = market("NEUTRAL", 0.75, 0.5, cfg=cfg)
-    # Confidence without sentiment is the lean of the remaining components times the penalty.
-    with_s = rules.decide(m, sentiment(0.0), None, cfg)
+    neutral = rules.decide(m, sentiment(0.0), None, cfg)
     without = rules.decide(m, None, None, cfg)
+    supportive = rules.decide(m, sentiment(0.6), None, cfg)
     assert without["components"]["sentiment"] is None
-    assert "sentiment" not in without["weights"]
-    expected = max(without["score"], 1 - without["score"]) * rules.PENALTY["sentiment_missing"]
-    assert without["confidence"] == pytest.approx(expected, abs=1e-4)
-    assert any("sentiment missing" in r for r in without["reasons"])
-    assert with_s["components"]["sentiment"] == 0.5
+    assert neutral["components"]["sentiment"] == 0.5
+    # Absent news is no evidence: exactly a neutral reading, below supporting news.
+    assert without["score"] == neutral["score"]
+    assert without["confidence"] == neutral["confidence"] < supportive["confidence"]
+    assert without["weights"]["sentiment"] == pytest.approx(
+        cfg["weights.sentiment"] / (1 - cfg["weights.model"]), abs=1e-4)
+    assert any("sentiment missing: counted as neutral" in r for r in without["reasons"])
+
+
+def test_adverse_news_never_turns_a_hold_into_a_call():
+    """The review's case: strong technicals and volume, no news gave HOLD 0.693, and slightly
+    bearish news at half confidence lifted it to BUY 0.701 (a missing-sentiment penalty on
+    top of redistributing its weight). No adverse or neutral reading may raise confidence."""
+    cfg = config.load(environ={})
+    m = market("NEUTRAL", 0.77, 0.95, cfg=cfg)
+    without = rules.decide(m, None, None, cfg)
+    bearish = rules.decide(m, sentiment(-0.1, 0.5), None, cfg)
+    assert bearish["confidence"] < without["confidence"]
+    for tech in (0.55, 0.65, 0.75, 0.85, 0.95, 1.0):
+        for vol in (0.5, 0.8, 1.0):
+            for ctx in CONTEXTS:
+                m = market(ctx, tech, vol, cfg=cfg)
+                base = rules.decide(m, None, None, cfg)
+                if base["score"] <= 0.5:
+                    continue  # bearish news supports a bearish lean: it may add confidence
+                for score in (-1.0, -0.1, -0.02, 0.0):
+                    for conf in (0.0, 0.5, 1.0):
+                        p = rules.decide(m, sentiment(score, conf), None, cfg)
+                        if p["score"] > 0.5:  # still bullish: it may only be less sure
+                            assert p["confidence"] <= base["confidence"] + 1e-9, (tech, ctx)
+                        if base["action"] == "HOLD":
+                            assert p["action"] != "BUY", (tech, vol, ctx, score, conf)
+
+
+def test_missing_volume_counts_as_neutral(cfg):
+    m = market("NEUTRAL", 0.8, None, cfg=cfg)
+    n = rules.decide(market("NEUTRAL", 0.8, 0.5, cfg=cfg), sentiment(), None, cfg)
+    p = rules.decide(m, sentiment(), None, cfg)
+    assert p["components"]["volume"] is None and p["score"] == n["score"]
+    assert any("volume score missing" in r for r in p["reasons"])
 
 
 def test_stale_market_data_lowers_confidence_and_can_flip_buy_to_hold(cfg):

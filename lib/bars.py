@@ -20,8 +20,11 @@ Refresh rules:
   fetched whole again.
 - A failed call leaves the cache as it is; the caller serves it flagged ``stale``. A rate
   limit sets a backoff (:data:`BACKOFF_S`, doubling to :data:`MAX_BACKOFF_S`), any other
-  failure a short pause (:data:`PAUSE_S`), stored in the ``upstream`` table, so a freshly
-  started process honours it too and does not ask.
+  failure of the source (unreachable, a source bug) a short pause (:data:`PAUSE_S`), stored in
+  the ``upstream`` table, so a freshly started process honours it too and does not ask.
+- A symbol the source answered "no data" for (a typo, a delisted code, a missing CSV file) is
+  that symbol's problem, not the source's: only that symbol is left alone for
+  :data:`PAUSE_S` (in this process), so one bad symbol never blocks the others.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import asx
-from .errors import RPCError, UpstreamUnavailable
+from .errors import NotFound, RPCError, UpstreamUnavailable
 from .store import Store
 
 logger = logging.getLogger(__name__)
@@ -47,10 +50,11 @@ SUMMARY_DAYS = 731           # history the stored summary is computed on
 CONTEXT_CLOSES = 40          # closes kept in the summary for the index trend
 BACKOFF_S = 300.0
 MAX_BACKOFF_S = 1800.0
-# After a call that failed for any other reason (unreachable, a source bug, or nothing at all
-# for any symbol, which is how yfinance reports being offline): stale data is served and the
-# source is left alone this long, so an outage costs one call, not one (and a retry) per request.
+# After a call that failed for any other reason (unreachable, a source bug): stale data is
+# served and the source is left alone this long, so an outage costs one call, not one (and a
+# retry) per request. A symbol with no data is left alone as long, on its own.
 PAUSE_S = 30.0
+_SOURCE_FAILURES = ("rate-limit", "network", "error")  # outcomes that pause the whole source
 ADJUSTED_TOLERANCE = 1e-3    # relative close difference that means "history was re-adjusted"
 
 
@@ -97,6 +101,7 @@ class BarCache:
         self._memo: dict[tuple[str, str], Entry] = {}
         self._lock = threading.Lock()
         self._fetch_lock = threading.Lock()  # one upstream call at a time per process
+        self._absent: dict[tuple[str, str], tuple[float, RPCError]] = {}  # -> (until, error)
         self.last_fetch: dict[str, Any] | None = None
 
     # -- reading -----------------------------------------------------------------------------
@@ -142,15 +147,32 @@ class BarCache:
         entries = self._load(source.name, symbols)
         need = self._needing(entries, symbols, start, now)
         errors: dict[str, RPCError] = {}
+        need = self._not_absent(source.name, need, errors, now)
         if need:
             with self._fetch_lock:
-                # Another thread may have refreshed while this one waited.
+                # Another thread may have refreshed (or found nothing) while this one waited.
                 entries.update(self._load(source.name, need, db=True))
-                need = self._needing(entries, need, start, self.clock())
+                now = self.clock()
+                need = self._not_absent(source.name,
+                                        self._needing(entries, need, start, now), errors, now)
                 if need:
-                    errors = self._refresh(source, need, entries, start)
+                    errors.update(self._refresh(source, need, entries, start))
                     entries.update(self._load(source.name, need, db=True))
         return entries, errors
+
+    def _not_absent(self, source: str, symbols: list[str], errors: dict[str, RPCError],
+                    now: float) -> list[str]:
+        """``symbols`` less those the source had no data for moments ago (their error goes
+        to ``errors``)."""
+        keep = []
+        with self._lock:
+            for s in symbols:
+                until, err = self._absent.get((source, s), (0.0, None))
+                if err is not None and now < until:
+                    errors[s] = err
+                else:
+                    keep.append(s)
+        return keep
 
     @staticmethod
     def _needing(entries: dict[str, Entry], symbols: list[str], start: dt.date,
@@ -190,11 +212,15 @@ class BarCache:
             err = UpstreamUnavailable(f"{name} failed: {type(exc).__name__}: {exc}",
                                       reason="error")
             return {s: err for s in need}
-        # yfinance swallows failures (offline it returns an empty frame): nothing at all for
-        # any symbol is reported as "empty", not "ok".
+        # Nothing at all for any symbol is reported as "empty", not "ok" (but pauses nothing:
+        # sources raise for their own failures; "no data" is about the symbols asked for).
         self._record(name, "ok" if fetched.bars else "empty",
                      f"{len(fetched.bars)} of {len(need)} symbols", now)
         errors: dict[str, RPCError] = dict(fetched.errors)
+        with self._lock:
+            for s, err in fetched.errors.items():
+                if isinstance(err, NotFound):
+                    self._absent[(name, s)] = (now + PAUSE_S, err)
         rebase = []
         for s, bars in fetched.bars.items():
             if s in entries and s not in full and self._readjusted(name, s, bars):
@@ -270,7 +296,8 @@ class BarCache:
             row = db.execute("SELECT failures FROM upstream WHERE source = ?", (source,)).fetchone()
             failures = (row[0] if row else 0) + 1 if outcome == "rate-limit" else 0
             backoff = now + min(MAX_BACKOFF_S, BACKOFF_S * 2 ** max(0, failures - 1)) \
-                if outcome == "rate-limit" else now + PAUSE_S if outcome != "ok" else 0.0
+                if outcome == "rate-limit" else now + PAUSE_S if outcome in _SOURCE_FAILURES \
+                else 0.0
             db.execute("INSERT OR REPLACE INTO upstream VALUES (?,?,?,?,?,?)",
                        (source, now, outcome, message, backoff, failures))
         self.last_fetch = {"source": source, "at": now, "outcome": outcome, "message": message}

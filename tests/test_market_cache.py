@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from trading import asx
-from trading.bars import BACKOFF_S, BarCache
+from trading.bars import BACKOFF_S, PAUSE_S, BarCache
 from trading.errors import NotFound, UpstreamUnavailable
 from trading.sources import Fetched, synthetic
 from trading.store import Store
@@ -221,3 +221,23 @@ def test_an_all_empty_answer_is_recorded_as_empty(world):
     entries, errors = cache.ensure(src, ["CBA.AX"], START)
     assert not entries and isinstance(errors["CBA.AX"], NotFound)
     assert cache.last_outcome()["outcome"] == "empty"
+
+
+def test_a_symbol_with_no_data_never_blocks_the_others(world):
+    """A typo (``trading chart XYZ``) used to pause the whole source for 30 s: every other
+    symbol then failed with "failed (empty); not asking again"."""
+    clock, src, cache, store = world
+    src.missing = {"XYZ.AX"}
+    _, errors = cache.ensure(src, ["XYZ.AX"], START)
+    assert isinstance(errors["XYZ.AX"], NotFound)
+    assert cache.last_outcome()["backoff_until"] is None
+    entries, errors = cache.ensure(src, ["CBA.AX"], START)
+    assert not errors and "CBA.AX" in entries and len(src.calls) == 2
+    # The bad symbol itself is not asked again at once (no hot loop on a typo) ...
+    _, errors = cache.ensure(src, ["XYZ.AX", "CBA.AX"], START)
+    assert isinstance(errors["XYZ.AX"], NotFound) and len(src.calls) == 2
+    # ... but after the pause it is, on its own.
+    clock[0] += PAUSE_S + 1
+    src.missing = set()
+    entries, errors = cache.ensure(src, ["XYZ.AX"], START)
+    assert not errors and "XYZ.AX" in entries and src.calls[-1][0] == ["XYZ.AX"]

@@ -81,13 +81,33 @@ class MarketData(Service):
     def _index(self) -> str:
         return normalize(self.config["context.index"])
 
-    def _context(self, entries, now: float) -> dict[str, Any]:
+    def _context(self, entries, now: float, src=None, as_of: str | None = None
+                 ) -> dict[str, Any]:
+        """The market context for a symbol whose last bar is ``as_of`` (None: the latest).
+
+        The index trend ends at the symbol's own last session: a CSV folder whose index
+        file runs on past a stock's, or a halted stock, must not be judged by a market that
+        came later. An index that is behind the symbol, or was not refreshed (its source
+        failed), gives its trend flagged ``fallback``, which the rules trust less."""
         from trading.market import context_for_trend, trend_from_closes
 
-        e = entries.get(self._index())
+        index = self._index()
+        e = entries.get(index)
         closes = e.summary.get("closes", []) if e is not None else []
-        return context_for_trend(trend_from_closes(closes, self.config["context.sessions"]),
-                                 self.config)
+        index_as_of = e.summary.get("as_of") if e is not None else None
+        sessions = self.config["context.sessions"]
+        behind = False
+        if e is not None and as_of and index_as_of and index_as_of != as_of:
+            if index_as_of > as_of:
+                since = (dt.date.fromisoformat(as_of) - dt.timedelta(days=3 * sessions + 30))
+                bars = self.cache.bars(src.name, index, since=since.isoformat())
+                closes = [float(c) for d, c in zip(bars.dates, bars.close) if d <= as_of]
+            else:
+                behind = True
+        context = context_for_trend(trend_from_closes(closes, sessions), self.config)
+        if e is not None and (behind or e.stale(now)) and not context["fallback"]:
+            context["fallback"] = True
+        return context
 
     def _gather(self, src, symbols: list[str], days: int = SPAN_DAYS):
         from trading.bars import today
@@ -122,7 +142,8 @@ class MarketData(Service):
         e = entries.get(sym)
         if e is None or not e.summary_ok:
             raise errors.get(sym) or UpstreamUnavailable(f"no data for {sym}", symbol=sym)
-        return self._result(e, src, self._context(entries, now), now)
+        return self._result(e, src, self._context(entries, now, src, e.summary.get("as_of")),
+                            now)
 
     @rpc
     def bulk_fetch(self, symbols: list[str], source: str | None = None) -> dict[str, Any]:
@@ -150,6 +171,8 @@ class MarketData(Service):
         wanted = list(given) + ([index] if index not in given else [])
         entries, failures, now = self._gather(src, wanted)
         context = self._context(entries, now)
+        latest = entries[index].summary.get("as_of") if index in entries else None
+        by_as_of: dict[str | None, dict[str, Any]] = {latest: context}
         results = {}
         for sym, raws in given.items():
             e = entries.get(sym)
@@ -158,7 +181,10 @@ class MarketData(Service):
                 for raw in raws:
                     errors[str(raw)] = _error(exc)
             else:
-                results[sym] = self._result(e, src, context, now)
+                as_of = e.summary.get("as_of")
+                if as_of not in by_as_of:
+                    by_as_of[as_of] = self._context(entries, now, src, as_of)
+                results[sym] = self._result(e, src, by_as_of[as_of], now)
         return {"results": results, "errors": errors, "market_context": context}
 
     @rpc

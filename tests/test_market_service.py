@@ -132,6 +132,41 @@ def test_context_falls_back_when_the_index_is_missing(svc, asx_daily, tmp_path):
     assert ctx["context"] == "NEUTRAL" and ctx["stale"] is True
 
 
+def test_the_context_ends_at_the_symbols_own_last_session(svc, asx_daily):
+    """The shared CBA file ends 2026-01-02 and the index file runs on into March: CBA's
+    context is the index trend up to 2 January, not a market that came later."""
+    from trading.sources import parse_csv
+
+    index = parse_csv(asx_daily / "^AXJO.csv")
+    cba = parse_csv(asx_daily / "CBA.AX.csv")
+    assert index.dates[-1] > cba.dates[-1]  # the data this test is about
+    n = config.get()["context.sessions"]
+    upto = [c for d, c in zip(index.dates, index.close) if d <= cba.dates[-1]]
+    expected = (upto[-1] / upto[-1 - n] - 1) * 100
+    latest = (index.close[-1] / index.close[-1 - n] - 1) * 100
+    assert round(expected, 2) != round(latest, 2)
+    source = f"csv:{asx_daily}"
+    r = svc.get_market_data("CBA", source=source)
+    assert r["as_of"] == cba.dates[-1]
+    assert r["market_context"]["trend_pct"] == pytest.approx(expected, abs=1e-3)
+    assert r["market_context"]["fallback"] is False
+    bulk = svc.bulk_fetch(["CBA", "^AXJO"], source=source)
+    assert bulk["results"]["CBA.AX"]["market_context"] == r["market_context"]
+    assert bulk["market_context"]["trend_pct"] == pytest.approx(latest, abs=1e-3)
+    assert bulk["results"]["^AXJO"]["market_context"] == bulk["market_context"]
+
+
+def test_an_index_the_source_failed_to_refresh_is_a_fallback(svc):
+    svc.get_market_data("CBA", source="sample")
+    src = svc._sources["sample"]
+    src.fail = UpstreamUnavailable("yahoo unreachable", reason="network")
+    clock = svc.cache.clock
+    svc.cache.clock = lambda: clock() + 7 * 86400   # everything due; the source is down
+    r = svc.get_market_data("CBA", source="sample")
+    assert r["stale"] is True and r["market_context"]["fallback"] is True
+    assert r["market_context"]["trend_pct"] is not None  # the old trend, flagged
+
+
 def test_get_bars_and_weekly(svc, asx_daily):
     out = svc.get_bars("CBA", period="1mo", source=f"csv:{asx_daily}")
     assert set(out) == {"symbol", "interval", "source", "stale", "bars"}

@@ -76,7 +76,7 @@ def predict(
 
 def report(
     evaluate: bool = typer.Option(False, "--evaluate", help="Score pending outcomes first."),
-    source: Optional[str] = typer.Option(None, "--source", help="Bars source for --evaluate."),
+    source: Optional[str] = typer.Option(None, "--source", help="With --evaluate: score only predictions made from this source (each is scored on bars from its own source)."),
     origin: Optional[str] = typer.Option(None, "--origin", help="Only 'live' or 'replay'."),
     as_json: bool = common.JsonOption,
 ) -> None:

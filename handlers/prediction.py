@@ -208,19 +208,20 @@ class Prediction(Service):
     # -- outcomes --------------------------------------------------------------------------
     @rpc
     def evaluate_outcomes(self, source: str | None = None) -> dict[str, Any]:
-        """Score every prediction old enough: returns after 1 and 5 sessions vs the index."""
+        """Score every prediction old enough: returns after 1 and 5 sessions vs the index,
+        each on bars from the source it was made from; ``source``: only those made from it."""
         from trading import predictions
         from trading.client import call
 
         if source is not None and not isinstance(source, str):
             raise InvalidParams("source must be a string: yahoo, sample or csv:DIR")
-        src = {"source": source} if source is not None else {}
 
-        def get_bars(symbol: str, period: str):
+        def get_bars(symbol: str, period: str, src: str | None = None):
             return call("market-data", "get_bars", symbol=symbol, interval="1d", period=period,
-                        **src)
+                        **({"source": src} if src is not None else {}))
 
-        return predictions.evaluate(self.store, get_bars, publisher=self.publisher)
+        return predictions.evaluate(self.store, get_bars, publisher=self.publisher,
+                                    source=source)
 
     @rpc
     def accuracy_report(self, origin: str | None = None) -> dict[str, Any]:

@@ -118,19 +118,27 @@ def record(store: Store, predictions: Sequence[JSON], inputs: Mapping[str, JSON]
             p["created_at"] = canonical_time(p["created_at"])
             inp = inputs.get(p["symbol"], {})
             session = base_session(inp.get("market"), p["created_at"])
+            used = _market_source(inp.get("market")) or source
             cur = db.execute(
                 "INSERT INTO predictions (symbol, created_at, session, action, confidence, score,"
                 " price, market_context, model_version, data_stale, source, origin, run_id,"
                 " prediction, inputs) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (p["symbol"], p["created_at"], session, p["action"], p["confidence"],
                  p.get("score"), p.get("price"), p.get("market_context"), p.get("model_version"),
-                 int(bool(p.get("data_stale"))), source, origin, run_id, "", _dumps(inp)))
+                 int(bool(p.get("data_stale"))), used, origin, run_id, "", _dumps(inp)))
             p["id"] = cur.lastrowid
             p["session"] = session
             db.execute("UPDATE predictions SET prediction = ? WHERE id = ?", (_dumps(p), p["id"]))
             if emit:
                 written.append(_events.append(db, "prediction", p, created_at=p["created_at"]))
     return written
+
+
+def _market_source(market: Any) -> str | None:
+    """The source market-data answered from (``yahoo``, ``sample``, ``csv:/dir``), which
+    is where the outcome's bars must come from too."""
+    src = market.get("source") if isinstance(market, Mapping) else None
+    return src if isinstance(src, str) and src else None
 
 
 def _prediction(row) -> JSON:
@@ -221,7 +229,8 @@ def _outcome(r) -> JSON:
 
 
 # -- outcomes ----------------------------------------------------------------------------------
-GetBars = Callable[[str, str], Mapping]  # (symbol, period) -> get_bars answer
+# (symbol, period[, source]) -> a market-data get_bars answer; source None: the configured one
+GetBars = Callable[..., Mapping]
 
 
 def _period_for(oldest: str, today: date) -> str:
@@ -265,12 +274,15 @@ def _sessions_after(day: date, n: int) -> date:
 
 def evaluate(store: Store, get_bars: GetBars, *, publisher: _events.Publisher | None = None,
              today: date | None = None, now: str | None = None,
-             at: datetime | None = None) -> JSON:
-    """Fill the outcomes every prediction is old enough for; one ``get_bars`` per symbol.
+             at: datetime | None = None, source: str | None = None) -> JSON:
+    """Fill the outcomes every prediction is old enough for; one ``get_bars`` per symbol and
+    source.
 
-    Bars count up to the last session settled at ``at`` (default: now); ``today`` instead
-    counts every session before that date. Returns ``{evaluated, pending, symbols, errors:
-    {SYMBOL: message}}``."""
+    Each prediction is scored on bars from the source it was made from (``sample`` bars
+    say nothing about a Yahoo prediction); ``source`` limits the run to predictions from
+    that one. Bars count up to the last session settled at ``at`` (default: now); ``today``
+    instead counts every session before that date. Returns ``{evaluated, pending, symbols,
+    errors: {SYMBOL: message}}``."""
     now = now or _events.now_iso()
     if today is not None:
         from . import asx
@@ -280,31 +292,40 @@ def evaluate(store: Store, get_bars: GetBars, *, publisher: _events.Publisher | 
         settled = last_settled_session(at or datetime.now(_tz()))
     cutoff = settled.isoformat()
     rows = store.query(
-        "SELECT p.id, p.symbol, p.session, p.action, p.origin, "
+        "SELECT p.id, p.symbol, p.session, p.action, p.origin, p.source, "
         "  (SELECT group_concat(horizon) FROM outcomes o WHERE o.prediction_id = p.id) AS done "
         "FROM predictions p WHERE p.session <= ? AND "
-        f"  (SELECT count(*) FROM outcomes o WHERE o.prediction_id = p.id) < {len(HORIZONS)}",
-        (cutoff,))
-    by_symbol: dict[str, list] = {}
+        f"  (SELECT count(*) FROM outcomes o WHERE o.prediction_id = p.id) < {len(HORIZONS)}"
+        + (" AND p.source = ?" if source is not None else ""),
+        (cutoff,) + ((source,) if source is not None else ()))
+    by_symbol: dict[tuple[str | None, str], list] = {}
     for r in rows:
-        by_symbol.setdefault(r["symbol"], []).append(r)
-    result: JSON = {"evaluated": 0, "pending": 0, "symbols": len(by_symbol), "errors": {}}
+        by_symbol.setdefault((r["source"], r["symbol"]), []).append(r)
+    result: JSON = {"evaluated": 0, "pending": 0,
+                    "symbols": len({symbol for _, symbol in by_symbol}), "errors": {}}
     if not by_symbol:
         return result
 
     oldest = min(r["session"] for r in rows)
     period = _period_for(oldest, settled + timedelta(days=1))
-    try:
-        _, index_close = _closes(get_bars(INDEX, period), cutoff)
-    except TradingError as exc:
-        logger.warning("index %s bars unavailable (%s): index returns left empty", INDEX, exc)
-        index_close = {}
+    index_closes: dict[str | None, dict[str, float]] = {}
+
+    def bars_of(symbol: str, src: str | None) -> Mapping:
+        return get_bars(symbol, period) if src is None else get_bars(symbol, period, src)
 
     new_rows: list[tuple] = []
     new_events: list[JSON] = []
-    for symbol, preds in by_symbol.items():
+    for (src, symbol), preds in by_symbol.items():
+        if src not in index_closes:
+            try:
+                index_closes[src] = _closes(bars_of(INDEX, src), cutoff)[1]
+            except TradingError as exc:
+                logger.warning("index %s bars from %s unavailable (%s): index returns left "
+                               "empty", INDEX, src or "the configured source", exc)
+                index_closes[src] = {}
+        index_close = index_closes[src]
         try:
-            dates, close = _closes(get_bars(symbol, period), cutoff)
+            dates, close = _closes(bars_of(symbol, src), cutoff)
         except TradingError as exc:
             result["errors"][symbol] = str(exc)
             result["pending"] += len(preds)
@@ -468,7 +489,9 @@ def replay(store: Store, cfg: Any, get_bars: GetBars, symbols: Iterable[str], *,
     by_action: dict[str, int] = {}
     for p in made:
         by_action[p["action"]] = by_action.get(p["action"], 0) + 1
-    outcome = evaluate(store, get_bars, today=today)
+    # Only this replay's predictions, on the bars it was replayed from.
+    outcome = evaluate(store, lambda symbol, period, _source=None: get_bars(symbol, period),
+                       today=today, source=source)
     return {"run_id": run_id, "predictions": len(made), "by_action": by_action,
             "outcomes": outcome}
 

@@ -132,7 +132,7 @@ def test_outcomes_are_published_too(monkeypatch, redis_server, asx_daily):
 
     client = Client(cfg, in_process="always")
 
-    def get_bars(symbol, period):
+    def get_bars(symbol, period, _source=None):  # the bars are the fixture's own
         return client.call("market-data", "get_bars", {"symbol": symbol, "period": period,
                                                        "source": f"csv:{asx_daily}"})
 

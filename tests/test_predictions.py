@@ -54,7 +54,7 @@ def bars_from(asx_daily):
     set_default_client(client)
     source = f"csv:{asx_daily}"
 
-    def get_bars(symbol, period):
+    def get_bars(symbol, period, _source=None):  # the bars are the fixture's own
         return client.call("market-data", "get_bars", {"symbol": symbol, "interval": "1d",
                                                        "period": period, "source": source})
 
@@ -171,7 +171,7 @@ def test_outcomes_match_the_csv(store, cfg, asx_daily, bars_from):
 
 def _series(closes: dict[str, float]):
     """A get_bars answering ``closes`` for every symbol (the index too)."""
-    def get_bars(symbol, period):
+    def get_bars(symbol, period, _source=None):  # the bars are the fixture's own
         return {"bars": [{"date": d, "close": c} for d, c in sorted(closes.items())]}
     return get_bars
 
@@ -216,6 +216,30 @@ def test_a_prediction_whose_own_bar_is_missing_waits(store, cfg):
                                                   "2026-01-02": 3.0}), today=date(2026, 1, 7))
     assert result["evaluated"] == 0 and result["pending"] == 1
     assert "2025-12-30" in result["errors"]["CBA.AX"]
+
+
+def test_each_prediction_is_scored_on_bars_from_its_own_source(store, cfg):
+    """`trading report --evaluate --source sample` once scored real predictions on the
+    synthetic bars; the source a prediction's market data came from is stored with it."""
+    for src in ("yahoo", "sample"):
+        m = market("CBA.AX", "2025-12-22")
+        m["source"] = src
+        store_one(store, cfg, m, created_at="2025-12-22T05:00:00+00:00")
+    asked = []
+    closes = {"yahoo": {"2025-12-22": 100.0, "2025-12-23": 101.0},
+              "sample": {"2025-12-22": 10.0, "2025-12-23": 9.0}}
+
+    def get_bars(symbol, period, source=None):
+        asked.append((symbol, source))
+        return {"bars": [{"date": d, "close": c} for d, c in sorted(closes[source].items())]}
+
+    only = predictions.evaluate(store, get_bars, today=date(2026, 1, 7), source="sample")
+    assert only["evaluated"] == 1 and {src for _, src in asked} == {"sample"}
+    predictions.evaluate(store, get_bars, today=date(2026, 1, 7))
+    rows = store.query("SELECT p.source, o.end_close FROM outcomes o JOIN predictions p "
+                       "ON p.id = o.prediction_id WHERE o.horizon = 1 ORDER BY 1")
+    assert [tuple(r) for r in rows] == [("sample", 9.0), ("yahoo", 101.0)]
+    assert ("^AXJO", "yahoo") in asked and ("^AXJO", "sample") in asked
 
 
 def test_outcome_events_are_appended(store, cfg, bars_from):

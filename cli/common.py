@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,7 +50,15 @@ class _StderrHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            print(f"trading: {record.name}: {record.getMessage()}", file=sys.stderr)
+            line = f"trading: {record.name}: {record.getMessage()}"
+            exc = record.exc_info[1] if record.exc_info else None
+            if exc is not None:
+                # A handler's bug, in-process: the cause in one line (the whole traceback
+                # with TRADING_LOG_LEVEL=DEBUG), since "internal error" alone says nothing.
+                line += f" ({type(exc).__name__}: {exc})"
+                if self.level <= logging.DEBUG:
+                    line += "\n" + "".join(traceback.format_exception(*record.exc_info))
+            print(line, file=sys.stderr)
         except Exception:  # a log line must never break the command
             self.handleError(record)
 

@@ -71,7 +71,10 @@ def predict(
         for sym, err in errors.items():
             common.note(f"{sym}: {err.get('message', err)}")
     if not results and errors:
-        raise typer.Exit(common.EXIT_FAILURE)
+        # Every symbol failed: exit 2 when each was refused as input (a typo), else 1.
+        refused = all(isinstance(e, dict) and e.get("problem") == "invalid-symbol"
+                      for e in errors.values())
+        raise typer.Exit(common.EXIT_USAGE if refused else common.EXIT_FAILURE)
 
 
 def report(
@@ -218,6 +221,8 @@ def replay(
     from trading.store import Store
     from trading.symbols import normalize_all
 
+    if start and end and start > end:
+        raise common.fail(f"--start {start} is after --end {end}", common.EXIT_USAGE)
     cfg = config.get()
     client = Client(cfg, in_process="always")
     set_default_client(client)

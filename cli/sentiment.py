@@ -28,7 +28,8 @@ def sentiment(
     source: Optional[str] = typer.Option(None, "--source", "-s",
                                          help="yahoo, sample or jsonl:DIR (default: configured)."),
     headlines: int = typer.Option(0, "--headlines", "-n", min=0,
-                                  help="Also list this many recent headlines per symbol."),
+                                  help="Also list this many recent headlines per symbol "
+                                       "(with --json: keep this many; default all)."),
     as_json: bool = common.JsonOption,
 ) -> None:
     """Recency-weighted news sentiment per symbol: score -1..1 and confidence 0..1."""
@@ -38,6 +39,9 @@ def sentiment(
     with common.working(f"fetching {len(symbols)} symbol(s)"):
         out = common.client().call("sentiment", "analyze_bulk", params)
     if as_json:
+        if headlines:
+            for r in out["results"].values():
+                r["headlines"] = r["headlines"][:headlines]
         common.print_json(out)
     else:
         rows = []

@@ -28,7 +28,7 @@ def serve(
     name: str = typer.Argument(..., help=f"Service: {', '.join(SERVICES)}.",
                                      autocompletion=_services),
     socket: Optional[Path] = typer.Option(None, "--socket", help="Socket path to bind."),
-    idle_exit: Optional[float] = typer.Option(None, "--idle-exit", help="Seconds idle before exit."),
+    idle_exit: Optional[float] = typer.Option(None, "--idle-exit", min=0.1, help="Seconds idle before exit."),
 ) -> None:
     """Run one service in the foreground (for development; systemd runs them in production)."""
     if name not in SERVICES:
@@ -51,7 +51,7 @@ def call(
     method: str = typer.Argument(..., help="Method name (see `trading call SERVICE rpc.discover`)."),
     pairs: list[str] = typer.Argument(None, help="Parameters as key=value (values may be JSON)."),
     params: Optional[str] = typer.Option(None, "--params", help="All parameters as one JSON object."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds to wait for the answer."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", min=0.1, help="Seconds to wait for the answer."),
 ) -> None:
     """Call one method and print its result as JSON; an error is one line and a non-zero exit."""
     if service not in SERVICES:
@@ -78,7 +78,7 @@ def logs(
     name: str = typer.Argument(..., help=f"Service: {', '.join(SERVICES)}.",
                                      autocompletion=_services),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
-    lines: int = typer.Option(50, "--lines", "-n", help="How many recent lines."),
+    lines: int = typer.Option(50, "--lines", "-n", min=1, help="How many recent lines."),
     user: Optional[bool] = typer.Option(None, "--user/--system",
                                         help="Which manager's journal (default: yours)."),
 ) -> None:

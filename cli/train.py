@@ -29,7 +29,8 @@ from . import common
 SERVICE = "training"
 LONG_TIMEOUT = 3600.0
 
-TimeoutOption = typer.Option(LONG_TIMEOUT, "--timeout", help="Seconds to wait for the answer.")
+TimeoutOption = typer.Option(LONG_TIMEOUT, "--timeout", min=0.1,
+                             help="Seconds to wait for the answer.")
 SourceOption = typer.Option(None, "--source", "-s",
                             help="Bars from: yahoo, sample or csv:DIR (default: config source).")
 

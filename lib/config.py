@@ -56,6 +56,17 @@ def _str(v: Any) -> str:
     return v
 
 
+def _one_of(*choices: str):
+    def parse(v: Any) -> str:
+        v = _str(v).strip()
+        if v.upper() in choices:
+            return v.upper()
+        if v.lower() in choices:
+            return v.lower()
+        raise ValueError(f"expected one of {', '.join(choices)}")
+    return parse
+
+
 def _list(v: Any) -> list[str]:
     if isinstance(v, str):
         v = [s.strip() for s in v.replace(",", " ").split()]
@@ -107,8 +118,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("max_connections", _pos_int, 16, "connections a service serves at once (more wait)"),
     Setting("line_limit", _pos_int, 1 << 20, "longest request line in bytes"),
     Setting("timeout", _pos_float, 30.0, "seconds a client waits for an answer"),
-    Setting("in_process", _str, "auto", "run handlers in-process: auto (when no socket), always, never"),
-    Setting("log_level", _str, "INFO", "log level of the services"),
+    Setting("in_process", _one_of("auto", "always", "never"), "auto", "run handlers in-process: auto (when no socket), always, never"),
+    Setting("log_level", _one_of("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), "INFO", "log level of the services"),
     Setting("redis_url", _str, "", "publish events to this Redis (redis://...); empty: off"),
     Setting("allowed_users", _list, [], "users allowed to connect (besides root and the service user)"),
     Setting("allowed_groups", _list, ["trading"], "groups whose members may connect"),
@@ -249,7 +260,7 @@ def load(environ: Mapping[str, str] | None = None, path: Path | None = None) -> 
         try:
             with path.open("rb") as f:
                 table = _flatten(tomllib.load(f))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"{path}: cannot read configuration: {exc}") from exc
         for name, raw in table.items():
             setting = SETTINGS.get(name)

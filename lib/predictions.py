@@ -462,7 +462,13 @@ def replay(store: Store, cfg: Any, get_bars: GetBars, symbols: Iterable[str], *,
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise InvalidParams("every must be a positive integer")
     run_id = f"replay:{source}"
-    index_bars = list(get_bars(INDEX, "10y").get("bars") or [])
+    try:
+        index_bars = list(get_bars(INDEX, "10y").get("bars") or [])
+    except NotFound as exc:
+        # No index file in the folder: the context is the flagged NEUTRAL fallback, as
+        # backtest and train have it, rather than no replay at all.
+        logger.warning("replay without %s (%s): market context NEUTRAL (fallback)", INDEX, exc)
+        index_bars = []
     index_dates = [str(b["date"])[:10] for b in index_bars]
 
     made: list[JSON] = []

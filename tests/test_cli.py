@@ -159,8 +159,9 @@ def test_replay_of_a_missing_directory_or_a_bad_date_is_a_usage_error(tmp_path, 
 
 
 def test_predict_with_every_symbol_bad_fails_with_one_line_each():
+    # every symbol refused as input: exit 2 (usage), as market and sentiment do
     result = run("predict", "../x", *SAMPLE)
-    assert one_line_failure(result, 1).startswith("trading: ../x:")
+    assert one_line_failure(result, 2).startswith("trading: ../x:")
 
 
 # -- market, sentiment ---------------------------------------------------------------------
@@ -463,3 +464,36 @@ def test_offline_yahoo_is_one_line_saying_unreachable(restore_logging, monkeypat
     line = one_line_failure(result, 1)
     assert "yahoo unreachable" in line and "Could not resolve host" in line, line
     assert "no data" not in result.stderr
+
+
+def test_replay_refuses_an_empty_window_and_runs_without_an_index_file(tmp_path, asx_daily):
+    bad = run("replay", str(asx_daily), "-s", "CBA", "--start", "2025-12-01",
+              "--end", "2025-11-01")
+    assert "after --end" in one_line_failure(bad, 2)
+    only = tmp_path / "only"
+    only.mkdir()
+    (only / "CBA.AX.csv").write_text((asx_daily / "CBA.AX.csv").read_text())
+    done = run("replay", str(only), "-s", "CBA", "--start", "2025-12-01", "--json")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["predictions"] > 10
+
+
+def test_sentiment_json_keeps_n_headlines():
+    out = json.loads(run("sentiment", "CBA", *SAMPLE, "--json", "-n", "1").stdout)
+    assert len(out["results"]["CBA.AX"]["headlines"]) == 1
+
+
+@pytest.mark.parametrize("args", [["call", "training", "health_check", "--timeout", "-1"],
+                                  ["logs", "prediction", "-n", "-5"],
+                                  ["serve", "sentiment", "--idle-exit", "-1"]])
+def test_out_of_range_numbers_are_usage_errors(args):
+    assert run(*args).exit_code == 2
+
+
+def test_an_in_process_handler_bug_shows_its_cause(restore_logging, monkeypatch):
+    monkeypatch.setenv("TRADING_STATE_DIR", "/proc/no-such-dir")
+    config.reset()
+    result = run("market", "CBA", *SAMPLE)
+    assert result.exit_code != 0
+    assert "StoreError: cannot open the store /proc/no-such-dir" in result.stderr
+    assert "Traceback" not in result.stderr

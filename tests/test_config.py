@@ -52,6 +52,21 @@ def test_a_bad_environment_value_names_the_variable(tmp_path):
         config.load({"TRADING_MAX_CONNECTIONS": "many"}, tmp_path / "none.toml")
 
 
+def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_bytes(b"\xff\xfe")
+    with pytest.raises(ConfigError, match="cannot read configuration"):
+        config.load({}, f)
+
+
+@pytest.mark.parametrize("variable", ["TRADING_IN_PROCESS", "TRADING_LOG_LEVEL"])
+def test_words_outside_the_choices_are_refused(tmp_path, variable):
+    with pytest.raises(ConfigError, match=f"{variable}.*expected one of"):
+        config.load({variable: "bogus"}, tmp_path / "none.toml")
+    assert config.load({"TRADING_LOG_LEVEL": "debug"}, tmp_path / "none.toml")["log_level"] \
+        == "DEBUG"
+
+
 def test_paths_follow_the_install(tmp_path):
     cfg = config.load({"STATE_DIRECTORY": "/var/lib/x", "CACHE_DIRECTORY": "/var/cache/x"},
                       tmp_path / "none.toml")

@@ -380,7 +380,7 @@ def test_trading_predict_fails_only_when_every_symbol_fails():
     assert some.exit_code == 0
     assert "NOT!" in some.stderr
     none = CliRunner().invoke(app, ["predict", "NOT!", "ALSO?", "--source", "sample"])
-    assert none.exit_code == 1
+    assert none.exit_code == 2  # all refused as input
     assert "ALSO?" in none.stderr
 
 

@@ -87,6 +87,31 @@ def setup_logging() -> None:
     logging.captureWarnings(True)  # warnings become records of the "py.warnings" logger
 
 
+def installed_manager(as_json: bool, no_systemd: str, empty: dict[str, Any]):
+    """The systemd manager holding the install, for ``status`` and ``schedule``; else say why
+    not (``no_systemd`` ends the message when no manager runs: exit 0, the product still
+    works in-process) and stop (exit 1 when a manager runs but nothing is installed).
+    ``empty`` is the rest of the ``--json`` answer (its empty lists)."""
+    from trading import systemd
+
+    manager, installed = systemd.detect()
+    if manager is None:
+        message = ("systemd is not running here" + (" (the units are installed but their "
+                   "manager is not running)" if installed else "") + ": " + no_systemd)
+        scope, code = None, EXIT_OK
+    elif not installed:
+        message = (f"trading-services is not installed in the {manager.scope} manager; "
+                   "run ./install.sh (or ./install.sh --user)")
+        scope, code = manager.scope, EXIT_FAILURE
+    else:
+        return manager
+    if as_json:
+        print_json({"systemd": scope, "installed": installed, "message": message, **empty})
+    else:
+        print(message)
+    raise typer.Exit(code)
+
+
 def client(**overrides: Any) -> Client:
     """The process's client; says once (for the first service) when it runs handlers
     in-process: one line per command, however many services it reaches."""

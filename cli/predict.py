@@ -231,7 +231,7 @@ def replay(
     wanted = normalize_all(list(symbols) if symbols else cfg["symbols"])
     with _replay_progress(len(wanted) + 1) as step:  # + 1: the index's bars come first
 
-        def get_bars(symbol: str, period: str):
+        def get_bars(symbol: str, period: str, _source: str | None = None):  # always `source`
             step(symbol)
             return client.call("market-data", "get_bars", {"symbol": symbol, "interval": "1d",
                                                            "period": period, "source": source})

@@ -226,28 +226,10 @@ def schedule(as_json: bool = common.JsonOption) -> None:
     """Each timer, what it runs, and its last and next run in Sydney time and UTC."""
     from trading import systemd
 
-    manager, installed = systemd.detect()
-    if manager is None:
-        message = ("systemd is not running here" + (" (the units are installed but their "
-                   "manager is not running)" if installed else "") +
-                   f": no timer runs the jobs. Schedule them with cron instead, e.g. "
-                   f"`{CRON_LINE}` (the job checks ASX hours and holidays itself, and runs "
-                   "the handlers in-process)")
-        if as_json:
-            common.print_json({"systemd": None, "installed": installed, "message": message,
-                               "timers": []})
-        else:
-            print(message)
-        return
-    if not installed:
-        message = (f"trading-services is not installed in the {manager.scope} manager; "
-                   "run ./install.sh (or ./install.sh --user)")
-        if as_json:
-            common.print_json({"systemd": manager.scope, "installed": False, "message": message,
-                               "timers": []})
-        else:
-            print(message)
-        raise typer.Exit(common.EXIT_FAILURE)
+    manager = common.installed_manager(
+        as_json, f"no timer runs the jobs. Schedule them with cron instead, e.g. "
+        f"`{CRON_LINE}` (the job checks ASX hours and holidays itself, and runs the handlers "
+        "in-process)", {"timers": []})
     try:
         timers = read_timers(manager)
     except (systemd.SystemdError, OSError, ValueError, subprocess.TimeoutExpired) as exc:

@@ -37,26 +37,8 @@ def _memory(row: systemd.ServiceRow) -> str:
 def status(as_json: bool = common.JsonOption) -> None:
     """Show each service's socket (listening or failed), handler (active or idle), PID, memory
     and socket path, and the timers with their next run."""
-    manager, installed = systemd.detect()
-    if manager is None:
-        message = ("systemd is not running here" + (" (the units are installed but their "
-                   "manager is not running)" if installed else "") +
-                   ": `trading` commands run the handlers in-process")
-        if as_json:
-            common.print_json({"systemd": None, "installed": installed, "message": message,
-                               "services": [], "timers": []})
-        else:
-            print(message)
-        return
-    if not installed:
-        message = (f"trading-services is not installed in the {manager.scope} manager; "
-                   "run ./install.sh (or ./install.sh --user)")
-        if as_json:
-            common.print_json({"systemd": manager.scope, "installed": False, "message": message,
-                               "services": [], "timers": []})
-        else:
-            print(message)
-        raise typer.Exit(common.EXIT_FAILURE)
+    manager = common.installed_manager(as_json, "`trading` commands run the handlers "
+                                       "in-process", {"services": [], "timers": []})
     try:
         rows = systemd.service_rows(manager, SERVICES)
         timers = systemd.timer_rows(manager)

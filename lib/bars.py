@@ -218,6 +218,9 @@ class BarCache:
                      f"{len(fetched.bars)} of {len(need)} symbols", now)
         errors: dict[str, RPCError] = dict(fetched.errors)
         with self._lock:
+            # Forget expired ones first: a long-lived process asked for many bad symbols
+            # must not keep them all.
+            self._absent = {k: v for k, v in self._absent.items() if v[0] > now}
             for s, err in fetched.errors.items():
                 if isinstance(err, NotFound):
                     self._absent[(name, s)] = (now + PAUSE_S, err)

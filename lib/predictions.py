@@ -229,8 +229,8 @@ def _outcome(r) -> JSON:
 
 
 # -- outcomes ----------------------------------------------------------------------------------
-# (symbol, period[, source]) -> a market-data get_bars answer; source None: the configured one
-GetBars = Callable[..., Mapping]
+# (symbol, period, source) -> a market-data get_bars answer; source None: the configured one
+GetBars = Callable[[str, str, str | None], Mapping]
 
 
 def _period_for(oldest: str, today: date) -> str:
@@ -310,22 +310,19 @@ def evaluate(store: Store, get_bars: GetBars, *, publisher: _events.Publisher | 
     period = _period_for(oldest, settled + timedelta(days=1))
     index_closes: dict[str | None, dict[str, float]] = {}
 
-    def bars_of(symbol: str, src: str | None) -> Mapping:
-        return get_bars(symbol, period) if src is None else get_bars(symbol, period, src)
-
     new_rows: list[tuple] = []
     new_events: list[JSON] = []
     for (src, symbol), preds in by_symbol.items():
         if src not in index_closes:
             try:
-                index_closes[src] = _closes(bars_of(INDEX, src), cutoff)[1]
+                index_closes[src] = _closes(get_bars(INDEX, period, src), cutoff)[1]
             except TradingError as exc:
                 logger.warning("index %s bars from %s unavailable (%s): index returns left "
                                "empty", INDEX, src or "the configured source", exc)
                 index_closes[src] = {}
         index_close = index_closes[src]
         try:
-            dates, close = _closes(bars_of(symbol, src), cutoff)
+            dates, close = _closes(get_bars(symbol, period, src), cutoff)
         except TradingError as exc:
             result["errors"][symbol] = str(exc)
             result["pending"] += len(preds)
@@ -463,7 +460,7 @@ def replay(store: Store, cfg: Any, get_bars: GetBars, symbols: Iterable[str], *,
         raise InvalidParams("every must be a positive integer")
     run_id = f"replay:{source}"
     try:
-        index_bars = list(get_bars(INDEX, "10y").get("bars") or [])
+        index_bars = list(get_bars(INDEX, "10y", source).get("bars") or [])
     except NotFound as exc:
         # No index file in the folder: the context is the flagged NEUTRAL fallback, as
         # backtest and train have it, rather than no replay at all.
@@ -474,7 +471,7 @@ def replay(store: Store, cfg: Any, get_bars: GetBars, symbols: Iterable[str], *,
     made: list[JSON] = []
     inputs: dict[int, JSON] = {}
     for symbol in symbols:
-        bars = list(get_bars(symbol, "10y").get("bars") or [])
+        bars = list(get_bars(symbol, "10y", source).get("bars") or [])
         for i in range(REPLAY_WARMUP, len(bars), every):
             session = str(bars[i]["date"])[:10]
             if (start and session < start) or (end and session > end):
@@ -496,8 +493,7 @@ def replay(store: Store, cfg: Any, get_bars: GetBars, symbols: Iterable[str], *,
     for p in made:
         by_action[p["action"]] = by_action.get(p["action"], 0) + 1
     # Only this replay's predictions, on the bars it was replayed from.
-    outcome = evaluate(store, lambda symbol, period, _source=None: get_bars(symbol, period),
-                       today=today, source=source)
+    outcome = evaluate(store, get_bars, today=today, source=source)
     return {"run_id": run_id, "predictions": len(made), "by_action": by_action,
             "outcomes": outcome}
 

@@ -90,7 +90,7 @@ class Services:
 def new_client(env: dict[str, str]):
     os.environ.update({k: v for k, v in env.items() if k.startswith("TRADING_")})
     from trading import config
-    from trading.client import Client
+    from trading.runtime.client import Client
 
     config.reset()
     return Client(config.get(), in_process="never", timeout=120)

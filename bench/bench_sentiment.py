@@ -40,7 +40,7 @@ def rows(name: str) -> list[dict]:
 def accuracy() -> dict:
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-    from trading.scoring import Scorer, label
+    from trading.news.scoring import Scorer, label
 
     vader = SentimentIntensityAnalyzer()
     scorer = Scorer()
@@ -89,8 +89,8 @@ def cold(path: Path, argv: list[str], line: bytes, runs: int, check) -> list[flo
 def seed_cache(symbol: str) -> int:
     """Yahoo-shaped headlines for ``symbol``, saved and scored as a fetch just now would."""
     from trading import config
-    from trading.news import BACKOFF_S, News, parse_item
-    from trading.store import Store
+    from trading.news.headlines import BACKOFF_S, News, parse_item
+    from trading.runtime.store import Store
 
     cfg = config.get()
     store = Store(cfg.db_path)
@@ -150,7 +150,7 @@ def main() -> int:
 
     labelled = [r["text"] for r in rows("headlines_labelled.jsonl")]
     texts = (labelled * (1000 // len(labelled) + 1))[:1000]
-    from trading.scoring import Scorer
+    from trading.news.scoring import Scorer
 
     scorer = Scorer()
     scorer.load()

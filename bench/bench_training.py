@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_SOURCE = f"csv:{REPO.parent / 'shared' / 'data' / 'asx-daily'}"
+DEFAULT_SOURCE = f"csv:{REPO / 'tests' / 'data' / 'asx-daily'}"
 
 
 def status_kb(pid: int, field: str) -> int:
@@ -41,7 +41,8 @@ def prediction_side(env: dict[str, str]) -> dict[str, float]:
     code = r"""
 import json, sys, time
 t = time.perf_counter()
-from trading import models, config
+from trading.learning import models
+from trading import config
 imp = time.perf_counter() - t
 cfg = config.get()
 t = time.perf_counter(); m = models.load_active(cfg); load = time.perf_counter() - t
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                              str(runtime / "market-data.sock"), "--idle-exit", "600"], env=env)
 
     from trading import config
-    from trading.client import Client
+    from trading.runtime.client import Client
 
     config.reset()
     cfg = config.get()

@@ -5,7 +5,7 @@ Bars come from the market-data service (``get_bars``) and predictions from the p
 service (``history``), through the same client as every command, so the chart shows what the
 services hold. A prediction service that cannot answer costs the markers, not the chart: the
 price is drawn and one line says why the markers are missing. matplotlib is imported by
-:mod:`trading.charts` only when drawing.
+:mod:`trading.ops.charts` only when drawing.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from trading.errors import ClientError, RPCError
 from . import common
 
 # Shown period -> fetched period: the indicators need bars before the first one drawn
-# (MACD's EMAs take ~200 bars to settle; see trading.indicators).
+# (MACD's EMAs take ~200 bars to settle; see trading.market.indicators).
 PERIODS = {"1mo": ("1y", 31), "3mo": ("1y", 92), "6mo": ("2y", 183), "1y": ("2y", 366),
            "2y": ("5y", 731), "5y": ("10y", 1827)}
 
@@ -69,7 +69,7 @@ def chart(
         common.note(f"predictions not marked: {exc}")
         predictions = []
 
-    from trading import charts
+    from trading.ops import charts
 
     try:
         with common.working(f"drawing {path}"):

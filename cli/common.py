@@ -18,7 +18,7 @@ from typing import Any
 import typer
 
 from trading import config as _config
-from trading.client import Client, set_default_client
+from trading.runtime.client import Client, set_default_client
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_TIMEOUT = 0, 1, 2, 3, 4
 
@@ -38,7 +38,7 @@ def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
 class _StderrHandler(logging.Handler):
     """Log records as ``trading: name: message`` on whatever ``sys.stderr`` is at the time
     (typer's test runner swaps it per invocation). Below DEBUG, yfinance's and pandas'
-    records are left out here, not silenced at their loggers: trading.sources reads
+    records are left out here, not silenced at their loggers: trading.market.sources reads
     yfinance's error records to tell "Yahoo unreachable" from "no data"."""
 
     quiet = ("yfinance", "py.warnings")
@@ -92,7 +92,7 @@ def installed_manager(as_json: bool, no_systemd: str, empty: dict[str, Any]):
     not (``no_systemd`` ends the message when no manager runs: exit 0, the product still
     works in-process) and stop (exit 1 when a manager runs but nothing is installed).
     ``empty`` is the rest of the ``--json`` answer (its empty lists)."""
-    from trading import systemd
+    from trading.ops import systemd
 
     manager, installed = systemd.detect()
     if manager is None:
@@ -144,7 +144,7 @@ def working(message: str) -> Iterator[None]:
 
 
 def print_json(data: Any) -> None:
-    from trading.protocol import encode
+    from trading.runtime.protocol import encode
 
     sys.stdout.write(encode(data).decode())
 

@@ -216,10 +216,11 @@ def replay(
     as_json: bool = common.JsonOption,
 ) -> None:
     """Replay history: predict each session from the bars up to it, then score the outcomes."""
-    from trading import config, predictions
-    from trading.client import Client, set_default_client
-    from trading.store import Store
-    from trading.symbols import normalize_all
+    from trading import config
+    from trading.signals import predictions
+    from trading.runtime.client import Client, set_default_client
+    from trading.runtime.store import Store
+    from trading.market.symbols import normalize_all
 
     if start and end and start > end:
         raise common.fail(f"--start {start} is after --end {end}", common.EXIT_USAGE)

@@ -1,7 +1,7 @@
 """``trading schedule`` (the timers and when they run) and ``trading job NAME`` (what they run).
 
 ``trading job predict|outcomes|train`` is the command the timers' services start. It asks the
-ASX calendar first (:mod:`trading.schedule`): on a holiday or outside the session it prints one
+ASX calendar first (:mod:`trading.ops.schedule`): on a holiday or outside the session it prints one
 line ("market closed: Christmas Day") and exits 0; otherwise it does the same call as
 ``trading predict`` / ``trading report --evaluate`` / ``trading train`` and prints a one-line
 summary for the journal. The gate is a separate command, not a flag on ``trading predict``,
@@ -51,7 +51,7 @@ def job(
     On a holiday or outside the session it prints one line saying why and exits 0.
     TRADING_NOW=2026-12-24T11:00 (Sydney time unless an offset is given) asks what the job
     would do at that moment."""
-    from trading import schedule
+    from trading.ops import schedule
 
     if name not in schedule.JOBS:
         raise common.fail(f"unknown job {name!r}: expected one of {', '.join(schedule.JOBS)}",
@@ -174,7 +174,7 @@ def _argv(exec_start: str) -> str | None:
 
 def read_timers(manager: Any) -> list[TimerInfo]:
     """Every installed trading timer as the manager sees it."""
-    from trading import systemd
+    from trading.ops import systemd
 
     names = manager.unit_files("trading*.timer")
     if not names:
@@ -224,7 +224,7 @@ def _short(runs: str | None) -> str:
 
 def schedule(as_json: bool = common.JsonOption) -> None:
     """Each timer, what it runs, and its last and next run in Sydney time and UTC."""
-    from trading import systemd
+    from trading.ops import systemd
 
     manager = common.installed_manager(
         as_json, f"no timer runs the jobs. Schedule them with cron instead, e.g. "

@@ -34,7 +34,7 @@ def serve(
     if name not in SERVICES:
         raise common.fail(f"unknown service {name!r}; known: {', '.join(SERVICES)}",
                           common.EXIT_USAGE)
-    from trading.activation import run
+    from trading.runtime.activation import run
     from trading.handlers import load
 
     argv = []

@@ -45,6 +45,6 @@ def _show(key: str, value) -> str:
 def _redact(url: str) -> str:
     """Never print a password: redis://user:secret@host -> redis://user:***@host (and
     ?password=secret -> ?password=***)."""
-    from trading.events import redact
+    from trading.signals.events import redact
 
     return redact(url)

@@ -16,7 +16,7 @@ import subprocess
 
 import typer
 
-from trading import systemd
+from trading.ops import systemd
 from trading.handlers import SERVICES
 
 from . import common

@@ -5,7 +5,7 @@ Training and backtests take seconds to minutes, longer than the client's default
 
 The progress bar: one JSON-RPC call cannot stream, so the long call runs in a thread and the
 main thread polls the service's ``progress()`` method a few times a second over a *second*
-connection (a second :class:`~trading.client.Client`; the first one's connection is busy
+connection (a second :class:`~trading.runtime.client.Client`; the first one's connection is busy
 waiting for the answer). The service serves each connection on its own thread, so the poll is
 answered while the job runs. When the handler runs in-process (no socket installed) both
 calls go to the same in-process service object, so the same poll works without sockets.
@@ -21,7 +21,7 @@ from typing import Any, Optional
 import typer
 
 from trading import config as _config
-from trading.client import Client
+from trading.runtime.client import Client
 from trading.errors import ClientError
 
 from . import common

@@ -19,7 +19,7 @@ SERVICES: dict[str, str] = {
 
 
 def load(name: str):
-    """The service class registered as ``name`` (a :class:`trading.service.Service`)."""
+    """The service class registered as ``name`` (a :class:`trading.runtime.service.Service`)."""
     try:
         module = SERVICES[name]
     except KeyError:

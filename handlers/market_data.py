@@ -4,7 +4,7 @@ Methods (every one takes ``source``: None for the configured one, ``"yahoo"``, `
 or ``"csv:DIR"`` with an absolute DIR):
 
 - ``get_market_data(symbol)`` -> ``{symbol, as_of, source, stale, age_s, technical, volume,
-  market_context}``; the score ranges are documented in :mod:`trading.market`. ``as_of`` is
+  market_context}``; the score ranges are documented in :mod:`trading.market.summary`. ``as_of`` is
   the session date of the last bar; ``age_s`` the seconds since the series was fetched;
   ``stale`` is true when the freshness rule says it should have been refreshed and the source
   could not be reached.
@@ -14,7 +14,7 @@ or ``"csv:DIR"`` with an absolute DIR):
   the cache size and the last upstream call's outcome.
 
 Cold start stays cheap: this module imports no numpy, pandas or yfinance; a request answered
-from a fresh cache reads stored summaries (see :mod:`trading.bars`).
+from a fresh cache reads stored summaries (see :mod:`trading.market.bars`).
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ import threading
 import time
 from typing import Any
 
-from trading.activation import run
+from trading.runtime.activation import run
 from trading.errors import InvalidParams, RPCError, UpstreamUnavailable
-from trading.protocol import rpc
-from trading.service import Service
-from trading.symbols import normalize
+from trading.runtime.protocol import rpc
+from trading.runtime.service import Service
+from trading.market.symbols import normalize
 
 HEALTH_TTL = 2.0  # seconds a health_check's cache figures are reused
 
@@ -55,8 +55,8 @@ class MarketData(Service):
     def cache(self):
         with self._lock:
             if self._cache is None:
-                from trading.bars import BarCache
-                from trading.store import Store
+                from trading.market.bars import BarCache
+                from trading.runtime.store import Store
 
                 self._cache = BarCache(Store(self.config.db_path))
             return self._cache
@@ -71,7 +71,7 @@ class MarketData(Service):
         with self._lock:
             src = self._sources.get(spec)
         if src is None:
-            from trading.sources import resolve
+            from trading.market.sources import resolve
 
             src = resolve(spec, self.config.cache_dir)
             with self._lock:
@@ -89,7 +89,7 @@ class MarketData(Service):
         file runs on past a stock's, or a halted stock, must not be judged by a market that
         came later. An index that is behind the symbol, or was not refreshed (its source
         failed), gives its trend flagged ``fallback``, which the rules trust less."""
-        from trading.market import context_for_trend, trend_from_closes
+        from trading.market.summary import context_for_trend, trend_from_closes
 
         index = self._index()
         e = entries.get(index)
@@ -110,7 +110,7 @@ class MarketData(Service):
         return context
 
     def _gather(self, src, symbols: list[str], days: int = SPAN_DAYS):
-        from trading.bars import today
+        from trading.market.bars import today
 
         cache = self.cache
         start = today(cache.clock()) - dt.timedelta(days=days)

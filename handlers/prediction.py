@@ -2,9 +2,9 @@
 
 One ``generate_predictions`` call makes one bulk call to market-data and one to sentiment
 (through their sockets, so systemd starts them on demand), asks the active model (issue 7) if
-there is one, applies :func:`trading.rules.decide` per symbol, and stores every prediction with
+there is one, applies :func:`trading.signals.rules.decide` per symbol, and stores every prediction with
 its inputs and an event in one transaction. The events are published to Redis afterwards when
-``redis_url`` is set (:mod:`trading.events`).
+``redis_url`` is set (:mod:`trading.signals.events`).
 
 Failure is per symbol where it can be: a symbol market-data cannot serve gets an error entry and
 the others are predicted; a sentiment service that is down costs confidence, not the
@@ -18,10 +18,10 @@ import logging
 import threading
 from typing import Any
 
-from trading.activation import run
+from trading.runtime.activation import run
 from trading.errors import InvalidParams, RPCError, TradingError, Unavailable
-from trading.protocol import rpc
-from trading.service import Service
+from trading.runtime.protocol import rpc
+from trading.runtime.service import Service
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class Prediction(Service):
     def store(self):
         with self._lock:
             if self._store is None:
-                from trading.store import Store
+                from trading.runtime.store import Store
 
                 self._store = Store(self.config.db_path)
             return self._store
@@ -60,7 +60,7 @@ class Prediction(Service):
     def publisher(self):
         with self._lock:
             if self._publisher is None:
-                from trading.events import Publisher
+                from trading.signals.events import Publisher
 
                 self._publisher = Publisher.from_config(self.config)
             return self._publisher
@@ -68,7 +68,7 @@ class Prediction(Service):
     def _model(self):
         """The active model or None; a missing or broken training module is not an error."""
         try:
-            from trading import models
+            from trading.learning import models
         except ImportError:
             return None
         try:
@@ -95,10 +95,10 @@ class Prediction(Service):
     def generate_predictions(self, symbols: list[str] | None = None,
                              source: str | None = None) -> dict[str, Any]:
         """Predict BUY/SELL/HOLD for symbols (default: configured) and store the predictions."""
-        from trading import predictions, rules
-        from trading.client import call
-        from trading.events import now_iso
-        from trading.symbols import normalize
+        from trading.signals import predictions, rules
+        from trading.runtime.client import call
+        from trading.signals.events import now_iso
+        from trading.market.symbols import normalize
 
         requested = self.config["symbols"] if symbols is None else symbols
         if isinstance(requested, str):
@@ -190,8 +190,8 @@ class Prediction(Service):
     @rpc
     def get_prediction(self, symbol: str) -> dict[str, Any]:
         """The latest stored prediction for one symbol, with its outcomes so far."""
-        from trading import predictions
-        from trading.symbols import normalize
+        from trading.signals import predictions
+        from trading.market.symbols import normalize
 
         return predictions.latest(self.store, normalize(symbol))
 
@@ -199,8 +199,8 @@ class Prediction(Service):
     def history(self, symbol: str | None = None, since: str | None = None,
                 limit: int = 100) -> list[dict[str, Any]]:
         """Stored predictions, newest first (optionally one symbol, since an ISO date)."""
-        from trading import predictions
-        from trading.symbols import normalize
+        from trading.signals import predictions
+        from trading.market.symbols import normalize
 
         return predictions.history(self.store, None if symbol is None else normalize(symbol),
                                    since, limit)
@@ -210,8 +210,8 @@ class Prediction(Service):
     def evaluate_outcomes(self, source: str | None = None) -> dict[str, Any]:
         """Score every prediction old enough: returns after 1 and 5 sessions vs the index,
         each on bars from the source it was made from; ``source``: only those made from it."""
-        from trading import predictions
-        from trading.client import call
+        from trading.signals import predictions
+        from trading.runtime.client import call
 
         if source is not None and not isinstance(source, str):
             raise InvalidParams("source must be a string: yahoo, sample or csv:DIR")
@@ -226,7 +226,7 @@ class Prediction(Service):
     @rpc
     def accuracy_report(self, origin: str | None = None) -> dict[str, Any]:
         """Hit rate by action, confidence band and symbol; mean forward return per action."""
-        from trading import predictions
+        from trading.signals import predictions
 
         return predictions.accuracy(self.store, origin)
 
@@ -234,7 +234,7 @@ class Prediction(Service):
     def events(self, after_id: int = 0, type: str | None = None, limit: int = 100,
                latest: bool = False) -> list[dict[str, Any]]:
         """Events after ``after_id`` (oldest first); ``latest``: the last ``limit`` of them."""
-        from trading import events
+        from trading.signals import events
 
         return events.read(self.store, after_id, type, limit, bool(latest))
 

@@ -2,7 +2,7 @@
 
 Methods: ``analyze_sentiment(symbol, source=None)``, ``analyze_bulk(symbols, source=None)``
 (the prediction service asks for every symbol in one call) and ``score_text(texts)``. The
-work is in :mod:`trading.news` (sources, cache, aggregate) and :mod:`trading.scoring`; both
+work is in :mod:`trading.news.headlines` (sources, cache, aggregate) and :mod:`trading.news.scoring`; both
 are imported on the first request, and a request answered from the cache never loads the
 lexicons, so a cold start stays close to a bare interpreter's.
 """
@@ -14,10 +14,10 @@ import sys
 import threading
 from typing import Any
 
-from trading.activation import run
+from trading.runtime.activation import run
 from trading.errors import InvalidParams, RPCError
-from trading.protocol import rpc
-from trading.service import Service
+from trading.runtime.protocol import rpc
+from trading.runtime.service import Service
 
 logger = logging.getLogger(__name__)
 
@@ -35,24 +35,24 @@ class Sentiment(Service):
         self._lock = threading.Lock()
 
     def _engine(self):
-        """The :class:`trading.news.News` of this process, created on first use."""
+        """The :class:`trading.news.headlines.News` of this process, created on first use."""
         with self._lock:
             if self._news is None:
-                from trading.news import News
-                from trading.store import Store
+                from trading.news.headlines import News
+                from trading.runtime.store import Store
 
                 self._news = News(Store(self.config.db_path), self.config["news_half_life_h"])
             return self._news
 
     def _source(self, source: Any):
-        from trading.news import resolve
+        from trading.news.headlines import resolve
 
         return resolve(source, self.config["news_source"], self.config.cache_dir)
 
     @rpc
     def analyze_sentiment(self, symbol: str, source: str | None = None) -> dict[str, Any]:
         """Recency-weighted sentiment of a symbol's headlines: score -1..1, confidence 0..1."""
-        from trading.symbols import normalize
+        from trading.market.symbols import normalize
 
         sym = normalize(symbol)
         return self._engine().analyze(sym, self._source(source))
@@ -63,7 +63,7 @@ class Sentiment(Service):
 
         Errors are keyed by the symbol as given; a bad source fails the whole call.
         """
-        from trading.symbols import normalize
+        from trading.market.symbols import normalize
 
         if not isinstance(symbols, list) or not symbols:
             raise InvalidParams("symbols must be a non-empty list of strings")
@@ -95,12 +95,12 @@ class Sentiment(Service):
                 raise InvalidParams(f"texts[{i}] is {type(t).__name__}, expected a string")
             if len(t) > MAX_TEXT_CHARS:
                 raise InvalidParams(f"texts[{i}] is longer than {MAX_TEXT_CHARS} characters")
-        from trading.scoring import score_texts
+        from trading.news.scoring import score_texts
 
         return {"scores": score_texts(texts)}
 
     def health(self) -> dict[str, Any]:
-        scoring = sys.modules.get("trading.scoring")  # report, but never trigger, the load
+        scoring = sys.modules.get("trading.news.scoring")  # report, but never trigger, the load
         return {"news_source": self.config["news_source"],
                 "news_half_life_h": self.config["news_half_life_h"],
                 "lexicons_loaded": bool(scoring and scoring.default_scorer().loaded)}

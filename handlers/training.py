@@ -23,10 +23,10 @@ import time
 from contextlib import contextmanager
 from typing import Any
 
-from trading.activation import run
+from trading.runtime.activation import run
 from trading.errors import Busy, InvalidParams, Unavailable, UpstreamUnavailable
-from trading.protocol import rpc
-from trading.service import Service
+from trading.runtime.protocol import rpc
+from trading.runtime.service import Service
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class Training(Service):
     def store(self):
         with self._store_lock:
             if self._store is None:
-                from trading.store import Store
+                from trading.runtime.store import Store
 
                 self._store = Store(self.config.db_path)
             return self._store
@@ -130,7 +130,7 @@ class Training(Service):
         folds = _int_param("folds", folds, 2, 20)
         spec = self._source(source)
         with self._running("train", 1 + len(symbols) + folds + 1) as job:
-            from trading import features, models
+            from trading.learning import features, models
 
             last = end_d or dt.date.today()
             bars, index, skipped = self._load(spec, symbols, last.replace(
@@ -167,14 +167,14 @@ class Training(Service):
     @rpc
     def models(self) -> list[dict[str, Any]]:
         """Registered model versions, newest first, with their metrics and the active flag."""
-        from trading import models
+        from trading.learning import models
 
         return models.list_models(self.store)
 
     @rpc
     def activate(self, version: str | None) -> dict[str, Any] | None:
         """Make VERSION the model predictions use (null: predict without a model)."""
-        from trading import models
+        from trading.learning import models
 
         return models.activate(self.store, version)
 
@@ -183,7 +183,7 @@ class Training(Service):
                  end: str | None = None, source: str | None = None,
                  cost_bps: float = 10.0, use_model: bool = True) -> dict[str, Any]:
         """Replay history day by day through the prediction rules; equity against buy-and-hold."""
-        from trading import backtest, features, models
+        from trading.learning import backtest, features, models
 
         symbols = self._symbols(symbols)
         start_d, end_d = _date_param("start", start), _date_param("end", end)
@@ -238,7 +238,7 @@ class Training(Service):
 
     # -- helpers --------------------------------------------------------------------------
     def _symbols(self, symbols: Any) -> list[str]:
-        from trading.symbols import is_index, normalize_all
+        from trading.market.symbols import is_index, normalize_all
 
         out = normalize_all(symbols if symbols is not None else self.config["symbols"])
         if any(is_index(s) for s in out):
@@ -246,7 +246,7 @@ class Training(Service):
         return out
 
     def _source(self, source: Any) -> str:
-        from trading.sources import resolve
+        from trading.market.sources import resolve
 
         spec = source if source is not None else self.config["source"]
         resolve(spec, self.config.cache_dir)  # validates; raises InvalidParams
@@ -259,9 +259,9 @@ class Training(Service):
         The bars come from the market-data service (``get_bars``), not from the source
         directly: it owns the Yahoo fetching, its rate-limit backoff and the bar cache, and
         this service's unit has no network at all (PrivateNetwork=yes)."""
-        from trading.client import call
+        from trading.runtime.client import call
         from trading.errors import ClientError, RPCError
-        from trading.market import Bars
+        from trading.market.summary import Bars
 
         self._step(job, f"loading bars from {spec}", 0)
         days = (dt.date.today() - start).days

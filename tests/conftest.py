@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
-ASX_DAILY = SHARED / "data" / "asx-daily"
+ASX_DAILY = REPO / "tests" / "data" / "asx-daily"  # real bars; see its README
 PYTHON = sys.executable
 
 
@@ -41,7 +40,8 @@ def clean_environ(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("TRADING_STATE_DIR", str(root / "state"))
     monkeypatch.setenv("TRADING_CACHE_DIR", str(root / "cache"))
     monkeypatch.setenv("TRADING_CONFIG", str(root / "config.toml"))  # absent unless a test writes it
-    from trading import client, config
+    from trading.runtime import client
+    from trading import config
 
     config.reset()
     client.set_default_client(None)
@@ -58,8 +58,6 @@ def runtime_dir() -> Path:
 
 @pytest.fixture
 def asx_daily() -> Path:
-    if not ASX_DAILY.is_dir():
-        pytest.fail(f"shared data missing: {ASX_DAILY} (CI has ../shared beside the checkout)")
     return ASX_DAILY
 
 

@@ -2,7 +2,7 @@
 
 Two fences: the socket file (0660, user and group ``trading`` on a system install) and the
 handler's own SO_PEERCRED check against ``allowed_users`` / ``allowed_groups``
-(:mod:`trading.access`). To test the second fence on its own, the socket of a live handler is
+(:mod:`trading.runtime.access`). To test the second fence on its own, the socket of a live handler is
 opened to everyone (chmod 0666) so the kernel lets ``nobody`` connect; the handler must then
 answer that stranger with a clear Forbidden error, and serve a ``nobody`` who belongs to an
 allowed group or is an allowed user.
@@ -189,7 +189,7 @@ def test_a_redis_password_is_never_logged_or_returned(activate, monkeypatch, url
         monkeypatch.setenv(k, v)
     handlers = {name: activate(name, idle_exit=30) for name in
                 ("market-data", "sentiment", "prediction")}
-    from trading.client import call
+    from trading.runtime.client import call
 
     seen = []
     made = call("prediction", "generate_predictions", symbols=["CBA", "BHP"])

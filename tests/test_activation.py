@@ -11,7 +11,7 @@ import pytest
 
 from support.slow_service import Slow
 from trading import config
-from trading.activation import Server, bind_unix
+from trading.runtime.activation import Server, bind_unix
 from conftest import wait_for
 
 
@@ -212,7 +212,7 @@ def test_a_peer_that_is_not_allowed_gets_a_clear_error(serve):
 
 
 def test_authorizer_admits_own_user_and_refuses_strangers():
-    from trading.access import authorizer
+    from trading.runtime.access import authorizer
 
     cfg = config.load({"TRADING_ALLOWED_GROUPS": "", "TRADING_ALLOWED_USERS": "12345"})
     check = authorizer(cfg, own_uid=4242)

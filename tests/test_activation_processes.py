@@ -19,7 +19,7 @@ import pytest
 from conftest import PYTHON, REPO, pass_env, wait_for
 from support.manager import SocketManager
 from trading import config
-from trading.client import Client
+from trading.runtime.client import Client
 from trading.errors import CallTimeout, MethodNotFound, ServiceUnavailable
 
 TESTS = str(REPO / "tests")

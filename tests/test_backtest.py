@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from trading import backtest, config, features
-from trading.sources import CsvSource
+from trading.learning import backtest, features
+from trading import config
+from trading.market.sources import CsvSource
 
 SYMBOLS = ["ANZ.AX", "MQG.AX", "WBC.AX"]
 INDEX = "^AXJO"

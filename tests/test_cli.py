@@ -3,7 +3,7 @@ documented exit codes, one-line failures, completion, and the chart's PNG.
 
 The services run in-process (no socket installed) unless a test puts a socket in the runtime
 directory: a dead one (refused), or a listener that never answers (timeout). The data is the
-built-in sample source and the shared ASX history; nothing touches the network.
+built-in sample source and the real ASX history in tests/data; nothing touches the network.
 """
 
 from __future__ import annotations
@@ -248,7 +248,7 @@ def test_the_chart_module_draws_without_any_service(tmp_path):
     """lib/charts.py on hand-made bars: a straight rise gives RSI 100 and a marker at its bar."""
     import datetime as dt
 
-    from trading import charts
+    from trading.ops import charts
 
     day = dt.date(2026, 1, 1)
     bars = [{"date": (day + dt.timedelta(days=i)).isoformat(), "close": 10.0 + i}
@@ -376,7 +376,7 @@ def test_serve_runs_a_handler_on_a_socket_until_it_is_idle(runtime_dir):
     socket, one real call, then idle exit with status 0 and the socket file gone."""
     from conftest import wait_for
 
-    from trading.client import Client
+    from trading.runtime.client import Client
 
     path = runtime_dir / "sentiment.sock"
     trading = Path(sys.executable).parent / "trading"
@@ -435,7 +435,7 @@ def test_in_process_logging_is_one_line_per_error_and_yfinance_stays_quiet(
     logging.captureWarnings(False)  # as in a fresh process (earlier commands here turned it on)
     common.setup_logging()
     logging.getLogger("trading.handlers.x").error("a bug in %s", "x")
-    logging.getLogger("trading.news").warning("a warning")
+    logging.getLogger("trading.news.headlines").warning("a warning")
     logging.getLogger("yfinance").error("Failed to get ticker 'CBA.AX'")
     warnings.warn_explicit("inplace is deprecated", FutureWarning, "multi.py", 220,
                            module="yfinance.multi")
@@ -448,7 +448,7 @@ def test_in_process_logging_is_one_line_per_error_and_yfinance_stays_quiet(
 
 def test_offline_yahoo_is_one_line_saying_unreachable(restore_logging, monkeypatch):
     """Real yfinance whose HTTP session cannot resolve Yahoo (as on a VM with its network
-    down): the quieted yfinance logger must still tell trading.sources what happened."""
+    down): the quieted yfinance logger must still tell trading.market.sources what happened."""
     from curl_cffi import requests as curl_requests
     from curl_cffi.requests.exceptions import DNSError
 

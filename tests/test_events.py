@@ -17,10 +17,11 @@ from datetime import date
 
 import pytest
 
-from trading import config, events, predictions
-from trading.client import Client, set_default_client
+from trading import config
+from trading.signals import events, predictions
+from trading.runtime.client import Client, set_default_client
 from trading.errors import InvalidParams
-from trading.store import Store
+from trading.runtime.store import Store
 
 from conftest import wait_for
 
@@ -122,7 +123,7 @@ def test_outcomes_are_published_too(monkeypatch, redis_server, asx_daily):
     sub.subscribe("trading:outcome")
     collect(sub, 0, 0.3)
     store = Store(cfg.db_path)
-    from trading import rules
+    from trading.signals import rules
 
     m = {"symbol": "BHP.AX", "as_of": "2025-11-03", "stale": False,
          "technical": {"tech_score": 0.3, "current_price": 40.0}, "volume": {},
@@ -151,7 +152,7 @@ def test_redis_down_never_fails_a_prediction(monkeypatch, caplog):
     port = free_port()  # nothing listens there
     cfg = use_redis(monkeypatch, f"redis://:hunter2@127.0.0.1:{port}/0")
     svc = service(cfg)
-    caplog.set_level(logging.WARNING, logger="trading.events")
+    caplog.set_level(logging.WARNING, logger="trading.signals.events")
     t0 = time.monotonic()
     first = svc.generate_predictions(source="sample")
     second = svc.generate_predictions(["CBA.AX"], source="sample")
@@ -164,7 +165,7 @@ def test_redis_down_never_fails_a_prediction(monkeypatch, caplog):
     health = svc.health_check()
     # One failure, then publishing pauses instead of paying a timeout per call.
     assert health["publish_failures"] == 1 and health["events_published"] == 0
-    warnings = [r.getMessage() for r in caplog.records if r.name == "trading.events"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "trading.signals.events"]
     assert len(warnings) == 1 and "stay in the events table" in warnings[0]
     assert "hunter2" not in warnings[0] and ":***@" in warnings[0]
     assert elapsed < 10
@@ -175,7 +176,7 @@ def test_redis_down_never_fails_a_prediction(monkeypatch, caplog):
 def test_a_wrong_password_is_not_logged(monkeypatch, redis_server, caplog):
     port = redis_server("--requirepass", "right-one")
     cfg = use_redis(monkeypatch, f"redis://:wrong-one@127.0.0.1:{port}/0")
-    caplog.set_level(logging.WARNING, logger="trading.events")
+    caplog.set_level(logging.WARNING, logger="trading.signals.events")
     svc = service(cfg)
     out = svc.generate_predictions(["NAB"], source="sample")
     assert list(out["results"]) == ["NAB.AX"]

@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from trading.errors import InvalidSymbol
-from trading.symbols import normalize
+from trading.market.symbols import normalize
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +63,7 @@ def invalid(text: str) -> bool:
 
 def refused(source: str) -> bool:
     from trading.errors import InvalidParams
-    from trading.sources import resolve
+    from trading.market.sources import resolve
 
     try:
         resolve(source, Path("/nonexistent"))
@@ -368,9 +368,9 @@ def test_fuzz_market_data(activate):
 
 def seed_predictions(cfg) -> None:
     """Stored predictions and their events (the real record()), for an attack to aim at."""
-    from trading import predictions
-    from trading.events import now_iso
-    from trading.store import Store
+    from trading.signals import predictions
+    from trading.signals.events import now_iso
+    from trading.runtime.store import Store
 
     store = Store(cfg.db_path)
     made = [{"symbol": s, "created_at": now_iso(), "action": "BUY", "confidence": 0.7,

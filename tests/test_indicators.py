@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trading import indicators as ind
-from trading.sources import parse_csv
+from trading.market import indicators as ind
+from trading.market.sources import parse_csv
 
 # The classic 33-close series (Wilder; StockCharts' worked example) and TA-Lib's RSI(14).
 GOLDEN_CLOSE = [44.3389, 44.0902, 44.1497, 43.6124, 44.3278, 44.8264, 45.0955, 45.4245,

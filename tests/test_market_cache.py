@@ -11,11 +11,11 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from trading import asx
-from trading.bars import BACKOFF_S, PAUSE_S, BarCache
+from trading.market import asx
+from trading.market.bars import BACKOFF_S, PAUSE_S, BarCache
 from trading.errors import NotFound, UpstreamUnavailable
-from trading.sources import Fetched, synthetic
-from trading.store import Store
+from trading.market.sources import Fetched, synthetic
+from trading.runtime.store import Store
 
 SYD = asx.TZ
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from trading import asx, market
+from trading.market import asx, summary as market
 
 SYD = asx.TZ
 D = dt.date

@@ -12,10 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from trading import config
-from trading.bars import PAUSE_S
+from trading.market.bars import PAUSE_S
 from trading.errors import InvalidParams, InvalidSymbol, UpstreamUnavailable
 from trading.handlers.market_data import MarketData
-from trading.sources import SampleSource
+from trading.market.sources import SampleSource
 
 from conftest import wait_for
 
@@ -135,7 +135,7 @@ def test_context_falls_back_when_the_index_is_missing(svc, asx_daily, tmp_path):
 def test_the_context_ends_at_the_symbols_own_last_session(svc, asx_daily):
     """The shared CBA file ends 2026-01-02 and the index file runs on into March: CBA's
     context is the index trend up to 2 January, not a market that came later."""
-    from trading.sources import parse_csv
+    from trading.market.sources import parse_csv
 
     index = parse_csv(asx_daily / "^AXJO.csv")
     cba = parse_csv(asx_daily / "CBA.AX.csv")
@@ -208,7 +208,7 @@ def _listening(a) -> bool:
 
 
 def test_over_a_real_socket(activate):
-    from trading.client import Client
+    from trading.runtime.client import Client
 
     a = activate("market-data", idle_exit=5.0)
     # systemd-socket-activate creates the path a moment before it listens.

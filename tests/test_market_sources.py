@@ -17,7 +17,7 @@ from curl_cffi.requests.exceptions import DNSError
 from yfinance.exceptions import YFRateLimitError
 
 from trading.errors import InvalidParams, NotFound, UpstreamUnavailable
-from trading.sources import (CsvSource, SampleSource, YahooSource, classify, frame_to_bars,
+from trading.market.sources import (CsvSource, SampleSource, YahooSource, classify, frame_to_bars,
                              parse_csv, resolve, synthetic)
 
 START, END = dt.date(2024, 1, 1), dt.date(2026, 3, 31)

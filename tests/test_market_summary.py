@@ -7,9 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from trading import config, indicators, market
-from trading.market import Bars
-from trading.sources import SampleSource, parse_csv, synthetic
+from trading import config
+from trading.market import indicators, summary as market
+from trading.market.summary import Bars
+from trading.market.sources import SampleSource, parse_csv, synthetic
 
 
 def closes_with_trend(pct: float, sessions: int = 5) -> list[float]:

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trading.errors import InvalidSymbol
-from trading.symbols import normalize, normalize_all
+from trading.market.symbols import normalize, normalize_all
 
 SAFE = re.compile(r"(\^[A-Z0-9]{1,10}|[A-Z0-9]{1,6}\.AX)")
 

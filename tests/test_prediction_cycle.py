@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 
 from trading import config
-from trading.client import Client
+from trading.runtime.client import Client
 from trading.errors import Unavailable
-from trading.store import Store
+from trading.runtime.store import Store
 
 SEVEN = ["CBA.AX", "ANZ.AX", "NAB.AX", "WBC.AX", "MQG.AX", "COL.AX", "BHP.AX"]
 

@@ -1,4 +1,4 @@
-"""The prediction log and outcome scoring, on the real bars in ../shared/data/asx-daily.
+"""The prediction log and outcome scoring, on the real bars in tests/data/asx-daily.
 
 The replay test does what `trading replay DIR` + `trading report` do: it predicts each
 historical session with the real rules from bars read through market-data's ``csv:DIR``
@@ -16,10 +16,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from typer.testing import CliRunner
 
-from trading import config, predictions, rules
-from trading.client import Client, set_default_client
+from trading import config
+from trading.signals import predictions, rules
+from trading.runtime.client import Client, set_default_client
 from trading.errors import InvalidParams, NotFound
-from trading.store import Store
+from trading.runtime.store import Store
 
 
 @pytest.fixture
@@ -243,7 +244,7 @@ def test_each_prediction_is_scored_on_bars_from_its_own_source(store, cfg):
 
 
 def test_outcome_events_are_appended(store, cfg, bars_from):
-    from trading import events
+    from trading.signals import events
 
     _, get_bars = bars_from
     p, _ = store_one(store, cfg, market("NAB.AX", "2025-06-02"),
@@ -433,8 +434,8 @@ def test_trading_events_follow_prints_new_events():
 def test_the_active_model_is_a_component_and_is_credited(cfg):
     """With a model trained and activated (issue 7's registry), its probability is the model
     component and its version is recorded; without one the weight is redistributed."""
-    from trading import models
-    from trading.features import FEATURE_NAMES
+    from trading.learning import models
+    from trading.learning.features import FEATURE_NAMES
     from trading.handlers.prediction import Prediction
 
     set_default_client(Client(cfg, in_process="always"))

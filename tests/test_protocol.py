@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from trading.errors import (InvalidParams, InvalidSymbol, MethodNotFound, NotFound, RPCError,
                             UpstreamUnavailable)
-from trading.protocol import Dispatcher, LineBuffer, LineTooLong, encode, rpc
-from trading.service import Service
+from trading.runtime.protocol import Dispatcher, LineBuffer, LineTooLong, encode, rpc
+from trading.runtime.service import Service
 
 
 class Calc(Service):

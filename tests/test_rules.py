@@ -13,7 +13,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from trading import config, rules
+from trading import config
+from trading.signals import rules
 
 CONTEXTS = rules.CONTEXTS
 

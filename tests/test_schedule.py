@@ -18,10 +18,12 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from trading import asx, config, schedule
+from trading.market import asx
+from trading import config
+from trading.ops import schedule
 from trading.cli.main import app
 from trading.errors import ConfigError
-from trading.store import Store
+from trading.runtime.store import Store
 
 SYD = asx.TZ
 HOLIDAYS_2026 = {

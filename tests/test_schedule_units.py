@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from trading import schedule
+from trading.ops import schedule
 
 REPO = Path(__file__).resolve().parent.parent
 UNITS = REPO / "units"

@@ -16,9 +16,9 @@ from yfinance.exceptions import YFRateLimitError
 
 from trading import config
 from trading.errors import InvalidParams, InvalidSymbol, NotFound, UpstreamUnavailable
-from trading.news import (BACKOFF_S, FRESH_S, NETWORK_PAUSE_S, RETRY_DELAY_S, JsonlNews, News,
+from trading.news.headlines import (BACKOFF_S, FRESH_S, NETWORK_PAUSE_S, RETRY_DELAY_S, JsonlNews, News,
                           SampleNews, YahooNews, aggregate, parse_item, resolve)
-from trading.store import Store
+from trading.runtime.store import Store
 
 NOW = 1_795_000_000  # 2026-11-18T11:06:40Z
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trading.scoring import Scorer, label
+from trading.news.scoring import Scorer, label
 
 DATA = Path(__file__).parent / "data"
 
@@ -116,7 +116,7 @@ def test_no_scored_words_is_zero_and_range(scorer):
 
 
 def test_lexicons_load_lazily():
-    code = ("import sys; import trading.scoring as s; sc = s.Scorer(); "
+    code = ("import sys; import trading.news.scoring as s; sc = s.Scorer(); "
             "import trading.handlers.sentiment as h; h.SERVICE(); "
             "assert not sc.loaded; "
             "assert 'vaderSentiment' not in sys.modules, 'vader imported early'; "
@@ -130,7 +130,7 @@ def test_handler_import_is_light():
     # Every import at the top of the handler is paid on each cold start.
     code = ("import sys, trading.handlers.sentiment; "
             "heavy = [m for m in ('pandas', 'numpy', 'yfinance', 'vaderSentiment', "
-            "'trading.scoring', 'trading.news', 'trading.store') if m in sys.modules]; "
+            "'trading.news.scoring', 'trading.news.headlines', 'trading.runtime.store') if m in sys.modules]; "
             "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

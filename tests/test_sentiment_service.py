@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from trading import config
-from trading.client import Client
+from trading.runtime.client import Client
 from trading.errors import InvalidParams, InvalidSymbol
 
 

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from trading.errors import Busy
-from trading.store import Store, _statements, migrations
+from trading.runtime.store import Store, _statements, migrations
 
 
 def test_migrations_apply_once_in_order_and_set_the_version(tmp_path):
@@ -48,7 +48,7 @@ def test_a_failed_transaction_leaves_nothing_behind(tmp_path):
 
 
 def test_a_lock_held_too_long_is_busy_not_a_crash(tmp_path, monkeypatch):
-    import trading.store as store_mod
+    import trading.runtime.store as store_mod
 
     monkeypatch.setattr(store_mod, "BUSY_TIMEOUT_MS", 100)
     store = Store(tmp_path / "t.db")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from trading import systemd
+from trading.ops import systemd
 from trading.cli.main import app
 
 SHOW = """\

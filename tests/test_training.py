@@ -11,9 +11,10 @@ import time
 import numpy as np
 import pytest
 
-from trading import config, features, models
-from trading.market import Bars
-from trading.sources import CsvSource
+from trading import config
+from trading.learning import features, models
+from trading.market.summary import Bars
+from trading.market.sources import CsvSource
 
 SYMBOLS = ["CBA.AX", "BHP.AX", "COL.AX"]
 INDEX = "^AXJO"
@@ -43,7 +44,7 @@ def scrambled_after(b: Bars, day: str, seed: int = 1) -> Bars:
 
 
 def test_changing_bars_after_a_day_changes_no_feature_or_rule_decision_up_to_it(bars):
-    from trading.rules import decide
+    from trading.signals.rules import decide
 
     cfg = config.get()
     index = bars[INDEX]
@@ -137,7 +138,7 @@ def test_exported_model_reproduces_scikit_learn_and_needs_no_numpy(bars):
 
 def test_registry_keeps_one_active_model(tmp_path):
     from trading.errors import NotFound
-    from trading.store import Store
+    from trading.runtime.store import Store
 
     cfg = config.get()
     store = Store(cfg.db_path)
@@ -169,7 +170,7 @@ def test_registry_keeps_one_active_model(tmp_path):
 
 
 def test_a_missing_model_file_means_no_model_not_an_error(tmp_path):
-    from trading.store import Store
+    from trading.runtime.store import Store
 
     cfg = config.get()
     store = Store(cfg.db_path)
@@ -186,7 +187,7 @@ def test_a_missing_model_file_means_no_model_not_an_error(tmp_path):
 def test_service_trains_with_progress_over_a_second_connection(activate, asx_daily):
     """The real handler under socket activation: train over one connection while another
     polls progress; a second job meanwhile is refused as Busy; the model is registered."""
-    from trading.client import Client
+    from trading.runtime.client import Client
     from trading.errors import Busy
 
     activate("training", idle_exit=30.0)
@@ -252,7 +253,7 @@ def test_training_sends_status_to_systemd_as_folds_complete(asx_daily, tmp_path,
     import sys
 
     from tests.conftest import wait_for
-    from trading.client import Client
+    from trading.runtime.client import Client
 
     path = tmp_path / "notify"
     sd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trading import walkforward as wf
+from trading.learning import walkforward as wf
 
 
 @settings(max_examples=200, deadline=None)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 import time
 
-from trading.activation import run
-from trading.protocol import rpc
-from trading.service import Service
+from trading.runtime.activation import run
+from trading.runtime.protocol import rpc
+from trading.runtime.service import Service
 
 
 class Slow(Service):

@@ -20,9 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from trading import events, predictions
+from trading.signals import events, predictions
 from trading.errors import Busy
-from trading.store import Store
+from trading.runtime.store import Store
 
 SYMBOLS = ["CBA.AX", "ANZ.AX", "NAB.AX", "WBC.AX", "BHP.AX"]
 

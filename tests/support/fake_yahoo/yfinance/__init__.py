@@ -5,7 +5,7 @@ tests that need Yahoo up, down or rate-limiting (the one fake edge of the projec
 attempts) and does what ``$TRADING_TEST_YAHOO_MODE`` (a file, read on every call) says:
 
 - ``ok CSVDIR``: the frame ``yf.download`` returns, two-level (Price, Ticker) columns, from
-  the CSV files in CSVDIR (``../shared/data/asx-daily`` layout);
+  the CSV files in CSVDIR (``tests/data/asx-daily`` layout);
 - ``empty``: an empty frame and nothing logged (no ticker has data);
 - ``network``: what yfinance 1.x does when the host is unreachable: it catches curl_cffi's
   ``DNSError`` per ticker, logs it on the ``yfinance`` logger and returns an empty frame;
@@ -25,7 +25,7 @@ _CURL_DNS = ("Failed to perform, curl: (6) Could not resolve host: query2.financ
 
 
 class YFRateLimitError(Exception):
-    """Same name as yfinance's, which is what trading.sources.classify matches."""
+    """Same name as yfinance's, which is what trading.market.sources.classify matches."""
 
 
 class ConnectionError(OSError):  # noqa: A001 - curl_cffi's name, matched by classify
@@ -64,7 +64,7 @@ def download(tickers, start=None, end=None, **kw):
         path = Path(mode[1]) / f"{s}.csv"
         if not path.exists():
             continue
-        from trading.sources import parse_csv  # both CSV layouts of the shared data
+        from trading.market.sources import parse_csv  # both CSV layouts of the shared data
 
         bars = parse_csv(path)
         index = pd.DatetimeIndex(pd.to_datetime(bars.dates).tz_localize("Australia/Sydney"),

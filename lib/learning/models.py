@@ -25,8 +25,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidParams, NotFound
-from .features import FEATURE_NAMES, vector
+from trading.errors import InvalidParams, NotFound
+from trading.learning.features import FEATURE_NAMES, vector
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ def load_active(cfg, store=None) -> LinearModel | None:
     Cheap enough per prediction: one indexed query; the file is parsed once per version.
     """
     if store is None:
-        from .store import Store
+        from trading.runtime.store import Store
 
         store = Store(cfg.db_path)
     row = active_row(store)
@@ -245,10 +245,10 @@ MIN_PRESENT = 0.8  # a feature missing from more rows than this leaves it out of
 
 
 def rules_probability(market: dict, cfg) -> float:
-    """The rule-based predictor as a probability: :func:`trading.rules.decide`'s score (the
+    """The rule-based predictor as a probability: :func:`trading.signals.rules.decide`'s score (the
     weighted mean of its components, 0.5 neutral; above 0.5 it leans towards BUY), with no
     sentiment and no model, as in a backtest."""
-    from .rules import decide
+    from trading.signals.rules import decide
 
     return float(decide(market, None, None, cfg)["score"])
 
@@ -257,14 +257,14 @@ def train(data, cfg, *, folds: int = 8, min_train: int | None = None,
           on_fold=None) -> tuple[LinearModel, dict[str, Any]]:
     """Walk-forward evaluation of the model and both baselines, then the final fit on all rows.
 
-    ``data`` is a :class:`trading.features.Dataset`. Returns the fitted model (unsaved) and
+    ``data`` is a :class:`trading.learning.features.Dataset`. Returns the fitted model (unsaved) and
     the report: out-of-sample accuracy, AUC and Brier score of the model, of the majority
     class of each training window (its base rate as the probability) and of the rules, pooled
     over the test blocks and per fold. ``on_fold(k, folds)`` is called as folds complete.
     """
     import numpy as np
 
-    from . import walkforward as wf
+    from trading.learning import walkforward as wf
 
     present = 1.0 - np.isnan(data.x).mean(axis=0) if len(data.y) else np.zeros(len(FEATURE_NAMES))
     chosen = [i for i, share in enumerate(present) if share >= MIN_PRESENT]
@@ -317,7 +317,7 @@ def train(data, cfg, *, folds: int = 8, min_train: int | None = None,
         "per_fold": per_fold,
         "baselines": {"majority": "the base rate of each training window as the probability "
                                   "(decision: its majority class)",
-                      "rules": "trading.rules.decide score with no sentiment and no model"},
+                      "rules": "trading.signals.rules.decide score with no sentiment and no model"},
         "coefficients": dict(zip(names, [round(c, 4) for c in final.coef])),
     }
     return final, report

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import InvalidSymbol
+from trading.errors import InvalidSymbol
 
 MAX_LENGTH = 12
 _CODE = re.compile(r"[A-Z0-9]{1,6}")

@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .errors import (InternalError, InvalidParams, InvalidRequest, MethodNotFound, ParseError,
+from trading.errors import (InternalError, InvalidParams, InvalidRequest, MethodNotFound, ParseError,
                      RPCError)
 
 logger = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 Every prediction is stored with the inputs that produced it (the market-data and sentiment
 answers and the model probability), so any prediction can be explained and re-decided later.
 Predictions and their events are written in one transaction; the events go to Redis after it
-commits (:mod:`trading.events`).
+commits (:mod:`trading.signals.events`).
 
 Outcomes
 --------
@@ -14,7 +14,7 @@ sessions later (counted on the exchange calendar, so a bar missing from Yahoo's 
 stretches the horizon: the outcome waits for it), both from one ``get_bars`` series (adjusted
 history is rewritten after every dividend, so mixing a stored price with a later series would
 be wrong). Only settled bars count: a session's bar is used once the delayed feed has its
-final close (:func:`trading.market.settles_at`), never today's live bar, because an outcome
+final close (:func:`trading.market.summary.settles_at`), never today's live bar, because an outcome
 is written once. The index (``^AXJO``) return over the same two dates is stored beside it
 when the index has both bars.
 
@@ -29,8 +29,8 @@ When was the action **right**?
 Replay
 ------
 :func:`replay` rebuilds history: for each session in a ``csv:DIR`` series it summarises the
-bars up to that session (:func:`trading.market.summarize`, the same code market-data serves),
-decides with :func:`trading.rules.decide` (no sentiment: there are no historical headlines),
+bars up to that session (:func:`trading.market.summary.summarize`, the same code market-data serves),
+decides with :func:`trading.signals.rules.decide` (no sentiment: there are no historical headlines),
 stores the prediction as made at that session's close (``origin = 'replay'``), and then runs
 the outcome scoring over the same bars. Replayed predictions emit no events: they are history,
 not news.
@@ -46,10 +46,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
-from . import events as _events
-from . import rules
-from .errors import InvalidParams, NotFound, TradingError
-from .store import Store
+from trading.signals import events as _events
+from trading.signals import rules
+from trading.errors import InvalidParams, NotFound, TradingError
+from trading.runtime.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -256,7 +256,7 @@ def _closes(answer: Mapping, cutoff: str = "9999") -> tuple[list[str], dict[str,
 
 def last_settled_session(at: datetime) -> date:
     """The latest session whose final bar the delayed feed has at ``at``."""
-    from . import asx, market
+    from trading.market import asx, summary as market
 
     day = at.astimezone(_tz()).date()
     if asx.is_session(day) and at >= market.settles_at(day):
@@ -265,7 +265,7 @@ def last_settled_session(at: datetime) -> date:
 
 
 def _sessions_after(day: date, n: int) -> date:
-    from . import asx
+    from trading.market import asx
 
     for _ in range(n):
         day = asx.next_session(day)
@@ -285,7 +285,7 @@ def evaluate(store: Store, get_bars: GetBars, *, publisher: _events.Publisher | 
     errors: {SYMBOL: message}}``."""
     now = now or _events.now_iso()
     if today is not None:
-        from . import asx
+        from trading.market import asx
 
         settled = asx.previous_session(today)
     else:
@@ -454,7 +454,7 @@ def replay(store: Store, cfg: Any, get_bars: GetBars, symbols: Iterable[str], *,
     """Predict each ``every``-th session of each symbol's history as if at its close, store the
     predictions (origin 'replay', replacing an earlier replay of the same source), then score
     their outcomes. Returns ``{run_id, predictions, by_action, outcomes: evaluate(...)}``."""
-    from .market import summarize  # numpy: only the replay pays for it
+    from trading.market.summary import summarize  # numpy: only the replay pays for it
 
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise InvalidParams("every must be a positive integer")

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidParams, NotFound, UpstreamUnavailable
+from trading.errors import InvalidParams, NotFound, UpstreamUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -273,7 +273,7 @@ class JsonlNews(Source):
     def _reindex(self) -> dict[str, list[dict]]:
         import json
 
-        from .symbols import normalize
+        from trading.market.symbols import normalize
 
         files = self._files()
         stamp = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files)
@@ -341,7 +341,7 @@ class News:
     @property
     def scorer(self):
         if self._scorer is None:
-            from .scoring import default_scorer
+            from trading.news.scoring import default_scorer
 
             self._scorer = default_scorer()
         return self._scorer
@@ -441,7 +441,7 @@ class News:
             "WHERE s.symbol = ? AND s.source = ? AND n.published >= ? "
             "ORDER BY n.published DESC, n.id LIMIT ?",
             (symbol, source_key, since, MAX_HEADLINES))]
-        from .scoring import VERSION
+        from trading.news.scoring import VERSION
 
         todo = [r for r in rows if r["score"] is None or r["scorer"] != VERSION]
         if todo:
@@ -464,7 +464,7 @@ class News:
 
 def aggregate(rows: list[dict], now: float, half_life_h: float) -> dict[str, Any]:
     """Recency-weighted mean score and a confidence from coverage and agreement."""
-    from .scoring import label
+    from trading.news.scoring import label
 
     counts = {"positive": 0, "negative": 0, "neutral": 0}
     total_w = weighted = abs_weighted = 0.0

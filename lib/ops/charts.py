@@ -5,7 +5,7 @@ returns them) and prediction dicts (as ``history`` returns them) and writes a PN
 tested without any service. matplotlib (and its Agg backend, which needs no display) is
 imported inside :func:`draw` only: importing this module costs nothing.
 
-The indicators come from :mod:`trading.indicators`, the same code the services score with, so
+The indicators come from :mod:`trading.market.indicators`, the same code the services score with, so
 the RSI on the chart is the RSI in ``trading market``. They are computed over every bar given
 and only the last ``show_days`` are drawn, so the first bars on screen are warmed up.
 
@@ -62,7 +62,7 @@ def summary(symbol: str, bars: list[JSON], predictions: list[JSON],
     (computed once), which removes it before the summary is returned."""
     import numpy as np
 
-    from . import indicators
+    from trading.market import indicators
 
     rows = [b for b in bars if b.get("close") is not None]
     if len(rows) < 2:
@@ -105,7 +105,7 @@ def draw(path: Path, symbol: str, bars: list[JSON], predictions: list[JSON], *,
 
     s = summary(symbol, bars, predictions, show_days)
     if s["bars"] < 2:
-        from .errors import NotFound
+        from trading.errors import NotFound
 
         raise NotFound(f"{symbol}: too few bars to chart ({s['bars']})", symbol=symbol)
     dates, close, sma20, rsi, macd, signal, hist, first = s.pop("_series")

@@ -23,7 +23,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from trading import asx
+from trading.market import asx
 from trading.errors import ConfigError
 
 logger = logging.getLogger(__name__)

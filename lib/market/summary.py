@@ -40,7 +40,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import asx
+from trading.market import asx
 
 LIVE_TTL = dt.timedelta(minutes=5)
 DATA_DELAY = dt.timedelta(minutes=20)
@@ -135,7 +135,7 @@ def technical_summary(bars) -> dict[str, Any]:
     """``{current_price, rsi, macd_histogram, price_vs_sma20, tech_score, market_price}``."""
     import numpy as np
 
-    from . import indicators as ind
+    from trading.market import indicators as ind
 
     b = as_bars(bars)
     if not len(b):
@@ -167,7 +167,7 @@ def technical_summary(bars) -> dict[str, Any]:
 
 def volume_summary(bars) -> dict[str, Any]:
     """``{volume_trend, price_volume_correlation, volume_quality_score}``."""
-    from . import indicators as ind
+    from trading.market import indicators as ind
 
     b = as_bars(bars)
     if len(b) < 2:
@@ -193,7 +193,7 @@ def volume_summary(bars) -> dict[str, Any]:
 
 def _cfg(cfg):
     if cfg is None:
-        from . import config
+        from trading import config
 
         return config.get()
     return cfg

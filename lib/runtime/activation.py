@@ -32,9 +32,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from .errors import Forbidden, InvalidRequest
-from .protocol import DEFAULT_LINE_LIMIT, LineBuffer, LineTooLong, encode, error_response
-from .service import Service
+from trading.errors import Forbidden, InvalidRequest
+from trading.runtime.protocol import DEFAULT_LINE_LIMIT, LineBuffer, LineTooLong, encode, error_response
+from trading.runtime.service import Service
 
 logger = logging.getLogger(__name__)
 
@@ -388,8 +388,8 @@ def run(service_cls: type[Service], argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m trading.handlers.<module> [--socket PATH]``."""
     import argparse
 
-    from . import config as _config
-    from .errors import ConfigError
+    from trading import config as _config
+    from trading.errors import ConfigError
 
     parser = argparse.ArgumentParser(prog=f"python -m trading.handlers ({service_cls.name})")
     parser.add_argument("--socket", type=Path, help="bind this path when not socket-activated")
@@ -411,7 +411,7 @@ def run(service_cls: type[Service], argv: Sequence[str] | None = None) -> int:
             logger.error("cannot listen on %s: %s", bound, exc)
             return 1
     service = service_cls(cfg)
-    from .access import authorizer
+    from trading.runtime.access import authorizer
 
     server = Server(
         service, sockets,

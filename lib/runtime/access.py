@@ -14,7 +14,7 @@ import os
 import pwd
 from collections.abc import Callable
 
-from .config import Config
+from trading.config import Config
 
 
 def _uid_of(name: str) -> int | None:

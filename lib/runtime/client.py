@@ -25,8 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import config as _config
-from .errors import CallTimeout, RPCError, ServiceUnavailable
+from trading import config as _config
+from trading.errors import CallTimeout, RPCError, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """Backtests: replay history day by day through the real prediction rules.
 
 For every symbol and every session ``d`` in the window, :func:`replay` takes the market-data
-summary built from the bars up to ``d`` only (:func:`trading.features.history`), asks
-:func:`trading.rules.decide` for an action exactly as the prediction service does (no
+summary built from the bars up to ``d`` only (:func:`trading.learning.features.history`), asks
+:func:`trading.signals.rules.decide` for an action exactly as the prediction service does (no
 sentiment: the history has none; the model only when one is given, and the caller gives one
 only if it saw no price from the window), and records the next session's return.
 
@@ -55,11 +55,11 @@ def replay(histories, cfg, *, start: str | None = None, end: str | None = None,
            model=None, on_symbol: Callable[[int, int, str], None] | None = None) -> Signals:
     """Signals for every session in ``[start, end]`` that has a next session to score it.
 
-    ``histories`` maps a symbol to its :class:`trading.features.History` (one summary per
+    ``histories`` maps a symbol to its :class:`trading.learning.features.History` (one summary per
     session, each from the bars up to that session). ``model`` (a
-    :class:`trading.models.LinearModel`) adds its probability as the rules' model component.
+    :class:`trading.learning.models.LinearModel`) adds its probability as the rules' model component.
     """
-    from .rules import decide
+    from trading.signals.rules import decide
 
     out = Signals()
     version = model.version if model is not None else None

@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import Busy, TradingError
+from trading.errors import Busy, TradingError
 
-MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATIONS = Path(__file__).parent.parent / "migrations"  # the trading.migrations package
 BUSY_TIMEOUT_MS = 10_000
 
 

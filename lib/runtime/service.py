@@ -1,6 +1,6 @@
 """The base class of a service: a small object whose ``@rpc`` methods are its wire methods.
 
-The runtime (:class:`trading.activation.Server`) and the in-process client use a service the
+The runtime (:class:`trading.runtime.activation.Server`) and the in-process client use a service the
 same way:
 
 - ``Service(config)`` once. Construction must be cheap: no heavy imports and no I/O, because
@@ -22,9 +22,9 @@ import threading
 import time
 from typing import Any
 
-from . import __version__
-from . import config as _config
-from .protocol import Dispatcher, Method, rpc
+from trading import __version__
+from trading import config as _config
+from trading.runtime.protocol import Dispatcher, Method, rpc
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 

@@ -4,7 +4,7 @@ A source answers :meth:`Source.fetch` for many symbols at once (one upstream cal
 lot) with a :class:`Fetched`: bars per symbol, and per-symbol errors for the ones it has no
 data for. A failure of the whole call (network down, rate limited) raises
 :class:`~trading.errors.UpstreamUnavailable` with ``reason`` ``"rate-limit"`` or
-``"network"``; the cache (:mod:`trading.bars`) then serves what it has, flagged stale.
+``"network"``; the cache (:mod:`trading.market.bars`) then serves what it has, flagged stale.
 
 - ``yahoo``: yfinance's ``download()``, batched. Foreign errors are translated here, most
   specific first: ``YFRateLimitError`` -> rate-limit (no retry: Yahoo wants minutes),
@@ -38,10 +38,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import asx
-from .errors import InvalidParams, NotFound, RPCError, UpstreamUnavailable
-from .market import Bars
-from .symbols import is_index
+from trading.market import asx
+from trading.errors import InvalidParams, NotFound, RPCError, UpstreamUnavailable
+from trading.market.summary import Bars
+from trading.market.symbols import is_index
 
 logger = logging.getLogger(__name__)
 

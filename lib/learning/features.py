@@ -1,6 +1,6 @@
 """Model features: the numbers of a ``get_market_data`` result, per symbol and session.
 
-The features *are* the numeric fields of :func:`trading.market.summarize` (RSI, MACD
+The features *are* the numeric fields of :func:`trading.market.summary.summarize` (RSI, MACD
 histogram, price against the 20-day average, the technical score, the volume measures and the
 index trend), so one function, :func:`vector`, serves both sides:
 
@@ -90,11 +90,11 @@ def history(symbol: str, bars, index_bars, cfg, *, lookback: int = LOOKBACK,
             start: str | None = None, end: str | None = None) -> History:
     """Replay ``summarize`` over every session of ``bars`` (or those in ``[start, end]``).
 
-    ``bars`` and ``index_bars`` are :class:`trading.market.Bars` (or ``get_bars`` rows).
+    ``bars`` and ``index_bars`` are :class:`trading.market.summary.Bars` (or ``get_bars`` rows).
     """
     import bisect
 
-    from .market import as_bars, summarize
+    from trading.market.summary import as_bars, summarize
 
     b = as_bars(bars)
     idx = as_bars(index_bars)

@@ -24,8 +24,8 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import InvalidParams
-from .store import Store
+from trading.errors import InvalidParams
+from trading.runtime.store import Store
 
 logger = logging.getLogger(__name__)
 

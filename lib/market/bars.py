@@ -12,7 +12,7 @@ on the refresh path, which computes ``fresh_until`` and the summary once per fet
 Refresh rules:
 
 - A series is fetched when it is missing, when it does not reach back far enough, or when
-  ``now >= fresh_until`` (:func:`trading.market.fresh_until`: minutes during a session, until
+  ``now >= fresh_until`` (:func:`trading.market.summary.fresh_until`: minutes during a session, until
   the next session after the close).
 - All symbols that need it go to the source in **one** call. A series already cached asks only
   for its last :data:`TAIL_DAYS` (Yahoo corrects recent bars late); when that tail disagrees
@@ -37,9 +37,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import asx
-from .errors import NotFound, RPCError, UpstreamUnavailable
-from .store import Store
+from trading.market import asx
+from trading.errors import NotFound, RPCError, UpstreamUnavailable
+from trading.runtime.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -128,8 +128,8 @@ class BarCache:
         return found
 
     def bars(self, source: str, symbol: str, since: str | None = None):
-        """The cached daily bars of one series (a :class:`trading.market.Bars`)."""
-        from .market import Bars
+        """The cached daily bars of one series (a :class:`trading.market.summary.Bars`)."""
+        from trading.market.summary import Bars
 
         rows = self.store.query(
             "SELECT session, open, high, low, close, volume FROM bars WHERE source = ? AND "
@@ -259,7 +259,7 @@ class BarCache:
 
     def _write(self, source: str, symbol: str, bars, series_start: str, now: float, *,
                replace: bool = False) -> None:
-        from . import market
+        from trading.market import summary as market
 
         fetched = dt.datetime.fromtimestamp(now, asx.TZ)
         rows = []
@@ -322,7 +322,7 @@ class BarCache:
 def build_summary(bars) -> dict[str, Any]:
     """What ``bar_series.summary`` holds: the technical and volume summaries of the series,
     and its last closes (enough to place an index in its market context)."""
-    from . import market
+    from trading.market import summary as market
 
     return {
         "v": SUMMARY_VERSION,

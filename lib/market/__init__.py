@@ -1,0 +1,10 @@
+"""Market data: where bars come from, how they are cached, and what is computed from them.
+
+- :mod:`.sources`: the bar sources (yahoo, sample, csv:DIR, jsonl:DIR).
+- :mod:`.yahoo`: the one Yahoo adapter: error classification and backoff, for bars and news.
+- :mod:`.bars`: the bar cache in the store, refreshed as the market moves.
+- :mod:`.summary`: pure functions, bars in and summaries (technical, volume, context) out.
+- :mod:`.indicators`: SMA, EMA, Wilder RSI, MACD on numpy arrays.
+- :mod:`.asx`: the ASX calendar (sessions, hours, holidays).
+- :mod:`.symbols`: symbol normalization.
+"""

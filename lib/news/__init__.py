@@ -1,0 +1,2 @@
+"""News and sentiment: headlines per symbol (:mod:`.headlines`) and the finance-aware scorer
+(:mod:`.scoring`)."""

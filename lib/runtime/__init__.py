@@ -1,0 +1,12 @@
+"""The runtime every service shares, and nothing domain-specific.
+
+- :mod:`.protocol`: JSON-RPC 2.0 framing (one bounded line buffer for both ends) and dispatch.
+- :mod:`.service`: the base class of a service and the context it is built with.
+- :mod:`.activation`: serving a service on the socket systemd passed, idle exit.
+- :mod:`.client`: calling a service over its socket, or in-process through a transport.
+- :mod:`.access`: which peers may talk to a service.
+- :mod:`.store`: the shared SQLite store and its migrations.
+
+Nothing here imports ``trading.handlers``: the handlers depend on the runtime, never the
+other way round.
+"""

@@ -29,19 +29,13 @@ def register(app: typer.Typer) -> None:
     app.command("chart")(chart)
 
 
-def _source(spec: Optional[str]) -> Optional[str]:
-    # The service may run elsewhere (systemd, another cwd): a csv folder is passed absolute.
-    if spec and spec.startswith("csv:"):
-        return "csv:" + str(Path(spec[4:]).expanduser().resolve())
-    return spec
 
 
 def chart(
     symbol: str = typer.Argument(..., help="One symbol: CBA, CBA.AX, ^AXJO ..."),
     out: Optional[Path] = typer.Option(None, "--out", "-o",
                                        help="PNG file to write (default: SYMBOL.png here)."),
-    source: Optional[str] = typer.Option(None, "--source", "-s",
-                                         help="yahoo, sample or csv:DIR (default: configured)."),
+    source: Optional[str] = common.SourceOption(),
     period: str = typer.Option("6mo", "--period", "-p",
                                help=f"How much to show: {', '.join(PERIODS)}.",
                                autocompletion=lambda: list(PERIODS)),
@@ -57,7 +51,7 @@ def chart(
     client = common.client()
     params = {"symbol": symbol, "interval": "1d", "period": fetch}
     if source is not None:
-        params["source"] = _source(source)
+        params["source"] = source
     with common.working(f"fetching {symbol}"):
         bars = client.call("market-data", "get_bars", params)
     sym = bars["symbol"]

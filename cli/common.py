@@ -1,7 +1,7 @@
-"""What every command shares: the client, JSON and table output, one-line failures.
+"""What every command shares: the client, the ``--source`` option, JSON and table output,
+one-line failures.
 
-Exit codes (documented in ``trading --help`` and docs/operations.md):
-0 ok, 1 failure, 2 usage or bad input, 3 service unavailable, 4 timeout.
+Exit codes are :class:`trading.errors.Exit` (the one table; ``trading --help`` prints it).
 """
 
 from __future__ import annotations
@@ -13,16 +13,34 @@ import os
 import sys
 import traceback
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import typer
 
 from trading import config as _config
-from trading.runtime.client import Client, set_default_client
+from trading.errors import Exit
+from trading.runtime.client import Client
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_TIMEOUT = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = Exit.OK, Exit.FAILURE, Exit.USAGE
+EXIT_UNAVAILABLE, EXIT_TIMEOUT, EXIT_INTERRUPTED = Exit.UNAVAILABLE, Exit.TIMEOUT, Exit.INTERRUPTED
 
 JsonOption = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
+
+
+def _source_spec(spec: str | None) -> str | None:
+    """A folder source (``csv:DIR``, ``jsonl:DIR``) with DIR made absolute: the service runs
+    elsewhere (systemd, another working directory), so a relative path means nothing there."""
+    for prefix in ("csv:", "jsonl:"):
+        if spec and spec.startswith(prefix) and len(spec) > len(prefix):
+            return prefix + str(Path(spec[len(prefix):]).expanduser().resolve())
+    return spec
+
+
+def SourceOption(help: str = "yahoo, sample or csv:DIR (default: the configured source).") -> Any:
+    """The one ``--source``/``-s`` option of every data command; a folder in it may be given
+    relative to here and reaches the service absolute."""
+    return typer.Option(None, "--source", "-s", help=help, callback=_source_spec)
 
 
 def note(message: str) -> None:
@@ -123,9 +141,9 @@ def client(**overrides: Any) -> Client:
             note(f"{service}: no service socket installed; running the handler in-process "
                  "(and any other without a socket)")
 
-    c = Client(_config.get(), on_fallback=once, **overrides)
-    set_default_client(c)  # handlers running in-process call their peers through it too
-    return c
+    from trading import handlers
+
+    return handlers.client(_config.get(), on_fallback=once, **overrides)
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from trading.errors import TradingError
+from trading.errors import EXIT_MEANINGS, Exit, TradingError
 
 from . import common
 
@@ -23,13 +23,7 @@ HELP = (
     "Start with `trading predict --source sample` (offline sample data) or `trading predict` "
     "(Yahoo Finance). Where no service socket is installed, commands run the handlers "
     "in-process and say so in one line on stderr. Commands that print data take --json.\n\n"
-    "Exit codes:\n"
-    "0 ok\n"
-    "1 failure: a service error; every symbol failed\n"
-    "2 usage or bad input: a bad option, an invalid symbol, a bad configuration value\n"
-    "3 service unavailable: no answer from its socket\n"
-    "4 timeout\n"
-    "130 interrupted"
+    "Exit codes:\n" + "\n".join(f"{int(code)} {meaning}" for code, meaning in EXIT_MEANINGS.items())
 )
 
 
@@ -78,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:
-        return 130
+        return Exit.INTERRUPTED
     return 0
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import typer
@@ -14,11 +13,6 @@ def register(app: typer.Typer) -> None:
     app.command("market")(market)
 
 
-def _source(spec: Optional[str]) -> Optional[str]:
-    # The service may run elsewhere (systemd): a csv folder is passed as an absolute path.
-    if spec and spec.startswith("csv:"):
-        return "csv:" + str(Path(spec[4:]).expanduser().resolve())
-    return spec
 
 
 def _fmt(value, digits: int = 2) -> str:
@@ -27,14 +21,13 @@ def _fmt(value, digits: int = 2) -> str:
 
 def market(
     symbols: list[str] = typer.Argument(..., help="Symbols: CBA, CBA.AX, ^AXJO ..."),
-    source: Optional[str] = typer.Option(None, "--source", "-s",
-                                         help="yahoo, sample or csv:DIR (default: configured)."),
+    source: Optional[str] = common.SourceOption(),
     as_json: bool = common.JsonOption,
 ) -> None:
     """Price, RSI, MACD, volume and the market context for each symbol (one fetch for all)."""
     params = {"symbols": symbols}
     if source is not None:
-        params["source"] = _source(source)
+        params["source"] = source
     with common.working(f"fetching {len(symbols)} symbol(s)"):
         out = common.client().call("market-data", "bulk_fetch", params)
     if as_json:

@@ -40,7 +40,7 @@ def _num(x, fmt: str) -> str:
 
 def predict(
     symbols: list[str] = typer.Argument(None, help="Symbols (default: the configured seven)."),
-    source: Optional[str] = typer.Option(None, "--source", help="yahoo, sample or csv:DIR."),
+    source: Optional[str] = common.SourceOption(),
     as_json: bool = common.JsonOption,
 ) -> None:
     """Predict BUY/SELL/HOLD for ASX symbols and store the predictions."""
@@ -79,7 +79,9 @@ def predict(
 
 def report(
     evaluate: bool = typer.Option(False, "--evaluate", help="Score pending outcomes first."),
-    source: Optional[str] = typer.Option(None, "--source", help="With --evaluate: score only predictions made from this source (each is scored on bars from its own source)."),
+    source: Optional[str] = common.SourceOption(
+        "With --evaluate: score only predictions made from this source (each is scored on "
+        "bars from its own source)."),
     origin: Optional[str] = typer.Option(None, "--origin", help="Only 'live' or 'replay'."),
     as_json: bool = common.JsonOption,
 ) -> None:
@@ -216,17 +218,15 @@ def replay(
     as_json: bool = common.JsonOption,
 ) -> None:
     """Replay history: predict each session from the bars up to it, then score the outcomes."""
-    from trading import config
+    from trading import config, handlers
     from trading.signals import predictions
-    from trading.runtime.client import Client, set_default_client
     from trading.runtime.store import Store
     from trading.market.symbols import normalize_all
 
     if start and end and start > end:
         raise common.fail(f"--start {start} is after --end {end}", common.EXIT_USAGE)
     cfg = config.get()
-    client = Client(cfg, in_process="always")
-    set_default_client(client)
+    client = handlers.client(cfg, in_process="always")
     source = f"csv:{directory.resolve()}"
 
     wanted = normalize_all(list(symbols) if symbols else cfg["symbols"])

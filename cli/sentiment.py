@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import typer
@@ -14,19 +13,12 @@ def register(app: typer.Typer) -> None:
     app.command("sentiment")(sentiment)
 
 
-def _source(spec: Optional[str]) -> Optional[str]:
-    # The service may run elsewhere (systemd, another working directory): pass folders as
-    # absolute paths.
-    for prefix in ("jsonl:", "csv:"):
-        if spec and spec.startswith(prefix) and len(spec) > len(prefix):
-            return prefix + str(Path(spec[len(prefix):]).expanduser().resolve())
-    return spec
 
 
 def sentiment(
     symbols: list[str] = typer.Argument(..., help="Symbols: CBA, CBA.AX, ^AXJO ..."),
-    source: Optional[str] = typer.Option(None, "--source", "-s",
-                                         help="yahoo, sample or jsonl:DIR (default: configured)."),
+    source: Optional[str] = common.SourceOption(
+        "yahoo, sample or jsonl:DIR (default: the configured news source)."),
     headlines: int = typer.Option(0, "--headlines", "-n", min=0,
                                   help="Also list this many recent headlines per symbol "
                                        "(with --json: keep this many; default all)."),
@@ -35,7 +27,7 @@ def sentiment(
     """Recency-weighted news sentiment per symbol: score -1..1 and confidence 0..1."""
     params = {"symbols": symbols}
     if source is not None:
-        params["source"] = _source(source)
+        params["source"] = source
     with common.working(f"fetching {len(symbols)} symbol(s)"):
         out = common.client().call("sentiment", "analyze_bulk", params)
     if as_json:

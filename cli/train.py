@@ -31,8 +31,8 @@ LONG_TIMEOUT = 3600.0
 
 TimeoutOption = typer.Option(LONG_TIMEOUT, "--timeout", min=0.1,
                              help="Seconds to wait for the answer.")
-SourceOption = typer.Option(None, "--source", "-s",
-                            help="Bars from: yahoo, sample or csv:DIR (default: config source).")
+SourceOption = common.SourceOption("Bars from: yahoo, sample or csv:DIR (default: the "
+                                   "configured source).")
 
 
 def register(app: typer.Typer) -> None:
@@ -42,11 +42,6 @@ def register(app: typer.Typer) -> None:
     app.command("backtest")(backtest)
 
 
-def _source(source: str | None) -> str | None:
-    # The service runs elsewhere (another cwd): a relative csv:DIR is made absolute here.
-    if source and source.startswith("csv:"):
-        return "csv:" + str(Path(source[4:]).expanduser().resolve())
-    return source
 
 
 def run_with_progress(method: str, params: dict[str, Any], timeout: float, label: str) -> Any:
@@ -113,7 +108,7 @@ def train(
     if symbols:
         params["symbols"] = symbols
     if source:
-        params["source"] = _source(source)
+        params["source"] = source
     if end:
         params["end"] = end
     result = run_with_progress("train", params, timeout, "training")
@@ -187,7 +182,7 @@ def backtest(
     if chart is not None and chart.suffix.lower() != ".png":
         raise common.fail("--chart needs a .png file name", common.EXIT_USAGE)
     params: dict[str, Any] = {"cost_bps": cost_bps, "use_model": not no_model}
-    for key, value in (("symbols", symbols or None), ("source", _source(source)),
+    for key, value in (("symbols", symbols or None), ("source", source),
                        ("start", start), ("end", end)):
         if value is not None:
             params[key] = value

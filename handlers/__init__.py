@@ -25,3 +25,19 @@ def load(name: str):
     except KeyError:
         raise KeyError(f"unknown service {name!r}; known: {', '.join(SERVICES)}") from None
     return importlib.import_module(module).SERVICE
+
+
+def client(cfg=None, **options):
+    """A :class:`trading.runtime.client.Client` whose in-process fallback runs these handlers
+    (what the CLI, the jobs and the tests use)."""
+    from trading.runtime.client import Client, LocalTransport
+
+    return Client(cfg, local=LocalTransport(load), **options)
+
+
+def main(service_cls) -> int:
+    """``python -m trading.handlers.X``: serve ``service_cls`` under the activation runtime,
+    with this registry for peers that have no socket."""
+    from trading.runtime.activation import run
+
+    return run(service_cls, registry=load)

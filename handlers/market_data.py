@@ -24,11 +24,11 @@ import threading
 import time
 from typing import Any
 
-from trading.runtime.activation import run
-from trading.errors import InvalidParams, RPCError, UpstreamUnavailable
+from trading.errors import RPCError, UpstreamUnavailable
+from trading.handlers import params
+from trading.market.symbols import normalize
 from trading.runtime.protocol import rpc
 from trading.runtime.service import Service
-from trading.market.symbols import normalize
 
 HEALTH_TTL = 2.0  # seconds a health_check's cache figures are reused
 
@@ -37,14 +37,13 @@ SPAN_DAYS = 400
 PERIODS = {"5d": 7, "1mo": 31, "3mo": 92, "6mo": 183, "1y": 366, "2y": 731, "5y": 1827,
            "10y": 3653}
 INTERVALS = ("1d", "1wk")
-MAX_SYMBOLS = 1000  # per bulk_fetch; prediction asks for at most this many at once
 
 
 class MarketData(Service):
     name = "market-data"
 
-    def __init__(self, config=None) -> None:
-        super().__init__(config)
+    def __init__(self, context=None) -> None:
+        super().__init__(context)
         self._cache = None
         self._health_memo: tuple[float, dict[str, Any]] | None = None
         self._sources: dict[str, Any] = {}
@@ -53,21 +52,20 @@ class MarketData(Service):
     # -- plumbing ------------------------------------------------------------------------
     @property
     def cache(self):
+        store = self.store
         with self._lock:
             if self._cache is None:
                 from trading.market.bars import BarCache
-                from trading.runtime.store import Store
 
-                self._cache = BarCache(Store(self.config.db_path))
+                self._cache = BarCache(store)
             return self._cache
 
     def source(self, spec: str | None = None):
         """The source for ``spec`` (None: the configured one); tests may put their own in
         ``self._sources``."""
         self._health_memo = None  # a fetch may follow: health_check reads the store again
+        spec = params.source(spec)  # before the lookup: a list or dict is not even hashable
         spec = self.config["source"] if spec is None else spec
-        if not isinstance(spec, str):  # before the lookup: a list or dict is not even hashable
-            raise InvalidParams("source must be a string: yahoo, sample or csv:DIR")
         with self._lock:
             src = self._sources.get(spec)
         if src is None:
@@ -135,7 +133,7 @@ class MarketData(Service):
     @rpc
     def get_market_data(self, symbol: str, source: str | None = None) -> dict[str, Any]:
         """Price, indicators, volume and market context for one symbol."""
-        sym = normalize(symbol)
+        sym = params.symbol(symbol)
         src = self.source(source)
         index = self._index()
         entries, errors, now = self._gather(src, [sym] if sym == index else [sym, index])
@@ -148,20 +146,8 @@ class MarketData(Service):
     @rpc
     def bulk_fetch(self, symbols: list[str], source: str | None = None) -> dict[str, Any]:
         """get_market_data for many symbols with one upstream fetch; errors per symbol."""
-        if isinstance(symbols, str):
-            symbols = [symbols]
-        if not isinstance(symbols, list) or not symbols:
-            raise InvalidParams("symbols must be a non-empty list of strings")
-        if len(symbols) > MAX_SYMBOLS:
-            raise InvalidParams(f"at most {MAX_SYMBOLS} symbols per bulk_fetch, got {len(symbols)}")
+        given, errors = params.symbols(symbols)
         src = self.source(source)
-        errors: dict[str, dict[str, Any]] = {}
-        given: dict[str, list[str]] = {}
-        for raw in symbols:
-            try:
-                given.setdefault(normalize(raw), []).append(raw)
-            except RPCError as exc:
-                errors[str(raw)] = _error(exc)
         if not given:
             # Nothing valid to serve: nothing is fetched or stored for bad input, not even the
             # index (the context is the flagged NEUTRAL fallback).
@@ -179,7 +165,7 @@ class MarketData(Service):
             if e is None or not e.summary_ok:
                 exc = failures.get(sym) or UpstreamUnavailable(f"no data for {sym}", symbol=sym)
                 for raw in raws:
-                    errors[str(raw)] = _error(exc)
+                    errors[params.key(raw)] = exc.entry()
             else:
                 as_of = e.summary.get("as_of")
                 if as_of not in by_as_of:
@@ -203,11 +189,9 @@ class MarketData(Service):
                  source: str | None = None) -> dict[str, Any]:
         """Daily (1d) or weekly (1wk) bars for a period (5d, 1mo, 3mo, 6mo, 1y, 2y, 5y, 10y),
         counted back from the last bar."""
-        sym = normalize(symbol)
-        if interval not in INTERVALS:
-            raise InvalidParams(f"interval {interval!r} not supported; use {', '.join(INTERVALS)}")
-        if period not in PERIODS:
-            raise InvalidParams(f"period {period!r} not supported; use {', '.join(PERIODS)}")
+        sym = params.symbol(symbol)
+        params.choice("interval", interval, INTERVALS)
+        params.choice("period", period, PERIODS)
         src = self.source(source)
         days = PERIODS[period]
         entries, errors, now = self._gather(src, [sym], max(days, SPAN_DAYS))
@@ -265,11 +249,9 @@ def _min(a, b):
     return b if a is None else a if b is None else min(a, b)
 
 
-def _error(exc: RPCError) -> dict[str, Any]:
-    return {"code": exc.code, "message": exc.message, "problem": exc.problem}
-
-
 SERVICE = MarketData
 
 if __name__ == "__main__":
-    raise SystemExit(run(SERVICE))
+    from trading.handlers import main
+
+    raise SystemExit(main(SERVICE))

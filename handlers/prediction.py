@@ -18,44 +18,27 @@ import logging
 import threading
 from typing import Any
 
-from trading.runtime.activation import run
-from trading.errors import InvalidParams, RPCError, TradingError, Unavailable
+from trading.errors import InvalidParams, NotFound, RPCError, TradingError, Unavailable
+from trading.handlers import params
 from trading.runtime.protocol import rpc
 from trading.runtime.service import Service
 
 logger = logging.getLogger(__name__)
 
-MAX_SYMBOLS = 1000
 # The market source named on a call also picks the news source where one exists, so
 # `--source sample` is a fully offline run; csv:DIR has no news, so the configured one is used.
 _NEWS_FOR = {"sample": "sample", "yahoo": "yahoo"}
 
 
-def _error_entry(exc: TradingError) -> dict[str, Any]:
-    if isinstance(exc, RPCError):
-        return {"code": exc.code, "message": exc.message, "problem": exc.problem}
-    return {"code": -32005, "message": str(exc), "problem": "unavailable"}
-
-
 class Prediction(Service):
     name = "prediction"
 
-    def __init__(self, config=None) -> None:
-        super().__init__(config)
-        self._store = None
+    def __init__(self, context=None) -> None:
+        super().__init__(context)
         self._publisher = None
         self._lock = threading.Lock()
 
     # -- lazily opened parts --------------------------------------------------------------
-    @property
-    def store(self):
-        with self._lock:
-            if self._store is None:
-                from trading.runtime.store import Store
-
-                self._store = Store(self.config.db_path)
-            return self._store
-
     @property
     def publisher(self):
         with self._lock:
@@ -87,8 +70,7 @@ class Prediction(Service):
     def close(self) -> None:
         if self._publisher is not None:
             self._publisher.close()
-        if self._store is not None:
-            self._store.close()
+        super().close()
 
     # -- predictions -----------------------------------------------------------------------
     @rpc
@@ -96,30 +78,11 @@ class Prediction(Service):
                              source: str | None = None) -> dict[str, Any]:
         """Predict BUY/SELL/HOLD for symbols (default: configured) and store the predictions."""
         from trading.signals import predictions, rules
-        from trading.runtime.client import call
         from trading.signals.events import now_iso
-        from trading.market.symbols import normalize
 
-        requested = self.config["symbols"] if symbols is None else symbols
-        if isinstance(requested, str):
-            requested = [requested]
-        if not isinstance(requested, list) or not requested:
-            raise InvalidParams("symbols must be a non-empty list of strings")
-        if len(requested) > MAX_SYMBOLS:
-            raise InvalidParams(f"at most {MAX_SYMBOLS} symbols per call")
-        if source is not None and not isinstance(source, str):
-            raise InvalidParams("source must be a string: yahoo, sample or csv:DIR")
-
-        errors: dict[str, Any] = {}
-        wanted: list[str] = []
-        for s in requested:
-            try:
-                n = normalize(s)
-            except TradingError as exc:
-                errors[str(s)[:40]] = _error_entry(exc)
-                continue
-            if n not in wanted:
-                wanted.append(n)
+        given, errors = params.symbols(symbols, default=self.config["symbols"])
+        source = params.source(source)
+        wanted = list(given)
         created_at = now_iso()
         out: dict[str, Any] = {"results": {}, "errors": errors, "created_at": created_at,
                                "model_version": None, "market_context": None}
@@ -128,7 +91,7 @@ class Prediction(Service):
 
         src = {"source": source} if source is not None else {}
         try:
-            market = call("market-data", "bulk_fetch", symbols=wanted, **src)
+            market = self.peers.call("market-data", "bulk_fetch", {"symbols": wanted, **src})
         except RPCError as exc:
             if isinstance(exc, InvalidParams):
                 raise
@@ -144,8 +107,9 @@ class Prediction(Service):
         if results:
             news = _NEWS_FOR.get(source or "")
             try:
-                answer = call("sentiment", "analyze_bulk", symbols=list(results),
-                              **({"source": news} if news else {}))
+                answer = self.peers.call("sentiment", "analyze_bulk",
+                                         {"symbols": list(results),
+                                          **({"source": news} if news else {})})
                 sentiment = answer.get("results") or {}
             except TradingError as exc:
                 sentiment_problem = f"sentiment unavailable: {exc}"
@@ -160,8 +124,8 @@ class Prediction(Service):
             data = results.get(symbol)
             if data is None:
                 if symbol not in errors:
-                    errors[symbol] = {"code": -32001, "problem": "not-found",
-                                      "message": f"market-data returned nothing for {symbol}"}
+                    errors[symbol] = NotFound(
+                        f"market-data returned nothing for {symbol}").entry()
                 continue
             probability = None
             if model is not None:
@@ -191,18 +155,16 @@ class Prediction(Service):
     def get_prediction(self, symbol: str) -> dict[str, Any]:
         """The latest stored prediction for one symbol, with its outcomes so far."""
         from trading.signals import predictions
-        from trading.market.symbols import normalize
 
-        return predictions.latest(self.store, normalize(symbol))
+        return predictions.latest(self.store, params.symbol(symbol))
 
     @rpc
     def history(self, symbol: str | None = None, since: str | None = None,
                 limit: int = 100) -> list[dict[str, Any]]:
         """Stored predictions, newest first (optionally one symbol, since an ISO date)."""
         from trading.signals import predictions
-        from trading.market.symbols import normalize
 
-        return predictions.history(self.store, None if symbol is None else normalize(symbol),
+        return predictions.history(self.store, None if symbol is None else params.symbol(symbol),
                                    since, limit)
 
     # -- outcomes --------------------------------------------------------------------------
@@ -211,14 +173,13 @@ class Prediction(Service):
         """Score every prediction old enough: returns after 1 and 5 sessions vs the index,
         each on bars from the source it was made from; ``source``: only those made from it."""
         from trading.signals import predictions
-        from trading.runtime.client import call
 
-        if source is not None and not isinstance(source, str):
-            raise InvalidParams("source must be a string: yahoo, sample or csv:DIR")
+        source = params.source(source)
 
         def get_bars(symbol: str, period: str, src: str | None = None):
-            return call("market-data", "get_bars", symbol=symbol, interval="1d", period=period,
-                        **({"source": src} if src is not None else {}))
+            return self.peers.call("market-data", "get_bars",
+                                   {"symbol": symbol, "interval": "1d", "period": period,
+                                    **({"source": src} if src is not None else {})})
 
         return predictions.evaluate(self.store, get_bars, publisher=self.publisher,
                                     source=source)
@@ -242,4 +203,6 @@ class Prediction(Service):
 SERVICE = Prediction
 
 if __name__ == "__main__":
-    raise SystemExit(run(SERVICE))
+    from trading.handlers import main
+
+    raise SystemExit(main(SERVICE))

@@ -14,14 +14,13 @@ import sys
 import threading
 from typing import Any
 
-from trading.runtime.activation import run
 from trading.errors import InvalidParams, RPCError
+from trading.handlers import params
 from trading.runtime.protocol import rpc
 from trading.runtime.service import Service
 
 logger = logging.getLogger(__name__)
 
-MAX_SYMBOLS = 1000    # symbols per analyze_bulk call (as many as prediction accepts)
 MAX_TEXTS = 10_000    # texts per score_text call
 MAX_TEXT_CHARS = 2_000
 
@@ -29,32 +28,30 @@ MAX_TEXT_CHARS = 2_000
 class Sentiment(Service):
     name = "sentiment"
 
-    def __init__(self, config=None) -> None:
-        super().__init__(config)
+    def __init__(self, context=None) -> None:
+        super().__init__(context)
         self._news = None
         self._lock = threading.Lock()
 
     def _engine(self):
         """The :class:`trading.news.headlines.News` of this process, created on first use."""
+        store = self.store
         with self._lock:
             if self._news is None:
                 from trading.news.headlines import News
-                from trading.runtime.store import Store
 
-                self._news = News(Store(self.config.db_path), self.config["news_half_life_h"])
+                self._news = News(store, self.config["news_half_life_h"])
             return self._news
 
     def _source(self, source: Any):
         from trading.news.headlines import resolve
 
-        return resolve(source, self.config["news_source"], self.config.cache_dir)
+        return resolve(params.source(source), self.config["news_source"], self.config.cache_dir)
 
     @rpc
     def analyze_sentiment(self, symbol: str, source: str | None = None) -> dict[str, Any]:
         """Recency-weighted sentiment of a symbol's headlines: score -1..1, confidence 0..1."""
-        from trading.market.symbols import normalize
-
-        sym = normalize(symbol)
+        sym = params.symbol(symbol)
         return self._engine().analyze(sym, self._source(source))
 
     @rpc
@@ -63,24 +60,15 @@ class Sentiment(Service):
 
         Errors are keyed by the symbol as given; a bad source fails the whole call.
         """
-        from trading.market.symbols import normalize
-
-        if not isinstance(symbols, list) or not symbols:
-            raise InvalidParams("symbols must be a non-empty list of strings")
-        if len(symbols) > MAX_SYMBOLS:
-            raise InvalidParams(f"at most {MAX_SYMBOLS} symbols per call, got {len(symbols)}")
+        given, errors = params.symbols(symbols)
         src = self._source(source)  # a bad source fails the whole call: nothing to do per symbol
         engine = self._engine()
         results: dict[str, Any] = {}
-        errors: dict[str, Any] = {}
-        for given in symbols:
-            key = given if isinstance(given, str) else repr(given)
+        for sym, raws in given.items():
             try:
-                sym = normalize(given)
-                if sym not in results:
-                    results[sym] = engine.analyze(sym, src)
+                results[sym] = engine.analyze(sym, src)
             except RPCError as exc:
-                errors[key] = {"code": exc.code, "message": exc.message, "problem": exc.problem}
+                errors.update({params.key(raw): exc.entry() for raw in raws})
         return {"results": results, "errors": errors}
 
     @rpc
@@ -106,11 +94,13 @@ class Sentiment(Service):
                 "lexicons_loaded": bool(scoring and scoring.default_scorer().loaded)}
 
     def close(self) -> None:
-        if self._news is not None:
-            self._news.store.close()
+        self._news = None
+        super().close()
 
 
 SERVICE = Sentiment
 
 if __name__ == "__main__":
-    raise SystemExit(run(SERVICE))
+    from trading.handlers import main
+
+    raise SystemExit(main(SERVICE))

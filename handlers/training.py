@@ -17,14 +17,13 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import logging
-import os
 import threading
 import time
 from contextlib import contextmanager
 from typing import Any
 
-from trading.runtime.activation import run
 from trading.errors import Busy, InvalidParams, Unavailable, UpstreamUnavailable
+from trading.handlers import params
 from trading.runtime.protocol import rpc
 from trading.runtime.service import Service
 
@@ -33,6 +32,7 @@ logger = logging.getLogger(__name__)
 HISTORY_YEARS = 3      # how far back train() fetches from a remote source
 WARMUP = 35            # sessions before MACD's signal line exists (33) plus a margin
 MAX_HORIZON = 20
+MAX_JOB_SYMBOLS = 100  # per train/backtest: a job holds the one job slot while it runs
 
 
 class Job:
@@ -56,12 +56,10 @@ class Job:
 class Training(Service):
     name = "training"
 
-    def __init__(self, config=None) -> None:
-        super().__init__(config)
+    def __init__(self, context=None) -> None:
+        super().__init__(context)
         self._job: Job | None = None
         self._run_lock = threading.Lock()   # one job at a time
-        self._store = None
-        self._store_lock = threading.Lock()
 
     # -- hooks ----------------------------------------------------------------------------
     def status(self) -> str:
@@ -72,19 +70,6 @@ class Training(Service):
         job = self._job
         return {"job": job.as_dict() if job is not None else None}
 
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-
-    @property
-    def store(self):
-        with self._store_lock:
-            if self._store is None:
-                from trading.runtime.store import Store
-
-                self._store = Store(self.config.db_path)
-            return self._store
-
     # -- progress -------------------------------------------------------------------------
     @contextmanager
     def _running(self, kind: str, total: int):
@@ -93,20 +78,20 @@ class Training(Service):
             raise Busy(f"training is busy: {current}; try again when it is done",
                        job=self._job.as_dict() if self._job else None)
         job = self._job = Job(kind, total)
-        _notify(f"STATUS={job.text()}")
+        self.notify(f"STATUS={job.text()}")
         try:
             yield job
         finally:
             self._job = None
             self._run_lock.release()
-            _notify("STATUS=idle: " + kind + " finished")
+            self.notify("STATUS=idle: " + kind + " finished")
             logger.info("%s finished in %.1fs", kind, time.monotonic() - job.started)
 
     def _step(self, job: Job, stage: str, done: int | None = None) -> None:
         job.stage = stage
         job.done = job.done + 1 if done is None else done
         # Sent directly too: the runtime's once-a-second STATUS= may miss a short stage.
-        _notify(f"STATUS={job.text()}")
+        self.notify(f"STATUS={job.text()}")
         logger.debug("%s", job.text())
 
     @rpc
@@ -125,9 +110,9 @@ class Training(Service):
         ``end`` (a date) leaves out every bar after it, so the model can be backtested on
         the sessions that follow without lookahead."""
         symbols = self._symbols(symbols)
-        end_d = _date_param("end", end)
-        horizon = _int_param("horizon", horizon, 1, MAX_HORIZON)
-        folds = _int_param("folds", folds, 2, 20)
+        end_d = params.date("end", end)
+        horizon = params.whole("horizon", horizon, 1, MAX_HORIZON)
+        folds = params.whole("folds", folds, 2, 20)
         spec = self._source(source)
         with self._running("train", 1 + len(symbols) + folds + 1) as job:
             from trading.learning import features, models
@@ -186,12 +171,10 @@ class Training(Service):
         from trading.learning import backtest, features, models
 
         symbols = self._symbols(symbols)
-        start_d, end_d = _date_param("start", start), _date_param("end", end)
+        start_d, end_d = params.date("start", start), params.date("end", end)
         if start_d and start_d > (end_d or dt.date.today()):
             raise InvalidParams(f"start {start} is after " + (f"end {end}" if end_d else "today"))
-        if isinstance(cost_bps, bool) or not isinstance(cost_bps, (int, float)) \
-                or not 0 <= cost_bps <= 1000:
-            raise InvalidParams("cost_bps must be a number from 0 to 1000 (basis points per trade)")
+        cost_bps = params.number("cost_bps (basis points per trade)", cost_bps, 0, 1000)
         spec = self._source(source)
         with self._running("backtest", 1 + 2 * len(symbols) + 1) as job:
             last = end_d or dt.date.today()
@@ -238,9 +221,10 @@ class Training(Service):
 
     # -- helpers --------------------------------------------------------------------------
     def _symbols(self, symbols: Any) -> list[str]:
-        from trading.market.symbols import is_index, normalize_all
+        from trading.market.symbols import is_index
 
-        out = normalize_all(symbols if symbols is not None else self.config["symbols"])
+        raw = params.symbol_list(symbols, default=self.config["symbols"], limit=MAX_JOB_SYMBOLS)
+        out = list(dict.fromkeys(params.symbol(s) for s in raw))  # linear, order kept
         if any(is_index(s) for s in out):
             raise InvalidParams("train and backtest take stock symbols, not an index")
         return out
@@ -248,7 +232,8 @@ class Training(Service):
     def _source(self, source: Any) -> str:
         from trading.market.sources import resolve
 
-        spec = source if source is not None else self.config["source"]
+        spec = params.source(source)
+        spec = spec if spec is not None else self.config["source"]
         resolve(spec, self.config.cache_dir)  # validates; raises InvalidParams
         return spec
 
@@ -259,7 +244,6 @@ class Training(Service):
         The bars come from the market-data service (``get_bars``), not from the source
         directly: it owns the Yahoo fetching, its rate-limit backoff and the bar cache, and
         this service's unit has no network at all (PrivateNetwork=yes)."""
-        from trading.runtime.client import call
         from trading.errors import ClientError, RPCError
         from trading.market.summary import Bars
 
@@ -272,8 +256,9 @@ class Training(Service):
         stale: list[str] = []
         for symbol in [*symbols, index_symbol]:
             try:
-                got = call("market-data", "get_bars", symbol=symbol, period=period,
-                           source=spec, _timeout=max(self.config["timeout"], 120.0))
+                got = self.peers.call("market-data", "get_bars",
+                                      {"symbol": symbol, "period": period, "source": spec},
+                                      timeout=max(self.config["timeout"], 120.0))
             except RPCError as exc:
                 skipped[symbol] = str(exc)
                 continue
@@ -321,29 +306,9 @@ def _index_note(index, cfg) -> dict[str, Any]:
             "note": "outside these dates the market context is the NEUTRAL fallback"}
 
 
-def _int_param(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidParams(f"{name} must be a whole number from {low} to {high}")
-    return value
-
-
-def _date_param(name: str, value: Any) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except (TypeError, ValueError) as exc:
-        raise InvalidParams(f"{name} must be a date like 2025-01-31, got {value!r}") from exc
-
-
-def _notify(state: str) -> None:
-    if os.environ.get("NOTIFY_SOCKET"):
-        from systemd import daemon
-
-        daemon.notify(state)
-
-
 SERVICE = Training
 
 if __name__ == "__main__":
-    raise SystemExit(run(SERVICE))
+    from trading.handlers import main
+
+    raise SystemExit(main(SERVICE))

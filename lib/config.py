@@ -117,6 +117,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("conn_idle", _pos_float, 60.0, "seconds an idle client connection is kept open"),
     Setting("max_connections", _pos_int, 16, "connections a service serves at once (more wait)"),
     Setting("line_limit", _pos_int, 1 << 20, "longest request line in bytes"),
+    Setting("reply_limit", _pos_int, 32 << 20, "longest answer line a client accepts, in bytes"),
     Setting("timeout", _pos_float, 30.0, "seconds a client waits for an answer"),
     Setting("in_process", _one_of("auto", "always", "never"), "auto", "run handlers in-process: auto (when no socket), always, never"),
     Setting("log_level", _one_of("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), "INFO", "log level of the services"),

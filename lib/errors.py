@@ -26,15 +26,38 @@ at the edge that meets them, chained with ``raise ... from exc``.
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import Any
 
 JSON = dict[str, Any]
 
 
+class Exit(IntEnum):
+    """The exit codes of every ``trading`` command: the one table (``trading --help`` and
+    docs/operations.md print it from :data:`EXIT_MEANINGS`)."""
+
+    OK = 0
+    FAILURE = 1
+    USAGE = 2
+    UNAVAILABLE = 3
+    TIMEOUT = 4
+    INTERRUPTED = 130
+
+
+EXIT_MEANINGS: dict[Exit, str] = {
+    Exit.OK: "ok",
+    Exit.FAILURE: "failure: a service error; every symbol failed",
+    Exit.USAGE: "usage or bad input: a bad option, an invalid symbol, a bad configuration value",
+    Exit.UNAVAILABLE: "service unavailable: no answer from its socket",
+    Exit.TIMEOUT: "timeout",
+    Exit.INTERRUPTED: "interrupted (Ctrl-C)",
+}
+
+
 class TradingError(Exception):
     """Base class of every error the project raises on purpose."""
 
-    exit_code = 1
+    exit_code = Exit.FAILURE
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -43,11 +66,16 @@ class TradingError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def entry(self) -> JSON:
+        """This error as one entry of a per-symbol ``errors`` map: ``{code, message, problem}``
+        (what ``bulk_fetch``, ``analyze_bulk`` and ``generate_predictions`` return)."""
+        return {"code": Unavailable.code, "message": self.message, "problem": Unavailable.problem}
+
 
 class ConfigError(TradingError):
     """A configuration value is missing or malformed; the message names the key and the file."""
 
-    exit_code = 2
+    exit_code = Exit.USAGE
 
 
 class ClientError(TradingError):
@@ -57,13 +85,13 @@ class ClientError(TradingError):
 class ServiceUnavailable(ClientError):
     """No socket, connection refused, or the connection was lost before the answer."""
 
-    exit_code = 3
+    exit_code = Exit.UNAVAILABLE
 
 
 class CallTimeout(ClientError):
     """No answer arrived within the call's timeout."""
 
-    exit_code = 4
+    exit_code = Exit.TIMEOUT
 
 
 class RPCError(TradingError):
@@ -72,7 +100,7 @@ class RPCError(TradingError):
     code = -32000
     problem = "error"
 
-    def __init__(self, message: str, *, problem: str | None = None, code: int | None = None,
+    def __init__(self, message: str, /, *, problem: str | None = None, code: int | None = None,
                  **data: Any) -> None:
         super().__init__(message)
         if problem is not None:
@@ -85,6 +113,9 @@ class RPCError(TradingError):
         return {"code": self.code, "message": self.message,
                 "data": {"problem": self.problem, **self.data}}
 
+    def entry(self) -> JSON:
+        return {"code": self.code, "message": self.message, "problem": self.problem}
+
     @classmethod
     def from_json(cls, error: Any) -> RPCError:
         """Rebuild the most specific class from an error object received over the wire."""
@@ -96,7 +127,10 @@ class RPCError(TradingError):
         data = dict(data) if isinstance(data, dict) else {}
         problem = data.pop("problem", None)
         klass = _BY_PROBLEM.get(problem) or _BY_CODE.get(code) or RPCError
-        exc = klass(message, problem=problem if isinstance(problem, str) else None, **data)
+        exc = klass(message)
+        exc.data = data  # as received: its keys may be anything, "message" and "code" included
+        if isinstance(problem, str):
+            exc.problem = problem
         if isinstance(code, int):
             exc.code = code
         return exc
@@ -116,7 +150,7 @@ class MethodNotFound(RPCError):
 
 class InvalidParams(RPCError):
     code, problem = -32602, "invalid-params"
-    exit_code = 2
+    exit_code = Exit.USAGE
 
 
 class InvalidSymbol(InvalidParams):
@@ -145,7 +179,7 @@ class Forbidden(RPCError):
 
 class Unavailable(RPCError):
     code, problem = -32005, "unavailable"
-    exit_code = 3
+    exit_code = Exit.UNAVAILABLE
 
 
 _CLASSES = [ParseError, InvalidRequest, MethodNotFound, InvalidParams, InvalidSymbol,

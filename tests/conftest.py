@@ -40,13 +40,10 @@ def clean_environ(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("TRADING_STATE_DIR", str(root / "state"))
     monkeypatch.setenv("TRADING_CACHE_DIR", str(root / "cache"))
     monkeypatch.setenv("TRADING_CONFIG", str(root / "config.toml"))  # absent unless a test writes it
-    from trading.runtime import client
     from trading import config
 
     config.reset()
-    client.set_default_client(None)
     yield
-    client.set_default_client(None)
     config.reset()
     shutil.rmtree(runtime, ignore_errors=True)
 

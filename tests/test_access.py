@@ -189,10 +189,12 @@ def test_a_redis_password_is_never_logged_or_returned(activate, monkeypatch, url
         monkeypatch.setenv(k, v)
     handlers = {name: activate(name, idle_exit=30) for name in
                 ("market-data", "sentiment", "prediction")}
-    from trading.runtime.client import call
+    from trading import config
+    from trading.handlers import client
 
+    call = client(config.get()).call
     seen = []
-    made = call("prediction", "generate_predictions", symbols=["CBA", "BHP"])
+    made = call("prediction", "generate_predictions", {"symbols": ["CBA", "BHP"]})
     assert set(made["results"]) == {"CBA.AX", "BHP.AX"}
     seen.append(json.dumps(made))
     health = call("prediction", "health_check")
@@ -204,7 +206,7 @@ def test_a_redis_password_is_never_logged_or_returned(activate, monkeypatch, url
     from trading.errors import RPCError
 
     with pytest.raises(RPCError) as info:
-        call("prediction", "generate_predictions", symbols=["../../etc/passwd"], source=1)
+        call("prediction", "generate_predictions", {"symbols": ["../../etc/passwd"], "source": 1})
     seen.append(str(info.value))
 
     from trading import config

@@ -11,7 +11,8 @@ import pytest
 
 from support.slow_service import Slow
 from trading import config
-from trading.runtime.activation import Server, bind_unix
+from trading.runtime.activation import bind_unix
+from trading.runtime.server import Server
 from conftest import wait_for
 
 
@@ -21,7 +22,7 @@ class Running:
     def __init__(self, path, **kwargs):
         self.path = path
         self.listener = bind_unix(path)
-        self.service = Slow(config.get())
+        self.service = Slow()
         self.notes: list[str] = []
         kwargs.setdefault("idle_exit", 30.0)
         self.server = Server(self.service, [self.listener], notify=self.notes.append, **kwargs)

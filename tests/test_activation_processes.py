@@ -18,7 +18,7 @@ import pytest
 
 from conftest import PYTHON, REPO, pass_env, wait_for
 from support.manager import SocketManager
-from trading import config
+from trading import config, handlers
 from trading.runtime.client import Client
 from trading.errors import CallTimeout, MethodNotFound, ServiceUnavailable
 
@@ -206,7 +206,7 @@ def test_remote_errors_come_back_as_the_same_class(manager):
 
 def test_without_a_socket_the_handler_runs_in_process():
     told = []
-    c = Client(config.get(), on_fallback=told.append)
+    c = handlers.client(config.get(), on_fallback=told.append)
     health = c.call("market-data", "health_check")
     assert health["service"] == "market-data" and health["pid"] == os.getpid()
     c.call("market-data", "health_check")

@@ -128,7 +128,10 @@ def test_cli_json_and_bad_input(asx_daily):
 def test_active_model_is_used_only_on_sessions_after_its_data(asx_daily):
     from trading.handlers.training import Training
 
-    svc = Training(config.get())
+    from trading import handlers
+    from trading.runtime.service import Context
+
+    svc = Training(Context(peers=handlers.client(in_process="always")))
     try:
         src = f"csv:{asx_daily}"
         trained = svc.train(symbols=SYMBOLS, source=src, end="2025-06-30", folds=4)

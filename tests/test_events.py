@@ -19,7 +19,8 @@ import pytest
 
 from trading import config
 from trading.signals import events, predictions
-from trading.runtime.client import Client, set_default_client
+from trading import handlers
+from trading.runtime.service import Context
 from trading.errors import InvalidParams
 from trading.runtime.store import Store
 
@@ -70,14 +71,13 @@ def use_redis(monkeypatch, url: str):
     monkeypatch.setenv("TRADING_REDIS_URL", url)
     config.reset()
     cfg = config.get()
-    set_default_client(Client(cfg, in_process="always"))
     return cfg
 
 
 def service(cfg):
     from trading.handlers.prediction import Prediction
 
-    return Prediction(cfg)
+    return Prediction(Context(cfg, peers=handlers.client(cfg, in_process="always")))
 
 
 def collect(pubsub, count: int, timeout: float = 5.0) -> list[dict]:
@@ -131,7 +131,7 @@ def test_outcomes_are_published_too(monkeypatch, redis_server, asx_daily):
     p = rules.decide(m, None, None, cfg, created_at="2025-11-03T06:00:00+00:00")
     predictions.record(store, [p], {"BHP.AX": {"market": m}}, source=None, run_id="t")
 
-    client = Client(cfg, in_process="always")
+    client = handlers.client(cfg, in_process="always")
 
     def get_bars(symbol, period, _source=None):  # the bars are the fixture's own
         return client.call("market-data", "get_bars", {"symbol": symbol, "period": period,

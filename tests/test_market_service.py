@@ -43,7 +43,7 @@ class Counting:
 
 @pytest.fixture
 def svc():
-    s = MarketData(config.get())
+    s = MarketData()
     s._sources["sample"] = Counting()
     yield s
     s.close()
@@ -63,7 +63,7 @@ def test_get_market_data_shape(svc):
 def test_default_source_is_configuration(monkeypatch):
     monkeypatch.setenv("TRADING_SOURCE", "sample")
     config.reset()
-    s = MarketData(config.get())
+    s = MarketData()
     assert s.get_market_data("NAB")["source"] == "sample"
 
 

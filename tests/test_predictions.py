@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from trading import config
 from trading.signals import predictions, rules
-from trading.runtime.client import Client, set_default_client
+from trading import handlers
+from trading.runtime.service import Context
 from trading.errors import InvalidParams, NotFound
 from trading.runtime.store import Store
 
@@ -51,8 +52,7 @@ def read_closes(path) -> dict[str, float]:
 
 @pytest.fixture
 def bars_from(asx_daily):
-    client = Client(config.get(), in_process="always")
-    set_default_client(client)
+    client = handlers.client(config.get(), in_process="always")
     source = f"csv:{asx_daily}"
 
     def get_bars(symbol, period, _source=None):  # the bars are the fixture's own
@@ -336,9 +336,7 @@ def test_accuracy_rejects_an_unknown_origin(store):
 def test_generate_predictions_in_process_with_the_sample_source(cfg):
     from trading.handlers.prediction import Prediction
 
-    client = Client(cfg, in_process="always")
-    set_default_client(client)
-    svc = Prediction(cfg)
+    svc = Prediction(Context(cfg, peers=handlers.client(cfg, in_process="always")))
     out = svc.generate_predictions(["cba", "NAB.AX", "bad symbol!", "CBA.AX"], source="sample")
     assert list(out["results"]) == ["CBA.AX", "NAB.AX"]
     assert out["errors"]["bad symbol!"]["problem"] == "invalid-symbol"
@@ -438,8 +436,7 @@ def test_the_active_model_is_a_component_and_is_credited(cfg):
     from trading.learning.features import FEATURE_NAMES
     from trading.handlers.prediction import Prediction
 
-    set_default_client(Client(cfg, in_process="always"))
-    svc = Prediction(cfg)
+    svc = Prediction(Context(cfg, peers=handlers.client(cfg, in_process="always")))
     before = svc.generate_predictions(["CBA"], source="sample")["results"]["CBA.AX"]
     assert before["components"]["model"] is None and before["model_version"] is None
 

@@ -384,7 +384,7 @@ def test_bulk_reports_bad_symbols_by_the_name_given():
                           "negative", "neutral", "headlines", "as_of", "source", "stale"}
 
 
-@pytest.mark.parametrize("params", [{"symbols": []}, {"symbols": "CBA"},
+@pytest.mark.parametrize("params", [{"symbols": []}, {"symbols": {"CBA": 1}},
                                     {"symbols": ["CBA"], "source": "nope"}])
 def test_bulk_bad_params(params):
     from trading.handlers.sentiment import Sentiment

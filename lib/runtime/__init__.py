@@ -2,7 +2,8 @@
 
 - :mod:`.protocol`: JSON-RPC 2.0 framing (one bounded line buffer for both ends) and dispatch.
 - :mod:`.service`: the base class of a service and the context it is built with.
-- :mod:`.activation`: serving a service on the socket systemd passed, idle exit.
+- :mod:`.server`: serving one service on listening sockets until idle.
+- :mod:`.activation`: adopting the sockets systemd passed, the production context, the entry point.
 - :mod:`.client`: calling a service over its socket, or in-process through a transport.
 - :mod:`.access`: which peers may talk to a service.
 - :mod:`.store`: the shared SQLite store and its migrations.

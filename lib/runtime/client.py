@@ -6,10 +6,15 @@ within the process; every call has a connect and a read timeout, so no call hang
 the project's own: :class:`ServiceUnavailable` (no socket, refused, lost), :class:`CallTimeout`,
 or the remote :class:`RPCError` with its code and problem.
 
+Replies are read through the same bounded :class:`~trading.runtime.protocol.LineBuffer` the
+server reads requests with: a reply longer than ``reply_limit`` (the ``reply_limit`` setting)
+is a clear :class:`ServiceUnavailable`, never an unbounded buffer.
+
 Where no socket exists (systemd absent, nothing installed) and ``in_process`` is ``auto`` (the
-default), the same handler runs inside this process through the same dispatcher, so the product
-works on any machine. ``never`` turns that off (the systemd tests use it); ``always`` skips
-the sockets altogether.
+default), a :class:`LocalTransport` runs the same handler inside this process through the same
+dispatcher, so the product works on any machine. ``never`` turns that off (the systemd tests
+use it); ``always`` skips the sockets altogether. The transport is given the service classes
+by whoever builds the client (``trading.handlers.client``): nothing here imports a handler.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any
 
 from trading import config as _config
 from trading.errors import CallTimeout, RPCError, ServiceUnavailable
+from trading.runtime.protocol import LineBuffer, LineTooLong
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +40,17 @@ CONNECT_TIMEOUT = 5.0
 
 
 class _Connection:
-    def __init__(self, path: Path, connect_timeout: float) -> None:
+    def __init__(self, path: Path, connect_timeout: float, reply_limit: int) -> None:
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(connect_timeout)
-        self.sock.connect(str(path))
-        self.buf = bytearray()
+        try:
+            self.sock.connect(str(path))
+        except BaseException:
+            self.sock.close()
+            raise
+        self.lines = LineBuffer(reply_limit)
+        self.ready: list[bytes] = []  # whole lines received past the one being waited for
         self.lock = threading.Lock()
 
     def alive(self) -> bool:
@@ -62,18 +73,68 @@ class _Connection:
             pass
 
 
+ServiceFactory = Callable[[str], type]  # service name -> its Service class
+
+
+class LocalTransport:
+    """Runs services inside this process, through the same dispatcher as the wire.
+
+    Built from a registry (``factory(name)`` returns the service class); each service is
+    created on its first call with a context whose peers are the owning client, so a service
+    running here reaches its own peers by socket or, failing that, here too.
+    """
+
+    def __init__(self, factory: ServiceFactory) -> None:
+        self.factory = factory
+        self._services: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def call(self, client: Client, service: str, method: str, params: Any) -> Any:
+        with self._lock:
+            entry = self._services.get(service)
+            if entry is None:
+                from trading.runtime.service import Context
+
+                try:
+                    klass = self.factory(service)
+                except KeyError as exc:
+                    raise ServiceUnavailable(str(exc.args[0] if exc.args else exc)) from exc
+                svc = klass(Context(client.cfg, peers=client))
+                entry = self._services[service] = (svc, svc.dispatcher())
+        svc, dispatcher = entry
+        request = {"jsonrpc": "2.0", "method": method, "id": 0}
+        if params is not None:
+            request["params"] = params
+        # The same JSON round trip as the wire, so in-process answers are identical.
+        raw = dispatcher.handle_line(json.dumps(request).encode())
+        with svc.stats.lock:
+            svc.stats.requests += 1
+        response = json.loads(raw)
+        if "error" in response:
+            raise RPCError.from_json(response["error"])
+        return response.get("result")
+
+    def close(self) -> None:
+        with self._lock:
+            services = [svc for svc, _ in self._services.values()]
+            self._services.clear()
+        for svc in services:
+            svc.close()
+
+
 class Client:
-    """Calls services; one instance per process is enough (see :func:`call`)."""
+    """Calls services over their sockets, or through ``local`` where there is no socket."""
 
     def __init__(self, cfg: _config.Config | None = None, *, timeout: float | None = None,
-                 in_process: str | None = None,
+                 in_process: str | None = None, local: LocalTransport | None = None,
                  on_fallback: Callable[[str], object] | None = None) -> None:
         self.cfg = cfg if cfg is not None else _config.get()
         self.timeout = timeout if timeout is not None else self.cfg["timeout"]
         self.in_process = in_process or self.cfg["in_process"]
+        self.reply_limit = self.cfg["reply_limit"]
+        self.local = local
         self.on_fallback = on_fallback
         self._conns: dict[Path, _Connection] = {}
-        self._local: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._fallback_told: set[str] = set()
@@ -86,7 +147,7 @@ class Client:
         """Call ``method`` on ``service``; returns the result or raises the project's error."""
         path = self.socket_path(service)
         if self.in_process == "always" or (self.in_process == "auto" and not path.exists()):
-            return self._call_local(service, method, params)
+            return self._call_local(service, method, params, path)
         request = {"jsonrpc": "2.0", "method": method, "id": next(self._ids)}
         if params is not None:
             request["params"] = params
@@ -111,7 +172,8 @@ class Client:
                 conn = None
             if conn is None:
                 try:
-                    conn = _Connection(path, min(CONNECT_TIMEOUT, self.timeout))
+                    conn = _Connection(path, min(CONNECT_TIMEOUT, self.timeout),
+                                       self.reply_limit)
                 except FileNotFoundError as exc:
                     raise ServiceUnavailable(
                         f"{service} is not available: no socket at {path} "
@@ -142,12 +204,7 @@ class Client:
         try:
             conn.sock.settimeout(timeout)
             conn.sock.sendall(line)
-            while True:
-                end = conn.buf.find(b"\n")
-                if end >= 0:
-                    raw = bytes(conn.buf[:end])
-                    del conn.buf[:end + 1]
-                    return json.loads(raw)
+            while not conn.ready:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError
@@ -157,7 +214,13 @@ class Client:
                     raise ServiceUnavailable(
                         f"{service} closed the connection before answering (it may have "
                         f"crashed; see `trading logs {service}`)")
-                conn.buf += chunk
+                conn.ready.extend(line for line in conn.lines.feed(chunk) if line.strip())
+            return json.loads(conn.ready.pop(0))
+        except LineTooLong as exc:
+            raise ServiceUnavailable(
+                f"{service} sent an answer longer than {self.reply_limit} bytes (the "
+                "reply_limit setting); ask for less, e.g. fewer symbols or a shorter period"
+            ) from exc
         except TimeoutError as exc:
             raise CallTimeout(f"{service} did not answer within {timeout:g}s") from exc
         except (ConnectionResetError, BrokenPipeError) as exc:
@@ -168,61 +231,21 @@ class Client:
             raise ServiceUnavailable(f"{service} sent a malformed answer: {exc}") from exc
 
     # -- in-process --------------------------------------------------------------------------
-    def _call_local(self, service: str, method: str, params: Any) -> Any:
+    def _call_local(self, service: str, method: str, params: Any, path: Path) -> Any:
+        if self.local is None:
+            raise ServiceUnavailable(f"{service} is not available: no socket at {path} and no "
+                                     "in-process fallback in this client")
         with self._lock:
-            entry = self._local.get(service)
-            if entry is None:
-                from trading.handlers import load
-
-                svc = load(service)(self.cfg)
-                entry = self._local[service] = (svc, svc.dispatcher())
-            if service not in self._fallback_told:
-                self._fallback_told.add(service)
-                if self.on_fallback is not None and self.in_process == "auto":
-                    self.on_fallback(service)
-        svc, dispatcher = entry
-        request = {"jsonrpc": "2.0", "method": method, "id": 0}
-        if params is not None:
-            request["params"] = params
-        # The same JSON round trip as the wire, so in-process answers are identical.
-        raw = dispatcher.handle_line(json.dumps(request).encode())
-        with svc.stats.lock:
-            svc.stats.requests += 1
-        response = json.loads(raw)
-        if "error" in response:
-            raise RPCError.from_json(response["error"])
-        return response.get("result")
+            first = service not in self._fallback_told
+            self._fallback_told.add(service)
+        if first and self.on_fallback is not None and self.in_process == "auto":
+            self.on_fallback(service)
+        return self.local.call(self, service, method, params)
 
     def close(self) -> None:
         with self._lock:
             for conn in self._conns.values():
                 conn.close()
             self._conns.clear()
-            for svc, _ in self._local.values():
-                svc.close()
-            self._local.clear()
-
-
-_default: Client | None = None
-_default_lock = threading.Lock()
-
-
-def default_client() -> Client:
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = Client()
-        return _default
-
-
-def set_default_client(client: Client | None) -> None:
-    global _default
-    with _default_lock:
-        if _default is not None and _default is not client:
-            _default.close()
-        _default = client
-
-
-def call(service: str, method: str, *, _timeout: float | None = None, **params: Any) -> Any:
-    """Call ``method`` on ``service`` with named params, through the process's client."""
-    return default_client().call(service, method, params or None, timeout=_timeout)
+        if self.local is not None:
+            self.local.close()

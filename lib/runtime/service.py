@@ -1,16 +1,23 @@
-"""The base class of a service: a small object whose ``@rpc`` methods are its wire methods.
+"""The base class of a service, and the context it is built with.
 
-The runtime (:class:`trading.runtime.activation.Server`) and the in-process client use a service the
-same way:
+A service is a small object whose ``@rpc`` methods are its wire methods. Like a
+``socketserver`` handler, it gets everything from outside in one argument, a
+:class:`Context`: the configuration, a client for its peers, a notify function (systemd's
+``sd_notify`` under the runtime, a no-op elsewhere) and a store factory. The runtime
+(:func:`trading.runtime.activation.run`) builds the production context; a test builds one
+with fakes. No service reaches for a process-global.
 
-- ``Service(config)`` once. Construction must be cheap: no heavy imports and no I/O, because
+The runtime (:class:`trading.runtime.server.Server`) and the in-process transport
+(:class:`trading.runtime.client.LocalTransport`) use a service the same way:
+
+- ``Service(context)`` once. Construction must be cheap: no heavy imports and no I/O, because
   it is paid on every cold start. Open stores and load libraries lazily, on the path that
-  needs them.
+  needs them (:attr:`Service.store` does this for the store).
 - :meth:`dispatcher` once, which collects the ``@rpc`` methods.
 - the ``@rpc`` methods, once per request, from the runtime's worker threads, so a method must
   be safe to run concurrently with itself and the others.
 - :meth:`health` for extra ``health_check`` fields, :meth:`status` for systemd's ``STATUS=``.
-- :meth:`close` once, when the process exits.
+- :meth:`close` once, when the process exits; a subclass that overrides it calls ``super()``.
 
 Every service answers ``health_check`` and ``rpc.discover``; subclasses add their own methods.
 """
@@ -20,10 +27,12 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from trading import __version__
 from trading import config as _config
+from trading.errors import Unavailable
 from trading.runtime.protocol import Dispatcher, Method, rpc
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -54,15 +63,64 @@ class Stats:
         self.in_flight = 0
 
 
+def _no_notify(_state: str) -> None:
+    return None
+
+
+class _NoPeers:
+    """The peers of a service built without any: every call says so."""
+
+    def call(self, service: str, method: str, params: Any = None, *,
+             timeout: float | None = None) -> Any:
+        raise Unavailable(f"{service} is not reachable: this service was built without peers")
+
+
+class Context:
+    """What a service is built with; every part has a default that needs no systemd.
+
+    - ``config``: the :class:`trading.config.Config` in effect (default: the environment's).
+    - ``peers``: an object with ``call(service, method, params=None, *, timeout=None)``, such
+      as a :class:`trading.runtime.client.Client`, for calling other services.
+    - ``notify``: sends a systemd notify state (``"STATUS=..."``).
+    - ``store_factory``: opens the store; called at most once per service, on first use.
+    """
+
+    def __init__(self, config: _config.Config | None = None, *, peers: Any = None,
+                 notify: Callable[[str], object] | None = None,
+                 store_factory: Callable[[], Any] | None = None) -> None:
+        self.config = config if config is not None else _config.get()
+        self.peers = peers if peers is not None else _NoPeers()
+        self.notify = notify or _no_notify
+        self.store_factory = store_factory or self._open_store
+
+    def _open_store(self):
+        from trading.runtime.store import Store
+
+        return Store(self.config.db_path)
+
+
 class Service:
     """Base class; see the module docstring for what the runtime calls and when."""
 
     name = "service"
 
-    def __init__(self, config: _config.Config | None = None) -> None:
-        self.config = config if config is not None else _config.get()
+    def __init__(self, context: Context | None = None) -> None:
+        self.context = context if context is not None else Context()
+        self.config = self.context.config
+        self.peers = self.context.peers
+        self.notify = self.context.notify
         self.started = time.monotonic()
         self.stats = Stats()
+        self._store = None
+        self._store_lock = threading.Lock()
+
+    @property
+    def store(self):
+        """The store, opened on first use (a cold start that never needs it never opens it)."""
+        with self._store_lock:
+            if self._store is None:
+                self._store = self.context.store_factory()
+            return self._store
 
     def dispatcher(self) -> Dispatcher:
         d = Dispatcher()
@@ -86,6 +144,10 @@ class Service:
 
     def close(self) -> None:
         """Release what the service opened; called once at exit."""
+        with self._store_lock:
+            store, self._store = self._store, None
+        if store is not None:
+            store.close()
 
     @rpc
     def health_check(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from curl_cffi.requests.exceptions import ConnectionError as CurlConnectionError
 from curl_cffi.requests.exceptions import DNSError, HTTPError, Timeout
 from yfinance.exceptions import YFRateLimitError
 
+from trading.errors import UpstreamUnavailable
 from trading.market.yahoo import classify, classify_text, message
 
 
@@ -64,3 +65,59 @@ def test_classifying_imports_neither_yfinance_nor_curl():
             "('yfinance', 'curl_cffi', 'pandas')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# -- one backoff policy, in the store ----------------------------------------------------------
+NOW = 1_795_000_000.0
+
+
+@pytest.fixture
+def store(tmp_path):
+    from trading.runtime.store import Store
+
+    s = Store(tmp_path / "trading.db")
+    yield s
+    s.close()
+
+
+def test_rate_limits_in_a_row_double_the_backoff_up_to_the_cap_and_success_clears_it(store):
+    from trading.market.yahoo import BACKOFF_S, MAX_BACKOFF_S, PAUSE_S, UpstreamState
+
+    state = UpstreamState(store, "news")
+    waits = [state.record("x", "rate-limit", "429", NOW) - NOW for _ in range(5)]
+    assert waits == [BACKOFF_S, 2 * BACKOFF_S, 4 * BACKOFF_S, MAX_BACKOFF_S, MAX_BACKOFF_S]
+    refused = state.refusal("x", NOW + 10, symbol="CBA.AX")
+    assert refused.data == {"reason": "rate-limit", "retry_after_s": MAX_BACKOFF_S - 10,
+                            "symbol": "CBA.AX"}
+    assert state.record("x", "ok", "", NOW) == 0.0 and state.refusal("x", NOW) is None
+    assert state.record("x", "rate-limit", "429", NOW) - NOW == BACKOFF_S  # counted afresh
+    for outcome in ("network", "error"):
+        assert state.record("x", outcome, "", NOW) - NOW == PAUSE_S
+    assert state.record("x", "empty", "", NOW) == 0.0
+
+
+def test_a_news_backoff_running_at_upgrade_time_is_kept(tmp_path):
+    """Migration 0006 moves a running news_backoff row into the upstream table."""
+    import sqlite3
+
+    from trading.market.yahoo import NEWS, UpstreamState
+    from trading.runtime.store import Store, _statements, migrations
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        for number, sql in migrations():
+            if number < 6:
+                for statement in _statements(sql.read_text()):
+                    conn.execute(statement)
+        conn.execute("PRAGMA user_version = 5")
+        conn.execute("INSERT INTO upstream VALUES ('yahoo', ?, 'ok', '', 0, 0)", (NOW,))
+        conn.execute("INSERT INTO news_backoff VALUES ('yahoo', ?, 'rate-limited')",
+                     (int(NOW) + 200,))
+    store = Store(path)
+    try:
+        refused = UpstreamState(store, "news").refusal(NEWS, NOW)
+        assert refused.data["reason"] == "rate-limit" and refused.data["retry_after_s"] == 200
+        assert UpstreamState(store, "bars").last()["source"] == "yahoo"
+        assert not store.query("SELECT name FROM sqlite_master WHERE name = 'news_backoff'")
+    finally:
+        store.close()

@@ -96,6 +96,46 @@ def test_rate_limits_in_a_row_double_the_backoff_up_to_the_cap_and_success_clear
     assert state.record("x", "empty", "", NOW) == 0.0
 
 
+def test_news_and_bars_rate_limits_follow_the_same_policy(store, tmp_path):
+    """Yahoo answers 429 three times in a row to bars and to news: the same backoffs, each
+    in the store under its own name, and each service's health sees only its own feed."""
+    import datetime as dt
+
+    from trading.market.bars import BarCache
+    from trading.market.sources import YahooSource
+    from trading.market.yahoo import BARS, NEWS
+    from trading.news.headlines import News, YahooNews
+
+    clock = [NOW]
+
+    def refused_download(symbols, start, end):
+        raise YFRateLimitError()
+
+    class Ticker:
+        @property
+        def news(self):
+            raise YFRateLimitError()
+
+    bars = BarCache(store, clock=lambda: clock[0])
+    source = YahooSource(tmp_path, refused_download, sleep=lambda s: None)
+    news = News(store, 24.0, clock=lambda: clock[0], sleep=lambda s: None)
+    waits: dict[str, list[float]] = {BARS: [], NEWS: []}
+    for _ in range(3):
+        _, errors = bars.ensure(source, ["CBA.AX"], dt.date(2026, 1, 2))
+        assert errors["CBA.AX"].data["reason"] == "rate-limit"
+        with pytest.raises(UpstreamUnavailable) as info:
+            news.analyze("CBA.AX", YahooNews(ticker=lambda symbol: Ticker()))
+        assert info.value.data["reason"] == "rate-limit"
+        for name in waits:
+            until = store.query("SELECT backoff_until FROM upstream WHERE source = ?",
+                                (name,))[0][0]
+            waits[name].append(until - clock[0])
+        clock[0] += max(w[-1] for w in waits.values())  # past both backoffs
+    assert waits[BARS] == waits[NEWS] == [300.0, 600.0, 1200.0]
+    assert bars.last_outcome()["source"] == BARS
+    assert news.upstream.last()["source"] == NEWS
+
+
 def test_a_news_backoff_running_at_upgrade_time_is_kept(tmp_path):
     """Migration 0006 moves a running news_backoff row into the upstream table."""
     import sqlite3

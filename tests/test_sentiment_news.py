@@ -211,6 +211,31 @@ def test_rate_limit_with_nothing_cached_is_upstream_unavailable(store, clock):
     assert isinstance(info.value.__cause__.__cause__, YFRateLimitError)
 
 
+def test_a_backoff_recorded_by_another_process_is_honoured(store, clock):
+    # Process A is rate-limited; process B opens the same SQLite file with a store of its own.
+    a = FakeYahoo({"CBA.AX": [YFRateLimitError()]})
+    with pytest.raises(UpstreamUnavailable):
+        make_news(store, clock).analyze("CBA.AX", YahooNews(ticker=a))
+    other = Store(store.path)
+    try:
+        b = FakeYahoo({"CBA.AX": [list(CBA_ITEMS)], "NAB.AX": [list(CBA_ITEMS)]})
+        news_b = make_news(other, clock)
+        clock.t += BACKOFF_S - 1
+        for symbol in ("CBA.AX", "NAB.AX"):  # a backoff is Yahoo's, not one symbol's
+            with pytest.raises(UpstreamUnavailable) as info:
+                news_b.analyze(symbol, YahooNews(ticker=b))
+            assert info.value.data["reason"] == "rate-limit"
+            assert info.value.data["retry_after_s"] == 1
+        assert b.calls == []
+        clock.t += 1
+        assert news_b.analyze("CBA.AX", YahooNews(ticker=b))["headline_count"] == 3
+        assert b.calls == ["CBA.AX"]
+        # The success clears the backoff for everyone, process A included.
+        assert make_news(store, clock).upstream.refusal(NEWS, clock.t) is None
+    finally:
+        other.close()
+
+
 def test_network_error_is_retried_once_after_a_short_pause(store, clock):
     fake = FakeYahoo({"CBA.AX": [DNSError("Could not resolve host: query2.finance.yahoo.com"),
                                  list(CBA_ITEMS)]})

@@ -107,7 +107,8 @@ def seed_cache(symbol: str) -> int:
     news.headlines(symbol, "yahoo", now)  # scores cached, as after any earlier request
     with store.transaction() as db:  # belt and braces: no path of this bench may reach Yahoo
         db.execute("INSERT OR REPLACE INTO upstream (source, feed, at, outcome, message, "
-                   "backoff_until, failures) VALUES (?, 'news', ?, 'rate-limit', 'benchmark', ?, 1)",
+                   "backoff_until, failures) "
+                   "VALUES (?, 'news', ?, 'rate-limit', 'benchmark', ?, 1)",
                    (NEWS, now, now + BACKOFF_S * 100))
     store.close()
     return len(items)

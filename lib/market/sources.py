@@ -8,13 +8,14 @@ data for. A failure of the whole call (network down, rate limited) raises
 
 - ``yahoo``: yfinance's ``download()``, batched. Foreign errors are translated here, most
   specific first, by :func:`trading.market.yahoo.classify` (shared with news): rate-limit (no
-  retry: Yahoo wants minutes); network -> one short retry, then network. yfinance swallows per-ticker failures into empty or all-NaN columns and only logs
-  why (``['BHP.AX']: DNSError(...)`` on its ``yfinance`` logger): those log lines are read
-  back, so a ticker lost to the network or a 429 is reported as that, and when every ticker
-  was, the whole call is treated as the exception it swallowed. The rest become per-symbol
-  ``NotFound`` ("no data"). yfinance's tz/cookie cache is moved into the service's
-  cache directory before the first call. The downloader is injectable, so tests feed it frames
-  in yfinance's real shapes and never touch the network.
+  retry: Yahoo wants minutes); network -> one short retry, then network. yfinance swallows
+  per-ticker failures into empty or all-NaN columns and only logs why (``['BHP.AX']:
+  DNSError(...)`` on its ``yfinance`` logger): those log lines are read back (and classified
+  by :func:`trading.market.yahoo.classify_text`), so a ticker lost to the network or a 429
+  is reported as that, and when every ticker was, the whole call is treated as the exception
+  it swallowed. The rest become per-symbol ``NotFound`` ("no data"). yfinance's tz/cookie
+  cache is moved into the service's cache directory before the first call. The downloader is
+  injectable, so tests feed it frames in yfinance's real shapes and never touch the network.
 - ``csv:DIR``: ``DIR/<SYMBOL>.csv`` in either layout yfinance writes (``Ticker.history()`` with
   tz-aware dates, or ``download()`` with three header rows and another column order), parsed
   with the csv module (no pandas). The whole file is returned; it is local and small.

@@ -89,7 +89,8 @@ def cold(path: Path, argv: list[str], line: bytes, runs: int, check) -> list[flo
 def seed_cache(symbol: str) -> int:
     """Yahoo-shaped headlines for ``symbol``, saved and scored as a fetch just now would."""
     from trading import config
-    from trading.news.headlines import BACKOFF_S, News, parse_item
+    from trading.market.yahoo import BACKOFF_S, NEWS
+    from trading.news.headlines import News, parse_item
     from trading.runtime.store import Store
 
     cfg = config.get()
@@ -105,8 +106,10 @@ def seed_cache(symbol: str) -> int:
     news.save(symbol, "yahoo", items, now)
     news.headlines(symbol, "yahoo", now)  # scores cached, as after any earlier request
     with store.transaction() as db:  # belt and braces: no path of this bench may reach Yahoo
-        db.execute("INSERT OR REPLACE INTO news_backoff (source, until, reason) VALUES "
-                   "('yahoo', ?, 'benchmark')", (int(now + BACKOFF_S * 100),))
+        db.execute("INSERT OR REPLACE INTO upstream (source, feed, at, outcome, message, "
+                   "backoff_until, failures) "
+                   "VALUES (?, 'news', ?, 'rate-limit', 'benchmark', ?, 1)",
+                   (NEWS, now, now + BACKOFF_S * 100))
     store.close()
     return len(items)
 

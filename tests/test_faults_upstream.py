@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from trading.market.bars import BACKOFF_S
+from trading.market.yahoo import BACKOFF_S
 
 FAKE_YAHOO = Path(__file__).resolve().parent / "support" / "fake_yahoo"
 

@@ -17,7 +17,7 @@ from curl_cffi.requests.exceptions import DNSError
 from yfinance.exceptions import YFRateLimitError
 
 from trading.errors import InvalidParams, NotFound, UpstreamUnavailable
-from trading.market.sources import (CsvSource, SampleSource, YahooSource, classify, frame_to_bars,
+from trading.market.sources import (CsvSource, SampleSource, YahooSource, frame_to_bars,
                              parse_csv, resolve, synthetic)
 
 START, END = dt.date(2024, 1, 1), dt.date(2026, 3, 31)
@@ -291,13 +291,6 @@ def test_failures_of_tickers_not_asked_for_are_ignored(tmp_path):
     got = yahoo(tmp_path, _logging_downloader(pd.DataFrame(), line, thread=True)).fetch(
         ["CBA.AX"], START, END)
     assert isinstance(got.errors["CBA.AX"], NotFound)
-
-
-def test_classify():
-    assert classify(YFRateLimitError()) == "rate-limit"
-    assert classify(DNSError("x")) == "network"
-    assert classify(ConnectionResetError()) == "network"
-    assert classify(KeyError("x")) is None
 
 
 def test_the_default_downloader_moves_the_yfinance_cache(tmp_path, monkeypatch):

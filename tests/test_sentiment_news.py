@@ -16,8 +16,9 @@ from yfinance.exceptions import YFRateLimitError
 
 from trading import config
 from trading.errors import InvalidParams, InvalidSymbol, NotFound, UpstreamUnavailable
-from trading.news.headlines import (BACKOFF_S, FRESH_S, NETWORK_PAUSE_S, RETRY_DELAY_S, JsonlNews, News,
-                          SampleNews, YahooNews, aggregate, parse_item, resolve)
+from trading.market.yahoo import BACKOFF_S, NEWS, PAUSE_S
+from trading.news.headlines import (FRESH_S, RETRY_DELAY_S, JsonlNews, News, SampleNews, YahooNews,
+                                    aggregate, parse_item, resolve)
 from trading.runtime.store import Store
 
 NOW = 1_795_000_000  # 2026-11-18T11:06:40Z
@@ -188,8 +189,8 @@ def test_rate_limit_backs_off_and_serves_the_cache_stale(store, clock):
     clock.t += FRESH_S + 1
     r = news.analyze("CBA.AX", YahooNews(ticker=fake))
     assert r["stale"] is True and r["headlines"] == fresh["headlines"]
-    until = store.query("SELECT until FROM news_backoff WHERE source = 'yahoo'")[0]["until"]
-    assert until == int(clock.t + BACKOFF_S)
+    until = store.query("SELECT backoff_until FROM upstream WHERE source = ?", (NEWS,))[0][0]
+    assert until == clock.t + BACKOFF_S
     # Inside the backoff nobody asks Yahoo, not even another process (a new News object).
     clock.t += BACKOFF_S - 10
     assert make_news(store, clock).analyze("CBA.AX", YahooNews(ticker=fake))["stale"] is True
@@ -204,8 +205,35 @@ def test_rate_limit_with_nothing_cached_is_upstream_unavailable(store, clock):
     fake = FakeYahoo({"BHP.AX": [YFRateLimitError()]})
     with pytest.raises(UpstreamUnavailable) as info:
         make_news(store, clock).analyze("BHP.AX", YahooNews(ticker=fake))
-    assert info.value.problem == "rate-limited"
-    assert info.value.data["retry_after"] == BACKOFF_S
+    assert info.value.problem == "upstream-unavailable"
+    assert info.value.data["reason"] == "rate-limit" and info.value.data["symbol"] == "BHP.AX"
+    assert info.value.data["retry_after_s"] == BACKOFF_S
+    assert isinstance(info.value.__cause__.__cause__, YFRateLimitError)
+
+
+def test_a_backoff_recorded_by_another_process_is_honoured(store, clock):
+    # Process A is rate-limited; process B opens the same SQLite file with a store of its own.
+    a = FakeYahoo({"CBA.AX": [YFRateLimitError()]})
+    with pytest.raises(UpstreamUnavailable):
+        make_news(store, clock).analyze("CBA.AX", YahooNews(ticker=a))
+    other = Store(store.path)
+    try:
+        b = FakeYahoo({"CBA.AX": [list(CBA_ITEMS)], "NAB.AX": [list(CBA_ITEMS)]})
+        news_b = make_news(other, clock)
+        clock.t += BACKOFF_S - 1
+        for symbol in ("CBA.AX", "NAB.AX"):  # a backoff is Yahoo's, not one symbol's
+            with pytest.raises(UpstreamUnavailable) as info:
+                news_b.analyze(symbol, YahooNews(ticker=b))
+            assert info.value.data["reason"] == "rate-limit"
+            assert info.value.data["retry_after_s"] == 1
+        assert b.calls == []
+        clock.t += 1
+        assert news_b.analyze("CBA.AX", YahooNews(ticker=b))["headline_count"] == 3
+        assert b.calls == ["CBA.AX"]
+        # The success clears the backoff for everyone, process A included.
+        assert make_news(store, clock).upstream.refusal(NEWS, clock.t) is None
+    finally:
+        other.close()
 
 
 def test_network_error_is_retried_once_after_a_short_pause(store, clock):
@@ -226,7 +254,11 @@ def test_network_down_serves_cache_stale_or_fails_without_cache(store, clock):
     with pytest.raises(UpstreamUnavailable) as info:
         news.analyze("NAB.AX", YahooNews(ticker=fake))
     assert info.value.data["reason"] == "network"
-    assert not store.query("SELECT * FROM news_backoff")  # network errors set no backoff
+    # A network error sets no backoff, only the short pause (NAB.AX was not even asked).
+    row = store.query("SELECT outcome, backoff_until, failures FROM upstream WHERE source = ?",
+                      (NEWS,))[0]
+    assert tuple(row) == ("network", clock.t + PAUSE_S, 0)
+    assert fake.calls == ["CBA.AX", "CBA.AX", "CBA.AX"]
 
 
 def test_network_down_is_not_retried_for_every_symbol(store, clock):
@@ -238,7 +270,7 @@ def test_network_down_is_not_retried_for_every_symbol(store, clock):
     with pytest.raises(UpstreamUnavailable):
         news.analyze("NAB.AX", YahooNews(ticker=fake))  # within the pause: Yahoo not asked
     assert fake.calls == ["CBA.AX", "CBA.AX"]
-    clock.t += NETWORK_PAUSE_S + 1
+    clock.t += PAUSE_S + 1
     assert news.analyze("NAB.AX", YahooNews(ticker=fake))["headline_count"] == 3
 
 

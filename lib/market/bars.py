@@ -3,7 +3,8 @@ moves, served stale (and said so) when the source fails.
 
 Tables (migration 0002): ``bars`` (one row per source, symbol, interval, session, with
 ``final`` and ``fetched_at``), ``bar_series`` (per series: when fetched, fresh until when, and a
-precomputed summary) and ``upstream`` (last outcome per source, and the rate-limit backoff).
+precomputed summary) and ``upstream`` (last outcome per source, and its backoff; kept by
+:class:`trading.market.yahoo.UpstreamState` under the ``bars`` feed).
 
 Why the summary is stored: a cold process answering from a warm cache reads one row per symbol
 and compares two numbers; it needs neither numpy nor the holiday calendar (both are paid only
@@ -19,12 +20,13 @@ Refresh rules:
   with the cache on its oldest bar, the history was re-adjusted (a dividend), and the series is
   fetched whole again.
 - A failed call leaves the cache as it is; the caller serves it flagged ``stale``. A rate
-  limit sets a backoff (:data:`BACKOFF_S`, doubling to :data:`MAX_BACKOFF_S`), any other
-  failure of the source (unreachable, a source bug) a short pause (:data:`PAUSE_S`), stored in
-  the ``upstream`` table, so a freshly started process honours it too and does not ask.
+  limit sets a backoff, any other failure of the source (unreachable, a source bug) a short
+  pause, by the policy of :mod:`trading.market.yahoo` (the same for news), stored in the
+  ``upstream`` table, so a freshly started process honours it too and does not ask.
 - A symbol the source answered "no data" for (a typo, a delisted code, a missing CSV file) is
   that symbol's problem, not the source's: only that symbol is left alone for
-  :data:`PAUSE_S` (in this process), so one bad symbol never blocks the others.
+  :data:`~trading.market.yahoo.PAUSE_S` (in this process), so one bad symbol never blocks the
+  others.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import Any
 
 from trading.market import asx
 from trading.errors import NotFound, RPCError, UpstreamUnavailable
+from trading.market.yahoo import PAUSE_S, UpstreamState
 from trading.runtime.store import Store
 
 logger = logging.getLogger(__name__)
@@ -48,13 +51,6 @@ SUMMARY_VERSION = 1
 TAIL_DAYS = 10               # calendar days re-fetched for late corrections (~a week of sessions)
 SUMMARY_DAYS = 731           # history the stored summary is computed on
 CONTEXT_CLOSES = 40          # closes kept in the summary for the index trend
-BACKOFF_S = 300.0
-MAX_BACKOFF_S = 1800.0
-# After a call that failed for any other reason (unreachable, a source bug): stale data is
-# served and the source is left alone this long, so an outage costs one call, not one (and a
-# retry) per request. A symbol with no data is left alone as long, on its own.
-PAUSE_S = 30.0
-_SOURCE_FAILURES = ("rate-limit", "network", "error")  # outcomes that pause the whole source
 ADJUSTED_TOLERANCE = 1e-3    # relative close difference that means "history was re-adjusted"
 
 
@@ -102,7 +98,7 @@ class BarCache:
         self._lock = threading.Lock()
         self._fetch_lock = threading.Lock()  # one upstream call at a time per process
         self._absent: dict[tuple[str, str], tuple[float, RPCError]] = {}  # -> (until, error)
-        self.last_fetch: dict[str, Any] | None = None
+        self.upstream = UpstreamState(store, "bars")
 
     # -- reading -----------------------------------------------------------------------------
     def _load(self, source: str, symbols: list[str], *, db: bool = False) -> dict[str, Entry]:
@@ -186,14 +182,9 @@ class BarCache:
                  start: dt.date) -> dict[str, RPCError]:
         now = self.clock()
         name = source.name
-        backoff, outcome = self._backoff_until(name)
-        if now < backoff:
-            wait = int(backoff - now)
-            why = {"rate-limit": "rate limited", "network": "unreachable (network)"}.get(
-                outcome, f"failed ({outcome})")
-            exc = UpstreamUnavailable(f"{name} {why}; not asking again for {wait}s",
-                                      reason=outcome, retry_after_s=wait)
-            return {s: exc for s in need}
+        refused = self.upstream.refusal(name, now)
+        if refused is not None:
+            return {s: refused for s in need}
         # Series already cached and reaching back far enough only ask for their tail.
         full = [s for s in need if s not in entries or entries[s].start > start.isoformat()]
         fetch_start = start if full else min(
@@ -203,19 +194,19 @@ class BarCache:
         try:
             fetched = source.fetch(need, fetch_start, end)
         except UpstreamUnavailable as exc:
-            self._record(name, exc.data.get("reason", "error"), exc.message, now)
+            self.upstream.record(name, exc.data.get("reason", "error"), exc.message, now)
             logger.warning("%s: fetch of %d symbols failed: %s", name, len(need), exc.message)
             return {s: exc for s in need}
         except Exception as exc:  # a source bug must not become an unhandled error on the wire
             logger.exception("%s: fetch failed", name)
-            self._record(name, "error", f"{type(exc).__name__}: {exc}", now)
+            self.upstream.record(name, "error", f"{type(exc).__name__}: {exc}", now)
             err = UpstreamUnavailable(f"{name} failed: {type(exc).__name__}: {exc}",
                                       reason="error")
             return {s: err for s in need}
         # Nothing at all for any symbol is reported as "empty", not "ok" (but pauses nothing:
         # sources raise for their own failures; "no data" is about the symbols asked for).
-        self._record(name, "ok" if fetched.bars else "empty",
-                     f"{len(fetched.bars)} of {len(need)} symbols", now)
+        self.upstream.record(name, "ok" if fetched.bars else "empty",
+                             f"{len(fetched.bars)} of {len(need)} symbols", now)
         errors: dict[str, RPCError] = dict(fetched.errors)
         with self._lock:
             # Forget expired ones first: a long-lived process asked for many bad symbols
@@ -288,31 +279,9 @@ class BarCache:
         with self._lock:
             self._memo.pop((source, symbol), None)
 
-    # -- upstream state ----------------------------------------------------------------------
-    def _backoff_until(self, source: str) -> tuple[float, str]:
-        rows = self.store.query("SELECT backoff_until, outcome FROM upstream WHERE source = ?",
-                                (source,))
-        return (rows[0][0], rows[0][1]) if rows else (0.0, "ok")
-
-    def _record(self, source: str, outcome: str, message: str, now: float) -> None:
-        with self.store.transaction() as db:
-            row = db.execute("SELECT failures FROM upstream WHERE source = ?", (source,)).fetchone()
-            failures = (row[0] if row else 0) + 1 if outcome == "rate-limit" else 0
-            backoff = now + min(MAX_BACKOFF_S, BACKOFF_S * 2 ** max(0, failures - 1)) \
-                if outcome == "rate-limit" else now + PAUSE_S if outcome in _SOURCE_FAILURES \
-                else 0.0
-            db.execute("INSERT OR REPLACE INTO upstream VALUES (?,?,?,?,?,?)",
-                       (source, now, outcome, message, backoff, failures))
-        self.last_fetch = {"source": source, "at": now, "outcome": outcome, "message": message}
-
     def last_outcome(self) -> dict[str, Any] | None:
-        """The most recent upstream call of any source (this process or an earlier one)."""
-        rows = self.store.query("SELECT * FROM upstream ORDER BY at DESC LIMIT 1")
-        if not rows:
-            return None
-        r = rows[0]
-        return {"source": r["source"], "at": r["at"], "outcome": r["outcome"],
-                "message": r["message"], "backoff_until": r["backoff_until"] or None}
+        """The most recent upstream call of any bar source (this process or an earlier one)."""
+        return self.upstream.last()
 
     def size(self) -> dict[str, int]:
         r = self.store.query("SELECT count(*), count(DISTINCT source || ' ' || symbol) FROM bars")[0]

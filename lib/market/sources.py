@@ -7,15 +7,15 @@ data for. A failure of the whole call (network down, rate limited) raises
 ``"network"``; the cache (:mod:`trading.market.bars`) then serves what it has, flagged stale.
 
 - ``yahoo``: yfinance's ``download()``, batched. Foreign errors are translated here, most
-  specific first: ``YFRateLimitError`` -> rate-limit (no retry: Yahoo wants minutes),
-  curl_cffi's ``DNSError``/``ConnectionError`` and ``OSError`` -> one short retry, then
-  network. yfinance swallows per-ticker failures into empty or all-NaN columns and only logs
-  why (``['BHP.AX']: DNSError(...)`` on its ``yfinance`` logger): those log lines are read
-  back, so a ticker lost to the network or a 429 is reported as that, and when every ticker
-  was, the whole call is treated as the exception it swallowed. The rest become per-symbol
-  ``NotFound`` ("no data"). yfinance's tz/cookie cache is moved into the service's
-  cache directory before the first call. The downloader is injectable, so tests feed it frames
-  in yfinance's real shapes and never touch the network.
+  specific first, by :func:`trading.market.yahoo.classify` (shared with news): rate-limit (no
+  retry: Yahoo wants minutes); network -> one short retry, then network. yfinance swallows
+  per-ticker failures into empty or all-NaN columns and only logs why (``['BHP.AX']:
+  DNSError(...)`` on its ``yfinance`` logger): those log lines are read back (and classified
+  by :func:`trading.market.yahoo.classify_text`), so a ticker lost to the network or a 429
+  is reported as that, and when every ticker was, the whole call is treated as the exception
+  it swallowed. The rest become per-symbol ``NotFound`` ("no data"). yfinance's tz/cookie
+  cache is moved into the service's cache directory before the first call. The downloader is
+  injectable, so tests feed it frames in yfinance's real shapes and never touch the network.
 - ``csv:DIR``: ``DIR/<SYMBOL>.csv`` in either layout yfinance writes (``Ticker.history()`` with
   tz-aware dates, or ``download()`` with three header rows and another column order), parsed
   with the csv module (no pandas). The whole file is returned; it is local and small.
@@ -38,7 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trading.market import asx
+from trading.market import asx, yahoo
 from trading.errors import InvalidParams, NotFound, RPCError, UpstreamUnavailable
 from trading.market.summary import Bars
 from trading.market.symbols import is_index
@@ -91,7 +91,7 @@ Downloader = Callable[[list[str], dt.date, dt.date], Any]
 class YahooSource(Source):
     """yfinance, one batched ``download()`` per fetch; see the module docstring."""
 
-    name = "yahoo"
+    name = yahoo.BARS  # keys the cache and the upstream state
 
     def __init__(self, cache_dir: Path, downloader: Downloader | None = None, *,
                  retry_delay: float = 2.0, sleep: Callable[[float], None] = time.sleep) -> None:
@@ -142,7 +142,7 @@ class YahooSource(Source):
             if kind is None:
                 out.errors[s] = NotFound(f"yahoo has no data for {s}", symbol=s, reason="empty")
             else:
-                out.errors[s] = UpstreamUnavailable(_upstream_message(kind, why), symbol=s,
+                out.errors[s] = UpstreamUnavailable(yahoo.message(kind, why), symbol=s,
                                                     reason=kind)
         return out
 
@@ -153,61 +153,19 @@ class YahooSource(Source):
                 _raise_if_all_swallowed(symbols, failures)
                 return frame, failures
             except Exception as exc:  # translated below, most specific first
-                kind = classify(exc)
+                kind = exc.kind if isinstance(exc, _Swallowed) else yahoo.classify(exc)
                 if kind == "rate-limit":
-                    raise UpstreamUnavailable(
-                        "yahoo rate limit reached (HTTP 429); backing off",
-                        reason="rate-limit") from exc
+                    raise UpstreamUnavailable(yahoo.message(kind, str(exc)),
+                                              reason=kind) from exc
                 if kind != "network":
                     raise
                 if attempt == 2:
-                    raise UpstreamUnavailable(_upstream_message("network", str(exc)),
-                                              reason="network") from exc
+                    raise UpstreamUnavailable(yahoo.message(kind, str(exc)),
+                                              reason=kind) from exc
                 logger.warning("yahoo: network error (%s); retrying in %.3gs", exc,
                                self.retry_delay)
                 self.sleep(self.retry_delay)
         raise AssertionError("unreachable")
-
-
-_NETWORK_ERRORS = {"DNSError", "ConnectionError", "Timeout", "SSLError", "ProxyError",
-                   "CurlError", "TimeoutError"}
-
-
-def classify(exc: BaseException) -> str | None:
-    """``"rate-limit"``, ``"network"`` or None for an exception raised by yfinance."""
-    if isinstance(exc, _Swallowed):
-        return exc.kind
-    # Matched by class name along the MRO, so classifying never imports yfinance/curl_cffi.
-    names = {k.__name__ for k in type(exc).__mro__}
-    if "YFRateLimitError" in names:
-        return "rate-limit"
-    if names & _NETWORK_ERRORS or isinstance(exc, OSError):
-        return "network"
-    return None
-
-
-def _classify_text(why: str) -> str | None:
-    """:func:`classify` for a failure yfinance only logged: ``DNSError('...')``, or the bare
-    text of the exception (``Failed to perform, curl: (6) Could not resolve host: ...``)."""
-    m = re.match(r"(\w+)\(", why)
-    name = m[1] if m else ""
-    if name == "YFRateLimitError" or "Too Many Requests" in why:
-        return "rate-limit"
-    if (name in _NETWORK_ERRORS or name.endswith(("ConnectionError", "Timeout"))
-            or "Failed to perform, curl: (" in why):
-        return "network"
-    return None
-
-
-def _upstream_message(kind: str, why: str) -> str:
-    """One line for people from an exception's text or yfinance's ``Name('text')`` repr."""
-    if kind == "rate-limit":
-        return "yahoo rate limit reached (HTTP 429); backing off"
-    m = re.fullmatch(r"(\w+)\((['\"]?)(.*?)\2\)", why, re.S)
-    text = f"{m[1]}: {m[3]}" if m else why
-    # curl's text ends with "See https://curl.se/libcurl/c/libcurl-errors.html first ..."
-    text = text.split(" See https://", 1)[0].strip()[:200]
-    return f"yahoo unreachable: {text}" if text else "yahoo unreachable"
 
 
 class _Swallowed(Exception):
@@ -260,7 +218,7 @@ class _SwallowedErrors(logging.Handler):
             symbols = [m["symbol"]]
         else:
             return
-        why, kind = m["why"], _classify_text(m["why"])
+        why, kind = m["why"], yahoo.classify_text(m["why"])
         for symbol in symbols:
             if symbol in self.wanted and (kind or symbol not in self.by_symbol):
                 self.by_symbol[symbol] = (kind, why)

@@ -5,11 +5,14 @@ Sources (the ``source`` parameter, default the ``news_source`` setting):
 - ``yahoo``: ``yfinance.Ticker(symbol).news``. Items come in two shapes, both parsed: the
   current nested one (``{"id", "content": {"title", "pubDate", "provider": {"displayName"},
   "canonicalUrl": {"url"}}}``) and the old flat one (``title``, ``publisher``, ``link``,
-  ``providerPublishTime``, still returned by ``yf.Search``). Failures are classified as the
-  market-data service does: a rate limit (429) backs the source off for minutes, shared by
-  every process through the store; a network error is retried once after a short pause, and
-  then the source is left alone for half a minute in this process; both then serve what the
-  cache holds, marked ``stale``. An empty list is no news, not an error.
+  ``providerPublishTime``, still returned by ``yf.Search``). Failures are Yahoo's, so
+  :mod:`trading.market.yahoo` classifies them and keeps the backoff, by the bars' policy, in
+  the store under the upstream name ``yahoo-news``, where every process honours it: a rate
+  limit (429) leaves Yahoo alone for minutes (longer for each one in a row); a network error
+  is retried once after a short pause, then Yahoo is left alone for half a minute, as after
+  any other failure. Meanwhile the cache is served, marked ``stale``; with nothing cached the
+  answer is :class:`~trading.errors.UpstreamUnavailable` with its ``reason`` and
+  ``retry_after_s``. An empty list is no news, not an error.
 - ``sample``: headlines bundled in ``trading/data/sample_news.jsonl``, their ages relative to
   now, so an offline run works end to end.
 - ``jsonl:DIR``: every ``*.jsonl`` file in DIR, one item per line in either Yahoo shape, with
@@ -36,13 +39,12 @@ from pathlib import Path
 from typing import Any
 
 from trading.errors import InvalidParams, NotFound, UpstreamUnavailable
+from trading.market import yahoo
 
 logger = logging.getLogger(__name__)
 
 FRESH_S = 15 * 60            # a Yahoo fetch younger than this is served from the cache
-BACKOFF_S = 5 * 60           # after a 429: Yahoo publishes no limits; back off for minutes
-RETRY_DELAY_S = 0.5          # one short retry after a network error
-NETWORK_PAUSE_S = 30         # then no more attempts for a moment: one bulk call pays it once
+RETRY_DELAY_S = 0.5          # one short retry after a network error (then yahoo.PAUSE_S)
 LOOKBACK_HALF_LIVES = 7      # 0.5 ** 7 < 1%: older headlines no longer move the score
 MAX_HEADLINES = 50           # most recent headlines aggregated (and returned) per symbol
 KEEP_S = 90 * 24 * 3600      # headlines older than this are pruned from the cache
@@ -131,18 +133,17 @@ def parse_item(item: Any, now: float) -> Item | None:
 
 
 # -- sources --------------------------------------------------------------------------------
-class RateLimited(Exception):
-    """The source answered 429."""
-
-
-class NetworkError(Exception):
-    """The source could not be reached (DNS, connection, timeout)."""
-
-
 class Source:
-    """Where headlines come from. ``key`` names it in the cache, ``label`` in results."""
+    """Where headlines come from. ``key`` names it in the cache, ``label`` in results.
+
+    ``upstream`` names a remote source in the store's ``upstream`` table, whose backoff
+    :class:`News` honours; a local source has none and is never left alone. A remote source's
+    :meth:`fetch` raises :class:`~trading.errors.UpstreamUnavailable` with a ``reason``
+    (``rate-limit``, ``network``) for the failures its upstream is to blame for.
+    """
 
     key = "source"
+    upstream: str | None = None
     fresh_s = 0.0  # local sources are re-read on every request (cheap); Yahoo is not
 
     @property
@@ -163,6 +164,7 @@ class YahooNews(Source):
     """``Ticker(symbol).news``; ``ticker`` is the factory (tests pass a fake one)."""
 
     key = "yahoo"
+    upstream = yahoo.NEWS
     fresh_s = FRESH_S
 
     def __init__(self, cache_dir: Path | None = None,
@@ -191,32 +193,18 @@ class YahooNews(Source):
         self._prepare()
         try:
             raw = self.ticker(symbol).news
-        except Exception as exc:
-            kind = classify(exc)
-            if kind == "rate-limit":
-                raise RateLimited(str(exc) or type(exc).__name__) from exc
-            if kind == "network":
-                raise NetworkError(str(exc) or type(exc).__name__) from exc
-            raise
+        except Exception as exc:  # translated when it is Yahoo's failure, not ours
+            kind = yahoo.classify(exc)
+            if kind is None:
+                raise
+            raise UpstreamUnavailable(
+                yahoo.message(kind, str(exc) or type(exc).__name__, "yahoo news"),
+                symbol=symbol, reason=kind) from exc
         if not raw:
             return []
         if not isinstance(raw, list):
             raise TypeError(f"Ticker.news returned {type(raw).__name__}, expected a list")
         return [p for p in (parse_item(i, now) for i in raw) if p is not None]
-
-
-def classify(exc: BaseException) -> str:
-    """``rate-limit``, ``network`` or ``other``, most specific first."""
-    name = type(exc).__name__
-    if name == "YFRateLimitError":
-        return "rate-limit"
-    response = getattr(exc, "response", None)
-    if getattr(response, "status_code", None) == 429 or "Too Many Requests" in str(exc):
-        return "rate-limit"
-    # curl_cffi's DNSError, ConnectionError and Timeout are OSErrors, as are the builtins.
-    if isinstance(exc, (OSError, ConnectionError, TimeoutError)):
-        return "network"
-    return "other"
 
 
 class SampleNews(Source):
@@ -336,7 +324,7 @@ class News:
         self.clock = clock
         self.sleep = sleep
         self._scorer = scorer
-        self._down_until: dict[str, float] = {}  # source key -> end of a network pause
+        self.upstream = yahoo.UpstreamState(store, "news")
 
     @property
     def scorer(self):
@@ -355,58 +343,56 @@ class News:
             (symbol, source.key))
         if last and source.fresh_s and now - last[0]["fetched_at"] < source.fresh_s:
             return False
-        backoff = self.store.query("SELECT until, reason FROM news_backoff WHERE source = ?",
-                                   (source.key,))
-        if backoff and backoff[0]["until"] > now:
-            return self._stale(symbol, source, bool(last), backoff[0]["until"] - now,
-                               backoff[0]["reason"])
-        if self._down_until.get(source.key, 0) > now:
-            # The network failed moments ago (after its retry): when it is down for one symbol
-            # it is down for all, and each attempt can take seconds of DNS timeouts.
-            return self._stale(symbol, source, bool(last), None, "network")
+        if source.upstream:
+            refused = self.upstream.refusal(source.upstream, now, symbol=symbol)
+            if refused is not None:  # another request (or process) found it failing
+                return self._stale(symbol, source, bool(last), refused)
         try:
             items = self._fetch(symbol, source, now)
-        except RateLimited as exc:
-            until = int(now + BACKOFF_S)
-            logger.warning("%s rate-limited us (%s); backing off until %s", source.key, exc,
-                           time.strftime("%H:%M:%S", time.gmtime(until)))
-            with self.store.transaction() as db:
-                db.execute("INSERT INTO news_backoff (source, until, reason) VALUES (?, ?, ?) "
-                           "ON CONFLICT(source) DO UPDATE SET until = excluded.until, "
-                           "reason = excluded.reason", (source.key, until, "rate-limited"))
-            return self._stale(symbol, source, bool(last), BACKOFF_S, "rate-limited")
-        except NetworkError as exc:
-            logger.warning("%s: news for %s unavailable: %s", source.key, symbol, exc)
-            self._down_until[source.key] = self.clock() + NETWORK_PAUSE_S
-            return self._stale(symbol, source, bool(last), None, "network")
         except (InvalidParams, NotFound):
             raise
-        except Exception:  # a yfinance change or a malformed answer: serve the cache
+        except UpstreamUnavailable as exc:  # the upstream's fault: leave it alone a while
+            reason = exc.data.get("reason", "error")
+            until = self._record(source, reason, exc.message)
+            logger.warning("%s: news for %s unavailable: %s", source.key, symbol, exc.message)
+            return self._stale(symbol, source, bool(last), exc, until)
+        except Exception as exc:  # a yfinance change or a malformed answer: serve the cache
             logger.exception("%s: fetching news for %s failed", source.key, symbol)
-            return self._stale(symbol, source, bool(last), None, "upstream-error")
+            until = self._record(source, "error", f"{type(exc).__name__}: {exc}")
+            err = UpstreamUnavailable(f"{source.key} failed: {type(exc).__name__}: {exc}",
+                                      symbol=symbol, reason="error")
+            return self._stale(symbol, source, bool(last), err, until)
         self.save(symbol, source.key, items, now)
+        self._record(source, "ok", f"{len(items)} headlines for {symbol}")
         return False
 
     def _fetch(self, symbol: str, source: Source, now: float) -> list[Item]:
         try:
             return source.fetch(symbol, now)
-        except NetworkError:
+        except UpstreamUnavailable as exc:
+            if exc.data.get("reason") != "network":
+                raise  # a 429 is never retried at once: Yahoo wants minutes
             self.sleep(RETRY_DELAY_S)  # transient more often than not: one short retry
             return source.fetch(symbol, self.clock())
 
-    def _stale(self, symbol: str, source: Source, cached: bool, retry_after: float | None,
-               reason: str) -> bool:
+    def _record(self, source: Source, outcome: str, message: str) -> float:
+        """Record a call's outcome for a remote source; when it may be asked again."""
+        if not source.upstream:
+            return 0.0
+        return self.upstream.record(source.upstream, outcome, message, self.clock())
+
+    def _stale(self, symbol: str, source: Source, cached: bool, err: UpstreamUnavailable,
+               until: float = 0.0) -> bool:
+        """True (serve the cache, stale) when something is cached; else raise ``err`` for
+        ``symbol``, with when to try again."""
         if cached:
             return True
-        extra = {} if retry_after is None else {"retry_after": int(math.ceil(retry_after))}
-        if reason == "rate-limited":
-            raise UpstreamUnavailable(
-                f"{source.key} is rate-limiting news requests and nothing is cached for "
-                f"{symbol}; try again in {extra['retry_after']}s", problem="rate-limited",
-                symbol=symbol, **extra)
+        data = {**err.data, "symbol": symbol}
+        if until > self.clock():
+            data["retry_after_s"] = int(math.ceil(until - self.clock()))
         raise UpstreamUnavailable(
-            f"news for {symbol} from {source.key} is unavailable ({reason}) and nothing is "
-            "cached", symbol=symbol, reason=reason)
+            f"news for {symbol} from {source.key} is unavailable and nothing is cached: "
+            f"{err.message}", **data) from err
 
     def save(self, symbol: str, source_key: str, items: Iterable[Item], now: float) -> None:
         """Upsert headlines by id and record the fetch: one transaction."""

@@ -25,7 +25,7 @@ _CURL_DNS = ("Failed to perform, curl: (6) Could not resolve host: query2.financ
 
 
 class YFRateLimitError(Exception):
-    """Same name as yfinance's, which is what trading.market.sources.classify matches."""
+    """Same name as yfinance's, which is what trading.market.yahoo.classify matches."""
 
 
 class ConnectionError(OSError):  # noqa: A001 - curl_cffi's name, matched by classify

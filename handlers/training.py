@@ -22,7 +22,7 @@ import time
 from contextlib import contextmanager
 from typing import Any
 
-from trading.errors import Busy, InvalidParams, Unavailable, UpstreamUnavailable
+from trading.errors import Busy, Cancelled, InvalidParams, Unavailable, UpstreamUnavailable
 from trading.handlers import params
 from trading.runtime.protocol import rpc
 from trading.runtime.service import Service
@@ -44,6 +44,7 @@ class Job:
         self.done = 0
         self.stage = "starting"
         self.started = time.monotonic()
+        self.cancel_requested: str | None = None  # why, once someone asked
 
     def as_dict(self) -> dict[str, Any]:
         return {"job": self.kind, "stage": self.stage, "done": self.done, "total": self.total,
@@ -88,11 +89,28 @@ class Training(Service):
             logger.info("%s finished in %.1fs", kind, time.monotonic() - job.started)
 
     def _step(self, job: Job, stage: str, done: int | None = None) -> None:
+        """Record progress; stop here (Cancelled) when the job was cancelled or its client
+        hung up: a job nobody waits for must not hold the one job slot."""
+        if self.cancelled and job.cancel_requested is None:
+            job.cancel_requested = "its client hung up"
+        if job.cancel_requested is not None:
+            logger.info("%s cancelled at %s: %s", job.kind, job.stage, job.cancel_requested)
+            raise Cancelled(f"{job.kind} cancelled at {job.stage}: {job.cancel_requested}",
+                            stage=job.stage)
         job.stage = stage
         job.done = job.done + 1 if done is None else done
         # Sent directly too: the runtime's once-a-second STATUS= may miss a short stage.
         self.notify(f"STATUS={job.text()}")
         logger.debug("%s", job.text())
+
+    @rpc
+    def cancel(self) -> dict[str, Any] | None:
+        """Ask the running job to stop at its next step; null when no job runs."""
+        job = self._job
+        if job is None:
+            return None
+        job.cancel_requested = "cancelled by request"
+        return job.as_dict()
 
     @rpc
     def progress(self) -> dict[str, Any] | None:

@@ -21,7 +21,8 @@ at the edge that meets them, chained with ``raise ... from exc``.
         ├── UpstreamUnavailable      -32002: Yahoo (or another source) failed and nothing cached
         ├── Busy                     -32003: the service is at capacity or the store is locked
         ├── Forbidden                -32004: the peer's credentials are not allowed
-        └── Unavailable              -32005: a service this one depends on is not reachable
+        ├── Unavailable              -32005: a service this one depends on is not reachable
+        └── Cancelled                -32007: a job stopped because it was cancelled
 """
 
 from __future__ import annotations
@@ -182,8 +183,13 @@ class Unavailable(RPCError):
     exit_code = Exit.UNAVAILABLE
 
 
+class Cancelled(RPCError):
+    code, problem = -32007, "cancelled"
+
+
 _CLASSES = [ParseError, InvalidRequest, MethodNotFound, InvalidParams, InvalidSymbol,
-            InternalError, NotFound, UpstreamUnavailable, Busy, Forbidden, Unavailable]
+            InternalError, NotFound, UpstreamUnavailable, Busy, Forbidden, Unavailable,
+            Cancelled]
 _BY_CODE: dict[int, type[RPCError]] = {}
 for _klass in _CLASSES:
     _BY_CODE.setdefault(_klass.code, _klass)

@@ -139,7 +139,8 @@ def run(service_cls: type[Service], argv: Sequence[str] | None = None, *,
             logger.error("cannot listen on %s: %s", bound, exc)
             return 1
     notify = _sd_notify if os.environ.get("NOTIFY_SOCKET") else _no_notify
-    peers = Client(cfg, local=LocalTransport(registry) if registry is not None else None)
+    peers = Client(cfg, local=LocalTransport(registry) if registry is not None else None,
+                   keep_connections=False)
     service = service_cls(Context(cfg, peers=peers, notify=notify))
     from trading.runtime.access import authorizer
 
@@ -148,6 +149,8 @@ def run(service_cls: type[Service], argv: Sequence[str] | None = None, *,
         idle_exit=args.idle_exit if args.idle_exit is not None else cfg["idle_exit"],
         conn_idle=cfg["conn_idle"], max_connections=cfg["max_connections"],
         line_limit=cfg["line_limit"], notify=notify,
+        request_timeout=cfg["request_timeout"], max_per_peer=cfg["max_per_peer"],
+        drain_timeout=cfg["drain_timeout"], max_batch=cfg["max_batch"],
         watchdog_usec=int(os.environ["WATCHDOG_USEC"]) if os.environ.get("WATCHDOG_USEC") else None,
         authorize=authorizer(cfg),
     )

@@ -127,13 +127,17 @@ class Client:
 
     def __init__(self, cfg: _config.Config | None = None, *, timeout: float | None = None,
                  in_process: str | None = None, local: LocalTransport | None = None,
-                 on_fallback: Callable[[str], object] | None = None) -> None:
+                 on_fallback: Callable[[str], object] | None = None,
+                 keep_connections: bool = True) -> None:
         self.cfg = cfg if cfg is not None else _config.get()
         self.timeout = timeout if timeout is not None else self.cfg["timeout"]
         self.in_process = in_process or self.cfg["in_process"]
         self.reply_limit = self.cfg["reply_limit"]
         self.local = local
         self.on_fallback = on_fallback
+        # A service's peers client closes each connection after its call: an open connection
+        # keeps the peer from its idle exit, so a peer would live as long as its caller.
+        self.keep_connections = keep_connections
         self._conns: dict[Path, _Connection] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -159,39 +163,44 @@ class Client:
             except BaseException:
                 self._drop(path, conn)
                 raise
+            if not self.keep_connections:
+                self._drop(path, conn)
         if "error" in response:
             raise RPCError.from_json(response["error"])
         return response.get("result")
 
     # -- sockets ---------------------------------------------------------------------------
     def _connection(self, service: str, path: Path) -> _Connection:
+        if not self.keep_connections:
+            return self._connect(service, path)  # one per call, never shared
         with self._lock:
             conn = self._conns.get(path)
             if conn is not None and not conn.alive():
                 conn.close()
                 conn = None
             if conn is None:
-                try:
-                    conn = _Connection(path, min(CONNECT_TIMEOUT, self.timeout),
-                                       self.reply_limit)
-                except FileNotFoundError as exc:
-                    raise ServiceUnavailable(
-                        f"{service} is not available: no socket at {path} "
-                        "(is it installed? see `trading status`)") from exc
-                except ConnectionRefusedError as exc:
-                    raise ServiceUnavailable(
-                        f"{service} refused the connection at {path}: its socket is not "
-                        "listening (see `trading status`)") from exc
-                except (TimeoutError, BlockingIOError) as exc:
-                    raise CallTimeout(f"{service}: connecting to {path} timed out") from exc
-                except PermissionError as exc:
-                    raise ServiceUnavailable(
-                        f"{service}: permission denied on {path} (are you in the trading "
-                        "group?)") from exc
-                except OSError as exc:
-                    raise ServiceUnavailable(f"{service}: cannot connect to {path}: {exc}") from exc
-                self._conns[path] = conn
+                conn = self._conns[path] = self._connect(service, path)
             return conn
+
+    def _connect(self, service: str, path: Path) -> _Connection:
+        try:
+            return _Connection(path, min(CONNECT_TIMEOUT, self.timeout), self.reply_limit)
+        except FileNotFoundError as exc:
+            raise ServiceUnavailable(
+                f"{service} is not available: no socket at {path} "
+                "(is it installed? see `trading status`)") from exc
+        except ConnectionRefusedError as exc:
+            raise ServiceUnavailable(
+                f"{service} refused the connection at {path}: its socket is not "
+                "listening (see `trading status`)") from exc
+        except (TimeoutError, BlockingIOError) as exc:
+            raise CallTimeout(f"{service}: connecting to {path} timed out") from exc
+        except PermissionError as exc:
+            raise ServiceUnavailable(
+                f"{service}: permission denied on {path} (are you in the trading "
+                "group?)") from exc
+        except OSError as exc:
+            raise ServiceUnavailable(f"{service}: cannot connect to {path}: {exc}") from exc
 
     def _drop(self, path: Path, conn: _Connection) -> None:
         conn.close()

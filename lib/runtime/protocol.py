@@ -22,6 +22,7 @@ from trading.errors import (InternalError, InvalidParams, InvalidRequest, Method
 logger = logging.getLogger(__name__)
 
 DEFAULT_LINE_LIMIT = 1 << 20  # 1 MiB
+DEFAULT_MAX_BATCH = 32        # requests in one batch: each answer is held until the last one
 _NO_ID = object()  # marks a notification: the request had no "id" member
 
 
@@ -197,8 +198,10 @@ def _jsonable(value: Any) -> Any:
 class Dispatcher:
     """Maps method names to callables and turns request lines into response lines."""
 
-    def __init__(self, methods: dict[str, Method] | None = None) -> None:
+    def __init__(self, methods: dict[str, Method] | None = None,
+                 max_batch: int = DEFAULT_MAX_BATCH) -> None:
         self.methods: dict[str, Method] = dict(methods or {})
+        self.max_batch = max_batch
 
     def add(self, name: str, func: Callable, positional: bool = False) -> None:
         self.methods[name] = Method(name, func, positional)
@@ -227,6 +230,12 @@ class Dispatcher:
         if isinstance(message, list):
             if not message:
                 return error_response(InvalidRequest("empty batch"))
+            if len(message) > self.max_batch:
+                # Refused whole, before any of it runs: a batch's answers are all held in
+                # memory until the last is done, so its size is what bounds that memory.
+                return error_response(InvalidRequest(
+                    f"a batch of {len(message)} requests; at most {self.max_batch}",
+                    problem="batch-too-large", limit=self.max_batch))
             answers = [a for a in (self.handle_request(m) for m in message) if a is not None]
             return answers or None
         return self.handle_request(message)

@@ -11,11 +11,29 @@ connection is served by its own thread, at most ``max_connections`` at once (pas
 clients wait in the backlog rather than being refused). Idle exit is the selector's timeout,
 not a timer thread. Everything the server needs comes in as arguments (sockets, clock, notify),
 so tests can drive it without systemd.
+
+What one client cannot do to the others (the promise: after anything one client sends, a
+call from another is answered within seconds, without an administrator):
+
+- hold a worker with a request it never finishes: a request line must be complete within
+  ``request_timeout`` seconds of its first byte, and a connection idle between requests is
+  closed after ``conn_idle``; the main loop enforces both (a byte now and then does not reset
+  them, unlike a receive timeout);
+- take every worker: one peer process may hold at most ``max_per_peer`` connections, and
+  when every worker is taken while another client waits in the backlog, the connections
+  that are idle or still sending a request (not the ones being answered) are closed, oldest
+  first, after ``pressure_grace`` seconds;
+- keep a stopped service alive: after SIGTERM, connections get ``drain_timeout`` seconds to
+  finish their request, then the process exits anyway;
+- keep a job running for nobody: a request whose client hung up is flagged cancelled
+  (:attr:`trading.runtime.service.Service.cancelled`), which long methods check.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import select
 import selectors
 import socket
 import struct
@@ -23,9 +41,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from trading.errors import Forbidden, InvalidRequest
-from trading.runtime.protocol import DEFAULT_LINE_LIMIT, LineBuffer, LineTooLong, encode, error_response
-from trading.runtime.service import Service
+from trading.errors import Busy, Forbidden, InvalidRequest
+from trading.runtime.protocol import (DEFAULT_LINE_LIMIT, DEFAULT_MAX_BATCH, LineBuffer,
+                                      LineTooLong, encode, error_response)
+from trading.runtime.service import Service, set_current_cancel
 
 logger = logging.getLogger(__name__)
 
@@ -33,25 +52,67 @@ Notify = Callable[[str], object]
 # Returns None to admit the peer, or a reason to refuse it; gets (pid, uid, gid).
 Authorize = Callable[[int, int, int], "str | None"]
 
+_IDLE, _READING, _BUSY = "idle", "reading", "busy"
+_TICK = 0.25            # how often the main loop checks deadlines while connections are open
+_REFUSE_WAIT = 0.25     # how long a refused peer's first request is waited for (for its id)
+try:
+    _POLLRDHUP = select.POLLRDHUP  # Linux: the peer shut down its end
+except AttributeError:  # pragma: no cover - other platforms
+    _POLLRDHUP = 0
+
 
 def _no_notify(_state: str) -> None:
     return None
+
+
+class _Conn:
+    """One accepted connection: who it is, and what it is doing since when."""
+
+    __slots__ = ("sock", "pid", "uid", "gid", "state", "since", "cancel", "closing")
+
+    def __init__(self, sock: socket.socket, creds: tuple[int, int, int] | None, now: float):
+        self.sock = sock
+        self.pid, self.uid, self.gid = creds if creds is not None else (-1, -1, -1)
+        self.state = _IDLE
+        self.since = now        # when the current state began
+        self.cancel = threading.Event()
+        self.closing = False
+
+    def shut(self) -> None:
+        """Wake the worker blocked on this connection: its recv returns end-of-file."""
+        self.closing = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int] | None:
+    try:
+        return struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                   struct.calcsize("3i")))
+    except OSError:
+        return None
 
 
 class Server:
     """Serves one :class:`Service` on listening sockets until idle, then returns 0.
 
     Call :meth:`serve` from the main thread; :meth:`stop` (also wired to SIGTERM and SIGINT
-    by :func:`run`) stops accepting, lets in-flight requests finish and returns.
+    by :func:`run`) stops accepting, lets in-flight requests finish (for at most
+    ``drain_timeout`` seconds) and returns.
     """
 
     def __init__(self, service: Service, sockets: Sequence[socket.socket], *,
                  idle_exit: float = 30.0, conn_idle: float = 60.0, max_connections: int = 16,
                  line_limit: int = DEFAULT_LINE_LIMIT, notify: Notify = _no_notify,
                  watchdog_usec: int | None = None, authorize: Authorize | None = None,
-                 clock: Callable[[], float] = time.monotonic, drain_timeout: float = 30.0) -> None:
+                 clock: Callable[[], float] = time.monotonic, drain_timeout: float = 20.0,
+                 request_timeout: float = 10.0, max_per_peer: int = 8,
+                 pressure_grace: float = 0.5, max_batch: int = DEFAULT_MAX_BATCH) -> None:
         self.service = service
         self.dispatcher = service.dispatcher()
+        self.dispatcher.max_batch = max_batch
         self.sockets = list(sockets)
         self.idle_exit = idle_exit
         self.conn_idle = conn_idle
@@ -62,10 +123,14 @@ class Server:
         self.authorize = authorize
         self.clock = clock
         self.drain_timeout = drain_timeout
+        self.request_timeout = request_timeout
+        self.max_per_peer = max_per_peer
+        self.pressure_grace = pressure_grace
         self.stats = service.stats
-        self._conns: set[socket.socket] = set()
+        self._conns: dict[socket.socket, _Conn] = {}
         self._threads: set[threading.Thread] = set()
         self._stopping = False
+        self._stop_at: float | None = None
         self._last_activity = clock()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -89,7 +154,7 @@ class Server:
         sel.register(self._wake_r, selectors.EVENT_READ)
         for s in self.sockets:
             s.setblocking(False)
-        listening = False
+            sel.register(s, selectors.EVENT_READ)
         last_ping = last_status = self.clock()
         self.notify(f"READY=1\nSTATUS={self.service.status()}")
         logger.info("%s serving on %s (idle exit %.3gs)", self.service.name,
@@ -100,46 +165,52 @@ class Server:
                 with self.stats.lock:
                     open_now = self.stats.open_connections
                     idle_since = self._last_activity
-                want_listen = not self._stopping and open_now < self.max_connections
-                if want_listen != listening:
-                    for s in self.sockets:
-                        if want_listen:
-                            sel.register(s, selectors.EVENT_READ)
-                        else:
-                            sel.unregister(s)
-                    listening = want_listen
                 now = self.clock()
                 if self._stopping:
+                    if self._stop_at is None:
+                        self._stop_at = now
+                        for s in self.sockets:  # never accepted again: a new connection
+                            sel.unregister(s)   # waits in the backlog for the next instance
+                        self._shutdown_reads()
                     if open_now == 0:
                         break
-                    timeout = None
+                    if now - self._stop_at >= self.drain_timeout:
+                        reason = "stopped; drain deadline passed"
+                        logger.warning("%d connection(s) still open %.3gs after the stop: "
+                                       "exiting anyway", open_now, self.drain_timeout)
+                        break
+                    timeout = min(_TICK, self.drain_timeout - (now - self._stop_at))
                 elif open_now == 0:
                     timeout = self.idle_exit - (now - idle_since)
                     if timeout <= 0:
                         reason = "idle"
                         break
                 else:
-                    timeout = None
+                    timeout = _TICK
                 if self.watchdog_interval:
                     due = self.watchdog_interval - (now - last_ping)
-                    timeout = due if timeout is None else min(timeout, due)
-                    timeout = max(timeout, 0)
-                if timeout is None or timeout > 1.0:
-                    timeout = 1.0 if self.stats.in_flight or open_now else timeout
+                    timeout = max(0.0, min(timeout, due))
                 for key, _ in sel.select(timeout):
                     if key.fileobj is self._wake_r:
                         self._drain_wake()
-                    elif not self._stopping:
+                        continue
+                    with self.stats.lock:
+                        full = self.stats.open_connections >= self.max_connections
+                    if full:
+                        # Someone waits while every worker is taken: free the workers held by
+                        # connections that are not being answered, oldest first.
+                        if not self._relieve_pressure():
+                            time.sleep(min(_TICK, 0.05))  # nothing to free yet: do not spin
+                    else:
                         self._accept(key.fileobj)
                 now = self.clock()
+                self._enforce_deadlines(now)
                 if self.watchdog_interval and now - last_ping >= self.watchdog_interval:
                     self.notify("WATCHDOG=1")
                     last_ping = now
                 if now - last_status >= 1.0:
                     self.notify(f"STATUS={self.service.status()}")
                     last_status = now
-                if self._stopping:
-                    self._shutdown_reads()
         finally:
             sel.close()
         self.notify(f"STOPPING=1\nSTATUS=exiting ({reason})")
@@ -162,127 +233,225 @@ class Server:
                 if self.stats.open_connections >= self.max_connections:
                     return
             try:
-                conn, _ = listener.accept()
+                sock, _ = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
                 logger.warning("accept failed: %s", exc)
                 return
+            creds = peer_credentials(sock)
+            now = self.clock()
             with self.stats.lock:
-                self.stats.open_connections += 1
-                self.stats.connections += 1
-                self._conns.add(conn)
+                if creds is not None and self.max_per_peer and sum(
+                        1 for c in self._conns.values() if c.pid == creds[0]) >= self.max_per_peer:
+                    over = True
+                else:
+                    over = False
+                    conn = _Conn(sock, creds, now)
+                    self.stats.open_connections += 1
+                    self.stats.connections += 1
+                    self._conns[sock] = conn
+            if over:
+                self._turn_away(sock, Busy(
+                    f"{self.service.name}: this process already has {self.max_per_peer} "
+                    "connections open; reuse one", problem="too-many-connections",
+                    limit=self.max_per_peer))
+                continue
             t = threading.Thread(target=self._serve_connection, args=(conn,),
                                  name=f"conn-{self.stats.connections}", daemon=True)
             self._threads.add(t)
             t.start()
 
+    def _turn_away(self, sock: socket.socket, error) -> None:
+        """Answer with ``error`` (best effort, never blocking the main loop) and close."""
+        try:
+            sock.setblocking(False)
+            sock.send(encode(error_response(error)))
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
     def _shutdown_reads(self) -> None:
         # Draining: no new requests are read; a request being served still gets its answer.
         with self.stats.lock:
-            conns = list(self._conns)
+            conns = list(self._conns.values())
         for c in conns:
             try:
-                c.shutdown(socket.SHUT_RD)
+                c.sock.shutdown(socket.SHUT_RD)
             except OSError:
                 pass
 
+    def _enforce_deadlines(self, now: float) -> None:
+        """Close connections past their deadline; flag requests whose client hung up."""
+        with self.stats.lock:
+            conns = [c for c in self._conns.values() if not c.closing]
+        for c in conns:
+            age = now - c.since
+            if c.state == _READING and age >= self.request_timeout:
+                logger.info("closing a connection (pid %d) whose request was not complete "
+                            "after %.3gs", c.pid, self.request_timeout)
+                self._send_quietly(c, InvalidRequest(
+                    f"request not complete within {self.request_timeout:g}s of its first byte",
+                    problem="request-timeout", timeout=self.request_timeout))
+                c.shut()
+            elif c.state == _IDLE and age >= self.conn_idle:
+                logger.debug("closing a connection idle for %.3gs", self.conn_idle)
+                c.shut()
+            elif c.state == _BUSY and _POLLRDHUP and not c.cancel.is_set() and _hung_up(c.sock):
+                logger.info("the client of a request in flight (pid %d) hung up: cancelling",
+                            c.pid)
+                c.cancel.set()
+
+    def _relieve_pressure(self) -> bool:
+        """Close the connections holding a worker without being answered, oldest first; True
+        when at least one was closed."""
+        now = self.clock()
+        with self.stats.lock:
+            idle = sorted((c for c in self._conns.values() if not c.closing
+                           and c.state != _BUSY and now - c.since >= self.pressure_grace),
+                          key=lambda c: c.since)
+        for c in idle:
+            logger.info("every worker is taken and a client waits: closing a connection "
+                        "(pid %d) %s for %.3gs", c.pid, c.state, now - c.since)
+            if c.state == _READING:
+                self._send_quietly(c, Busy("the service is at capacity and this request was "
+                                           "still incomplete; send whole lines",
+                                           problem="busy"))
+            c.shut()
+        return bool(idle)
+
+    @staticmethod
+    def _send_quietly(c: _Conn, error) -> None:
+        try:
+            c.sock.send(encode(error_response(error)), socket.MSG_DONTWAIT)
+        except OSError:
+            pass
+
     def _join_workers(self) -> None:
-        deadline = time.monotonic() + self.drain_timeout
+        deadline = time.monotonic() + (0.5 if self._stop_at is not None else self.drain_timeout)
+        with self.stats.lock:
+            conns = list(self._conns.values())
+        if self._stop_at is not None:
+            for c in conns:  # past the drain deadline: wake every worker that still waits
+                c.shut()
         for t in list(self._threads):
             t.join(max(0.0, deadline - time.monotonic()))
 
     # -- one connection ------------------------------------------------------------------
-    def _serve_connection(self, conn: socket.socket) -> None:
+    def _serve_connection(self, conn: _Conn) -> None:
+        sock = conn.sock
         try:
-            # A blocking socket with kernel timeouts, not Python's settimeout(): that one polls
-            # before every recv and send, doubling the system calls per request.
-            conn.setblocking(True)
-            timeval = struct.pack("ll", int(self.conn_idle), int(self.conn_idle % 1 * 1e6))
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+            # A blocking socket: the main loop enforces the read deadlines (it shuts the
+            # socket down, which ends recv); a kernel send timeout bounds a client that does
+            # not read its answers.
+            sock.setblocking(True)
+            timeval = struct.pack("ll", int(self.request_timeout),
+                                  int(self.request_timeout % 1 * 1e6))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
             refusal = self._check_peer(conn)
             if refusal is not None:
-                self._refuse(conn, refusal)
+                self._refuse(sock, refusal)
                 return
             buf = LineBuffer(self.line_limit)
-            while True:
-                try:
-                    data = conn.recv(65536)
-                except (BlockingIOError, TimeoutError):  # SO_RCVTIMEO expired: EAGAIN
-                    logger.debug("closing a connection idle for %.3gs", self.conn_idle)
-                    return
+            while not conn.closing:
+                data = sock.recv(65536)
                 if not data:
                     return
+                if conn.state == _IDLE:
+                    self._set_state(conn, _READING)
                 try:
                     for line in buf.feed(data):
                         if line.strip():
+                            self._set_state(conn, _BUSY)
                             self._answer(conn, line)
                 except LineTooLong:
                     exc = InvalidRequest(f"request line longer than {self.line_limit} bytes",
                                          problem="line-too-long", limit=self.line_limit)
-                    conn.sendall(encode(error_response(exc)))
+                    sock.sendall(encode(error_response(exc)))
                     return
+                if not buf.pending:
+                    self._set_state(conn, _IDLE)
+                elif conn.state != _READING:
+                    self._set_state(conn, _READING)
         except OSError as exc:  # the client went away (reset, broken pipe, send timeout)
             logger.debug("connection ended: %s", exc)
         except Exception:
             logger.exception("connection handler failed")
         finally:
-            conn.close()
+            sock.close()
             with self.stats.lock:
-                self._conns.discard(conn)
+                self._conns.pop(sock, None)
                 self.stats.open_connections -= 1
                 self._last_activity = self.clock()
             self._threads.discard(threading.current_thread())
             self._wake()
 
-    def _refuse(self, conn: socket.socket, refusal: Forbidden) -> None:
-        # Answer the peer's first request (so its client sees this error, with its id, rather
-        # than a broken pipe), then close. Nothing it sends is dispatched.
-        conn.settimeout(min(self.conn_idle, 5.0))
+    def _set_state(self, conn: _Conn, state: str) -> None:
+        conn.state = state
+        conn.since = self.clock()
+
+    def _refuse(self, sock: socket.socket, refusal: Forbidden) -> None:
+        # Answer the peer's first request if it comes at once (so its client sees this error
+        # with its id, rather than a broken pipe), then close. Nothing it sends is dispatched,
+        # and a peer that sends nothing holds the worker for a moment only.
+        sock.settimeout(_REFUSE_WAIT)
         buf, request_id = LineBuffer(self.line_limit), None
         try:
             while True:
-                data = conn.recv(65536)
+                data = sock.recv(65536)
                 if not data:
-                    return
+                    break
                 lines = list(buf.feed(data))
                 if lines:
+                    first = json.loads(lines[0])
+                    if isinstance(first, dict) and isinstance(first.get("id"), (str, int)):
+                        request_id = first["id"]
                     break
-            import json
-
-            first = json.loads(lines[0])
-            if isinstance(first, dict) and isinstance(first.get("id"), (str, int)):
-                request_id = first["id"]
-        except (OSError, LineTooLong, ValueError):
+        except (OSError, LineTooLong, ValueError, RecursionError):
             pass
-        conn.sendall(encode(error_response(refusal, request_id)))
+        try:
+            sock.sendall(encode(error_response(refusal, request_id)))
+        except OSError:
+            pass
 
-    def _answer(self, conn: socket.socket, line: bytes) -> None:
+    def _answer(self, conn: _Conn, line: bytes) -> None:
         with self.stats.lock:
             self.stats.in_flight += 1
+        conn.cancel.clear()
+        token = set_current_cancel(conn.cancel)
         try:
             response = self.dispatcher.handle_line(line)
         finally:
+            set_current_cancel(token)
             with self.stats.lock:
                 self.stats.in_flight -= 1
                 self.stats.requests += 1
         if response is not None:
-            conn.sendall(response)
+            conn.sock.sendall(response)
 
-    def _check_peer(self, conn: socket.socket) -> Forbidden | None:
+    def _check_peer(self, conn: _Conn) -> Forbidden | None:
         if self.authorize is None:
             return None
-        try:
-            creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            pid, uid, gid = struct.unpack("3i", creds)
-        except OSError as exc:
-            return Forbidden(f"cannot read the peer's credentials: {exc}")
-        reason = self.authorize(pid, uid, gid)
+        if conn.pid < 0:
+            return Forbidden("cannot read the peer's credentials")
+        reason = self.authorize(conn.pid, conn.uid, conn.gid)
         if reason is None:
             return None
-        logger.warning("refused peer pid=%d uid=%d gid=%d: %s", pid, uid, gid, reason)
-        return Forbidden(reason, uid=uid, gid=gid)
+        logger.warning("refused peer pid=%d uid=%d gid=%d: %s", conn.pid, conn.uid, conn.gid,
+                       reason)
+        return Forbidden(reason, uid=conn.uid, gid=conn.gid)
+
+
+def _hung_up(sock: socket.socket) -> bool:
+    """True when the peer has closed its end (checked without reading anything)."""
+    poller = select.poll()
+    try:
+        poller.register(sock, _POLLRDHUP)
+        return any(ev & (_POLLRDHUP | select.POLLHUP | select.POLLERR)
+                   for _, ev in poller.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 def _sockname(s: socket.socket) -> str:

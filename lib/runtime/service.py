@@ -67,6 +67,17 @@ def _no_notify(_state: str) -> None:
     return None
 
 
+_current = threading.local()  # the cancel flag of the request this thread is answering
+
+
+def set_current_cancel(flag: threading.Event | None) -> threading.Event | None:
+    """Set this thread's request cancel flag (the server does, around each request); returns
+    the previous one, to restore."""
+    previous = getattr(_current, "cancel", None)
+    _current.cancel = flag
+    return previous
+
+
 class _NoPeers:
     """The peers of a service built without any: every call says so."""
 
@@ -113,6 +124,13 @@ class Service:
         self.stats = Stats()
         self._store = None
         self._store_lock = threading.Lock()
+
+    @property
+    def cancelled(self) -> bool:
+        """True when the client of the request being answered on this thread has hung up:
+        a long method checks it between steps and stops (it is never true in-process)."""
+        flag = getattr(_current, "cancel", None)
+        return flag is not None and flag.is_set()
 
     @property
     def store(self):

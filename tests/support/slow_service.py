@@ -38,6 +38,17 @@ class Slow(Service):
         raise RuntimeError("boom")
 
     @rpc
+    def until_cancelled(self, seconds: float = 10.0) -> dict:
+        """Work in small steps until the client hangs up (or ``seconds`` pass)."""
+        deadline = time.monotonic() + float(seconds)
+        steps = 0
+        while time.monotonic() < deadline and not self.cancelled:
+            time.sleep(0.01)
+            steps += 1
+        self.outcome = {"cancelled": self.cancelled, "steps": steps}
+        return self.outcome
+
+    @rpc
     def die(self) -> None:
         """Kill this process mid-request."""
         os._exit(7)

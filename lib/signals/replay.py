@@ -1,0 +1,104 @@
+"""The historical replay behind ``trading replay``: predictions as they would have been made.
+
+:func:`replay` rebuilds history: for each session in a ``csv:DIR`` series it summarises the
+bars up to that session (:func:`trading.market.summary.summarize`, the same code market-data
+serves), decides with :func:`trading.signals.rules.decide` (no sentiment: there are no
+historical headlines), stores the prediction in the ledger as made at that session's close
+(``origin = 'replay'``), and then runs the outcome scoring
+(:func:`trading.signals.outcomes.evaluate`) over the same bars. Replayed predictions emit no
+events: they are history, not news.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections.abc import Iterable
+from datetime import date, datetime, time, timezone
+from typing import Any
+
+from trading.errors import InvalidParams, NotFound
+from trading.runtime.store import Store
+from trading.signals import ledger, outcomes, rules
+
+logger = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+INDEX = outcomes.INDEX
+REPLAY_LOOKBACK = 260    # bars per summary: the year live market-data fetches
+REPLAY_WARMUP = 35       # MACD(12, 26, 9) needs 34 bars before its first value
+
+
+def close_time(session: str) -> str:
+    """16:30 Sydney on ``session`` (after the closing auction) as an ISO UTC timestamp."""
+    t = datetime.combine(date.fromisoformat(session), time(16, 30), ledger.sydney_tz())
+    return t.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterable[str], *,
+           source: str, start: str | None = None, end: str | None = None, every: int = 1,
+           today: date | None = None) -> JSON:
+    """Predict each ``every``-th session of each symbol's history as if at its close, store the
+    predictions (origin 'replay', replacing an earlier replay of the same source), then score
+    their outcomes. Returns ``{run_id, predictions, by_action, outcomes: evaluate(...)}``."""
+    from trading.market.summary import summarize  # numpy: only the replay pays for it
+
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise InvalidParams("every must be a positive integer")
+    run_id = f"replay:{source}"
+    try:
+        index_bars = list(get_bars(INDEX, "10y", source).get("bars") or [])
+    except NotFound as exc:
+        # No index file in the folder: the context is the flagged NEUTRAL fallback, as
+        # backtest and train have it, rather than no replay at all.
+        logger.warning("replay without %s (%s): market context NEUTRAL (fallback)", INDEX, exc)
+        index_bars = []
+    index_dates = [str(b["date"])[:10] for b in index_bars]
+
+    made: list[JSON] = []
+    inputs: dict[int, JSON] = {}
+    for symbol in symbols:
+        bars = list(get_bars(symbol, "10y", source).get("bars") or [])
+        for i in range(REPLAY_WARMUP, len(bars), every):
+            session = str(bars[i]["date"])[:10]
+            if (start and session < start) or (end and session > end):
+                continue
+            j = bisect.bisect_right(index_dates, session)
+            market = summarize(symbol, bars[max(0, i + 1 - REPLAY_LOOKBACK):i + 1],
+                               index_bars[max(0, j - REPLAY_LOOKBACK):j], cfg)
+            market.update(source=source, stale=False, age_s=0)
+            p = rules.decide(market, None, None, cfg, created_at=close_time(session))
+            inputs[len(made)] = {"market": market, "sentiment": None, "model": None}
+            made.append(p)
+    with store.transaction() as db:
+        db.execute("DELETE FROM predictions WHERE run_id = ?", (run_id,))
+    # record() keys inputs by symbol; a replay has many per symbol, so store in chunks by row.
+    for k, p in enumerate(made):
+        p["_k"] = k
+    _record_many(store, made, inputs, source=source, run_id=run_id)
+    by_action: dict[str, int] = {}
+    for p in made:
+        by_action[p["action"]] = by_action.get(p["action"], 0) + 1
+    # Only this replay's predictions, on the bars it was replayed from.
+    outcome = outcomes.evaluate(store, get_bars, today=today, source=source)
+    return {"run_id": run_id, "predictions": len(made), "by_action": by_action,
+            "outcomes": outcome}
+
+
+def _record_many(store: Store, made: list[JSON], inputs: dict[int, JSON], *, source: str,
+                 run_id: str) -> None:
+    with store.transaction() as db:
+        for p in made:
+            k = p.pop("_k")
+            inp = inputs[k]
+            p["created_at"] = ledger.canonical_time(p["created_at"])
+            session = ledger.base_session(inp["market"], p["created_at"])
+            p["session"] = session
+            db.execute(
+                "INSERT INTO predictions (symbol, created_at, session, action, confidence, score,"
+                " price, market_context, model_version, data_stale, source, origin, run_id,"
+                " prediction, inputs) VALUES (?,?,?,?,?,?,?,?,?,?,?,'replay',?,?,?)",
+                (p["symbol"], p["created_at"], session, p["action"], p["confidence"],
+                 p.get("score"), p.get("price"), p.get("market_context"), None,
+                 int(bool(p.get("data_stale"))), source, run_id, ledger._dumps(p),
+                 ledger._dumps(inp)))

@@ -97,6 +97,33 @@ def test_a_prediction_is_stored_with_its_inputs(store, cfg):
     assert store.query("PRAGMA journal_mode")[0][0] == "wal"
 
 
+def test_one_prediction_is_one_insert_in_one_transaction_with_its_event(store, cfg):
+    """record() writes each row once (no INSERT-then-UPDATE to add the id to its JSON), and
+    the rows and their events commit together."""
+    m = [market(s) for s in ("CBA.AX", "NAB.AX", "BHP.AX")]
+    made = [rules.decide(x, None, None, cfg, created_at="2025-10-01T06:00:00+00:00") for x in m]
+    for p, x in zip(made, m):
+        p["symbol"] = x["symbol"]
+    store.query("SELECT 1")  # open the connection before tracing it
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    try:
+        ledger.record(store, made, {x["symbol"]: {"market": x} for x in m}, source="csv",
+                      run_id="t")
+    finally:
+        store.conn.set_trace_callback(None)
+    kinds = [" ".join(s.split()[:3]).lower() for s in statements]
+    assert kinds.count("insert into predictions") == 3
+    assert not [s for s in statements if "UPDATE" in s.upper()]
+    assert kinds.count("insert into events") == 3
+    assert kinds[0] == "begin immediate" and kinds[-1] == "commit"
+    assert kinds.count("begin immediate") == 1
+    # What was written once reads back whole, with the row's id.
+    for p in made:
+        [row] = [r for r in ledger.history(store) if r["id"] == p["id"]]
+        assert {k: v for k, v in row.items() if k != "outcomes"} == json.loads(json.dumps(p))
+
+
 def test_history_filters_and_orders(store, cfg):
     for day, sym in (("2025-10-01", "CBA.AX"), ("2025-10-02", "NAB.AX"), ("2025-10-03", "CBA.AX")):
         store_one(store, cfg, market(sym, day), created_at=f"{day}T06:00:00+00:00")

@@ -88,23 +88,32 @@ def record(store: Store, predictions: Sequence[JSON], inputs: Mapping[str, JSON]
     written: list[JSON] = []
     with store.transaction() as db:
         for p in predictions:
-            p["created_at"] = canonical_time(p["created_at"])
-            inp = inputs.get(p["symbol"], {})
-            session = base_session(inp.get("market"), p["created_at"])
-            used = _market_source(inp.get("market")) or source
-            cur = db.execute(
-                "INSERT INTO predictions (symbol, created_at, session, action, confidence, score,"
-                " price, market_context, model_version, data_stale, source, origin, run_id,"
-                " prediction, inputs) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (p["symbol"], p["created_at"], session, p["action"], p["confidence"],
-                 p.get("score"), p.get("price"), p.get("market_context"), p.get("model_version"),
-                 int(bool(p.get("data_stale"))), used, origin, run_id, "", _dumps(inp)))
-            p["id"] = cur.lastrowid
-            p["session"] = session
-            db.execute("UPDATE predictions SET prediction = ? WHERE id = ?", (_dumps(p), p["id"]))
+            insert(db, p, inputs.get(p["symbol"], {}), source=source, origin=origin,
+                   run_id=run_id)
             if emit:
                 written.append(_events.append(db, "prediction", p, created_at=p["created_at"]))
     return written
+
+
+def insert(db, p: JSON, inputs: JSON, *, source: str | None, origin: str, run_id: str) -> int:
+    """Write one prediction row with ``db`` (inside the caller's transaction): one INSERT.
+
+    Sets ``created_at`` (canonical), ``session`` and ``id`` on ``p``. The stored JSON is
+    ``p`` without its ``id``: the id is the row's and is only known after the INSERT, and every
+    reader (:func:`latest`, :func:`history`) takes it from the row."""
+    p.pop("id", None)
+    p["created_at"] = canonical_time(p["created_at"])
+    p["session"] = base_session(inputs.get("market"), p["created_at"])
+    used = _market_source(inputs.get("market")) or source
+    cur = db.execute(
+        "INSERT INTO predictions (symbol, created_at, session, action, confidence, score,"
+        " price, market_context, model_version, data_stale, source, origin, run_id,"
+        " prediction, inputs) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (p["symbol"], p["created_at"], p["session"], p["action"], p["confidence"],
+         p.get("score"), p.get("price"), p.get("market_context"), p.get("model_version"),
+         int(bool(p.get("data_stale"))), used, origin, run_id, _dumps(p), _dumps(inputs)))
+    p["id"] = cur.lastrowid
+    return p["id"]
 
 
 def _market_source(market: Any) -> str | None:

@@ -56,7 +56,7 @@ def replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterable
     index_dates = [str(b["date"])[:10] for b in index_bars]
 
     made: list[JSON] = []
-    inputs: dict[int, JSON] = {}
+    inputs: list[JSON] = []
     for symbol in symbols:
         bars = list(get_bars(symbol, "10y", source).get("bars") or [])
         for i in range(REPLAY_WARMUP, len(bars), every):
@@ -68,14 +68,15 @@ def replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterable
                                index_bars[max(0, j - REPLAY_LOOKBACK):j], cfg)
             market.update(source=source, stale=False, age_s=0)
             p = rules.decide(market, None, None, cfg, created_at=close_time(session))
-            inputs[len(made)] = {"market": market, "sentiment": None, "model": None}
+            inputs.append({"market": market, "sentiment": None, "model": None})
             made.append(p)
+    # Replacing the earlier replay and storing this one is one transaction: a failed replay
+    # leaves the earlier one in place. ledger.record() keys inputs by symbol and a replay has
+    # many predictions per symbol, so each row is inserted with its own inputs.
     with store.transaction() as db:
         db.execute("DELETE FROM predictions WHERE run_id = ?", (run_id,))
-    # record() keys inputs by symbol; a replay has many per symbol, so store in chunks by row.
-    for k, p in enumerate(made):
-        p["_k"] = k
-    _record_many(store, made, inputs, source=source, run_id=run_id)
+        for p, inp in zip(made, inputs):
+            ledger.insert(db, p, inp, source=source, origin="replay", run_id=run_id)
     by_action: dict[str, int] = {}
     for p in made:
         by_action[p["action"]] = by_action.get(p["action"], 0) + 1
@@ -84,21 +85,3 @@ def replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterable
     return {"run_id": run_id, "predictions": len(made), "by_action": by_action,
             "outcomes": outcome}
 
-
-def _record_many(store: Store, made: list[JSON], inputs: dict[int, JSON], *, source: str,
-                 run_id: str) -> None:
-    with store.transaction() as db:
-        for p in made:
-            k = p.pop("_k")
-            inp = inputs[k]
-            p["created_at"] = ledger.canonical_time(p["created_at"])
-            session = ledger.base_session(inp["market"], p["created_at"])
-            p["session"] = session
-            db.execute(
-                "INSERT INTO predictions (symbol, created_at, session, action, confidence, score,"
-                " price, market_context, model_version, data_stale, source, origin, run_id,"
-                " prediction, inputs) VALUES (?,?,?,?,?,?,?,?,?,?,?,'replay',?,?,?)",
-                (p["symbol"], p["created_at"], session, p["action"], p["confidence"],
-                 p.get("score"), p.get("price"), p.get("market_context"), None,
-                 int(bool(p.get("data_stale"))), source, run_id, ledger._dumps(p),
-                 ledger._dumps(inp)))

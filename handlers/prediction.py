@@ -181,8 +181,8 @@ class Prediction(Service):
                                    {"symbol": symbol, "interval": "1d", "period": period,
                                     **({"source": src} if src is not None else {})})
 
-        return outcomes.evaluate(self.store, get_bars, publisher=self.publisher,
-                                 source=source)
+        return outcomes.evaluate(self.store, get_bars, index=self.config["context.index"],
+                                 publisher=self.publisher, source=source)
 
     @rpc
     def accuracy_report(self, origin: str | None = None) -> dict[str, Any]:

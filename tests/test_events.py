@@ -138,7 +138,8 @@ def test_outcomes_are_published_too(monkeypatch, redis_server, asx_daily):
                                                        "source": f"csv:{asx_daily}"})
 
     publisher = events.Publisher.from_config(cfg)
-    outcomes.evaluate(store, get_bars, publisher=publisher, today=date(2026, 3, 1))
+    outcomes.evaluate(store, get_bars, index=cfg["context.index"], publisher=publisher,
+                      today=date(2026, 3, 1))
     msgs = collect(sub, 2)
     assert [(m["type"], m["payload"]["horizon"]) for m in msgs] == [("outcome", 1), ("outcome", 5)]
     assert msgs[0]["payload"]["prediction_id"] == p["id"]

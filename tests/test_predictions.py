@@ -176,7 +176,8 @@ def test_outcomes_match_the_csv(store, cfg, asx_daily, bars_from):
     last = dates[-1]
     store_one(store, cfg, market("CBA.AX", last), created_at=f"{last}T06:00:00+00:00")
 
-    result = outcomes.evaluate(store, get_bars, today=date(2026, 3, 1))
+    result = outcomes.evaluate(store, get_bars, index=cfg["context.index"],
+                               today=date(2026, 3, 1))
     assert result["errors"] == {}
     # p: both horizons; q: only 1 session (5 would pass the data's end); last: nothing yet.
     assert result["evaluated"] == 3
@@ -193,7 +194,8 @@ def test_outcomes_match_the_csv(store, cfg, asx_daily, bars_from):
     assert set(by_id[q["id"]]) == {"1"}
 
     # Evaluating again adds nothing and leaves the waiting ones waiting.
-    again = outcomes.evaluate(store, get_bars, today=date(2026, 3, 1))
+    again = outcomes.evaluate(store, get_bars, index=cfg["context.index"],
+                              today=date(2026, 3, 1))
     assert again["evaluated"] == 0 and again["pending"] == 2
 
 
@@ -212,11 +214,12 @@ def test_a_live_bar_is_never_scored_only_the_settled_close(store, cfg):
                      created_at="2025-12-30T05:00:00+00:00")
     live = _series({"2025-12-29": 160.0, "2025-12-30": 161.29, "2025-12-31": 164.52})
     morning = datetime(2025, 12, 31, 11, 0, tzinfo=sydney)
-    result = outcomes.evaluate(store, live, at=morning)
+    result = outcomes.evaluate(store, live, index=cfg["context.index"], at=morning)
     assert result["evaluated"] == 0 and result["pending"] == 1
     # 31 Dec closes early (14:10); its bar settles 14:32 at the latest. Evening: scored.
     final = _series({"2025-12-29": 160.0, "2025-12-30": 161.29, "2025-12-31": 160.57})
-    result = outcomes.evaluate(store, final, at=datetime(2025, 12, 31, 17, 0, tzinfo=sydney))
+    result = outcomes.evaluate(store, final, index=cfg["context.index"],
+                               at=datetime(2025, 12, 31, 17, 0, tzinfo=sydney))
     assert result["evaluated"] == 1
     [o] = store.query("SELECT * FROM outcomes WHERE prediction_id = ?", (p["id"],))
     assert (o["end_session"], o["end_close"]) == ("2025-12-31", 160.57)
@@ -230,7 +233,7 @@ def test_the_horizon_counts_sessions_not_the_bars_yahoo_sent(store, cfg):
     holey = _series({"2025-12-22": 150.0, "2025-12-23": 151.0, "2025-12-24": 152.0,
                      "2025-12-29": 153.0, "2025-12-30": 154.0, "2026-01-02": 155.0,
                      "2026-01-05": 156.0, "2026-01-06": 157.0})
-    result = outcomes.evaluate(store, holey, today=date(2026, 1, 7))
+    result = outcomes.evaluate(store, holey, index=cfg["context.index"], today=date(2026, 1, 7))
     rows = store.query("SELECT p.session, o.horizon, o.end_session FROM outcomes o "
                        "JOIN predictions p ON p.id = o.prediction_id ORDER BY 1, 2")
     # 22 Dec: 1 session -> 23 Dec; 5 sessions -> 23, 24, 29, 30, 31 Dec: missing, so it waits.
@@ -241,7 +244,8 @@ def test_the_horizon_counts_sessions_not_the_bars_yahoo_sent(store, cfg):
 def test_a_prediction_whose_own_bar_is_missing_waits(store, cfg):
     store_one(store, cfg, market("CBA.AX", "2025-12-30"), created_at="2025-12-30T05:00:00+00:00")
     result = outcomes.evaluate(store, _series({"2025-12-29": 1.0, "2025-12-31": 2.0,
-                                               "2026-01-02": 3.0}), today=date(2026, 1, 7))
+                                               "2026-01-02": 3.0}),
+                               index=cfg["context.index"], today=date(2026, 1, 7))
     assert result["evaluated"] == 0 and result["pending"] == 1
     assert "2025-12-30" in result["errors"]["CBA.AX"]
 
@@ -261,9 +265,10 @@ def test_each_prediction_is_scored_on_bars_from_its_own_source(store, cfg):
         asked.append((symbol, source))
         return {"bars": [{"date": d, "close": c} for d, c in sorted(closes[source].items())]}
 
-    only = outcomes.evaluate(store, get_bars, today=date(2026, 1, 7), source="sample")
+    only = outcomes.evaluate(store, get_bars, index=cfg["context.index"],
+                             today=date(2026, 1, 7), source="sample")
     assert only["evaluated"] == 1 and {src for _, src in asked} == {"sample"}
-    outcomes.evaluate(store, get_bars, today=date(2026, 1, 7))
+    outcomes.evaluate(store, get_bars, index=cfg["context.index"], today=date(2026, 1, 7))
     rows = store.query("SELECT p.source, o.end_close FROM outcomes o JOIN predictions p "
                        "ON p.id = o.prediction_id WHERE o.horizon = 1 ORDER BY 1")
     assert [tuple(r) for r in rows] == [("sample", 9.0), ("yahoo", 101.0)]
@@ -276,7 +281,7 @@ def test_outcome_events_are_appended(store, cfg, bars_from):
     _, get_bars = bars_from
     p, _ = store_one(store, cfg, market("NAB.AX", "2025-06-02"),
                      created_at="2025-06-02T06:00:00+00:00")
-    outcomes.evaluate(store, get_bars, today=date(2026, 3, 1))
+    outcomes.evaluate(store, get_bars, index=cfg["context.index"], today=date(2026, 3, 1))
     outcome_events = events.read(store, type="outcome")
     assert [(e["payload"]["prediction_id"], e["payload"]["horizon"]) for e in outcome_events] \
         == [(p["id"], 1), (p["id"], 5)]
@@ -484,3 +489,51 @@ def test_the_active_model_is_a_component_and_is_credited(cfg):
     assert p["components"]["model"] == pytest.approx(expected, abs=1e-4)
     assert "model" in p["weights"] and stored["id"] == p["id"]
     svc.close()
+
+
+def test_the_configured_index_is_the_one_scored_and_replayed(monkeypatch, tmp_path, asx_daily):
+    """``context.index`` names the index: outcome scoring (the service's evaluate_outcomes) and
+    the replay ask for it, never a hard-coded ^AXJO. The folder holds no ^AXJO.csv, so an index
+    return can only come from the configured one."""
+    import shutil
+
+    from trading.handlers.prediction import Prediction
+
+    for name in ("CBA.AX.csv", "NAB.AX.csv"):
+        shutil.copy(asx_daily / name, tmp_path / name)
+    shutil.copy(asx_daily / "^AXJO.csv", tmp_path / "^AORD.csv")
+    monkeypatch.setenv("TRADING_CONTEXT_INDEX", "^AORD")
+    config.reset()
+    cfg = config.get()
+    client = handlers.client(cfg, in_process="always")
+    source = f"csv:{tmp_path}"
+    asked = []
+
+    def get_bars(symbol, period, _source=None):
+        asked.append(symbol)
+        return client.call("market-data", "get_bars", {"symbol": symbol, "interval": "1d",
+                                                       "period": period, "source": source})
+
+    store = Store(cfg.db_path)
+    result = replay.replay(store, cfg, get_bars, ["CBA.AX"], source=source,
+                           start="2025-11-03", end="2025-11-07", today=date(2026, 3, 1))
+    assert result["outcomes"]["evaluated"] == 10 and result["outcomes"]["errors"] == {}
+    assert "^AORD" in asked and "^AXJO" not in asked
+    rows = store.query("SELECT index_return, inputs FROM outcomes o "
+                       "JOIN predictions p ON p.id = o.prediction_id")
+    assert rows and all(r["index_return"] is not None for r in rows)
+    assert all(json.loads(r["inputs"])["market"]["market_context"]["fallback"] is False
+               for r in rows)
+
+    m = market("NAB.AX", "2025-11-03")
+    m["source"] = source
+    store_one(store, cfg, m, created_at="2025-11-03T06:00:00+00:00")
+    svc = Prediction(Context(cfg, peers=client))
+    scored = svc.evaluate_outcomes(source=source)
+    assert scored["evaluated"] == 2 and scored["errors"] == {}
+    nab = store.query("SELECT o.index_return FROM outcomes o JOIN predictions p "
+                      "ON p.id = o.prediction_id WHERE p.symbol = 'NAB.AX'")
+    assert len(nab) == 2 and all(r["index_return"] is not None for r in nab)
+    svc.close()
+    store.close()
+    client.close()

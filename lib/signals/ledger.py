@@ -1,4 +1,4 @@
-"""The prediction log (a ledger): store predictions with the inputs that produced them, read them back.
+"""The prediction log (the ledger): predictions stored with the inputs that made them.
 
 Every prediction is stored with its inputs (the market-data and sentiment answers and the
 model probability), so any prediction can be explained and re-decided later. Predictions and

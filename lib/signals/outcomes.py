@@ -7,8 +7,8 @@ series never stretches the horizon: the outcome waits for it), both from one ``g
 series (adjusted history is rewritten after every dividend, so mixing a stored price with a
 later series would be wrong). Only settled bars count: a session's bar is used once the delayed
 feed has its final close (:func:`trading.market.summary.settles_at`), never today's live bar,
-because an outcome is written once. The index (``^AXJO``) return over the same two dates is
-stored beside it when the index has both bars.
+because an outcome is written once. The return of the configured index (``context.index``,
+``^AXJO`` by default) over the same two dates is stored beside it when the index has both bars.
 
 When was the action **right**?
 
@@ -39,7 +39,6 @@ JSON = dict[str, Any]
 HORIZONS = (1, 5)
 HOLD_BAND = {1: 0.01, 5: 0.025}
 CONFIDENCE_BANDS = ((0.0, 0.5), (0.5, 0.6), (0.6, 0.7), (0.7, 0.8), (0.8, 1.0001))
-INDEX = "^AXJO"
 
 # (symbol, period, source) -> a market-data get_bars answer; source None: the configured one
 GetBars = Callable[[str, str, str | None], Mapping]
@@ -115,11 +114,12 @@ def _sessions_after(day: date, n: int) -> date:
     return day
 
 
-def evaluate(store: Store, get_bars: GetBars, *, publisher: _events.Publisher | None = None,
-             today: date | None = None, now: str | None = None,
-             at: datetime | None = None, source: str | None = None) -> JSON:
+def evaluate(store: Store, get_bars: GetBars, *, index: str,
+             publisher: _events.Publisher | None = None, today: date | None = None,
+             now: str | None = None, at: datetime | None = None,
+             source: str | None = None) -> JSON:
     """Fill the outcomes every prediction is old enough for; one ``get_bars`` per symbol and
-    source.
+    source, and one for ``index`` (the configured ``context.index``) per source.
 
     Each prediction is scored on bars from the source it was made from (``sample`` bars
     say nothing about a Yahoo prediction); ``source`` limits the run to predictions from
@@ -158,10 +158,10 @@ def evaluate(store: Store, get_bars: GetBars, *, publisher: _events.Publisher | 
     for (src, symbol), preds in by_symbol.items():
         if src not in index_closes:
             try:
-                index_closes[src] = _closes(get_bars(INDEX, period, src), cutoff)[1]
+                index_closes[src] = _closes(get_bars(index, period, src), cutoff)[1]
             except TradingError as exc:
                 logger.warning("index %s bars from %s unavailable (%s): index returns left "
-                               "empty", INDEX, src or "the configured source", exc)
+                               "empty", index, src or "the configured source", exc)
                 index_closes[src] = {}
         index_close = index_closes[src]
         try:

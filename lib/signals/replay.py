@@ -2,11 +2,11 @@
 
 :func:`replay` rebuilds history: for each session in a ``csv:DIR`` series it summarises the
 bars up to that session (:func:`trading.market.summary.summarize`, the same code market-data
-serves), decides with :func:`trading.signals.rules.decide` (no sentiment: there are no
-historical headlines), stores the prediction in the ledger as made at that session's close
-(``origin = 'replay'``), and then runs the outcome scoring
-(:func:`trading.signals.outcomes.evaluate`) over the same bars. Replayed predictions emit no
-events: they are history, not news.
+serves, with the configured index ``context.index`` for the market context), decides with
+:func:`trading.signals.rules.decide` (no sentiment: there are no historical headlines), stores
+the prediction in the ledger as made at that session's close (``origin = 'replay'``), and then
+runs the outcome scoring (:func:`trading.signals.outcomes.evaluate`) over the same bars.
+Replayed predictions emit no events: they are history, not news.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from trading.signals import ledger, outcomes, rules
 logger = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
-INDEX = outcomes.INDEX
 REPLAY_LOOKBACK = 260    # bars per summary: the year live market-data fetches
 REPLAY_WARMUP = 35       # MACD(12, 26, 9) needs 34 bars before its first value
 
@@ -46,12 +45,13 @@ def replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterable
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise InvalidParams("every must be a positive integer")
     run_id = f"replay:{source}"
+    index = cfg["context.index"]
     try:
-        index_bars = list(get_bars(INDEX, "10y", source).get("bars") or [])
+        index_bars = list(get_bars(index, "10y", source).get("bars") or [])
     except NotFound as exc:
         # No index file in the folder: the context is the flagged NEUTRAL fallback, as
         # backtest and train have it, rather than no replay at all.
-        logger.warning("replay without %s (%s): market context NEUTRAL (fallback)", INDEX, exc)
+        logger.warning("replay without %s (%s): market context NEUTRAL (fallback)", index, exc)
         index_bars = []
     index_dates = [str(b["date"])[:10] for b in index_bars]
 
@@ -81,7 +81,7 @@ def replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterable
     for p in made:
         by_action[p["action"]] = by_action.get(p["action"], 0) + 1
     # Only this replay's predictions, on the bars it was replayed from.
-    outcome = outcomes.evaluate(store, get_bars, today=today, source=source)
+    outcome = outcomes.evaluate(store, get_bars, index=index, today=today, source=source)
     return {"run_id": run_id, "predictions": len(made), "by_action": by_action,
             "outcomes": outcome}
 

@@ -76,11 +76,11 @@ def _outcome(r) -> JSON:
 
 # -- scoring -----------------------------------------------------------------------------------
 def _period_for(oldest: str, today: date) -> str:
+    """The get_bars period reaching back to the session ``oldest``, at least a year."""
+    from trading.market.periods import covering
+
     days = (today - date.fromisoformat(oldest)).days + 14  # room for the 5 sessions after
-    for period, span in (("1y", 360), ("2y", 725), ("5y", 1820)):
-        if days <= span:
-            return period
-    return "10y"
+    return covering(days, shortest="1y")
 
 
 def _closes(answer: Mapping, cutoff: str = "9999") -> tuple[list[str], dict[str, float]]:

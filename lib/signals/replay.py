@@ -18,14 +18,13 @@ from datetime import date, datetime, time, timezone
 from typing import Any
 
 from trading.errors import InvalidParams, NotFound
+from trading.market.periods import LONGEST, LOOKBACK_SESSIONS, WARMUP_SESSIONS
 from trading.runtime.store import Store
 from trading.signals import ledger, outcomes, rules
 
 logger = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
-REPLAY_LOOKBACK = 260    # bars per summary: the year live market-data fetches
-REPLAY_WARMUP = 35       # MACD(12, 26, 9) needs 34 bars before its first value
 
 
 def close_time(session: str) -> str:
@@ -47,7 +46,7 @@ def replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterable
     run_id = f"replay:{source}"
     index = cfg["context.index"]
     try:
-        index_bars = list(get_bars(index, "10y", source).get("bars") or [])
+        index_bars = list(get_bars(index, LONGEST, source).get("bars") or [])
     except NotFound as exc:
         # No index file in the folder: the context is the flagged NEUTRAL fallback, as
         # backtest and train have it, rather than no replay at all.
@@ -58,14 +57,14 @@ def replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterable
     made: list[JSON] = []
     inputs: list[JSON] = []
     for symbol in symbols:
-        bars = list(get_bars(symbol, "10y", source).get("bars") or [])
-        for i in range(REPLAY_WARMUP, len(bars), every):
+        bars = list(get_bars(symbol, LONGEST, source).get("bars") or [])
+        for i in range(WARMUP_SESSIONS, len(bars), every):
             session = str(bars[i]["date"])[:10]
             if (start and session < start) or (end and session > end):
                 continue
             j = bisect.bisect_right(index_dates, session)
-            market = summarize(symbol, bars[max(0, i + 1 - REPLAY_LOOKBACK):i + 1],
-                               index_bars[max(0, j - REPLAY_LOOKBACK):j], cfg)
+            market = summarize(symbol, bars[max(0, i + 1 - LOOKBACK_SESSIONS):i + 1],
+                               index_bars[max(0, j - LOOKBACK_SESSIONS):j], cfg)
             market.update(source=source, stale=False, age_s=0)
             p = rules.decide(market, None, None, cfg, created_at=close_time(session))
             inputs.append({"market": market, "sentiment": None, "model": None})

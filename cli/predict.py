@@ -219,7 +219,7 @@ def replay(
 ) -> None:
     """Replay history: predict each session from the bars up to it, then score the outcomes."""
     from trading import config, handlers
-    from trading.signals import predictions
+    from trading.signals import replay as history_replay
     from trading.runtime.store import Store
     from trading.market.symbols import normalize_all
 
@@ -237,8 +237,8 @@ def replay(
             return client.call("market-data", "get_bars", {"symbol": symbol, "interval": "1d",
                                                            "period": period, "source": source})
 
-        result = predictions.replay(Store(cfg.db_path), cfg, get_bars, wanted, source=source,
-                                    start=start, end=end, every=every)
+        result = history_replay.replay(Store(cfg.db_path), cfg, get_bars, wanted,
+                                       source=source, start=start, end=end, every=every)
     if as_json:
         common.print_json(result)
         return

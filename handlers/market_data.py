@@ -26,16 +26,13 @@ from typing import Any
 
 from trading.errors import RPCError, UpstreamUnavailable
 from trading.handlers import params
+from trading.market.periods import PERIODS, SUMMARY_DAYS
 from trading.market.symbols import normalize
 from trading.runtime.protocol import rpc
 from trading.runtime.service import Service
 
 HEALTH_TTL = 2.0  # seconds a health_check's cache figures are reused
 
-# Calendar days of history a summary needs: a year of sessions plus the MACD warm-up.
-SPAN_DAYS = 400
-PERIODS = {"5d": 7, "1mo": 31, "3mo": 92, "6mo": 183, "1y": 366, "2y": 731, "5y": 1827,
-           "10y": 3653}
 INTERVALS = ("1d", "1wk")
 
 
@@ -107,7 +104,7 @@ class MarketData(Service):
             context["fallback"] = True
         return context
 
-    def _gather(self, src, symbols: list[str], days: int = SPAN_DAYS):
+    def _gather(self, src, symbols: list[str], days: int = SUMMARY_DAYS):
         from trading.market.bars import today
 
         cache = self.cache
@@ -194,7 +191,7 @@ class MarketData(Service):
         params.choice("period", period, PERIODS)
         src = self.source(source)
         days = PERIODS[period]
-        entries, errors, now = self._gather(src, [sym], max(days, SPAN_DAYS))
+        entries, errors, now = self._gather(src, [sym], max(days, SUMMARY_DAYS))
         e = entries.get(sym)
         if e is None or not e.last_session:
             raise errors.get(sym) or UpstreamUnavailable(f"no data for {sym}", symbol=sym)

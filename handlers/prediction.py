@@ -77,7 +77,7 @@ class Prediction(Service):
     def generate_predictions(self, symbols: list[str] | None = None,
                              source: str | None = None) -> dict[str, Any]:
         """Predict BUY/SELL/HOLD for symbols (default: configured) and store the predictions."""
-        from trading.signals import predictions, rules
+        from trading.signals import ledger, rules
         from trading.signals.events import now_iso
 
         given, errors = params.symbols(symbols, default=self.config["symbols"])
@@ -145,8 +145,8 @@ class Prediction(Service):
                               "model": None if model is None else
                               {"version": version, "probability": probability}}
         if made:
-            written = predictions.record(self.store, made, inputs, source=source,
-                                         run_id=predictions.new_run_id())
+            written = ledger.record(self.store, made, inputs, source=source,
+                                    run_id=ledger.new_run_id())
             self.publisher.publish(written)
         out["results"] = {p["symbol"]: p for p in made}
         return out
@@ -154,25 +154,25 @@ class Prediction(Service):
     @rpc
     def get_prediction(self, symbol: str) -> dict[str, Any]:
         """The latest stored prediction for one symbol, with its outcomes so far."""
-        from trading.signals import predictions
+        from trading.signals import ledger
 
-        return predictions.latest(self.store, params.symbol(symbol))
+        return ledger.latest(self.store, params.symbol(symbol))
 
     @rpc
     def history(self, symbol: str | None = None, since: str | None = None,
                 limit: int = 100) -> list[dict[str, Any]]:
         """Stored predictions, newest first (optionally one symbol, since an ISO date)."""
-        from trading.signals import predictions
+        from trading.signals import ledger
 
-        return predictions.history(self.store, None if symbol is None else params.symbol(symbol),
-                                   since, limit)
+        return ledger.history(self.store, None if symbol is None else params.symbol(symbol),
+                              since, limit)
 
     # -- outcomes --------------------------------------------------------------------------
     @rpc
     def evaluate_outcomes(self, source: str | None = None) -> dict[str, Any]:
         """Score every prediction old enough: returns after 1 and 5 sessions vs the index,
         each on bars from the source it was made from; ``source``: only those made from it."""
-        from trading.signals import predictions
+        from trading.signals import outcomes
 
         source = params.source(source)
 
@@ -181,15 +181,15 @@ class Prediction(Service):
                                    {"symbol": symbol, "interval": "1d", "period": period,
                                     **({"source": src} if src is not None else {})})
 
-        return predictions.evaluate(self.store, get_bars, publisher=self.publisher,
-                                    source=source)
+        return outcomes.evaluate(self.store, get_bars, index=self.config["context.index"],
+                                 publisher=self.publisher, source=source)
 
     @rpc
     def accuracy_report(self, origin: str | None = None) -> dict[str, Any]:
         """Hit rate by action, confidence band and symbol; mean forward return per action."""
-        from trading.signals import predictions
+        from trading.signals import outcomes
 
-        return predictions.accuracy(self.store, origin)
+        return outcomes.accuracy(self.store, origin)
 
     @rpc
     def events(self, after_id: int = 0, type: str | None = None, limit: int = 100,

@@ -24,13 +24,12 @@ from typing import Any
 
 from trading.errors import Busy, Cancelled, InvalidParams, Unavailable, UpstreamUnavailable
 from trading.handlers import params
+from trading.market.periods import HISTORY_YEARS, SUMMARY_DAYS, WARMUP_SESSIONS, covering
 from trading.runtime.protocol import rpc
 from trading.runtime.service import Service
 
 logger = logging.getLogger(__name__)
 
-HISTORY_YEARS = 3      # how far back train() fetches from a remote source
-WARMUP = 35            # sessions before MACD's signal line exists (33) plus a margin
 MAX_HORIZON = 20
 MAX_JOB_SYMBOLS = 100  # per train/backtest: a job holds the one job slot while it runs
 
@@ -198,13 +197,13 @@ class Training(Service):
             last = end_d or dt.date.today()
             # a year of bars before the window, so the first day's indicators are warm
             first = (start_d or last.replace(year=last.year - HISTORY_YEARS)) \
-                - dt.timedelta(days=400)
+                - dt.timedelta(days=SUMMARY_DAYS)
             bars, index, skipped = self._load(spec, symbols, first, last, job)
             histories = {}
             for s, b in bars.items():
                 histories[s] = features.history(s, b, index, self.config)
                 self._step(job, f"replaying {s}")
-            window_start = start or min(h.dates[min(WARMUP, len(h.dates) - 1)]
+            window_start = start or min(h.dates[min(WARMUP_SESSIONS, len(h.dates) - 1)]
                                         for h in histories.values())
             model, model_note = None, {"used": False, "reason": "no active model"}
             active = models.load_active(self.config, self.store) if use_model else None
@@ -267,7 +266,7 @@ class Training(Service):
 
         self._step(job, f"loading bars from {spec}", 0)
         days = (dt.date.today() - start).days
-        period = next((p for p, d in _PERIODS if d >= days), _PERIODS[-1][0])
+        period = covering(days, shortest="1y")
         index_symbol = self.config["context.index"]
         bars: dict[str, Bars] = {}
         skipped: dict[str, str] = {}
@@ -304,10 +303,6 @@ class Training(Service):
                             for s in stale if s != index_symbol})
         job.done = 1
         return bars, index, skipped
-
-
-# get_bars periods (as market-data names them) and the calendar days each covers
-_PERIODS = [("1y", 366), ("2y", 731), ("5y", 1827), ("10y", 3653)]
 
 
 def _until(bars, end: str):

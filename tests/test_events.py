@@ -18,7 +18,7 @@ from datetime import date
 import pytest
 
 from trading import config
-from trading.signals import events, predictions
+from trading.signals import events, ledger, outcomes
 from trading import handlers
 from trading.runtime.service import Context
 from trading.errors import InvalidParams
@@ -129,7 +129,7 @@ def test_outcomes_are_published_too(monkeypatch, redis_server, asx_daily):
          "technical": {"tech_score": 0.3, "current_price": 40.0}, "volume": {},
          "market_context": {"context": "NEUTRAL"}}
     p = rules.decide(m, None, None, cfg, created_at="2025-11-03T06:00:00+00:00")
-    predictions.record(store, [p], {"BHP.AX": {"market": m}}, source=None, run_id="t")
+    ledger.record(store, [p], {"BHP.AX": {"market": m}}, source=None, run_id="t")
 
     client = handlers.client(cfg, in_process="always")
 
@@ -138,7 +138,8 @@ def test_outcomes_are_published_too(monkeypatch, redis_server, asx_daily):
                                                        "source": f"csv:{asx_daily}"})
 
     publisher = events.Publisher.from_config(cfg)
-    predictions.evaluate(store, get_bars, publisher=publisher, today=date(2026, 3, 1))
+    outcomes.evaluate(store, get_bars, index=cfg["context.index"], publisher=publisher,
+                      today=date(2026, 3, 1))
     msgs = collect(sub, 2)
     assert [(m["type"], m["payload"]["horizon"]) for m in msgs] == [("outcome", 1), ("outcome", 5)]
     assert msgs[0]["payload"]["prediction_id"] == p["id"]

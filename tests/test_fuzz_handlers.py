@@ -368,14 +368,14 @@ def test_fuzz_market_data(activate):
 
 def seed_predictions(cfg) -> None:
     """Stored predictions and their events (the real record()), for an attack to aim at."""
-    from trading.signals import predictions
+    from trading.signals import ledger
     from trading.signals.events import now_iso
     from trading.runtime.store import Store
 
     store = Store(cfg.db_path)
     made = [{"symbol": s, "created_at": now_iso(), "action": "BUY", "confidence": 0.7,
              "reasons": ["seed"]} for s in ("CBA.AX", "BHP.AX", "NAB.AX")]
-    predictions.record(store, made, {}, source="sample", run_id=predictions.new_run_id())
+    ledger.record(store, made, {}, source="sample", run_id=ledger.new_run_id())
     store.close()
 
 

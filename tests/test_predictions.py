@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from trading import config
-from trading.signals import predictions, rules
+from trading.signals import ledger, outcomes, replay, rules
 from trading import handlers
 from trading.runtime.service import Context
 from trading.errors import InvalidParams, NotFound
@@ -76,8 +76,8 @@ def market(symbol="CBA.AX", as_of="2025-10-01", tech=0.9, price=100.0):
 def store_one(store, cfg, m, sentiment=None, created_at="2025-10-01T06:00:00+00:00",
               emit=True):
     p = rules.decide(m, sentiment, None, cfg, created_at=created_at)
-    written = predictions.record(store, [p], {m["symbol"]: {"market": m, "sentiment": sentiment}},
-                                 source="csv", run_id="t", emit=emit)
+    written = ledger.record(store, [p], {m["symbol"]: {"market": m, "sentiment": sentiment}},
+                            source="csv", run_id="t", emit=emit)
     return p, written
 
 
@@ -87,40 +87,67 @@ def test_a_prediction_is_stored_with_its_inputs(store, cfg):
     s = {"symbol": "CBA.AX", "score": 0.4, "confidence": 0.9, "headline_count": 4, "stale": False}
     p, written = store_one(store, cfg, m, s)
     assert p["id"] > 0 and p["session"] == "2025-10-01"
-    [row] = predictions.history(store, inputs=True)
+    [row] = ledger.history(store, inputs=True)
     assert row["inputs"] == {"market": m, "sentiment": s}
     assert row["action"] == p["action"] and row["confidence"] == p["confidence"]
-    assert predictions.latest(store, "CBA.AX")["id"] == p["id"]
+    assert ledger.latest(store, "CBA.AX")["id"] == p["id"]
     assert [e["type"] for e in written] == ["prediction"]
     assert written[0]["payload"]["id"] == p["id"]
     assert store.schema_version() >= 4
     assert store.query("PRAGMA journal_mode")[0][0] == "wal"
 
 
+def test_one_prediction_is_one_insert_in_one_transaction_with_its_event(store, cfg):
+    """record() writes each row once (no INSERT-then-UPDATE to add the id to its JSON), and
+    the rows and their events commit together."""
+    m = [market(s) for s in ("CBA.AX", "NAB.AX", "BHP.AX")]
+    made = [rules.decide(x, None, None, cfg, created_at="2025-10-01T06:00:00+00:00") for x in m]
+    for p, x in zip(made, m):
+        p["symbol"] = x["symbol"]
+    store.query("SELECT 1")  # open the connection before tracing it
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    try:
+        ledger.record(store, made, {x["symbol"]: {"market": x} for x in m}, source="csv",
+                      run_id="t")
+    finally:
+        store.conn.set_trace_callback(None)
+    kinds = [" ".join(s.split()[:3]).lower() for s in statements]
+    assert kinds.count("insert into predictions") == 3
+    assert not [s for s in statements if "UPDATE" in s.upper()]
+    assert kinds.count("insert into events") == 3
+    assert kinds[0] == "begin immediate" and kinds[-1] == "commit"
+    assert kinds.count("begin immediate") == 1
+    # What was written once reads back whole, with the row's id.
+    for p in made:
+        [row] = [r for r in ledger.history(store) if r["id"] == p["id"]]
+        assert {k: v for k, v in row.items() if k != "outcomes"} == json.loads(json.dumps(p))
+
+
 def test_history_filters_and_orders(store, cfg):
     for day, sym in (("2025-10-01", "CBA.AX"), ("2025-10-02", "NAB.AX"), ("2025-10-03", "CBA.AX")):
         store_one(store, cfg, market(sym, day), created_at=f"{day}T06:00:00+00:00")
-    assert [p["session"] for p in predictions.history(store)] == \
+    assert [p["session"] for p in ledger.history(store)] == \
         ["2025-10-03", "2025-10-02", "2025-10-01"]
-    assert [p["session"] for p in predictions.history(store, "CBA.AX")] == \
+    assert [p["session"] for p in ledger.history(store, "CBA.AX")] == \
         ["2025-10-03", "2025-10-01"]
-    assert len(predictions.history(store, since="2025-10-02")) == 2
-    assert len(predictions.history(store, since="2025-10-02T17:00:00+11:00")) == 2
-    assert len(predictions.history(store, limit=1)) == 1
+    assert len(ledger.history(store, since="2025-10-02")) == 2
+    assert len(ledger.history(store, since="2025-10-02T17:00:00+11:00")) == 2
+    assert len(ledger.history(store, limit=1)) == 1
     with pytest.raises(InvalidParams):
-        predictions.history(store, since="yesterday")
+        ledger.history(store, since="yesterday")
     with pytest.raises(InvalidParams):
-        predictions.history(store, limit=0)
+        ledger.history(store, limit=0)
     with pytest.raises(NotFound):
-        predictions.latest(store, "WBC.AX")
+        ledger.latest(store, "WBC.AX")
 
 
 def test_the_base_session_is_the_last_bar_seen_else_the_sydney_date():
-    assert predictions.base_session({"as_of": "2025-10-01"}, "2025-10-05T00:00:00+00:00") == \
+    assert ledger.base_session({"as_of": "2025-10-01"}, "2025-10-05T00:00:00+00:00") == \
         "2025-10-01"
     # 23:30 UTC on the 1st is 10:30 on the 2nd in Sydney (AEST, +10:00 until 5 October).
-    assert predictions.base_session({}, "2025-10-01T23:30:00+00:00") == "2025-10-02"
-    assert predictions.base_session(None, "2025-10-01T12:00:00+00:00") == "2025-10-01"
+    assert ledger.base_session({}, "2025-10-01T23:30:00+00:00") == "2025-10-02"
+    assert ledger.base_session(None, "2025-10-01T12:00:00+00:00") == "2025-10-01"
 
 
 @pytest.mark.parametrize("action, ret, horizon, right", [
@@ -130,7 +157,7 @@ def test_the_base_session_is_the_last_bar_seen_else_the_sydney_date():
     ("HOLD", -0.026, 5, False),
 ])
 def test_what_right_means(action, ret, horizon, right):
-    assert predictions.is_right(action, ret, horizon) is right
+    assert outcomes.is_right(action, ret, horizon) is right
 
 
 # -- outcomes on the real bars --------------------------------------------------------------
@@ -149,12 +176,13 @@ def test_outcomes_match_the_csv(store, cfg, asx_daily, bars_from):
     last = dates[-1]
     store_one(store, cfg, market("CBA.AX", last), created_at=f"{last}T06:00:00+00:00")
 
-    result = predictions.evaluate(store, get_bars, today=date(2026, 3, 1))
+    result = outcomes.evaluate(store, get_bars, index=cfg["context.index"],
+                               today=date(2026, 3, 1))
     assert result["errors"] == {}
     # p: both horizons; q: only 1 session (5 would pass the data's end); last: nothing yet.
     assert result["evaluated"] == 3
     assert result["pending"] == 2
-    got = predictions.history(store, "CBA.AX", limit=10)
+    got = ledger.history(store, "CBA.AX", limit=10)
     by_id = {r["id"]: r["outcomes"] for r in got}
     for h in (1, 5):
         o = by_id[p["id"]][str(h)]
@@ -162,11 +190,12 @@ def test_outcomes_match_the_csv(store, cfg, asx_daily, bars_from):
         assert o["end_session"] == dates[i + h]
         assert o["forward_return"] == pytest.approx(expected, abs=1e-7)
         assert o["index_return"] == pytest.approx(axjo[dates[i + h]] / axjo[base] - 1, abs=1e-7)
-        assert o["correct"] is predictions.is_right(p["action"], expected, h)
+        assert o["correct"] is outcomes.is_right(p["action"], expected, h)
     assert set(by_id[q["id"]]) == {"1"}
 
     # Evaluating again adds nothing and leaves the waiting ones waiting.
-    again = predictions.evaluate(store, get_bars, today=date(2026, 3, 1))
+    again = outcomes.evaluate(store, get_bars, index=cfg["context.index"],
+                              today=date(2026, 3, 1))
     assert again["evaluated"] == 0 and again["pending"] == 2
 
 
@@ -185,11 +214,12 @@ def test_a_live_bar_is_never_scored_only_the_settled_close(store, cfg):
                      created_at="2025-12-30T05:00:00+00:00")
     live = _series({"2025-12-29": 160.0, "2025-12-30": 161.29, "2025-12-31": 164.52})
     morning = datetime(2025, 12, 31, 11, 0, tzinfo=sydney)
-    result = predictions.evaluate(store, live, at=morning)
+    result = outcomes.evaluate(store, live, index=cfg["context.index"], at=morning)
     assert result["evaluated"] == 0 and result["pending"] == 1
     # 31 Dec closes early (14:10); its bar settles 14:32 at the latest. Evening: scored.
     final = _series({"2025-12-29": 160.0, "2025-12-30": 161.29, "2025-12-31": 160.57})
-    result = predictions.evaluate(store, final, at=datetime(2025, 12, 31, 17, 0, tzinfo=sydney))
+    result = outcomes.evaluate(store, final, index=cfg["context.index"],
+                               at=datetime(2025, 12, 31, 17, 0, tzinfo=sydney))
     assert result["evaluated"] == 1
     [o] = store.query("SELECT * FROM outcomes WHERE prediction_id = ?", (p["id"],))
     assert (o["end_session"], o["end_close"]) == ("2025-12-31", 160.57)
@@ -203,7 +233,7 @@ def test_the_horizon_counts_sessions_not_the_bars_yahoo_sent(store, cfg):
     holey = _series({"2025-12-22": 150.0, "2025-12-23": 151.0, "2025-12-24": 152.0,
                      "2025-12-29": 153.0, "2025-12-30": 154.0, "2026-01-02": 155.0,
                      "2026-01-05": 156.0, "2026-01-06": 157.0})
-    result = predictions.evaluate(store, holey, today=date(2026, 1, 7))
+    result = outcomes.evaluate(store, holey, index=cfg["context.index"], today=date(2026, 1, 7))
     rows = store.query("SELECT p.session, o.horizon, o.end_session FROM outcomes o "
                        "JOIN predictions p ON p.id = o.prediction_id ORDER BY 1, 2")
     # 22 Dec: 1 session -> 23 Dec; 5 sessions -> 23, 24, 29, 30, 31 Dec: missing, so it waits.
@@ -213,8 +243,9 @@ def test_the_horizon_counts_sessions_not_the_bars_yahoo_sent(store, cfg):
 
 def test_a_prediction_whose_own_bar_is_missing_waits(store, cfg):
     store_one(store, cfg, market("CBA.AX", "2025-12-30"), created_at="2025-12-30T05:00:00+00:00")
-    result = predictions.evaluate(store, _series({"2025-12-29": 1.0, "2025-12-31": 2.0,
-                                                  "2026-01-02": 3.0}), today=date(2026, 1, 7))
+    result = outcomes.evaluate(store, _series({"2025-12-29": 1.0, "2025-12-31": 2.0,
+                                               "2026-01-02": 3.0}),
+                               index=cfg["context.index"], today=date(2026, 1, 7))
     assert result["evaluated"] == 0 and result["pending"] == 1
     assert "2025-12-30" in result["errors"]["CBA.AX"]
 
@@ -234,9 +265,10 @@ def test_each_prediction_is_scored_on_bars_from_its_own_source(store, cfg):
         asked.append((symbol, source))
         return {"bars": [{"date": d, "close": c} for d, c in sorted(closes[source].items())]}
 
-    only = predictions.evaluate(store, get_bars, today=date(2026, 1, 7), source="sample")
+    only = outcomes.evaluate(store, get_bars, index=cfg["context.index"],
+                             today=date(2026, 1, 7), source="sample")
     assert only["evaluated"] == 1 and {src for _, src in asked} == {"sample"}
-    predictions.evaluate(store, get_bars, today=date(2026, 1, 7))
+    outcomes.evaluate(store, get_bars, index=cfg["context.index"], today=date(2026, 1, 7))
     rows = store.query("SELECT p.source, o.end_close FROM outcomes o JOIN predictions p "
                        "ON p.id = o.prediction_id WHERE o.horizon = 1 ORDER BY 1")
     assert [tuple(r) for r in rows] == [("sample", 9.0), ("yahoo", 101.0)]
@@ -249,7 +281,7 @@ def test_outcome_events_are_appended(store, cfg, bars_from):
     _, get_bars = bars_from
     p, _ = store_one(store, cfg, market("NAB.AX", "2025-06-02"),
                      created_at="2025-06-02T06:00:00+00:00")
-    predictions.evaluate(store, get_bars, today=date(2026, 3, 1))
+    outcomes.evaluate(store, get_bars, index=cfg["context.index"], today=date(2026, 3, 1))
     outcome_events = events.read(store, type="outcome")
     assert [(e["payload"]["prediction_id"], e["payload"]["horizon"]) for e in outcome_events] \
         == [(p["id"], 1), (p["id"], 5)]
@@ -260,8 +292,8 @@ def test_outcome_events_are_appended(store, cfg, bars_from):
 def test_replay_over_the_shared_data_and_report(store, cfg, asx_daily, bars_from):
     source, get_bars = bars_from
     symbols = ["CBA.AX", "BHP.AX"]
-    result = predictions.replay(store, cfg, get_bars, symbols, source=source,
-                                start="2025-06-01", today=date(2026, 3, 1))
+    result = replay.replay(store, cfg, get_bars, symbols, source=source,
+                           start="2025-06-01", today=date(2026, 3, 1))
     closes = {s: read_closes(asx_daily / f"{s}.csv") for s in symbols}
     sessions = {s: [d for d in sorted(c) if d >= "2025-06-01"] for s, c in closes.items()}
     assert result["predictions"] == sum(len(v) for v in sessions.values())
@@ -281,12 +313,12 @@ def test_replay_over_the_shared_data_and_report(store, cfg, asx_daily, bars_from
         assert r["end_session"] == d[d.index(r["session"]) + r["horizon"]]
         ret = c[r["end_session"]] / c[r["base_session"]] - 1
         assert r["forward_return"] == pytest.approx(ret, abs=1e-7)
-        assert bool(r["correct"]) is predictions.is_right(r["action"], ret, r["horizon"])
+        assert bool(r["correct"]) is outcomes.is_right(r["action"], ret, r["horizon"])
         # Stored as made at that session's close, in Sydney.
-        assert predictions.sydney_date(r["created_at"]) == r["session"]
+        assert ledger.sydney_date(r["created_at"]) == r["session"]
 
     # The report aggregates exactly those rows.
-    report = predictions.accuracy(store, "replay")
+    report = outcomes.accuracy(store, "replay")
     assert report["predictions"] == {"replay": result["predictions"]}
     for h, n in (("1", n1), ("5", n5)):
         stats = report["horizons"][h]
@@ -302,8 +334,8 @@ def test_replay_over_the_shared_data_and_report(store, cfg, asx_daily, bars_from
             assert s["mean_return"] == pytest.approx(sum(mine) / len(mine), abs=1e-6)
 
     # A second replay of the same source replaces the first rather than doubling it.
-    again = predictions.replay(store, cfg, get_bars, symbols, source=source,
-                               start="2025-06-01", today=date(2026, 3, 1))
+    again = replay.replay(store, cfg, get_bars, symbols, source=source,
+                          start="2025-06-01", today=date(2026, 3, 1))
     assert again["predictions"] == result["predictions"]
     assert store.query("SELECT count(*) FROM predictions")[0][0] == result["predictions"]
     # Replays are history, not news: no events.
@@ -329,7 +361,7 @@ def test_cli_replay_then_report(asx_daily):
 
 def test_accuracy_rejects_an_unknown_origin(store):
     with pytest.raises(InvalidParams):
-        predictions.accuracy(store, "future")
+        outcomes.accuracy(store, "future")
 
 
 # -- the service in-process ------------------------------------------------------------------
@@ -451,9 +483,57 @@ def test_the_active_model_is_a_component_and_is_credited(cfg):
     p = out["results"]["CBA.AX"]
     assert out["model_version"] == p["model_version"] == row["version"]
     stored = svc.history("CBA", limit=1)[0]
-    [inputs] = [r for r in predictions.history(svc.store, "CBA.AX", limit=1, inputs=True)]
+    [inputs] = [r for r in ledger.history(svc.store, "CBA.AX", limit=1, inputs=True)]
     expected = model.probability(inputs["inputs"]["market"])
     assert inputs["inputs"]["model"] == {"version": row["version"], "probability": expected}
     assert p["components"]["model"] == pytest.approx(expected, abs=1e-4)
     assert "model" in p["weights"] and stored["id"] == p["id"]
     svc.close()
+
+
+def test_the_configured_index_is_the_one_scored_and_replayed(monkeypatch, tmp_path, asx_daily):
+    """``context.index`` names the index: outcome scoring (the service's evaluate_outcomes) and
+    the replay ask for it, never a hard-coded ^AXJO. The folder holds no ^AXJO.csv, so an index
+    return can only come from the configured one."""
+    import shutil
+
+    from trading.handlers.prediction import Prediction
+
+    for name in ("CBA.AX.csv", "NAB.AX.csv"):
+        shutil.copy(asx_daily / name, tmp_path / name)
+    shutil.copy(asx_daily / "^AXJO.csv", tmp_path / "^AORD.csv")
+    monkeypatch.setenv("TRADING_CONTEXT_INDEX", "^AORD")
+    config.reset()
+    cfg = config.get()
+    client = handlers.client(cfg, in_process="always")
+    source = f"csv:{tmp_path}"
+    asked = []
+
+    def get_bars(symbol, period, _source=None):
+        asked.append(symbol)
+        return client.call("market-data", "get_bars", {"symbol": symbol, "interval": "1d",
+                                                       "period": period, "source": source})
+
+    store = Store(cfg.db_path)
+    result = replay.replay(store, cfg, get_bars, ["CBA.AX"], source=source,
+                           start="2025-11-03", end="2025-11-07", today=date(2026, 3, 1))
+    assert result["outcomes"]["evaluated"] == 10 and result["outcomes"]["errors"] == {}
+    assert "^AORD" in asked and "^AXJO" not in asked
+    rows = store.query("SELECT index_return, inputs FROM outcomes o "
+                       "JOIN predictions p ON p.id = o.prediction_id")
+    assert rows and all(r["index_return"] is not None for r in rows)
+    assert all(json.loads(r["inputs"])["market"]["market_context"]["fallback"] is False
+               for r in rows)
+
+    m = market("NAB.AX", "2025-11-03")
+    m["source"] = source
+    store_one(store, cfg, m, created_at="2025-11-03T06:00:00+00:00")
+    svc = Prediction(Context(cfg, peers=client))
+    scored = svc.evaluate_outcomes(source=source)
+    assert scored["evaluated"] == 2 and scored["errors"] == {}
+    nab = store.query("SELECT o.index_return FROM outcomes o JOIN predictions p "
+                      "ON p.id = o.prediction_id WHERE p.symbol = 'NAB.AX'")
+    assert len(nab) == 2 and all(r["index_return"] is not None for r in nab)
+    svc.close()
+    store.close()
+    client.close()

@@ -1,6 +1,6 @@
 """The shared SQLite store under contention and under SIGKILL: nothing lost, nothing torn.
 
-Real processes (tests/support/store_writer.py) run the real ``predictions.record`` and
+Real processes (tests/support/store_writer.py) run the real ``ledger.record`` and
 ``events.append`` against one store file, as the four services do:
 
 - four writers for 30 s (``TRADING_CONTENTION_S`` to change it): every commit a writer

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from trading.market.periods import LOOKBACK_SESSIONS
+
 logger = logging.getLogger(__name__)
 
 
@@ -69,15 +71,16 @@ def vector(market: dict, names: Sequence[str] = FEATURE_NAMES) -> list[float]:
 
 
 # -- history: one summary per session, each from the bars up to that session ------------------
-LOOKBACK = 260  # sessions each summary sees: about the year the market-data service fetches
+# (of at most LOOKBACK_SESSIONS bars: about the year the market-data service summarises)
 
 
 @dataclass
 class History:
     """One symbol's sessions with the market-data summary as it stood at each one.
 
-    ``markets[k]`` was computed from ``bars[:k+1]`` (at most :data:`LOOKBACK` of them) and
-    the index bars dated on or before ``dates[k]``; nothing after ``dates[k]`` went in.
+    ``markets[k]`` was computed from ``bars[:k+1]`` (at most
+    :data:`trading.market.periods.LOOKBACK_SESSIONS` of them) and the index bars dated on or
+    before ``dates[k]``; nothing after ``dates[k]`` went in.
     """
 
     symbol: str
@@ -86,7 +89,7 @@ class History:
     markets: list[dict]
 
 
-def history(symbol: str, bars, index_bars, cfg, *, lookback: int = LOOKBACK,
+def history(symbol: str, bars, index_bars, cfg, *, lookback: int = LOOKBACK_SESSIONS,
             start: str | None = None, end: str | None = None) -> History:
     """Replay ``summarize`` over every session of ``bars`` (or those in ``[start, end]``).
 

@@ -6,5 +6,6 @@
 - :mod:`.summary`: pure functions, bars in and summaries (technical, volume, context) out.
 - :mod:`.indicators`: SMA, EMA, Wilder RSI, MACD on numpy arrays.
 - :mod:`.asx`: the ASX calendar (sessions, hours, holidays).
+- :mod:`.periods`: how much history: get_bars periods, lookback and indicator warm-up.
 - :mod:`.symbols`: symbol normalization.
 """

@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS outcomes (
     end_close       REAL NOT NULL,
     forward_return  REAL NOT NULL,                -- end_close / base_close - 1
     index_return    REAL,                         -- the index over the same span (NULL: no bars)
-    correct         INTEGER NOT NULL,             -- 1 when the action was right (see predictions.py)
+    correct         INTEGER NOT NULL,             -- 1 when the action was right (see outcomes.py)
     evaluated_at    TEXT NOT NULL,
     PRIMARY KEY (prediction_id, horizon)
 );

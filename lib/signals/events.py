@@ -34,7 +34,7 @@ CHANNEL_PREFIX = "trading:"
 REDIS_TIMEOUT_S = 0.5   # connect and socket timeout: a prediction never waits long for the bus
 RETRY_AFTER_S = 30.0    # after a failure, skip publishing this long
 MAX_LIMIT = 1000
-TYPES = ("prediction", "outcome")  # what lib/predictions.py appends
+TYPES = ("prediction", "outcome")  # what the ledger and outcome scoring append
 
 
 def now_iso() -> str:

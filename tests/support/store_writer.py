@@ -1,4 +1,4 @@
-"""A test-only writer process for the shared store: the real ``predictions.record`` and
+"""A test-only writer process for the shared store: the real ``ledger.record`` and
 ``events.append`` code, driven hard, so tests can race several of them or kill one mid-write.
 
 ``python -m support.store_writer DB MODE [ARGS]`` with ``tests/`` on ``PYTHONPATH``:
@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from trading.signals import events, predictions
+from trading.signals import events, ledger
 from trading.errors import Busy
 from trading.runtime.store import Store
 
@@ -34,10 +34,10 @@ def prediction(symbol: str) -> dict:
 
 
 def record(store: Store, size: int, inputs=None) -> str:
-    run_id = predictions.new_run_id()
+    run_id = ledger.new_run_id()
     made = [prediction(SYMBOLS[i % len(SYMBOLS)]) for i in range(size)]
-    predictions.record(store, made, inputs if inputs is not None else {}, source="sample",
-                       run_id=run_id)
+    ledger.record(store, made, inputs if inputs is not None else {}, source="sample",
+                  run_id=run_id)
     return run_id
 
 
@@ -64,8 +64,8 @@ def contend(store: Store, seconds: float, log: Path) -> None:
             try:
                 if random.random() < 0.5:
                     made = [prediction(random.choice(SYMBOLS))]
-                    written = predictions.record(store, made, {}, source="sample",
-                                                 run_id=predictions.new_run_id())
+                    written = ledger.record(store, made, {}, source="sample",
+                                            run_id=ledger.new_run_id())
                     out.write(f"p {made[0]['id']} {written[0]['id']}\n")
                 else:
                     with store.transaction() as db:

@@ -1,0 +1,182 @@
+"""The prediction log (the ledger): predictions stored with the inputs that made them.
+
+Every prediction is stored with its inputs (the market-data and sentiment answers and the
+model probability), so any prediction can be explained and re-decided later. Predictions and
+their events are written in one transaction; the events go to Redis after it commits
+(:mod:`trading.signals.events`). A prediction read back (:func:`latest`, :func:`history`)
+carries the outcomes scored so far (:mod:`trading.signals.outcomes`).
+
+A prediction is *based* on one session (:func:`base_session`): the session date of the last
+bar it saw (market-data's ``as_of``; for a prediction without it, the Sydney date it was
+made). Outcome scoring counts its horizons from that session.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, timezone
+from typing import Any
+
+from trading.errors import InvalidParams, NotFound
+from trading.runtime.store import Store
+from trading.signals import events as _events
+from trading.signals import outcomes as _outcomes
+
+logger = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+MAX_LIMIT = 1000
+_SYDNEY = None
+
+
+def sydney_tz():
+    """Australia/Sydney, loaded on first use (zoneinfo is not free on a cold start)."""
+    global _SYDNEY
+    if _SYDNEY is None:
+        from zoneinfo import ZoneInfo
+
+        _SYDNEY = ZoneInfo("Australia/Sydney")
+    return _SYDNEY
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def sydney_date(created_at: str) -> str:
+    """The Sydney calendar date (YYYY-MM-DD) of an ISO timestamp (naive means UTC)."""
+    t = datetime.fromisoformat(created_at)
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return t.astimezone(sydney_tz()).date().isoformat()
+
+
+def base_session(market: Mapping | None, created_at: str) -> str:
+    """The session a prediction is based on: the last bar it saw, else its Sydney date."""
+    as_of = market.get("as_of") if isinstance(market, Mapping) else None
+    if isinstance(as_of, str) and len(as_of) >= 10:
+        try:
+            return date.fromisoformat(as_of[:10]).isoformat()
+        except ValueError:
+            pass
+    return sydney_date(created_at)
+
+
+def canonical_time(ts: str) -> str:
+    """An ISO timestamp as UTC with microseconds, the one text form stored (so text order is
+    time order); a naive timestamp is taken as UTC."""
+    t = datetime.fromisoformat(ts)
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return t.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+# -- writing -----------------------------------------------------------------------------------
+def record(store: Store, predictions: Sequence[JSON], inputs: Mapping[str, JSON], *,
+           source: str | None, run_id: str, origin: str = "live",
+           emit: bool = True) -> list[JSON]:
+    """Store predictions (with ``inputs[symbol]``) and, if ``emit``, one event each.
+
+    Sets ``id`` on each prediction; returns the events written (publish them after this)."""
+    written: list[JSON] = []
+    with store.transaction() as db:
+        for p in predictions:
+            insert(db, p, inputs.get(p["symbol"], {}), source=source, origin=origin,
+                   run_id=run_id)
+            if emit:
+                written.append(_events.append(db, "prediction", p, created_at=p["created_at"]))
+    return written
+
+
+def insert(db, p: JSON, inputs: JSON, *, source: str | None, origin: str, run_id: str) -> int:
+    """Write one prediction row with ``db`` (inside the caller's transaction): one INSERT.
+
+    Sets ``created_at`` (canonical), ``session`` and ``id`` on ``p``. The stored JSON is
+    ``p`` without its ``id``: the id is the row's and is only known after the INSERT, and every
+    reader (:func:`latest`, :func:`history`) takes it from the row."""
+    p.pop("id", None)
+    p["created_at"] = canonical_time(p["created_at"])
+    p["session"] = base_session(inputs.get("market"), p["created_at"])
+    used = _market_source(inputs.get("market")) or source
+    cur = db.execute(
+        "INSERT INTO predictions (symbol, created_at, session, action, confidence, score,"
+        " price, market_context, model_version, data_stale, source, origin, run_id,"
+        " prediction, inputs) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (p["symbol"], p["created_at"], p["session"], p["action"], p["confidence"],
+         p.get("score"), p.get("price"), p.get("market_context"), p.get("model_version"),
+         int(bool(p.get("data_stale"))), used, origin, run_id, _dumps(p), _dumps(inputs)))
+    p["id"] = cur.lastrowid
+    return p["id"]
+
+
+def _market_source(market: Any) -> str | None:
+    """The source market-data answered from (``yahoo``, ``sample``, ``csv:/dir``), which
+    is where the outcome's bars must come from too."""
+    src = market.get("source") if isinstance(market, Mapping) else None
+    return src if isinstance(src, str) and src else None
+
+
+# -- reading -----------------------------------------------------------------------------------
+def _prediction(row) -> JSON:
+    p = json.loads(row["prediction"])
+    p["id"] = row["id"]
+    return p
+
+
+def latest(store: Store, symbol: str) -> JSON:
+    rows = store.query("SELECT id, prediction FROM predictions WHERE symbol = ? "
+                       "ORDER BY created_at DESC, id DESC LIMIT 1", (symbol,))
+    if not rows:
+        raise NotFound(f"no prediction for {symbol} yet (run `trading predict {symbol}`)",
+                       symbol=symbol)
+    p = _prediction(rows[0])
+    p["outcomes"] = _outcomes.by_prediction(store, [p["id"]]).get(p["id"], {})
+    return p
+
+
+def _parse_since(since: Any) -> str | None:
+    if since is None:
+        return None
+    if not isinstance(since, str):
+        raise InvalidParams("since must be an ISO date or date-time string")
+    try:
+        t = datetime.fromisoformat(since)
+    except ValueError as exc:
+        raise InvalidParams(f"since={since!r} is not an ISO date or date-time") from exc
+    return canonical_time(t.isoformat())
+
+
+def history(store: Store, symbol: str | None = None, since: Any = None,
+            limit: Any = 100, inputs: bool = False) -> list[JSON]:
+    """Stored predictions, newest first, each with its ``outcomes`` by horizon."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise InvalidParams(f"limit must be an integer from 1 to {MAX_LIMIT}")
+    where, params = [], []
+    if symbol is not None:
+        where.append("symbol = ?")
+        params.append(symbol)
+    cutoff = _parse_since(since)
+    if cutoff is not None:
+        where.append("created_at >= ?")
+        params.append(cutoff)
+    sql = ("SELECT id, prediction, inputs FROM predictions"
+           + (" WHERE " + " AND ".join(where) if where else "")
+           + " ORDER BY created_at DESC, id DESC LIMIT ?")
+    rows = store.query(sql, (*params, limit))
+    out = []
+    for r in rows:
+        p = _prediction(r)
+        if inputs:
+            p["inputs"] = json.loads(r["inputs"])
+        out.append(p)
+    outcomes = _outcomes.by_prediction(store, [p["id"] for p in out])
+    for p in out:
+        p["outcomes"] = outcomes.get(p["id"], {})
+    return out

@@ -1,0 +1,86 @@
+"""The historical replay behind ``trading replay``: predictions as they would have been made.
+
+:func:`replay` rebuilds history: for each session in a ``csv:DIR`` series it summarises the
+bars up to that session (:func:`trading.market.summary.summarize`, the same code market-data
+serves, with the configured index ``context.index`` for the market context), decides with
+:func:`trading.signals.rules.decide` (no sentiment: there are no historical headlines), stores
+the prediction in the ledger as made at that session's close (``origin = 'replay'``), and then
+runs the outcome scoring (:func:`trading.signals.outcomes.evaluate`) over the same bars.
+Replayed predictions emit no events: they are history, not news.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections.abc import Iterable
+from datetime import date, datetime, time, timezone
+from typing import Any
+
+from trading.errors import InvalidParams, NotFound
+from trading.market.periods import LONGEST, LOOKBACK_SESSIONS, WARMUP_SESSIONS
+from trading.runtime.store import Store
+from trading.signals import ledger, outcomes, rules
+
+logger = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+
+
+def close_time(session: str) -> str:
+    """16:30 Sydney on ``session`` (after the closing auction) as an ISO UTC timestamp."""
+    t = datetime.combine(date.fromisoformat(session), time(16, 30), ledger.sydney_tz())
+    return t.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterable[str], *,
+           source: str, start: str | None = None, end: str | None = None, every: int = 1,
+           today: date | None = None) -> JSON:
+    """Predict each ``every``-th session of each symbol's history as if at its close, store the
+    predictions (origin 'replay', replacing an earlier replay of the same source), then score
+    their outcomes. Returns ``{run_id, predictions, by_action, outcomes: evaluate(...)}``."""
+    from trading.market.summary import summarize  # numpy: only the replay pays for it
+
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise InvalidParams("every must be a positive integer")
+    run_id = f"replay:{source}"
+    index = cfg["context.index"]
+    try:
+        index_bars = list(get_bars(index, LONGEST, source).get("bars") or [])
+    except NotFound as exc:
+        # No index file in the folder: the context is the flagged NEUTRAL fallback, as
+        # backtest and train have it, rather than no replay at all.
+        logger.warning("replay without %s (%s): market context NEUTRAL (fallback)", index, exc)
+        index_bars = []
+    index_dates = [str(b["date"])[:10] for b in index_bars]
+
+    made: list[JSON] = []
+    inputs: list[JSON] = []
+    for symbol in symbols:
+        bars = list(get_bars(symbol, LONGEST, source).get("bars") or [])
+        for i in range(WARMUP_SESSIONS, len(bars), every):
+            session = str(bars[i]["date"])[:10]
+            if (start and session < start) or (end and session > end):
+                continue
+            j = bisect.bisect_right(index_dates, session)
+            market = summarize(symbol, bars[max(0, i + 1 - LOOKBACK_SESSIONS):i + 1],
+                               index_bars[max(0, j - LOOKBACK_SESSIONS):j], cfg)
+            market.update(source=source, stale=False, age_s=0)
+            p = rules.decide(market, None, None, cfg, created_at=close_time(session))
+            inputs.append({"market": market, "sentiment": None, "model": None})
+            made.append(p)
+    # Replacing the earlier replay and storing this one is one transaction: a failed replay
+    # leaves the earlier one in place. ledger.record() keys inputs by symbol and a replay has
+    # many predictions per symbol, so each row is inserted with its own inputs.
+    with store.transaction() as db:
+        db.execute("DELETE FROM predictions WHERE run_id = ?", (run_id,))
+        for p, inp in zip(made, inputs):
+            ledger.insert(db, p, inp, source=source, origin="replay", run_id=run_id)
+    by_action: dict[str, int] = {}
+    for p in made:
+        by_action[p["action"]] = by_action.get(p["action"], 0) + 1
+    # Only this replay's predictions, on the bars it was replayed from.
+    outcome = outcomes.evaluate(store, get_bars, index=index, today=today, source=source)
+    return {"run_id": run_id, "predictions": len(made), "by_action": by_action,
+            "outcomes": outcome}
+

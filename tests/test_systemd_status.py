@@ -148,3 +148,26 @@ def test_no_memory_for_an_idle_handler_or_a_vanished_pid():
     m = _ShownManager({"trading-sentiment.service": _service(gone, "[not set]")})
     [row] = systemd.service_rows(m, ["sentiment"])
     assert (row.memory_bytes, row.memory_source) == (None, None)
+
+
+def test_a_listening_socket_whose_file_was_deleted_is_not_ok(tmp_path):
+    """systemd still holds the socket, but no client can reach it by its path: `trading
+    status` used to say "listening"."""
+    import socket as _socket
+
+    path = tmp_path / "sentiment.sock"
+    live = _socket.socket(_socket.AF_UNIX)
+    live.bind(str(path))
+    sock = {"Id": "trading-sentiment.socket", "LoadState": "loaded", "ActiveState": "active",
+            "SubState": "listening", "Listen": f"{path} (Stream)"}
+    try:
+        m = _ShownManager({"trading-sentiment.socket": sock})
+        [row] = systemd.service_rows(m, ["sentiment"])
+        assert row.socket == "listening" and row.ok
+        path.unlink()
+        [row] = systemd.service_rows(m, ["sentiment"])
+        assert not row.ok
+        assert row.socket.startswith(f"socket file {path} is missing")
+        assert "systemctl --user restart trading-sentiment.socket" in row.socket
+    finally:
+        live.close()

@@ -261,6 +261,11 @@ def service_rows(m: Manager, names: Iterable[str]) -> list[ServiceRow]:
         sunit, vunit = f"trading-{n}.socket", f"trading-{n}.service"
         sp, vp = sockets.get(sunit, {}), services.get(vunit, {})
         words, ok = describe_socket(m, sunit, sp)
+        path = listen_path(sp.get("Listen", ""))
+        if ok and path and path.startswith("/") and not _is_socket(path):
+            # systemd still holds the listening socket, but nobody can reach it by its path.
+            words, ok = (f"socket file {path} is missing; run systemctl {m.flag}restart "
+                         f"{sunit}"), False
         pid = _int_or_none(vp.get("MainPID"))
         memory, source = (_int_or_none(vp.get("MemoryCurrent")), "cgroup") if pid else (None, None)
         if pid and memory is None:
@@ -272,10 +277,19 @@ def service_rows(m: Manager, names: Iterable[str]) -> list[ServiceRow]:
             service_state=f"{vp.get('ActiveState', '?')}/{vp.get('SubState', '?')}",
             pid=pid or None,
             memory_bytes=memory, memory_source=source if memory is not None else None,
-            socket_path=listen_path(sp.get("Listen", "")),
+            socket_path=path,
             restarts=_int_or_none(vp.get("NRestarts")),
             ok=ok and not vp.get("ActiveState") == "failed"))
     return rows
+
+
+def _is_socket(path: str) -> bool:
+    import stat
+
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def timer_rows(m: Manager) -> list[TimerRow]:

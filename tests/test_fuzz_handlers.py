@@ -1,9 +1,10 @@
 """Hostile input, driven by hypothesis, against LIVE handler processes over their sockets.
 
-Each test starts one real handler (market-data, prediction, sentiment) under
+Each test starts one real handler (market-data, prediction, sentiment, training) under
 ``systemd-socket-activate`` and feeds it thousands of generated lines: malformed JSON,
 oversized lines, deep nesting, wrong types, invalid UTF-8, NUL bytes, and hostile symbols and
-sources (``../../etc/passwd``, SQL, shell metacharacters) in every parameter of every method.
+sources (``../../etc/passwd``, SQL, shell metacharacters) in every parameter of every method,
+and valid symbols beside a hostile other parameter (a period, a source, a date, a count).
 What must hold for every input:
 
 - the handler answers each line that asked for an answer with a well-formed JSON-RPC 2.0
@@ -100,6 +101,35 @@ bad_sources = st.one_of(st.sampled_from([s for s in SOURCES if refused(s)]),
                         values.filter(lambda v: v is not None))
 
 
+# Valid symbols beside hostile other parameters: the symbol check passes, so the hostile
+# value must be caught by the rule of its own parameter, before anything is fetched or stored.
+valid_symbol = st.sampled_from(["CBA", "bhp", "NAB.AX", "wbc.ax"])
+valid_symbols = st.lists(valid_symbol, min_size=1, max_size=3)
+not_a_date = values.filter(lambda v: v is not None)
+WITH_VALID_SYMBOLS = {
+    "get_market_data": [{"symbol": valid_symbol, "source": bad_sources}],
+    "bulk_fetch": [{"symbols": valid_symbols, "source": bad_sources}],
+    "get_bars": [{"symbol": valid_symbol, "period": hostile_text | values.filter(
+                     lambda v: not isinstance(v, str))},
+                 {"symbol": valid_symbol, "interval": hostile_text},
+                 {"symbol": valid_symbol, "source": bad_sources}],
+    "generate_predictions": [{"symbols": valid_symbols, "source": bad_sources}],
+    "history": [{"symbol": valid_symbol, "since": values, "limit": values}],
+    "get_prediction": [{"symbol": valid_symbol}],
+    "events": [{"after_id": st.one_of(values, st.sampled_from([2**63, -2**63 - 1, 2**64, 10**30]))}],
+    "train": [{"symbols": valid_symbols, "horizon": values},
+              {"symbols": valid_symbols, "folds": values},
+              {"symbols": valid_symbols, "end": not_a_date},
+              {"symbols": valid_symbols, "end": st.sampled_from(["0001-01-01", "9999-12-31",
+                                                                  "1899-12-31"])},
+              {"symbols": valid_symbols, "source": bad_sources}],
+    "backtest": [{"symbols": valid_symbols, "start": not_a_date},
+                 {"symbols": valid_symbols, "end": st.sampled_from(["0001-01-01", "9999-12-31"])},
+                 {"symbols": valid_symbols, "cost_bps": values},
+                 {"symbols": valid_symbols, "source": bad_sources}],
+}
+
+
 def params_for(method: str):
     """Hostile parameters for ``method``, by name (and sometimes as the wrong shape)."""
     symbol = hostile_text | values
@@ -118,10 +148,21 @@ def params_for(method: str):
         "analyze_sentiment": ({}, {"symbol": symbol, "source": sources}),
         "analyze_bulk": ({}, {"symbols": symbol_lists | values, "source": sources}),
         "score_text": ({}, {"texts": values}),
+        # Training: none of these may start a job (the handler has no market-data peer here,
+        # so one that got through would be an unavailable error, and the rows would show it).
+        "train": ({}, {"symbols": symbol_lists | values, "horizon": values, "source": sources,
+                       "folds": values, "end": values}),
+        "backtest": ({}, {"symbols": symbol_lists | values, "start": values, "end": values,
+                          "source": sources, "cost_bps": values, "use_model": values}),
+        "activate": ({"version": hostile_text}, {}),
+        "models": ({}, {}),
+        "progress": ({}, {}),
+        "cancel": ({}, {}),
     }.get(method, ({}, {}))
     fields = st.fixed_dictionaries(required, optional=optional)
+    with_valid = [st.fixed_dictionaries(d) for d in WITH_VALID_SYMBOLS.get(method, [])]
     extra = st.dictionaries(hostile_text, values, max_size=2)
-    shapes = [fields, st.builds(lambda a, b: {**a, **b}, fields, extra)]
+    shapes = [fields, st.builds(lambda a, b: {**a, **b}, fields, extra), *with_valid]
     if not required:  # a wrong shape would fall back to the defaults of a required one
         shapes += [st.lists(values, max_size=3), values]
     return st.one_of(*shapes)
@@ -354,6 +395,7 @@ MARKET = ["get_market_data", "bulk_fetch", "get_market_context", "get_bars"]
 PREDICTION = ["generate_predictions", "get_prediction", "history", "events", "accuracy_report",
               "evaluate_outcomes"]
 SENTIMENT = ["analyze_sentiment", "analyze_bulk", "score_text"]
+TRAINING = ["train", "backtest", "models", "activate", "progress", "cancel"]
 
 
 def req(method: str, **params) -> bytes:
@@ -385,6 +427,10 @@ def test_fuzz_prediction(activate):
 
 def test_fuzz_sentiment(activate):
     fuzz(activate, "sentiment", SENTIMENT, [req("analyze_sentiment", symbol="CBA")])
+
+
+def test_fuzz_training(activate):
+    fuzz(activate, "training", TRAINING, [req("models")])
 
 
 def test_bulk_fetch_of_only_bad_symbols_fetches_and_stores_nothing(activate, tmp_path):

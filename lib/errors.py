@@ -59,7 +59,7 @@ EXIT_MEANINGS: dict[Exit, str] = {
     Exit.UNAVAILABLE: "service unavailable: no answer from its socket",
     Exit.TIMEOUT: "timeout",
     Exit.NO_SYSTEMD: "no systemd: start, stop and restart need a running systemd manager",
-    Exit.NOT_PERMITTED: "not permitted: the manager refused the change (the sudo command is printed)",
+    Exit.NOT_PERMITTED: "not permitted: the manager refused (the line shows the sudo command)",
     Exit.INTERRUPTED: "interrupted (Ctrl-C)",
 }
 

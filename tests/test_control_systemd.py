@@ -165,7 +165,8 @@ def test_stop_and_start_change_only_what_differs_one_line_each(fake_manager):
     again = json.loads(run("stop", "prediction", "--json").stdout)
     assert again == {"action": "stop", "systemd": "system", "services": ["prediction"],
                      "changed": []}
-    assert run("stop", "prediction").stdout == "nothing to stop: no socket listens and no handler runs\n"
+    assert (run("stop", "prediction").stdout
+            == "nothing to stop: no socket listens and no handler runs\n")
     started = json.loads(run("start", "--json").stdout)
     assert [c["unit"] for c in started["changed"]] == ["trading-prediction.socket"]
     assert started["changed"][0] == {"unit": "trading-prediction.socket", "change": "started",

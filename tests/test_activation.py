@@ -182,6 +182,96 @@ def test_stop_drains_the_request_in_flight_then_exits(serve):
     s.close()
 
 
+class Draining:
+    """A raw listener that answers one request on the first connection, then shuts it for
+    reading and keeps it open, as a handler on its way out does (Server.stop), and answers
+    every later connection: the window in which a kept connection's next request meets EPIPE."""
+
+    def __init__(self, path, close_after_read: bool = False):
+        self.path = path
+        self.listener = bind_unix(path)
+        self.close_after_read = close_after_read
+        self.requests: list[int] = []  # the connection number of every request read
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.kept: list[socket.socket] = []
+        self.thread.start()
+
+    def _answer(self, conn, n) -> bool:
+        line = b""
+        while not line.endswith(b"\n"):
+            chunk = conn.recv(65536)
+            if not chunk:
+                return False
+            line += chunk
+        self.requests.append(n)
+        request = json.loads(line)
+        if self.close_after_read and n == 1 and len(self.requests) == 2:
+            return False  # read it, then "crash" without answering
+        conn.sendall(json.dumps({"jsonrpc": "2.0", "id": request["id"],
+                                 "result": {"connection": n}}).encode() + b"\n")
+        return True
+
+    def _run(self):
+        for n in (1, 2):
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.kept.append(conn)
+            if n == 1:
+                self._answer(conn, n)
+                if self.close_after_read:
+                    self._answer(conn, n)
+                    conn.close()
+                else:
+                    conn.shutdown(socket.SHUT_RD)
+            else:
+                self._answer(conn, n)
+
+    def close(self):
+        if self.thread.is_alive():  # still in accept(), which closing would not wake
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.connect(str(self.path))
+            self.thread.join(5)
+        self.listener.close()
+        for c in self.kept:
+            c.close()
+
+
+def test_a_request_the_draining_handler_never_read_is_sent_again_once(runtime_dir):
+    from trading.runtime.client import Client
+
+    path = runtime_dir / "market-data.sock"
+    server = Draining(path)
+    client = Client(config.get(), in_process="never", timeout=5)
+    try:
+        assert client.call("market-data", "echo") == {"connection": 1}
+        # The first connection is shut for reading but still open: the send fails with
+        # EPIPE, nothing was read, and the same request goes out on a new connection.
+        assert client.call("market-data", "echo") == {"connection": 2}
+        assert server.requests == [1, 2]
+    finally:
+        client.close()
+        server.close()
+
+
+def test_a_request_the_handler_read_is_never_sent_again(runtime_dir):
+    from trading.errors import ServiceUnavailable
+    from trading.runtime.client import Client
+
+    path = runtime_dir / "market-data.sock"
+    server = Draining(path, close_after_read=True)
+    client = Client(config.get(), in_process="never", timeout=5)
+    try:
+        assert client.call("market-data", "echo") == {"connection": 1}
+        with pytest.raises(ServiceUnavailable, match="closed the connection before answering"):
+            client.call("market-data", "echo")
+        assert server.requests == [1, 1]  # read once, and not resent: it may have run
+    finally:
+        client.close()
+        server.close()
+
+
 def test_watchdog_pings_when_asked(serve):
     r = serve(watchdog_usec=100_000)  # ping every 50 ms
     wait_for(lambda: r.notes.count("WATCHDOG=1") >= 3, what="watchdog pings")

@@ -54,7 +54,7 @@ def test_parse_show_splits_units_at_blank_lines():
      "trigger limit hit (started too often); run systemctl reset-failed trading-x.socket && "
      "systemctl start trading-x.socket", False),
     ({"LoadState": "loaded", "ActiveState": "inactive"}, "user",
-     "not listening; run systemctl --user start trading.target", False),
+     "stopped; run trading start", False),
     ({"LoadState": "not-found", "ActiveState": "inactive"}, "user", "not installed", False),
 ])
 def test_socket_states_in_words(props, scope, words, ok):

@@ -9,11 +9,9 @@ that leaves a thread running or a child process alive.
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from support.wire import Connection
 
 REPO = Path(__file__).resolve().parent.parent
 ASX_DAILY = REPO / "tests" / "data" / "asx-daily"  # real bars; see its README
@@ -180,24 +180,6 @@ def pass_env(env: dict[str, str]) -> list[str]:
     return [f"-E{k}={v}" for k, v in env.items() if k.startswith(keep)]
 
 
-def rpc(path: Path, method: str, params: dict | None = None, timeout: float = 20.0) -> dict:
-    """One raw JSON-RPC call on a connection of its own (what any client does); the answer
-    object as received, error or result."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(str(path))
-        req = {"jsonrpc": "2.0", "id": 1, "method": method,
-               **({"params": params} if params is not None else {})}
-        s.sendall(json.dumps(req).encode() + b"\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                raise ConnectionError(f"connection closed after {buf!r}")
-            buf += chunk
-    return json.loads(buf)
-
-
 class Activated:
     """A handler under ``systemd-socket-activate``: systemd's own tool passes the socket."""
 
@@ -209,11 +191,8 @@ class Activated:
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         wait_for(path.exists, what=f"{path} to exist")
 
-    def connect(self) -> socket.socket:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(10)
-        s.connect(str(self.path))
-        return s
+    def connect(self) -> Connection:
+        return Connection.open(self.path, timeout=10)
 
     def stop(self) -> str:
         if self.proc.poll() is None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from support.wire import Connection
 from trading.errors import InvalidSymbol
 from trading.market.symbols import normalize
 
@@ -227,42 +227,30 @@ class Prober:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.sock: socket.socket | None = None
-        self.buf = b""
+        self.conn: Connection | None = None
         self.pid: int | None = None
         self.tried = 0
         self.errors: dict[int, int] = {}
 
-    def _connect(self) -> socket.socket:
-        if self.sock is None:
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.settimeout(30)
-            self.sock.connect(str(self.path))
-            self.buf = b""
-        return self.sock
+    def _connect(self) -> Connection:
+        if self.conn is None:
+            self.conn = Connection.open(self.path, timeout=30)
+        return self.conn
 
     def close(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-
-    def _lines(self):
-        while True:
-            while b"\n" in self.buf:
-                line, self.buf = self.buf.split(b"\n", 1)
-                yield line
-            try:
-                chunk = self.sock.recv(1 << 20)
-            except ConnectionResetError:
-                # The handler closed with our unread bytes (the rest of an over-long line)
-                # still queued: Linux reports that as a reset, after the data it did send.
-                return
-            if not chunk:
-                return
-            self.buf += chunk
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
 
     def _until_sentinel(self):
-        for raw in self._lines():
+        while True:
+            try:
+                raw = self.conn.read_line()
+            except ConnectionError:
+                # Closed, or reset: the handler closed with our unread bytes (the rest of an
+                # over-long line) still queued, which Linux reports as a reset after the data
+                # it did send.
+                return
             yield raw
             if b'"id":"sentinel"' in raw:
                 return
@@ -270,11 +258,11 @@ class Prober:
     def send(self, line: bytes) -> list:
         """Send one input line and the sentinel; the answers before the sentinel's."""
         self.tried += 1
-        s = self._connect()
+        c = self._connect()
         if b"\n" in line:
             line = line.replace(b"\n", b" ")  # one input is one line
         try:
-            s.sendall(line + b"\n" + SENTINEL)
+            c.send_raw(line + b"\n" + SENTINEL)
         except (BrokenPipeError, ConnectionResetError):
             pass  # it closed on an over-long line before reading all of it; answered below
         answers = []
@@ -343,10 +331,10 @@ def fuzz(activate, service: str, methods: list[str], warm: list[bytes], seed=Non
         seed(cfg)
     h = activate(service, idle_exit=600)
     prober = Prober(h.path)
-    first = json.loads(_one(h.path, SENTINEL))
+    first = _one(h.path, SENTINEL)
     prober.pid = first["result"]["pid"]
     for line in warm:  # what a real client does first; the store exists from here on
-        assert "result" in json.loads(_one(h.path, line)), line
+        assert "result" in _one(h.path, line), line
     dirs = [cfg.state_dir, cfg.cache_dir, cfg.runtime_dir]
     before = snapshot(dirs, cfg.db_path)
 
@@ -366,7 +354,7 @@ def fuzz(activate, service: str, methods: list[str], warm: list[bytes], seed=Non
     after = snapshot(dirs, cfg.db_path)
     assert after["rows"] == before["rows"]
     assert after["files"] == before["files"]
-    assert json.loads(_one(h.path, SENTINEL))["result"]["pid"] == prober.pid
+    assert _one(h.path, SENTINEL)["result"]["pid"] == prober.pid
     log = h.stop()
     assert h.proc.returncode == 0, log[-3000:]  # it stopped cleanly when asked
     assert "Traceback" not in log, log[-3000:]
@@ -377,18 +365,11 @@ def fuzz(activate, service: str, methods: list[str], warm: list[bytes], seed=Non
     return prober
 
 
-def _one(path: Path, line: bytes) -> bytes:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(30)
-        s.connect(str(path))
-        s.sendall(line)
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    return buf
+def _one(path: Path, line: bytes) -> dict:
+    """One request line, ready-made, on a connection of its own; the answer."""
+    with Connection.open(path, timeout=30) as c:
+        c.send_raw(line)
+        return c.read()
 
 
 MARKET = ["get_market_data", "bulk_fetch", "get_market_context", "get_bars"]
@@ -444,7 +425,7 @@ def test_bulk_fetch_of_only_bad_symbols_fetches_and_stores_nothing(activate, tmp
     h = activate("market-data", idle_exit=60)
     line = req("bulk_fetch", symbols=["../../etc/passwd", "'; DROP TABLE bars; --", "$(id)"],
                source=f"csv:{csv_dir}")
-    answer = json.loads(_one(h.path, line))["result"]
+    answer = _one(h.path, line)["result"]
     assert answer["results"] == {} and len(answer["errors"]) == 3
     assert answer["market_context"]["fallback"] is True
     if cfg.db_path.exists():  # (it is not even opened)

@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import rpc, wait_for
+from conftest import wait_for
+from support.wire import rpc
 from sandbox import UserManager, installed, user_manager  # noqa: F401  (pytest fixtures)
 from typer.testing import CliRunner
 

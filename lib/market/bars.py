@@ -96,7 +96,9 @@ class BarCache:
         self.clock = clock
         self._memo: dict[tuple[str, str], Entry] = {}
         self._lock = threading.Lock()
-        self._fetch_lock = threading.Lock()  # one upstream call at a time per process
+        # One upstream call at a time per source and process: a csv folder never waits
+        # behind Yahoo, nor Yahoo behind a slow disk (one lock per source name).
+        self._fetch_locks: dict[str, threading.Lock] = {}
         self._absent: dict[tuple[str, str], tuple[float, RPCError]] = {}  # -> (until, error)
         self.upstream = UpstreamState(store, "bars")
 
@@ -145,7 +147,7 @@ class BarCache:
         errors: dict[str, RPCError] = {}
         need = self._not_absent(source.name, need, errors, now)
         if need:
-            with self._fetch_lock:
+            with self._fetch_lock(source.name):
                 # Another thread may have refreshed (or found nothing) while this one waited.
                 entries.update(self._load(source.name, need, db=True))
                 now = self.clock()
@@ -155,6 +157,10 @@ class BarCache:
                     errors.update(self._refresh(source, need, entries, start))
                     entries.update(self._load(source.name, need, db=True))
         return entries, errors
+
+    def _fetch_lock(self, source: str) -> threading.Lock:
+        with self._lock:
+            return self._fetch_locks.setdefault(source, threading.Lock())
 
     def _not_absent(self, source: str, symbols: list[str], errors: dict[str, RPCError],
                     now: float) -> list[str]:

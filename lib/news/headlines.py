@@ -17,6 +17,9 @@ Sources (the ``source`` parameter, default the ``news_source`` setting):
   now, so an offline run works end to end.
 - ``jsonl:DIR``: every ``*.jsonl`` file in DIR, one item per line in either Yahoo shape, with
   the symbol(s) in ``symbol``/``symbols``/``relatedTickers`` or taken from the file name.
+  Only regular files are read, at most :data:`MAX_JSONL_BYTES` each and
+  :data:`MAX_JSONL_TOTAL` for the folder (:mod:`trading.market.files`): a FIFO, a device or
+  an oversized file is a :class:`~trading.errors.NotFound` naming it, never a blocked worker.
 - A market-data-only source (``csv:DIR``) has no news: the sample stands in, and the result's
   ``source`` says so.
 
@@ -40,6 +43,7 @@ from typing import Any
 
 from trading.errors import InvalidParams, NotFound, UpstreamUnavailable
 from trading.market import yahoo
+from trading.market.files import UnusableFile, read_bounded
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +52,8 @@ RETRY_DELAY_S = 0.5          # one short retry after a network error (then yahoo
 LOOKBACK_HALF_LIVES = 7      # 0.5 ** 7 < 1%: older headlines no longer move the score
 MAX_HEADLINES = 50           # most recent headlines aggregated (and returned) per symbol
 KEEP_S = 90 * 24 * 3600      # headlines older than this are pruned from the cache
+MAX_JSONL_BYTES = 8 << 20    # one jsonl:DIR file (parsed items take several times this)
+MAX_JSONL_TOTAL = 16 << 20   # all the files of one jsonl:DIR folder together
 COVERAGE_K = 2.0             # confidence reaches 63% at this much recency-weighted news
 
 Item = dict[str, Any]
@@ -269,8 +275,21 @@ class JsonlNews(Source):
             if stamp == self._stamp:
                 return self._index
             index: dict[str, list[dict]] = {}
+            budget = MAX_JSONL_TOTAL
             for path in files:
-                for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+                try:
+                    data = read_bounded(path, min(MAX_JSONL_BYTES, budget))
+                except UnusableFile as exc:
+                    why = str(exc) if budget >= MAX_JSONL_BYTES else (
+                        f"{self.folder}: its *.jsonl files together are larger than the "
+                        f"limit of {MAX_JSONL_TOTAL:,} bytes")
+                    raise NotFound(f"cannot use news file {why}", path=str(path),
+                                   reason=exc.reason) from exc
+                except OSError as exc:
+                    raise NotFound(f"cannot read news file {path}: {exc.strerror or exc}",
+                                   path=str(path), reason="unreadable") from exc
+                budget -= len(data)
+                for n, line in enumerate(data.decode(errors="replace").splitlines(), 1):
                     if not line.strip():
                         continue
                     try:

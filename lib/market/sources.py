@@ -433,10 +433,16 @@ def resolve(spec: str, cache_dir: Path) -> Source:
         return YahooSource(cache_dir)
     if spec == "sample":
         return SampleSource()
+    shown = spec if len(spec) <= 100 else spec[:100] + "..."  # echoed and logged: keep short
     if spec.startswith("csv:"):
         directory = Path(spec[4:]).expanduser()
-        if not directory.is_absolute() or not directory.is_dir():
-            raise InvalidParams(f"source {spec!r}: csv:DIR needs an existing absolute directory",
-                                source=spec)
+        try:
+            usable = directory.is_absolute() and directory.is_dir()
+        except (OSError, ValueError) as exc:  # a name too long, a NUL, a loop of links
+            raise InvalidParams(f"source {shown!r}: csv:DIR needs an existing absolute "
+                                f"directory ({exc.__class__.__name__})", source=shown) from exc
+        if not usable:
+            raise InvalidParams(f"source {shown!r}: csv:DIR needs an existing absolute directory",
+                                source=shown)
         return CsvSource(directory.resolve())
-    raise InvalidParams(f"unknown source {spec!r}; use yahoo, sample or csv:DIR", source=spec)
+    raise InvalidParams(f"unknown source {shown!r}; use yahoo, sample or csv:DIR", source=shown)

@@ -260,9 +260,12 @@ class JsonlNews(Source):
         self._lock = threading.Lock()
 
     def _files(self) -> list[Path]:
-        if not self.folder.is_dir():
-            raise NotFound(f"news folder {self.folder} does not exist", path=str(self.folder))
-        return sorted(self.folder.glob("*.jsonl"))
+        try:
+            if self.folder.is_dir():
+                return sorted(self.folder.glob("*.jsonl"))
+        except (OSError, ValueError):  # a name too long, a loop of links: no such folder
+            pass
+        raise NotFound(f"news folder {self.folder} does not exist", path=str(self.folder))
 
     def _reindex(self) -> dict[str, list[dict]]:
         import json
@@ -328,8 +331,9 @@ def resolve(spec: Any, default: str, cache_dir: Path | None = None) -> Source:
         return JsonlNews(Path(spec[6:]).expanduser().resolve())
     if spec.startswith("csv:"):
         return SampleNews(stands_in_for=spec)
-    raise InvalidParams(f"unknown news source {spec!r}: expected yahoo, sample or jsonl:DIR",
-                        source=spec[:100])
+    shown = spec if len(spec) <= 100 else spec[:100] + "..."
+    raise InvalidParams(f"unknown news source {shown!r}: expected yahoo, sample or jsonl:DIR",
+                        source=shown)
 
 
 # -- the cache and the aggregate ---------------------------------------------------------------

@@ -34,6 +34,7 @@ CHANNEL_PREFIX = "trading:"
 REDIS_TIMEOUT_S = 0.5   # connect and socket timeout: a prediction never waits long for the bus
 RETRY_AFTER_S = 30.0    # after a failure, skip publishing this long
 MAX_LIMIT = 1000
+MAX_ID = 2**63 - 1      # SQLite integers are 64-bit signed: a larger after_id cannot be bound
 TYPES = ("prediction", "outcome")  # what the ledger and outcome scoring append
 
 
@@ -74,8 +75,9 @@ def read(store: Store, after_id: int = 0, type: str | None = None, limit: int = 
 
     ``latest`` returns the last ``limit`` events instead of the first, still oldest first.
     """
-    if isinstance(after_id, bool) or not isinstance(after_id, int) or after_id < 0:
-        raise InvalidParams("after_id must be a non-negative integer")
+    if isinstance(after_id, bool) or not isinstance(after_id, int) \
+            or not 0 <= after_id <= MAX_ID:
+        raise InvalidParams(f"after_id must be an integer from 0 to {MAX_ID}")
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise InvalidParams(f"limit must be an integer from 1 to {MAX_LIMIT}")
     if type is not None and type not in TYPES:

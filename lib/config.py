@@ -159,7 +159,10 @@ def config_file(environ: Mapping[str, str] | None = None) -> Path:
     if env.get("TRADING_CONFIG"):
         return Path(env["TRADING_CONFIG"])
     system = Path("/etc/trading/config.toml")
-    if os.geteuid() == 0 or system.exists() and not _user_file(env).exists():
+    # The system file is mode 0640 root:trading (it may hold secrets): a user who cannot
+    # read it gets their own file, not an error on every command.
+    if os.geteuid() == 0 or (system.exists() and os.access(system, os.R_OK)
+                             and not _user_file(env).exists()):
         return system
     return _user_file(env)
 

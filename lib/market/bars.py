@@ -36,11 +36,12 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from trading.market import asx
-from trading.errors import NotFound, RPCError, UpstreamUnavailable
+from trading.errors import NotFound, RPCError, StoreUnavailable, UpstreamUnavailable
 from trading.market.yahoo import PAUSE_S, UpstreamState
 from trading.runtime.store import Store
 
@@ -52,6 +53,7 @@ TAIL_DAYS = 10               # calendar days re-fetched for late corrections (~a
 SUMMARY_DAYS = 731           # history the stored summary is computed on
 CONTEXT_CLOSES = 40          # closes kept in the summary for the index trend
 ADJUSTED_TOLERANCE = 1e-3    # relative close difference that means "history was re-adjusted"
+BYPASS_SERIES = 64           # series kept in memory while the store is unusable
 
 
 class Entry:
@@ -101,6 +103,8 @@ class BarCache:
         self._fetch_locks: dict[str, threading.Lock] = {}
         self._absent: dict[tuple[str, str], tuple[float, RPCError]] = {}  # -> (until, error)
         self.upstream = UpstreamState(store, "bars")
+        # Series served while the store is unusable, most recent last (see _bypass).
+        self._bypassed: OrderedDict[tuple[str, str], Any] = OrderedDict()
 
     # -- reading -----------------------------------------------------------------------------
     def _load(self, source: str, symbols: list[str], *, db: bool = False) -> dict[str, Entry]:
@@ -129,18 +133,66 @@ class BarCache:
         """The cached daily bars of one series (a :class:`trading.market.summary.Bars`)."""
         from trading.market.summary import Bars
 
-        rows = self.store.query(
+        try:
+            rows = self._bars_rows(source, symbol, since)
+        except StoreUnavailable:
+            with self._lock:
+                bars = self._bypassed.get((source, symbol))
+            if bars is None:
+                raise
+            keep = [i for i, d in enumerate(bars.dates) if d >= (since or "")]
+            return bars[keep[0]:] if keep else Bars.empty()
+        return Bars.from_rows([tuple(r) for r in rows])
+
+    def _bars_rows(self, source: str, symbol: str, since: str | None):
+        return self.store.query(
             "SELECT session, open, high, low, close, volume FROM bars WHERE source = ? AND "
             "symbol = ? AND interval = ? AND session >= ? ORDER BY session",
             (source, symbol, INTERVAL, since or ""))
-        return Bars.from_rows([tuple(r) for r in rows])
 
     # -- refreshing --------------------------------------------------------------------------
     def ensure(self, source, symbols: list[str], start: dt.date
                ) -> tuple[dict[str, Entry], dict[str, RPCError]]:
         """Entries for ``symbols`` reaching back to ``start``, refreshed from ``source`` where
         needed (one call). Errors are per symbol; a symbol with an error may still have an
-        (old) entry, which the caller serves as stale."""
+        (old) entry, which the caller serves as stale.
+
+        When the store itself fails (corrupt, read-only, disk full) the bars are re-fetchable:
+        they are served straight from the source, kept in memory only (:meth:`_bypass`),
+        rather than failing the command."""
+        try:
+            return self._ensure(source, symbols, start)
+        except StoreUnavailable as exc:
+            logger.warning("%s: the bar cache is unusable (%s); serving from the source",
+                           source.name, exc.data.get("cause"))
+            return self._bypass(source, symbols, start)
+
+    def _bypass(self, source, symbols: list[str], start: dt.date
+                ) -> tuple[dict[str, Entry], dict[str, RPCError]]:
+        from trading.market import summary as market
+
+        now = self.clock()
+        try:
+            with self._fetch_lock(source.name):
+                fetched = source.fetch(symbols, start, today(now))
+        except RPCError as exc:
+            return {}, {s: exc for s in symbols}
+        fresh = market.fresh_until(dt.datetime.fromtimestamp(now, asx.TZ)).timestamp()
+        entries = {}
+        with self._lock:
+            for s, bars in fetched.bars.items():
+                if not len(bars):
+                    continue
+                self._bypassed[(source.name, s)] = bars
+                self._bypassed.move_to_end((source.name, s))
+                entries[s] = Entry(source.name, s, start.isoformat(), bars.dates[0],
+                                   bars.dates[-1], len(bars), now, fresh, build_summary(bars))
+            while len(self._bypassed) > BYPASS_SERIES:
+                self._bypassed.popitem(last=False)
+        return entries, dict(fetched.errors)
+
+    def _ensure(self, source, symbols: list[str], start: dt.date
+                ) -> tuple[dict[str, Entry], dict[str, RPCError]]:
         now = self.clock()
         entries = self._load(source.name, symbols)
         need = self._needing(entries, symbols, start, now)

@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from trading.errors import InvalidParams, NotFound, UpstreamUnavailable
+from trading.errors import InvalidParams, NotFound, StoreUnavailable, UpstreamUnavailable
 from trading.market import yahoo
 from trading.market.files import UnusableFile, read_bounded
 
@@ -462,10 +462,37 @@ class News:
                                [(r["score"], VERSION, r["id"]) for r in todo])
         return rows
 
+    def _uncached(self, symbol: str, source: Source, now: float) -> list[dict]:
+        """Headlines as :meth:`headlines` returns them, fetched and scored without the cache."""
+        from trading.news.scoring import VERSION
+
+        since = int(now - LOOKBACK_HALF_LIVES * self.half_life_h * 3600)
+        try:
+            items = self._fetch(symbol, source, now)
+        except (InvalidParams, NotFound, UpstreamUnavailable):
+            raise
+        except Exception as exc:  # as in refresh: a source bug is the upstream's failure
+            logger.exception("%s: fetching news for %s failed", source.key, symbol)
+            raise UpstreamUnavailable(f"{source.key} failed: {type(exc).__name__}: {exc}",
+                                      symbol=symbol, reason="error") from exc
+        rows = sorted((dict(it) for it in items if it["published"] >= since),
+                      key=lambda r: (-r["published"], r["id"]))[:MAX_HEADLINES]
+        for r, score in zip(rows, self.scorer.score_many([r["title"] for r in rows])):
+            r["score"], r["scorer"] = score, VERSION
+        return rows
+
     def analyze(self, symbol: str, source: Source) -> dict[str, Any]:
-        stale = self.refresh(symbol, source)
-        now = self.clock()
-        rows = self.headlines(symbol, source.key, now)
+        try:
+            stale = self.refresh(symbol, source)
+            now = self.clock()
+            rows = self.headlines(symbol, source.key, now)
+        except StoreUnavailable as exc:
+            # Headlines can be fetched again: a store that is corrupt, read-only or full
+            # costs the cache, not the answer.
+            logger.warning("news cache unusable (%s); %s for %s straight from the source",
+                           exc.data.get("cause"), source.key, symbol)
+            stale, now = False, self.clock()
+            rows = self._uncached(symbol, source, now)
         result = aggregate(rows, now, self.half_life_h)
         return {"symbol": symbol, **result, "as_of": _iso(now), "source": source.label,
                 "stale": stale}

@@ -128,6 +128,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("redis_url", _str, "", "publish events to this Redis (redis://...); empty: off"),
     Setting("allowed_users", _list, [], "users allowed to connect (besides root and the service user)"),
     Setting("allowed_groups", _list, ["trading"], "groups whose members may connect"),
+    Setting("cache.max_series", _pos_int, 500, "bar series cached per source; the least recently used are evicted (and fetched again when asked for)"),
     Setting("news_half_life_h", _pos_float, 24.0, "hours after which a headline weighs half"),
     Setting("context.index", _str, "^AXJO", "index whose trend sets the market context"),
     Setting("context.sessions", _pos_int, 5, "sessions over which the index trend is measured"),

@@ -23,6 +23,12 @@ Refresh rules:
   limit sets a backoff, any other failure of the source (unreachable, a source bug) a short
   pause, by the policy of :mod:`trading.market.yahoo` (the same for news), stored in the
   ``upstream`` table, so a freshly started process honours it too and does not ask.
+- The cache is bounded: at most ``max_series`` series per source (the ``cache.max_series``
+  setting). After a refresh writes, the least recently used series of that source beyond the
+  limit are deleted (migration 0007's ``last_used``, refreshed at most every
+  :data:`TOUCH_S` when a request needs the series); the series the request itself asked for
+  are never evicted by it. Bars are re-fetchable, so an evicted series is fetched again when
+  next asked for; nothing else in the store (predictions, models, news) is touched.
 - A symbol the source answered "no data" for (a typo, a delisted code, a missing CSV file) is
   that symbol's problem, not the source's: only that symbol is left alone for
   :data:`~trading.market.yahoo.PAUSE_S` (in this process), so one bad symbol never blocks the
@@ -54,6 +60,8 @@ SUMMARY_DAYS = 731           # history the stored summary is computed on
 CONTEXT_CLOSES = 40          # closes kept in the summary for the index trend
 ADJUSTED_TOLERANCE = 1e-3    # relative close difference that means "history was re-adjusted"
 BYPASS_SERIES = 64           # series kept in memory while the store is unusable
+MAX_SERIES = 500             # series kept per source (the cache.max_series setting)
+TOUCH_S = 3600.0             # a series' last_used is written at most this often
 
 
 class Entry:
@@ -93,10 +101,13 @@ def today(now: float) -> dt.date:
 class BarCache:
     """Bars for many sources in one store; safe to use from the runtime's worker threads."""
 
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time, *,
+                 max_series: int = MAX_SERIES) -> None:
         self.store = store
         self.clock = clock
+        self.max_series = max_series
         self._memo: dict[tuple[str, str], Entry] = {}
+        self._touched: dict[tuple[str, str], float] = {}  # when last_used was last written
         self._lock = threading.Lock()
         # One upstream call at a time per source and process: a csv folder never waits
         # behind Yahoo, nor Yahoo behind a slow disk (one lock per source name).
@@ -208,7 +219,54 @@ class BarCache:
                 if need:
                     errors.update(self._refresh(source, need, entries, start))
                     entries.update(self._load(source.name, need, db=True))
+                    self._evict(source.name, keep=symbols)
+        self._touch(source.name, [s for s in symbols if s in entries], now)
         return entries, errors
+
+    def _touch(self, source: str, symbols: list[str], now: float) -> None:
+        """Record that a request needed these series (for eviction); at most every TOUCH_S
+        per series, and never worth failing or delaying a read for."""
+        with self._lock:
+            due = [s for s in symbols if now - self._touched.get((source, s), 0.0) >= TOUCH_S]
+            for s in due:
+                self._touched[(source, s)] = now
+            if len(self._touched) > 4 * self.max_series:  # forget the oldest marks
+                self._touched = {k: v for k, v in self._touched.items() if now - v < TOUCH_S}
+        if not due:
+            return
+        marks = ",".join("?" * len(due))
+        try:
+            with self.store.transaction() as db:
+                db.execute(f"UPDATE bar_series SET last_used = ? WHERE source = ? AND "
+                           f"interval = ? AND symbol IN ({marks})", (now, source, INTERVAL, *due))
+        except RPCError as exc:  # busy or unusable: eviction order is a hint, not data
+            logger.debug("could not record the use of %d series: %s", len(due), exc.message)
+
+    def _evict(self, source: str, keep: list[str]) -> None:
+        """Delete the least recently used series of ``source`` beyond ``max_series``, never
+        one of ``keep`` (the request's own)."""
+        count = self.store.query("SELECT count(*) FROM bar_series WHERE source = ? AND "
+                                 "interval = ?", (source, INTERVAL))[0][0]
+        excess = count - self.max_series
+        if excess <= 0:
+            return
+        marks = ",".join("?" * len(keep))
+        with self.store.transaction() as db:
+            victims = [r[0] for r in db.execute(
+                f"SELECT symbol FROM bar_series WHERE source = ? AND interval = ? AND symbol "
+                f"NOT IN ({marks}) ORDER BY last_used, fetched_at LIMIT ?",
+                (source, INTERVAL, *keep, excess))]
+            for symbol in victims:
+                db.execute("DELETE FROM bars WHERE source = ? AND symbol = ? AND interval = ?",
+                           (source, symbol, INTERVAL))
+                db.execute("DELETE FROM bar_series WHERE source = ? AND symbol = ? AND "
+                           "interval = ?", (source, symbol, INTERVAL))
+        with self._lock:
+            for symbol in victims:
+                self._memo.pop((source, symbol), None)
+        if victims:
+            logger.info("%s: evicted %d least recently used series (over %d)", source,
+                        len(victims), self.max_series)
 
     def _fetch_lock(self, source: str) -> threading.Lock:
         with self._lock:
@@ -331,11 +389,12 @@ class BarCache:
                 "symbol = ? AND interval = ? AND session >= ? ORDER BY session",
                 (source, symbol, INTERVAL, since)).fetchall()
             summary = build_summary(market.Bars.from_rows([tuple(r) for r in hist]))
-            db.execute("INSERT OR REPLACE INTO bar_series VALUES (?,?,?,?,?,?,?,?,?,?)",
+            db.execute("INSERT OR REPLACE INTO bar_series VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                        (source, symbol, INTERVAL, series_start, last[1], last[0], last[2], now,
-                        fresh, json.dumps(summary)))
+                        fresh, json.dumps(summary), now))
         with self._lock:
             self._memo.pop((source, symbol), None)
+            self._touched[(source, symbol)] = now  # the row was written with last_used = now
 
     def last_outcome(self) -> dict[str, Any] | None:
         """The most recent upstream call of any bar source (this process or an earlier one)."""

@@ -11,7 +11,7 @@ import os
 import sqlite3
 import time
 
-from conftest import rpc
+from support.wire import rpc
 from trading import config
 
 

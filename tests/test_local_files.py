@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PYTHON, rpc
+from conftest import PYTHON
+from support.wire import rpc
 from trading.errors import NotFound
 from trading.market.sources import MAX_CSV_BYTES, CsvSource, parse_csv
 

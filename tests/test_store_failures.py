@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PYTHON, pass_env, rpc, wait_for
+from conftest import PYTHON, pass_env, wait_for
+from support.wire import rpc
 from trading.errors import RPCError, StoreUnavailable
 from trading.runtime.store import Store
 

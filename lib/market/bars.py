@@ -6,6 +6,10 @@ Tables (migration 0002): ``bars`` (one row per source, symbol, interval, session
 precomputed summary) and ``upstream`` (last outcome per source, and its backoff; kept by
 :class:`trading.market.yahoo.UpstreamState` under the ``bars`` feed).
 
+The module is long because it is one policy over the same two tables: refreshing, the
+bound on their size (eviction) and the bypass while the store is unusable all decide
+together what a request is served, and splitting them would split that decision.
+
 Why the summary is stored: a cold process answering from a warm cache reads one row per symbol
 and compares two numbers; it needs neither numpy nor the holiday calendar (both are paid only
 on the refresh path, which computes ``fresh_until`` and the summary once per fetch).

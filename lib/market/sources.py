@@ -25,6 +25,9 @@ data for. A failure of the whole call (network down, rate limited) raises
 - ``sample``: deterministic synthetic bars per symbol (seeded from its name), generated in code
   from a fixed epoch, so a date's bar never changes as time passes; no network, any symbol.
 
+The module is long because the three sources share one contract (:class:`Fetched`, the
+per-symbol errors, the session cleaning) that reads best next to each of them.
+
 pandas and yfinance are imported only inside the yahoo path; numpy, csv and hashlib only where
 bars are made, so a process answering from the cache pays for none of them.
 """

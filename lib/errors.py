@@ -27,6 +27,9 @@ at the edge that meets them, chained with ``raise ... from exc``.
         ├── Busy                     -32003: the service is at capacity or the store is locked
         ├── Forbidden                -32004: the peer's credentials are not allowed
         ├── Unavailable              -32005: a service this one depends on is not reachable
+        ├── StoreUnavailable         -32006: the store cannot be read or written (disk full,
+        │                            read-only, corrupt, cannot be opened); ``data.cause``
+        │                            says which and ``data.hint`` how to recover
         └── Cancelled                -32007: a job stopped because it was cancelled
 """
 
@@ -213,13 +216,20 @@ class Unavailable(RPCError):
     exit_code = Exit.UNAVAILABLE
 
 
+class StoreUnavailable(RPCError):
+    """The shared store failed: ``cause`` is ``disk-full``, ``read-only``, ``corrupt`` or
+    ``unavailable`` (cannot be opened, I/O error); ``hint`` says what an administrator does."""
+
+    code, problem = -32006, "store-unavailable"
+
+
 class Cancelled(RPCError):
     code, problem = -32007, "cancelled"
 
 
 _CLASSES = [ParseError, InvalidRequest, MethodNotFound, InvalidParams, InvalidSymbol,
             InternalError, NotFound, UpstreamUnavailable, Busy, Forbidden, Unavailable,
-            Cancelled]
+            StoreUnavailable, Cancelled]
 _BY_CODE: dict[int, type[RPCError]] = {}
 for _klass in _CLASSES:
     _BY_CODE.setdefault(_klass.code, _klass)

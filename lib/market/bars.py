@@ -19,8 +19,9 @@ Refresh rules:
 - A series is fetched when it is missing, when it does not reach back far enough, or when
   ``now >= fresh_until`` (:func:`trading.market.summary.fresh_until`: minutes during a session, until
   the next session after the close).
-- All symbols that need it go to the source in **one** call. A series already cached asks only
-  for its last :data:`TAIL_DAYS` (Yahoo corrects recent bars late); when that tail disagrees
+- All symbols that need it go to the source in **one** call per :data:`REFRESH_CHUNK` (100)
+  symbols (a call's bars live until written: chunks bound the memory). A series already
+  cached asks only for its last :data:`TAIL_DAYS` (Yahoo corrects recent bars late); when that tail disagrees
   with the cache on its oldest bar, the history was re-adjusted (a dividend), and the series is
   fetched whole again.
 - A failed call leaves the cache as it is; the caller serves it flagged ``stale``. A rate
@@ -64,6 +65,7 @@ SUMMARY_DAYS = 731           # history the stored summary is computed on
 CONTEXT_CLOSES = 40          # closes kept in the summary for the index trend
 ADJUSTED_TOLERANCE = 1e-3    # relative close difference that means "history was re-adjusted"
 BYPASS_SERIES = 64           # series kept in memory while the store is unusable
+REFRESH_CHUNK = 100  # symbols per upstream call and write, to bound a refresh's memory
 MAX_SERIES = 500             # series kept per source (the cache.max_series setting)
 TOUCH_S = 3600.0             # a series' last_used is written at most this often
 
@@ -169,7 +171,7 @@ class BarCache:
     def ensure(self, source, symbols: list[str], start: dt.date
                ) -> tuple[dict[str, Entry], dict[str, RPCError]]:
         """Entries for ``symbols`` reaching back to ``start``, refreshed from ``source`` where
-        needed (one call). Errors are per symbol; a symbol with an error may still have an
+        needed (one call per 100 symbols). Errors are per symbol; a symbol with an error may still have an
         (old) entry, which the caller serves as stale.
 
         When the store itself fails (corrupt, read-only, disk full) the bars are re-fetchable:
@@ -220,8 +222,12 @@ class BarCache:
                 now = self.clock()
                 need = self._not_absent(source.name,
                                         self._needing(entries, need, start, now), errors, now)
+                # In chunks: a fetch's bars, rows and summaries are all alive until it is
+                # written, so one call for 1,000 new symbols peaked near MemoryMax=400M.
+                for i in range(0, len(need), REFRESH_CHUNK):
+                    chunk = need[i:i + REFRESH_CHUNK]
+                    errors.update(self._refresh(source, chunk, entries, start))
                 if need:
-                    errors.update(self._refresh(source, need, entries, start))
                     entries.update(self._load(source.name, need, db=True))
                     self._evict(source.name, keep=symbols)
         self._touch(source.name, [s for s in symbols if s in entries], now)

@@ -122,5 +122,5 @@ def test_volatility_is_the_std_of_the_last_twenty_daily_returns():
 
     closes = [100 * 1.01 ** k * (1 + 0.02 * (-1) ** k) for k in range(40)]
     r = np.diff(closes[-21:]) / np.array(closes[-21:-1])
-    assert summary.volatility_pct(closes) == pytest.approx(float(np.std(r, ddof=1) * 100))
-    assert np.isnan(summary.volatility_pct(closes[:20]))  # 19 returns: not yet
+    assert market.volatility_pct(closes) == pytest.approx(float(np.std(r, ddof=1) * 100))
+    assert np.isnan(market.volatility_pct(closes[:20]))  # 19 returns: not yet

@@ -83,9 +83,17 @@ def report(
         "With --evaluate: score only predictions made from this source (each is scored on "
         "bars from its own source)."),
     origin: Optional[str] = typer.Option(None, "--origin", help="Only 'live' or 'replay'."),
+    include_sample: bool = typer.Option(False, "--include-sample",
+                                        help="Count predictions made from synthetic sample data."),
+    chart: Optional[Path] = typer.Option(None, "--chart",
+                                         help="Write the reliability diagram (PNG)."),
+    by_symbol: bool = typer.Option(False, "--by-symbol", help="Also a table per symbol."),
     as_json: bool = common.JsonOption,
 ) -> None:
-    """Outcome statistics: hit rate by action, confidence band and symbol."""
+    """The scorecard: BUY/SELL and HOLD hit rates with 95% intervals beside baselines over the
+    same sessions, and how well the stated probability of being right is calibrated."""
+    if chart is not None and chart.suffix.lower() != ".png":
+        raise common.fail("--chart needs a .png file name", common.EXIT_USAGE)
     client = common.client()
     if evaluate:
         with common.working("scoring outcomes"):
@@ -95,29 +103,97 @@ def report(
                     "wait for more sessions")
         for sym, msg in (done.get("errors") or {}).items():
             common.note(f"{sym}: {msg}")
-    rep = client.call("prediction", "accuracy_report", {"origin": origin} if origin else None)
+    params: dict = {**({"origin": origin} if origin else {}),
+                    **({"include_sample": True} if include_sample else {})}
+    rep = client.call("prediction", "accuracy_report", params or None)
+    if chart is not None and rep["horizons"]:
+        from trading.ops.charts import reliability_diagram
+
+        try:
+            reliability_diagram(chart, rep)
+        except OSError as exc:
+            raise common.fail(f"cannot write the chart {chart}: {exc}") from exc
     if as_json:
         common.print_json(rep)
         return
+    print_scorecard(rep, by_symbol=by_symbol)
+    if chart is not None:
+        print(f"reliability diagram: {chart}" if rep["horizons"] else "no chart: no outcomes")
+
+
+def _rate(s: dict) -> list[str]:
+    """n, hit rate, 95% interval and the too-few flag of one scorecard rate."""
+    ci = s.get("ci95")
+    return [str(s["n"]), _num(s["hit_rate"], ".1%"),
+            f"{ci[0]:.1%}-{ci[1]:.1%}" if ci else "",
+            "too few" if s.get("too_few") else ""]
+
+
+def print_scorecard(rep: dict, *, by_symbol: bool = False) -> None:
     counts = ", ".join(f"{n} {o}" for o, n in rep["predictions"].items()) or "none"
-    print(f"predictions stored: {counts}; outcomes scored: {rep['outcomes']}")
+    print(f"predictions stored: {counts}; outcomes scored: {rep['outcomes']}"
+          + (f"; {rep['sample_left_out']} from synthetic sample data left out "
+             "(--include-sample counts them)" if rep.get("sample_left_out") else ""))
     if not rep["horizons"]:
         print("no outcomes yet: predictions are scored once 1 and 5 sessions have passed "
               "(`trading report --evaluate`, or `trading replay DIR` for history)")
         return
-    band = rep["hold_band"]
-    for h, stats in rep["horizons"].items():
+    for h, card in rep["horizons"].items():
+        a, b = card["by_action"], card["baselines"]
+        band = card["hold_band"]
         rows = []
-        for kind, label in (("by_action", "action"), ("by_confidence", "confidence"),
-                            ("by_symbol", "symbol")):
-            for key, s in stats[kind].items():
-                rows.append([label, key, s["n"], _num(s["hit_rate"], ".1%"),
-                             _pct(s["mean_return"]), _pct(s["mean_excess_return"])])
-        o = stats["overall"]
-        rows.append(["all", "", o["n"], _num(o["hit_rate"], ".1%"), _pct(o["mean_return"]),
-                     _pct(o["mean_excess_return"])])
-        common.table(f"After {h} session(s) (HOLD right when |return| < {band[h]:.1%})",
-                     ["by", "group", "n", "hit rate", "mean return", "vs index"], rows)
+        for key, label in (("BUY/SELL", "BUY/SELL calls"), ("BUY", "  BUY"),
+                           ("SELL", "  SELL"), ("HOLD", "HOLD")):
+            rows.append([label, *_rate(a[key]), _pct(a[key]["mean_return"])])
+        rows.append(["baselines, same sessions:", "", "", "", "", ""])
+        rows.append(["  always HOLD", *_rate(b["always_hold"]), ""])
+        rows.append(["  always BUY (buy&hold)", *_rate(b["always_buy"]),
+                     _pct(b["buy_and_hold_mean_return"])])
+        rows.append(["  always SELL", *_rate(b["always_sell"]), ""])
+        rows.append([f"  majority ({b['majority']['action']})", *_rate(b["majority"]), ""])
+        common.table(f"After {h} session(s): {card['n']} scored predictions "
+                     f"(HOLD right when |return| < {band:.1%})",
+                     ["", "n", "hit rate", "95% interval", "note", "mean ret"], rows)
+        acting = a["BUY/SELL"].get("mean_return_acting")
+        if acting is not None:
+            print(f"acting on the BUY/SELL calls (long BUY, short SELL) returned "
+                  f"{_pct(acting)} per call; buy-and-hold {_pct(b['buy_and_hold_mean_return'])}"
+                  " per symbol-session, before costs")
+        pr = card["probability"]
+        cal, raw = pr["calibrated"], pr["raw_strength"]
+        if cal["n"]:
+            table = [[r["bin"], r["n"], _num(r["mean_stated"], ".3f"),
+                      _num(r["hit_rate"], ".3f"),
+                      f"{r['ci95'][0]:.3f}-{r['ci95'][1]:.3f}",
+                      "too few" if r["too_few"] else ""] for r in cal["reliability"]]
+            common.table(f"After {h} session(s): stated probability of being right vs what "
+                         "happened (reliability)",
+                         ["stated", "n", "mean stated", "observed", "95% interval", "note"],
+                         table)
+            wf = pr["walk_forward_climatology"]
+            print(f"calibrated: ECE {cal['ece']:.3f}; Brier {cal['brier']:.4f} vs "
+                  f"{cal['brier_climatology']:.4f} for climatology (base rate "
+                  f"{cal['base_rate']:.3f}, known only in hindsight): skill "
+                  f"{cal['brier_skill']:+.3f}; on n = {cal['n']}")
+            if wf["n"]:
+                print(f"  vs walk-forward climatology (the base rate settled before each "
+                      f"prediction): Brier {wf['brier']:.4f} vs {wf['brier_climatology']:.4f},"
+                      f" skill {wf['brier_skill']:+.3f} on n = {wf['n']}")
+            print(f"raw strength on the same rows: ECE {raw['ece']:.3f}; Brier "
+                  f"{raw['brier']:.4f}, skill {raw['brier_skill']:+.3f}")
+        if pr["uncalibrated"]:
+            all_raw = pr.get("raw_strength_all") or {}
+            print(f"{pr['uncalibrated']} prediction(s) made without a calibration (too little "
+                  "history) are left out of the calibrated figures"
+                  + (f"; raw strength over all {card['n']}: ECE {all_raw['ece']:.3f}, Brier "
+                     f"skill {all_raw['brier_skill']:+.3f}" if all_raw.get("n") else ""))
+        if by_symbol:
+            rows = [[sym, *_rate(v["BUY/SELL"])[:3], *_rate(v["HOLD"])[:3],
+                     _num(v["always_hold"]["hit_rate"], ".1%")]
+                    for sym, v in card["by_symbol"].items()]
+            common.table(f"After {h} session(s), by symbol",
+                         ["symbol", "calls n", "hit", "95%", "HOLD n", "hit", "95%",
+                          "always HOLD"], rows)
 
 
 def events(

@@ -136,7 +136,11 @@ def test_predict_history_events_report_tables_and_json():
     assert "prediction" in run("events").stdout
 
     rep = json.loads(run("report", "--json").stdout)
-    assert rep["predictions"] == {"live": 3} and rep["outcomes"] == 0
+    # Synthetic sample predictions stay out of the report unless asked for, and it says so.
+    assert rep["predictions"] == {} and rep["sample_left_out"] == 3 and rep["outcomes"] == 0
+    rep = json.loads(run("report", "--include-sample", "--json").stdout)
+    assert rep["predictions"] == {"live": 3} and rep["sample_left_out"] == 0
+    assert "3 from synthetic sample data left out" in run("report").stdout
     assert "no outcomes yet" in run("report").stdout
 
 

@@ -24,6 +24,7 @@ from . import common
 
 def register(app: typer.Typer) -> None:
     app.command("predict")(predict)
+    app.command("explain")(explain)
     app.command("report")(report)
     app.command("events")(events)
     app.command("history")(history)
@@ -56,18 +57,21 @@ def predict(
     if as_json:
         common.print_json(result)
     else:
-        rows = []
+        rows, why = [], []
         for sym, p in results.items():
-            rows.append([sym, p["action"], f"{p['confidence']:.2f}", _num(p.get("price"), ".2f"),
-                         _num(p.get("rsi"), ".1f"), _num(p.get("sentiment_score"), "+.2f"),
+            rows.append([sym, p["action"], _probability(p), p.get("as_of") or "?",
+                         _age(p.get("as_of")), _num(p.get("price"), ".2f"),
                          p.get("market_context") + (" (stale)" if p.get("data_stale") else "")])
+            why.append(f"{sym}: {_one_reason(p)}")
         if rows:
             ctx = result.get("market_context") or {}
             title = "Predictions"
             if ctx.get("context"):
                 title += f" - market {ctx['context']}"
-            common.table(title, ["symbol", "action", "confidence", "price", "RSI", "sentiment",
-                                 "context"], rows)
+            common.table(title, ["symbol", "action", "P(right) 1d", "as of", "data age",
+                                 "price", "context"], rows, compact=True)
+            for line in why:
+                print(line)
         for sym, err in errors.items():
             common.note(f"{sym}: {err.get('message', err)}")
     if not results and errors:
@@ -75,6 +79,98 @@ def predict(
         refused = all(isinstance(e, dict) and e.get("problem") == "invalid-symbol"
                       for e in errors.values())
         raise typer.Exit(common.EXIT_USAGE if refused else common.EXIT_FAILURE)
+
+
+def _probability(p: dict) -> str:
+    """The calibrated probability of being right after one session, or why there is none."""
+    if p.get("calibrated") is False:
+        return "uncalibrated"
+    return _num(p.get("confidence"), ".2f")
+
+
+def _age(as_of: Optional[str]) -> str:
+    """Days from the session of the last bar to today in Sydney (a CSV's bars may be old)."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    if not as_of:
+        return "?"
+    try:
+        days = (dt.datetime.now(ZoneInfo("Australia/Sydney")).date()
+                - dt.date.fromisoformat(as_of[:10])).days
+    except ValueError:
+        return "?"
+    return "today" if days <= 0 else f"{days} d" + (" (old)" if days > 7 else "")
+
+
+def _one_reason(p: dict) -> str:
+    """The reason that decided the action, and whether the probability is calibrated."""
+    reasons = p.get("reasons") or []
+    decided = next((r for r in reversed(reasons)
+                    if r.startswith(("BUY", "SELL", "HOLD"))), "")
+    flags = [r.split(":")[0] for r in reasons if r.startswith(("no index data", "uncalibrated",
+                                                                "sentiment unavailable"))]
+    if p.get("data_source") == "sample":
+        flags.append("synthetic sample data")
+    return decided + (f" ({'; '.join(flags)})" if flags else "")
+
+
+def explain(
+    symbol: str = typer.Argument(..., help="The symbol whose latest prediction to explain."),
+    as_json: bool = common.JsonOption,
+) -> None:
+    """The whole reasoning of a symbol's latest prediction: inputs, components, weights,
+    thresholds, calibration, model and provenance."""
+    p = common.client().call("prediction", "get_prediction", {"symbol": symbol,
+                                                              "inputs": True})
+    if as_json:
+        common.print_json(p)
+        return
+    inputs = p.get("inputs") or {}
+    market = inputs.get("market") or {}
+    tech, vol = market.get("technical") or {}, market.get("volume") or {}
+    ctx = market.get("market_context") or {}
+    sent = inputs.get("sentiment") or {}
+    print(f"{p['symbol']} {p['action']}, made {p['created_at'][:19].replace('T', ' ')} UTC "
+          f"from {p.get('data_source') or market.get('source') or '?'} bars as of "
+          f"{p.get('as_of') or market.get('as_of') or '?'} (data age {_age(p.get('as_of'))})")
+    comp, weights = p.get("components") or {}, p.get("weights") or {}
+    common.table("components (0..1, 0.5 neutral; a missing one counts 0.5 at its weight)",
+                 ["component", "value", "weight"],
+                 [[n, "missing" if v is None else f"{v:.3f}",
+                   _num(weights.get(n), ".3f") or "-"] for n, v in comp.items()])
+    strength = p.get("strength", p.get("confidence"))
+    print(f"score {p.get('score')} (lean {p.get('lean')}); strength {strength} against BUY "
+          f"threshold {p.get('buy_threshold')} (x{p.get('confidence_multiplier')}) and SELL "
+          f"threshold {p.get('sell_threshold')}, market {p.get('market_context')}"
+          + ("" if ctx.get("trend_pct") is None else f" (index {ctx['trend_pct']:+.2f}%)"))
+    print(f"inputs: price {tech.get('current_price')}, RSI {tech.get('rsi')}, MACD histogram "
+          f"{tech.get('macd_histogram')}, vs SMA20 {tech.get('price_vs_sma20')}%, volatility "
+          f"{tech.get('volatility_pct')}%, volume score {vol.get('volume_quality_score')}, "
+          f"sentiment {sent.get('score', 'none')}"
+          + (f" ({sent.get('headline_count')} headlines)" if sent.get("headline_count") else ""))
+    prob = p.get("probability") or {}
+    cal = p.get("calibration") or {}
+    if p.get("calibrated"):
+        print(f"probability of being right: {prob.get('1')} after 1 session, {prob.get('5')} "
+              f"after 5 ({cal.get('method')}, record {cal.get('record')}, fitted on "
+              f"{'/'.join(str(n) for n in (cal.get('fitted_on') or {}).values())} scored "
+              f"outcomes (1/5 sessions) through {cal.get('through')})")
+    else:
+        print("probability of being right: none, too little history to calibrate "
+              f"(fitted on {cal.get('fitted_on') or 0}); the strength is not a probability")
+    model = inputs.get("model") or {}
+    print("model: " + (f"{model.get('version')} P(up) {model.get('probability')}"
+                       if model.get("version") else "none active"))
+    if p.get("predictor"):
+        print(f"predictor: {p['predictor']}")
+    print("reasons:")
+    for r in p.get("reasons") or []:
+        print(f"  - {r}")
+    out = p.get("outcomes") or {}
+    for h, o in sorted(out.items()):
+        print(f"after {h} session(s): {_pct(o.get('forward_return'))} "
+              f"({'right' if o.get('correct') else 'wrong'})")
 
 
 def report(

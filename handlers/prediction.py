@@ -156,11 +156,14 @@ class Prediction(Service):
         return out
 
     @rpc
-    def get_prediction(self, symbol: str) -> dict[str, Any]:
-        """The latest stored prediction for one symbol, with its outcomes so far."""
+    def get_prediction(self, symbol: str, inputs: bool = False) -> dict[str, Any]:
+        """The latest stored prediction for one symbol, with its outcomes so far (and, with
+        ``inputs``, the market, sentiment and model inputs it was made from)."""
         from trading.signals import ledger
 
-        return ledger.latest(self.store, params.symbol(symbol))
+        if not isinstance(inputs, bool):
+            raise InvalidParams("inputs must be true or false")
+        return ledger.latest(self.store, params.symbol(symbol), inputs)
 
     @rpc
     def history(self, symbol: str | None = None, since: str | None = None,

@@ -151,13 +151,15 @@ def _prediction(row) -> JSON:
     return p
 
 
-def latest(store: Store, symbol: str) -> JSON:
-    rows = store.query("SELECT id, prediction FROM predictions WHERE symbol = ? "
+def latest(store: Store, symbol: str, inputs: bool = False) -> JSON:
+    rows = store.query("SELECT id, prediction, inputs FROM predictions WHERE symbol = ? "
                        "ORDER BY created_at DESC, id DESC LIMIT 1", (symbol,))
     if not rows:
         raise NotFound(f"no prediction for {symbol} yet (run `trading predict {symbol}`)",
                        symbol=symbol)
     p = _prediction(rows[0])
+    if inputs:
+        p["inputs"] = json.loads(rows[0]["inputs"])
     p["outcomes"] = _outcomes.by_prediction(store, [p["id"]]).get(p["id"], {})
     return p
 

@@ -489,7 +489,7 @@ def test_the_active_model_is_a_component_and_is_credited(cfg):
                                scale=[1.0] * k, coef=[0.01] * k, intercept=1.5)
     row = models.save(svc.store, cfg, model, symbols=["CBA.AX"], train_start="2024-01-02",
                       train_end="2025-12-31", source="sample", metrics={})
-    models.activate(svc.store, row["version"])
+    models.activate(svc.store, row["version"], force=True)  # a hand-made model
 
     out = svc.generate_predictions(["CBA"], source="sample")
     p = out["results"]["CBA.AX"]

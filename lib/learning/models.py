@@ -19,6 +19,10 @@ scored with a calibration fitted only on the earlier blocks' output (their label
 before the block starts); the first block has none and is left out of the calibrated figures.
 A model is activated only when it beats the majority baseline on Brier score out of sample
 (:func:`activate`, unless forced).
+
+The module is long (past 400 lines) because the model's three lives are kept together: the
+fitted form a prediction evaluates, the registry that says which one is active, and the
+walk-forward training (with its calibration and verdict) that produces both.
 """
 
 from __future__ import annotations

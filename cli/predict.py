@@ -24,6 +24,7 @@ from . import common
 
 def register(app: typer.Typer) -> None:
     app.command("predict")(predict)
+    app.command("explain")(explain)
     app.command("report")(report)
     app.command("events")(events)
     app.command("history")(history)
@@ -56,18 +57,21 @@ def predict(
     if as_json:
         common.print_json(result)
     else:
-        rows = []
+        rows, why = [], []
         for sym, p in results.items():
-            rows.append([sym, p["action"], f"{p['confidence']:.2f}", _num(p.get("price"), ".2f"),
-                         _num(p.get("rsi"), ".1f"), _num(p.get("sentiment_score"), "+.2f"),
+            rows.append([sym, p["action"], _probability(p), p.get("as_of") or "?",
+                         _age(p.get("as_of")), _num(p.get("price"), ".2f"),
                          p.get("market_context") + (" (stale)" if p.get("data_stale") else "")])
+            why.append(f"{sym}: {_one_reason(p)}")
         if rows:
             ctx = result.get("market_context") or {}
             title = "Predictions"
             if ctx.get("context"):
                 title += f" - market {ctx['context']}"
-            common.table(title, ["symbol", "action", "confidence", "price", "RSI", "sentiment",
-                                 "context"], rows)
+            common.table(title, ["symbol", "action", "P(right) 1d", "as of", "data age",
+                                 "price", "context"], rows, compact=True)
+            for line in why:
+                print(line)
         for sym, err in errors.items():
             common.note(f"{sym}: {err.get('message', err)}")
     if not results and errors:
@@ -77,15 +81,115 @@ def predict(
         raise typer.Exit(common.EXIT_USAGE if refused else common.EXIT_FAILURE)
 
 
+def _probability(p: dict) -> str:
+    """The calibrated probability of being right after one session, or why there is none."""
+    if p.get("calibrated") is False:
+        return "uncalibrated"
+    return _num(p.get("confidence"), ".2f")
+
+
+def _age(as_of: Optional[str]) -> str:
+    """Days from the session of the last bar to today in Sydney (a CSV's bars may be old)."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    if not as_of:
+        return "?"
+    try:
+        days = (dt.datetime.now(ZoneInfo("Australia/Sydney")).date()
+                - dt.date.fromisoformat(as_of[:10])).days
+    except ValueError:
+        return "?"
+    return "today" if days <= 0 else f"{days} d" + (" (old)" if days > 7 else "")
+
+
+def _one_reason(p: dict) -> str:
+    """The reason that decided the action, and whether the probability is calibrated."""
+    reasons = p.get("reasons") or []
+    decided = next((r for r in reversed(reasons)
+                    if r.startswith(("BUY", "SELL", "HOLD"))), "")
+    flags = [r.split(":")[0] for r in reasons if r.startswith(("no index data", "uncalibrated",
+                                                                "sentiment unavailable"))]
+    if p.get("data_source") == "sample":
+        flags.append("synthetic sample data")
+    return decided + (f" ({'; '.join(flags)})" if flags else "")
+
+
+def explain(
+    symbol: str = typer.Argument(..., help="The symbol whose latest prediction to explain."),
+    as_json: bool = common.JsonOption,
+) -> None:
+    """The whole reasoning of a symbol's latest prediction: inputs, components, weights,
+    thresholds, calibration, model and provenance."""
+    p = common.client().call("prediction", "get_prediction", {"symbol": symbol,
+                                                              "inputs": True})
+    if as_json:
+        common.print_json(p)
+        return
+    inputs = p.get("inputs") or {}
+    market = inputs.get("market") or {}
+    tech, vol = market.get("technical") or {}, market.get("volume") or {}
+    ctx = market.get("market_context") or {}
+    sent = inputs.get("sentiment") or {}
+    print(f"{p['symbol']} {p['action']}, made {p['created_at'][:19].replace('T', ' ')} UTC "
+          f"from {p.get('data_source') or market.get('source') or '?'} bars as of "
+          f"{p.get('as_of') or market.get('as_of') or '?'} (data age {_age(p.get('as_of'))})")
+    comp, weights = p.get("components") or {}, p.get("weights") or {}
+    common.table("components (0..1, 0.5 neutral; a missing one counts 0.5 at its weight)",
+                 ["component", "value", "weight"],
+                 [[n, "missing" if v is None else f"{v:.3f}",
+                   _num(weights.get(n), ".3f") or "-"] for n, v in comp.items()])
+    strength = p.get("strength", p.get("confidence"))
+    print(f"score {p.get('score')} (lean {p.get('lean')}); strength {strength} against BUY "
+          f"threshold {p.get('buy_threshold')} (x{p.get('confidence_multiplier')}) and SELL "
+          f"threshold {p.get('sell_threshold')}, market {p.get('market_context')}"
+          + ("" if ctx.get("trend_pct") is None else f" (index {ctx['trend_pct']:+.2f}%)"))
+    print(f"inputs: price {tech.get('current_price')}, RSI {tech.get('rsi')}, MACD histogram "
+          f"{tech.get('macd_histogram')}, vs SMA20 {tech.get('price_vs_sma20')}%, volatility "
+          f"{tech.get('volatility_pct')}%, volume score {vol.get('volume_quality_score')}, "
+          f"sentiment {sent.get('score', 'none')}"
+          + (f" ({sent.get('headline_count')} headlines)" if sent.get("headline_count") else ""))
+    prob = p.get("probability") or {}
+    cal = p.get("calibration") or {}
+    if p.get("calibrated"):
+        print(f"probability of being right: {prob.get('1')} after 1 session, {prob.get('5')} "
+              f"after 5 ({cal.get('method')}, record {cal.get('record')}, fitted on "
+              f"{'/'.join(str(n) for n in (cal.get('fitted_on') or {}).values())} scored "
+              f"outcomes (1/5 sessions) through {cal.get('through')})")
+    else:
+        print("probability of being right: none, too little history to calibrate "
+              f"(fitted on {cal.get('fitted_on') or 0}); the strength is not a probability")
+    model = inputs.get("model") or {}
+    print("model: " + (f"{model.get('version')} P(up) {model.get('probability')}"
+                       if model.get("version") else "none active"))
+    if p.get("predictor"):
+        print(f"predictor: {p['predictor']}")
+    print("reasons:")
+    for r in p.get("reasons") or []:
+        print(f"  - {r}")
+    out = p.get("outcomes") or {}
+    for h, o in sorted(out.items()):
+        print(f"after {h} session(s): {_pct(o.get('forward_return'))} "
+              f"({'right' if o.get('correct') else 'wrong'})")
+
+
 def report(
     evaluate: bool = typer.Option(False, "--evaluate", help="Score pending outcomes first."),
     source: Optional[str] = common.SourceOption(
         "With --evaluate: score only predictions made from this source (each is scored on "
         "bars from its own source)."),
     origin: Optional[str] = typer.Option(None, "--origin", help="Only 'live' or 'replay'."),
+    include_sample: bool = typer.Option(False, "--include-sample",
+                                        help="Count predictions made from synthetic sample data."),
+    chart: Optional[Path] = typer.Option(None, "--chart",
+                                         help="Write the reliability diagram (PNG)."),
+    by_symbol: bool = typer.Option(False, "--by-symbol", help="Also a table per symbol."),
     as_json: bool = common.JsonOption,
 ) -> None:
-    """Outcome statistics: hit rate by action, confidence band and symbol."""
+    """The scorecard: BUY/SELL and HOLD hit rates with 95% intervals beside baselines over the
+    same sessions, and how well the stated probability of being right is calibrated."""
+    if chart is not None and chart.suffix.lower() != ".png":
+        raise common.fail("--chart needs a .png file name", common.EXIT_USAGE)
     client = common.client()
     if evaluate:
         with common.working("scoring outcomes"):
@@ -95,29 +199,97 @@ def report(
                     "wait for more sessions")
         for sym, msg in (done.get("errors") or {}).items():
             common.note(f"{sym}: {msg}")
-    rep = client.call("prediction", "accuracy_report", {"origin": origin} if origin else None)
+    params: dict = {**({"origin": origin} if origin else {}),
+                    **({"include_sample": True} if include_sample else {})}
+    rep = client.call("prediction", "accuracy_report", params or None)
+    if chart is not None and rep["horizons"]:
+        from trading.ops.charts import reliability_diagram
+
+        try:
+            reliability_diagram(chart, rep)
+        except OSError as exc:
+            raise common.fail(f"cannot write the chart {chart}: {exc}") from exc
     if as_json:
         common.print_json(rep)
         return
+    print_scorecard(rep, by_symbol=by_symbol)
+    if chart is not None:
+        print(f"reliability diagram: {chart}" if rep["horizons"] else "no chart: no outcomes")
+
+
+def _rate(s: dict) -> list[str]:
+    """n, hit rate, 95% interval and the too-few flag of one scorecard rate."""
+    ci = s.get("ci95")
+    return [str(s["n"]), _num(s["hit_rate"], ".1%"),
+            f"{ci[0]:.1%}-{ci[1]:.1%}" if ci else "",
+            "too few" if s.get("too_few") else ""]
+
+
+def print_scorecard(rep: dict, *, by_symbol: bool = False) -> None:
     counts = ", ".join(f"{n} {o}" for o, n in rep["predictions"].items()) or "none"
-    print(f"predictions stored: {counts}; outcomes scored: {rep['outcomes']}")
+    print(f"predictions stored: {counts}; outcomes scored: {rep['outcomes']}"
+          + (f"; {rep['sample_left_out']} from synthetic sample data left out "
+             "(--include-sample counts them)" if rep.get("sample_left_out") else ""))
     if not rep["horizons"]:
         print("no outcomes yet: predictions are scored once 1 and 5 sessions have passed "
               "(`trading report --evaluate`, or `trading replay DIR` for history)")
         return
-    band = rep["hold_band"]
-    for h, stats in rep["horizons"].items():
+    for h, card in rep["horizons"].items():
+        a, b = card["by_action"], card["baselines"]
+        band = card["hold_band"]
         rows = []
-        for kind, label in (("by_action", "action"), ("by_confidence", "confidence"),
-                            ("by_symbol", "symbol")):
-            for key, s in stats[kind].items():
-                rows.append([label, key, s["n"], _num(s["hit_rate"], ".1%"),
-                             _pct(s["mean_return"]), _pct(s["mean_excess_return"])])
-        o = stats["overall"]
-        rows.append(["all", "", o["n"], _num(o["hit_rate"], ".1%"), _pct(o["mean_return"]),
-                     _pct(o["mean_excess_return"])])
-        common.table(f"After {h} session(s) (HOLD right when |return| < {band[h]:.1%})",
-                     ["by", "group", "n", "hit rate", "mean return", "vs index"], rows)
+        for key, label in (("BUY/SELL", "BUY/SELL calls"), ("BUY", "  BUY"),
+                           ("SELL", "  SELL"), ("HOLD", "HOLD")):
+            rows.append([label, *_rate(a[key]), _pct(a[key]["mean_return"])])
+        rows.append(["baselines, same sessions:", "", "", "", "", ""])
+        rows.append(["  always HOLD", *_rate(b["always_hold"]), ""])
+        rows.append(["  always BUY (buy&hold)", *_rate(b["always_buy"]),
+                     _pct(b["buy_and_hold_mean_return"])])
+        rows.append(["  always SELL", *_rate(b["always_sell"]), ""])
+        rows.append([f"  majority ({b['majority']['action']})", *_rate(b["majority"]), ""])
+        common.table(f"After {h} session(s): {card['n']} scored predictions "
+                     f"(HOLD right when |return| < {band:.1%})",
+                     ["", "n", "hit rate", "95% interval", "note", "mean ret"], rows)
+        acting = a["BUY/SELL"].get("mean_return_acting")
+        if acting is not None:
+            print(f"acting on the BUY/SELL calls (long BUY, short SELL) returned "
+                  f"{_pct(acting)} per call; buy-and-hold {_pct(b['buy_and_hold_mean_return'])}"
+                  " per symbol-session, before costs")
+        pr = card["probability"]
+        cal, raw = pr["calibrated"], pr["raw_strength"]
+        if cal["n"]:
+            table = [[r["bin"], r["n"], _num(r["mean_stated"], ".3f"),
+                      _num(r["hit_rate"], ".3f"),
+                      f"{r['ci95'][0]:.3f}-{r['ci95'][1]:.3f}",
+                      "too few" if r["too_few"] else ""] for r in cal["reliability"]]
+            common.table(f"After {h} session(s): stated probability of being right vs what "
+                         "happened (reliability)",
+                         ["stated", "n", "mean stated", "observed", "95% interval", "note"],
+                         table)
+            wf = pr["walk_forward_climatology"]
+            print(f"calibrated: ECE {cal['ece']:.3f}; Brier {cal['brier']:.4f} vs "
+                  f"{cal['brier_climatology']:.4f} for climatology (base rate "
+                  f"{cal['base_rate']:.3f}, known only in hindsight): skill "
+                  f"{cal['brier_skill']:+.3f}; on n = {cal['n']}")
+            if wf["n"]:
+                print(f"  vs walk-forward climatology (the base rate settled before each "
+                      f"prediction): Brier {wf['brier']:.4f} vs {wf['brier_climatology']:.4f},"
+                      f" skill {wf['brier_skill']:+.3f} on n = {wf['n']}")
+            print(f"raw strength on the same rows: ECE {raw['ece']:.3f}; Brier "
+                  f"{raw['brier']:.4f}, skill {raw['brier_skill']:+.3f}")
+        if pr["uncalibrated"]:
+            all_raw = pr.get("raw_strength_all") or {}
+            print(f"{pr['uncalibrated']} prediction(s) made without a calibration (too little "
+                  "history) are left out of the calibrated figures"
+                  + (f"; raw strength over all {card['n']}: ECE {all_raw['ece']:.3f}, Brier "
+                     f"skill {all_raw['brier_skill']:+.3f}" if all_raw.get("n") else ""))
+        if by_symbol:
+            rows = [[sym, *_rate(v["BUY/SELL"])[:3], *_rate(v["HOLD"])[:3],
+                     _num(v["always_hold"]["hit_rate"], ".1%")]
+                    for sym, v in card["by_symbol"].items()]
+            common.table(f"After {h} session(s), by symbol",
+                         ["symbol", "calls n", "hit", "95%", "HOLD n", "hit", "95%",
+                          "always HOLD"], rows)
 
 
 def events(

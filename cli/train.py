@@ -128,7 +128,22 @@ def train(
     if m.get("features_dropped"):
         print("features left out (share of rows present): "
               + ", ".join(f"{k} {v:.0%}" for k, v in m["features_dropped"].items()))
-    print(f"activate with: trading activate {result['version']}")
+    c = m.get("calibration") or {}
+    if c.get("rows"):
+        rows = [[name, _fmt(c[key]["brier"]), _fmt(c[key]["brier_skill"], 3),
+                 _fmt(c[key]["ece"], 3)]
+                for key, name in (("calibrated", "model, calibrated"), ("raw", "model, raw"),
+                                  ("majority", "majority class"), ("rules", "rules"))]
+        common.table(f"P(up) as a forecast on {c['rows']} out-of-sample rows (the first "
+                     f"block, {c['uncalibrated_rows']} rows, had nothing to calibrate on)",
+                     ["predictor", "Brier", "skill vs climatology", "ECE"], rows)
+    v = m.get("verdict") or {}
+    if v.get("beats_majority"):
+        print(f"the model beats the majority baseline: {v['why']}")
+        print(f"activate with: trading activate {result['version']}")
+    else:
+        print(f"the model does NOT beat the majority baseline: {v.get('why')}; "
+              f"`trading activate {result['version']}` refuses it unless --force")
 
 
 def models(as_json: bool = common.JsonOption) -> None:
@@ -156,11 +171,15 @@ def models(as_json: bool = common.JsonOption) -> None:
 def activate(
     version: str = typer.Argument(..., help="Model version (see `trading models`); 'none' "
                                             "to predict without a model."),
+    force: bool = typer.Option(False, "--force", help="Activate a model that does not beat "
+                               "the majority baseline on Brier score out of sample."),
     as_json: bool = common.JsonOption,
 ) -> None:
-    """Make a model the one predictions use."""
+    """Make a model the one predictions use (refused when it does not beat the majority
+    baseline on Brier score out of sample, unless --force)."""
     v = None if version.lower() == "none" else version
-    result = common.client().call(SERVICE, "activate", {"version": v})
+    result = common.client().call(SERVICE, "activate",
+                                  {"version": v, **({"force": True} if force else {})})
     if as_json:
         common.print_json(result)
         return

@@ -119,6 +119,9 @@ class Prediction(Service):
         version = getattr(model, "version", None) if model is not None else None
         out["model_version"] = version
 
+        from trading.signals import calibration
+
+        cal = calibration.latest(self.store) if results else None
         made, inputs = [], {}
         for symbol in wanted:
             data = results.get(symbol)
@@ -137,6 +140,7 @@ class Prediction(Service):
             p = rules.decide(data, sent, probability, self.config,
                              model_version=version, created_at=created_at)
             p["symbol"] = symbol
+            calibration.apply(p, data, cal)  # the probability of being right (issue 16)
             if sentiment_problem:
                 p["reasons"].insert(0, sentiment_problem)
             made.append(p)
@@ -152,11 +156,14 @@ class Prediction(Service):
         return out
 
     @rpc
-    def get_prediction(self, symbol: str) -> dict[str, Any]:
-        """The latest stored prediction for one symbol, with its outcomes so far."""
+    def get_prediction(self, symbol: str, inputs: bool = False) -> dict[str, Any]:
+        """The latest stored prediction for one symbol, with its outcomes so far (and, with
+        ``inputs``, the market, sentiment and model inputs it was made from)."""
         from trading.signals import ledger
 
-        return ledger.latest(self.store, params.symbol(symbol))
+        if not isinstance(inputs, bool):
+            raise InvalidParams("inputs must be true or false")
+        return ledger.latest(self.store, params.symbol(symbol), inputs)
 
     @rpc
     def history(self, symbol: str | None = None, since: str | None = None,
@@ -181,15 +188,26 @@ class Prediction(Service):
                                    {"symbol": symbol, "interval": "1d", "period": period,
                                     **({"source": src} if src is not None else {})})
 
-        return outcomes.evaluate(self.store, get_bars, index=self.config["context.index"],
+        done = outcomes.evaluate(self.store, get_bars, index=self.config["context.index"],
                                  publisher=self.publisher, source=source)
+        if done["evaluated"]:
+            # New outcomes: refit the rules' calibration live predictions use (issue 16).
+            from trading.signals import calibration
+
+            cal = calibration.fit_store(self.store)
+            done["calibration"] = {"id": cal.id, "fitted_on": cal.fitted_on,
+                                   "through": cal.through}
+        return done
 
     @rpc
-    def accuracy_report(self, origin: str | None = None) -> dict[str, Any]:
-        """Hit rate by action, confidence band and symbol; mean forward return per action."""
+    def accuracy_report(self, origin: str | None = None,
+                        include_sample: bool = False) -> dict[str, Any]:
+        """The scorecard per horizon: BUY/SELL and HOLD apart with Wilson intervals, beside
+        baselines over the same sessions; Brier skill, ECE and reliability of the calibrated
+        probability. Sample (synthetic) predictions are left out unless include_sample."""
         from trading.signals import outcomes
 
-        return outcomes.accuracy(self.store, origin)
+        return outcomes.accuracy(self.store, origin, include_sample)
 
     @rpc
     def events(self, after_id: int = 0, type: str | None = None, limit: int = 100,

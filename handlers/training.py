@@ -174,11 +174,12 @@ class Training(Service):
         return models.list_models(self.store)
 
     @rpc
-    def activate(self, version: str | None) -> dict[str, Any] | None:
-        """Make VERSION the model predictions use (null: predict without a model)."""
+    def activate(self, version: str | None, force: bool = False) -> dict[str, Any] | None:
+        """Make VERSION the model predictions use (null: predict without a model); a model
+        that does not beat the majority baseline on Brier out of sample needs ``force``."""
         from trading.learning import models
 
-        return models.activate(self.store, version)
+        return models.activate(self.store, version, force)
 
     @rpc
     def backtest(self, symbols: list[str] | None = None, start: str | None = None,

@@ -115,3 +115,12 @@ def test_volume_quality_rewards_rising_volume_on_a_rising_price():
 @pytest.mark.parametrize("price, tick", [(0.0534, 0.053), (1.2345, 1.235), (161.634, 161.63)])
 def test_market_price_is_on_the_asx_tick(price, tick):
     assert market.to_tick(price) == pytest.approx(tick)
+
+
+def test_volatility_is_the_std_of_the_last_twenty_daily_returns():
+    import numpy as np
+
+    closes = [100 * 1.01 ** k * (1 + 0.02 * (-1) ** k) for k in range(40)]
+    r = np.diff(closes[-21:]) / np.array(closes[-21:-1])
+    assert market.volatility_pct(closes) == pytest.approx(float(np.std(r, ddof=1) * 100))
+    assert np.isnan(market.volatility_pct(closes[:20]))  # 19 returns: not yet

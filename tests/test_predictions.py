@@ -317,21 +317,33 @@ def test_replay_over_the_shared_data_and_report(store, cfg, asx_daily, bars_from
         # Stored as made at that session's close, in Sydney.
         assert ledger.sydney_date(r["created_at"]) == r["session"]
 
-    # The report aggregates exactly those rows.
+    # The report aggregates exactly those rows: BUY/SELL and HOLD apart, never pooled.
     report = outcomes.accuracy(store, "replay")
     assert report["predictions"] == {"replay": result["predictions"]}
     for h, n in (("1", n1), ("5", n5)):
-        stats = report["horizons"][h]
-        assert stats["overall"]["n"] == n
-        assert sum(s["n"] for s in stats["by_action"].values()) == n
-        assert sum(s["n"] for s in stats["by_confidence"].values()) == n
-        assert set(stats["by_symbol"]) == set(symbols)
-        hits = [r for r in rows if r["horizon"] == int(h) and r["correct"]]
-        assert stats["overall"]["hits"] == len(hits)
-        for action, s in stats["by_action"].items():
-            mine = [r["forward_return"] for r in rows
-                    if r["horizon"] == int(h) and r["action"] == action]
-            assert s["mean_return"] == pytest.approx(sum(mine) / len(mine), abs=1e-6)
+        card = report["horizons"][h]
+        assert card["n"] == n
+        acts = card["by_action"]
+        assert acts["BUY/SELL"]["n"] + acts["HOLD"]["n"] == n
+        assert acts["BUY"]["n"] + acts["SELL"]["n"] == acts["BUY/SELL"]["n"]
+        assert set(card["by_symbol"]) == set(symbols)
+        mine = [r for r in rows if r["horizon"] == int(h)]
+        for action in ("BUY", "SELL", "HOLD"):
+            got = [r for r in mine if r["action"] == action]
+            assert acts[action]["hits"] == sum(r["correct"] for r in got)
+            if got:
+                assert acts[action]["mean_return"] == pytest.approx(
+                    sum(r["forward_return"] for r in got) / len(got), abs=1e-6)
+        # The baselines are over the same rows, computed here from the returns.
+        band = outcomes.HOLD_BAND[int(h)]
+        b = card["baselines"]
+        assert b["always_hold"]["hits"] == sum(abs(r["forward_return"]) < band for r in mine)
+        assert b["always_buy"]["hits"] == sum(r["forward_return"] > 0 for r in mine)
+        assert b["majority"]["hits"] == max(b[k]["hits"] for k in
+                                            ("always_hold", "always_buy", "always_sell"))
+        # Every calibrated probability is in 0..1 and every row is calibrated or counted out.
+        pr = card["probability"]
+        assert pr["calibrated"]["n"] + pr["uncalibrated"] == n
 
     # A second replay of the same source replaces the first rather than doubling it.
     again = replay.replay(store, cfg, get_bars, symbols, source=source,
@@ -351,12 +363,12 @@ def test_cli_replay_then_report(asx_daily):
     assert replayed.exit_code == 0, replayed.output
     body = json.loads(replayed.stdout)
     assert body["predictions"] > 60 and body["outcomes"]["evaluated"] > 100
-    shown = runner.invoke(app, ["report"])
+    shown = runner.invoke(app, ["report", "--by-symbol"])
     assert shown.exit_code == 0, shown.output
     assert "After 1 session(s)" in shown.stdout and "After 5 session(s)" in shown.stdout
     assert "CBA.AX" in shown.stdout and "WBC.AX" in shown.stdout
     as_json = json.loads(runner.invoke(app, ["report", "--json"]).stdout)
-    assert as_json["horizons"]["1"]["overall"]["n"] == body["predictions"] - 2
+    assert as_json["horizons"]["1"]["n"] == body["predictions"] - 2
 
 
 def test_accuracy_rejects_an_unknown_origin(store):
@@ -477,7 +489,7 @@ def test_the_active_model_is_a_component_and_is_credited(cfg):
                                scale=[1.0] * k, coef=[0.01] * k, intercept=1.5)
     row = models.save(svc.store, cfg, model, symbols=["CBA.AX"], train_start="2024-01-02",
                       train_end="2025-12-31", source="sample", metrics={})
-    models.activate(svc.store, row["version"])
+    models.activate(svc.store, row["version"], force=True)  # a hand-made model
 
     out = svc.generate_predictions(["CBA"], source="sample")
     p = out["results"]["CBA.AX"]

@@ -246,16 +246,25 @@ def test_too_little_evidence_forces_hold(cfg):
     assert "cover only" in p["reasons"][-1]
 
 
-def test_fallback_and_missing_context(cfg):
+def test_a_missing_or_fallback_context_is_neutral_evidence_flagged_not_a_penalty(cfg):
     c = tech_only(cfg)
+    c["weights.market"] = cfg["weights.market"]  # the market weight counts the missing context
+    measured = rules.decide(market("NEUTRAL", 0.8, cfg=cfg), sentiment(), None, c)
     fb = rules.decide(market("NEUTRAL", 0.8, cfg=cfg, fallback=True), sentiment(), None, c)
-    assert fb["confidence"] == pytest.approx(0.8 * rules.PENALTY["context_fallback"], abs=1e-4)
     m = market("NEUTRAL", 0.8, cfg=cfg)
     m["market_context"] = None
     none = rules.decide(m, sentiment(), None, c)
-    assert none["market_context"] == "NEUTRAL"
-    assert none["confidence"] == pytest.approx(0.8 * rules.PENALTY["context_missing"], abs=1e-4)
-    assert none["buy_threshold"] == cfg["threshold.neutral"]
+    for p in (fb, none):
+        # Same lean and confidence as a measured NEUTRAL market: no penalty on top ...
+        assert p["confidence"] == pytest.approx(measured["confidence"], abs=1e-9)
+        assert p["action"] == measured["action"] == "BUY"
+        # ... but the component is missing, not a NEUTRAL reading, and the reasons say so.
+        assert p["components"]["market"] is None
+        assert any("no index data" in r for r in p["reasons"])
+        assert p["market_context"] == "NEUTRAL"
+        assert p["buy_threshold"] == cfg["threshold.neutral"]
+    assert measured["components"]["market"] == 0.5
+    assert not any("no index data" in r for r in measured["reasons"])
 
 
 def test_garbage_values_count_as_missing(cfg):

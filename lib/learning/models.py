@@ -10,6 +10,19 @@ the numpy import (about 0.6 s and 0.1 s cold) to use a model.
 The registry is the ``models`` table (migration 0005): one row per version with what it was
 trained on, its out-of-sample metrics, and an ``active`` flag (at most one row, enforced by a
 partial unique index). :func:`load_active` is what the prediction service calls.
+
+Calibration (issue 16): :func:`train` fits a Platt scaling of the model's output
+(:func:`trading.signals.calibration.fit_platt`) on its walk-forward out-of-sample
+probabilities, and :meth:`LinearModel.probability` applies it, so the number the rules see is a
+probability that was checked against outcomes the model had not seen. Each test block is
+scored with a calibration fitted only on the earlier blocks' output (their labels settled
+before the block starts); the first block has none and is left out of the calibrated figures.
+A model is activated only when it beats the majority baseline on Brier score out of sample
+(:func:`activate`, unless forced).
+
+The module is long (past 400 lines) because the model's three lives are kept together: the
+fitted form a prediction evaluates, the registry that says which one is active, and the
+walk-forward training (with its calibration and verdict) that produces both.
 """
 
 from __future__ import annotations
@@ -45,9 +58,10 @@ class LinearModel:
     intercept: float
     horizon: int = 1
     meta: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None  # a calibration.Logistic on the raw logit
 
-    def probability(self, market_data: dict) -> float:
-        """P(close rises over ``horizon`` sessions) from one ``get_market_data`` result.
+    def raw_probability(self, market_data: dict) -> float:
+        """The fitted logistic's P(close rises over ``horizon`` sessions), uncalibrated.
 
         A missing feature (``None``/NaN, e.g. before enough history) contributes nothing: it
         is taken at the training mean.
@@ -58,6 +72,18 @@ class LinearModel:
             if not math.isnan(xi):
                 z += w * (xi - m) / s
         return _sigmoid(z)
+
+    def probability(self, market_data: dict) -> float:
+        """P(close rises over ``horizon`` sessions): the raw output through the model's
+        out-of-sample calibration when it has one."""
+        return self.calibrate(self.raw_probability(market_data))
+
+    def calibrate(self, raw: float) -> float:
+        if not self.calibration:
+            return raw
+        from trading.signals.calibration import Logistic, logit
+
+        return Logistic.from_json(self.calibration).p({"logit": logit(raw)})
 
     def probabilities(self, rows) -> list[float]:
         """Vectorised form for training and backtests: ``rows`` is an (n, k) array."""
@@ -71,7 +97,8 @@ class LinearModel:
     def to_json(self) -> dict[str, Any]:
         return {"kind": KIND, "version": self.version, "features": self.features,
                 "mean": self.mean, "scale": self.scale, "coef": self.coef,
-                "intercept": self.intercept, "horizon": self.horizon, "meta": self.meta}
+                "intercept": self.intercept, "horizon": self.horizon, "meta": self.meta,
+                "calibration": self.calibration}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LinearModel:
@@ -87,7 +114,8 @@ class LinearModel:
                    mean=[float(v) for v in data["mean"]],
                    scale=[float(v) or 1.0 for v in data["scale"]],
                    coef=[float(v) for v in data["coef"]], intercept=float(data["intercept"]),
-                   horizon=int(data.get("horizon", 1)), meta=dict(data.get("meta") or {}))
+                   horizon=int(data.get("horizon", 1)), meta=dict(data.get("meta") or {}),
+                   calibration=data.get("calibration") or None)
 
 
 def _sigmoid(z: float) -> float:
@@ -183,10 +211,38 @@ def get(store, version: str) -> dict[str, Any]:
     return _row(rows[0])
 
 
-def activate(store, version: str | None) -> dict[str, Any] | None:
-    """Make ``version`` the active model (``None``: no model is active); one transaction."""
+def verdict(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Whether a model beat the majority baseline on Brier score out of sample, and why not.
+
+    Uses the calibrated figures (what predictions would see) when the report has them, else
+    (a model trained before issue 16) the raw out-of-sample scores."""
+    if isinstance(metrics.get("verdict"), dict):
+        return metrics["verdict"]
+    oos = metrics.get("out_of_sample") or {}
+    model, majority = (oos.get("model") or {}).get("brier"), (oos.get("majority") or {}).get("brier")
+    if model is None or majority is None:
+        return {"beats_majority": False, "why": "no out-of-sample Brier scores recorded"}
+    beats = model < majority
+    return {"beats_majority": beats, "model_brier": model, "majority_brier": majority,
+            "why": f"Brier {model:.4f} {'<' if beats else '>='} {majority:.4f} for the "
+                   "majority class out of sample"}
+
+
+def activate(store, version: str | None, force: bool = False) -> dict[str, Any] | None:
+    """Make ``version`` the active model (``None``: no model is active); one transaction.
+
+    A model that does not beat the majority baseline on Brier score out of sample
+    (:func:`verdict`) is refused unless ``force``: a model with no edge only adds noise."""
     if version is not None and not isinstance(version, str):
         raise InvalidParams("version must be a string")
+    if not isinstance(force, bool):
+        raise InvalidParams("force must be true or false")
+    if version is not None and not force:
+        v = verdict(get(store, version)["metrics"])
+        if not v["beats_majority"]:
+            raise InvalidParams(f"model {version} does not beat the majority baseline: "
+                                f"{v['why']}; activate it anyway with --force",
+                                version=version, verdict=v)
     with store.transaction() as db:
         if version is not None and not db.execute(
                 "SELECT 1 FROM models WHERE version = ?", (version,)).fetchone():
@@ -286,9 +342,12 @@ def train(data, cfg, *, folds: int = 8, min_train: int | None = None,
         min_train = max(60, n // 4)
     splits = wf.expanding_splits(n, folds=folds, gap=data.horizon, min_train=min_train)
 
+    from trading.signals import calibration as cal
+
     rules_p = np.array([rules_probability(m, cfg) for m in markets])
     oos = {"model": np.full(len(y), np.nan), "majority": np.full(len(y), np.nan),
            "rules": np.full(len(y), np.nan)}
+    calibrated = np.full(len(y), np.nan)
     per_fold = []
     for fold in splits:
         tr, te = wf.rows_in(positions, fold.train), wf.rows_in(positions, fold.test)
@@ -297,6 +356,12 @@ def train(data, cfg, *, folds: int = 8, min_train: int | None = None,
             raise RuntimeError(f"fold {fold.index}: a training label reaches the test block")
         m = fit_logistic(x[tr], y[tr], names, horizon=data.horizon)
         oos["model"][te] = m.probabilities(x[te])
+        # The calibration of this block: earlier blocks' output whose labels settled before it.
+        seen = np.flatnonzero(~np.isnan(oos["model"]) & (label_dates < sessions[fold.test.start])
+                              & (positions < fold.test.start))
+        if len(seen) >= cal.MIN_OUTCOMES:
+            platt = cal.fit_platt(oos["model"][seen].tolist(), y[seen].tolist())
+            calibrated[te] = [platt.p({"logit": cal.logit(v)}) for v in oos["model"][te]]
         oos["majority"][te] = float(y[tr].mean())
         oos["rules"][te] = rules_p[te]
         per_fold.append({**fold.describe(sessions),
@@ -306,6 +371,9 @@ def train(data, cfg, *, folds: int = 8, min_train: int | None = None,
             on_fold(fold.index, len(splits))
     tested = ~np.isnan(oos["model"])
     final = fit_logistic(x, y, names, horizon=data.horizon)
+    if tested.sum() >= cal.MIN_OUTCOMES:
+        final.calibration = cal.fit_platt(oos["model"][tested].tolist(),
+                                          y[tested].tolist()).to_json()
     report = {
         "horizon": data.horizon,
         "rows": int(len(y)), "sessions": n, "symbols": sorted(set(data.symbols)),
@@ -319,5 +387,40 @@ def train(data, cfg, *, folds: int = 8, min_train: int | None = None,
                                   "(decision: its majority class)",
                       "rules": "trading.signals.rules.decide score with no sentiment and no model"},
         "coefficients": dict(zip(names, [round(c, 4) for c in final.coef])),
+        "calibration": _calibration_report(y, oos, calibrated),
     }
+    report["verdict"] = _verdict(report["calibration"])
     return final, report
+
+
+def _calibration_report(y, oos: dict, calibrated) -> dict[str, Any]:
+    """The model's probability of "up" as a forecast, raw and calibrated, beside the majority
+    baseline and climatology, on the rows that had a calibration (all but the first block)."""
+    import numpy as np
+
+    from trading.signals import scorecard
+
+    rows = ~np.isnan(calibrated)
+    yy = y[rows].tolist()
+    out: dict[str, Any] = {"rows": int(rows.sum()), "uncalibrated_rows":
+                           int((~np.isnan(oos["model"]) & ~rows).sum())}
+    for name, p in (("calibrated", calibrated), ("raw", oos["model"]),
+                    ("majority", oos["majority"]), ("rules", oos["rules"])):
+        f = scorecard.forecast(p[rows].tolist(), yy)
+        f.pop("reliability")
+        out[name] = f
+    out["reliability"] = scorecard.reliability(calibrated[rows].tolist(), yy)
+    return out
+
+
+def _verdict(c: dict[str, Any]) -> dict[str, Any]:
+    model, majority = c["calibrated"]["brier"], c["majority"]["brier"]
+    if not c["rows"] or model is None or majority is None:
+        return {"beats_majority": False, "why": "too few out-of-sample rows to calibrate "
+                                                "and judge the model"}
+    beats = model < majority
+    return {"beats_majority": beats, "model_brier": model, "majority_brier": majority,
+            "beats_rules": model < c["rules"]["brier"],
+            "beats_climatology": (c["calibrated"]["brier_skill"] or 0) > 0,
+            "why": f"calibrated Brier {model:.4f} {'<' if beats else '>='} {majority:.4f} for "
+                   f"the majority class out of sample, on {c['rows']} rows"}

@@ -15,6 +15,10 @@ Scores and their ranges (all floats, rounded; ``None`` where an input is still i
   histogram relative to price, ``tanh(hist / price / 0.002)``; and the distance from the
   20-session SMA, ``tanh(price_vs_sma20 / 3)`` (above the average is bullish).
 - ``technical.price_vs_sma20``: percent above (+) or below (-) the 20-session SMA.
+- ``technical.volatility_pct``: the standard deviation of the last 20 daily close-to-close
+  returns, in percent (``None`` before 21 bars). Not part of the score: the calibration of a
+  HOLD (right when the price moves less than a band) needs it, since how far a price moves
+  is first of all a matter of how volatile it is.
 - ``technical.current_price``: the last close as the source gives it (adjusted, full
   precision); ``market_price``: the same rounded to the ASX tick size, the price one can trade.
 - ``volume.volume_trend``: 5-session over 20-session average volume minus 1 (0 = steady).
@@ -132,7 +136,8 @@ def to_tick(price: float) -> float | None:
 
 
 def technical_summary(bars) -> dict[str, Any]:
-    """``{current_price, rsi, macd_histogram, price_vs_sma20, tech_score, market_price}``."""
+    """``{current_price, rsi, macd_histogram, price_vs_sma20, tech_score, market_price,
+    volatility_pct}``."""
     import numpy as np
 
     from trading.market import indicators as ind
@@ -140,7 +145,8 @@ def technical_summary(bars) -> dict[str, Any]:
     b = as_bars(bars)
     if not len(b):
         return {"current_price": None, "rsi": None, "macd_histogram": None,
-                "price_vs_sma20": None, "tech_score": 0.5, "market_price": None}
+                "price_vs_sma20": None, "tech_score": 0.5, "market_price": None,
+                "volatility_pct": None}
     close = b.close
     price = float(close[-1])
     rsi = float(ind.rsi(close, 14)[-1])
@@ -162,7 +168,19 @@ def technical_summary(bars) -> dict[str, Any]:
         "price_vs_sma20": _num(vs_sma, 4),
         "tech_score": _num(min(1.0, max(0.0, score)), 4),
         "market_price": to_tick(price),
+        "volatility_pct": _num(volatility_pct(close, 20), 4),
     }
+
+
+def volatility_pct(close, sessions: int = 20) -> float:
+    """Standard deviation (ddof 1) of the last ``sessions`` daily returns, in percent; NaN
+    with fewer than ``sessions + 1`` closes or a non-positive close among them."""
+    import numpy as np
+
+    c = np.asarray(close, dtype=float)[-(sessions + 1):]
+    if len(c) < sessions + 1 or not np.all(np.isfinite(c)) or np.any(c <= 0):
+        return math.nan
+    return float(np.std(c[1:] / c[:-1] - 1.0, ddof=1) * 100.0)
 
 
 def volume_summary(bars) -> dict[str, Any]:

@@ -188,3 +188,56 @@ def draw(path: Path, symbol: str, bars: list[JSON], predictions: list[JSON], *,
         plt.close(fig)
     s["counts"] = counts
     return s
+
+
+def reliability_diagram(path: Path, report: JSON) -> None:
+    """The reliability diagram of an accuracy report (``accuracy_report``): per horizon, the
+    stated probability of being right against how often it was right, calibrated and raw
+    strength, each point with its 95 % interval and sized by n; the diagonal is perfect."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; must precede pyplot
+    import matplotlib.pyplot as plt
+
+    horizons = list(report["horizons"].items())
+    fig, axes = plt.subplots(1, len(horizons), figsize=(5.2 * len(horizons), 5.2), dpi=DPI,
+                             squeeze=False)
+    try:
+        for ax, (h, card) in zip(axes[0], horizons):
+            pr = card["probability"]
+            ax.plot([0, 1], [0, 1], color="black", linewidth=0.7, linestyle="--",
+                    label="perfectly calibrated")
+            for key, colour, marker, label in (
+                    ("calibrated", PRICE_COLOUR, "o", "calibrated probability"),
+                    ("raw_strength", SELL_COLOUR, "s", "raw rules strength")):
+                f = pr[key]
+                pts = f.get("reliability") or []
+                if not pts:
+                    continue
+                x = [b["mean_stated"] for b in pts]
+                y = [b["hit_rate"] for b in pts]
+                err = [[b["hit_rate"] - b["ci95"][0] for b in pts],
+                       [b["ci95"][1] - b["hit_rate"] for b in pts]]
+                ax.errorbar(x, y, yerr=err, color=colour, fmt="none", alpha=0.6, linewidth=1)
+                ax.scatter(x, y, s=[12 + 60 * math.sqrt(b["n"] / max(1, f["n"])) * 3
+                                    for b in pts], color=colour, marker=marker,
+                           edgecolors="black", linewidths=0.5, zorder=3,
+                           label=f"{label}: ECE {f['ece']:.3f}, Brier skill "
+                                 f"{f['brier_skill']:+.3f}")
+            base = pr["calibrated"].get("base_rate")
+            if base is not None:
+                ax.axhline(base, color=HOLD_COLOUR, linewidth=0.7,
+                           label=f"base rate {base:.3f} (climatology)")
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            ax.set_aspect("equal")
+            ax.set_xlabel("stated probability of being right")
+            ax.set_ylabel("observed share right (95% Wilson interval)")
+            ax.set_title(f"after {h} session(s): n = {pr['calibrated']['n']} calibrated, "
+                         f"{pr['uncalibrated']} uncalibrated", fontsize=10)
+            ax.grid(True, alpha=0.3)
+            ax.legend(loc="lower right", fontsize=8, framealpha=0.85)
+        fig.tight_layout()
+        fig.savefig(path, format="png")
+    finally:
+        plt.close(fig)

@@ -9,6 +9,12 @@ carries the outcomes scored so far (:mod:`trading.signals.outcomes`).
 A prediction is *based* on one session (:func:`base_session`): the session date of the last
 bar it saw (market-data's ``as_of``; for a prediction without it, the Sydney date it was
 made). Outcome scoring counts its horizons from that session.
+
+Provenance (issue 16): each row says what kind of data it came from (``data_source``: yahoo,
+csv or sample, :func:`source_kind`; sample bars are synthetic and reports leave them out by
+default), the session of the last bar it saw (``as_of``), and the calibrated probability
+that it is right after 1 and 5 sessions (``probability_1``, ``probability_5``; NULL when
+there was too little history to calibrate, see :mod:`trading.signals.calibration`).
 """
 
 from __future__ import annotations
@@ -105,15 +111,30 @@ def insert(db, p: JSON, inputs: JSON, *, source: str | None, origin: str, run_id
     p["created_at"] = canonical_time(p["created_at"])
     p["session"] = base_session(inputs.get("market"), p["created_at"])
     used = _market_source(inputs.get("market")) or source
+    p["data_source"] = source_kind(used)
+    market = inputs.get("market")
+    as_of = market.get("as_of") if isinstance(market, Mapping) else None
+    p["as_of"] = as_of[:10] if isinstance(as_of, str) and len(as_of) >= 10 else None
+    probability = p.get("probability") or {}
     cur = db.execute(
         "INSERT INTO predictions (symbol, created_at, session, action, confidence, score,"
         " price, market_context, model_version, data_stale, source, origin, run_id,"
-        " prediction, inputs) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " prediction, inputs, data_source, as_of, probability_1, probability_5)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (p["symbol"], p["created_at"], p["session"], p["action"], p["confidence"],
          p.get("score"), p.get("price"), p.get("market_context"), p.get("model_version"),
-         int(bool(p.get("data_stale"))), used, origin, run_id, _dumps(p), _dumps(inputs)))
+         int(bool(p.get("data_stale"))), used, origin, run_id, _dumps(p), _dumps(inputs),
+         p["data_source"], p["as_of"], probability.get("1"), probability.get("5")))
     p["id"] = cur.lastrowid
     return p["id"]
+
+
+def source_kind(spec: str | None) -> str | None:
+    """``yahoo``, ``csv`` or ``sample`` for a source spec (``csv:/dir`` is ``csv``)."""
+    if not isinstance(spec, str):
+        return None
+    kind = spec.split(":", 1)[0]
+    return kind if kind in ("yahoo", "csv", "sample") else None
 
 
 def _market_source(market: Any) -> str | None:
@@ -130,13 +151,15 @@ def _prediction(row) -> JSON:
     return p
 
 
-def latest(store: Store, symbol: str) -> JSON:
-    rows = store.query("SELECT id, prediction FROM predictions WHERE symbol = ? "
+def latest(store: Store, symbol: str, inputs: bool = False) -> JSON:
+    rows = store.query("SELECT id, prediction, inputs FROM predictions WHERE symbol = ? "
                        "ORDER BY created_at DESC, id DESC LIMIT 1", (symbol,))
     if not rows:
         raise NotFound(f"no prediction for {symbol} yet (run `trading predict {symbol}`)",
                        symbol=symbol)
     p = _prediction(rows[0])
+    if inputs:
+        p["inputs"] = json.loads(rows[0]["inputs"])
     p["outcomes"] = _outcomes.by_prediction(store, [p["id"]]).get(p["id"], {})
     return p
 

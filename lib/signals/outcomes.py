@@ -19,7 +19,8 @@ When was the action **right**?
   i.e. nothing worth trading happened.
 
 :func:`evaluate` fills the outcomes (one row per prediction and horizon, and an ``outcome``
-event for a live prediction); :func:`accuracy` aggregates them into the report.
+event for a live prediction); :func:`accuracy` turns them into the scorecard
+(:mod:`trading.signals.scorecard`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ logger = logging.getLogger(__name__)
 JSON = dict[str, Any]
 HORIZONS = (1, 5)
 HOLD_BAND = {1: 0.01, 5: 0.025}
-CONFIDENCE_BANDS = ((0.0, 0.5), (0.5, 0.6), (0.6, 0.7), (0.7, 0.8), (0.8, 1.0001))
 
 # (symbol, period, source) -> a market-data get_bars answer; source None: the configured one
 GetBars = Callable[[str, str, str | None], Mapping]
@@ -221,64 +221,59 @@ def evaluate(store: Store, get_bars: GetBars, *, index: str,
     return result
 
 
-def _band(confidence: float) -> str:
-    for lo, hi in CONFIDENCE_BANDS:
-        if lo <= confidence < hi:
-            return f"{lo:.1f}-{min(hi, 1.0):.1f}"
-    return "1.0-1.0"
+def accuracy(store: Store, origin: str | None = None, include_sample: bool = False) -> JSON:
+    """The scorecard of every scored prediction, per horizon
+    (:func:`trading.signals.scorecard.horizon_card`): BUY/SELL and HOLD apart, each with its
+    Wilson interval, beside the baselines over the same sessions, and the calibrated
+    probability's Brier skill, ECE and reliability table.
 
+    ``origin`` ('live' or 'replay') restricts to one kind of prediction; predictions made
+    from synthetic ``sample`` data are left out unless ``include_sample``."""
+    from trading.signals import scorecard
+    from trading.signals.calibration import MIN_OUTCOMES
 
-def accuracy(store: Store, origin: str | None = None) -> JSON:
-    """Hit rates by action, confidence band and symbol, and mean forward return per action,
-    for each horizon. ``origin`` ('live' or 'replay') restricts to one kind of prediction."""
     if origin not in (None, "live", "replay"):
         raise InvalidParams("origin must be 'live', 'replay' or null")
-    where, params = "", ()
+    if not isinstance(include_sample, bool):
+        raise InvalidParams("include_sample must be true or false")
+    where, params = [], []
     if origin:
-        where, params = " WHERE p.origin = ?", (origin,)
-    counts = store.query(f"SELECT p.origin, count(*) AS n FROM predictions p{where} "
-                         "GROUP BY p.origin", params)
+        where.append("p.origin = ?")
+        params.append(origin)
+    sample = "coalesce(p.data_source, '') = 'sample'"
+    left_out = 0
+    if not include_sample:
+        left_out = store.query(
+            "SELECT count(*) AS n FROM predictions p WHERE " + " AND ".join([*where, sample]),
+            tuple(params))[0]["n"]
+        where.append("NOT " + sample)
+    clause = (" WHERE " + " AND ".join(where)) if where else ""
+    counts = store.query(f"SELECT p.origin, count(*) AS n FROM predictions p{clause} "
+                         "GROUP BY p.origin", tuple(params))
     rows = store.query(
-        "SELECT p.id, p.symbol, p.action, p.confidence, o.horizon, o.forward_return, o.index_return,"
-        f" o.correct FROM outcomes o JOIN predictions p ON p.id = o.prediction_id{where}",
-        params)
-    horizons: dict[str, JSON] = {}
-    groups: dict[int, dict[str, dict[str, list]]] = {}
+        "SELECT p.symbol, p.session, p.action, p.confidence, p.probability_1, p.probability_5,"
+        " json_extract(p.prediction, '$.strength') AS strength, o.horizon, o.end_session,"
+        " o.forward_return, o.index_return, o.correct"
+        f" FROM outcomes o JOIN predictions p ON p.id = o.prediction_id{clause}",
+        tuple(params))
+    by_h: dict[int, list[JSON]] = {}
     for r in rows:
-        g = groups.setdefault(r["horizon"], {"action": {}, "band": {}, "symbol": {}, "all": {}})
-        for kind, key in (("action", r["action"]), ("band", _band(r["confidence"])),
-                          ("symbol", r["symbol"]), ("all", "all")):
-            g[kind].setdefault(key, []).append(r)
-    for h in sorted(groups):
-        g = groups[h]
-        horizons[str(h)] = {
-            "overall": _stats(g["all"].get("all", [])),
-            "by_action": {k: _stats(v) for k, v in sorted(g["action"].items())},
-            "by_confidence": {k: _stats(v) for k, v in sorted(g["band"].items())},
-            "by_symbol": {k: _stats(v) for k, v in sorted(g["symbol"].items())},
-        }
+        h = r["horizon"]
+        by_h.setdefault(h, []).append({
+            "symbol": r["symbol"], "session": r["session"], "end_session": r["end_session"],
+            "action": r["action"], "correct": bool(r["correct"]),
+            "forward_return": r["forward_return"],
+            "probability": r[f"probability_{h}"] if h in HORIZONS else None,
+            # predictions from before issue 16 stored only the raw strength, as confidence
+            "strength": r["strength"] if r["strength"] is not None else r["confidence"]})
+    horizons = {str(h): scorecard.horizon_card(by_h[h], HOLD_BAND.get(h, HOLD_BAND[5]),
+                                               min_outcomes=MIN_OUTCOMES)
+                for h in sorted(by_h)}
     return {
         "predictions": {r["origin"]: r["n"] for r in counts},
         "outcomes": len(rows),
+        "sample_left_out": left_out,
         "hold_band": {str(k): v for k, v in HOLD_BAND.items()},
+        "min_n": scorecard.MIN_N,
         "horizons": horizons,
-    }
-
-
-def _stats(rows: list) -> JSON:
-    n = len(rows)
-    if not n:
-        return {"n": 0, "hits": 0, "hit_rate": None, "mean_return": None,
-                "mean_index_return": None, "mean_excess_return": None}
-    hits = sum(r["correct"] for r in rows)
-    idx = [r for r in rows if r["index_return"] is not None]
-    return {
-        "n": n,
-        "hits": hits,
-        "hit_rate": round(hits / n, 4),
-        "mean_return": round(sum(r["forward_return"] for r in rows) / n, 6),
-        "mean_index_return": (round(sum(r["index_return"] for r in idx) / len(idx), 6)
-                              if idx else None),
-        "mean_excess_return": (round(sum(r["forward_return"] - r["index_return"] for r in idx)
-                                     / len(idx), 6) if idx else None),
     }

@@ -7,6 +7,11 @@ serves, with the configured index ``context.index`` for the market context), dec
 the prediction in the ledger as made at that session's close (``origin = 'replay'``), and then
 runs the outcome scoring (:func:`trading.signals.outcomes.evaluate`) over the same bars.
 Replayed predictions emit no events: they are history, not news.
+
+Then it calibrates them as they would have been calibrated live
+(:func:`trading.signals.calibration.walk_forward`: each session's predictions get a fit made
+only from outcomes settled by that session), and stores a calibration fitted on every scored
+outcome (sample data left out) for live predictions to use.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 from trading.errors import InvalidParams, NotFound
 from trading.market.periods import LONGEST, LOOKBACK_SESSIONS, WARMUP_SESSIONS
 from trading.runtime.store import Store
-from trading.signals import ledger, outcomes, rules
+from trading.signals import calibration, ledger, outcomes, rules
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +92,11 @@ def replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterable
         by_action[p["action"]] = by_action.get(p["action"], 0) + 1
     # Only this replay's predictions, on the bars it was replayed from.
     outcome = outcomes.evaluate(store, get_bars, index=index, today=today, source=source)
+    walked = calibration.walk_forward(store, run_id)
+    live = calibration.fit_store(store)
     return {"run_id": run_id, "predictions": len(made), "by_action": by_action,
-            "outcomes": outcome}
+            "outcomes": outcome, "calibration": {
+                "walk_forward": walked,
+                "stored": {"id": live.id, "fitted_on": live.fitted_on,
+                           "through": live.through}}}
 

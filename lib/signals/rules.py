@@ -13,7 +13,9 @@ How a prediction is made
      headline set we barely believe says little.
    - ``volume``: market-data's ``volume.volume_quality_score``.
    - ``market``: the market context band: BEARISH 0.2, WEAK_BEARISH 0.35, NEUTRAL 0.5,
-     WEAK_BULLISH 0.65, BULLISH 0.8 (:data:`CONTEXT_COMPONENT`).
+     WEAK_BULLISH 0.65, BULLISH 0.8 (:data:`CONTEXT_COMPONENT`). A context market-data could
+     not measure (no index bars: ``fallback``) or none at all is *missing evidence*, not a
+     NEUTRAL reading; see "Without the index" below.
    - ``model``: the active model's probability that the price rises.
 
    A missing piece of evidence (sentiment, volume, market context) is ``None`` in
@@ -47,6 +49,18 @@ How a prediction is made
    - HOLD otherwise, and always when the technical component is missing (no usable price
      data), when the market data is stale by more than :data:`MAX_STALE_AGE_S`, or when the
      present components carry less than :data:`MIN_COVERAGE` of the configured weight.
+
+Without the index
+-----------------
+The index (``context.index``) is often missing: Yahoo drops ``^AXJO`` days, a ``csv:DIR``
+may not have it, and the real bars in tests/data hold it for six months of two years. A
+missing market context is treated like any other missing evidence: the ``market`` component is
+``None`` and counts as neutral (0.5) at its weight, the thresholds and multipliers are those
+of a NEUTRAL market, and the reasons say "no index data". It costs **no extra confidence
+penalty**: the absent evidence already dilutes the lean, and a penalty on top (0.95 or 0.90,
+as before issue 16) pushed every confidence under the NEUTRAL threshold, so a gap in index data
+silently turned every call into HOLD. What the stated probability of being right means is
+then the calibration's job (:mod:`trading.signals.calibration`), not a guessed discount.
 """
 
 from __future__ import annotations
@@ -71,9 +85,7 @@ CONTEXT_COMPONENT = {"BEARISH": 0.2, "WEAK_BEARISH": 0.35, "NEUTRAL": 0.5,
 PENALTY = {
     "market_stale": 0.85,       # market data served from cache after the source failed
     "sentiment_stale": 0.95,    # sentiment served from cache after the news source failed
-    "context_fallback": 0.95,   # the index was unavailable; the context is a guess
-    "context_missing": 0.90,    # no market context at all; NEUTRAL assumed
-}
+}  # (no penalty for a missing market context: see "Without the index" above)
 NEUTRAL_WHEN_MISSING = ("sentiment", "volume", "market")  # absent evidence counts as 0.5
 MAX_STALE_AGE_S = 7 * 24 * 3600  # older market data than a week forces HOLD
 MIN_COVERAGE = 0.5               # present components must carry half the configured weight
@@ -130,7 +142,9 @@ def components(market: Mapping, sentiment: Mapping | None,
     """The five components in 0..1 (0.5 neutral), ``None`` where the input is missing."""
     tech = _section(market, "technical")
     vol = _section(market, "volume")
-    ctx = _section(market, "market_context").get("context")
+    context = _section(market, "market_context")
+    # A fallback context is market-data saying "no index data", not a NEUTRAL measurement.
+    ctx = None if context.get("fallback") else context.get("context")
     sent = None
     if isinstance(sentiment, Mapping):
         score, conf = _num(sentiment.get("score")), _unit(sentiment.get("confidence"))
@@ -168,14 +182,10 @@ def decide(market: Mapping, sentiment: Mapping | None, model_probability: float 
 
     # -- the market context -------------------------------------------------------------
     context = context_info.get("context")
-    if context not in MIRROR:
+    if context not in MIRROR or context_info.get("fallback"):
         context = "NEUTRAL"
-        penalty *= PENALTY["context_missing"]
-        reasons.append(f"no market context; NEUTRAL assumed, confidence x{PENALTY['context_missing']}")
-    elif context_info.get("fallback"):
-        penalty *= PENALTY["context_fallback"]
-        reasons.append(f"index unavailable; market context is a fallback, "
-                       f"confidence x{PENALTY['context_fallback']}")
+        reasons.append("no index data: market context unknown, counted as neutral (0.5) at "
+                       "its weight, NEUTRAL thresholds")
     terms = side_terms(context, cfg)
     # The context's own terms come from market-data (computed from the same config); prefer
     # them so the prediction agrees with what market-data reported.

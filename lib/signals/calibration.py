@@ -1,0 +1,372 @@
+"""Calibration: the rules' score and the model's output as a probability of being right.
+
+The rules' confidence is the strength of a lean (``max(s, 1 - s)`` times multipliers), and
+the model's output is a logistic fit; neither is a probability of anything until it is checked
+against outcomes. This module maps them onto what the outcomes say, with logistic (Platt)
+scaling fitted by scikit-learn (on the training path only: applying a fit is plain arithmetic,
+so the prediction service never imports scikit-learn).
+
+What "right" is, per action (:func:`trading.signals.outcomes.is_right`): a BUY when the price
+rises, a SELL when it falls, a HOLD when it moves less than the horizon's band. Every scored
+prediction, whatever its action, says whether the price rose, fell or stayed in the band, so
+each of the three is fitted on *all* scored outcomes, not only on the few BUY and SELL calls
+(94 of 3,304 on the real bars), per horizon (1 and 5 sessions):
+
+- ``up``: P(return > 0) from the signed lean ``score - 0.5``; a BUY's probability;
+- ``down``: P(return < 0) from the same; a SELL's;
+- ``quiet``: P(|return| < band) from the lean's strength ``|score - 0.5|`` and the log of the
+  20-session volatility (``technical.volatility_pct``): a HOLD's. How far a price moves is
+  first a matter of its volatility; without it a HOLD's probability is one number for every
+  stock (COL's HOLDs were right 77 % of the time, BHP's 56 %).
+
+Inputs are standardised on the fitting rows; the fit is scikit-learn's ``LogisticRegression``
+with its default L2 penalty (C = 1), so an input with no information shrinks towards the base
+rate instead of claiming confidence. With fewer than :data:`MIN_OUTCOMES` scored outcomes at a
+horizon there is no fit: the prediction says "too little history to calibrate" and carries no
+probability for that horizon (its ``confidence`` is then the rules' raw strength, flagged
+``calibrated: false``).
+
+Out of sample, always. :func:`walk_forward` calibrates a replay as it would have been
+calibrated live: the predictions of session ``d`` use a fit on the outcomes settled by ``d``
+(``end_session <= d``: the close of ``d`` is known at its close), refitted every
+:data:`REFIT_SESSIONS` sessions on an expanding window. Nothing is tuned on the period it
+is evaluated on: the inputs, the penalty, :data:`MIN_OUTCOMES` and :data:`REFIT_SESSIONS` were
+fixed before the first evaluation run. :func:`fit_store` fits on every scored outcome (leaving
+synthetic ``sample`` data out) and stores the record (the ``calibrations`` table) that live
+predictions use (:func:`latest`, :func:`apply`).
+
+The model (:mod:`trading.learning.models`) is calibrated the same way with one input, the
+logit of its raw probability (:func:`fit_platt`), on its walk-forward out-of-sample output.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from trading.signals.outcomes import HOLD_BAND, HORIZONS
+
+logger = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+MIN_OUTCOMES = 200     # scored outcomes a horizon needs before it is calibrated at all
+REFIT_SESSIONS = 20    # walk-forward: refit about monthly
+KIND = "rules"
+METHOD = "platt"       # logistic scaling (Platt 1999), with the inputs named in each fit
+_EPS = 1e-6
+# action -> the fit giving its probability of being right
+FIT_FOR = {"BUY": "up", "SELL": "down", "HOLD": "quiet"}
+INPUTS = {"up": ("lean",), "down": ("lean",), "quiet": ("strength", "log_volatility")}
+
+
+def _sigmoid(z: float) -> float:
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+def _finite(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return math.nan
+    v = float(v)
+    return v if math.isfinite(v) else math.nan
+
+
+@dataclass
+class Logistic:
+    """``p = sigmoid(b + sum w_i (x_i - mean_i) / scale_i)``; a missing input is its mean."""
+
+    inputs: tuple[str, ...]
+    mean: list[float]
+    scale: list[float]
+    coef: list[float]
+    intercept: float
+    n: int
+    base_rate: float  # the label's share in the fitting rows
+
+    def p(self, x: Mapping[str, float]) -> float:
+        z = self.intercept
+        for name, m, s, w in zip(self.inputs, self.mean, self.scale, self.coef):
+            v = _finite(x.get(name))
+            if not math.isnan(v):
+                z += w * (v - m) / s
+        return min(1 - _EPS, max(_EPS, _sigmoid(z)))
+
+    def to_json(self) -> JSON:
+        return {"inputs": list(self.inputs), "mean": self.mean, "scale": self.scale,
+                "coef": self.coef, "intercept": self.intercept, "n": self.n,
+                "base_rate": self.base_rate}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Logistic:
+        k = len(d["inputs"])
+        if not all(len(d[key]) == k for key in ("mean", "scale", "coef")):
+            raise ValueError("calibration: mean, scale and coef must match the inputs")
+        return cls(tuple(d["inputs"]), [float(v) for v in d["mean"]],
+                   [float(v) or 1.0 for v in d["scale"]], [float(v) for v in d["coef"]],
+                   float(d["intercept"]), int(d["n"]), float(d["base_rate"]))
+
+
+def fit_logistic(rows: Sequence[Mapping[str, float]], labels: Sequence[int],
+                 inputs: Sequence[str]) -> Logistic:
+    """Fit ``labels`` (0/1) on the named ``inputs`` of ``rows``; scikit-learn imported here."""
+    import numpy as np
+
+    x = np.array([[_finite(r.get(name)) for name in inputs] for r in rows], dtype=float)
+    x = x.reshape(len(rows), len(inputs))
+    y = np.asarray(labels, dtype=int)
+    mean = np.array([float(np.nanmean(c)) if np.isfinite(c).any() else 0.0 for c in x.T])
+    x = np.where(np.isnan(x), mean, x)  # a missing input sits at the mean: no push either way
+    scale = x.std(axis=0) if len(x) else np.ones(len(inputs))
+    scale[~(scale > 0)] = 1.0
+    z = (x - mean) / scale
+    rate = float(y.mean()) if len(y) else 0.5
+    if len(np.unique(y)) < 2:
+        r = min(1 - 1e-3, max(1e-3, rate))
+        coef, intercept = np.zeros(len(inputs)), math.log(r / (1 - r))
+    else:
+        from sklearn.linear_model import LogisticRegression
+
+        clf = LogisticRegression(C=1.0, max_iter=1000).fit(z, y)
+        coef, intercept = clf.coef_[0], float(clf.intercept_[0])
+    return Logistic(tuple(inputs), mean.tolist(), scale.tolist(), [float(c) for c in coef],
+                    float(intercept), int(len(y)), round(rate, 6))
+
+
+def logit(p: float) -> float:
+    p = min(1 - _EPS, max(_EPS, float(p)))
+    return math.log(p / (1 - p))
+
+
+def fit_platt(raw: Sequence[float], labels: Sequence[int]) -> Logistic:
+    """Platt scaling of a probability: ``sigmoid(a * logit(raw) + b)``, on one input."""
+    return fit_logistic([{"logit": logit(p)} for p in raw], labels, ("logit",))
+
+
+# -- the rules ---------------------------------------------------------------------------------
+def features(score: Any, volatility_pct: Any) -> dict[str, float]:
+    """The calibration inputs of one prediction: its score and its stock's volatility."""
+    s = _finite(score)
+    v = _finite(volatility_pct)
+    return {"lean": s - 0.5, "strength": abs(s - 0.5),
+            "log_volatility": math.log(v) if v > 0 else math.nan}
+
+
+def market_volatility(market: Any) -> float | None:
+    tech = market.get("technical") if isinstance(market, Mapping) else None
+    v = _finite(tech.get("volatility_pct")) if isinstance(tech, Mapping) else math.nan
+    return None if math.isnan(v) else v
+
+
+def labels(forward_return: float, horizon: int) -> dict[str, int]:
+    band = HOLD_BAND.get(horizon, HOLD_BAND[max(HOLD_BAND)])
+    return {"up": int(forward_return > 0), "down": int(forward_return < 0),
+            "quiet": int(abs(forward_return) < band)}
+
+
+@dataclass
+class RulesCalibration:
+    """The three fits per horizon; a horizon without them had too little history."""
+
+    horizons: dict[str, dict[str, Logistic]] = field(default_factory=dict)
+    fitted_on: dict[str, int] = field(default_factory=dict)   # outcomes per horizon
+    through: str | None = None                                # last end_session seen
+    source: str | None = None
+    id: int | None = None
+
+    def probability(self, action: str, x: Mapping[str, float], horizon: int) -> float | None:
+        fits = self.horizons.get(str(horizon))
+        if not fits:
+            return None
+        return fits[FIT_FOR[action]].p(x)
+
+    def to_json(self) -> JSON:
+        return {"kind": KIND, "method": METHOD, "min_outcomes": MIN_OUTCOMES,
+                "horizons": {h: {k: f.to_json() for k, f in fits.items()}
+                             for h, fits in self.horizons.items()},
+                "fitted_on": self.fitted_on, "through": self.through, "source": self.source}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any], id: int | None = None) -> RulesCalibration:
+        if d.get("kind") != KIND:
+            raise ValueError(f"not a rules calibration: kind={d.get('kind')!r}")
+        return cls({h: {k: Logistic.from_json(f) for k, f in fits.items()}
+                    for h, fits in (d.get("horizons") or {}).items()},
+                   {h: int(n) for h, n in (d.get("fitted_on") or {}).items()},
+                   d.get("through"), d.get("source"), id)
+
+
+Outcome = tuple[Mapping[str, float], int, float, str]  # features, horizon, return, end_session
+
+
+def fit_rules(outcomes: Iterable[Outcome], *, source: str | None = None) -> RulesCalibration:
+    """Fit the three logistic maps per horizon on ``(features, horizon, forward_return,
+    end_session)`` rows; a horizon with fewer than :data:`MIN_OUTCOMES` rows stays unfitted."""
+    by_h: dict[int, list[tuple[Mapping[str, float], float]]] = {}
+    through = None
+    for x, h, ret, end in outcomes:
+        by_h.setdefault(h, []).append((x, ret))
+        through = end if through is None or end > through else through
+    cal = RulesCalibration(through=through, source=source)
+    for h in HORIZONS:
+        rows = by_h.get(h, [])
+        cal.fitted_on[str(h)] = len(rows)
+        if len(rows) < MIN_OUTCOMES:
+            continue
+        xs = [x for x, _ in rows]
+        lab = [labels(r, h) for _, r in rows]
+        cal.horizons[str(h)] = {name: fit_logistic(xs, [lb[name] for lb in lab], INPUTS[name])
+                                for name in INPUTS}
+    return cal
+
+
+def describe(cal: RulesCalibration | None) -> JSON:
+    """What a prediction carries about the calibration it used."""
+    if cal is None:
+        return {"method": None, "record": None, "fitted_on": {}, "through": None}
+    return {"method": METHOD, "record": cal.id, "fitted_on": cal.fitted_on,
+            "through": cal.through, "source": cal.source}
+
+
+def apply(p: JSON, market: Any, cal: RulesCalibration | None) -> JSON:
+    """Put the calibrated probability of being right on a :func:`rules.decide` prediction.
+
+    Sets ``strength`` (the rules' raw confidence, what the thresholds compare), ``probability``
+    (``{"1": p or None, "5": ...}``), ``calibrated``, ``calibration`` and ``confidence``: the
+    probability after one session when there is one, else the raw strength (``calibrated``
+    false, and a reason saying why). Returns ``p``."""
+    strength = p.get("strength", p.get("confidence"))
+    x = features(p.get("score"), market_volatility(market))
+    probability = {str(h): (None if cal is None else cal.probability(p["action"], x, h))
+                   for h in HORIZONS}
+    probability = {h: None if v is None else round(v, 4) for h, v in probability.items()}
+    p["strength"] = strength
+    p["probability"] = probability
+    p["calibrated"] = probability["1"] is not None
+    p["calibration"] = describe(cal)
+    p["confidence"] = probability["1"] if p["calibrated"] else strength
+    reasons = p.setdefault("reasons", [])
+    reasons[:] = [r for r in reasons if not r.startswith(("calibrated:", "uncalibrated"))]
+    if p["calibrated"]:
+        later = probability.get("5")
+        reasons.append(f"calibrated: P({p['action']} right) {probability['1']:.2f} after 1 "
+                       "session" + (f", {later:.2f} after 5" if later is not None else "")
+                       + f" ({METHOD}, {cal.fitted_on.get('1', 0)} scored outcomes through "
+                       f"{cal.through})")
+    else:
+        have = 0 if cal is None else cal.fitted_on.get("1", 0)
+        reasons.append(f"uncalibrated: too little history to calibrate ({have} scored "
+                       f"outcomes, {MIN_OUTCOMES} needed); confidence {strength:.2f} is the "
+                       "rules' strength, not a probability")
+    return p
+
+
+# -- the store ---------------------------------------------------------------------------------
+def _store_outcomes(rows) -> list[Outcome]:
+    out = []
+    for r in rows:
+        out.append((features(r["score"], r["vol"]), r["horizon"], r["forward_return"],
+                    r["end_session"]))
+    return out
+
+
+def fit_store(store, *, include_sample: bool = False, source: str | None = None,
+              created_at: str | None = None) -> RulesCalibration:
+    """Fit on every scored outcome in the store (``source``: only those made from it; sample
+    data left out unless ``include_sample``) and store the record; returns it (with its id)."""
+    from trading.signals.events import now_iso
+
+    where, args = [], []
+    if source is not None:
+        where.append("p.source = ?")
+        args.append(source)
+    if not include_sample:
+        where.append("coalesce(p.data_source, '') != 'sample'")
+    rows = store.query(
+        "SELECT p.score, json_extract(p.inputs, '$.market.technical.volatility_pct') AS vol,"
+        " o.horizon, o.forward_return, o.end_session FROM outcomes o"
+        " JOIN predictions p ON p.id = o.prediction_id"
+        + (" WHERE " + " AND ".join(where) if where else ""), tuple(args))
+    cal = fit_rules(_store_outcomes(rows), source=source)
+    with store.transaction() as db:
+        cur = db.execute(
+            "INSERT INTO calibrations (created_at, kind, source, fitted_on, through, record)"
+            " VALUES (?,?,?,?,?,?)",
+            (created_at or now_iso(), KIND, source, max(cal.fitted_on.values(), default=0),
+             cal.through, json.dumps(cal.to_json())))
+        cal.id = cur.lastrowid
+    return cal
+
+
+def latest(store) -> RulesCalibration | None:
+    """The newest rules calibration record, or None (then predictions say they are
+    uncalibrated). A broken record is logged and ignored, never a failed prediction."""
+    rows = store.query("SELECT id, record FROM calibrations WHERE kind = ? "
+                       "ORDER BY id DESC LIMIT 1", (KIND,))
+    if not rows:
+        return None
+    try:
+        return RulesCalibration.from_json(json.loads(rows[0]["record"]), rows[0]["id"])
+    except (ValueError, KeyError, TypeError) as exc:
+        logger.error("calibration record %s is unreadable (%s); predicting uncalibrated",
+                     rows[0]["id"], exc)
+        return None
+
+
+# -- the walk-forward over a replay --------------------------------------------------------------
+def walk_forward(store, run_id: str) -> JSON:
+    """Calibrate the stored predictions of one replay run out of sample, session by session.
+
+    The predictions of session ``d`` get the fit made at the latest refit session ``r <= d``
+    from the run's outcomes with ``end_session <= r``. Rewrites their ``prediction`` JSON
+    (confidence, probability, calibration, reasons) and ``probability_1``/``_5``. Returns
+    ``{sessions, refits, calibrated: {h: n}, uncalibrated: {h: n}}``."""
+    import bisect
+
+    preds = store.query(
+        "SELECT id, session, action, score, prediction,"
+        " json_extract(inputs, '$.market.technical.volatility_pct') AS vol"
+        " FROM predictions WHERE run_id = ? ORDER BY session, id", (run_id,))
+    outs = store.query(
+        "SELECT p.score, json_extract(p.inputs, '$.market.technical.volatility_pct') AS vol,"
+        " o.horizon, o.forward_return, o.end_session FROM outcomes o"
+        " JOIN predictions p ON p.id = o.prediction_id WHERE p.run_id = ?"
+        " ORDER BY o.end_session", (run_id,))
+    scored = _store_outcomes(outs)
+    ends = [o[3] for o in scored]
+    sessions = sorted({r["session"] for r in preds})
+    fits: dict[str, RulesCalibration] = {}
+    current: RulesCalibration | None = None
+    since = 0
+    refits = 0
+    for d in sessions:
+        since += 1
+        if current is None or not all(current.horizons.get(str(h)) for h in HORIZONS) \
+                or since >= REFIT_SESSIONS:
+            seen = scored[:bisect.bisect_right(ends, d)]
+            if len(seen) > (sum(current.fitted_on.values()) if current else 0):
+                current = fit_rules(seen)
+                refits += 1
+                since = 0
+        fits[d] = current
+    counts = {"calibrated": {str(h): 0 for h in HORIZONS},
+              "uncalibrated": {str(h): 0 for h in HORIZONS}}
+    updates = []
+    for r in preds:
+        p = json.loads(r["prediction"])
+        apply(p, {"technical": {"volatility_pct": r["vol"]}}, fits[r["session"]])
+        for h in HORIZONS:
+            counts["calibrated" if p["probability"][str(h)] is not None
+                   else "uncalibrated"][str(h)] += 1
+        updates.append((p["confidence"], p["probability"]["1"], p["probability"]["5"],
+                        json.dumps(p, separators=(",", ":"), ensure_ascii=False, default=str),
+                        r["id"]))
+    with store.transaction() as db:
+        db.executemany("UPDATE predictions SET confidence = ?, probability_1 = ?,"
+                       " probability_5 = ?, prediction = ? WHERE id = ?", updates)
+    return {"sessions": len(sessions), "refits": refits, **counts}

@@ -357,10 +357,18 @@ def test_sample_source_and_csv_stand_in(store, clock):
     assert news.analyze("ZZZ.AX", resolve("sample", "yahoo"))["confidence"] == 0
 
 
-@pytest.mark.parametrize("spec", ["ftp", "", "jsonl:", 3, ["yahoo"]])
+@pytest.mark.parametrize("spec", ["ftp", "", "jsonl:"])
 def test_unknown_sources_are_refused(spec):
     with pytest.raises(InvalidParams):
         resolve(spec, "yahoo")
+
+
+@pytest.mark.parametrize("spec", [3, ["yahoo"], "x" * 5000])
+def test_a_source_that_is_not_a_short_string_is_refused_by_the_one_rule(spec):
+    from trading.handlers.sentiment import Sentiment
+
+    with pytest.raises(InvalidParams):
+        Sentiment().analyze_sentiment("CBA", source=spec)
 
 
 def test_default_source_comes_from_config(monkeypatch):

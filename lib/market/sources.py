@@ -429,9 +429,10 @@ def synthetic(symbol: str, dates: list[str]) -> Bars:
 
 # -- choosing ---------------------------------------------------------------------------------
 def resolve(spec: str, cache_dir: Path) -> Source:
-    """``"yahoo"``, ``"sample"`` or ``"csv:DIR"`` (DIR must be an existing directory)."""
-    if not isinstance(spec, str):
-        raise InvalidParams("source must be a string: yahoo, sample or csv:DIR")
+    """``"yahoo"``, ``"sample"`` or ``"csv:DIR"`` (DIR must be an existing directory).
+
+    ``spec`` is a string: its type and length are the one rule of
+    :func:`trading.handlers.params.source`, which every service applies first."""
     if spec == "yahoo":
         return YahooSource(cache_dir)
     if spec == "sample":

@@ -317,12 +317,11 @@ class JsonlNews(Source):
 
 
 def resolve(spec: Any, default: str, cache_dir: Path | None = None) -> Source:
-    """A source from its name: ``yahoo``, ``sample``, ``jsonl:DIR`` (``csv:DIR``: the sample)."""
-    if spec is None:
-        spec = default
-    if not isinstance(spec, str) or not spec.strip():
-        raise InvalidParams("source must be a string: yahoo, sample or jsonl:DIR")
-    spec = spec.strip()
+    """A source from its name: ``yahoo``, ``sample``, ``jsonl:DIR`` (``csv:DIR``: the sample).
+
+    ``spec`` is None (``default``) or a string: its type and length are the one rule of
+    :func:`trading.handlers.params.source`, which the sentiment service applies first."""
+    spec = (default if spec is None else spec).strip()
     if spec == "yahoo":
         return YahooNews(cache_dir)
     if spec == "sample":

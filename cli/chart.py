@@ -17,12 +17,16 @@ import typer
 
 from trading.errors import ClientError, RPCError
 
+from trading.market import periods
+
 from . import common
 
-# Shown period -> fetched period: the indicators need bars before the first one drawn
-# (MACD's EMAs take ~200 bars to settle; see trading.market.indicators).
-PERIODS = {"1mo": ("1y", 31), "3mo": ("1y", 92), "6mo": ("2y", 183), "1y": ("2y", 366),
-           "2y": ("5y", 731), "5y": ("10y", 1827)}
+# Shown period -> (fetched period, days shown), from the one table of periods: the
+# indicators need SETTLE_SESSIONS bars before the first one drawn.
+PERIODS = {shown: (periods.covering(days + periods.sessions_to_days(periods.SETTLE_SESSIONS)),
+                   days)
+           for shown, days in periods.PERIODS.items() if shown in ("1mo", "3mo", "6mo", "1y",
+                                                                    "2y", "5y")}
 
 
 def register(app: typer.Typer) -> None:

@@ -22,6 +22,14 @@ SUMMARY_DAYS = 400       # calendar days fetched for one summary: LOOKBACK_SESSI
 # trading.market.indicators), the last indicator to warm up; one more bar as a margin.
 WARMUP_SESSIONS = 35
 HISTORY_YEARS = 3        # how far back training and backtests fetch from a remote source
+# Bars before the first one a chart draws: MACD's EMAs take about 200 bars to settle (the
+# warm-up above is when they exist, not when they stop depending on where they started).
+SETTLE_SESSIONS = 200
+
+
+def sessions_to_days(sessions: int) -> int:
+    """Calendar days that hold about ``sessions`` ASX sessions (252 in 365 days)."""
+    return -(-sessions * 365 // 252)
 
 
 def covering(days: int, shortest: str = "5d") -> str:

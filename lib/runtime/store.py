@@ -9,6 +9,10 @@ Connections are per thread (the runtime serves each connection on its own thread
 through :meth:`Store.transaction`, which takes the write lock up front (``BEGIN IMMEDIATE``)
 so a busy database is waited for, not discovered halfway; a lock held past the busy timeout
 becomes :class:`trading.errors.Busy`.
+
+``Store(path, readonly=True)`` is a reader that cannot write (SQLite's ``mode=ro``): it
+creates nothing, migrates nothing, and a missing file is a :class:`StoreError` (the dashboard
+reads the store this way, so a page view can never change it).
 """
 
 from __future__ import annotations
@@ -42,8 +46,9 @@ def migrations() -> list[tuple[int, Path]]:
 class Store:
     """The shared store at ``path``; cheap to create, connects on first use."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
         self.path = Path(path)
+        self.readonly = readonly
         self._local = threading.local()
         self._migrated = False
         self._lock = threading.Lock()
@@ -57,6 +62,8 @@ class Store:
         return conn
 
     def _open(self) -> sqlite3.Connection:
+        if self.readonly:
+            return self._open_readonly()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: we issue BEGIN/COMMIT ourselves.
@@ -74,6 +81,21 @@ class Store:
             if not self._migrated:
                 self._migrate(conn)
                 self._migrated = True
+        return conn
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        from urllib.parse import quote
+
+        try:
+            conn = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro", uri=True,
+                                   timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                   check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA query_only = ON")
+            conn.execute("PRAGMA user_version").fetchone()  # fails now if the file is missing
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the store {self.path}: {exc}") from exc
         return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:

@@ -49,8 +49,8 @@ app = typer.Typer(
 )
 
 # Order = order in `trading --help`: the everyday commands first, the plumbing last.
-_MODULES = ["predict", "market", "sentiment", "chart", "train", "status", "schedule", "services",
-            "settings"]
+_MODULES = ["predict", "market", "sentiment", "chart", "web", "train", "status", "schedule",
+            "services", "settings"]
 
 
 def _register() -> None:

@@ -206,6 +206,26 @@ install_user_and_group() {
     fi
 }
 
+# The configuration may hold secrets (redis_url's password): only root and the services'
+# group read it. Created empty when missing; an existing file keeps its content, not its mode.
+install_config() {
+    local f=$config_dir/config.toml
+    if [ ! -d "$config_dir" ]; then
+        install -d -m 0755 -o root -g root "$config_dir"
+        changed "created $config_dir"
+    fi
+    if [ ! -e "$f" ]; then
+        install -m 0640 -o root -g trading /dev/null "$f"
+        printf '%s\n' "# trading-services configuration (see \`trading config show\`)." \
+            "# Mode 0640 root:trading: it may hold secrets such as redis_url's password." > "$f"
+        changed "created $f (mode 0640 root:trading)"
+    elif [ "$(stat -c '%a %U %G' "$f")" != "640 root trading" ]; then
+        chown root:trading "$f"
+        chmod 0640 "$f"
+        changed "made $f mode 0640 root:trading (it may hold secrets)"
+    fi
+}
+
 install_units() {
     local tmp f name
     tmp=$(mktemp -d)
@@ -299,6 +319,7 @@ do_install() {
             /root/*|/home/*) say "warning: the interpreter lives under /root or /home; user trading may not be able to run it (set PYTHON=/usr/bin/python3)" ;;
         esac
         install_user_and_group
+        install_config
     fi
     install_venv
     install_units

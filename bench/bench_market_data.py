@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,11 +32,16 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from support.wire import Connection  # noqa: E402  (the tests' one client, by path)
+
 PYTHON = sys.executable
 MODULE = "trading.handlers.market_data"
 SYMBOLS_200 = [f"B{i:03d}" for i in range(193)] + ["CBA", "ANZ", "NAB", "WBC", "MQG", "COL",
                                                     "BHP"]
 
+# The cold client stays a bare socket on purpose: it is timed from the interpreter's launch,
+# and importing the tests' client (and trading) would add its imports to the figure.
 CLIENT = r"""
 import json, socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -95,24 +99,21 @@ class Handler:
 
 
 class Conn:
+    """One connection to the handler; a service error is an exception."""
+
     def __init__(self, path: Path) -> None:
-        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.s.connect(str(path))
-        self.f = self.s.makefile("rb")
+        self.c = Connection.open(path, timeout=None)
         self.n = 0
 
     def call(self, method: str, **params):
         self.n += 1
-        self.s.sendall(json.dumps({"jsonrpc": "2.0", "id": self.n, "method": method,
-                                   "params": params}).encode() + b"\n")
-        r = json.loads(self.f.readline())
+        r = self.c.call(method, params, id=self.n)
         if "error" in r:
             raise RuntimeError(r["error"])
         return r["result"]
 
     def close(self) -> None:
-        self.f.close()
-        self.s.close()
+        self.c.close()
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> float:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,21 +43,11 @@ WORKLOAD: dict[str, list[tuple[str, dict]]] = {
 SAMPLE_ENV = {"TRADING_SOURCE": "sample", "TRADING_NEWS_SOURCE": "sample"}
 
 
-def rpc(path: Path, method: str, params: dict | None = None, timeout: float = 300) -> dict:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(str(path))
-        req = {"jsonrpc": "2.0", "id": 1, "method": method}
-        if params:
-            req["params"] = params
-        s.sendall(json.dumps(req).encode() + b"\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(1 << 20)
-            if not chunk:
-                raise ConnectionError(f"{path}: closed before answering")
-            buf += chunk
-    answer = json.loads(buf)
+def call(path: Path, method: str, params: dict | None = None, timeout: float = 300):
+    """The result of one call on a connection of its own; a service error is an exception."""
+    from support.wire import rpc
+
+    answer = rpc(path, method, params or None, timeout=timeout)
     if "error" in answer:
         raise RuntimeError(f"{method}: {answer['error']}")
     return answer["result"]
@@ -101,7 +90,7 @@ def on_demand(idle_exit: float) -> dict[str, dict]:
             before = sd.handler_pids(name)
             t0 = time.monotonic()
             for method, params in calls:
-                rpc(path, method, params)
+                call(path, method, params)
             elapsed = time.monotonic() - t0
             pid = sd.main_pid(name)
             st = proc_status(pid)
@@ -148,7 +137,7 @@ def always_on() -> dict[str, dict]:
                 wait_for(path.exists, 30, f"{path}")
             for name, calls in WORKLOAD.items():
                 for method, params in calls:
-                    rpc(Path(tmp) / "run" / f"{name}.sock", method, params)
+                    call(Path(tmp) / "run" / f"{name}.sock", method, params)
             time.sleep(2)  # idle again: what it costs between calls, all day
             for name, p in procs.items():
                 st = proc_status(p.pid)

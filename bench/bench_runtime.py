@@ -17,13 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from support.wire import Connection  # noqa: E402  (the tests' one client, by path)
 
 PYTHON = sys.executable
 ECHO_SERVER = r"""
@@ -59,16 +61,14 @@ def activated(path: Path, argv: list[str]) -> subprocess.Popen:
     return proc
 
 
-def connect(path: Path) -> socket.socket:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(30)
-    s.connect(str(path))
-    return s
+def connect(path: Path) -> Connection:
+    return Connection.open(path, timeout=30)
 
 
-def roundtrip(s: socket.socket, f, request: bytes) -> bytes:
-    s.sendall(request)
-    return f.readline()
+def roundtrip(c: Connection, request: bytes) -> bytes:
+    """One ready-made request line out, one whole answer line back."""
+    c.send_raw(request)
+    return c.read_line()
 
 
 def cold(path: Path, argv: list[str], request: bytes, runs: int) -> list[float]:
@@ -76,12 +76,11 @@ def cold(path: Path, argv: list[str], request: bytes, runs: int) -> list[float]:
     for _ in range(runs):
         proc = activated(path, argv)
         t0 = time.perf_counter()
-        s = connect(path)
-        f = s.makefile("rb")
-        line = roundtrip(s, f, request)
+        c = connect(path)
+        line = roundtrip(c, request)
         times.append(time.perf_counter() - t0)
-        assert line.endswith(b"\n"), line
-        s.close()
+        assert line.startswith(b"{"), line  # a whole line: read_line waits for its newline
+        c.close()
         proc.terminate()
         proc.wait()
     return times
@@ -102,26 +101,25 @@ def warm(subjects: list[tuple[Path, list[str], bytes]], n: int,
         for path, argv, request in subjects:
             procs.append(activated(path, argv))
             os.sched_setaffinity(procs[-1].pid, cpu)  # exec keeps it; threads inherit it
-            s = connect(path)
-            f = s.makefile("rb")
+            c = connect(path)
             for _ in range(200):  # warm up: process started, code paths hot
-                roundtrip(s, f, request)
-            conns.append((s, f, request))
+                roundtrip(c, request)
+            conns.append((c, request))
         times: list[list[float]] = [[] for _ in subjects]
         spent = [0.0 for _ in subjects]
         for _ in range(max(1, n // block)):
-            for i, (s, f, request) in enumerate(conns):
+            for i, (c, request) in enumerate(conns):
                 t_block = time.perf_counter()
                 for _ in range(block):
                     t0 = time.perf_counter()
-                    roundtrip(s, f, request)
+                    roundtrip(c, request)
                     times[i].append(time.perf_counter() - t0)
                 spent[i] += time.perf_counter() - t_block
         return [(t, len(t) / sp) for t, sp in zip(times, spent)]
     finally:
         os.sched_setaffinity(0, mask)
-        for s, _, _ in conns:
-            s.close()
+        for c, _ in conns:
+            c.close()
         for p in procs:
             p.terminate()
             p.wait()

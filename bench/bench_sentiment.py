@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 
 # Run as a script, bench/ is on sys.path: the process helpers are the runtime bench's.
 from bench_runtime import activated, connect, python_pass
+from support.wire import Connection  # importable once bench_runtime put tests/ on the path
 
 PYTHON = sys.executable
 REPO = Path(__file__).resolve().parent.parent
@@ -60,9 +60,9 @@ def request(method: str, params: dict) -> bytes:
                        "id": 1}).encode() + b"\n"
 
 
-def call(s: socket.socket, f, line: bytes) -> dict:
-    s.sendall(line)
-    answer = json.loads(f.readline())
+def call(c: Connection, line: bytes) -> dict:
+    c.send_raw(line)
+    answer = c.read()
     if "error" in answer:
         raise RuntimeError(f"service error: {answer['error']}")
     return answer["result"]
@@ -74,12 +74,11 @@ def cold(path: Path, argv: list[str], line: bytes, runs: int, check) -> list[flo
         proc = activated(path, argv)
         try:
             t0 = time.perf_counter()
-            s = connect(path)
-            f = s.makefile("rb")
-            result = call(s, f, line)
+            c = connect(path)
+            result = call(c, line)
             times.append(time.perf_counter() - t0)
             check(result)
-            s.close()
+            c.close()
         finally:
             proc.terminate()
             proc.wait()
@@ -164,16 +163,15 @@ def main() -> int:
         in_proc.append(time.perf_counter() - t0)
     proc = activated(sock, handler)
     try:
-        s = connect(sock)
-        f = s.makefile("rb")
+        c = connect(sock)
         big = request("score_text", {"texts": texts})
-        call(s, f, big)  # warm: lexicons loaded
+        call(c, big)  # warm: lexicons loaded
         over_socket = []
         for _ in range(args.repeats):
             t0 = time.perf_counter()
-            assert len(call(s, f, big)["scores"]) == 1000
+            assert len(call(c, big)["scores"]) == 1000
             over_socket.append(time.perf_counter() - t0)
-        s.close()
+        c.close()
     finally:
         proc.terminate()
         proc.wait()

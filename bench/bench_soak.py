@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import socket
 import sys
 import threading
 import time
@@ -34,6 +33,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+from support.wire import rpc  # noqa: E402  (the tests' one client, by path)
 SYMBOLS = ["CBA", "ANZ", "NAB", "WBC", "MQG", "COL", "BHP"]
 
 # (weight, service, method, params)
@@ -49,23 +50,6 @@ MIX = [
                                                          "source": "sample"}),
     (12, "market-data", "health_check", lambda r: None),
 ]
-
-
-def rpc(path: Path, method: str, params, timeout: float = 60.0) -> dict:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(str(path))
-        req = {"jsonrpc": "2.0", "id": 1, "method": method}
-        if params is not None:
-            req["params"] = params
-        s.sendall(json.dumps(req).encode() + b"\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(1 << 20)
-            if not chunk:
-                raise ConnectionError("closed before answering")
-            buf += chunk
-    return json.loads(buf)
 
 
 class Monitor(threading.Thread):
@@ -121,7 +105,7 @@ def soak(runtime_dir: Path, clients: int, seconds: float, seed: int = 8) -> dict
             _, service, method, params = r.choices(MIX, weights)[0]
             began = time.monotonic()
             try:
-                answer = rpc(runtime_dir / f"{service}.sock", method, params(r))
+                answer = rpc(runtime_dir / f"{service}.sock", method, params(r), timeout=60)
                 problem = answer["error"]["message"][:80] if "error" in answer else None
             except Exception as exc:  # noqa: BLE001 - counted, the soak goes on
                 problem = f"{type(exc).__name__}: {exc}"[:80]
@@ -175,7 +159,7 @@ def main() -> int:
         # One prediction per symbol first, so get_prediction has something to find (a
         # "no prediction yet" would be an honest answer, but not the load we mean to measure).
         seeded = rpc(runtime_dir / "prediction.sock", "generate_predictions",
-                     {"symbols": SYMBOLS, "source": "sample"})
+                     {"symbols": SYMBOLS, "source": "sample"}, timeout=60)
         if "error" in seeded or len(seeded["result"]["results"]) != len(SYMBOLS):
             raise SystemExit(f"seeding predictions failed: {seeded}")
         monitor = Monitor(prefix)

@@ -19,11 +19,12 @@ from typing import Any
 import typer
 
 from trading import config as _config
-from trading.errors import Exit
+from trading.errors import Exit, ServiceStopped
 from trading.runtime.client import Client
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = Exit.OK, Exit.FAILURE, Exit.USAGE
 EXIT_UNAVAILABLE, EXIT_TIMEOUT, EXIT_INTERRUPTED = Exit.UNAVAILABLE, Exit.TIMEOUT, Exit.INTERRUPTED
+EXIT_NO_SYSTEMD, EXIT_NOT_PERMITTED = Exit.NO_SYSTEMD, Exit.NOT_PERMITTED
 
 JsonOption = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
 
@@ -130,12 +131,26 @@ def installed_manager(as_json: bool, no_systemd: str, empty: dict[str, Any]):
     raise typer.Exit(code)
 
 
+# `trading --in-process CMD`: run every handler inside the command, whatever systemd says.
+IN_PROCESS = {"asked": False}
+
+
 def client(**overrides: Any) -> Client:
     """The process's client; says once (for the first service) when it runs handlers
-    in-process: one line per command, however many services it reaches."""
+    in-process: one line per command, however many services it reaches.
+
+    A service that systemd holds stopped (``trading stop``) or whose socket failed is not run
+    here quietly: the call fails with :class:`ServiceStopped`, unless ``--in-process`` asked."""
     told: list[str] = []
+    if IN_PROCESS["asked"]:
+        overrides.setdefault("in_process", "always")
 
     def once(service: str) -> None:
+        from trading.ops.systemd import stopped_reason
+
+        reason = stopped_reason(service)
+        if reason is not None:
+            raise ServiceStopped(reason)
         if not told:
             told.append(service)
             note(f"{service}: no service socket installed; running the handler in-process "

@@ -22,7 +22,8 @@ HELP = (
     "ASX market predictions from small services that systemd starts on demand.\n\n"
     "Start with `trading predict --source sample` (offline sample data) or `trading predict` "
     "(Yahoo Finance). Where no service socket is installed, commands run the handlers "
-    "in-process and say so in one line on stderr. Commands that print data take --json.\n\n"
+    "in-process and say so in one line on stderr (not when `trading stop` stopped them: "
+    "--in-process runs them anyway). Commands that print data take --json.\n\n"
     "Exit codes:\n" + "\n".join(f"{int(code)} {meaning}" for code, meaning in EXIT_MEANINGS.items())
 )
 
@@ -48,9 +49,19 @@ app = typer.Typer(
     add_completion=True,
 )
 
+@app.callback()
+def _options(
+    in_process: bool = typer.Option(
+        False, "--in-process",
+        help="Run every handler inside this command instead of asking its socket (also when "
+             "`trading stop` stopped the services)."),
+) -> None:
+    common.IN_PROCESS["asked"] = in_process
+
+
 # Order = order in `trading --help`: the everyday commands first, the plumbing last.
-_MODULES = ["predict", "market", "sentiment", "chart", "web", "train", "status", "schedule",
-            "services", "settings"]
+_MODULES = ["predict", "market", "sentiment", "chart", "web", "train", "status", "control",
+            "schedule", "services", "settings"]
 
 
 def _register() -> None:

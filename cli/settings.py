@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from trading import config as _config
+from trading.signals.events import redact  # the one redaction (robust to raw / # ? @ :)
 
 from . import common
 
@@ -22,7 +23,7 @@ def show(as_json: bool = common.JsonOption) -> None:
     cfg = _config.get()
     rows = []
     for name, setting in _config.SETTINGS.items():
-        value = _redact(cfg[name]) if name == "redis_url" and cfg[name] else cfg[name]
+        value = redact(cfg[name]) if name == "redis_url" and cfg[name] else cfg[name]
         rows.append({"key": name, "value": value, "source": cfg.source_of(name),
                      "env": setting.env, "doc": setting.doc})
     paths = {"config_file": str(cfg.path), "config_file_exists": cfg.path.exists(),
@@ -40,11 +41,3 @@ def _show(key: str, value) -> str:
     if isinstance(value, list):
         return ", ".join(value)
     return str(value)
-
-
-def _redact(url: str) -> str:
-    """Never print a password: redis://user:secret@host -> redis://user:***@host (and
-    ?password=secret -> ?password=***)."""
-    from trading.signals.events import redact
-
-    return redact(url)

@@ -54,7 +54,7 @@ class MarketData(Service):
             if self._cache is None:
                 from trading.market.bars import BarCache
 
-                self._cache = BarCache(store)
+                self._cache = BarCache(store, max_series=self.config["cache.max_series"])
             return self._cache
 
     def source(self, spec: str | None = None):

@@ -17,6 +17,7 @@ from trading.market.symbols import normalize
 
 MAX_SYMBOLS = 1000          # symbols per bulk call, whichever service takes them
 MAX_KEY_CHARS = 40          # a bad symbol is echoed back at most this long
+MAX_SOURCE_CHARS = 4096     # a source spec: csv:DIR with DIR up to PATH_MAX
 SOURCE_HELP = "yahoo, sample or csv:DIR"
 
 
@@ -63,10 +64,17 @@ def symbols(value: Any, *, default: list[str] | None = None,
 
 
 def source(value: Any) -> str | None:
-    """A source spec (None: the configured one). Only its type is checked here; the source
-    layer resolves it and says what is wrong with it."""
+    """A source spec (None: the configured one). Its type and length are checked here (a
+    path longer than PATH_MAX names no folder; a NUL byte names none either); the source
+    layer resolves it and says what else is wrong with it."""
     if value is not None and not isinstance(value, str):
         raise InvalidParams(f"source must be a string: {SOURCE_HELP}")
+    if value is not None and len(value) > MAX_SOURCE_CHARS:
+        raise InvalidParams(f"source is {len(value):,} characters long; at most "
+                            f"{MAX_SOURCE_CHARS} are accepted ({SOURCE_HELP})",
+                            limit=MAX_SOURCE_CHARS)
+    if value is not None and "\0" in value:
+        raise InvalidParams(f"source contains a NUL character: {SOURCE_HELP}")
     return value
 
 

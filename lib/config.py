@@ -120,6 +120,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("request_timeout", _pos_float, 10.0, "seconds a request line may take to arrive whole (and an answer to be taken)"),
     Setting("max_per_peer", _pos_int, 8, "connections one client process may hold at once"),
     Setting("max_batch", _pos_int, 32, "requests in one JSON-RPC batch"),
+    Setting("batch_reply_limit", _pos_int, 4 << 20, "bytes of answers one batch may build; the rest are refused"),
     Setting("drain_timeout", _pos_float, 20.0, "seconds a stopping service waits for requests in flight"),
     Setting("reply_limit", _pos_int, 32 << 20, "longest answer line a client accepts, in bytes"),
     Setting("timeout", _pos_float, 30.0, "seconds a client waits for an answer"),
@@ -128,6 +129,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("redis_url", _str, "", "publish events to this Redis (redis://...); empty: off"),
     Setting("allowed_users", _list, [], "users allowed to connect (besides root and the service user)"),
     Setting("allowed_groups", _list, ["trading"], "groups whose members may connect"),
+    Setting("cache.max_series", _pos_int, 500, "bar series cached per source; the least recently used are evicted (and fetched again when asked for)"),
     Setting("news_half_life_h", _pos_float, 24.0, "hours after which a headline weighs half"),
     Setting("context.index", _str, "^AXJO", "index whose trend sets the market context"),
     Setting("context.sessions", _pos_int, 5, "sessions over which the index trend is measured"),
@@ -163,7 +165,10 @@ def config_file(environ: Mapping[str, str] | None = None) -> Path:
     if env.get("TRADING_CONFIG"):
         return Path(env["TRADING_CONFIG"])
     system = Path("/etc/trading/config.toml")
-    if os.geteuid() == 0 or system.exists() and not _user_file(env).exists():
+    # The system file is mode 0640 root:trading (it may hold secrets): a user who cannot
+    # read it gets their own file, not an error on every command.
+    if os.geteuid() == 0 or (system.exists() and os.access(system, os.R_OK)
+                             and not _user_file(env).exists()):
         return system
     return _user_file(env)
 

@@ -9,7 +9,12 @@ at the edge that meets them, chained with ``raise ... from exc``.
     ├── ConfigError                  raised when a configuration value is missing or malformed
     ├── ClientError                  raised by the client before any answer arrives
     │   ├── ServiceUnavailable       no socket, connection refused, or connection lost
+    │   │   └── ServiceStopped       systemd holds the service stopped (or its socket failed),
+    │   │                            so it is not run in-process unless asked (--in-process)
     │   └── CallTimeout              no answer within the call's timeout
+    ├── ControlError                 raised by start/stop/restart before or while changing units
+    │   ├── NoSystemd                no systemd manager answers here (or none holds the install)
+    │   └── NotPermitted             the manager refused the change to this user (needs sudo)
     └── RPCError                     a JSON-RPC error object (local or from a remote service)
         ├── ParseError               -32700: a line that is not JSON (or not UTF-8)
         ├── InvalidRequest           -32600: JSON that is not a request; a line over the limit
@@ -22,6 +27,9 @@ at the edge that meets them, chained with ``raise ... from exc``.
         ├── Busy                     -32003: the service is at capacity or the store is locked
         ├── Forbidden                -32004: the peer's credentials are not allowed
         ├── Unavailable              -32005: a service this one depends on is not reachable
+        ├── StoreUnavailable         -32006: the store cannot be read or written (disk full,
+        │                            read-only, corrupt, cannot be opened); ``data.cause``
+        │                            says which and ``data.hint`` how to recover
         └── Cancelled                -32007: a job stopped because it was cancelled
 """
 
@@ -42,6 +50,8 @@ class Exit(IntEnum):
     USAGE = 2
     UNAVAILABLE = 3
     TIMEOUT = 4
+    NO_SYSTEMD = 5
+    NOT_PERMITTED = 6
     INTERRUPTED = 130
 
 
@@ -51,6 +61,8 @@ EXIT_MEANINGS: dict[Exit, str] = {
     Exit.USAGE: "usage or bad input: a bad option, an invalid symbol, a bad configuration value",
     Exit.UNAVAILABLE: "service unavailable: no answer from its socket",
     Exit.TIMEOUT: "timeout",
+    Exit.NO_SYSTEMD: "no systemd: start, stop and restart need a running systemd manager",
+    Exit.NOT_PERMITTED: "not permitted: the manager refused (the line shows the sudo command)",
     Exit.INTERRUPTED: "interrupted (Ctrl-C)",
 }
 
@@ -89,10 +101,31 @@ class ServiceUnavailable(ClientError):
     exit_code = Exit.UNAVAILABLE
 
 
+class ServiceStopped(ServiceUnavailable):
+    """systemd holds the service stopped (``trading stop``) or its socket has failed: the CLI
+    says so instead of quietly running the handler in-process."""
+
+
 class CallTimeout(ClientError):
     """No answer arrived within the call's timeout."""
 
     exit_code = Exit.TIMEOUT
+
+
+class ControlError(TradingError):
+    """``trading start``, ``stop`` or ``restart`` could not change the units."""
+
+
+class NoSystemd(ControlError):
+    """No systemd manager answers here, or the one holding the install is not running."""
+
+    exit_code = Exit.NO_SYSTEMD
+
+
+class NotPermitted(ControlError):
+    """The manager refused the change to this user; the message names the sudo command."""
+
+    exit_code = Exit.NOT_PERMITTED
 
 
 class RPCError(TradingError):
@@ -183,13 +216,20 @@ class Unavailable(RPCError):
     exit_code = Exit.UNAVAILABLE
 
 
+class StoreUnavailable(RPCError):
+    """The shared store failed: ``cause`` is ``disk-full``, ``read-only``, ``corrupt`` or
+    ``unavailable`` (cannot be opened, I/O error); ``hint`` says what an administrator does."""
+
+    code, problem = -32006, "store-unavailable"
+
+
 class Cancelled(RPCError):
     code, problem = -32007, "cancelled"
 
 
 _CLASSES = [ParseError, InvalidRequest, MethodNotFound, InvalidParams, InvalidSymbol,
             InternalError, NotFound, UpstreamUnavailable, Busy, Forbidden, Unavailable,
-            Cancelled]
+            StoreUnavailable, Cancelled]
 _BY_CODE: dict[int, type[RPCError]] = {}
 for _klass in _CLASSES:
     _BY_CODE.setdefault(_klass.code, _klass)

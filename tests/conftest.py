@@ -2,25 +2,128 @@
 
 Every test gets its own runtime, state and cache directories (``TRADING_RUNTIME_DIR`` etc.),
 no inherited ``TRADING_*`` or ``LISTEN_*`` variables, a fresh configuration and a fresh
-default client; and no handler process it started may outlive it.
+default client; and nothing it started may outlive it: :func:`_check_settled` fails a test
+that leaves a thread running or a child process alive.
 """
 
 from __future__ import annotations
 
-import json
+import ctypes
 import os
 import shutil
-import socket
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from support.wire import Connection
+
 REPO = Path(__file__).resolve().parent.parent
 ASX_DAILY = REPO / "tests" / "data" / "asx-daily"  # real bars; see its README
 PYTHON = sys.executable
+SETTLE_S = 5.0  # grace for what a test stopped to finish ending (a joined thread, a SIGTERM)
+
+
+def _become_subreaper() -> None:
+    """Orphaned grandchildren (a double fork, a killed parent) become ours, not init's, so the
+    settled check sees a handler that escaped the process that started it."""
+    PR_SET_CHILD_SUBREAPER = 36
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: direct children are still checked
+        pass
+
+
+_become_subreaper()
+
+
+def _children() -> dict[int, str]:
+    """This process's child processes, pid to state letter (``Z`` for a zombie)."""
+    pids: set[int] = set()
+    try:
+        for task in Path("/proc/self/task").iterdir():
+            pids.update(int(p) for p in (task / "children").read_text().split())
+    except OSError:  # no CONFIG_PROC_CHILDREN: walk /proc for our ppid
+        me = os.getpid()
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                if int(stat.rpartition(")")[2].split()[1]) == me:
+                    pids.add(int(entry.name))
+    states = {}
+    for pid in pids:
+        try:
+            states[pid] = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:  # gone (and reaped by its owner) meanwhile
+            pass
+    return states
+
+
+def _describe(pid: int) -> str:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        return f"pid {pid}: {' '.join(a.decode(errors='replace') for a in argv if a)}"
+    except OSError:
+        return f"pid {pid}"
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # its Popen waited for it first
+        pass
+
+
+@pytest.fixture(autouse=True)
+def _check_settled():
+    """After each test (and its fixtures' teardown: this is set up first, so it ends last),
+    every thread the test started has ended and no child process it started is alive.
+
+    What existed before the test (a module-scoped fixture's process, pytest's own threads) is
+    left alone. A zombie (ended, never waited for) is reaped without complaint; a leak is
+    stopped (child processes killed) so it cannot disturb the next test, then reported.
+    """
+    threads_before = set(threading.enumerate())
+    children_before = set(_children())
+    yield
+    deadline = time.monotonic() + SETTLE_S
+    for t in set(threading.enumerate()) - threads_before:
+        if not isinstance(t, threading._DummyThread):  # a foreign thread cannot be joined
+            t.join(max(0.0, deadline - time.monotonic()))
+    leaked_threads = [t for t in set(threading.enumerate()) - threads_before if t.is_alive()]
+    while True:
+        alive = []
+        for pid, state in _children().items():
+            if pid in children_before:
+                continue
+            if state == "Z":
+                _reap(pid)
+            else:
+                alive.append(pid)
+        if not alive or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    leaked_children = [_describe(pid) for pid in alive]
+    for pid in alive:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+    problems = [f"thread {t.name!r} ({t.__class__.__name__}, target "
+                f"{getattr(getattr(t, '_target', None), '__qualname__', '?')}) still running"
+                for t in leaked_threads]
+    problems += [f"child process still alive, killed: {c}" for c in leaked_children]
+    if problems:
+        pytest.fail("the test left things running:\n  " + "\n  ".join(problems),
+                    pytrace=False)
 
 
 @pytest.fixture(autouse=True)
@@ -74,24 +177,6 @@ def pass_env(env: dict[str, str]) -> list[str]:
     return [f"-E{k}={v}" for k, v in env.items() if k.startswith(keep)]
 
 
-def rpc(path: Path, method: str, params: dict | None = None, timeout: float = 20.0) -> dict:
-    """One raw JSON-RPC call on a connection of its own (what any client does); the answer
-    object as received, error or result."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(str(path))
-        req = {"jsonrpc": "2.0", "id": 1, "method": method,
-               **({"params": params} if params is not None else {})}
-        s.sendall(json.dumps(req).encode() + b"\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                raise ConnectionError(f"connection closed after {buf!r}")
-            buf += chunk
-    return json.loads(buf)
-
-
 class Activated:
     """A handler under ``systemd-socket-activate``: systemd's own tool passes the socket."""
 
@@ -103,11 +188,8 @@ class Activated:
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         wait_for(path.exists, what=f"{path} to exist")
 
-    def connect(self) -> socket.socket:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(10)
-        s.connect(str(self.path))
-        return s
+    def connect(self) -> Connection:
+        return Connection.open(self.path, timeout=10)
 
     def stop(self) -> str:
         if self.proc.poll() is None:

@@ -103,9 +103,8 @@ def test_a_stranger_gets_a_clear_forbidden_error_and_nothing_is_served(handler):
     assert re.fullmatch(r"access denied: nobody is not allowed to use this service \(allowed "
                         r"groups: trading; see allowed_users/allowed_groups\)", err["message"]), err
     # The same socket still serves root (the service's own user here) at once.
-    with h.connect() as s:
-        s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"health_check"}\n')
-        assert json.loads(s.recv(65536))["result"]["service"] == "market-data"
+    with h.connect() as c:
+        assert c.call("health_check")["result"]["service"] == "market-data"
     log = h.stop()
     assert "refused peer" in log and f"uid={pwd.getpwnam('nobody').pw_uid}" in log
 

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from support.slow_service import Slow
+from support.wire import Connection, request
 from trading import config
 from trading.runtime.activation import bind_unix
 from trading.runtime.server import Server
@@ -33,33 +34,14 @@ class Running:
     def _run(self):
         self.code = self.server.serve()
 
-    def connect(self) -> socket.socket:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(10)
-        s.connect(str(self.path))
-        return s
+    def connect(self) -> Connection:
+        return Connection.open(self.path, timeout=10)
 
     def finish(self, timeout=10):
         self.thread.join(timeout)
         assert not self.thread.is_alive(), "server did not exit"
         self.listener.close()
         return self.code
-
-
-def rpc(sock: socket.socket, method: str, id=1, **params) -> dict:
-    sock.sendall(json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": id})
-                 .encode() + b"\n")
-    return read_answer(sock)
-
-
-def read_answer(sock: socket.socket) -> dict:
-    buf = b""
-    while not buf.endswith(b"\n"):
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"closed after {buf!r}")
-        buf += chunk
-    return json.loads(buf)
 
 
 @pytest.fixture
@@ -82,8 +64,8 @@ def test_many_requests_on_one_connection_and_counters(serve):
     r = serve()
     with r.connect() as s:
         for i in range(50):
-            assert rpc(s, "echo", id=i, value=i) == {"jsonrpc": "2.0", "result": i, "id": i}
-        health = rpc(s, "health_check")["result"]
+            assert s.call("echo", {"value": i}, id=i) == {"jsonrpc": "2.0", "result": i, "id": i}
+        health = s.call("health_check")["result"]
     assert health["service"] == "slow" and health["status"] == "ok"
     assert health["requests_served"] == 50
     assert health["rss_bytes"] > 1_000_000 and health["pid"] > 0 and health["version"]
@@ -92,19 +74,17 @@ def test_many_requests_on_one_connection_and_counters(serve):
 def test_several_requests_in_one_write_are_all_answered_in_order(serve):
     r = serve()
     with r.connect() as s:
-        s.sendall(b"".join(json.dumps({"jsonrpc": "2.0", "method": "echo",
-                                       "params": {"value": i}, "id": i}).encode() + b"\n"
-                           for i in range(20)))
-        f = s.makefile("rb")
-        assert [json.loads(f.readline())["id"] for _ in range(20)] == list(range(20))
+        s.send_raw(b"".join(json.dumps(request("echo", {"value": i}, id=i)).encode() + b"\n"
+                            for i in range(20)))
+        assert [s.read()["id"] for _ in range(20)] == list(range(20))
 
 
 def test_a_bug_in_one_request_does_not_stop_the_service(serve):
     r = serve()
     with r.connect() as s:
-        err = rpc(s, "boom")["error"]
+        err = s.call("boom")["error"]
         assert err["code"] == -32603 and "boom" not in err["message"]  # no internals leak
-        assert rpc(s, "echo", value="still here")["result"] == "still here"
+        assert s.call("echo", {"value": "still here"})["result"] == "still here"
 
 
 def test_connections_are_served_concurrently_up_to_the_bound(serve):
@@ -123,7 +103,7 @@ def test_connections_are_served_concurrently_up_to_the_bound(serve):
 
     def client(i):
         with r.connect() as s:
-            results.append(rpc(s, "sleep", id=i, seconds=0.4)["result"])
+            results.append(s.call("sleep", {"seconds": 0.4}, id=i)["result"])
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(6)]
     for t in threads:
@@ -140,10 +120,10 @@ def test_connections_are_served_concurrently_up_to_the_bound(serve):
 def test_idle_exit_after_the_last_connection_closes(serve):
     r = serve(idle_exit=0.3)
     with r.connect() as s:
-        rpc(s, "echo", value=1)
+        s.call("echo", {"value": 1})
         time.sleep(0.6)  # an open connection keeps the service alive past idle_exit
         assert r.thread.is_alive()
-        assert rpc(s, "echo", value=2)["result"] == 2
+        assert s.call("echo", {"value": 2})["result"] == 2
     assert r.finish() == 0
     assert r.notes[0].startswith("READY=1")
     assert r.notes[-1].startswith("STOPPING=1")
@@ -152,9 +132,9 @@ def test_idle_exit_after_the_last_connection_closes(serve):
 def test_a_forgotten_client_is_closed_and_cannot_pin_the_service(serve):
     r = serve(idle_exit=0.2, conn_idle=0.3)
     s = r.connect()
-    assert rpc(s, "echo", value=1)["result"] == 1
-    s.settimeout(5)
-    assert s.recv(10) == b""  # the server closed the idle connection
+    assert s.call("echo", {"value": 1})["result"] == 1
+    s.sock.settimeout(5)
+    assert s.sock.recv(10) == b""  # the server closed the idle connection
     assert r.finish() == 0
     s.close()
 
@@ -162,24 +142,114 @@ def test_a_forgotten_client_is_closed_and_cannot_pin_the_service(serve):
 def test_a_line_over_the_limit_is_answered_and_closed_and_the_service_lives(serve):
     r = serve(line_limit=1000)
     with r.connect() as s:
-        s.sendall(b"x" * 5000)
-        answer = read_answer(s)
+        s.send_raw(b"x" * 5000)
+        answer = s.read()
         assert answer["error"]["code"] == -32600
         assert answer["error"]["data"] == {"problem": "line-too-long", "limit": 1000}
-        assert s.recv(10) == b""
+        assert s.sock.recv(10) == b""
     with r.connect() as s:
-        assert rpc(s, "echo", value="ok")["result"] == "ok"
+        assert s.call("echo", {"value": "ok"})["result"] == "ok"
 
 
 def test_stop_drains_the_request_in_flight_then_exits(serve):
     r = serve()
     s = r.connect()
-    s.sendall(b'{"jsonrpc":"2.0","method":"sleep","params":{"seconds":0.5},"id":9}\n')
+    s.send(request("sleep", {"seconds": 0.5}, id=9))
     wait_for(lambda: r.server.stats.in_flight == 1, what="request in flight")
     r.server.stop()
-    assert read_answer(s)["result"]["slept"] == 0.5
+    assert s.read()["result"]["slept"] == 0.5
     assert r.finish() == 0
     s.close()
+
+
+class Draining:
+    """A raw listener that answers one request on the first connection, then shuts it for
+    reading and keeps it open, as a handler on its way out does (Server.stop), and answers
+    every later connection: the window in which a kept connection's next request meets EPIPE."""
+
+    def __init__(self, path, close_after_read: bool = False):
+        self.path = path
+        self.listener = bind_unix(path)
+        self.close_after_read = close_after_read
+        self.requests: list[int] = []  # the connection number of every request read
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.kept: list[socket.socket] = []
+        self.thread.start()
+
+    def _answer(self, conn, n) -> bool:
+        line = b""
+        while not line.endswith(b"\n"):
+            chunk = conn.recv(65536)
+            if not chunk:
+                return False
+            line += chunk
+        self.requests.append(n)
+        request = json.loads(line)
+        if self.close_after_read and n == 1 and len(self.requests) == 2:
+            return False  # read it, then "crash" without answering
+        conn.sendall(json.dumps({"jsonrpc": "2.0", "id": request["id"],
+                                 "result": {"connection": n}}).encode() + b"\n")
+        return True
+
+    def _run(self):
+        for n in (1, 2):
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.kept.append(conn)
+            if n == 1:
+                self._answer(conn, n)
+                if self.close_after_read:
+                    self._answer(conn, n)
+                    conn.close()
+                else:
+                    conn.shutdown(socket.SHUT_RD)
+            else:
+                self._answer(conn, n)
+
+    def close(self):
+        if self.thread.is_alive():  # still in accept(), which closing would not wake
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.connect(str(self.path))
+            self.thread.join(5)
+        self.listener.close()
+        for c in self.kept:
+            c.close()
+
+
+def test_a_request_the_draining_handler_never_read_is_sent_again_once(runtime_dir):
+    from trading.runtime.client import Client
+
+    path = runtime_dir / "market-data.sock"
+    server = Draining(path)
+    client = Client(config.get(), in_process="never", timeout=5)
+    try:
+        assert client.call("market-data", "echo") == {"connection": 1}
+        # The first connection is shut for reading but still open: the send fails with
+        # EPIPE, nothing was read, and the same request goes out on a new connection.
+        assert client.call("market-data", "echo") == {"connection": 2}
+        assert server.requests == [1, 2]
+    finally:
+        client.close()
+        server.close()
+
+
+def test_a_request_the_handler_read_is_never_sent_again(runtime_dir):
+    from trading.errors import ServiceUnavailable
+    from trading.runtime.client import Client
+
+    path = runtime_dir / "market-data.sock"
+    server = Draining(path, close_after_read=True)
+    client = Client(config.get(), in_process="never", timeout=5)
+    try:
+        assert client.call("market-data", "echo") == {"connection": 1}
+        with pytest.raises(ServiceUnavailable, match="closed the connection before answering"):
+            client.call("market-data", "echo")
+        assert server.requests == [1, 1]  # read once, and not resent: it may have run
+    finally:
+        client.close()
+        server.close()
 
 
 def test_watchdog_pings_when_asked(serve):
@@ -190,7 +260,7 @@ def test_watchdog_pings_when_asked(serve):
 def test_status_line_reports_live_counters(serve):
     r = serve()
     with r.connect() as s:
-        rpc(s, "echo", value=1)
+        s.call("echo", {"value": 1})
         wait_for(lambda: any("1 requests served" in n for n in r.notes), timeout=5,
                  what="STATUS with counters")
 
@@ -204,8 +274,7 @@ def test_a_peer_that_is_not_allowed_gets_a_clear_error(serve):
 
     r = serve(authorize=deny)
     with r.connect() as s:
-        s.sendall(b'{"jsonrpc":"2.0","method":"echo","params":{"value":1},"id":1}\n')
-        answer = read_answer(s)
+        answer = s.call("echo", {"value": 1})
     assert answer["error"]["data"]["problem"] == "forbidden" and answer["id"] == 1
     assert "not in group trading" in answer["error"]["message"]
     import os

@@ -18,6 +18,7 @@ import pytest
 
 from conftest import PYTHON, REPO, pass_env, wait_for
 from support.manager import SocketManager
+from support.wire import Connection, request, rpc
 from trading import config, handlers
 from trading.runtime.client import Client
 from trading.errors import CallTimeout, MethodNotFound, ServiceUnavailable
@@ -135,17 +136,12 @@ def test_sigterm_drains_the_request_in_flight():
                             stderr=subprocess.STDOUT, text=True)
     try:
         wait_for(path.exists, what="socket")
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(20)
-        s.connect(str(path))
-        f = s.makefile("rb")
-        s.sendall(b'{"jsonrpc":"2.0","method":"health_check","id":0}\n')
-        assert json.loads(f.readline())["result"]["pid"] == proc.pid  # up, signals wired
-        s.sendall(b'{"jsonrpc":"2.0","method":"sleep","params":{"seconds":1.0},"id":1}\n')
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGTERM)
-        answer = json.loads(f.readline())
-        assert answer["result"]["slept"] == 1.0
+        with Connection.open(path) as c:
+            assert c.call("health_check", id=0)["result"]["pid"] == proc.pid  # signals wired
+            c.send(request("sleep", {"seconds": 1.0}, id=1))
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGTERM)
+            assert c.read()["result"]["slept"] == 1.0
         assert proc.wait(10) == 0
     finally:
         if proc.poll() is None:
@@ -222,13 +218,10 @@ def test_handler_module_runs_by_hand_and_binds_its_own_socket(runtime_dir):
                             stderr=subprocess.STDOUT, text=True)
     try:
         wait_for(path.exists, what="bound socket")
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.connect(str(path))
-        s.sendall(b'{"jsonrpc":"2.0","method":"health_check","id":1}\n')
-        assert json.loads(s.makefile("rb").readline())["result"]["service"] == "sentiment"
-        s.close()
+        assert rpc(path, "health_check")["result"]["service"] == "sentiment"
         assert proc.wait(10) == 0  # idle exit
         assert not path.exists()  # it removes the path it created itself
     finally:
         if proc.poll() is None:
             proc.kill()
+        proc.wait()

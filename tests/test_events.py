@@ -220,3 +220,69 @@ def test_events_read_in_order_by_type_and_latest(tmp_path):
 ])
 def test_redact(url, shown):
     assert events.redact(url) == shown
+
+
+def _generated_passwords(n: int = 200) -> list[str]:
+    """Passwords as generators make them: letters, digits and the URL's own delimiters raw
+    (every one of / # ? @ : at least once), from a fixed seed."""
+    import random
+    import string
+
+    rng = random.Random(14)
+    alphabet = string.ascii_letters + string.digits + "/#?@:!$%&*+-"
+    out = []
+    for _ in range(n):
+        chars = [rng.choice(alphabet) for _ in range(rng.randint(12, 40))] + list("/#?@:")
+        rng.shuffle(chars)
+        out.append("".join(chars))
+    return out
+
+
+def _leaks(text: str, password: str) -> list[str]:
+    """Runs of the password (between its delimiters, longer than two characters) in text."""
+    import re
+
+    runs = [r for r in re.split(r"[/#?@:&=]", password) if len(r) > 2]
+    return [r for r in runs if r in text] + ([password] if password in text else [])
+
+
+@pytest.mark.parametrize("template", [
+    "redis://:{pw}@cache.internal:6379/0",
+    "redis://default:{pw}@10.0.0.5:6380/2",
+    "rediss://app:{pw}@[::1]:6379/0?ssl_cert_reqs=none",
+    "redis://cache.internal:6379/0?password={pw}",
+])
+def test_redact_hides_generated_passwords_with_raw_delimiters(template):
+    for pw in _generated_passwords():
+        url = template.format(pw=pw)
+        shown = events.redact(url)
+        assert not _leaks(shown, pw), (url, shown)
+        assert "***" in shown
+    # the host stays readable where the password ends the userinfo
+    assert events.redact("redis://:a/b#c?d@e:f@cache:6379/0") == "redis://:***@cache:6379/0"
+
+
+def test_config_show_never_prints_a_generated_password(monkeypatch):
+    from typer.testing import CliRunner
+
+    from trading.cli.main import app
+
+    for pw in _generated_passwords(20):
+        use_redis(monkeypatch, f"redis://:{pw}@127.0.0.1:6379/0")
+        for args in (["config", "show"], ["config", "show", "--json"]):
+            result = CliRunner().invoke(app, args)
+            assert result.exit_code == 0, result.output
+            assert not _leaks(result.output, pw), result.output
+
+
+def test_a_failed_publish_never_logs_a_generated_password(caplog):
+    port = free_port()  # nothing listens there
+    caplog.set_level(logging.WARNING, logger="trading.signals.events")
+    for pw in _generated_passwords(30):
+        caplog.clear()
+        publisher = events.Publisher(f"redis://:{pw}@127.0.0.1:{port}/0")
+        assert publisher.publish([{"id": 1, "type": "prediction", "created_at": "x",
+                                   "payload": {}}]) == 0
+        publisher.close()
+        text = " ".join(r.getMessage() for r in caplog.records)
+        assert "failed" in text and not _leaks(text, pw), text

@@ -30,7 +30,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import rpc, wait_for
+from conftest import wait_for
+from support.wire import rpc
 from sandbox import REPO, UserManager, installed, user_manager  # noqa: F401
 
 pytestmark = [pytest.mark.systemd, pytest.mark.slow]

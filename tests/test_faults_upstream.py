@@ -14,9 +14,7 @@ handler is asked. What must hold:
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import sqlite3
 import threading
 import time
@@ -24,24 +22,10 @@ from pathlib import Path
 
 import pytest
 
+from support.wire import rpc
 from trading.market.yahoo import BACKOFF_S
 
 FAKE_YAHOO = Path(__file__).resolve().parent / "support" / "fake_yahoo"
-
-
-def rpc(path: Path, method: str, timeout: float = 30.0, **params) -> dict:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(str(path))
-        s.sendall(json.dumps({"jsonrpc": "2.0", "id": 1, "method": method,
-                              "params": params}).encode() + b"\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                raise ConnectionError(f"closed after {buf!r}")
-            buf += chunk
-    return json.loads(buf)
 
 
 @pytest.fixture
@@ -78,7 +62,7 @@ def expire(db: Path) -> None:
 
 def fill_then_expire(start, set_mode, attempts, db, asx_daily):
     h = start()
-    answer = rpc(h.path, "get_market_data", symbol="CBA")
+    answer = rpc(h.path, "get_market_data", {"symbol": "CBA"}, timeout=30)
     assert "result" in answer, (answer, h.stop())
     first = answer["result"]
     assert first["stale"] is False and first["as_of"] == "2026-01-02"
@@ -87,7 +71,7 @@ def fill_then_expire(start, set_mode, attempts, db, asx_daily):
     h.stop()
     expire(db)
     h = start()
-    pid = rpc(h.path, "health_check")["result"]["pid"]
+    pid = rpc(h.path, "health_check", timeout=30)["result"]["pid"]
     return h, first, pid
 
 
@@ -98,7 +82,7 @@ def many(path: Path, n: int, clients: int = 4) -> list[dict]:
 
     def client(k: int) -> None:
         for _ in range(k):
-            a = rpc(path, "get_market_data", symbol="CBA")
+            a = rpc(path, "get_market_data", {"symbol": "CBA"}, timeout=30)
             with lock:
                 answers.append(a)
 
@@ -125,7 +109,7 @@ def test_rate_limited_yahoo_is_asked_once_and_stale_data_is_served(yahoo, asx_da
     answers = many(h.path, 40)
     assert_stale_answers(answers, first, 40)
     assert attempts("rate-limit") == 1
-    health = rpc(h.path, "health_check")["result"]
+    health = rpc(h.path, "health_check", timeout=30)["result"]
     assert health["pid"] == pid
     assert health["last_fetch"]["outcome"] == "rate-limit"
     assert health["last_fetch"]["backoff_until"] - time.time() == pytest.approx(BACKOFF_S, abs=30)
@@ -134,7 +118,7 @@ def test_rate_limited_yahoo_is_asked_once_and_stale_data_is_served(yahoo, asx_da
     h2 = start()
     assert_stale_answers(many(h2.path, 8), first, 8)
     assert attempts("rate-limit") == 1
-    assert rpc(h2.path, "health_check")["result"]["pid"] != pid
+    assert rpc(h2.path, "health_check", timeout=30)["result"]["pid"] != pid
 
 
 @pytest.mark.parametrize("failure", ["network", "raise-network", "empty"])
@@ -155,7 +139,7 @@ def test_yahoo_unreachable_is_not_asked_again_per_request(yahoo, asx_daily, fail
     network = failure != "empty"
     assert tried <= (2 if network else 1), tried
     assert took < 10, f"40 stale answers took {took:.1f}s"
-    health = rpc(h.path, "health_check")["result"]
+    health = rpc(h.path, "health_check", timeout=30)["result"]
     assert health["pid"] == pid
     assert health["last_fetch"]["outcome"] == ("network" if network else "empty")
     log = h.stop()
@@ -167,7 +151,7 @@ def test_yahoo_offline_with_nothing_cached_says_unreachable(yahoo):
     start, set_mode, attempts, db = yahoo
     set_mode("network")
     h = start()
-    error = rpc(h.path, "get_market_data", symbol="CBA")["error"]
+    error = rpc(h.path, "get_market_data", {"symbol": "CBA"}, timeout=30)["error"]
     assert error["data"]["reason"] == "network", error
     assert error["message"].startswith("yahoo unreachable: "), error
     assert "Could not resolve host" in error["message"] and "\n" not in error["message"]

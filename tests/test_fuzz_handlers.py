@@ -1,9 +1,10 @@
 """Hostile input, driven by hypothesis, against LIVE handler processes over their sockets.
 
-Each test starts one real handler (market-data, prediction, sentiment) under
+Each test starts one real handler (market-data, prediction, sentiment, training) under
 ``systemd-socket-activate`` and feeds it thousands of generated lines: malformed JSON,
 oversized lines, deep nesting, wrong types, invalid UTF-8, NUL bytes, and hostile symbols and
-sources (``../../etc/passwd``, SQL, shell metacharacters) in every parameter of every method.
+sources (``../../etc/passwd``, SQL, shell metacharacters) in every parameter of every method,
+and valid symbols beside a hostile other parameter (a period, a source, a date, a count).
 What must hold for every input:
 
 - the handler answers each line that asked for an answer with a well-formed JSON-RPC 2.0
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 from pathlib import Path
 
@@ -30,6 +30,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from support.wire import Connection
 from trading.errors import InvalidSymbol
 from trading.market.symbols import normalize
 
@@ -100,6 +101,35 @@ bad_sources = st.one_of(st.sampled_from([s for s in SOURCES if refused(s)]),
                         values.filter(lambda v: v is not None))
 
 
+# Valid symbols beside hostile other parameters: the symbol check passes, so the hostile
+# value must be caught by the rule of its own parameter, before anything is fetched or stored.
+valid_symbol = st.sampled_from(["CBA", "bhp", "NAB.AX", "wbc.ax"])
+valid_symbols = st.lists(valid_symbol, min_size=1, max_size=3)
+not_a_date = values.filter(lambda v: v is not None)
+WITH_VALID_SYMBOLS = {
+    "get_market_data": [{"symbol": valid_symbol, "source": bad_sources}],
+    "bulk_fetch": [{"symbols": valid_symbols, "source": bad_sources}],
+    "get_bars": [{"symbol": valid_symbol, "period": hostile_text | values.filter(
+                     lambda v: not isinstance(v, str))},
+                 {"symbol": valid_symbol, "interval": hostile_text},
+                 {"symbol": valid_symbol, "source": bad_sources}],
+    "generate_predictions": [{"symbols": valid_symbols, "source": bad_sources}],
+    "history": [{"symbol": valid_symbol, "since": values, "limit": values}],
+    "get_prediction": [{"symbol": valid_symbol}],
+    "events": [{"after_id": st.one_of(values, st.sampled_from([2**63, -2**63 - 1, 2**64, 10**30]))}],
+    "train": [{"symbols": valid_symbols, "horizon": values},
+              {"symbols": valid_symbols, "folds": values},
+              {"symbols": valid_symbols, "end": not_a_date},
+              {"symbols": valid_symbols, "end": st.sampled_from(["0001-01-01", "9999-12-31",
+                                                                  "1899-12-31"])},
+              {"symbols": valid_symbols, "source": bad_sources}],
+    "backtest": [{"symbols": valid_symbols, "start": not_a_date},
+                 {"symbols": valid_symbols, "end": st.sampled_from(["0001-01-01", "9999-12-31"])},
+                 {"symbols": valid_symbols, "cost_bps": values},
+                 {"symbols": valid_symbols, "source": bad_sources}],
+}
+
+
 def params_for(method: str):
     """Hostile parameters for ``method``, by name (and sometimes as the wrong shape)."""
     symbol = hostile_text | values
@@ -118,10 +148,21 @@ def params_for(method: str):
         "analyze_sentiment": ({}, {"symbol": symbol, "source": sources}),
         "analyze_bulk": ({}, {"symbols": symbol_lists | values, "source": sources}),
         "score_text": ({}, {"texts": values}),
+        # Training: none of these may start a job (the handler has no market-data peer here,
+        # so one that got through would be an unavailable error, and the rows would show it).
+        "train": ({}, {"symbols": symbol_lists | values, "horizon": values, "source": sources,
+                       "folds": values, "end": values}),
+        "backtest": ({}, {"symbols": symbol_lists | values, "start": values, "end": values,
+                          "source": sources, "cost_bps": values, "use_model": values}),
+        "activate": ({"version": hostile_text}, {}),
+        "models": ({}, {}),
+        "progress": ({}, {}),
+        "cancel": ({}, {}),
     }.get(method, ({}, {}))
     fields = st.fixed_dictionaries(required, optional=optional)
+    with_valid = [st.fixed_dictionaries(d) for d in WITH_VALID_SYMBOLS.get(method, [])]
     extra = st.dictionaries(hostile_text, values, max_size=2)
-    shapes = [fields, st.builds(lambda a, b: {**a, **b}, fields, extra)]
+    shapes = [fields, st.builds(lambda a, b: {**a, **b}, fields, extra), *with_valid]
     if not required:  # a wrong shape would fall back to the defaults of a required one
         shapes += [st.lists(values, max_size=3), values]
     return st.one_of(*shapes)
@@ -186,42 +227,30 @@ class Prober:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.sock: socket.socket | None = None
-        self.buf = b""
+        self.conn: Connection | None = None
         self.pid: int | None = None
         self.tried = 0
         self.errors: dict[int, int] = {}
 
-    def _connect(self) -> socket.socket:
-        if self.sock is None:
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.settimeout(30)
-            self.sock.connect(str(self.path))
-            self.buf = b""
-        return self.sock
+    def _connect(self) -> Connection:
+        if self.conn is None:
+            self.conn = Connection.open(self.path, timeout=30)
+        return self.conn
 
     def close(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-
-    def _lines(self):
-        while True:
-            while b"\n" in self.buf:
-                line, self.buf = self.buf.split(b"\n", 1)
-                yield line
-            try:
-                chunk = self.sock.recv(1 << 20)
-            except ConnectionResetError:
-                # The handler closed with our unread bytes (the rest of an over-long line)
-                # still queued: Linux reports that as a reset, after the data it did send.
-                return
-            if not chunk:
-                return
-            self.buf += chunk
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
 
     def _until_sentinel(self):
-        for raw in self._lines():
+        while True:
+            try:
+                raw = self.conn.read_line()
+            except ConnectionError:
+                # Closed, or reset: the handler closed with our unread bytes (the rest of an
+                # over-long line) still queued, which Linux reports as a reset after the data
+                # it did send.
+                return
             yield raw
             if b'"id":"sentinel"' in raw:
                 return
@@ -229,11 +258,11 @@ class Prober:
     def send(self, line: bytes) -> list:
         """Send one input line and the sentinel; the answers before the sentinel's."""
         self.tried += 1
-        s = self._connect()
+        c = self._connect()
         if b"\n" in line:
             line = line.replace(b"\n", b" ")  # one input is one line
         try:
-            s.sendall(line + b"\n" + SENTINEL)
+            c.send_raw(line + b"\n" + SENTINEL)
         except (BrokenPipeError, ConnectionResetError):
             pass  # it closed on an over-long line before reading all of it; answered below
         answers = []
@@ -302,10 +331,10 @@ def fuzz(activate, service: str, methods: list[str], warm: list[bytes], seed=Non
         seed(cfg)
     h = activate(service, idle_exit=600)
     prober = Prober(h.path)
-    first = json.loads(_one(h.path, SENTINEL))
+    first = _one(h.path, SENTINEL)
     prober.pid = first["result"]["pid"]
     for line in warm:  # what a real client does first; the store exists from here on
-        assert "result" in json.loads(_one(h.path, line)), line
+        assert "result" in _one(h.path, line), line
     dirs = [cfg.state_dir, cfg.cache_dir, cfg.runtime_dir]
     before = snapshot(dirs, cfg.db_path)
 
@@ -325,7 +354,7 @@ def fuzz(activate, service: str, methods: list[str], warm: list[bytes], seed=Non
     after = snapshot(dirs, cfg.db_path)
     assert after["rows"] == before["rows"]
     assert after["files"] == before["files"]
-    assert json.loads(_one(h.path, SENTINEL))["result"]["pid"] == prober.pid
+    assert _one(h.path, SENTINEL)["result"]["pid"] == prober.pid
     log = h.stop()
     assert h.proc.returncode == 0, log[-3000:]  # it stopped cleanly when asked
     assert "Traceback" not in log, log[-3000:]
@@ -336,24 +365,18 @@ def fuzz(activate, service: str, methods: list[str], warm: list[bytes], seed=Non
     return prober
 
 
-def _one(path: Path, line: bytes) -> bytes:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(30)
-        s.connect(str(path))
-        s.sendall(line)
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    return buf
+def _one(path: Path, line: bytes) -> dict:
+    """One request line, ready-made, on a connection of its own; the answer."""
+    with Connection.open(path, timeout=30) as c:
+        c.send_raw(line)
+        return c.read()
 
 
 MARKET = ["get_market_data", "bulk_fetch", "get_market_context", "get_bars"]
 PREDICTION = ["generate_predictions", "get_prediction", "history", "events", "accuracy_report",
               "evaluate_outcomes"]
 SENTIMENT = ["analyze_sentiment", "analyze_bulk", "score_text"]
+TRAINING = ["train", "backtest", "models", "activate", "progress", "cancel"]
 
 
 def req(method: str, **params) -> bytes:
@@ -387,6 +410,10 @@ def test_fuzz_sentiment(activate):
     fuzz(activate, "sentiment", SENTIMENT, [req("analyze_sentiment", symbol="CBA")])
 
 
+def test_fuzz_training(activate):
+    fuzz(activate, "training", TRAINING, [req("models")])
+
+
 def test_bulk_fetch_of_only_bad_symbols_fetches_and_stores_nothing(activate, tmp_path):
     """Not even the index: bad input reaches no source, and no row records that it was asked."""
     from trading import config
@@ -398,7 +425,7 @@ def test_bulk_fetch_of_only_bad_symbols_fetches_and_stores_nothing(activate, tmp
     h = activate("market-data", idle_exit=60)
     line = req("bulk_fetch", symbols=["../../etc/passwd", "'; DROP TABLE bars; --", "$(id)"],
                source=f"csv:{csv_dir}")
-    answer = json.loads(_one(h.path, line))["result"]
+    answer = _one(h.path, line)["result"]
     assert answer["results"] == {} and len(answer["errors"]) == 3
     assert answer["market_context"]["fallback"] is True
     if cfg.db_path.exists():  # (it is not even opened)

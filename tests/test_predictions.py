@@ -548,3 +548,51 @@ def test_the_configured_index_is_the_one_scored_and_replayed(monkeypatch, tmp_pa
     svc.close()
     store.close()
     client.close()
+
+
+def _replayed(store):
+    return {(r["symbol"], r["session"]) for r in store.query(
+        "SELECT symbol, session FROM predictions WHERE origin = 'replay'")}
+
+
+def test_replaying_one_symbol_keeps_every_other_symbols_replay(store, cfg, bars_from):
+    """`replay D -s CBA; replay D -s BHP` used to leave only BHP: the second replay deleted
+    every earlier replay of the same source."""
+    source, get_bars = bars_from
+    replay.replay(store, cfg, get_bars, ["CBA.AX"], source=source, start="2025-12-01",
+                  today=date(2026, 3, 1))
+    cba = _replayed(store)
+    assert cba and {s for s, _ in cba} == {"CBA.AX"}
+    replay.replay(store, cfg, get_bars, ["BHP.AX"], source=source, start="2025-12-01",
+                  today=date(2026, 3, 1))
+    both = _replayed(store)
+    assert cba <= both and {s for s, _ in both} == {"CBA.AX", "BHP.AX"}
+    # a narrower window of CBA replaces those sessions only, once each
+    replay.replay(store, cfg, get_bars, ["CBA.AX"], source=source, start="2025-12-15",
+                  today=date(2026, 3, 1))
+    assert _replayed(store) == both
+    n = store.query("SELECT COUNT(*) AS n FROM predictions WHERE origin = 'replay'")[0]["n"]
+    assert n == len(both)
+
+
+def test_an_interrupted_replay_leaves_the_earlier_one_whole(store, cfg, bars_from, monkeypatch):
+    """Ctrl-C mid-replay used to leave 0 rows of the earlier 473: the delete and the inserts
+    were separate transactions."""
+    source, get_bars = bars_from
+    replay.replay(store, cfg, get_bars, ["CBA.AX"], source=source, start="2025-11-01",
+                  today=date(2026, 3, 1))
+    before = _replayed(store)
+    calls = []
+    real_insert = ledger.insert
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 10:
+            raise KeyboardInterrupt
+        return real_insert(*args, **kwargs)
+
+    monkeypatch.setattr(ledger, "insert", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        replay.replay(store, cfg, get_bars, ["CBA.AX"], source=source, start="2025-11-01",
+                      today=date(2026, 3, 1))
+    assert _replayed(store) == before

@@ -198,7 +198,8 @@ def test_a_refused_peer_that_sends_nothing_holds_a_worker_only_for_a_moment(serv
 def test_stop_exits_by_its_deadline_with_a_request_stuck(serve):
     r = serve(drain_timeout=1.0)
     stuck = r.connect()
-    stuck.sendall(b'{"jsonrpc": "2.0", "id": 1, "method": "sleep", "params": {"seconds": 60}}\n')
+    # 4 s: past the drain deadline, and over soon after, so no thread outlives the test
+    stuck.sendall(b'{"jsonrpc": "2.0", "id": 1, "method": "sleep", "params": {"seconds": 4}}\n')
     wait_for(lambda: r.server.stats.in_flight == 1, what="the request to be in flight")
     t0 = time.monotonic()
     r.server.stop()

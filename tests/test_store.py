@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 
@@ -22,19 +23,20 @@ def test_migrations_apply_once_in_order_and_set_the_version(tmp_path):
     assert again.schema_version() == migrations()[-1][0]
 
 
-def _open(path):
-    Store(path).schema_version()
-
-
 def test_processes_migrating_at_once_do_not_collide(tmp_path):
     path = tmp_path / "race.db"
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_open, args=(path,)) for _ in range(4)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    # Plain interpreters, not multiprocessing: its spawn context starts a resource tracker
+    # process that would outlive the test (and every test after it).
+    opener = "import sys; from trading.runtime.store import Store; Store(sys.argv[1]).schema_version()"
+    procs = [subprocess.Popen([sys.executable, "-c", opener, str(path)]) for _ in range(4)]
+    try:
+        codes = [p.wait(60) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert codes == [0, 0, 0, 0]
     assert Store(path).schema_version() == migrations()[-1][0]
 
 

@@ -17,14 +17,14 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from conftest import rpc, wait_for
+from conftest import wait_for
+from support.wire import Connection, rpc
 from sandbox import INSTALL_SH, REPO, UserManager, install, installed, user_manager  # noqa: F401
 
 from trading.handlers import SERVICES, SOCKET_SERVICES
@@ -91,18 +91,9 @@ def test_first_call_starts_exactly_one_process_that_answers_20_concurrent_client
 
     def client() -> None:
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.settimeout(20)
-                s.connect(str(sock(sd, "market-data")))
+            with Connection.open(sock(sd, "market-data"), timeout=20) as c:
                 barrier.wait(10)  # all 20 connected before anyone asks
-                s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"health_check"}\n')
-                buf = b""
-                while not buf.endswith(b"\n"):
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    buf += chunk
-                answers.append(json.loads(buf))
+                answers.append(c.call("health_check"))
         except BaseException as exc:  # reported below with the others
             errors.append(exc)
 

@@ -54,7 +54,7 @@ def test_parse_show_splits_units_at_blank_lines():
      "trigger limit hit (started too often); run systemctl reset-failed trading-x.socket && "
      "systemctl start trading-x.socket", False),
     ({"LoadState": "loaded", "ActiveState": "inactive"}, "user",
-     "not listening; run systemctl --user start trading.target", False),
+     "stopped; run trading start", False),
     ({"LoadState": "not-found", "ActiveState": "inactive"}, "user", "not installed", False),
 ])
 def test_socket_states_in_words(props, scope, words, ok):
@@ -148,3 +148,26 @@ def test_no_memory_for_an_idle_handler_or_a_vanished_pid():
     m = _ShownManager({"trading-sentiment.service": _service(gone, "[not set]")})
     [row] = systemd.service_rows(m, ["sentiment"])
     assert (row.memory_bytes, row.memory_source) == (None, None)
+
+
+def test_a_listening_socket_whose_file_was_deleted_is_not_ok(tmp_path):
+    """systemd still holds the socket, but no client can reach it by its path: `trading
+    status` used to say "listening"."""
+    import socket as _socket
+
+    path = tmp_path / "sentiment.sock"
+    live = _socket.socket(_socket.AF_UNIX)
+    live.bind(str(path))
+    sock = {"Id": "trading-sentiment.socket", "LoadState": "loaded", "ActiveState": "active",
+            "SubState": "listening", "Listen": f"{path} (Stream)"}
+    try:
+        m = _ShownManager({"trading-sentiment.socket": sock})
+        [row] = systemd.service_rows(m, ["sentiment"])
+        assert row.socket == "listening" and row.ok
+        path.unlink()
+        [row] = systemd.service_rows(m, ["sentiment"])
+        assert not row.ok
+        assert row.socket.startswith(f"socket file {path} is missing")
+        assert "systemctl --user restart trading-sentiment.socket" in row.socket
+    finally:
+        live.close()

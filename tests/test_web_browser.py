@@ -42,7 +42,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """``python -m trading.web`` on a store filled with predictions (module-scoped: one
-    server and one browser for every page)."""
+    server for every page)."""
     root = tmp_path_factory.mktemp("web")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADING_")}
     env.update(TRADING_STATE_DIR=str(root / "state"), TRADING_CACHE_DIR=str(root / "cache"),
@@ -75,8 +75,10 @@ def server(tmp_path_factory):
         assert "Traceback" not in out, out
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def browser():
+    """One browser per test: Playwright's event loop starts an executor thread on first use,
+    which must end with the test (conftest's _check_settled)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -1,6 +1,7 @@
 """Market data: where bars come from, how they are cached, and what is computed from them.
 
 - :mod:`.sources`: the bar sources (yahoo, sample, csv:DIR, jsonl:DIR).
+- :mod:`.files`: reading a client-chosen local file: regular files only, bounded, never blocking.
 - :mod:`.yahoo`: the one Yahoo adapter: error classification and backoff, for bars and news.
 - :mod:`.bars`: the bar cache in the store, refreshed as the market moves.
 - :mod:`.summary`: pure functions, bars in and summaries (technical, volume, context) out.

@@ -6,6 +6,10 @@ Tables (migration 0002): ``bars`` (one row per source, symbol, interval, session
 precomputed summary) and ``upstream`` (last outcome per source, and its backoff; kept by
 :class:`trading.market.yahoo.UpstreamState` under the ``bars`` feed).
 
+The module is long because it is one policy over the same two tables: refreshing, the
+bound on their size (eviction) and the bypass while the store is unusable all decide
+together what a request is served, and splitting them would split that decision.
+
 Why the summary is stored: a cold process answering from a warm cache reads one row per symbol
 and compares two numbers; it needs neither numpy nor the holiday calendar (both are paid only
 on the refresh path, which computes ``fresh_until`` and the summary once per fetch).
@@ -15,14 +19,21 @@ Refresh rules:
 - A series is fetched when it is missing, when it does not reach back far enough, or when
   ``now >= fresh_until`` (:func:`trading.market.summary.fresh_until`: minutes during a session, until
   the next session after the close).
-- All symbols that need it go to the source in **one** call. A series already cached asks only
-  for its last :data:`TAIL_DAYS` (Yahoo corrects recent bars late); when that tail disagrees
+- All symbols that need it go to the source in **one** call per :data:`REFRESH_CHUNK` (100)
+  symbols (a call's bars live until written: chunks bound the memory). A series already
+  cached asks only for its last :data:`TAIL_DAYS` (Yahoo corrects recent bars late); when that tail disagrees
   with the cache on its oldest bar, the history was re-adjusted (a dividend), and the series is
   fetched whole again.
 - A failed call leaves the cache as it is; the caller serves it flagged ``stale``. A rate
   limit sets a backoff, any other failure of the source (unreachable, a source bug) a short
   pause, by the policy of :mod:`trading.market.yahoo` (the same for news), stored in the
   ``upstream`` table, so a freshly started process honours it too and does not ask.
+- The cache is bounded: at most ``max_series`` series per source (the ``cache.max_series``
+  setting). After a refresh writes, the least recently used series of that source beyond the
+  limit are deleted (migration 0007's ``last_used``, refreshed at most every
+  :data:`TOUCH_S` when a request needs the series); the series the request itself asked for
+  are never evicted by it. Bars are re-fetchable, so an evicted series is fetched again when
+  next asked for; nothing else in the store (predictions, models, news) is touched.
 - A symbol the source answered "no data" for (a typo, a delisted code, a missing CSV file) is
   that symbol's problem, not the source's: only that symbol is left alone for
   :data:`~trading.market.yahoo.PAUSE_S` (in this process), so one bad symbol never blocks the
@@ -36,11 +47,12 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from trading.market import asx
-from trading.errors import NotFound, RPCError, UpstreamUnavailable
+from trading.errors import NotFound, RPCError, StoreUnavailable, UpstreamUnavailable
 from trading.market.yahoo import PAUSE_S, UpstreamState
 from trading.runtime.store import Store
 
@@ -52,6 +64,10 @@ TAIL_DAYS = 10               # calendar days re-fetched for late corrections (~a
 SUMMARY_DAYS = 731           # history the stored summary is computed on
 CONTEXT_CLOSES = 40          # closes kept in the summary for the index trend
 ADJUSTED_TOLERANCE = 1e-3    # relative close difference that means "history was re-adjusted"
+BYPASS_SERIES = 64           # series kept in memory while the store is unusable
+REFRESH_CHUNK = 100  # symbols per upstream call and write, to bound a refresh's memory
+MAX_SERIES = 500             # series kept per source (the cache.max_series setting)
+TOUCH_S = 3600.0             # a series' last_used is written at most this often
 
 
 class Entry:
@@ -91,14 +107,21 @@ def today(now: float) -> dt.date:
 class BarCache:
     """Bars for many sources in one store; safe to use from the runtime's worker threads."""
 
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time, *,
+                 max_series: int = MAX_SERIES) -> None:
         self.store = store
         self.clock = clock
+        self.max_series = max_series
         self._memo: dict[tuple[str, str], Entry] = {}
+        self._touched: dict[tuple[str, str], float] = {}  # when last_used was last written
         self._lock = threading.Lock()
-        self._fetch_lock = threading.Lock()  # one upstream call at a time per process
+        # One upstream call at a time per source and process: a csv folder never waits
+        # behind Yahoo, nor Yahoo behind a slow disk (one lock per source name).
+        self._fetch_locks: dict[str, threading.Lock] = {}
         self._absent: dict[tuple[str, str], tuple[float, RPCError]] = {}  # -> (until, error)
         self.upstream = UpstreamState(store, "bars")
+        # Series served while the store is unusable, most recent last (see _bypass).
+        self._bypassed: OrderedDict[tuple[str, str], Any] = OrderedDict()
 
     # -- reading -----------------------------------------------------------------------------
     def _load(self, source: str, symbols: list[str], *, db: bool = False) -> dict[str, Entry]:
@@ -127,34 +150,137 @@ class BarCache:
         """The cached daily bars of one series (a :class:`trading.market.summary.Bars`)."""
         from trading.market.summary import Bars
 
-        rows = self.store.query(
+        try:
+            rows = self._bars_rows(source, symbol, since)
+        except StoreUnavailable:
+            with self._lock:
+                bars = self._bypassed.get((source, symbol))
+            if bars is None:
+                raise
+            keep = [i for i, d in enumerate(bars.dates) if d >= (since or "")]
+            return bars[keep[0]:] if keep else Bars.empty()
+        return Bars.from_rows([tuple(r) for r in rows])
+
+    def _bars_rows(self, source: str, symbol: str, since: str | None):
+        return self.store.query(
             "SELECT session, open, high, low, close, volume FROM bars WHERE source = ? AND "
             "symbol = ? AND interval = ? AND session >= ? ORDER BY session",
             (source, symbol, INTERVAL, since or ""))
-        return Bars.from_rows([tuple(r) for r in rows])
 
     # -- refreshing --------------------------------------------------------------------------
     def ensure(self, source, symbols: list[str], start: dt.date
                ) -> tuple[dict[str, Entry], dict[str, RPCError]]:
         """Entries for ``symbols`` reaching back to ``start``, refreshed from ``source`` where
-        needed (one call). Errors are per symbol; a symbol with an error may still have an
-        (old) entry, which the caller serves as stale."""
+        needed (one call per 100 symbols). Errors are per symbol; a symbol with an error may still have an
+        (old) entry, which the caller serves as stale.
+
+        When the store itself fails (corrupt, read-only, disk full) the bars are re-fetchable:
+        they are served straight from the source, kept in memory only (:meth:`_bypass`),
+        rather than failing the command."""
+        try:
+            return self._ensure(source, symbols, start)
+        except StoreUnavailable as exc:
+            logger.warning("%s: the bar cache is unusable (%s); serving from the source",
+                           source.name, exc.data.get("cause"))
+            return self._bypass(source, symbols, start)
+
+    def _bypass(self, source, symbols: list[str], start: dt.date
+                ) -> tuple[dict[str, Entry], dict[str, RPCError]]:
+        from trading.market import summary as market
+
+        now = self.clock()
+        try:
+            with self._fetch_lock(source.name):
+                fetched = source.fetch(symbols, start, today(now))
+        except RPCError as exc:
+            return {}, {s: exc for s in symbols}
+        fresh = market.fresh_until(dt.datetime.fromtimestamp(now, asx.TZ)).timestamp()
+        entries = {}
+        with self._lock:
+            for s, bars in fetched.bars.items():
+                if not len(bars):
+                    continue
+                self._bypassed[(source.name, s)] = bars
+                self._bypassed.move_to_end((source.name, s))
+                entries[s] = Entry(source.name, s, start.isoformat(), bars.dates[0],
+                                   bars.dates[-1], len(bars), now, fresh, build_summary(bars))
+            while len(self._bypassed) > BYPASS_SERIES:
+                self._bypassed.popitem(last=False)
+        return entries, dict(fetched.errors)
+
+    def _ensure(self, source, symbols: list[str], start: dt.date
+                ) -> tuple[dict[str, Entry], dict[str, RPCError]]:
         now = self.clock()
         entries = self._load(source.name, symbols)
         need = self._needing(entries, symbols, start, now)
         errors: dict[str, RPCError] = {}
         need = self._not_absent(source.name, need, errors, now)
         if need:
-            with self._fetch_lock:
+            with self._fetch_lock(source.name):
                 # Another thread may have refreshed (or found nothing) while this one waited.
                 entries.update(self._load(source.name, need, db=True))
                 now = self.clock()
                 need = self._not_absent(source.name,
                                         self._needing(entries, need, start, now), errors, now)
+                # In chunks: a fetch's bars, rows and summaries are all alive until it is
+                # written, so one call for 1,000 new symbols peaked near MemoryMax=400M.
+                for i in range(0, len(need), REFRESH_CHUNK):
+                    chunk = need[i:i + REFRESH_CHUNK]
+                    errors.update(self._refresh(source, chunk, entries, start))
                 if need:
-                    errors.update(self._refresh(source, need, entries, start))
                     entries.update(self._load(source.name, need, db=True))
+                    self._evict(source.name, keep=symbols)
+        self._touch(source.name, [s for s in symbols if s in entries], now)
         return entries, errors
+
+    def _touch(self, source: str, symbols: list[str], now: float) -> None:
+        """Record that a request needed these series (for eviction); at most every TOUCH_S
+        per series, and never worth failing or delaying a read for."""
+        with self._lock:
+            due = [s for s in symbols if now - self._touched.get((source, s), 0.0) >= TOUCH_S]
+            for s in due:
+                self._touched[(source, s)] = now
+            if len(self._touched) > 4 * self.max_series:  # forget the oldest marks
+                self._touched = {k: v for k, v in self._touched.items() if now - v < TOUCH_S}
+        if not due:
+            return
+        marks = ",".join("?" * len(due))
+        try:
+            with self.store.transaction() as db:
+                db.execute(f"UPDATE bar_series SET last_used = ? WHERE source = ? AND "
+                           f"interval = ? AND symbol IN ({marks})", (now, source, INTERVAL, *due))
+        except RPCError as exc:  # busy or unusable: eviction order is a hint, not data
+            logger.debug("could not record the use of %d series: %s", len(due), exc.message)
+
+    def _evict(self, source: str, keep: list[str]) -> None:
+        """Delete the least recently used series of ``source`` beyond ``max_series``, never
+        one of ``keep`` (the request's own)."""
+        count = self.store.query("SELECT count(*) FROM bar_series WHERE source = ? AND "
+                                 "interval = ?", (source, INTERVAL))[0][0]
+        excess = count - self.max_series
+        if excess <= 0:
+            return
+        marks = ",".join("?" * len(keep))
+        with self.store.transaction() as db:
+            victims = [r[0] for r in db.execute(
+                f"SELECT symbol FROM bar_series WHERE source = ? AND interval = ? AND symbol "
+                f"NOT IN ({marks}) ORDER BY last_used, fetched_at LIMIT ?",
+                (source, INTERVAL, *keep, excess))]
+            for symbol in victims:
+                db.execute("DELETE FROM bars WHERE source = ? AND symbol = ? AND interval = ?",
+                           (source, symbol, INTERVAL))
+                db.execute("DELETE FROM bar_series WHERE source = ? AND symbol = ? AND "
+                           "interval = ?", (source, symbol, INTERVAL))
+        with self._lock:
+            for symbol in victims:
+                self._memo.pop((source, symbol), None)
+        if victims:
+            logger.info("%s: evicted %d least recently used series (over %d)", source,
+                        len(victims), self.max_series)
+
+    def _fetch_lock(self, source: str) -> threading.Lock:
+        with self._lock:
+            return self._fetch_locks.setdefault(source, threading.Lock())
 
     def _not_absent(self, source: str, symbols: list[str], errors: dict[str, RPCError],
                     now: float) -> list[str]:
@@ -273,11 +399,12 @@ class BarCache:
                 "symbol = ? AND interval = ? AND session >= ? ORDER BY session",
                 (source, symbol, INTERVAL, since)).fetchall()
             summary = build_summary(market.Bars.from_rows([tuple(r) for r in hist]))
-            db.execute("INSERT OR REPLACE INTO bar_series VALUES (?,?,?,?,?,?,?,?,?,?)",
+            db.execute("INSERT OR REPLACE INTO bar_series VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                        (source, symbol, INTERVAL, series_start, last[1], last[0], last[2], now,
-                        fresh, json.dumps(summary)))
+                        fresh, json.dumps(summary), now))
         with self._lock:
             self._memo.pop((source, symbol), None)
+            self._touched[(source, symbol)] = now  # the row was written with last_used = now
 
     def last_outcome(self) -> dict[str, Any] | None:
         """The most recent upstream call of any bar source (this process or an earlier one)."""

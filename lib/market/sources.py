@@ -18,9 +18,15 @@ data for. A failure of the whole call (network down, rate limited) raises
   injectable, so tests feed it frames in yfinance's real shapes and never touch the network.
 - ``csv:DIR``: ``DIR/<SYMBOL>.csv`` in either layout yfinance writes (``Ticker.history()`` with
   tz-aware dates, or ``download()`` with three header rows and another column order), parsed
-  with the csv module (no pandas). The whole file is returned; it is local and small.
+  with the csv module (no pandas). The whole file is returned; it is local and small: only a
+  regular file of at most :data:`MAX_CSV_BYTES` is read (:mod:`trading.market.files`; the
+  folder is the client's choice, so a FIFO or ``/dev/zero`` there is an error for that symbol,
+  never a blocked or bloated worker).
 - ``sample``: deterministic synthetic bars per symbol (seeded from its name), generated in code
   from a fixed epoch, so a date's bar never changes as time passes; no network, any symbol.
+
+The module is long because the three sources share one contract (:class:`Fetched`, the
+per-symbol errors, the session cleaning) that reads best next to each of them.
 
 pandas and yfinance are imported only inside the yahoo path; numpy, csv and hashlib only where
 bars are made, so a process answering from the cache pays for none of them.
@@ -39,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from trading.market import asx, yahoo
+from trading.market.files import UnusableFile, read_bounded
 from trading.errors import InvalidParams, NotFound, RPCError, UpstreamUnavailable
 from trading.market.summary import Bars
 from trading.market.symbols import is_index
@@ -284,6 +291,11 @@ class CsvSource(Source):
             except FileNotFoundError:
                 out.errors[s] = NotFound(f"no file {path.name} in {self.directory}", symbol=s)
                 continue
+            except UnusableFile as exc:
+                # NotFound, not a source failure: the cache leaves this symbol alone for a
+                # while and the other symbols (and the other sources) are served as usual.
+                out.errors[s] = NotFound(f"cannot use {exc}", symbol=s, reason=exc.reason)
+                continue
             except (OSError, ValueError, UnicodeDecodeError) as exc:
                 out.errors[s] = UpstreamUnavailable(f"cannot read {path}: {exc}", symbol=s,
                                                     reason="unreadable")
@@ -310,20 +322,27 @@ def _float(text: str) -> float:
     return float(text) if text.strip() else math.nan
 
 
-def parse_csv(path: Path) -> Bars:
-    """Read one yfinance CSV (either layout); raises ValueError naming what is wrong."""
-    import csv
+MAX_CSV_BYTES = 20 << 20  # 20 MB: a century of daily bars is about 2.5 MB
 
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    if not rows:
+
+def parse_csv(path: Path, limit: int = MAX_CSV_BYTES) -> Bars:
+    """Read one yfinance CSV (either layout); raises ValueError naming what is wrong
+    (:class:`~trading.market.files.UnusableFile` for a file that is not a regular one or is
+    over ``limit`` bytes)."""
+    import csv
+    import io
+    import itertools
+
+    text = read_bounded(path, limit).decode("utf-8")
+    rows = csv.reader(io.StringIO(text, newline=""))  # streamed: no list of every row
+    first = next(rows, None)
+    if first is None:
         return Bars.empty()
-    header = [h.strip() for h in rows[0]]
-    body = rows[1:]
+    header = [h.strip() for h in first]
+    body: Any = rows
     if header and header[0] == "Price":
         # download(): "Price,Close,..." / "Ticker,^AXJO,..." / "Date,,,": names in row one.
-        while body and body[0] and body[0][0].strip() in ("Ticker", "Date"):
-            body = body[1:]
+        body = itertools.dropwhile(lambda r: r and r[0].strip() in ("Ticker", "Date"), rows)
         header = ["Date"] + header[1:]
     index = {h.lower(): i for i, h in enumerate(header)}
     if "date" not in index and "datetime" in index:
@@ -332,7 +351,7 @@ def parse_csv(path: Path) -> Bars:
     if missing:
         raise ValueError(f"{path.name}: no {', '.join(missing)} column (header {header})")
     out = []
-    for n, r in enumerate(body, start=2):
+    for r in body:
         if not r or not r[0].strip():
             continue
         try:
@@ -340,7 +359,7 @@ def parse_csv(path: Path) -> Bars:
                         *(_float(r[index[c]]) if c in index and index[c] < len(r) else math.nan
                           for c in ("open", "high", "low", "close", "volume"))))
         except ValueError as exc:
-            raise ValueError(f"{path.name} line {n}: {exc}") from None
+            raise ValueError(f"{path.name} line {rows.line_num}: {exc}") from None
     return _clean(path.stem, out)
 
 
@@ -417,10 +436,16 @@ def resolve(spec: str, cache_dir: Path) -> Source:
         return YahooSource(cache_dir)
     if spec == "sample":
         return SampleSource()
+    shown = spec if len(spec) <= 100 else spec[:100] + "..."  # echoed and logged: keep short
     if spec.startswith("csv:"):
         directory = Path(spec[4:]).expanduser()
-        if not directory.is_absolute() or not directory.is_dir():
-            raise InvalidParams(f"source {spec!r}: csv:DIR needs an existing absolute directory",
-                                source=spec)
+        try:
+            usable = directory.is_absolute() and directory.is_dir()
+        except (OSError, ValueError) as exc:  # a name too long, a NUL, a loop of links
+            raise InvalidParams(f"source {shown!r}: csv:DIR needs an existing absolute "
+                                f"directory ({exc.__class__.__name__})", source=shown) from exc
+        if not usable:
+            raise InvalidParams(f"source {shown!r}: csv:DIR needs an existing absolute directory",
+                                source=shown)
         return CsvSource(directory.resolve())
-    raise InvalidParams(f"unknown source {spec!r}; use yahoo, sample or csv:DIR", source=spec)
+    raise InvalidParams(f"unknown source {shown!r}; use yahoo, sample or csv:DIR", source=shown)

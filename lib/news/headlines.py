@@ -17,6 +17,9 @@ Sources (the ``source`` parameter, default the ``news_source`` setting):
   now, so an offline run works end to end.
 - ``jsonl:DIR``: every ``*.jsonl`` file in DIR, one item per line in either Yahoo shape, with
   the symbol(s) in ``symbol``/``symbols``/``relatedTickers`` or taken from the file name.
+  Only regular files are read, at most :data:`MAX_JSONL_BYTES` each and
+  :data:`MAX_JSONL_TOTAL` for the folder (:mod:`trading.market.files`): a FIFO, a device or
+  an oversized file is a :class:`~trading.errors.NotFound` naming it, never a blocked worker.
 - A market-data-only source (``csv:DIR``) has no news: the sample stands in, and the result's
   ``source`` says so.
 
@@ -38,8 +41,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from trading.errors import InvalidParams, NotFound, UpstreamUnavailable
+from trading.errors import InvalidParams, NotFound, StoreUnavailable, UpstreamUnavailable
 from trading.market import yahoo
+from trading.market.files import UnusableFile, read_bounded
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +52,8 @@ RETRY_DELAY_S = 0.5          # one short retry after a network error (then yahoo
 LOOKBACK_HALF_LIVES = 7      # 0.5 ** 7 < 1%: older headlines no longer move the score
 MAX_HEADLINES = 50           # most recent headlines aggregated (and returned) per symbol
 KEEP_S = 90 * 24 * 3600      # headlines older than this are pruned from the cache
+MAX_JSONL_BYTES = 8 << 20    # one jsonl:DIR file (parsed items take several times this)
+MAX_JSONL_TOTAL = 16 << 20   # all the files of one jsonl:DIR folder together
 COVERAGE_K = 2.0             # confidence reaches 63% at this much recency-weighted news
 
 Item = dict[str, Any]
@@ -254,9 +260,12 @@ class JsonlNews(Source):
         self._lock = threading.Lock()
 
     def _files(self) -> list[Path]:
-        if not self.folder.is_dir():
-            raise NotFound(f"news folder {self.folder} does not exist", path=str(self.folder))
-        return sorted(self.folder.glob("*.jsonl"))
+        try:
+            if self.folder.is_dir():
+                return sorted(self.folder.glob("*.jsonl"))
+        except (OSError, ValueError):  # a name too long, a loop of links: no such folder
+            pass
+        raise NotFound(f"news folder {self.folder} does not exist", path=str(self.folder))
 
     def _reindex(self) -> dict[str, list[dict]]:
         import json
@@ -269,8 +278,21 @@ class JsonlNews(Source):
             if stamp == self._stamp:
                 return self._index
             index: dict[str, list[dict]] = {}
+            budget = MAX_JSONL_TOTAL
             for path in files:
-                for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+                try:
+                    data = read_bounded(path, min(MAX_JSONL_BYTES, budget))
+                except UnusableFile as exc:
+                    why = str(exc) if budget >= MAX_JSONL_BYTES else (
+                        f"{self.folder}: its *.jsonl files together are larger than the "
+                        f"limit of {MAX_JSONL_TOTAL:,} bytes")
+                    raise NotFound(f"cannot use news file {why}", path=str(path),
+                                   reason=exc.reason) from exc
+                except OSError as exc:
+                    raise NotFound(f"cannot read news file {path}: {exc.strerror or exc}",
+                                   path=str(path), reason="unreadable") from exc
+                budget -= len(data)
+                for n, line in enumerate(data.decode(errors="replace").splitlines(), 1):
                     if not line.strip():
                         continue
                     try:
@@ -309,8 +331,9 @@ def resolve(spec: Any, default: str, cache_dir: Path | None = None) -> Source:
         return JsonlNews(Path(spec[6:]).expanduser().resolve())
     if spec.startswith("csv:"):
         return SampleNews(stands_in_for=spec)
-    raise InvalidParams(f"unknown news source {spec!r}: expected yahoo, sample or jsonl:DIR",
-                        source=spec[:100])
+    shown = spec if len(spec) <= 100 else spec[:100] + "..."
+    raise InvalidParams(f"unknown news source {shown!r}: expected yahoo, sample or jsonl:DIR",
+                        source=shown)
 
 
 # -- the cache and the aggregate ---------------------------------------------------------------
@@ -439,10 +462,37 @@ class News:
                                [(r["score"], VERSION, r["id"]) for r in todo])
         return rows
 
+    def _uncached(self, symbol: str, source: Source, now: float) -> list[dict]:
+        """Headlines as :meth:`headlines` returns them, fetched and scored without the cache."""
+        from trading.news.scoring import VERSION
+
+        since = int(now - LOOKBACK_HALF_LIVES * self.half_life_h * 3600)
+        try:
+            items = self._fetch(symbol, source, now)
+        except (InvalidParams, NotFound, UpstreamUnavailable):
+            raise
+        except Exception as exc:  # as in refresh: a source bug is the upstream's failure
+            logger.exception("%s: fetching news for %s failed", source.key, symbol)
+            raise UpstreamUnavailable(f"{source.key} failed: {type(exc).__name__}: {exc}",
+                                      symbol=symbol, reason="error") from exc
+        rows = sorted((dict(it) for it in items if it["published"] >= since),
+                      key=lambda r: (-r["published"], r["id"]))[:MAX_HEADLINES]
+        for r, score in zip(rows, self.scorer.score_many([r["title"] for r in rows])):
+            r["score"], r["scorer"] = score, VERSION
+        return rows
+
     def analyze(self, symbol: str, source: Source) -> dict[str, Any]:
-        stale = self.refresh(symbol, source)
-        now = self.clock()
-        rows = self.headlines(symbol, source.key, now)
+        try:
+            stale = self.refresh(symbol, source)
+            now = self.clock()
+            rows = self.headlines(symbol, source.key, now)
+        except StoreUnavailable as exc:
+            # Headlines can be fetched again: a store that is corrupt, read-only or full
+            # costs the cache, not the answer.
+            logger.warning("news cache unusable (%s); %s for %s straight from the source",
+                           exc.data.get("cause"), source.key, symbol)
+            stale, now = False, self.clock()
+            rows = self._uncached(symbol, source, now)
         result = aggregate(rows, now, self.half_life_h)
         return {"symbol": symbol, **result, "as_of": _iso(now), "source": source.label,
                 "stale": stale}

@@ -7,8 +7,15 @@ decides which manager that is: ``install.sh --user`` puts the units in the user'
 a system install in the system manager; :func:`detect` finds out which, by where the
 ``trading.target`` unit file is, and whether that manager is reachable.
 
-Nothing here starts or changes a unit; it only runs ``systemctl [--user] show`` and
-``list-unit-files`` with a timeout, so it is safe to call from any command.
+Reading (``show``, ``list-unit-files``) is safe to call from any command. Changing units is
+:func:`start`, :func:`stop` and :func:`restart` (``trading start|stop|restart``), each of which
+reads the state first, changes only what differs, and returns one :class:`Change` per unit it
+changed. :func:`stopped_reason` tells the CLI when systemd holds a service stopped, so it says
+so instead of running the handler in-process.
+
+The module is long because it is the one place that talks to ``systemctl``: the reading half
+(status, schedule) and the changing half (start, stop, restart) share the :class:`Manager`,
+the ``show`` parser and the words for each state, and splitting them would split those too.
 """
 
 from __future__ import annotations
@@ -22,9 +29,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from trading.errors import ControlError, NotPermitted
+
 logger = logging.getLogger(__name__)
 
 TIMEOUT = 10.0
+# Stopping a handler drains its in-flight requests for up to TimeoutStopSec=35s.
+CHANGE_TIMEOUT = 60.0
+# PID 1 makes this directory at boot: without it no system manager runs (a container, a CI VM).
+BOOTED = Path("/run/systemd/system")
 # systemd prints this for an unset 64-bit value (e.g. MemoryCurrent without accounting).
 _UNSET = {"", "[not set]", "18446744073709551615", "infinity"}
 
@@ -51,15 +64,19 @@ class Manager:
         """What to put after ``systemctl`` in advice printed to people."""
         return "--user " if self.scope == "user" else ""
 
-    def systemctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def systemctl(self, *args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*self.systemctl_args, *args], capture_output=True, text=True,
-                              timeout=TIMEOUT, env=_c_locale())
+                              timeout=timeout, env=_c_locale())
+
+    def booted(self) -> bool:
+        """False for the system manager of a machine not booted with systemd (cheap: a stat)."""
+        return self.scope != "system" or BOOTED.is_dir()
 
     def running(self) -> bool:
         """True when this manager answers (a booted system, or a live user manager)."""
         if shutil.which("systemctl") is None:
             return False
-        if self.scope == "system" and not os.path.isdir("/run/systemd/system"):
+        if not self.booted():
             return False  # not booted with systemd (a container, a CI VM)
         try:
             r = self.systemctl("show", "--property=Version", "--value")
@@ -81,6 +98,26 @@ class Manager:
         blocks = parse_show(r.stdout)
         return {b.get("Id", u): b for u, b in zip(units, blocks)}
 
+    def change(self, verb: str, *units: str) -> None:
+        """``systemctl [--user] VERB UNITS...``, waiting for the jobs to finish.
+
+        ``--no-ask-password``: a refusal is :class:`NotPermitted` at once, never a polkit
+        prompt; any other failure is :class:`ControlError` with systemctl's own words.
+        """
+        argv = ["--no-ask-password", verb, *(["--", *units] if units else [])]
+        try:
+            r = self.systemctl(*argv, timeout=CHANGE_TIMEOUT)
+        except subprocess.TimeoutExpired as exc:
+            raise ControlError(f"systemctl {self.flag}{verb} did not finish within "
+                               f"{CHANGE_TIMEOUT:g}s") from exc
+        if r.returncode == 0:
+            return
+        said = next((line.strip() for line in r.stderr.splitlines() if line.strip()),
+                    f"exit status {r.returncode}")
+        if any(word in said.lower() for word in _DENIED):
+            raise NotPermitted(f"the {self.scope} manager refused: {said}")
+        raise ControlError(f"systemctl {self.flag}{verb} failed: {said}")
+
     def unit_files(self, pattern: str) -> list[str]:
         """Installed unit files matching ``pattern`` (e.g. ``trading-*.timer``)."""
         r = self.systemctl("list-unit-files", "--no-legend", "--plain", "--", pattern)
@@ -91,6 +128,11 @@ class Manager:
 
 class SystemdError(RuntimeError):
     """systemctl answered with an error we cannot interpret."""
+
+
+# How systemctl says "not you" (systemd 252): polkit's refusal, or no polkit on the bus.
+_DENIED = ("access denied", "interactive authentication required", "permission denied",
+           "operation not permitted")
 
 
 def _c_locale() -> dict[str, str]:
@@ -180,7 +222,7 @@ def listen_path(listen: str) -> str | None:
 @dataclass
 class ServiceRow:
     service: str
-    socket: str          # words: listening, failed (...; run ...), not listening, not installed
+    socket: str          # words: listening, failed (...; run ...), stopped (...), not installed
     socket_state: str    # systemd's ActiveState/SubState of the socket unit
     state: str           # active, inactive, failed (...), starting
     service_state: str   # systemd's ActiveState/SubState of the service unit
@@ -228,7 +270,7 @@ def describe_socket(m: Manager, unit: str, p: Mapping[str, str]) -> tuple[str, b
         return f"failed ({result or 'unknown'}); {reset}", False
     if active in ("activating", "deactivating"):
         return active, False
-    return f"not listening; run systemctl {m.flag}start trading.target", False
+    return "stopped; run trading start", False
 
 
 def describe_service(p: Mapping[str, str]) -> str:
@@ -261,6 +303,11 @@ def service_rows(m: Manager, names: Iterable[str]) -> list[ServiceRow]:
         sunit, vunit = f"trading-{n}.socket", f"trading-{n}.service"
         sp, vp = sockets.get(sunit, {}), services.get(vunit, {})
         words, ok = describe_socket(m, sunit, sp)
+        path = listen_path(sp.get("Listen", ""))
+        if ok and path and path.startswith("/") and not _is_socket(path):
+            # systemd still holds the listening socket, but nobody can reach it by its path.
+            words, ok = (f"socket file {path} is missing; run systemctl {m.flag}restart "
+                         f"{sunit}"), False
         pid = _int_or_none(vp.get("MainPID"))
         memory, source = (_int_or_none(vp.get("MemoryCurrent")), "cgroup") if pid else (None, None)
         if pid and memory is None:
@@ -272,10 +319,19 @@ def service_rows(m: Manager, names: Iterable[str]) -> list[ServiceRow]:
             service_state=f"{vp.get('ActiveState', '?')}/{vp.get('SubState', '?')}",
             pid=pid or None,
             memory_bytes=memory, memory_source=source if memory is not None else None,
-            socket_path=listen_path(sp.get("Listen", "")),
+            socket_path=path,
             restarts=_int_or_none(vp.get("NRestarts")),
             ok=ok and not vp.get("ActiveState") == "failed"))
     return rows
+
+
+def _is_socket(path: str) -> bool:
+    import stat
+
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def timer_rows(m: Manager) -> list[TimerRow]:
@@ -290,3 +346,141 @@ def timer_rows(m: Manager) -> list[TimerRow]:
             last_run=None if p.get("LastTriggerUSec", "") in _UNSET | {"n/a"}
             else p["LastTriggerUSec"]))
     return rows
+
+
+# -- changing units: trading start, stop, restart ------------------------------------------
+# Under socket activation the socket unit is what "running" means to a client: a listening
+# socket answers (starting its handler on demand), a stopped one does not. So start and stop
+# act on the sockets (and the timers, which would otherwise wake stopped services), stop also
+# ends any running handler, and restart ends only the handlers: the sockets keep listening, a
+# request arriving meanwhile waits in the backlog and systemd starts the new code for it.
+
+CONTROL_PROPS = ["Id", "LoadState", "ActiveState", "SubState", "Result", "MainPID",
+                 "NeedDaemonReload"]
+_UP = {"active", "activating", "deactivating", "reloading"}  # something to stop
+
+
+@dataclass
+class Change:
+    """One unit changed by start, stop or restart, with systemd's state before and after."""
+
+    unit: str
+    change: str          # started, stopped, reloaded
+    before: str          # ActiveState/SubState
+    after: str
+    pid: int | None      # the handler process a stop ended
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _state(p: Mapping[str, str]) -> str:
+    return f"{p.get('ActiveState', '?')}/{p.get('SubState', '?')}"
+
+
+def _show_installed(m: Manager, units: list[str]) -> dict[str, dict[str, str]]:
+    shown = m.show(units, CONTROL_PROPS)
+    missing = [u for u in units if shown.get(u, {}).get("LoadState") != "loaded"]
+    if missing:
+        raise ControlError(f"{', '.join(missing)} not installed in the {m.scope} manager; "
+                           "run ./install.sh" + (" --user" if m.scope == "user" else ""))
+    return shown
+
+
+def _changed(m: Manager, before: Mapping[str, Mapping[str, str]], units: list[str],
+             change: str) -> list[Change]:
+    after = m.show(units, CONTROL_PROPS) if units else {}
+    return [Change(unit=u, change=change, before=_state(before[u]), after=_state(after.get(u, {})),
+                   pid=_int_or_none(before[u].get("MainPID")) or None) for u in units]
+
+
+def _timers(m: Manager, timers: bool) -> list[str]:
+    return m.unit_files("trading*.timer") if timers else []
+
+
+def start(m: Manager, names: Iterable[str], *, timers: bool = True) -> list[Change]:
+    """Start the sockets of ``names`` (and the timers): they answer on demand again.
+
+    No handler starts here. A failed socket (a crash loop's start limit) is reset first, with
+    its service's start counter, or starting it again would trip the limit at once.
+    """
+    units = [f"trading-{n}.socket" for n in names] + _timers(m, timers)
+    before = _show_installed(m, units)
+    todo = [u for u in units if before[u].get("ActiveState") != "active"]
+    failed = [u for u in todo if before[u].get("ActiveState") == "failed"]
+    if failed:
+        m.change("reset-failed", *failed, *[u.removesuffix(".socket") + ".service"
+                                            for u in failed if u.endswith(".socket")])
+    if todo:
+        m.change("start", *todo)
+    return _changed(m, before, todo, "started")
+
+
+def stop(m: Manager, names: Iterable[str], *, timers: bool = True) -> list[Change]:
+    """Stop the timers, the sockets of ``names`` and any handler running: nothing answers.
+
+    The timers go first, so no scheduled job wakes a service on its way down; a running
+    handler drains its in-flight requests (up to TimeoutStopSec) before it exits.
+    """
+    names = list(names)
+    units = (_timers(m, timers) + [f"trading-{n}.socket" for n in names]
+             + [f"trading-{n}.service" for n in names])
+    before = _show_installed(m, units)
+    todo = [u for u in units if before[u].get("ActiveState") in _UP]
+    if todo:
+        m.change("stop", *todo)
+    return _changed(m, before, todo, "stopped")
+
+
+def restart(m: Manager, names: Iterable[str], *, timers: bool = True) -> list[Change]:
+    """Make the next request of ``names`` run the current code and configuration.
+
+    Reloads the unit files if any changed on disk, stops the running handlers while their
+    sockets keep listening (a request arriving meanwhile waits in the backlog and is served
+    by a new process, not refused), then does what :func:`start` does for any socket or timer
+    that is not running, so a restart after ``stop`` brings the services back too.
+    """
+    names = list(names)
+    services = [f"trading-{n}.service" for n in names]
+    units = [f"trading-{n}.socket" for n in names] + services + _timers(m, timers)
+    before = _show_installed(m, units)
+    changes = []
+    if any(before[u].get("NeedDaemonReload") == "yes" for u in units):
+        m.change("daemon-reload")
+        changes.append(Change(unit="unit files", change="reloaded", before="changed on disk",
+                              after="loaded", pid=None))
+    running = [u for u in services if before[u].get("ActiveState") in _UP]
+    if running:
+        m.change("stop", *running)
+    return changes + _changed(m, before, running, "stopped") + start(m, names, timers=timers)
+
+
+def stopped_reason(service: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """Why ``service`` should not quietly run in-process, or None when it may.
+
+    It may not when systemd holds the install and its socket unit is stopped (``trading
+    stop``: maintenance) or has failed: the socket file is gone, yet running the handler
+    inside the command would hide exactly what the operator did or what went wrong. Where
+    nothing is installed this costs two stat calls; where something is, one ``systemctl
+    show``. A manager that does not answer is no reason: the handler runs in-process.
+    """
+    m = next((m for m in managers(environ) if m.installed()), None)
+    if m is None or not m.booted():
+        return None
+    unit = f"trading-{service}.socket"
+    try:
+        p = m.show([unit], SOCKET_PROPS).get(unit, {})
+    except (SystemdError, OSError, subprocess.TimeoutExpired):
+        return None
+    if p.get("LoadState") != "loaded":
+        return None
+    active = p.get("ActiveState")
+    if active == "inactive":
+        why = f"{service} is stopped ({unit} is not listening in the {m.scope} manager)"
+        fix = f"run `trading start {service}`"
+    elif active == "failed":
+        why = f"{service}'s socket has failed ({p.get('Result') or 'unknown'})"
+        fix = "see `trading status`"
+    else:
+        return None
+    return f"{why}: {fix}, or `trading --in-process ...` to run it inside the command"

@@ -151,6 +151,7 @@ def run(service_cls: type[Service], argv: Sequence[str] | None = None, *,
         line_limit=cfg["line_limit"], notify=notify,
         request_timeout=cfg["request_timeout"], max_per_peer=cfg["max_per_peer"],
         drain_timeout=cfg["drain_timeout"], max_batch=cfg["max_batch"],
+        batch_reply_limit=cfg["batch_reply_limit"],
         watchdog_usec=int(os.environ["WATCHDOG_USEC"]) if os.environ.get("WATCHDOG_USEC") else None,
         authorize=authorizer(cfg),
     )

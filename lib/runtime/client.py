@@ -12,7 +12,9 @@ is a clear :class:`ServiceUnavailable`, never an unbounded buffer.
 
 Where no socket exists (systemd absent, nothing installed) and ``in_process`` is ``auto`` (the
 default), a :class:`LocalTransport` runs the same handler inside this process through the same
-dispatcher, so the product works on any machine. ``never`` turns that off (the systemd tests
+dispatcher, so the product works on any machine. ``on_fallback(service)`` is called before a
+service first runs here; it may raise to refuse (the CLI does when systemd holds the service
+stopped). ``never`` turns that off (the systemd tests
 use it); ``always`` skips the sockets altogether. The transport is given the service classes
 by whoever builds the client (``trading.handlers.client``): nothing here imports a handler.
 """
@@ -71,6 +73,10 @@ class _Connection:
             self.sock.close()
         except OSError:
             pass
+
+
+class _Undelivered(Exception):
+    """The request never reached the service (EPIPE on send): :meth:`Client.call` resends it."""
 
 
 ServiceFactory = Callable[[str], type]  # service name -> its Service class
@@ -156,15 +162,21 @@ class Client:
         if params is not None:
             request["params"] = params
         line = json.dumps(request, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
-        conn = self._connection(service, path)
-        with conn.lock:
-            try:
-                response = self._roundtrip(conn, line, timeout or self.timeout, service)
-            except BaseException:
-                self._drop(path, conn)
-                raise
-            if not self.keep_connections:
-                self._drop(path, conn)
+        for resend in (True, False):
+            conn = self._connection(service, path)
+            with conn.lock:
+                try:
+                    response = self._roundtrip(conn, line, timeout or self.timeout, service,
+                                               resend=resend)
+                except _Undelivered:
+                    self._drop(path, conn)  # and send it again, once, on a new connection
+                    continue
+                except BaseException:
+                    self._drop(path, conn)
+                    raise
+                if not self.keep_connections:
+                    self._drop(path, conn)
+            break
         if "error" in response:
             raise RPCError.from_json(response["error"])
         return response.get("result")
@@ -208,11 +220,22 @@ class Client:
             if self._conns.get(path) is conn:
                 del self._conns[path]
 
-    def _roundtrip(self, conn: _Connection, line: bytes, timeout: float, service: str) -> dict:
+    def _roundtrip(self, conn: _Connection, line: bytes, timeout: float, service: str, *,
+                   resend: bool = False) -> dict:
         deadline = time.monotonic() + timeout
         try:
             conn.sock.settimeout(timeout)
-            conn.sock.sendall(line)
+            try:
+                conn.sock.sendall(line)
+            except BrokenPipeError as exc:
+                # The handler shut this connection for reading before our line reached it
+                # (draining on its way out: `trading restart`, `systemctl stop`): it read and
+                # ran nothing of it (a line without its newline is never dispatched), so it is
+                # safe to send again, even a call that is not idempotent. A new connection
+                # waits in the socket's backlog and is served by the next process.
+                if resend:
+                    raise _Undelivered from exc
+                raise
             while not conn.ready:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -248,7 +271,12 @@ class Client:
             first = service not in self._fallback_told
             self._fallback_told.add(service)
         if first and self.on_fallback is not None and self.in_process == "auto":
-            self.on_fallback(service)
+            try:
+                self.on_fallback(service)
+            except BaseException:  # a refusal: ask again on the next call, never run it here
+                with self._lock:
+                    self._fallback_told.discard(service)
+                raise
         return self.local.call(self, service, method, params)
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_LINE_LIMIT = 1 << 20  # 1 MiB
 DEFAULT_MAX_BATCH = 32        # requests in one batch: each answer is held until the last one
+DEFAULT_BATCH_REPLY_LIMIT = 4 << 20  # bytes of answers one batch may build (then the rest fail)
 _NO_ID = object()  # marks a notification: the request had no "id" member
 
 
@@ -199,9 +200,11 @@ class Dispatcher:
     """Maps method names to callables and turns request lines into response lines."""
 
     def __init__(self, methods: dict[str, Method] | None = None,
-                 max_batch: int = DEFAULT_MAX_BATCH) -> None:
+                 max_batch: int = DEFAULT_MAX_BATCH,
+                 batch_reply_limit: int = DEFAULT_BATCH_REPLY_LIMIT) -> None:
         self.methods: dict[str, Method] = dict(methods or {})
         self.max_batch = max_batch
+        self.batch_reply_limit = batch_reply_limit
 
     def add(self, name: str, func: Callable, positional: bool = False) -> None:
         self.methods[name] = Method(name, func, positional)
@@ -216,14 +219,48 @@ class Dispatcher:
             message = json.loads(text)  # surrounding whitespace, a trailing \r included, is fine
         except (ValueError, RecursionError) as exc:
             return encode(error_response(ParseError(f"parse error: {exc}")))
+        if isinstance(message, list) and 0 < len(message) <= self.max_batch:
+            return self._handle_batch(message)
         response = self.handle_message(message)
         if response is None:
             return None
+        return self._encode(response)
+
+    def _encode(self, response: Any) -> bytes:
         try:
             return encode(response)
         except (TypeError, ValueError):
             logger.exception("result is not JSON serializable")
             return encode(error_response(InternalError("result is not JSON serializable")))
+
+    def _handle_batch(self, batch: list) -> bytes | None:
+        """A batch, answered one request at a time and encoded as it goes: once the answers
+        pass ``batch_reply_limit`` bytes, the rest are not run and each gets an error saying
+        so. A batch's answers are all held until the last one, so this bounds its memory."""
+        pieces: list[bytes] = []
+        size = 0
+        for request in batch:
+            if size > self.batch_reply_limit:
+                answer = self._over_budget(request)
+            else:
+                answer = self.handle_request(request)
+            if answer is None:
+                continue
+            piece = self._encode(answer)[:-1]
+            size += len(piece)
+            pieces.append(piece)
+        return b"[" + b",".join(pieces) + b"]\n" if pieces else None
+
+    def _over_budget(self, request: Any) -> dict[str, Any] | None:
+        id_ = request.get("id", _NO_ID) if isinstance(request, dict) else None
+        if id_ is _NO_ID:
+            return None
+        if not (id_ is None or isinstance(id_, (str, int, float)) and not isinstance(id_, bool)):
+            id_ = None
+        return error_response(InvalidRequest(
+            f"not run: the batch's answers passed {self.batch_reply_limit} bytes; send the "
+            "rest in another batch", problem="batch-too-large",
+            limit_bytes=self.batch_reply_limit), id_)
 
     def handle_message(self, message: Any) -> Any:
         """Answer a decoded message: a request object, a batch, or anything else."""

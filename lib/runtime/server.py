@@ -47,8 +47,9 @@ import time
 from collections.abc import Callable, Sequence
 
 from trading.errors import Busy, Forbidden, InvalidRequest
-from trading.runtime.protocol import (DEFAULT_LINE_LIMIT, DEFAULT_MAX_BATCH, LineBuffer,
-                                      LineTooLong, encode, error_response)
+from trading.runtime.protocol import (DEFAULT_BATCH_REPLY_LIMIT, DEFAULT_LINE_LIMIT,
+                                      DEFAULT_MAX_BATCH, LineBuffer, LineTooLong, encode,
+                                      error_response)
 from trading.runtime.service import Service, set_current_cancel
 
 logger = logging.getLogger(__name__)
@@ -114,10 +115,12 @@ class Server:
                  watchdog_usec: int | None = None, authorize: Authorize | None = None,
                  clock: Callable[[], float] = time.monotonic, drain_timeout: float = 20.0,
                  request_timeout: float = 10.0, max_per_peer: int = 8,
-                 pressure_grace: float = 0.5, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+                 pressure_grace: float = 0.5, max_batch: int = DEFAULT_MAX_BATCH,
+                 batch_reply_limit: int = DEFAULT_BATCH_REPLY_LIMIT) -> None:
         self.service = service
         self.dispatcher = service.dispatcher()
         self.dispatcher.max_batch = max_batch
+        self.dispatcher.batch_reply_limit = batch_reply_limit
         self.sockets = list(sockets)
         self.idle_exit = idle_exit
         self.conn_idle = conn_idle
@@ -247,8 +250,8 @@ class Server:
             creds = peer_credentials(sock)
             now = self.clock()
             with self.stats.lock:
-                if creds is not None and self.max_per_peer and sum(
-                        1 for c in self._conns.values() if c.pid == creds[0]) >= self.max_per_peer:
+                if creds is not None and self.max_per_peer and self._held_by(creds[0]) \
+                        >= self.max_per_peer:
                     over = True
                 else:
                     over = False
@@ -266,6 +269,14 @@ class Server:
                                  name=f"conn-{self.stats.connections}", daemon=True)
             self._threads.add(t)
             t.start()
+
+    def _held_by(self, pid: int) -> int:
+        """Connections of process ``pid`` still in use (one whose client has already hung up,
+        and whose worker has not noticed yet, does not count); called under the lock."""
+        mine = [c for c in self._conns.values() if c.pid == pid and not c.closing]
+        if len(mine) < self.max_per_peer:
+            return len(mine)
+        return sum(1 for c in mine if not _hung_up(c.sock))
 
     def _turn_away(self, sock: socket.socket, error) -> None:
         """Answer with ``error`` (best effort, never blocking the main loop) and close."""

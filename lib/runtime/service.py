@@ -17,6 +17,7 @@ The runtime (:class:`trading.runtime.server.Server`) and the in-process transpor
 - the ``@rpc`` methods, once per request, from the runtime's worker threads, so a method must
   be safe to run concurrently with itself and the others.
 - :meth:`health` for extra ``health_check`` fields, :meth:`status` for systemd's ``STATUS=``.
+  ``health_check`` always reports ``store: ok|degraded`` (:meth:`store_health`).
 - :meth:`close` once, when the process exits; a subclass that overrides it calls ``super()``.
 
 Every service answers ``health_check`` and ``rpc.discover``; subclasses add their own methods.
@@ -178,8 +179,25 @@ class Service:
             "requests_served": self.stats.requests,
             "rss_bytes": rss_bytes(),
             "version": __version__,
+            **self.store_health(),
             **self.health(),
         }
+
+    def store_health(self) -> dict[str, Any]:
+        """``store: ok|degraded`` (with ``store_cause`` and ``store_error``), from the store's
+        own cheap, memoized check (:meth:`trading.runtime.store.Store.health`). A store not
+        created yet is ok: the first request that needs it creates it."""
+        from trading.errors import RPCError
+
+        if self._store is None and not os.path.exists(self.config.db_path):
+            return {"store": "ok"}
+        try:
+            store = self.store
+        except RPCError as exc:  # a factory that failed outright
+            return {"store": "degraded", "store_cause": exc.data.get("cause", "unavailable"),
+                    "store_error": exc.message}
+        check = getattr(store, "health", None)
+        return check() if check is not None else {"store": "ok"}
 
     @rpc(name="rpc.discover")
     def discover(self) -> dict[str, Any]:

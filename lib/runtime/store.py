@@ -10,6 +10,13 @@ through :meth:`Store.transaction`, which takes the write lock up front (``BEGIN 
 so a busy database is waited for, not discovered halfway; a lock held past the busy timeout
 becomes :class:`trading.errors.Busy`.
 
+Every other SQLite failure that is the store's state, not the caller's SQL, is translated
+here, at the edge, into :class:`trading.errors.StoreUnavailable` with its ``cause``
+(``disk-full``, ``read-only``, ``corrupt``, ``unavailable``) and a recovery ``hint``; a
+ROLLBACK after a failed statement or COMMIT never hides that cause. The last such failure is
+kept, and :meth:`Store.health` reports ``ok`` or ``degraded`` from it and a cheap check (the
+first page readable, free space on the filesystem), memoized for :data:`HEALTH_TTL_S`.
+
 ``Store(path, readonly=True)`` is a reader that cannot write (SQLite's ``mode=ro``): it
 creates nothing, migrates nothing, and a missing file is a :class:`StoreError` (the dashboard
 reads the store this way, so a page view can never change it).
@@ -17,21 +24,24 @@ reads the store this way, so a page view can never change it).
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from trading.errors import Busy, TradingError
+from trading.errors import Busy, StoreUnavailable, TradingError
 
 MIGRATIONS = Path(__file__).parent.parent / "migrations"  # the trading.migrations package
 BUSY_TIMEOUT_MS = 10_000
+HEALTH_TTL_S = 5.0          # a health check's store verdict is reused this long
+RECENT_ERROR_S = 60.0       # a store failure this recent makes the store "degraded"
+LOW_SPACE_BYTES = 1 << 20   # less free space than this on the store's filesystem: degraded
 
-
-class StoreError(TradingError):
-    """The store cannot be opened or is damaged."""
+StoreError = StoreUnavailable  # the store cannot be opened, read or written (the old name)
 
 
 def migrations() -> list[tuple[int, Path]]:
@@ -75,8 +85,10 @@ class Store:
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open the store {self.path}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise self._failed(exc, "cannot open the store") from exc
+        except OSError as exc:
+            raise self._failed(exc, "cannot open the store") from exc
         with self._lock:
             if not self._migrated:
                 self._migrate(conn)
@@ -112,9 +124,9 @@ class Store:
                     conn.execute(f"PRAGMA user_version = {number}")
             conn.execute("COMMIT")
         except BaseException as exc:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"migrating {self.path} failed: {exc}") from exc
+                raise self._failed(exc, "migrating the store failed") from exc
             raise
 
     def schema_version(self) -> int:
@@ -126,24 +138,76 @@ class Store:
         conn = self.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise _translate(exc, self.path) from exc
+        except sqlite3.DatabaseError as exc:
+            raise self._translate(exc) from exc
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
+        except BaseException as exc:
+            _rollback(conn)  # SQLite may have rolled back already (disk full): never mask exc
+            if isinstance(exc, sqlite3.DatabaseError) and _cause(exc) is not None:
+                raise self._translate(exc) from exc
             raise
         try:
             conn.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
-            conn.execute("ROLLBACK")
-            raise _translate(exc, self.path) from exc
+        except sqlite3.DatabaseError as exc:
+            _rollback(conn)
+            raise self._translate(exc) from exc
 
     def query(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
         try:
             return self.conn.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as exc:
-            raise _translate(exc, self.path) from exc
+        except sqlite3.DatabaseError as exc:
+            if _cause(exc) is None:
+                raise  # the caller's SQL is wrong: a bug, not the store's state
+            raise self._translate(exc) from exc
+
+    # -- failures and health -----------------------------------------------------------------
+    def _translate(self, exc: sqlite3.DatabaseError) -> TradingError:
+        cause = _cause(exc)
+        if cause == "busy":
+            return Busy(f"the store is busy (locked longer than {BUSY_TIMEOUT_MS // 1000}s); "
+                        "try again")
+        return self._failed(exc, "the store failed")
+
+    def _failed(self, exc: BaseException, what: str) -> StoreUnavailable:
+        """A StoreUnavailable for ``exc`` with its cause and hint; remembered for health."""
+        cause = _cause(exc) or "unavailable"
+        if cause == "busy":
+            cause = "unavailable"
+        err = StoreUnavailable(f"{what}: {self.path}: {_why(exc)}; {hint(cause, self.path)}",
+                               cause=cause, path=str(self.path), hint=hint(cause, self.path))
+        self.last_error = (time.monotonic(), err)
+        self._health = None
+        return err
+
+    last_error: tuple[float, StoreUnavailable] | None = None
+    _health: tuple[float, dict] | None = None
+
+    def health(self) -> dict:
+        """``{"store": "ok"}`` or ``{"store": "degraded", "store_cause": ..., "store_error":
+        ...}``: a failure in the last :data:`RECENT_ERROR_S`, an unreadable first page, or
+        under :data:`LOW_SPACE_BYTES` free. Cheap (no table is scanned) and memoized."""
+        now = time.monotonic()
+        memo = self._health
+        if memo is not None and now - memo[0] < HEALTH_TTL_S:
+            return memo[1]
+        verdict = {"store": "ok"}
+        try:
+            self.conn.execute("PRAGMA schema_version").fetchone()  # reads and checks page 1
+            free = os.statvfs(self.path.parent)
+            if free.f_bavail * free.f_frsize < LOW_SPACE_BYTES:
+                raise sqlite3.OperationalError("database or disk is full (under 1 MB free)")
+        except (sqlite3.Error, OSError) as exc:
+            self._failed(exc, "the store failed")
+        except StoreUnavailable:
+            pass  # opening it failed, and said why (last_error)
+        last = self.last_error
+        if last is not None and now - last[0] < RECENT_ERROR_S:
+            err = last[1]
+            verdict = {"store": "degraded", "store_cause": err.data["cause"],
+                       "store_error": err.message}
+        self._health = (now, verdict)
+        return verdict
 
     def size_bytes(self) -> int:
         total = 0
@@ -161,11 +225,65 @@ class Store:
             self._local.conn = None
 
 
-def _translate(exc: sqlite3.OperationalError, path: Path) -> TradingError:
-    text = str(exc)
-    if "locked" in text or "busy" in text:
-        return Busy(f"the store is busy (locked longer than {BUSY_TIMEOUT_MS // 1000}s); try again")
-    return StoreError(f"store {path}: {text}")
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open. SQLite ends one itself on some errors (disk
+    full, I/O): a ROLLBACK then raises "no transaction is active" and would hide the cause."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the connection is unusable; the original error says why
+
+
+_CAUSES = (  # (SQLite error name prefix, words in the message, cause), most specific first
+    ("SQLITE_BUSY", ("locked", "busy"), "busy"),
+    ("SQLITE_LOCKED", (), "busy"),
+    ("SQLITE_FULL", ("disk is full",), "disk-full"),
+    ("SQLITE_READONLY", ("readonly database", "read-only"), "read-only"),
+    ("SQLITE_CORRUPT", ("malformed",), "corrupt"),
+    ("SQLITE_NOTADB", ("not a database",), "corrupt"),
+    ("SQLITE_IOERR", ("disk i/o error",), "unavailable"),
+    ("SQLITE_CANTOPEN", ("unable to open",), "unavailable"),
+)
+
+
+def _cause(exc: BaseException) -> str | None:
+    """Which state of the store ``exc`` reports; None for an error in the SQL itself."""
+    if isinstance(exc, OSError):
+        import errno
+
+        return {errno.ENOSPC: "disk-full", errno.EDQUOT: "disk-full", errno.EROFS: "read-only",
+                errno.EACCES: "read-only", errno.EPERM: "read-only"}.get(exc.errno,
+                                                                        "unavailable")
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc).lower()
+    for prefix, words, cause in _CAUSES:
+        if name.startswith(prefix) or any(w in text for w in words):
+            return cause
+    return None
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc)
+
+
+def hint(cause: str, path: Path) -> str:
+    """What an administrator does about a store that failed with ``cause``."""
+    if cause == "disk-full":
+        return (f"free space on the filesystem of {path.parent} (df -h {path.parent}); "
+                "nothing was written")
+    if cause == "read-only":
+        return (f"check that {path} and {path.parent} are writable by the services' user "
+                "(trading) and that the filesystem is mounted read-write")
+    if cause == "corrupt":
+        return (f"stop the services (systemctl stop trading.target), then recover it: "
+                f"sqlite3 {path} .recover | sqlite3 {path}.recovered, and move {path} aside "
+                f"(mv {path} {path}.corrupt; also its -wal and -shm), putting the recovered "
+                "file in its place or starting empty; bars and news are fetched again, "
+                "predictions and models only come back from the recovered file")
+    return f"check that {path} can be opened (its directory exists and is accessible)"
 
 
 def _statements(sql: str) -> list[str]:

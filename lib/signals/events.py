@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from trading.errors import InvalidParams
 from trading.runtime.store import Store
@@ -34,6 +34,7 @@ CHANNEL_PREFIX = "trading:"
 REDIS_TIMEOUT_S = 0.5   # connect and socket timeout: a prediction never waits long for the bus
 RETRY_AFTER_S = 30.0    # after a failure, skip publishing this long
 MAX_LIMIT = 1000
+MAX_ID = 2**63 - 1      # SQLite integers are 64-bit signed: a larger after_id cannot be bound
 TYPES = ("prediction", "outcome")  # what the ledger and outcome scoring append
 
 
@@ -42,20 +43,63 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
+def _split(url: str) -> tuple[str, str | None, str]:
+    """``(scheme://, userinfo or None, the rest)``, for a URL that may be malformed.
+
+    Generated passwords carry raw ``/``, ``#``, ``?``, ``@`` and ``:``, which ``urlsplit``
+    reads as the start of a path, a fragment or a query, leaving the password in plain view.
+    A host never contains ``@``, so the userinfo is everything between ``scheme://`` and the
+    *last* ``@``.
+    """
+    m = re.match(r"([A-Za-z][A-Za-z0-9+.-]*://)(.*)\Z", url, re.S)
+    prefix, rest = (m.group(1), m.group(2)) if m else ("", url)
+    userinfo, at, tail = rest.rpartition("@")
+    return prefix, (userinfo if at else None), tail
+
+
+# A query password runs to the next "&name=" (a raw "#" or "&" may be its own), else to the end.
+_QUERY_VALUE = r"(?:(?!&[A-Za-z_][A-Za-z0-9_]*=).)*"
+_QUERY_PASSWORD = re.compile(r"(?is)([?&;]password=)" + _QUERY_VALUE)
+
+
 def redact(url: str) -> str:
-    """The URL with any password (``user:PASSWORD@`` or ``?password=``) replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-        has_password = parts.password is not None
-    except ValueError:
-        return "<unparseable redis url>"
-    netloc = parts.netloc
-    if has_password:
-        userinfo, _, hostport = netloc.rpartition("@")
-        netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
-    query = "&".join("password=***" if item.partition("=")[0].lower() == "password" else item
-                     for item in parts.query.split("&")) if parts.query else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    """The URL with any password (``user:PASSWORD@`` or ``?password=``) replaced by ``***``.
+
+    Robust to passwords that are not percent-encoded (see :func:`_split`): a userinfo with
+    no ``:`` is masked whole (redis-py may take it as the password), and so is one that
+    holds a ``?password=`` (the ``@`` was then the query password's own)."""
+    prefix, userinfo, tail = _split(url)
+    if userinfo is not None:
+        user, colon, _ = userinfo.partition(":")
+        if _QUERY_PASSWORD.search(userinfo):
+            tail = re.sub(r"(?s)^" + _QUERY_VALUE, "***", tail)
+        masked = f"{user}:***" if colon and not re.search(r"[/?#=&]", user) else "***"
+        tail = f"{masked}@{tail}"
+    return prefix + _QUERY_PASSWORD.sub(r"\1***", tail)
+
+
+def _secrets(url: str) -> set[str]:
+    """Every password in ``url`` as written and percent-decoded, and every run of it between
+    two of ``/?#@:&=`` (what a parser that split it there may echo) longer than two
+    characters."""
+    from urllib.parse import unquote
+
+    found = set()
+    _, userinfo, tail = _split(url)
+    if userinfo is not None:
+        found.add(userinfo.partition(":")[2] if ":" in userinfo else userinfo)
+    found.update(m.group(0).partition("=")[2] for m in _QUERY_PASSWORD.finditer(
+        tail if userinfo is None else f"{userinfo}@{tail}"))
+    found |= {unquote(s) for s in found}
+    pieces = set()
+    for s in found:
+        cuts = [0, *(m.start() for m in re.finditer(r"[/?#@:&=]", s)), len(s)]
+        for i, a in enumerate(cuts):
+            for b in cuts[i + 1:]:
+                piece = s[a:b].strip("/?#@:&=")
+                if len(piece) > 2:
+                    pieces.add(piece)
+    return {s for s in found | pieces if s}
 
 
 def append(db: sqlite3.Connection, type: str, payload: Any, *,
@@ -74,8 +118,9 @@ def read(store: Store, after_id: int = 0, type: str | None = None, limit: int = 
 
     ``latest`` returns the last ``limit`` events instead of the first, still oldest first.
     """
-    if isinstance(after_id, bool) or not isinstance(after_id, int) or after_id < 0:
-        raise InvalidParams("after_id must be a non-negative integer")
+    if isinstance(after_id, bool) or not isinstance(after_id, int) \
+            or not 0 <= after_id <= MAX_ID:
+        raise InvalidParams(f"after_id must be an integer from 0 to {MAX_ID}")
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise InvalidParams(f"limit must be an integer from 1 to {MAX_LIMIT}")
     if type is not None and type not in TYPES:
@@ -166,16 +211,6 @@ class Publisher:
 
 def _masked(text: str, url: str) -> str:
     """An error message with the URL's password removed, in case the library echoed it."""
-    from urllib.parse import parse_qs, unquote
-
-    try:
-        parts = urlsplit(url)
-        secrets = {parts.password} if parts.password else set()
-        secrets |= {v for k, vs in parse_qs(parts.query).items() if k.lower() == "password"
-                    for v in vs}
-    except ValueError:
-        return text
-    for secret in sorted(secrets | {unquote(x) for x in secrets}, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, "***")
+    for secret in sorted(_secrets(url), key=len, reverse=True):
+        text = text.replace(secret, "***")
     return text

@@ -37,7 +37,8 @@ def replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterable
            source: str, start: str | None = None, end: str | None = None, every: int = 1,
            today: date | None = None) -> JSON:
     """Predict each ``every``-th session of each symbol's history as if at its close, store the
-    predictions (origin 'replay', replacing an earlier replay of the same source), then score
+    predictions (origin 'replay', replacing the earlier replay of the same source, symbols and
+    sessions, and nothing else), then score
     their outcomes. Returns ``{run_id, predictions, by_action, outcomes: evaluate(...)}``."""
     from trading.market.summary import summarize  # numpy: only the replay pays for it
 
@@ -69,11 +70,16 @@ def replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterable
             p = rules.decide(market, None, None, cfg, created_at=close_time(session))
             inputs.append({"market": market, "sentiment": None, "model": None})
             made.append(p)
-    # Replacing the earlier replay and storing this one is one transaction: a failed replay
-    # leaves the earlier one in place. ledger.record() keys inputs by symbol and a replay has
-    # many predictions per symbol, so each row is inserted with its own inputs.
+    # It replaces exactly what it recomputes (the same source's replayed predictions of these
+    # symbols on these sessions; every other symbol and session stays), and the replacing and
+    # the storing are one transaction: a failed or interrupted replay leaves the earlier one
+    # whole. ledger.record() keys inputs by symbol and a replay has many predictions per
+    # symbol, so each row is inserted with its own inputs.
+    recomputed = [(run_id, p["symbol"], ledger.base_session(inp["market"], p["created_at"]))
+                  for p, inp in zip(made, inputs)]
     with store.transaction() as db:
-        db.execute("DELETE FROM predictions WHERE run_id = ?", (run_id,))
+        db.executemany("DELETE FROM predictions WHERE run_id = ? AND symbol = ? AND session = ?",
+                       recomputed)
         for p, inp in zip(made, inputs):
             ledger.insert(db, p, inp, source=source, origin="replay", run_id=run_id)
     by_action: dict[str, int] = {}

@@ -17,6 +17,9 @@
 #                              Python instead of the package index (offline machines, the tests):
 #                              the project itself is still a regular, non-editable install
 #   --no-start                 install and enable, but do not start the sockets now
+#   --web-listen ADDR          where the dashboard's socket listens: HOST:PORT or a Unix socket
+#                              path (default: $TRADING_WEB_LISTEN, else 127.0.0.1:8787); an
+#                              address beyond loopback needs web.token in the configuration
 #   --render-units MODE DIR [VENV]
 #                              only render the unit files for MODE (system or user) into DIR
 #
@@ -36,6 +39,9 @@ die() { printf 'install: error: %s\n' "$*" >&2; exit 1; }
 os_packages=(libsystemd-dev pkg-config gcc python3-venv systemd redis-server)
 # What a system or --user install needs (no redis: the event bus is optional).
 run_packages=(libsystemd-dev pkg-config gcc python3-venv systemd)
+# Development only: the dashboard's browser tests drive Debian's chromium through Playwright
+# (the Python package, in the test extra); no browser is ever downloaded.
+dev_packages=(chromium)
 
 need_os_packages() {
     local missing=()
@@ -56,7 +62,7 @@ install_os_packages() {
 }
 
 dev_install() {
-    install_os_packages "${os_packages[@]}"
+    install_os_packages "${os_packages[@]}" "${dev_packages[@]}"
     if [ ! -x "$here/.venv/bin/python" ]; then
         say "creating $here/.venv"
         "$python" -m venv "$here/.venv"
@@ -73,6 +79,7 @@ action=install   # install, uninstall or render
 purge=0
 start=1
 deps_from=""
+web_listen=${TRADING_WEB_LISTEN:-127.0.0.1:8787}
 
 set_paths() {
     if [ "$mode" = system ]; then
@@ -119,7 +126,7 @@ render_units() {  # render_units MODE DEST VENV
              "$here"/units/trading*.timer "$here"/units/trading*.target; do
         [ -e "$f" ] || continue
         sed -e "s|@VENV@|$v|g" -e "s|@PROTECT_HOME@|$protect_home|g" \
-            -e "s|@WANTED_BY@|$wanted_by|g" \
+            -e "s|@WANTED_BY@|$wanted_by|g" -e "s|@WEB_LISTEN@|$web_listen|g" \
             -e "$( [ $keep = 1 ] && echo 's|^@system@||' || echo '/^@system@/d')" \
             "$f" > "$dest/$(basename "$f")"
     done
@@ -403,6 +410,10 @@ while [ $# -gt 0 ]; do
         --purge) purge=1 ;;
         --no-start) start=0 ;;
         --deps-from) [ $# -ge 2 ] || usage; deps_from=$(cd "$2" && pwd); shift ;;
+        --web-listen)
+            [ $# -ge 2 ] || usage
+            case "$2" in *'|'*|*' '*|'') die "--web-listen: expected HOST:PORT or /path/to.sock" ;; esac
+            web_listen=$2; shift ;;
         --render-units)
             [ $# -ge 3 ] || usage
             case "$2" in system|user) ;; *) usage ;; esac

@@ -60,8 +60,8 @@ def _options(
 
 
 # Order = order in `trading --help`: the everyday commands first, the plumbing last.
-_MODULES = ["predict", "market", "sentiment", "chart", "train", "status", "control", "schedule",
-            "services", "settings"]
+_MODULES = ["predict", "market", "sentiment", "chart", "web", "train", "status", "control",
+            "schedule", "services", "settings"]
 
 
 def _register() -> None:

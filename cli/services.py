@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from trading.handlers import SERVICES
+from trading.handlers import SERVICES, SOCKET_SERVICES
 
 from . import common
 
@@ -75,8 +75,8 @@ def call(
 
 
 def logs(
-    name: str = typer.Argument(..., help=f"Service: {', '.join(SERVICES)}.",
-                                     autocompletion=_services),
+    name: str = typer.Argument(..., help=f"Service: {', '.join(SOCKET_SERVICES)}.",
+                                     autocompletion=lambda: list(SOCKET_SERVICES)),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
     lines: int = typer.Option(50, "--lines", "-n", min=1, help="How many recent lines."),
     user: Optional[bool] = typer.Option(None, "--user/--system",
@@ -86,8 +86,8 @@ def logs(
     import os
     import shutil
 
-    if name not in SERVICES:
-        raise common.fail(f"unknown service {name!r}; known: {', '.join(SERVICES)}",
+    if name not in SOCKET_SERVICES:
+        raise common.fail(f"unknown service {name!r}; known: {', '.join(SOCKET_SERVICES)}",
                           common.EXIT_USAGE)
     journalctl = shutil.which("journalctl")
     if journalctl is None:

@@ -17,7 +17,7 @@ import subprocess
 import typer
 
 from trading.ops import systemd
-from trading.handlers import SERVICES
+from trading.handlers import SOCKET_SERVICES
 
 from . import common
 
@@ -40,7 +40,7 @@ def status(as_json: bool = common.JsonOption) -> None:
     manager = common.installed_manager(as_json, "`trading` commands run the handlers "
                                        "in-process", {"services": [], "timers": []})
     try:
-        rows = systemd.service_rows(manager, SERVICES)
+        rows = systemd.service_rows(manager, SOCKET_SERVICES)
         timers = systemd.timer_rows(manager)
     except (systemd.SystemdError, OSError, subprocess.TimeoutExpired) as exc:
         raise common.fail(f"cannot read systemd's state: {exc}")

@@ -17,6 +17,11 @@ SERVICES: dict[str, str] = {
     "training": "trading.handlers.training",
 }
 
+# Socket-activated services that speak HTTP, not JSON-RPC: the dashboard (issue 18). The units,
+# `trading status` and the tests go by SOCKET_SERVICES, which is both.
+HTTP_SERVICES: dict[str, str] = {"web": "trading.web"}
+SOCKET_SERVICES: dict[str, str] = {**SERVICES, **HTTP_SERVICES}
+
 
 def load(name: str):
     """The service class registered as ``name`` (a :class:`trading.runtime.service.Service`)."""

@@ -183,9 +183,9 @@ class MarketData(Service):
 
     @rpc
     def get_bars(self, symbol: str, interval: str = "1d", period: str = "1y",
-                 source: str | None = None) -> dict[str, Any]:
+                 source: str | None = None, indicators: bool = False) -> dict[str, Any]:
         """Daily (1d) or weekly (1wk) bars for a period (5d, 1mo, 3mo, 6mo, 1y, 2y, 5y, 10y),
-        counted back from the last bar."""
+        counted back from the last bar; ``indicators``: with SMA20, RSI14 and MACD per bar."""
         sym = params.symbol(symbol)
         params.choice("interval", interval, INTERVALS)
         params.choice("period", period, PERIODS)
@@ -199,8 +199,11 @@ class MarketData(Service):
         rows = self.cache.bars(src.name, sym, since).to_rows()
         if interval == "1wk":
             rows = weekly(rows)
-        return {"symbol": sym, "interval": interval, "source": src.name,
-                "stale": e.stale(now), "bars": rows}
+        out = {"symbol": sym, "interval": interval, "source": src.name,
+               "stale": e.stale(now), "bars": rows}
+        if params.flag("indicators", indicators):
+            out["indicators"] = indicator_series(rows)
+        return out
 
     # -- health --------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
@@ -218,6 +221,23 @@ class MarketData(Service):
             return {"cache": None, "cache_error": str(exc)}
         self._health_memo = (now, value)
         return value
+
+
+def indicator_series(rows: list[dict[str, Any]]) -> dict[str, list[float | None]]:
+    """SMA20, RSI14 and MACD(12, 26, 9) per bar, by the same functions the predictions use
+    (so a chart shows the numbers a call was made from); ``None`` during the warm-up."""
+    from trading.market import indicators as ind
+
+    close = [r["close"] for r in rows]
+
+    def plain(values) -> list[float | None]:
+        return [None if v != v else round(float(v), 6) for v in values]  # NaN -> None
+
+    if not close:
+        return {k: [] for k in ("sma20", "rsi14", "macd", "macd_signal", "macd_hist")}
+    line, signal, hist = ind.macd(close)
+    return {"sma20": plain(ind.sma(close, 20)), "rsi14": plain(ind.rsi(close, 14)),
+            "macd": plain(line), "macd_signal": plain(signal), "macd_hist": plain(hist)}
 
 
 def weekly(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

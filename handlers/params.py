@@ -112,3 +112,10 @@ def choice(name: str, value: Any, choices) -> str:
         shown = str(value)[:40] if isinstance(value, str) else type(value).__name__
         raise InvalidParams(f"{name} {shown!r} not supported; use {', '.join(choices)}")
     return value
+
+
+def flag(name: str, value: Any) -> bool:
+    """True or false, nothing else (not 0/1, not a string)."""
+    if not isinstance(value, bool):
+        raise InvalidParams(f"{name} must be true or false")
+    return value

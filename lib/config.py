@@ -152,6 +152,10 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("weights.volume", _fraction, 0.15, "weight of the volume component"),
     Setting("weights.market", _fraction, 0.10, "weight of the market component"),
     Setting("weights.model", _fraction, 0.15, "weight of the model component (when a model is active)"),
+    Setting("web.listen", _str, "127.0.0.1:8787", "where `trading web` listens: HOST:PORT or a Unix socket path (the socket unit has its own ListenStream=)"),
+    Setting("web.token", _str, "", "token the dashboard asks for; needed to listen beyond loopback and for actions"),
+    Setting("web.allow_actions", _bool, False, "let the dashboard run predictions and activate models (with the token)"),
+    Setting("web.hosts", _list, [], "Host names the dashboard answers besides loopback ones when no token is set (* for any)"),
 ]}
 
 

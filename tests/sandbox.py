@@ -102,6 +102,14 @@ class SandboxUnavailable(RuntimeError):
     """The user manager could not be started here (no unshare, not root, no systemd)."""
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _sandbox_base() -> Path:
     base = os.environ.get("TRADING_SANDBOX_BASE")
     if base:
@@ -138,6 +146,9 @@ class UserManager:
             # point it at the user manager's sockets, and never fall back to in-process.
             "TRADING_RUNTIME_DIR": str(self.runtime_dir / "trading"),
             "TRADING_IN_PROCESS": "never",
+            # install.sh renders the dashboard's socket from this: a free port of its own, so
+            # sandboxes (and a real install on 8787) never collide.
+            "TRADING_WEB_LISTEN": f"127.0.0.1:{_free_port()}",
         }
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -275,9 +286,9 @@ class UserManager:
         Only processes started from the sandbox's venv count, so handlers that other tests
         run from the development venv do not.
         """
-        from trading.handlers import SERVICES
+        from trading.handlers import SOCKET_SERVICES
 
-        module = SERVICES[service]
+        module = SOCKET_SERVICES[service]
         prefix = str(self.venv)
         pids = []
         for entry in Path("/proc").iterdir():

@@ -146,9 +146,9 @@ def test_rendered_system_sockets_are_0660_and_owned_by_trading(tmp_path):
     subprocess.run([str(REPO / "install.sh"), "--render-units", "system", str(out),
                     "/opt/trading/venv"], check=True)
     sockets = sorted(out.glob("trading-*.socket"))
-    from trading.handlers import SERVICES
+    from trading.handlers import SOCKET_SERVICES
 
-    assert {p.stem for p in sockets} == {f"trading-{n}" for n in SERVICES}
+    assert {p.stem for p in sockets} == {f"trading-{n}" for n in SOCKET_SERVICES}
     for path in sockets:
         text = path.read_text()
         assert re.search(r"^SocketMode=0660$", text, re.M), path.name

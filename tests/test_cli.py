@@ -52,7 +52,7 @@ def png_size(path: Path) -> tuple[int, int]:
 # -- the command list and its conventions -----------------------------------------------------
 
 # Commands that print data must take --json; these print none (or print JSON already).
-NO_DATA = {"serve", "logs", "call"}
+NO_DATA = {"serve", "logs", "call", "web"}  # web serves pages (their data: /api/)
 
 
 def _commands():
@@ -111,7 +111,7 @@ def test_shell_completion_script_and_answers():
     assert out.stdout.split() == ["predict"], out.stdout + out.stderr
     env.update(COMP_WORDS="trading logs ", COMP_CWORD="2")  # service names complete too
     out = subprocess.run([str(trading)], env=env, capture_output=True, text=True, timeout=60)
-    assert out.stdout.split() == ["market-data", "sentiment", "prediction", "training"]
+    assert out.stdout.split() == ["market-data", "sentiment", "prediction", "training", "web"]
 
 
 # -- predictions: predict, history, events, report, replay ----------------------------------

@@ -179,6 +179,23 @@ def test_get_bars_and_weekly(svc, asx_daily):
     assert week[-1]["close"] == daily[-1]["close"] and len(week) < len(daily) / 4
 
 
+def test_get_bars_with_indicators_are_the_prediction_rules_own(svc, asx_daily):
+    """The dashboard's chart panes come from the same indicator functions as the calls."""
+    from trading.market import indicators as ind
+
+    out = svc.get_bars("CBA", period="1y", source=f"csv:{asx_daily}", indicators=True)
+    close = [b["close"] for b in out["bars"]]
+    series = out["indicators"]
+    assert {len(v) for v in series.values()} == {len(close)}
+    assert series["sma20"][18] is None and series["sma20"][-1] == pytest.approx(
+        float(ind.sma(close, 20)[-1]), abs=1e-6)
+    assert series["rsi14"][-1] == pytest.approx(float(ind.rsi(close, 14)[-1]), abs=1e-6)
+    assert series["macd_hist"][-1] == pytest.approx(float(ind.macd(close)[2][-1]), abs=1e-6)
+    assert "indicators" not in svc.get_bars("CBA", period="1mo", source=f"csv:{asx_daily}")
+    with pytest.raises(InvalidParams):
+        svc.get_bars("CBA", source=f"csv:{asx_daily}", indicators="yes")
+
+
 def test_health_check_reports_the_cache(svc):
     svc.get_market_data("CBA", source="sample")
     h = svc.health_check()

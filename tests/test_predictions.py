@@ -142,6 +142,17 @@ def test_history_filters_and_orders(store, cfg):
         ledger.latest(store, "WBC.AX")
 
 
+def test_latest_each_is_one_row_per_symbol_with_its_data_age(store, cfg):
+    for day, sym in (("2025-10-01", "CBA.AX"), ("2025-10-02", "NAB.AX"), ("2025-10-03", "CBA.AX")):
+        store_one(store, cfg, market(sym, day), created_at=f"{day}T06:00:00+00:00")
+    rows = ledger.latest_each(store)
+    assert [(p["symbol"], p["session"]) for p in rows] == \
+        [("CBA.AX", "2025-10-03"), ("NAB.AX", "2025-10-02")]
+    assert rows[0]["as_of"] == "2025-10-03" and rows[0]["age_s"] == 5
+    assert rows[0]["source"] == "csv" and rows[0]["origin"] == "live"
+    assert rows[0]["outcomes"] == {}
+
+
 def test_the_base_session_is_the_last_bar_seen_else_the_sydney_date():
     assert ledger.base_session({"as_of": "2025-10-01"}, "2025-10-05T00:00:00+00:00") == \
         "2025-10-01"

@@ -69,3 +69,21 @@ def test_statement_splitter_respects_comments_and_literals():
     sql = "-- one; two\nCREATE TABLE t (a TEXT DEFAULT 'x;y');\n\n-- only a comment;\nCREATE INDEX i ON t(a);\n"
     assert _statements(sql) == ["-- one; two\nCREATE TABLE t (a TEXT DEFAULT 'x;y');",
                                 "-- only a comment;\nCREATE INDEX i ON t(a);"]
+
+
+def test_a_readonly_store_reads_and_cannot_write_or_create(tmp_path):
+    from trading.runtime.store import Store, StoreError
+
+    missing = Store(tmp_path / "none.db", readonly=True)
+    with pytest.raises(StoreError, match="cannot open"):
+        missing.query("SELECT 1")
+    assert not (tmp_path / "none.db").exists()
+    writer = Store(tmp_path / "t.db")
+    with writer.transaction() as db:
+        db.execute("INSERT INTO events (type, created_at, payload) VALUES ('x', 'now', '{}')")
+    reader = Store(tmp_path / "t.db", readonly=True)
+    assert reader.query("SELECT count(*) AS n FROM events")[0]["n"] == 1
+    with pytest.raises(Exception, match="readonly|read-only|query_only"):
+        reader.conn.execute("DELETE FROM events")
+    reader.close()
+    writer.close()

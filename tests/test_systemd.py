@@ -27,7 +27,7 @@ from conftest import wait_for
 from support.wire import Connection, rpc
 from sandbox import INSTALL_SH, REPO, UserManager, install, installed, user_manager  # noqa: F401
 
-from trading.handlers import SERVICES
+from trading.handlers import SERVICES, SOCKET_SERVICES
 
 pytestmark = [pytest.mark.systemd, pytest.mark.slow]
 
@@ -127,7 +127,9 @@ def test_status_shows_sockets_handlers_and_paths(sd):
     report = json.loads(sd.trading("status", "--json").stdout)
     assert report["systemd"] == "user" and report["ok"] is True
     rows = {r["service"]: r for r in report["services"]}
-    assert set(rows) == set(SERVICES)
+    assert set(rows) == set(SOCKET_SERVICES)  # the JSON-RPC services and the dashboard
+    web = rows.pop("web")
+    assert web["socket"] == "listening" and web["socket_path"] == sd.env["TRADING_WEB_LISTEN"]
     for name, row in rows.items():
         assert row["socket"] == "listening"
         assert row["socket_path"] == str(sock(sd, name))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from trading.handlers import SERVICES
+from trading.handlers import HTTP_SERVICES, SERVICES, SOCKET_SERVICES
 
 REPO = Path(__file__).resolve().parent.parent
 UNITS = REPO / "units"
@@ -61,8 +61,8 @@ def rendered(tmp_path_factory) -> dict[str, Path]:
 
 def test_every_registered_service_has_a_socket_and_a_service():
     sockets = {p.stem for p in UNITS.glob("trading-*.socket")}
-    assert sockets == {f"trading-{n}" for n in SERVICES}
-    for n in SERVICES:
+    assert sockets == {f"trading-{n}" for n in SOCKET_SERVICES}
+    for n in SOCKET_SERVICES:
         assert (UNITS / f"trading-{n}.service").exists()
     # Any other service is a scheduled job: it has a timer and no socket.
     for p in UNITS.glob("trading-*.service"):
@@ -124,9 +124,31 @@ def test_non_obvious_directives_carry_a_comment(path):
             assert j >= 0 and lines[j].startswith("#"), f"{path.name}: {key}= has no comment"
 
 
+def test_web_units(rendered):
+    """The dashboard: a TCP socket on loopback by default, the same runtime rules as the
+    JSON-RPC services, and no network of its own (the passed socket is all it serves)."""
+    assert set(HTTP_SERVICES) == {"web"}
+    sock, svc = UNITS / "trading-web.socket", UNITS / "trading-web.service"
+    assert one(sock, "ListenStream") == "@WEB_LISTEN@"
+    assert one(rendered["user"] / "trading-web.socket", "ListenStream") == "127.0.0.1:8787"
+    assert one(sock, "Accept") == "no"
+    assert one(svc, "ExecStart") == "@VENV@/bin/python -m trading.web"
+    assert one(svc, "Type") == "notify" and one(svc, "Restart") == "on-failure"
+    assert one(svc, "PrivateNetwork") == "yes"
+    assert one(svc, "RestrictAddressFamilies") == "AF_UNIX"
+    assert values(svc, "RuntimeDirectory") == [] and values(svc, "DynamicUser") == []
+    assert one(svc, "@system@User") == "trading"
+
+
+def test_install_renders_another_web_address(tmp_path):
+    subprocess.run([str(REPO / "install.sh"), "--web-listen", "/srv/proxy/web.sock",
+                    "--render-units", "user", str(tmp_path), sys.prefix], check=True)
+    assert one(tmp_path / "trading-web.socket", "ListenStream") == "/srv/proxy/web.sock"
+
+
 def test_target_pulls_in_every_socket():
     wants = one(UNITS / "trading.target", "Wants").split()
-    assert sorted(wants) == sorted(f"trading-{n}.socket" for n in SERVICES)
+    assert sorted(wants) == sorted(f"trading-{n}.socket" for n in SOCKET_SERVICES)
 
 
 def test_system_and_user_renderings_differ_only_where_they_must(rendered):

@@ -16,6 +16,10 @@ here, at the edge, into :class:`trading.errors.StoreUnavailable` with its ``caus
 ROLLBACK after a failed statement or COMMIT never hides that cause. The last such failure is
 kept, and :meth:`Store.health` reports ``ok`` or ``degraded`` from it and a cheap check (the
 first page readable, free space on the filesystem), memoized for :data:`HEALTH_TTL_S`.
+
+``Store(path, readonly=True)`` is a reader that cannot write (SQLite's ``mode=ro``): it
+creates nothing, migrates nothing, and a missing file is a :class:`StoreError` (the dashboard
+reads the store this way, so a page view can never change it).
 """
 
 from __future__ import annotations
@@ -52,8 +56,9 @@ def migrations() -> list[tuple[int, Path]]:
 class Store:
     """The shared store at ``path``; cheap to create, connects on first use."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
         self.path = Path(path)
+        self.readonly = readonly
         self._local = threading.local()
         self._migrated = False
         self._lock = threading.Lock()
@@ -67,6 +72,8 @@ class Store:
         return conn
 
     def _open(self) -> sqlite3.Connection:
+        if self.readonly:
+            return self._open_readonly()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: we issue BEGIN/COMMIT ourselves.
@@ -86,6 +93,21 @@ class Store:
             if not self._migrated:
                 self._migrate(conn)
                 self._migrated = True
+        return conn
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        from urllib.parse import quote
+
+        try:
+            conn = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro", uri=True,
+                                   timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                   check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA query_only = ON")
+            conn.execute("PRAGMA user_version").fetchone()  # fails now if the file is missing
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the store {self.path}: {exc}") from exc
         return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:

@@ -164,6 +164,27 @@ def latest(store: Store, symbol: str, inputs: bool = False) -> JSON:
     return p
 
 
+def latest_each(store: Store) -> list[JSON]:
+    """The latest prediction of every symbol, newest first, each with its ``source``,
+    ``origin``, the market data's ``as_of`` and ``age_s``, and its outcomes so far."""
+    rows = store.query(
+        "SELECT id, prediction, source, origin, inputs FROM predictions p WHERE id = ("
+        " SELECT q.id FROM predictions q WHERE q.symbol = p.symbol"
+        " ORDER BY q.created_at DESC, q.id DESC LIMIT 1)"
+        " ORDER BY created_at DESC, symbol")
+    out = []
+    for r in rows:
+        p = _prediction(r)
+        market = (json.loads(r["inputs"]) or {}).get("market") or {}
+        p.update(source=r["source"] or market.get("source"), origin=r["origin"],
+                 as_of=market.get("as_of"), age_s=market.get("age_s"))
+        out.append(p)
+    outcomes = _outcomes.by_prediction(store, [p["id"] for p in out])
+    for p in out:
+        p["outcomes"] = outcomes.get(p["id"], {})
+    return out
+
+
 def _parse_since(since: Any) -> str | None:
     if since is None:
         return None

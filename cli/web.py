@@ -1,0 +1,26 @@
+"""``trading web``: the dashboard in the foreground, without systemd.
+
+Installed, the dashboard is ``trading-web.socket`` (systemd starts it on the first request and
+it exits when idle); this command is for a machine without systemd, or a look at a checkout:
+it binds ``--listen`` (default ``web.listen``, 127.0.0.1:8787) and serves until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("web")(web)
+
+
+def web(listen: str = typer.Option(None, "--listen", "-l", metavar="ADDR",
+                                   help="HOST:PORT or a Unix socket path (default: web.listen, "
+                                   "127.0.0.1:8787); beyond loopback it needs web.token")) -> None:
+    """Serve the web dashboard in the foreground until Ctrl-C (installed, systemd starts it on
+    demand instead: see `trading status`)."""
+    from trading.web.serve import main
+
+    code = main([*(["--listen", listen] if listen else []), "--idle-exit", "0"])
+    if code:
+        raise typer.Exit(code)

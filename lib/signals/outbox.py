@@ -1,4 +1,4 @@
-"""The alert outbox: one row per message and URL in ``notifications`` (``0007_notifications.sql``).
+"""The alert outbox: one row per message and URL in ``notifications`` (``0009_notifications.sql``).
 
 Where a message comes from. :func:`trading.signals.ledger.record` writes each prediction and
 its ``prediction`` event in one transaction, so the events table already is the durable

@@ -211,7 +211,7 @@ def _rate(d: Any) -> str | None:
     if r is None or not isinstance(n, int):
         return None
     lo, hi = _num(d.get("low", d.get("lower"))), _num(d.get("high", d.get("upper")))
-    ci = d.get("wilson") or d.get("interval")
+    ci = d.get("ci95") or d.get("wilson") or d.get("interval")  # the scorecard (issue 16)
     if isinstance(ci, Sequence) and len(ci) == 2 and all(_num(x) is not None for x in ci):
         lo, hi = float(ci[0]), float(ci[1])
     return f"{r:.0%} of {n}" + (f" [{lo:.0%}-{hi:.0%}]" if lo is not None and hi is not None

@@ -61,7 +61,7 @@ def _options(
 
 # Order = order in `trading --help`: the everyday commands first, the plumbing last.
 _MODULES = ["predict", "market", "sentiment", "chart", "web", "train", "status", "control",
-            "schedule", "services", "settings"]
+            "schedule", "services", "settings", "notify"]
 
 
 def _register() -> None:

@@ -25,6 +25,8 @@ from typing import Any
 
 import typer
 
+from trading import config as _config
+
 from . import common
 
 SYDNEY = "Australia/Sydney"
@@ -68,6 +70,74 @@ def job(
     if not as_json:
         print(f"{decision.reason} ({moment:%a %Y-%m-%d %H:%M %Z}): running {name}", flush=True)
     client = common.client(timeout=TIMEOUTS[name])
+    start = _notify_start() if name in ("predict", "outcomes") else None
+    notified = None
+    try:
+        result, summary, errors, failed = _run(client, name)
+    finally:
+        if name in ("predict", "outcomes"):
+            notified = _notify(name, start, quiet=as_json)
+    if as_json:
+        common.print_json({"job": name, "ran": True, "reason": decision.reason,
+                           "at": moment.isoformat(), "result": result,
+                           **({"notify": notified} if notified is not None else {})})
+    else:
+        print(summary, flush=True)
+        for key, err in errors.items():
+            msg = err.get("message", err) if isinstance(err, dict) else err
+            print(f"{key}: {msg}", flush=True)
+        from trading.ops.notify import summary as notify_summary
+
+        for line in notify_summary(notified):
+            print(line, flush=True)
+    if failed:
+        raise typer.Exit(common.EXIT_FAILURE)
+
+
+def _notify_start() -> int | None:
+    """The newest event before the job's call, when alerts are on: a URL seen for the first
+    time gets this run's predictions, not the whole history. None when alerts are off."""
+    cfg = _config.get()
+    if not cfg["notify.urls"]:
+        return None
+    from trading.runtime.store import Store
+    from trading.signals import outbox
+
+    try:
+        return outbox.floor(Store(cfg.db_path))
+    except Exception as exc:  # noqa: BLE001 - alerts never fail the job; deliver says more
+        common.note(f"notify: cannot read the store: {exc}")
+        return None
+
+
+def _notify(name: str, start: int | None, *, quiet: bool) -> dict | None:
+    """Send the alerts (and after outcomes, the day's digest) after the service committed.
+
+    Runs after a failed call too (earlier messages still wait); a failure here is reported
+    and never changes the job's exit status. Apprise is imported only when something is due.
+    The digest is of today in Sydney by the real clock (TRADING_NOW moves the gate only, as
+    the predictions it lets through are stamped with the real time too)."""
+    cfg = _config.get()
+    if not cfg["notify.urls"]:
+        return None
+    from trading.ops import notify
+    from trading.runtime.store import Store
+
+    try:
+        from trading.market import asx
+
+        return notify.deliver(Store(cfg.db_path), cfg, start=start,
+                              digest_day=asx.now().date() if name == "outcomes" else None)
+    except Exception as exc:  # noqa: BLE001 - alerts never fail the job
+        message = notify.scrub(f"{type(exc).__name__}: {exc}", " ".join(cfg["notify.urls"]))
+        if not quiet:
+            print(f"notify: not sent this run ({message}); they wait in the outbox",
+                  flush=True)
+        return {"error": message}
+
+
+def _run(client, name: str):
+    """The job's call: ``(result, summary line, errors, failed)``."""
     if name == "predict":
         result = client.call("prediction", "generate_predictions")
         results, errors = result.get("results") or {}, result.get("errors") or {}
@@ -90,16 +160,7 @@ def job(
                    f"`trading models`, `trading activate VERSION`); out-of-sample accuracy "
                    f"{acc or 'n/a'}" + (f" on {rows} rows" if rows else ""))
         failed = False
-    if as_json:
-        common.print_json({"job": name, "ran": True, "reason": decision.reason,
-                           "at": moment.isoformat(), "result": result})
-    else:
-        print(summary, flush=True)
-        for key, err in errors.items():
-            msg = err.get("message", err) if isinstance(err, dict) else err
-            print(f"{key}: {msg}", flush=True)
-    if failed:
-        raise typer.Exit(common.EXIT_FAILURE)
+    return result, summary, errors, failed
 
 
 def _predict_summary(results: dict[str, Any], errors: dict[str, Any]) -> str:

@@ -24,6 +24,10 @@ def show(as_json: bool = common.JsonOption) -> None:
     rows = []
     for name, setting in _config.SETTINGS.items():
         value = redact(cfg[name]) if name == "redis_url" and cfg[name] else cfg[name]
+        if name == "notify.urls":  # tokens and passwords; Apprise is not imported for this
+            from trading.ops.notify import mask_url
+
+            value = [mask_url(u) for u in value]
         rows.append({"key": name, "value": value, "source": cfg.source_of(name),
                      "env": setting.env, "doc": setting.doc})
     paths = {"config_file": str(cfg.path), "config_file_exists": cfg.path.exists(),

@@ -75,6 +75,16 @@ def _list(v: Any) -> list[str]:
     return [s for s in v if s]
 
 
+def _url_list(v: Any) -> list[str]:
+    """Like :func:`_list`, but a string splits on whitespace only: an Apprise URL may hold
+    commas (``mailto://...?to=a@x,b@x``)."""
+    if isinstance(v, str):
+        v = v.split()
+    if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
+        raise ValueError("expected a list of URLs (or a space-separated string)")
+    return [s.strip() for s in v if s.strip()]
+
+
 def _bool(v: Any) -> bool:
     if isinstance(v, bool):
         return v
@@ -156,6 +166,13 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("web.token", _str, "", "token the dashboard asks for; needed to listen beyond loopback and for actions"),
     Setting("web.allow_actions", _bool, False, "let the dashboard run predictions and activate models (with the token)"),
     Setting("web.hosts", _list, [], "Host names the dashboard answers besides loopback ones when no token is set (* for any)"),
+    Setting("notify.urls", _url_list, [], "Apprise URLs alerts go to (json://, mailto://, tgram://, ...); empty: off"),
+    Setting("notify.send", _one_of("changes", "signals", "all"), "changes", "alert on: changes (a symbol's call changed), signals (every BUY/SELL), all"),
+    Setting("notify.min_confidence", _fraction, 0.0, "BUY/SELL calls below this confidence are not signals to alert on"),
+    Setting("notify.symbols", _list, [], "alert only for these symbols; empty: every symbol"),
+    Setting("notify.digest", _bool, True, "send a daily digest after the outcomes job"),
+    Setting("notify.timeout", _pos_float, 10.0, "seconds one URL may take to accept a message"),
+    Setting("notify.link_base", _str, "", "dashboard address for links in alerts (https://host:port); empty: no link"),
 ]}
 
 

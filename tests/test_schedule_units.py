@@ -26,6 +26,7 @@ UNITS = REPO / "units"
 SYD = ZoneInfo("Australia/Sydney")
 UTC = dt.timezone.utc
 JOBS = {"predict": "trading-predict", "outcomes": "trading-outcomes", "train": "trading-train"}
+ALERTING_JOBS = ("predict", "outcomes")  # they send alerts: network allowed (issue 17)
 
 # What each timer is meant to do, in Sydney wall-clock time: (weekdays, times).
 PREDICT_TIMES = [dt.time(h, m) for h in range(10, 16) for m in (0, 30)] + [dt.time(16, 15)]
@@ -134,8 +135,12 @@ def test_timer_and_service_pair(job):
     assert directives(timer, "PartOf") == ["trading.target"]
     assert directives(service, "Type") == ["oneshot"]
     assert directives(service, "ExecStart") == [f"@VENV@/bin/trading job {job}"]
-    assert directives(service, "RestrictAddressFamilies") == ["AF_UNIX"]
-    assert directives(service, "PrivateNetwork") == ["yes"]
+    if job in ALERTING_JOBS:  # they send alerts after the service commits (issue 17)
+        assert directives(service, "RestrictAddressFamilies") == ["AF_UNIX AF_INET AF_INET6"]
+        assert directives(service, "StateDirectory") == ["trading"]
+    else:
+        assert directives(service, "RestrictAddressFamilies") == ["AF_UNIX"]
+        assert directives(service, "PrivateNetwork") == ["yes"]
     env = " ".join(directives(service, "Environment"))
     assert "TRADING_IN_PROCESS=never" in env and "TRADING_RUNTIME_DIR=%t/trading" in env
     assert directives(service, "@system@User") == ["trading"]
@@ -175,4 +180,5 @@ def test_job_services_are_hardened_to_the_offline_target(rendered, mode, job):
     m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", r.stdout)
     assert m, r.stdout + r.stderr
     print(f"{mode} {JOBS[job]}.service exposure {m.group(1)}")
-    assert float(m.group(1)) <= 1.5
+    # 1.5 offline; the jobs that send alerts are held to the networked services' 2.5
+    assert float(m.group(1)) <= (2.5 if job in ALERTING_JOBS else 1.5)

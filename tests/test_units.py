@@ -18,7 +18,9 @@ from trading.handlers import HTTP_SERVICES, SERVICES, SOCKET_SERVICES
 
 REPO = Path(__file__).resolve().parent.parent
 UNITS = REPO / "units"
-EXPOSURE_TARGETS = {"market-data": 2.5, "sentiment": 2.5, "prediction": 1.5, "training": 1.5}
+EXPOSURE_TARGETS = {"market-data": 2.5, "sentiment": 2.5, "prediction": 1.5, "training": 1.5,
+                    # the jobs that send alerts after the service commits (issue 17)
+                    "predict": 2.5, "outcomes": 2.5}
 NETWORKED = {"market-data", "sentiment"}
 
 

@@ -494,7 +494,7 @@ def test_apprise_is_imported_only_to_send(monkeypatch, webhook):
 
 def test_secrets_appear_in_no_output_log_or_stored_row(monkeypatch, webhook, caplog):
     down = Webhook()
-    urls = [webhook.url(path=f"hook", auth=f"alice:{SECRET}@"),
+    urls = [webhook.url(path="hook", auth=f"alice:{SECRET}@"),
             down.url(path="x", auth=f"bob:{SECRET}@")]
     env = {**SAMPLE, "TRADING_NOW": SESSION_TIME, "TRADING_SYMBOLS": "CBA",
            "TRADING_NOTIFY_URLS": " ".join(urls), "TRADING_NOTIFY_SEND": "all",

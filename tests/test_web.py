@@ -6,7 +6,6 @@ backlog). The browser tests are tests/test_web_browser.py; systemd's, test_web_s
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys

@@ -370,26 +370,29 @@ class Server:
                 self._refuse(sock, refusal)
                 return
             buf = LineBuffer(self.line_limit)
+            set_current_cancel(conn.cancel)  # this thread serves this connection only
+            clock = self.clock
             while not conn.closing:
                 data = sock.recv(65536)
                 if not data:
                     return
-                if conn.state == _IDLE:
-                    self._set_state(conn, _READING)
+                if conn.state == _IDLE and not data.endswith(b"\n"):
+                    conn.state, conn.since = _READING, clock()  # a line's first byte
                 try:
                     for line in buf.feed(data):
                         if line.strip():
-                            self._set_state(conn, _BUSY)
+                            conn.state = _BUSY  # never evicted: no clock needed
                             self._answer(conn, line)
                 except LineTooLong:
                     exc = InvalidRequest(f"request line longer than {self.line_limit} bytes",
                                          problem="line-too-long", limit=self.line_limit)
                     sock.sendall(encode(error_response(exc)))
                     return
+                # One clock read per request on the common path (a whole line per read).
                 if not buf.pending:
-                    self._set_state(conn, _IDLE)
+                    conn.state, conn.since = _IDLE, clock()
                 elif conn.state != _READING:
-                    self._set_state(conn, _READING)
+                    conn.state, conn.since = _READING, clock()
         except OSError as exc:  # the client went away (reset, broken pipe, send timeout)
             logger.debug("connection ended: %s", exc)
         except Exception:
@@ -402,10 +405,6 @@ class Server:
                 self._last_activity = self.clock()
             self._threads.discard(threading.current_thread())
             self._wake()
-
-    def _set_state(self, conn: _Conn, state: str) -> None:
-        conn.state = state
-        conn.since = self.clock()
 
     def _refuse(self, sock: socket.socket, refusal: Forbidden) -> None:
         # Answer the peer's first request if it comes at once (so its client sees this error
@@ -434,12 +433,11 @@ class Server:
     def _answer(self, conn: _Conn, line: bytes) -> None:
         with self.stats.lock:
             self.stats.in_flight += 1
-        conn.cancel.clear()
-        token = set_current_cancel(conn.cancel)
+        if conn.cancel.is_set():  # a plain read; clear() takes a lock
+            conn.cancel.clear()
         try:
             response = self.dispatcher.handle_line(line)
         finally:
-            set_current_cancel(token)
             with self.stats.lock:
                 self.stats.in_flight -= 1
                 self.stats.requests += 1

@@ -30,6 +30,16 @@ def register(app: typer.Typer) -> None:
     app.command("replay")(replay)
 
 
+_DEFAULT_PREDICTOR = "trading.signals.rules:predict"
+
+
+def _by(p: dict) -> str:
+    """Which predictor made a stored prediction, shortly (``rules``, ``momentum``)."""
+    from trading.signals.predictors import label
+
+    return label(p.get("predictor"))
+
+
 def _pct(x) -> str:
     return "" if x is None else f"{x * 100:+.2f}%"
 
@@ -66,6 +76,9 @@ def predict(
             title = "Predictions"
             if ctx.get("context"):
                 title += f" - market {ctx['context']}"
+            made_by = (result.get("predictor") or {}).get("name")
+            if made_by and made_by != _DEFAULT_PREDICTOR:
+                title += f" - predictor {made_by}"
             common.table(title, ["symbol", "action", "confidence", "price", "RSI", "sentiment",
                                  "context"], rows)
         for sym, err in errors.items():
@@ -153,7 +166,7 @@ def _print_event(e: dict, as_json: bool) -> None:
     p = e.get("payload") or {}
     if e["type"] == "prediction":
         text = (f"{p.get('symbol')} {p.get('action')} confidence {p.get('confidence')} "
-                f"price {p.get('price')} ({p.get('market_context')})")
+                f"price {p.get('price')} ({p.get('market_context')}) by {_by(p)}")
     elif e["type"] == "outcome":
         text = (f"{p.get('symbol')} {p.get('action')} after {p.get('horizon')} session(s): "
                 f"{_pct(p.get('forward_return'))} "
@@ -183,14 +196,14 @@ def history(
                       f"{p['confidence']:.2f}", _num(p.get("price"), ".2f"),
                       p.get("market_context"),
                       _pct((out.get("1") or {}).get("forward_return")),
-                      _pct((out.get("5") or {}).get("forward_return"))])
+                      _pct((out.get("5") or {}).get("forward_return")), _by(p)])
     if not table:
         print("no predictions stored yet (run `trading predict`)")
         return
-    # Fits 80 columns: the return after 1 and 5 sessions as "+1", "+5".
+    # Fits 80 columns: the return after 1 and 5 sessions as "+1", "+5"; "by": the predictor.
     common.table("Prediction history (returns after 1 and 5 sessions)",
-                 ["created (UTC)", "symbol", "action", "conf", "price", "context", "+1", "+5"],
-                 table, compact=True)
+                 ["created (UTC)", "symbol", "action", "conf", "price", "context", "+1", "+5",
+                  "by"], table, compact=True)
 
 
 def _iso_date(value: Optional[str]) -> Optional[str]:

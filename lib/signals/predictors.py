@@ -29,6 +29,9 @@ fields and the errors are in docs/predictors.md; in short:
   budget and say it is still busy, while ``health_check`` and every other method answer.
 - **Provenance** (:attr:`Predictor.provenance`): the name, the form, the file, its SHA-256
   and the module's ``__version__``, stored with every prediction it makes.
+
+The module is long because those five are one contract, read and changed together; each is
+a section below, in that order.
 """
 
 from __future__ import annotations
@@ -103,11 +106,11 @@ _lock = threading.Lock()
 
 
 def label(provenance: Mapping | None) -> str:
-    """A short name for tables: ``rules`` for the built-in one, else the ``Name`` part."""
+    """A short name for tables: the module's last part (``rules`` for the built-in one,
+    ``momentum`` for ``momentum:EnhancedMarketAwarePredictor``)."""
     if not isinstance(provenance, Mapping) or not provenance.get("name"):
         return "rules"  # stored before predictors were pluggable: the rules made it
-    name = str(provenance["name"])
-    return "rules" if name == DEFAULT else name.rpartition(":")[2]
+    return str(provenance["name"]).partition(":")[0].rpartition(".")[2]
 
 
 def load(spec: str, directory: Path | None, timeout: float) -> Predictor:

@@ -96,9 +96,11 @@ def report(
         "With --evaluate: score only predictions made from this source (each is scored on "
         "bars from its own source)."),
     origin: Optional[str] = typer.Option(None, "--origin", help="Only 'live' or 'replay'."),
+    predictor: Optional[str] = typer.Option(None, "--predictor", help="Only this predictor's "
+                                            "predictions (module:Name)."),
     as_json: bool = common.JsonOption,
 ) -> None:
-    """Outcome statistics: hit rate by action, confidence band and symbol."""
+    """Outcome statistics: hit rate by action, confidence band, symbol and predictor."""
     client = common.client()
     if evaluate:
         with common.working("scoring outcomes"):
@@ -108,7 +110,8 @@ def report(
                     "wait for more sessions")
         for sym, msg in (done.get("errors") or {}).items():
             common.note(f"{sym}: {msg}")
-    rep = client.call("prediction", "accuracy_report", {"origin": origin} if origin else None)
+    wanted = {k: v for k, v in (("origin", origin), ("predictor", predictor)) if v}
+    rep = client.call("prediction", "accuracy_report", wanted or None)
     if as_json:
         common.print_json(rep)
         return
@@ -126,6 +129,15 @@ def report(
             for key, s in stats[kind].items():
                 rows.append([label, key, s["n"], _num(s["hit_rate"], ".1%"),
                              _pct(s["mean_return"]), _pct(s["mean_excess_return"])])
+        by_predictor = stats.get("by_predictor") or {}
+        if len(by_predictor) > 1:  # side by side (replay --compare): each one's apart
+            from trading.signals.predictors import label
+
+            for name, g in by_predictor.items():
+                for key, s in [("all", g["overall"]), *g["by_action"].items()]:
+                    rows.append(["predictor", f"{label({'name': name})} {key}", s["n"],
+                                 _num(s["hit_rate"], ".1%"), _pct(s["mean_return"]),
+                                 _pct(s["mean_excess_return"])])
         o = stats["overall"]
         rows.append(["all", "", o["n"], _num(o["hit_rate"], ".1%"), _pct(o["mean_return"]),
                      _pct(o["mean_excess_return"])])
@@ -228,10 +240,17 @@ def replay(
     end: Optional[str] = typer.Option(None, "--end", help="Last session (YYYY-MM-DD).",
                                       callback=_iso_date),
     every: int = typer.Option(1, "--every", min=1, help="Predict every N-th session."),
+    predictor: Optional[str] = typer.Option(None, "--predictor", help="module:Name (default: "
+                                            "the configured predictor)."),
+    compare: bool = typer.Option(False, "--compare", help="Also replay the built-in rules, "
+                                 "side by side (see `trading report --origin replay`)."),
     as_json: bool = common.JsonOption,
 ) -> None:
     """Replay history: predict each session from the bars up to it, then score the outcomes."""
     from trading import config, handlers
+    from trading.errors import InvalidParams
+    from trading.handlers import params
+    from trading.signals import predictors
     from trading.signals import replay as history_replay
     from trading.runtime.store import Store
     from trading.market.symbols import normalize_all
@@ -239,6 +258,13 @@ def replay(
     if start and end and start > end:
         raise common.fail(f"--start {start} is after --end {end}", common.EXIT_USAGE)
     cfg = config.get()
+    try:
+        chosen = predictors.from_config(cfg, params.predictor(predictor))
+    except InvalidParams as exc:
+        raise common.fail(exc.message, common.EXIT_USAGE) from None
+    runs = [chosen]
+    if compare and chosen.name != predictors.DEFAULT:
+        runs.append(predictors.from_config(cfg, predictors.DEFAULT))
     client = handlers.client(cfg, in_process="always")
     source = f"csv:{directory.resolve()}"
 
@@ -251,13 +277,19 @@ def replay(
                                                            "period": period, "source": source})
 
         result = history_replay.replay(Store(cfg.db_path), cfg, get_bars, wanted,
-                                       source=source, start=start, end=end, every=every)
+                                       source=source, start=start, end=end, every=every,
+                                       predictors=runs)
     if as_json:
         common.print_json(result)
         return
-    acts = ", ".join(f"{n} {a}" for a, n in sorted(result["by_action"].items()))
-    print(f"replayed {result['predictions']} predictions ({acts}); scored "
-          f"{result['outcomes']['evaluated']} outcomes. See `trading report --origin replay`.")
+    for run in result.get("runs") or [result]:
+        acts = ", ".join(f"{n} {a}" for a, n in sorted(run["by_action"].items()))
+        print(f"{predictors.label(run['predictor'])}: replayed {run['predictions']} "
+              f"predictions ({acts or 'none'})")
+        for problem, e in (run.get("errors") or {}).items():
+            common.note(f"{e['count']} not predicted ({problem}); first: {e['first']}")
+    print(f"scored {result['outcomes']['evaluated']} outcomes. "
+          "See `trading report --origin replay`.")
 
 
 @contextlib.contextmanager

@@ -104,3 +104,15 @@ def choice(name: str, value: Any, choices) -> str:
         shown = str(value)[:40] if isinstance(value, str) else type(value).__name__
         raise InvalidParams(f"{name} {shown!r} not supported; use {', '.join(choices)}")
     return value
+
+
+def predictor(value: Any) -> str | None:
+    """A predictor named as the ``predictor`` setting names one (``module:Name``), or None."""
+    if value is None:
+        return None
+    from trading.config import SETTINGS
+
+    try:
+        return SETTINGS["predictor"].parse(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidParams(f"predictor {value!r}: {exc}") from exc

@@ -226,11 +226,13 @@ class Prediction(Service):
                                  publisher=self.publisher, source=source)
 
     @rpc
-    def accuracy_report(self, origin: str | None = None) -> dict[str, Any]:
-        """Hit rate by action, confidence band and symbol; mean forward return per action."""
+    def accuracy_report(self, origin: str | None = None,
+                        predictor: str | None = None) -> dict[str, Any]:
+        """Hit rate by action, confidence band, symbol and predictor; mean forward return per
+        action (``predictor``: only that one's predictions)."""
         from trading.signals import outcomes
 
-        return outcomes.accuracy(self.store, origin)
+        return outcomes.accuracy(self.store, origin, params.predictor(predictor))
 
     @rpc
     def events(self, after_id: int = 0, type: str | None = None, limit: int = 100,

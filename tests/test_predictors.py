@@ -350,3 +350,60 @@ def test_a_hung_predictor_is_cut_off_and_the_socket_activated_service_stays_heal
     # A hung predictor thread does not keep the process from stopping.
     proc.proc.terminate()
     assert proc.proc.wait(15) == 0
+
+
+# -- evaluated like ours: replay, backtest and report side by side ----------------------------
+
+@pytest.mark.slow
+def test_replay_backtest_and_report_put_the_example_beside_the_rules_and_baselines(asx_daily):
+    shutil.copy(EXAMPLE, predictors_dir())
+    configure(MOMENTUM)
+    one = ["-s", "CBA", "-s", "BHP", "--start", "2025-06-02", "--end", "2025-08-29"]
+    out = run("replay", str(asx_daily), *one, "--compare", "--json")
+    assert out.exit_code == 0, out.output
+    body = json.loads(out.stdout)
+    runs = {r["predictor"]["name"]: r for r in body["runs"]}
+    assert set(runs) == {MOMENTUM, predictors.DEFAULT}
+    assert runs[MOMENTUM]["predictions"] == runs[predictors.DEFAULT]["predictions"] > 100
+    assert runs[MOMENTUM]["run_id"].endswith(":" + MOMENTUM)
+    # Replaying one predictor again replaces its own rows only.
+    assert run("replay", str(asx_daily), *one).exit_code == 0
+    rep = json.loads(run("report", "--origin", "replay", "--json").stdout)
+    assert rep["predictions"] == {"replay": 2 * runs[MOMENTUM]["predictions"]}
+    by = rep["horizons"]["1"]["by_predictor"]
+    assert set(by) == {MOMENTUM, predictors.DEFAULT}
+    assert by[MOMENTUM]["overall"]["n"] == by[predictors.DEFAULT]["overall"]["n"]
+    only = json.loads(run("report", "--origin", "replay", "--predictor", MOMENTUM,
+                          "--json").stdout)
+    assert only["horizons"]["1"]["overall"] == by[MOMENTUM]["overall"]
+    table = run("report", "--origin", "replay")
+    assert "momentum BUY" in table.stdout and "rules all" in table.stdout
+
+    bt = run("backtest", "CBA", "BHP", "--source", f"csv:{asx_daily}", "--start", "2025-06-02",
+             "--end", "2025-08-29", "--compare", "--json")
+    assert bt.exit_code == 0, bt.output
+    r = json.loads(bt.stdout)
+    assert r["predictor"]["name"] == MOMENTUM and r["failed"] == 0
+    names = [c["name"] for c in r["comparison"]]
+    assert names == [MOMENTUM, predictors.DEFAULT, "always BUY (buy and hold)",
+                     "always HOLD (cash)"]
+    assert r["comparison"][0]["calls"] == r["calls"]
+    shown = run("backtest", "CBA", "BHP", "--source", f"csv:{asx_daily}", "--start",
+                "2025-06-02", "--end", "2025-08-29", "--compare")
+    assert "always BUY" in shown.stdout and "momentum" in shown.stdout
+
+
+def test_a_backtest_of_a_predictor_that_fails_says_how_many_it_could_not_make(asx_daily):
+    write("half", """
+        def predict(*, symbol, market, sentiment, model, config):
+            if market["as_of"].endswith(("1", "3", "5", "7", "9")):
+                raise RuntimeError("odd day")
+            return {"action": "BUY", "confidence": 0.9}
+    """)
+    out = run("backtest", "CBA", "--source", f"csv:{asx_daily}", "--start", "2025-06-02",
+              "--end", "2025-06-30", "--predictor", "half:predict", "--json")
+    assert out.exit_code == 0, out.output
+    r = json.loads(out.stdout)
+    assert r["failed"] > 0 and r["signals"] > 0
+    assert r["errors"]["predictor-failed"]["count"] == r["failed"]
+    assert "RuntimeError: odd day" in r["errors"]["predictor-failed"]["first"]

@@ -228,26 +228,43 @@ def _band(confidence: float) -> str:
     return "1.0-1.0"
 
 
-def accuracy(store: Store, origin: str | None = None) -> JSON:
+# Which predictor made a stored prediction (docs/predictors.md); the rules before it was stored.
+PREDICTOR_SQL = ("coalesce(json_extract(p.prediction, '$.predictor.name'), "
+                 "'trading.signals.rules:predict')")
+
+
+def accuracy(store: Store, origin: str | None = None, predictor: str | None = None) -> JSON:
     """Hit rates by action, confidence band and symbol, and mean forward return per action,
-    for each horizon. ``origin`` ('live' or 'replay') restricts to one kind of prediction."""
+    for each horizon, and each predictor's apart (``by_predictor``: overall and by action).
+    ``origin`` ('live' or 'replay') restricts to one kind of prediction, ``predictor``
+    (``module:Name``) to one predictor's."""
     if origin not in (None, "live", "replay"):
         raise InvalidParams("origin must be 'live', 'replay' or null")
-    where, params = "", ()
+    if predictor is not None and not isinstance(predictor, str):
+        raise InvalidParams("predictor must be a module:Name string or null")
+    conditions, params = [], ()
     if origin:
-        where, params = " WHERE p.origin = ?", (origin,)
+        conditions.append("p.origin = ?")
+        params += (origin,)
+    if predictor:
+        conditions.append(f"{PREDICTOR_SQL} = ?")
+        params += (predictor,)
+    where = " WHERE " + " AND ".join(conditions) if conditions else ""
     counts = store.query(f"SELECT p.origin, count(*) AS n FROM predictions p{where} "
                          "GROUP BY p.origin", params)
     rows = store.query(
         "SELECT p.id, p.symbol, p.action, p.confidence, o.horizon, o.forward_return, o.index_return,"
-        f" o.correct FROM outcomes o JOIN predictions p ON p.id = o.prediction_id{where}",
+        f" o.correct, {PREDICTOR_SQL} AS predictor"
+        f" FROM outcomes o JOIN predictions p ON p.id = o.prediction_id{where}",
         params)
     horizons: dict[str, JSON] = {}
     groups: dict[int, dict[str, dict[str, list]]] = {}
     for r in rows:
-        g = groups.setdefault(r["horizon"], {"action": {}, "band": {}, "symbol": {}, "all": {}})
+        g = groups.setdefault(r["horizon"], {"action": {}, "band": {}, "symbol": {}, "all": {},
+                                             "predictor": {}})
         for kind, key in (("action", r["action"]), ("band", _band(r["confidence"])),
-                          ("symbol", r["symbol"]), ("all", "all")):
+                          ("symbol", r["symbol"]), ("all", "all"),
+                          ("predictor", r["predictor"])):
             g[kind].setdefault(key, []).append(r)
     for h in sorted(groups):
         g = groups[h]
@@ -256,6 +273,10 @@ def accuracy(store: Store, origin: str | None = None) -> JSON:
             "by_action": {k: _stats(v) for k, v in sorted(g["action"].items())},
             "by_confidence": {k: _stats(v) for k, v in sorted(g["band"].items())},
             "by_symbol": {k: _stats(v) for k, v in sorted(g["symbol"].items())},
+            "by_predictor": {k: {"overall": _stats(v), "by_action": {
+                a: _stats([r for r in v if r["action"] == a])
+                for a in sorted({r["action"] for r in v})}}
+                for k, v in sorted(g["predictor"].items())},
         }
     return {
         "predictions": {r["origin"]: r["n"] for r in counts},

@@ -387,11 +387,45 @@ class Job:
     """One symbol's inputs: the market-data result, the sentiment answer (or None) and the
     model's ``{version, probability}`` (or None)."""
 
-    __slots__ = ("symbol", "market", "sentiment", "model")
+    __slots__ = ("symbol", "market", "sentiment", "model", "key")
 
     def __init__(self, symbol: str, market: Mapping, sentiment: Mapping | None = None,
-                 model: Mapping | None = None) -> None:
+                 model: Mapping | None = None, key: str | None = None) -> None:
         self.symbol, self.market, self.sentiment, self.model = symbol, market, sentiment, model
+        self.key = key or symbol  # what results and errors are keyed by (a replay: per session)
+
+
+CHUNK = 64  # jobs per budget in run_many: about a session of a big watch list
+
+
+def run_many(predictor: Predictor, jobs: Sequence[Job], config: Any, budget: float,
+             chunk: int = CHUNK) -> tuple[dict[str, JSON], dict[str, JSON]]:
+    """:func:`run` over many jobs (a replay, a backtest), ``budget`` seconds for each chunk of
+    ``chunk`` jobs. After a timeout the rest is not tried: each chunk would only wait out its
+    own budget behind the hung call."""
+    results: dict[str, JSON] = {}
+    errors: dict[str, JSON] = {}
+    for start in range(0, len(jobs), chunk):
+        done, failed = run(predictor, jobs[start:start + chunk], config, budget)
+        results.update(done)
+        errors.update(failed)
+        if any(e.get("problem") == PredictorTimeout.problem for e in failed.values()):
+            for job in jobs[start + chunk:]:
+                errors[job.key] = PredictorTimeout(
+                    f"{job.key} not predicted: predictor {predictor.name} timed out earlier "
+                    "in this run", predictor=predictor.name).entry()
+            break
+    return results, errors
+
+
+def summarize_errors(errors: Mapping[str, JSON]) -> JSON:
+    """``{problem: {count, first}}`` for a replay's or backtest's report."""
+    out: JSON = {}
+    for key, e in errors.items():
+        slot = out.setdefault(e.get("problem", "error"), {"count": 0, "first": f"{key}: "
+                                                          f"{e.get('message')}"})
+        slot["count"] += 1
+    return out
 
 
 class _Batch:
@@ -406,7 +440,7 @@ class _Batch:
 
 def run(predictor: Predictor, jobs: Sequence[Job], config: Any, budget: float
         ) -> tuple[dict[str, JSON], dict[str, JSON]]:
-    """Predict every job within ``budget`` seconds: ``(results, errors)`` by symbol.
+    """Predict every job within ``budget`` seconds: ``(results, errors)`` by ``job.key``.
 
     A predictor that raises for a symbol gives that symbol a ``predictor-failed`` entry; an
     answer outside the contract an ``invalid-prediction`` entry; a symbol not done when the
@@ -423,21 +457,21 @@ def run(predictor: Predictor, jobs: Sequence[Job], config: Any, budget: float
         current, started = batch.current, batch.started
     name = predictor.name
     for job in jobs:
-        if job.symbol in results or job.symbol in errors:
+        if job.key in results or job.key in errors:
             continue
         if not started:
             since = predictor.busy_since
             busy = f" for {time.monotonic() - since:.0f}s" if since is not None else ""
             message = (f"predictor {name} is still busy{busy} with an earlier call (hung?); "
                        f"{job.symbol} not predicted within {budget:g}s (predictor_timeout)")
-        elif job.symbol == current:
+        elif job.key == current:
             message = (f"predictor {name} did not answer for {job.symbol} within {budget:g}s "
                        "(predictor_timeout): cut off")
             logger.error("%s", message)
         else:
             message = (f"{job.symbol} not predicted: predictor {name} used up the "
                        f"{budget:g}s budget (predictor_timeout) on the symbols before it")
-        errors[job.symbol] = PredictorTimeout(message, predictor=name).entry()
+        errors[job.key] = PredictorTimeout(message, predictor=name).entry()
     return results, errors
 
 
@@ -453,7 +487,7 @@ def _work(predictor: Predictor, jobs: Sequence[Job], config: Any, batch: _Batch,
             with batch.lock:
                 if batch.abandoned:
                     return
-                batch.current = job.symbol
+                batch.current = job.key
             try:
                 answer = predictor.call(job.symbol, job.market, job.sentiment, job.model, config)
                 outcome, ok = prediction(answer, job.symbol, job.market, job.sentiment,
@@ -471,7 +505,7 @@ def _work(predictor: Predictor, jobs: Sequence[Job], config: Any, batch: _Batch,
             with batch.lock:
                 if batch.abandoned:
                     return
-                (batch.results if ok else batch.errors)[job.symbol] = outcome
+                (batch.results if ok else batch.errors)[job.key] = outcome
     finally:
         predictor.busy_since = None
         predictor.lock.release()

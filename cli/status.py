@@ -6,9 +6,9 @@ shows its socket listening and no process, which is the design working, not a fa
 socket is explained in words with the command that fixes it. Where no systemd answers, it says
 so: the ``trading`` commands then run the handlers in-process.
 
-The configured predictor is imported here too (as the prediction service would import it)
-and shown with its file, hash and import time; one that cannot be imported is one line on
-stderr.
+The configured predictor is imported here too (as the prediction service would import it);
+a plugged one is shown with its file, hash and import time, and one that cannot be imported
+is one line on stderr.
 
 Exit code: 0 when every socket listens (or there is no systemd to ask), 1 when a socket or a
 service has failed, the units are missing from a running manager, or the predictor cannot be
@@ -39,6 +39,13 @@ def _memory(row: systemd.ServiceRow) -> str:
     return figure if row.memory_source == "cgroup" else f"{figure} (RSS)"
 
 
+def _plugged(predictor: dict) -> bool:
+    """A predictor other than the built-in rules, imported fine: worth its line."""
+    from trading.signals.predictors import DEFAULT
+
+    return predictor["ok"] and predictor["name"] != DEFAULT
+
+
 def status(as_json: bool = common.JsonOption) -> None:
     """Show each service's socket (listening or failed), handler (active or idle), PID, memory
     and socket path, and the timers with their next run."""
@@ -51,7 +58,7 @@ def status(as_json: bool = common.JsonOption) -> None:
                                            "in-process", {"services": [], "timers": [],
                                                           "predictor": predictor})
     except typer.Exit as stop:
-        if not as_json and predictor["ok"]:
+        if not as_json and _plugged(predictor):
             print(common.predictor_line(predictor))
         raise typer.Exit(common.EXIT_FAILURE if not predictor["ok"] else stop.exit_code)
     try:
@@ -75,7 +82,7 @@ def status(as_json: bool = common.JsonOption) -> None:
                           for t in timers])
         else:
             print("timers: none installed")
-        if predictor["ok"]:
+        if _plugged(predictor):
             print(common.predictor_line(predictor))
     if not ok:
         raise typer.Exit(common.EXIT_FAILURE)

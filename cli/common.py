@@ -131,6 +131,29 @@ def installed_manager(as_json: bool, no_systemd: str, empty: dict[str, Any]):
     raise typer.Exit(code)
 
 
+def check_predictor(cfg: Any) -> dict[str, Any]:
+    """Import the configured predictor here, as the prediction service would, and say how it
+    went: a predictor that cannot be imported is one line on stderr, naming the predictor, the
+    file and the exception (``trading status``, ``trading config show``)."""
+    from trading.signals import predictors
+
+    info = predictors.check(cfg)
+    if not info["ok"]:
+        note(info["error"])
+    return info
+
+
+def predictor_line(info: dict[str, Any]) -> str:
+    """``predictor NAME (form, FILE, version V, sha256 ABC...): imports in N ms``."""
+    parts = [info["form"]] + [str(info[k]) for k in ("file",) if info.get(k)]
+    if info.get("version"):
+        parts.append(f"version {info['version']}")
+    if info.get("sha256"):
+        parts.append(f"sha256 {info['sha256'][:12]}")
+    return (f"predictor {info['name']} ({', '.join(parts)}): imports in "
+            f"{info['import_ms']:.1f} ms")
+
+
 # `trading --in-process CMD`: run every handler inside the command, whatever systemd says.
 IN_PROCESS = {"asked": False}
 

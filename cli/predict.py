@@ -31,6 +31,16 @@ def register(app: typer.Typer) -> None:
     app.command("replay")(replay)
 
 
+_DEFAULT_PREDICTOR = "trading.signals.rules:predict"
+
+
+def _by(p: dict) -> str:
+    """Which predictor made a stored prediction, shortly (``rules``, ``momentum``)."""
+    from trading.signals.predictors import label
+
+    return label(p.get("predictor"))
+
+
 def _pct(x) -> str:
     return "" if x is None else f"{x * 100:+.2f}%"
 
@@ -68,6 +78,9 @@ def predict(
             title = "Predictions"
             if ctx.get("context"):
                 title += f" - market {ctx['context']}"
+            made_by = (result.get("predictor") or {}).get("name")
+            if made_by and made_by != _DEFAULT_PREDICTOR:
+                title += f" - predictor {made_by}"
             common.table(title, ["symbol", "action", "P(right) 1d", "as of", "data age",
                                  "price", "context"], rows, compact=True)
             for line in why:
@@ -184,6 +197,8 @@ def report(
     chart: Optional[Path] = typer.Option(None, "--chart",
                                          help="Write the reliability diagram (PNG)."),
     by_symbol: bool = typer.Option(False, "--by-symbol", help="Also a table per symbol."),
+    predictor: Optional[str] = typer.Option(None, "--predictor", help="Only this predictor's "
+                                            "predictions (module:Name)."),
     as_json: bool = common.JsonOption,
 ) -> None:
     """The scorecard: BUY/SELL and HOLD hit rates with 95% intervals beside baselines over the
@@ -200,7 +215,8 @@ def report(
         for sym, msg in (done.get("errors") or {}).items():
             common.note(f"{sym}: {msg}")
     params: dict = {**({"origin": origin} if origin else {}),
-                    **({"include_sample": True} if include_sample else {})}
+                    **({"include_sample": True} if include_sample else {}),
+                    **({"predictor": predictor} if predictor else {})}
     rep = client.call("prediction", "accuracy_report", params or None)
     if chart is not None and rep["horizons"]:
         from trading.ops.charts import reliability_diagram
@@ -290,6 +306,20 @@ def print_scorecard(rep: dict, *, by_symbol: bool = False) -> None:
             common.table(f"After {h} session(s), by symbol",
                          ["symbol", "calls n", "hit", "95%", "HOLD n", "hit", "95%",
                           "always HOLD"], rows)
+        by_predictor = rep.get("by_predictor") or {}
+        if len(by_predictor) > 1:  # side by side (replay --compare): each one's apart
+            from trading.signals.predictors import label
+
+            rows = []
+            for name, cards in by_predictor.items():
+                c = cards.get(h)
+                if c is None:
+                    continue
+                for key in ("BUY/SELL", "HOLD"):
+                    rows.append([f"{label({'name': name})} {key}", *_rate(c["by_action"][key]),
+                                 _pct(c["by_action"][key]["mean_return"])])
+            common.table(f"After {h} session(s), by predictor",
+                         ["", "n", "hit rate", "95% interval", "note", "mean ret"], rows)
 
 
 def events(
@@ -325,7 +355,7 @@ def _print_event(e: dict, as_json: bool) -> None:
     p = e.get("payload") or {}
     if e["type"] == "prediction":
         text = (f"{p.get('symbol')} {p.get('action')} confidence {p.get('confidence')} "
-                f"price {p.get('price')} ({p.get('market_context')})")
+                f"price {p.get('price')} ({p.get('market_context')}) by {_by(p)}")
     elif e["type"] == "outcome":
         text = (f"{p.get('symbol')} {p.get('action')} after {p.get('horizon')} session(s): "
                 f"{_pct(p.get('forward_return'))} "
@@ -355,14 +385,14 @@ def history(
                       f"{p['confidence']:.2f}", _num(p.get("price"), ".2f"),
                       p.get("market_context"),
                       _pct((out.get("1") or {}).get("forward_return")),
-                      _pct((out.get("5") or {}).get("forward_return"))])
+                      _pct((out.get("5") or {}).get("forward_return")), _by(p)])
     if not table:
         print("no predictions stored yet (run `trading predict`)")
         return
-    # Fits 80 columns: the return after 1 and 5 sessions as "+1", "+5".
+    # Fits 80 columns: the return after 1 and 5 sessions as "+1", "+5"; "by": the predictor.
     common.table("Prediction history (returns after 1 and 5 sessions)",
-                 ["created (UTC)", "symbol", "action", "conf", "price", "context", "+1", "+5"],
-                 table, compact=True)
+                 ["created (UTC)", "symbol", "action", "conf", "price", "context", "+1", "+5",
+                  "by"], table, compact=True)
 
 
 def _iso_date(value: Optional[str]) -> Optional[str]:
@@ -387,10 +417,17 @@ def replay(
     end: Optional[str] = typer.Option(None, "--end", help="Last session (YYYY-MM-DD).",
                                       callback=_iso_date),
     every: int = typer.Option(1, "--every", min=1, help="Predict every N-th session."),
+    predictor: Optional[str] = typer.Option(None, "--predictor", help="module:Name (default: "
+                                            "the configured predictor)."),
+    compare: bool = typer.Option(False, "--compare", help="Also replay the built-in rules, "
+                                 "side by side (see `trading report --origin replay`)."),
     as_json: bool = common.JsonOption,
 ) -> None:
     """Replay history: predict each session from the bars up to it, then score the outcomes."""
     from trading import config, handlers
+    from trading.errors import InvalidParams
+    from trading.handlers import params
+    from trading.signals import predictors
     from trading.signals import replay as history_replay
     from trading.runtime.store import Store
     from trading.market.symbols import normalize_all
@@ -398,6 +435,13 @@ def replay(
     if start and end and start > end:
         raise common.fail(f"--start {start} is after --end {end}", common.EXIT_USAGE)
     cfg = config.get()
+    try:
+        chosen = predictors.from_config(cfg, params.predictor(predictor))
+    except InvalidParams as exc:
+        raise common.fail(exc.message, common.EXIT_USAGE) from None
+    runs = [chosen]
+    if compare and chosen.name != predictors.DEFAULT:
+        runs.append(predictors.from_config(cfg, predictors.DEFAULT))
     client = handlers.client(cfg, in_process="always")
     source = f"csv:{directory.resolve()}"
 
@@ -410,13 +454,19 @@ def replay(
                                                            "period": period, "source": source})
 
         result = history_replay.replay(Store(cfg.db_path), cfg, get_bars, wanted,
-                                       source=source, start=start, end=end, every=every)
+                                       source=source, start=start, end=end, every=every,
+                                       predictors=runs)
     if as_json:
         common.print_json(result)
         return
-    acts = ", ".join(f"{n} {a}" for a, n in sorted(result["by_action"].items()))
-    print(f"replayed {result['predictions']} predictions ({acts}); scored "
-          f"{result['outcomes']['evaluated']} outcomes. See `trading report --origin replay`.")
+    for run in result.get("runs") or [result]:
+        acts = ", ".join(f"{n} {a}" for a, n in sorted(run["by_action"].items()))
+        print(f"{predictors.label(run['predictor'])}: replayed {run['predictions']} "
+              f"predictions ({acts or 'none'})")
+        for problem, e in (run.get("errors") or {}).items():
+            common.note(f"{e['count']} not predicted ({problem}); first: {e['first']}")
+    print(f"scored {result['outcomes']['evaluated']} outcomes. "
+          "See `trading report --origin replay`.")
 
 
 @contextlib.contextmanager

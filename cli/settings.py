@@ -32,13 +32,17 @@ def show(as_json: bool = common.JsonOption) -> None:
                      "env": setting.env, "doc": setting.doc})
     paths = {"config_file": str(cfg.path), "config_file_exists": cfg.path.exists(),
              "runtime_dir": str(cfg.runtime_dir), "state_dir": str(cfg.state_dir),
-             "cache_dir": str(cfg.cache_dir), "db_path": str(cfg.db_path)}
+             "cache_dir": str(cfg.cache_dir), "db_path": str(cfg.db_path),
+             "predictors_dir": str(cfg.predictors_dir)}
+    predictor = common.check_predictor(cfg)
     if as_json:
-        common.print_json({"paths": paths, "settings": rows})
+        common.print_json({"paths": paths, "settings": rows, "predictor": predictor})
         return
     common.table("paths", ["what", "where"], [[k, v] for k, v in paths.items()])
     common.table("settings", ["key", "value", "source", "env"],
                  [[r["key"], _show(r["key"], r["value"]), r["source"], r["env"]] for r in rows])
+    if predictor["ok"]:
+        print(common.predictor_line(predictor))
 
 
 def _show(key: str, value) -> str:

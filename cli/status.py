@@ -6,8 +6,13 @@ shows its socket listening and no process, which is the design working, not a fa
 socket is explained in words with the command that fixes it. Where no systemd answers, it says
 so: the ``trading`` commands then run the handlers in-process.
 
+The configured predictor is imported here too (as the prediction service would import it);
+a plugged one is shown with its file, hash and import time, and one that cannot be imported
+is one line on stderr.
+
 Exit code: 0 when every socket listens (or there is no systemd to ask), 1 when a socket or a
-service has failed or the units are missing from a running manager.
+service has failed, the units are missing from a running manager, or the predictor cannot be
+imported.
 """
 
 from __future__ import annotations
@@ -34,21 +39,38 @@ def _memory(row: systemd.ServiceRow) -> str:
     return figure if row.memory_source == "cgroup" else f"{figure} (RSS)"
 
 
+def _plugged(predictor: dict) -> bool:
+    """A predictor other than the built-in rules, imported fine: worth its line."""
+    from trading.signals.predictors import DEFAULT
+
+    return predictor["ok"] and predictor["name"] != DEFAULT
+
+
 def status(as_json: bool = common.JsonOption) -> None:
     """Show each service's socket (listening or failed), handler (active or idle), PID, memory
     and socket path, and the timers with their next run."""
-    manager = common.installed_manager(as_json, "`trading` commands run the handlers "
-                                       "in-process", {"services": [], "timers": []})
+    from trading import config as _config
+
+    # The predictor first: a broken one makes the status a failure whatever systemd says.
+    predictor = common.check_predictor(_config.get())
+    try:
+        manager = common.installed_manager(as_json, "`trading` commands run the handlers "
+                                           "in-process", {"services": [], "timers": [],
+                                                          "predictor": predictor})
+    except typer.Exit as stop:
+        if not as_json and _plugged(predictor):
+            print(common.predictor_line(predictor))
+        raise typer.Exit(common.EXIT_FAILURE if not predictor["ok"] else stop.exit_code)
     try:
         rows = systemd.service_rows(manager, SOCKET_SERVICES)
         timers = systemd.timer_rows(manager)
     except (systemd.SystemdError, OSError, subprocess.TimeoutExpired) as exc:
         raise common.fail(f"cannot read systemd's state: {exc}")
-    ok = all(r.ok for r in rows)
+    ok = all(r.ok for r in rows) and predictor["ok"]
     if as_json:
         common.print_json({"systemd": manager.scope, "installed": True, "ok": ok,
                            "services": [r.as_json() for r in rows],
-                           "timers": [t.as_json() for t in timers]})
+                           "timers": [t.as_json() for t in timers], "predictor": predictor})
     else:
         common.table(f"services ({manager.scope} manager)",
                      ["service", "socket", "handler", "pid", "memory", "socket path"],
@@ -60,5 +82,7 @@ def status(as_json: bool = common.JsonOption) -> None:
                           for t in timers])
         else:
             print("timers: none installed")
+        if _plugged(predictor):
+            print(common.predictor_line(predictor))
     if not ok:
         raise typer.Exit(common.EXIT_FAILURE)

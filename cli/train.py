@@ -193,16 +193,22 @@ def backtest(
     end: Optional[str] = typer.Option(None, "--end", help="Last day (YYYY-MM-DD)."),
     cost_bps: float = typer.Option(10.0, "--cost-bps", help="Cost per entry or exit, in bps."),
     no_model: bool = typer.Option(False, "--no-model", help="Ignore the active model."),
+    predictor: Optional[str] = typer.Option(None, "--predictor", help="module:Name (default: "
+                                            "the configured predictor)."),
+    compare: bool = typer.Option(False, "--compare", help="Also the built-in rules, side by "
+                                 "side with the predictor and the baselines."),
     chart: Optional[Path] = typer.Option(None, "--chart", help="Write the equity curves (PNG)."),
     timeout: float = TimeoutOption,
     as_json: bool = common.JsonOption,
 ) -> None:
-    """Replay history day by day through the prediction rules and score the signals."""
+    """Replay history day by day through the predictor and score the signals."""
     if chart is not None and chart.suffix.lower() != ".png":
         raise common.fail("--chart needs a .png file name", common.EXIT_USAGE)
     params: dict[str, Any] = {"cost_bps": cost_bps, "use_model": not no_model}
+    if compare:
+        params["compare"] = True
     for key, value in (("symbols", symbols or None), ("source", source),
-                       ("start", start), ("end", end)):
+                       ("start", start), ("end", end), ("predictor", predictor)):
         if value is not None:
             params[key] = value
     result = run_with_progress("backtest", params, timeout, "backtest")
@@ -244,6 +250,27 @@ def print_backtest(r: dict[str, Any]) -> None:
     m = r.get("model") or {}
     print("model: " + (f"{m['version']} (saw prices up to {m['train_end']})" if m.get("used")
                        else f"not used: {m.get('reason')}"))
+    made_by = r.get("predictor") or {}
+    if made_by:
+        print(f"predictor: {made_by.get('name')}" + (f" (sha256 {made_by['sha256'][:12]})"
+                                                      if made_by.get("sha256") else ""))
+    for problem, e in (r.get("errors") or {}).items():
+        print(f"not predicted: {e['count']} ({problem}; first: {e['first']})")
+    if r.get("comparison"):
+        from trading.signals.predictors import label
+
+        common.table(
+            f"side by side, {r['start']}..{r['end']} ({r['cost_bps']:g} bps per trade): "
+            "long on BUY, flat otherwise",
+            ["predictor", "BUY", "SELL", "hit rate", "return %", "max dd %", "Sharpe",
+             "long"],
+            [[c["name"] if c["kind"] == "baseline" else label({"name": c["name"]}),
+              c["buy"], c["sell"],
+              _fmt(c["hit_rate"]), _fmt(c["total_return_pct"], 2),
+              _fmt(c["max_drawdown_pct"], 2), _fmt(c["sharpe"], 2), f"{c['exposure']:.1%}"]
+             for c in r["comparison"]])
+        print("hit rate: BUY right when the next session closed up, SELL when down; for "
+              "always BUY it is the share of up sessions")
     if r.get("skipped"):
         print("skipped: " + "; ".join(f"{k}: {v}" for k, v in r["skipped"].items()))
 

@@ -119,3 +119,15 @@ def flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise InvalidParams(f"{name} must be true or false")
     return value
+
+
+def predictor(value: Any) -> str | None:
+    """A predictor named as the ``predictor`` setting names one (``module:Name``), or None."""
+    if value is None:
+        return None
+    from trading.config import SETTINGS
+
+    try:
+        return SETTINGS["predictor"].parse(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidParams(f"predictor {value!r}: {exc}") from exc

@@ -2,20 +2,23 @@
 
 One ``generate_predictions`` call makes one bulk call to market-data and one to sentiment
 (through their sockets, so systemd starts them on demand), asks the active model (issue 7) if
-there is one, applies :func:`trading.signals.rules.decide` per symbol, and stores every prediction with
-its inputs and an event in one transaction. The events are published to Redis afterwards when
-``redis_url`` is set (:mod:`trading.signals.events`).
+there is one, hands each symbol's inputs to the configured predictor (``predictor``; the
+built-in rules by default: :mod:`trading.signals.predictors`), and stores every prediction
+with its inputs, the predictor's provenance and an event in one transaction. The events are
+published to Redis afterwards when ``redis_url`` is set (:mod:`trading.signals.events`).
 
-Failure is per symbol where it can be: a symbol market-data cannot serve gets an error entry and
-the others are predicted; a sentiment service that is down costs confidence, not the
-prediction. Only market-data being unreachable fails the call, since without prices there is
-nothing to predict.
+Failure is per symbol where it can be: a symbol market-data cannot serve, or the predictor
+raises for, answers wrongly for or runs out of time on, gets an error entry and the others
+are predicted; a sentiment service that is down costs confidence, not the prediction. Only
+market-data being unreachable, or a predictor that cannot be imported, fails the call.
+The predictor is imported on the first prediction, not when the service starts.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from trading.errors import InvalidParams, NotFound, RPCError, TradingError, Unavailable
@@ -37,6 +40,8 @@ class Prediction(Service):
         super().__init__(context)
         self._publisher = None
         self._lock = threading.Lock()
+        self._predictor = None
+        self._predictor_error: str | None = None
 
     # -- lazily opened parts --------------------------------------------------------------
     @property
@@ -60,12 +65,40 @@ class Prediction(Service):
             logger.exception("loading the active model failed; predicting without it")
             return None
 
+    def predictor(self):
+        """The configured predictor, imported on first use (a PredictorUnavailable when it
+        cannot be: tried again on the next call, so a fixed file is picked up)."""
+        from trading.errors import PredictorUnavailable
+        from trading.signals import predictors
+
+        try:
+            self._predictor = predictors.from_config(self.config)
+        except PredictorUnavailable as exc:
+            self._predictor_error = exc.message
+            logger.warning("%s", exc.message)  # the caller gets it as the call's error
+            raise
+        self._predictor_error = None
+        return self._predictor
+
+    def _predictor_health(self) -> dict[str, Any]:
+        """The predictor as far as it is known, never importing it (health must stay cheap)."""
+        loaded = self._predictor
+        if loaded is not None:
+            since = loaded.busy_since
+            return {**loaded.describe(),
+                    "busy_s": None if since is None else round(time.monotonic() - since, 1)}
+        info = {"name": self.config["predictor"], "loaded": False}
+        if self._predictor_error:
+            info.update(ok=False, error=self._predictor_error)
+        return info
+
     def health(self) -> dict[str, Any]:
         pub = self._publisher
         return {"db_path": str(self.config.db_path),
                 "redis": bool(self.config["redis_url"]),
                 "events_published": pub.published if pub else 0,
-                "publish_failures": pub.failures if pub else 0}
+                "publish_failures": pub.failures if pub else 0,
+                "predictor": self._predictor_health()}
 
     def close(self) -> None:
         if self._publisher is not None:
@@ -77,7 +110,7 @@ class Prediction(Service):
     def generate_predictions(self, symbols: list[str] | None = None,
                              source: str | None = None) -> dict[str, Any]:
         """Predict BUY/SELL/HOLD for symbols (default: configured) and store the predictions."""
-        from trading.signals import ledger, rules
+        from trading.signals import ledger, predictors
         from trading.signals.events import now_iso
 
         given, errors = params.symbols(symbols, default=self.config["symbols"])
@@ -85,9 +118,12 @@ class Prediction(Service):
         wanted = list(given)
         created_at = now_iso()
         out: dict[str, Any] = {"results": {}, "errors": errors, "created_at": created_at,
-                               "model_version": None, "market_context": None}
+                               "model_version": None, "market_context": None,
+                               "predictor": None}
         if not wanted:
             return out
+        predictor = self.predictor()  # before the peers: a broken one fails fast
+        out["predictor"] = predictor.provenance
 
         src = {"source": source} if source is not None else {}
         try:
@@ -121,8 +157,11 @@ class Prediction(Service):
 
         from trading.signals import calibration
 
-        cal = calibration.latest(self.store) if results else None
-        made, inputs = [], {}
+        # The rules' score becomes a probability of being right (issue 16); a plugged
+        # predictor's confidence is its own and is stored as it said.
+        rules_decide = predictor.name == predictors.DEFAULT
+        cal = calibration.latest(self.store) if results and rules_decide else None
+        jobs = []
         for symbol in wanted:
             data = results.get(symbol)
             if data is None:
@@ -136,18 +175,24 @@ class Prediction(Service):
                     probability = float(model.probability(data))
                 except Exception:  # noqa: BLE001 - one symbol's model failure is not fatal
                     logger.exception("model %s failed on %s", version, symbol)
-            sent = sentiment.get(symbol)
-            p = rules.decide(data, sent, probability, self.config,
-                             model_version=version, created_at=created_at)
-            p["symbol"] = symbol
-            calibration.apply(p, data, cal)  # the probability of being right (issue 16)
+            jobs.append(predictors.Job(symbol, data, sentiment.get(symbol), None if model is None
+                                       else {"version": version, "probability": probability}))
+        decided, failed = predictors.run(predictor, jobs, self.config,
+                                         self.config["predictor_timeout"])
+        errors.update(failed)
+        made, inputs = [], {}
+        for job in jobs:
+            p = decided.get(job.symbol)
+            if p is None:
+                continue
+            p["created_at"] = created_at
+            if rules_decide:
+                calibration.apply(p, job.market, cal)  # the probability of being right
             if sentiment_problem:
                 p["reasons"].insert(0, sentiment_problem)
             made.append(p)
-            inputs[symbol] = {"market": data, "sentiment": sent,
-                              "sentiment_error": sentiment_problem,
-                              "model": None if model is None else
-                              {"version": version, "probability": probability}}
+            inputs[job.symbol] = {"market": job.market, "sentiment": job.sentiment,
+                                  "sentiment_error": sentiment_problem, "model": job.model}
         if made:
             written = ledger.record(self.store, made, inputs, source=source,
                                     run_id=ledger.new_run_id())
@@ -201,13 +246,16 @@ class Prediction(Service):
 
     @rpc
     def accuracy_report(self, origin: str | None = None,
-                        include_sample: bool = False) -> dict[str, Any]:
+                        include_sample: bool = False,
+                        predictor: str | None = None) -> dict[str, Any]:
         """The scorecard per horizon: BUY/SELL and HOLD apart with Wilson intervals, beside
         baselines over the same sessions; Brier skill, ECE and reliability of the calibrated
-        probability. Sample (synthetic) predictions are left out unless include_sample."""
+        probability; each predictor's apart (``predictor``: only that one's). Sample
+        (synthetic) predictions are left out unless include_sample."""
         from trading.signals import outcomes
 
-        return outcomes.accuracy(self.store, origin, include_sample)
+        return outcomes.accuracy(self.store, origin, include_sample,
+                                 params.predictor(predictor))
 
     @rpc
     def events(self, after_id: int = 0, type: str | None = None, limit: int = 100,

@@ -184,9 +184,13 @@ class Training(Service):
     @rpc
     def backtest(self, symbols: list[str] | None = None, start: str | None = None,
                  end: str | None = None, source: str | None = None,
-                 cost_bps: float = 10.0, use_model: bool = True) -> dict[str, Any]:
-        """Replay history day by day through the prediction rules; equity against buy-and-hold."""
+                 cost_bps: float = 10.0, use_model: bool = True,
+                 predictor: str | None = None, compare: bool = False) -> dict[str, Any]:
+        """Replay history day by day through the predictor (default: the configured one);
+        equity against buy-and-hold. ``compare``: the built-in rules too, side by side with
+        it and the baselines (always BUY, always HOLD) in ``comparison``."""
         from trading.learning import backtest, features, models
+        from trading.signals import predictors
 
         symbols = self._symbols(symbols)
         start_d, end_d = params.date("start", start), params.date("end", end)
@@ -194,7 +198,11 @@ class Training(Service):
             raise InvalidParams(f"start {start} is after " + (f"end {end}" if end_d else "today"))
         cost_bps = params.number("cost_bps (basis points per trade)", cost_bps, 0, 1000)
         spec = self._source(source)
-        with self._running("backtest", 1 + 2 * len(symbols) + 1) as job:
+        chosen = predictors.from_config(self.config, params.predictor(predictor))  # PredictorUnavailable: the call
+        runs = [chosen]
+        if compare and chosen.name != predictors.DEFAULT:
+            runs.append(predictors.from_config(self.config, predictors.DEFAULT))
+        with self._running("backtest", 1 + (1 + len(runs)) * len(symbols) + 1) as job:
             last = end_d or dt.date.today()
             # a year of bars before the window, so the first day's indicators are warm
             first = (start_d or last.replace(year=last.year - HISTORY_YEARS)) \
@@ -220,18 +228,29 @@ class Training(Service):
                                   "reason": f"the active model saw prices up to {seen}, not "
                                             f"before the window starting {window_start}: "
                                             "using it would be lookahead"}
-            signals = backtest.replay(
-                histories, self.config, start=window_start, end=end, model=model,
-                on_symbol=lambda i, n, s: self._step(job, f"deciding {s}"))
-            self._step(job, "evaluating")
             sessions = sorted({d for h in histories.values() for d in h.dates})
             following = dict(zip(sessions, sessions[1:]))
             index_close = dict(zip(index.dates, index.close.tolist())) if index is not None else {}
-            try:
-                report = backtest.evaluate(signals, index_close, cost_bps=float(cost_bps),
-                                           next_session=following)
-            except ValueError as exc:
-                raise InvalidParams(f"cannot backtest: {exc}") from exc
+            reports = {}
+            for run in runs:
+                signals = backtest.replay(
+                    histories, self.config, start=window_start, end=end, model=model,
+                    predictor=run,
+                    on_symbol=lambda i, n, s: self._step(job, f"{predictors.label(run.provenance)}"
+                                                              f" deciding {s}"))
+                try:
+                    r = backtest.evaluate(signals, index_close, cost_bps=float(cost_bps),
+                                          next_session=following)
+                except ValueError as exc:
+                    why = predictors.summarize_errors(signals.errors) or exc
+                    raise InvalidParams(f"cannot backtest {run.name}: {why}") from exc
+                r.update(predictor=run.provenance, failed=len(signals.errors),
+                         errors=predictors.summarize_errors(signals.errors))
+                reports[run.name] = r
+            self._step(job, "evaluating")
+            report = reports[chosen.name]
+            if compare:
+                report["comparison"] = backtest.compare(reports)
             report.update(source=spec, skipped=skipped, model=model_note,
                           index_symbol=self.config["context.index"],
                           index_note=_index_note(index, self.config))

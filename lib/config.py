@@ -102,6 +102,15 @@ def _fraction(v: Any) -> float:
     return f
 
 
+def _predictor(v: Any) -> str:
+    v = _str(v).strip()
+    module, sep, name = v.partition(":")
+    if not sep or not module or not name or any(
+            not part.isidentifier() for part in module.split(".") + name.split(".")):
+        raise ValueError("expected module:Name, e.g. momentum:EnhancedMarketAwarePredictor")
+    return v
+
+
 class Setting:
     """One setting: its name, parser, default and a one-line doc. (A plain class: dataclasses
     imports inspect, about 7 ms on every cold start.)"""
@@ -173,6 +182,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("notify.digest", _bool, True, "send a daily digest after the outcomes job"),
     Setting("notify.timeout", _pos_float, 10.0, "seconds one URL may take to accept a message"),
     Setting("notify.link_base", _str, "", "dashboard address for links in alerts (https://host:port); empty: no link"),
+    Setting("predictor", _predictor, "trading.signals.rules:predict", "what decides each prediction: module:Name (a class, factory or function; docs/predictors.md)"),
+    Setting("predictors_dir", _str, "", "a folder put on the import path for predictors (default: predictors/ beside the config file)"),
+    Setting("predictor_timeout", _pos_float, 10.0, "seconds a predictor may take for one prediction call (all its symbols)"),
 ]}
 
 
@@ -270,6 +282,14 @@ class Config:
     def cache_dir(self) -> Path:
         return self._dir("cache_dir", "CACHE_DIRECTORY", "/var/cache/trading", "XDG_CACHE_HOME",
                          ".cache")
+
+    @property
+    def predictors_dir(self) -> Path:
+        """Where predictor modules may live: ``predictors_dir``, else ``predictors/`` beside
+        the configuration file (~/.config/trading/predictors, /etc/trading/predictors)."""
+        if self["predictors_dir"]:
+            return Path(self["predictors_dir"]).expanduser()
+        return self.path.parent / "predictors"
 
     @property
     def db_path(self) -> Path:

@@ -30,7 +30,13 @@ at the edge that meets them, chained with ``raise ... from exc``.
         ├── StoreUnavailable         -32006: the store cannot be read or written (disk full,
         │                            read-only, corrupt, cannot be opened); ``data.cause``
         │                            says which and ``data.hint`` how to recover
-        └── Cancelled                -32007: a job stopped because it was cancelled
+        ├── Cancelled                -32007: a job stopped because it was cancelled
+        └── PredictorError           the configured predictor (docs/predictors.md) let us down
+            ├── PredictorUnavailable -32010: it cannot be imported or built (the whole call)
+            ├── PredictorFailed      -32011: it raised for one symbol (that symbol's entry)
+            ├── InvalidPrediction    -32012: its answer breaks the contract (no or unknown
+            │                                action, confidence not a number in [0, 1])
+            └── PredictorTimeout     -32013: it did not answer within ``predictor_timeout``
 """
 
 from __future__ import annotations
@@ -227,9 +233,30 @@ class Cancelled(RPCError):
     code, problem = -32007, "cancelled"
 
 
+class PredictorError(RPCError):
+    code, problem = -32010, "predictor-error"
+
+
+class PredictorUnavailable(PredictorError):
+    code, problem = -32010, "predictor-unavailable"
+
+
+class PredictorFailed(PredictorError):
+    code, problem = -32011, "predictor-failed"
+
+
+class InvalidPrediction(PredictorError):
+    code, problem = -32012, "invalid-prediction"
+
+
+class PredictorTimeout(PredictorError):
+    code, problem = -32013, "predictor-timeout"
+
+
 _CLASSES = [ParseError, InvalidRequest, MethodNotFound, InvalidParams, InvalidSymbol,
             InternalError, NotFound, UpstreamUnavailable, Busy, Forbidden, Unavailable,
-            StoreUnavailable, Cancelled]
+            StoreUnavailable, Cancelled, PredictorUnavailable, PredictorFailed,
+            InvalidPrediction, PredictorTimeout, PredictorError]
 _BY_CODE: dict[int, type[RPCError]] = {}
 for _klass in _CLASSES:
     _BY_CODE.setdefault(_klass.code, _klass)

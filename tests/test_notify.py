@@ -452,7 +452,9 @@ def test_the_daily_digest_after_outcomes(monkeypatch, webhook):
     assert "- BUY CBA.AX 0.80 at 10.00" in text and "- SELL NAB.AX 0.80" in text
     assert "Outcomes scored today: 1, 1 right (100%)" in text
     assert "- NAB.AX SELL after 1: -1.00% right" in text
-    assert "Hit rates so far (live predictions):\n- 1 session: all 100% of 1" in text
+    assert ("Hit rates so far (live predictions):\n- 1 session: BUY/SELL 100% of 1 [21%-100%]"
+            " (too few to judge)") in text
+    assert "baselines: always hold 0% of 1 [0%-79%] (too few to judge)" in text
 
 
 def test_the_outcomes_job_sends_one_digest_a_day(monkeypatch, webhook):

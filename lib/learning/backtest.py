@@ -2,9 +2,14 @@
 
 For every symbol and every session ``d`` in the window, :func:`replay` takes the market-data
 summary built from the bars up to ``d`` only (:func:`trading.learning.features.history`), asks
-:func:`trading.signals.rules.decide` for an action exactly as the prediction service does (no
-sentiment: the history has none; the model only when one is given, and the caller gives one
-only if it saw no price from the window), and records the next session's return.
+the predictor (:mod:`trading.signals.predictors`; the built-in rules unless another is given)
+for an action exactly as the prediction service does (no sentiment: the history has none; the
+model only when one is given, and the caller gives one only if it saw no price from the
+window), and records the next session's return. A prediction the predictor fails to make is
+left out and counted (``Signals.errors``), never guessed.
+
+:func:`compare` puts several predictors' reports beside the two baselines every one of them
+must beat on the same sessions: always BUY (buy and hold) and always HOLD (cash).
 
 :func:`evaluate` turns those signals into the report: hit rate, mean forward return per
 action, and equity curves for *long on BUY, flat otherwise* (paying ``cost_bps`` on every
@@ -39,6 +44,7 @@ class Signals:
     action: list[str] = field(default_factory=list)
     confidence: list[float] = field(default_factory=list)
     forward: list[float] = field(default_factory=list)  # close[d+1] / close[d] - 1
+    errors: dict[str, Any] = field(default_factory=dict)  # "SYMBOL@DATE": the error entry
 
     def add(self, symbol: str, date: str, action: str, confidence: float, forward: float) -> None:
         self.symbol.append(symbol)
@@ -52,30 +58,77 @@ class Signals:
 
 
 def replay(histories, cfg, *, start: str | None = None, end: str | None = None,
-           model=None, on_symbol: Callable[[int, int, str], None] | None = None) -> Signals:
+           model=None, on_symbol: Callable[[int, int, str], None] | None = None,
+           predictor=None) -> Signals:
     """Signals for every session in ``[start, end]`` that has a next session to score it.
 
     ``histories`` maps a symbol to its :class:`trading.learning.features.History` (one summary per
     session, each from the bars up to that session). ``model`` (a
-    :class:`trading.learning.models.LinearModel`) adds its probability as the rules' model component.
+    :class:`trading.learning.models.LinearModel`) adds its probability as the model input.
+    ``predictor``: a loaded :class:`trading.signals.predictors.Predictor` (default: the rules).
     """
-    from trading.signals.rules import decide
+    from trading.signals import predictors
 
+    if predictor is None:
+        predictor = predictors.load(predictors.DEFAULT, None, 60.0)
+    try:
+        budget = float(cfg["predictor_timeout"])
+    except (KeyError, TypeError):
+        budget = 10.0
     out = Signals()
     version = model.version if model is not None else None
     for i, (symbol, h) in enumerate(sorted(histories.items())):
+        jobs, forward = [], {}
         for k in range(len(h.dates) - 1):
             d = h.dates[k]
             if (start and d < start) or (end and d > end) or h.markets[k] is None:
                 continue
             market = h.markets[k]
-            p = model.probability(market) if model is not None else None
-            decision = decide(market, None, p, cfg, model_version=version)
-            out.add(symbol, d, decision["action"], float(decision.get("confidence") or 0.0),
-                    float(h.close[k + 1] / h.close[k] - 1.0))
+            given = None if model is None else {"version": version,
+                                                "probability": model.probability(market)}
+            job = predictors.Job(symbol, market, None, given, key=f"{symbol}@{d}")
+            jobs.append(job)
+            forward[job.key] = (d, float(h.close[k + 1] / h.close[k] - 1.0))
+        made, failed = predictors.run_many(predictor, jobs, cfg, budget)
+        out.errors.update(failed)
+        for job in jobs:
+            p = made.get(job.key)
+            if p is not None:
+                d, ret = forward[job.key]
+                out.add(symbol, d, p["action"], float(p.get("confidence") or 0.0), ret)
         if on_symbol is not None:
             on_symbol(i + 1, len(histories), symbol)
     return out
+
+
+def compare(reports: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per predictor's :func:`evaluate` report, then the baselines over the sessions of
+    the first: hit rate of its BUY/SELL calls, the long-on-BUY curve, exposure."""
+    rows = []
+    for name, r in reports.items():
+        s = r["strategy"]
+        rows.append({"name": name, "kind": "predictor", "signals": r["signals"],
+                     "calls": r["calls"], "buy": r["per_action"]["BUY"]["count"],
+                     "sell": r["per_action"]["SELL"]["count"], "hit_rate": r["hit_rate"],
+                     "total_return_pct": s["total_return_pct"],
+                     "max_drawdown_pct": s["max_drawdown_pct"], "sharpe": s["sharpe"],
+                     "exposure": r["exposure"], "failed": r.get("failed", 0)})
+    if reports:
+        first = next(iter(reports.values()))
+        up = sum((a["up_share"] or 0.0) * a["count"] for a in first["per_action"].values())
+        n = sum(a["count"] for a in first["per_action"].values())
+        bh = first["buy_and_hold"]
+        rows.append({"name": "always BUY (buy and hold)", "kind": "baseline", "signals": n,
+                     "calls": n, "buy": n, "sell": 0,
+                     "hit_rate": round(up / n, 4) if n else None,
+                     "total_return_pct": bh["total_return_pct"],
+                     "max_drawdown_pct": bh["max_drawdown_pct"], "sharpe": bh["sharpe"],
+                     "exposure": 1.0, "failed": 0})
+        rows.append({"name": "always HOLD (cash)", "kind": "baseline", "signals": n,
+                     "calls": 0, "buy": 0, "sell": 0, "hit_rate": None,
+                     "total_return_pct": 0.0, "max_drawdown_pct": 0.0, "sharpe": None,
+                     "exposure": 0.0, "failed": 0})
+    return rows
 
 
 def max_drawdown(equity: np.ndarray) -> float:

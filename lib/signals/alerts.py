@@ -214,8 +214,9 @@ def _rate(d: Any) -> str | None:
     ci = d.get("ci95") or d.get("wilson") or d.get("interval")  # the scorecard (issue 16)
     if isinstance(ci, Sequence) and len(ci) == 2 and all(_num(x) is not None for x in ci):
         lo, hi = float(ci[0]), float(ci[1])
-    return f"{r:.0%} of {n}" + (f" [{lo:.0%}-{hi:.0%}]" if lo is not None and hi is not None
-                                else "")
+    return (f"{r:.0%} of {n}" + (f" [{lo:.0%}-{hi:.0%}]" if lo is not None and hi is not None
+                                 else "")
+            + (" (too few to judge)" if d.get("too_few") else ""))
 
 
 def hit_rate_lines(report: Mapping) -> list[str]:

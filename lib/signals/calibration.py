@@ -281,7 +281,11 @@ def fit_store(store, *, include_sample: bool = False, source: str | None = None,
     data left out unless ``include_sample``) and store the record; returns it (with its id)."""
     from trading.signals.events import now_iso
 
-    where, args = [], []
+    # The rules' own predictions only: the fit maps the rules' score (a plugged predictor's
+    # predictions, docs/predictors.md, say nothing about it).
+    where = ["coalesce(json_extract(p.prediction, '$.predictor.name'), "
+             "'trading.signals.rules:predict') = 'trading.signals.rules:predict'"]
+    args: list = []
     if source is not None:
         where.append("p.source = ?")
         args.append(source)

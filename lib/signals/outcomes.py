@@ -221,14 +221,22 @@ def evaluate(store: Store, get_bars: GetBars, *, index: str,
     return result
 
 
-def accuracy(store: Store, origin: str | None = None, include_sample: bool = False) -> JSON:
+# Which predictor made a stored prediction (docs/predictors.md); the rules before it was stored.
+PREDICTOR_SQL = ("coalesce(json_extract(p.prediction, '$.predictor.name'), "
+                 "'trading.signals.rules:predict')")
+
+
+def accuracy(store: Store, origin: str | None = None, include_sample: bool = False,
+             predictor: str | None = None) -> JSON:
     """The scorecard of every scored prediction, per horizon
     (:func:`trading.signals.scorecard.horizon_card`): BUY/SELL and HOLD apart, each with its
     Wilson interval, beside the baselines over the same sessions, and the calibrated
-    probability's Brier skill, ECE and reliability table.
+    probability's Brier skill, ECE and reliability table; ``by_predictor`` has the same
+    scorecard for each predictor apart (docs/predictors.md).
 
-    ``origin`` ('live' or 'replay') restricts to one kind of prediction; predictions made
-    from synthetic ``sample`` data are left out unless ``include_sample``."""
+    ``origin`` ('live' or 'replay') restricts to one kind of prediction, ``predictor``
+    (``module:Name``) to one predictor's; predictions made from synthetic ``sample`` data are
+    left out unless ``include_sample``."""
     from trading.signals import scorecard
     from trading.signals.calibration import MIN_OUTCOMES
 
@@ -236,10 +244,15 @@ def accuracy(store: Store, origin: str | None = None, include_sample: bool = Fal
         raise InvalidParams("origin must be 'live', 'replay' or null")
     if not isinstance(include_sample, bool):
         raise InvalidParams("include_sample must be true or false")
+    if predictor is not None and not isinstance(predictor, str):
+        raise InvalidParams("predictor must be a module:Name string or null")
     where, params = [], []
     if origin:
         where.append("p.origin = ?")
         params.append(origin)
+    if predictor:
+        where.append(f"{PREDICTOR_SQL} = ?")
+        params.append(predictor)
     sample = "coalesce(p.data_source, '') = 'sample'"
     left_out = 0
     if not include_sample:
@@ -253,22 +266,29 @@ def accuracy(store: Store, origin: str | None = None, include_sample: bool = Fal
     rows = store.query(
         "SELECT p.symbol, p.session, p.action, p.confidence, p.probability_1, p.probability_5,"
         " json_extract(p.prediction, '$.strength') AS strength, o.horizon, o.end_session,"
-        " o.forward_return, o.index_return, o.correct"
+        f" o.forward_return, o.index_return, o.correct, {PREDICTOR_SQL} AS predictor"
         f" FROM outcomes o JOIN predictions p ON p.id = o.prediction_id{clause}",
         tuple(params))
     by_h: dict[int, list[JSON]] = {}
+    by_predictor_h: dict[str, dict[int, list[JSON]]] = {}
     for r in rows:
         h = r["horizon"]
-        by_h.setdefault(h, []).append({
+        row = {
             "symbol": r["symbol"], "session": r["session"], "end_session": r["end_session"],
             "action": r["action"], "correct": bool(r["correct"]),
             "forward_return": r["forward_return"],
             "probability": r[f"probability_{h}"] if h in HORIZONS else None,
             # predictions from before issue 16 stored only the raw strength, as confidence
-            "strength": r["strength"] if r["strength"] is not None else r["confidence"]})
-    horizons = {str(h): scorecard.horizon_card(by_h[h], HOLD_BAND.get(h, HOLD_BAND[5]),
+            "strength": r["strength"] if r["strength"] is not None else r["confidence"]}
+        by_h.setdefault(h, []).append(row)
+        by_predictor_h.setdefault(r["predictor"], {}).setdefault(h, []).append(row)
+
+    def cards(groups: dict[int, list[JSON]]) -> JSON:
+        return {str(h): scorecard.horizon_card(groups[h], HOLD_BAND.get(h, HOLD_BAND[5]),
                                                min_outcomes=MIN_OUTCOMES)
-                for h in sorted(by_h)}
+                for h in sorted(groups)}
+
+    horizons = cards(by_h)
     return {
         "predictions": {r["origin"]: r["n"] for r in counts},
         "outcomes": len(rows),
@@ -276,4 +296,5 @@ def accuracy(store: Store, origin: str | None = None, include_sample: bool = Fal
         "hold_band": {str(k): v for k, v in HOLD_BAND.items()},
         "min_n": scorecard.MIN_N,
         "horizons": horizons,
+        "by_predictor": {name: cards(groups) for name, groups in sorted(by_predictor_h.items())},
     }

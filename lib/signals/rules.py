@@ -287,3 +287,13 @@ def decide(market: Mapping, sentiment: Mapping | None, model_probability: float 
         "model_version": model_version if comp["model"] is not None else None,
         "created_at": created_at,
     }
+
+
+def predict(*, symbol: str, market: Mapping, sentiment: Mapping | None,
+            model: Mapping | None, config: Any) -> JSON:
+    """The built-in predictor, the default ``predictor`` (``trading.signals.rules:predict``):
+    :func:`decide` in the native predictor form (docs/predictors.md), loaded and called
+    like any plugged-in one."""
+    model = model if isinstance(model, Mapping) else {}
+    return decide(market, sentiment, model.get("probability"), config,
+                  model_version=model.get("version"))

@@ -1,0 +1,83 @@
+"""A plugged predictor through socket activation, under the shipped sandboxing (issue 15).
+
+``install.sh --user`` into a sandboxed systemd user manager (tests/sandbox.py); the example
+monolith class, unchanged, is dropped into the predictors folder of the install's config
+directory (``~/.config/trading/predictors/``, read-only to the services: ProtectHome=read-only,
+ProtectSystem=strict) and named in its config.toml. The installed ``trading predict`` must go
+through the prediction socket and the predictions it shows and stores must be the class's;
+a broken predictor must come back as one line, and the service must live on.
+
+The sandbox's commands and services run as root, whose default configuration file is the
+system one, so ``TRADING_CONFIG`` names the user install's file for the manager (which its
+services inherit) and for the command alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import pytest
+from sandbox import UserManager, installed, user_manager  # noqa: F401  (pytest fixtures)
+
+from conftest import REPO
+
+pytestmark = [pytest.mark.systemd, pytest.mark.slow]
+
+EXAMPLE = REPO / "examples" / "predictors" / "momentum.py"
+MOMENTUM = "momentum:EnhancedMarketAwarePredictor"
+SEVEN = ["CBA.AX", "ANZ.AX", "NAB.AX", "WBC.AX", "MQG.AX", "COL.AX", "BHP.AX"]
+
+
+def test_the_example_predictor_runs_in_the_socket_activated_sandboxed_service(installed):  # noqa: F811
+    sd: UserManager = installed
+    conf_dir = sd.home / ".config" / "trading"
+    (conf_dir / "predictors").mkdir(parents=True, exist_ok=True)
+    shutil.copy(EXAMPLE, conf_dir / "predictors" / "momentum.py")
+    conf = conf_dir / "config.toml"
+    conf.write_text(f'predictor = "{MOMENTUM}"\n')
+    env = {"TRADING_CONFIG": str(conf)}
+    sd.systemctl("set-environment", f"TRADING_CONFIG={conf}")
+    for name in ("prediction", "market-data", "sentiment"):
+        sd.systemctl("stop", f"trading-{name}.service", check=False)
+    # The unit that runs it reads the home directory read-only and the rest of the system too.
+    unit = sd.show("trading-prediction.service", "ProtectHome", "ProtectSystem")
+    assert unit == {"ProtectHome": "read-only", "ProtectSystem": "strict"}
+
+    trading = str(sd.home / ".local/bin/trading")
+    out = sd.run(trading, "predict", "--source", "sample", "--json", env=env, timeout=120)
+    assert "in-process" not in out.stderr, out.stderr
+    body = json.loads(out.stdout)
+    assert body["predictor"] == {
+        "name": MOMENTUM, "form": "monolith", "version": "1.0",
+        "file": str(conf_dir / "predictors" / "momentum.py"),
+        "sha256": hashlib.sha256(EXAMPLE.read_bytes()).hexdigest()}
+    assert list(body["results"]) == SEVEN and not body["errors"]
+    assert all(" market" in p["reasons"][0] for p in body["results"].values())
+    pid = sd.main_pid("prediction")
+    assert pid  # started by its socket, and running the predictor
+    health = json.loads(sd.run(trading, "call", "prediction", "health_check", env=env).stdout)
+    assert health["pid"] == pid and health["predictor"]["name"] == MOMENTUM
+    assert health["predictor"]["import_ms"] >= 0
+
+    history = json.loads(sd.run(trading, "history", "--json", env=env).stdout)
+    assert {p["predictor"]["name"] for p in history} == {MOMENTUM} and len(history) == 7
+    table = sd.run(trading, "predict", "CBA", "--source", "sample", env=env)
+    assert MOMENTUM in table.stdout
+    status = sd.run(trading, "status", env=env, check=False)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert f"predictor {MOMENTUM}" in status.stdout
+
+    # A broken predictor: one line from predict, and the service answers on.
+    (conf_dir / "predictors" / "broken.py").write_text("import numpy_but_misspelt\n")
+    conf.write_text('predictor = "broken:Predictor"\n')
+    sd.systemctl("stop", "trading-prediction.service")
+    bad = sd.run(trading, "predict", "CBA", "--source", "sample", env=env, check=False)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    [line] = bad.stderr.splitlines()
+    assert "broken:Predictor" in line and "numpy_but_misspelt" in line
+    assert str(conf_dir / "predictors" / "broken.py") in line
+    health = json.loads(sd.run(trading, "call", "prediction", "health_check", env=env).stdout)
+    assert health["status"] == "ok" and health["predictor"]["ok"] is False
+    assert sd.show("trading-prediction.service", "ActiveState")["ActiveState"] == "active"

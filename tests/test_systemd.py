@@ -80,6 +80,11 @@ def test_every_socket_is_listed_and_no_handler_runs_before_the_first_connection(
 
 
 def test_first_call_starts_exactly_one_process_that_answers_20_concurrent_clients(sd):
+    # 20 clients in one process (this one) is past the per-process connection cap, which
+    # keeps one hostile client from taking every worker: raised for this test, by drop-in.
+    cap = sd.drop_in("trading-market-data.service", "test-peer-cap",
+                     "[Service]\nEnvironment=TRADING_MAX_PER_PEER=32\n")
+    sd.systemctl("stop", "trading-market-data.service")
     first = sd.trading("call", "market-data", "health_check")
     pid = json.loads(first.stdout)["pid"]
     assert sd.handler_pids("market-data") == [pid]
@@ -106,6 +111,7 @@ def test_first_call_starts_exactly_one_process_that_answers_20_concurrent_client
     assert len(answers) == 20
     assert {a["result"]["pid"] for a in answers} == {pid}
     assert sd.handler_pids("market-data") == [pid]
+    sd.remove_drop_in(cap)
 
 
 def test_idle_exit_leaves_the_service_inactive_and_the_next_call_starts_it_again(sd):

@@ -130,6 +130,9 @@ class _Group(TyperGroup):
         except TradingError as exc:
             common.note(f"error: {exc}")
             raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:  # Ctrl-C: 130 whatever typer (or click) would make of it
+            print(file=sys.stderr)
+            raise typer.Exit(Exit.INTERRUPTED) from None
 
 
 app = typer.Typer(

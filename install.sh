@@ -187,6 +187,24 @@ install_venv() {
         'import importlib.metadata as m; print(m.version("trading-services"))') into $venv"
 }
 
+# Where this install keeps its store, caches, configuration and sockets, written into the
+# venv: the `trading` of this venv reads it (trading.config), so whoever runs it (root with a
+# --user install included) uses what the services use, with or without systemd.
+record_install() {
+    local f=$venv/trading-install new
+    if [ "$mode" = system ]; then
+        new="mode=system"
+    else
+        new=$(printf '%s\n' "mode=user" "home=$HOME" "uid=$(id -u)" \
+            "XDG_CONFIG_HOME=${XDG_CONFIG_HOME:-}" "XDG_STATE_HOME=${XDG_STATE_HOME:-}" \
+            "XDG_CACHE_HOME=${XDG_CACHE_HOME:-}" "XDG_RUNTIME_DIR=${runtime_dir%/trading}")
+    fi
+    if [ "$(cat "$f" 2>/dev/null || true)" != "$new" ]; then
+        printf '%s\n' "$new" > "$f"
+        changed "recorded the install's paths in $f"
+    fi
+}
+
 install_user_and_group() {
     if ! getent group trading >/dev/null; then
         groupadd --system trading
@@ -315,6 +333,7 @@ do_install() {
         install_config
     fi
     install_venv
+    record_install
     install_units
     install_command_link
     local running=0

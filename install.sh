@@ -153,6 +153,24 @@ source_fingerprint() {
 changes=()
 changed() { changes+=("$*"); say "$*"; }
 
+# uv installs the dependencies in about half pip's time (measured for issue 19: 22 s against
+# 60 s from an empty cache; see README "Install"). It comes from the package index into the
+# venv itself (or from PATH); TRADING_INSTALLER=pip, or any failure of uv, means pip.
+install_with_uv() {
+    [ "${TRADING_INSTALLER:-uv}" = uv ] || return 1
+    local uv
+    uv=$(command -v uv || true)
+    if [ -z "$uv" ]; then
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check uv >/dev/null 2>&1 ||
+            { say "uv not available; installing with pip"; return 1; }
+        uv=$venv/bin/uv
+    fi
+    # --compile-bytecode: the handlers of a system install cannot write __pycache__ in a
+    # root-owned venv, so without it every cold start would compile the sources again.
+    "$uv" pip install -q --compile-bytecode --python "$venv/bin/python" "$here" ||
+        { say "uv failed; installing with pip"; return 1; }
+}
+
 install_venv() {
     local fp
     fp=$(source_fingerprint)
@@ -185,13 +203,31 @@ install_venv() {
             --no-build-isolation --no-index "$here"
         "$venv/bin/python" -m pip check -q >/dev/null ||
             die "dependencies from $deps_from do not satisfy the project (see: $venv/bin/python -m pip check)"
-    else
+    elif ! install_with_uv; then
         "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
         "$venv/bin/python" -m pip install -q --disable-pip-version-check "$here"
     fi
     printf '%s\n' "$fp" > "$venv/.trading-source"
     changed "installed trading-services $(cd "$here" && "$venv/bin/python" -c \
         'import importlib.metadata as m; print(m.version("trading-services"))') into $venv"
+}
+
+# Where this install keeps its store, caches, configuration and sockets, written into the
+# venv: the `trading` of this venv reads it (trading.config), so whoever runs it (root with a
+# --user install included) uses what the services use, with or without systemd.
+record_install() {
+    local f=$venv/trading-install new
+    if [ "$mode" = system ]; then
+        new="mode=system"
+    else
+        new=$(printf '%s\n' "mode=user" "home=$HOME" "uid=$(id -u)" \
+            "XDG_CONFIG_HOME=${XDG_CONFIG_HOME:-}" "XDG_STATE_HOME=${XDG_STATE_HOME:-}" \
+            "XDG_CACHE_HOME=${XDG_CACHE_HOME:-}" "XDG_RUNTIME_DIR=${runtime_dir%/trading}")
+    fi
+    if [ "$(cat "$f" 2>/dev/null || true)" != "$new" ]; then
+        printf '%s\n' "$new" > "$f"
+        changed "recorded the install's paths in $f"
+    fi
 }
 
 install_user_and_group() {
@@ -285,11 +321,64 @@ start_units() {
         [ -e "$u" ] || continue
         u=$(basename "$u")
         if [ "$("${sysctl[@]}" is-active "$u" 2>/dev/null || true)" != active ]; then
+            # a socket that failed (a start limit hit by a unit that could not start) starts
+            # again only after its counters are reset
+            "${sysctl[@]}" reset-failed "$u" "${u%.*}.service" 2>/dev/null || true
             "${sysctl[@]}" start "$u"
             changed "started $u"
         fi
     done
     "${sysctl[@]}" start trading.target
+    check_services
+}
+
+# Each service must answer health_check through its socket (systemd starts it for the call):
+# an install whose units cannot start is a failure with the unit's reason and its fix, not
+# "done". Status codes: systemd.exec(5) "Process exit codes".
+check_services() {
+    local name unit failed=0 status code why fix pids=() names=() i tmp
+    tmp=$(mktemp -d)
+    # All at once, each in the background: a unit that cannot start is seen failing (its
+    # socket hits the start limit) long before the call's own timeout.
+    for name in $("$venv/bin/python" -c 'from trading.handlers import SERVICES; print(*SERVICES)'); do
+        [ -e "$unit_dir/trading-$name.service" ] || continue
+        TRADING_RUNTIME_DIR=$runtime_dir TRADING_IN_PROCESS=never \
+            "$venv/bin/trading" call "$name" health_check --timeout 60 >/dev/null 2>"$tmp/$name" &
+        pids+=($!) names+=("$name")
+    done
+    for i in "${!pids[@]}"; do
+        name=${names[$i]} unit=trading-${names[$i]}.service
+        while kill -0 "${pids[$i]}" 2>/dev/null; do
+            if [ "$("${sysctl[@]}" is-failed "trading-$name.socket" 2>/dev/null || true)" = failed ]; then
+                kill "${pids[$i]}" 2>/dev/null || true
+                break
+            fi
+            sleep 0.2
+        done
+        if wait "${pids[$i]}"; then continue; fi
+        failed=1
+        status=$("${sysctl[@]}" show -p ExecMainStatus --value "$unit" 2>/dev/null || true)
+        code=$("${sysctl[@]}" show -p ExecMainCode --value "$unit" 2>/dev/null || true)
+        case "$status" in
+            203) why="status 203/EXEC: systemd cannot execute $venv/bin/python"
+                 fix="the unit's sandbox hides the venv (ProtectHome= for /home and /root, PrivateTmp= for /tmp) or it is gone; install where the unit can see it (a system install: PYTHON=/usr/bin/python3 sudo ./install.sh)" ;;
+            226) why="status 226/NAMESPACE: systemd cannot set up the unit's sandbox"
+                 fix="a path the unit names (ReadWritePaths=, StateDirectory=) is missing, or this kernel or container does not allow mount namespaces; see journalctl ${sysctl[*]:1} -u $unit" ;;
+            200) why="status 200/CHDIR"; fix="the working directory is not accessible" ;;
+            217) why="status 217/USER: the user trading does not exist"; fix="run the install again as root" ;;
+            ''|0) why="no answer: $(tr '\n' ' ' < "$tmp/$name" | sed 's/trading: error: //')"
+                 fix="see journalctl ${sysctl[*]:1} -u $unit and trading status" ;;
+            *)  why="the handler exited with status $status ($code)"
+                fix="see journalctl ${sysctl[*]:1} -u $unit (a traceback, or a bad config value)" ;;
+        esac
+        printf 'install: error: %s cannot start: %s; fix: %s\n' "$name" "$why" "$fix" >&2
+    done
+    rm -rf "$tmp"
+    [ "$failed" = 0 ] || exit 1
+    # The checked handlers go again now (their sockets keep listening), so the stack is idle,
+    # at zero memory, right after the install rather than idle_exit seconds later.
+    "${sysctl[@]}" stop "${names[@]/#/trading-}" 2>/dev/null || true
+    say "every service answered health_check through its socket"
 }
 
 do_install() {
@@ -322,6 +411,7 @@ do_install() {
         install_config
     fi
     install_venv
+    record_install
     install_units
     install_command_link
     local running=0

@@ -43,7 +43,7 @@ def chart(
     period: str = typer.Option("6mo", "--period", "-p",
                                help=f"How much to show: {', '.join(PERIODS)}.",
                                autocompletion=lambda: list(PERIODS)),
-    as_json: bool = common.JsonOption,
+    as_json: bool = common.json_option("the one-line summary"),
 ) -> None:
     """Chart a symbol: price with SMA20, RSI and MACD panes, stored predictions marked."""
     if period not in PERIODS:
@@ -70,7 +70,7 @@ def chart(
     from trading.ops import charts
 
     try:
-        with common.working(f"drawing {path}"):
+        with common.interrupts_win(), common.working(f"drawing {path}"):
             drawn = charts.draw(path, sym, bars["bars"], predictions, show_days=show_days,
                                 source=bars.get("source", "") + (" (stale)" if bars.get("stale")
                                                                   else ""))

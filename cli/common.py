@@ -14,19 +14,26 @@ import sys
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from trading import config as _config
 from trading.errors import Exit, ServiceStopped
-from trading.runtime.client import Client
+
+if TYPE_CHECKING:
+    from trading.runtime.client import Client
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = Exit.OK, Exit.FAILURE, Exit.USAGE
 EXIT_UNAVAILABLE, EXIT_TIMEOUT, EXIT_INTERRUPTED = Exit.UNAVAILABLE, Exit.TIMEOUT, Exit.INTERRUPTED
 EXIT_NO_SYSTEMD, EXIT_NOT_PERMITTED = Exit.NO_SYSTEMD, Exit.NOT_PERMITTED
 
-JsonOption = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
+def json_option(instead_of: str = "a table") -> Any:
+    """The ``--json`` option; ``instead_of`` says what it replaces when that is no table."""
+    return typer.Option(False, "--json", help=f"Print JSON for scripts instead of {instead_of}.")
+
+
+JsonOption = json_option()
 
 
 def _source_spec(spec: str | None) -> str | None:
@@ -182,6 +189,34 @@ def client(**overrides: Any) -> Client:
     from trading import handlers
 
     return handlers.client(_config.get(), on_fallback=once, **overrides)
+
+
+@contextlib.contextmanager
+def interrupts_win() -> Iterator[None]:
+    """Ctrl-C inside a C extension (matplotlib's Agg drawing a text box) can come out as that
+    extension's own error, e.g. ``ValueError: Invalid bounding box``: an error raised after
+    Ctrl-C was pressed is the interrupt (exit 130), not a bug's traceback."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed: list[bool] = []
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        pressed.append(True)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    except Exception:
+        if pressed:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextlib.contextmanager

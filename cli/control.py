@@ -57,15 +57,15 @@ def register(app: typer.Typer) -> None:
     app.command("restart", help=RESTART_HELP)(restart)
 
 
-def start(services: list[str] = ServicesArgument, as_json: bool = common.JsonOption) -> None:
+def start(services: list[str] = ServicesArgument, as_json: bool = common.json_option("a line per unit changed")) -> None:
     _run("start", services, as_json)
 
 
-def stop(services: list[str] = ServicesArgument, as_json: bool = common.JsonOption) -> None:
+def stop(services: list[str] = ServicesArgument, as_json: bool = common.json_option("a line per unit changed")) -> None:
     _run("stop", services, as_json)
 
 
-def restart(services: list[str] = ServicesArgument, as_json: bool = common.JsonOption) -> None:
+def restart(services: list[str] = ServicesArgument, as_json: bool = common.json_option("a line per unit changed")) -> None:
     _run("restart", services, as_json)
 
 

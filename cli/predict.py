@@ -333,19 +333,17 @@ def events(
     client = common.client()
     params = {"limit": limit, "latest": True, **({"type": type} if type else {})}
     last = 0
-    try:
-        while True:
-            batch = client.call("prediction", "events", params)
-            for e in batch:
-                _print_event(e, as_json)
-                last = max(last, e["id"])
-            if not follow:
-                return
-            if len(batch) < params["limit"] or params.get("latest"):
-                time.sleep(interval)
-            params = {"after_id": last, "limit": 1000, **({"type": type} if type else {})}
-    except KeyboardInterrupt:
-        return
+    # Ctrl-C ends --follow as it ends any command: exit 130 (the app's group says so).
+    while True:
+        batch = client.call("prediction", "events", params)
+        for e in batch:
+            _print_event(e, as_json)
+            last = max(last, e["id"])
+        if not follow:
+            return
+        if len(batch) < params["limit"] or params.get("latest"):
+            time.sleep(interval)
+        params = {"after_id": last, "limit": 1000, **({"type": type} if type else {})}
 
 
 def _print_event(e: dict, as_json: bool) -> None:
@@ -387,7 +385,12 @@ def history(
                       _pct((out.get("1") or {}).get("forward_return")),
                       _pct((out.get("5") or {}).get("forward_return")), _by(p)])
     if not table:
-        print("no predictions stored yet (run `trading predict`)")
+        if symbol or since:  # the store may hold others: say what was asked for
+            asked = " ".join(filter(None, [symbol and f"for {symbol}",
+                                           since and f"since {since}"]))
+            print(f"no predictions stored {asked} (`trading history` lists them all)")
+        else:
+            print("no predictions stored yet (run `trading predict`)")
         return
     # Fits 80 columns: the return after 1 and 5 sessions as "+1", "+5"; "by": the predictor.
     common.table("Prediction history (returns after 1 and 5 sessions)",

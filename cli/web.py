@@ -21,6 +21,7 @@ def web(listen: str = typer.Option(None, "--listen", "-l", metavar="ADDR",
     demand instead: see `trading status`)."""
     from trading.web.serve import main
 
-    code = main([*(["--listen", listen] if listen else []), "--idle-exit", "0"])
+    code = main([*(["--listen", listen] if listen else []), "--idle-exit", "0"],
+                own_logging=False)
     if code:
         raise typer.Exit(code)

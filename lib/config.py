@@ -7,14 +7,21 @@ dots as underscores (``TRADING_WEIGHTS_TECHNICAL``). A bad value is a :class:`Co
 naming the key and where it came from. :func:`load` remembers where each value came from, for
 ``trading config show``.
 
-Paths follow the install: a systemd service gets ``$STATE_DIRECTORY``/``$CACHE_DIRECTORY``;
-otherwise a system install (root) uses /var/lib/trading and /var/cache/trading, and a user
-install the XDG directories.
+Paths follow the install, by one rule whoever runs the code (issue 19):
+
+1. a setting (``state_dir``, ``cache_dir``, ``runtime_dir``; file or ``TRADING_*``) wins;
+2. a systemd service gets ``$STATE_DIRECTORY``/``$CACHE_DIRECTORY`` from its unit;
+3. an installed ``trading`` follows the install it belongs to, which install.sh writes into
+   its venv (``trading-install``): a system install uses /var/lib/trading, /var/cache/trading,
+   /run/trading and /etc/trading/config.toml; a ``--user`` install the XDG directories of the
+   user who installed it, also when root runs it and where no systemd runs;
+4. anything else (a development checkout): root the system paths, others their XDG ones.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -188,11 +195,52 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
 ]}
 
 
-def config_file(environ: Mapping[str, str] | None = None) -> Path:
+INSTALL_RECORD = "trading-install"  # in the venv; written by install.sh (record_install)
+
+
+def read_install(prefix: str | Path | None = None) -> dict[str, str] | None:
+    """The install this interpreter belongs to, as install.sh recorded it in the venv
+    (``mode=system``, or ``mode=user`` with the user's HOME and XDG directories); None for a
+    development checkout or any other environment."""
+    try:
+        text = (Path(sys.prefix if prefix is None else prefix) / INSTALL_RECORD).read_text()
+    except OSError:
+        return None
+    record = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    return record if record.get("mode") in ("system", "user") else None
+
+
+def _user_env(env: Mapping[str, str], install: Mapping[str, str] | None) -> Mapping[str, str]:
+    """The environment the user paths come from: a ``--user`` install's own HOME and XDG
+    directories (whoever runs it: root too), else the running process's."""
+    if not install or install.get("mode") != "user":
+        return env
+    mine = {k: v for k, v in env.items() if not k.startswith("XDG_") and k != "HOME"}
+    mine.update({k: v for k, v in install.items() if k.startswith("XDG_") and v})
+    mine["HOME"] = install.get("home") or env.get("HOME", "~")
+    return mine
+
+
+def _system(install: Mapping[str, str] | None) -> bool:
+    """Whether the system paths apply: the install says so, else root's are the system's."""
+    if install:
+        return install.get("mode") == "system"
+    return os.geteuid() == 0
+
+
+_NO_INSTALL: Any = object()
+
+
+def config_file(environ: Mapping[str, str] | None = None,
+                install: Mapping[str, str] | None = _NO_INSTALL) -> Path:
     """The configuration file: ``$TRADING_CONFIG``, else the system or the user file."""
     env = os.environ if environ is None else environ
+    if install is _NO_INSTALL:
+        install = read_install()
     if env.get("TRADING_CONFIG"):
         return Path(env["TRADING_CONFIG"])
+    if install and install.get("mode") == "user":
+        return _user_file(_user_env(env, install))
     system = Path("/etc/trading/config.toml")
     # The system file is mode 0640 root:trading (it may hold secrets): a user who cannot
     # read it gets their own file, not an error on every command.
@@ -222,11 +270,14 @@ class Config:
     """The effective configuration: ``cfg["idle_exit"]``, ``cfg.source_of("idle_exit")``."""
 
     def __init__(self, values: dict[str, Any], sources: dict[str, str], path: Path,
-                 environ: Mapping[str, str]) -> None:
+                 environ: Mapping[str, str], install: Mapping[str, str] | None = None) -> None:
         self._values = values
         self._sources = sources
         self.path = path
         self.environ = environ
+        self.install = install
+        self._system = _system(install)
+        self._user_env = _user_env(environ, install)
 
     def __getitem__(self, name: str) -> Any:
         return self._values[name]
@@ -244,11 +295,11 @@ class Config:
     def _dir(self, key: str, systemd_var: str, system: str, xdg_var: str, xdg_default: str) -> Path:
         if self[key]:
             return Path(self[key]).expanduser()
-        env = self.environ
-        if systemd_var and env.get(systemd_var):
-            return Path(env[systemd_var].split(":")[0])
-        if os.geteuid() == 0:
+        if systemd_var and self.environ.get(systemd_var):
+            return Path(self.environ[systemd_var].split(":")[0])
+        if self._system:
             return Path(system)
+        env = self._user_env
         base = env.get(xdg_var) or str(Path(env.get("HOME", "~")).expanduser() / xdg_default)
         return Path(base) / "trading"
 
@@ -259,6 +310,11 @@ class Config:
         uses its own user manager's only when there is no system install."""
         if self["runtime_dir"]:
             return Path(self["runtime_dir"]).expanduser()
+        if self.install:
+            if self._system:
+                return Path("/run/trading")
+            xdg = self._user_env.get("XDG_RUNTIME_DIR") or f"/run/user/{self.install.get('uid')}"
+            return Path(xdg) / "trading"
         system = Path("/run/trading")
         xdg = self.environ.get("XDG_RUNTIME_DIR")
         if xdg and (os.geteuid() != 0 or not system.exists() and (Path(xdg) / "trading").exists()):
@@ -269,7 +325,7 @@ class Config:
     def state_dir(self) -> Path:
         path = self._dir("state_dir", "STATE_DIRECTORY", "/var/lib/trading", "XDG_STATE_HOME",
                          ".local/state")
-        if self["state_dir"] or self.environ.get("STATE_DIRECTORY") or os.geteuid() == 0:
+        if self["state_dir"] or self.environ.get("STATE_DIRECTORY") or self._system:
             return path
         # A user unit's StateDirectory= is $XDG_STATE_HOME from systemd 254 on, but
         # $XDG_CONFIG_HOME before (Debian 12 has 252): use whichever holds the store.
@@ -299,10 +355,14 @@ class Config:
         return self.runtime_dir / f"{service}.sock"
 
 
-def load(environ: Mapping[str, str] | None = None, path: Path | None = None) -> Config:
-    """Read defaults, then the TOML file (if it exists), then ``TRADING_*`` variables."""
+def load(environ: Mapping[str, str] | None = None, path: Path | None = None,
+         install: Mapping[str, str] | None = _NO_INSTALL) -> Config:
+    """Read defaults, then the TOML file (if it exists), then ``TRADING_*`` variables.
+    ``install`` is the install's record (default: this venv's, :func:`read_install`)."""
     env = os.environ if environ is None else environ
-    path = path or config_file(env)
+    if install is _NO_INSTALL:
+        install = read_install()
+    path = path or config_file(env, install)
     values = {name: s.default for name, s in SETTINGS.items()}
     sources = {name: "default" for name in SETTINGS}
     if path.exists():
@@ -323,7 +383,7 @@ def load(environ: Mapping[str, str] | None = None, path: Path | None = None) -> 
         if setting.env in env:
             values[name] = _parse(setting, env[setting.env], f"environment {setting.env}")
             sources[name] = f"env {setting.env}"
-    return Config(values, sources, path, env)
+    return Config(values, sources, path, env, install)
 
 
 def _parse(setting: Setting, raw: Any, where: str) -> Any:

@@ -95,7 +95,33 @@ class LocalTransport:
         self._services: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def call(self, client: Client, service: str, method: str, params: Any) -> Any:
+    def call(self, client: Client, service: str, method: str, params: Any,
+             timeout: float | None = None) -> Any:
+        """Run one call here; with ``timeout``, wait that long for it as a socket client would
+        (the call goes on in its thread, which the process's exit ends: an in-process call
+        cannot be cancelled, only left)."""
+        if timeout is None:
+            return self._call(client, service, method, params)
+        done: list[tuple[bool, Any]] = []
+
+        def work() -> None:
+            try:
+                done.append((True, self._call(client, service, method, params)))
+            except BaseException as exc:  # handed to the caller's thread
+                done.append((False, exc))
+
+        worker = threading.Thread(target=work, name=f"in-process {service}.{method}",
+                                  daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if not done:
+            raise CallTimeout(f"{service} did not answer within {timeout:g}s (in-process)")
+        ok, value = done[0]
+        if ok:
+            return value
+        raise value
+
+    def _call(self, client: Client, service: str, method: str, params: Any) -> Any:
         with self._lock:
             entry = self._services.get(service)
             if entry is None:
@@ -157,7 +183,7 @@ class Client:
         """Call ``method`` on ``service``; returns the result or raises the project's error."""
         path = self.socket_path(service)
         if self.in_process == "always" or (self.in_process == "auto" and not path.exists()):
-            return self._call_local(service, method, params, path)
+            return self._call_local(service, method, params, path, timeout)
         request = {"jsonrpc": "2.0", "method": method, "id": next(self._ids)}
         if params is not None:
             request["params"] = params
@@ -263,7 +289,8 @@ class Client:
             raise ServiceUnavailable(f"{service} sent a malformed answer: {exc}") from exc
 
     # -- in-process --------------------------------------------------------------------------
-    def _call_local(self, service: str, method: str, params: Any, path: Path) -> Any:
+    def _call_local(self, service: str, method: str, params: Any, path: Path,
+                    timeout: float | None = None) -> Any:
         if self.local is None:
             raise ServiceUnavailable(f"{service} is not available: no socket at {path} and no "
                                      "in-process fallback in this client")
@@ -277,7 +304,7 @@ class Client:
                 with self._lock:
                     self._fallback_told.discard(service)
                 raise
-        return self.local.call(self, service, method, params)
+        return self.local.call(self, service, method, params, timeout)
 
     def close(self) -> None:
         with self._lock:

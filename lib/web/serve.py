@@ -202,9 +202,13 @@ def serve(app, sock: socket.socket, *, idle_exit: float | None,
 
 
 # -- entry points -----------------------------------------------------------------------
-def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None, *,
+         own_logging: bool = True) -> int:
     """``python -m trading.web [--listen ADDR] [--idle-exit S]``: under systemd, serve the
-    passed socket until idle; by hand, bind ``--listen`` (default ``web.listen``)."""
+    passed socket until idle; by hand, bind ``--listen`` (default ``web.listen``).
+
+    ``own_logging``: set logging up here, as an entry point does; ``trading web`` passes False,
+    since the CLI set up its own at its entry point (logging is set up once per process)."""
     import argparse
 
     from trading import config as _config
@@ -222,7 +226,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except ConfigError as exc:
         print(f"trading-web: {exc}", file=sys.stderr)
         return 2
-    setup_logging("web", cfg["log_level"])
+    if own_logging:
+        setup_logging("web", cfg["log_level"])
     activated = "LISTEN_FDS" in env
     try:
         sock = adopt_listener(env) if activated else bind(args.listen or cfg["web.listen"])

@@ -23,7 +23,7 @@ from collections.abc import Callable
 import typer
 
 from trading.errors import ControlError, NoSystemd, NotPermitted
-from trading.handlers import SERVICES
+from trading.handlers import SOCKET_SERVICES as SERVICES  # the web dashboard too
 
 from . import common
 

@@ -37,5 +37,7 @@ def test_trading_predict_goes_through_the_socket_activated_services(installed): 
     assert [p["symbol"] for p in history][:1] == ["CBA.AX"] and len(history) == 8
     events = sd.trading("events", "--type", "prediction", "-n", "100", "--json").stdout
     assert len(events.splitlines()) == 8
-    report = sd.trading("report")
+    report = sd.trading("report")  # sample (synthetic) predictions are left out by default
+    assert report.returncode == 0 and "8 from synthetic sample data left out" in report.stdout
+    report = sd.trading("report", "--include-sample")
     assert report.returncode == 0 and "predictions stored: 8 live" in report.stdout

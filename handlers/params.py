@@ -10,7 +10,9 @@ the answer's ``errors`` map, keyed by the symbol as given, made by the error its
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+TYPE_CHECKING = False  # typing costs ~3 ms of every cold start; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
 
 from trading.errors import InvalidParams, RPCError
 from trading.market.symbols import normalize

@@ -79,8 +79,11 @@ svc = MarketData()
 t0 = time.monotonic()
 out = svc.bulk_fetch(["CBA"], source="csv:" + sys.argv[1])
 took = time.monotonic() - t0
-print(json.dumps({"errors": out["errors"], "took": took,
-                  "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+# VmHWM, not ru_maxrss: Linux keeps ru_maxrss across execve, so a child of a big pytest
+# process would report its parent's peak; VmHWM belongs to this process's own memory.
+peak = next(int(line.split()[1]) for line in open("/proc/self/status")
+            if line.startswith("VmHWM:"))
+print(json.dumps({"errors": out["errors"], "took": took, "maxrss_kb": peak}))
 """
 
 

@@ -1,0 +1,18 @@
+"""The README's deterministic figures are what their quoted commands give today."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_readme_figures_match_their_commands():
+    # A child process: the script changes directory and environment, which a test must not.
+    # It reruns the backtest and the replay with report (about 10 s); on drift it names each
+    # figure, and `bench/readme_figures.py --write` brings the README up to date.
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "readme_figures.py"), "--check"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr

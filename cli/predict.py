@@ -413,7 +413,7 @@ def _iso_date(value: Optional[str]) -> Optional[str]:
 
 def replay(
     directory: Path = typer.Argument(..., exists=True, file_okay=False,
-                                     help="A csv:DIR history, e.g. ../shared/data/asx-daily."),
+                                     help="A folder of SYMBOL.csv daily bars, e.g. tests/data/asx-daily."),
     symbols: list[str] = typer.Option(None, "--symbol", "-s", help="Symbols (default: configured)."),
     start: Optional[str] = typer.Option(None, "--start", help="First session (YYYY-MM-DD).",
                                         callback=_iso_date),

@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from typing import Any
+TYPE_CHECKING = False  # typing costs ~3 ms of every cold start; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
 
 from trading.errors import InvalidParams, RPCError
 from trading.handlers import params

@@ -220,3 +220,40 @@ def activate(runtime_dir):
     yield start
     for a in started:
         a.stop()
+
+
+@pytest.fixture
+def serve(runtime_dir):
+    """``serve(**server_kwargs)``: a Server on a real socket in this test's runtime dir,
+    serving ``support.slow_service.Slow`` from a thread (:class:`support.running.Running`);
+    stopped after the test."""
+    from support.running import Running
+
+    started = []
+
+    def start(**kwargs):
+        r = Running(runtime_dir / f"s{len(started)}.sock", **kwargs)
+        started.append(r)
+        return r
+
+    yield start
+    for r in started:
+        r.close()
+
+
+@pytest.fixture
+def cfg():
+    """The configuration of this test's environment (its own directories)."""
+    from trading import config
+
+    return config.get()
+
+
+@pytest.fixture
+def store(cfg):
+    """The store at this test's configured path, closed after the test."""
+    from trading.runtime.store import Store
+
+    s = Store(cfg.db_path)
+    yield s
+    s.close()

@@ -9,55 +9,12 @@ import time
 
 import pytest
 
-from support.slow_service import Slow
-from support.wire import Connection, request
+from support.wire import request
 from trading import config
 from trading.runtime.activation import bind_unix
-from trading.runtime.server import Server
 from conftest import wait_for
 
 
-class Running:
-    """A Server on a real listening socket, serving from a background thread."""
-
-    def __init__(self, path, **kwargs):
-        self.path = path
-        self.listener = bind_unix(path)
-        self.service = Slow()
-        self.notes: list[str] = []
-        kwargs.setdefault("idle_exit", 30.0)
-        self.server = Server(self.service, [self.listener], notify=self.notes.append, **kwargs)
-        self.code = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        self.code = self.server.serve()
-
-    def connect(self) -> Connection:
-        return Connection.open(self.path, timeout=10)
-
-    def finish(self, timeout=10):
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "server did not exit"
-        self.listener.close()
-        return self.code
-
-
-@pytest.fixture
-def serve(runtime_dir):
-    started: list[Running] = []
-
-    def start(**kwargs) -> Running:
-        r = Running(runtime_dir / f"s{len(started)}.sock", **kwargs)
-        started.append(r)
-        return r
-
-    yield start
-    for r in started:
-        r.server.stop()
-        r.thread.join(10)
-        r.listener.close()
 
 
 def test_many_requests_on_one_connection_and_counters(serve):

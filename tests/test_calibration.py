@@ -12,20 +12,7 @@ from typer.testing import CliRunner
 
 from trading import config, handlers
 from trading.runtime.service import Context
-from trading.runtime.store import Store
 from trading.signals import calibration, outcomes, replay, rules, scorecard
-
-
-@pytest.fixture
-def cfg():
-    return config.get()
-
-
-@pytest.fixture
-def store(cfg):
-    s = Store(cfg.db_path)
-    yield s
-    s.close()
 
 
 @pytest.fixture

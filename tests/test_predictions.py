@@ -24,18 +24,6 @@ from trading.errors import InvalidParams, NotFound
 from trading.runtime.store import Store
 
 
-@pytest.fixture
-def cfg():
-    return config.get()
-
-
-@pytest.fixture
-def store(cfg):
-    s = Store(cfg.db_path)
-    yield s
-    s.close()
-
-
 def read_closes(path) -> dict[str, float]:
     """Session date -> close, read straight from a CSV in either of the two layouts."""
     with open(path, newline="") as f:

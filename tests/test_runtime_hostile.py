@@ -8,75 +8,16 @@ answered within the promise (5 s) while the attack goes on.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
 import time
 
-import pytest
 
 from conftest import wait_for
-from support.slow_service import Slow
-from trading.runtime.activation import bind_unix
-from trading.runtime.server import Server
+from support.running import read_line
 
 PROMISE_S = 5.0
-
-
-class Running:
-    def __init__(self, path, **kwargs):
-        self.path = path
-        self.listener = bind_unix(path)
-        self.service = Slow()
-        kwargs.setdefault("idle_exit", 30.0)
-        self.server = Server(self.service, [self.listener], **kwargs)
-        self.code = None
-        self.thread = threading.Thread(target=self._run)
-        self.thread.start()
-
-    def _run(self):
-        self.code = self.server.serve()
-
-    def connect(self) -> socket.socket:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(10)
-        s.connect(str(self.path))
-        return s
-
-    def legit_call(self, method="echo", **params) -> tuple[dict, float]:
-        """A well-behaved client's whole call: (answer, seconds it took)."""
-        t0 = time.monotonic()
-        with self.connect() as s:
-            s.sendall(json.dumps({"jsonrpc": "2.0", "id": 1, "method": method,
-                                  "params": params}).encode() + b"\n")
-            return read_line(s), time.monotonic() - t0
-
-
-def read_line(s: socket.socket) -> dict:
-    buf = b""
-    while not buf.endswith(b"\n"):
-        chunk = s.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"closed after {buf!r}")
-        buf += chunk
-    return json.loads(buf.splitlines()[0])
-
-
-@pytest.fixture
-def serve(runtime_dir):
-    started: list[Running] = []
-
-    def start(**kwargs) -> Running:
-        r = Running(runtime_dir / f"h{len(started)}.sock", **kwargs)
-        started.append(r)
-        return r
-
-    yield start
-    for r in started:
-        r.server.stop()
-        r.thread.join(30)
-        r.listener.close()
 
 
 def test_slowloris_connections_do_not_starve_a_legitimate_client(serve):
@@ -88,7 +29,7 @@ def test_slowloris_connections_do_not_starve_a_legitimate_client(serve):
 
     def trickle():
         try:
-            with r.connect() as s:
+            with r.raw() as s:
                 attackers.append(s)
                 while not stop.is_set():
                     s.send(b" ")
@@ -112,7 +53,7 @@ def test_slowloris_connections_do_not_starve_a_legitimate_client(serve):
 
 def test_a_request_that_never_completes_is_closed_at_its_deadline_even_if_bytes_keep_coming(serve):
     r = serve(request_timeout=1.0)
-    with r.connect() as s:
+    with r.raw() as s:
         t0 = time.monotonic()
         s.sendall(b'{"jsonrpc": "2.0", ')
         answer = None
@@ -138,7 +79,7 @@ def test_a_request_that_never_completes_is_closed_at_its_deadline_even_if_bytes_
 
 def test_idle_connections_give_way_when_a_client_waits(serve):
     r = serve(max_connections=2, conn_idle=60.0, pressure_grace=0.2, max_per_peer=64)
-    hogs = [r.connect() for _ in range(2)]
+    hogs = [r.raw() for _ in range(2)]
     try:
         wait_for(lambda: r.server.stats.open_connections == 2, what="two idle connections")
         answer, took = r.legit_call(value=1)
@@ -150,10 +91,10 @@ def test_idle_connections_give_way_when_a_client_waits(serve):
 
 def test_one_process_cannot_hold_more_than_its_share_of_connections(serve):
     r = serve(max_connections=16, max_per_peer=3)
-    held = [r.connect() for _ in range(3)]
+    held = [r.raw() for _ in range(3)]
     try:
         wait_for(lambda: r.server.stats.open_connections == 3, what="three connections")
-        with r.connect() as extra:
+        with r.raw() as extra:
             extra.sendall(b'{"jsonrpc": "2.0", "id": 5, "method": "echo", "params": {"value": 1}}\n')
             answer = read_line(extra)
         assert answer["error"]["data"]["problem"] == "too-many-connections"
@@ -174,7 +115,7 @@ def test_a_batch_past_the_limit_is_refused_whole_before_anything_runs(serve):
     batch = [{"jsonrpc": "2.0", "id": i, "method": "sleep", "params": {"seconds": 1}}
              for i in range(9)]
     t0 = time.monotonic()
-    with r.connect() as s:
+    with r.raw() as s:
         s.sendall(json.dumps(batch).encode() + b"\n")
         answer = read_line(s)
     assert answer["error"]["data"] == {"problem": "batch-too-large", "limit": 8}
@@ -184,7 +125,7 @@ def test_a_batch_past_the_limit_is_refused_whole_before_anything_runs(serve):
 
 def test_a_refused_peer_that_sends_nothing_holds_a_worker_only_for_a_moment(serve):
     r = serve(authorize=lambda pid, uid, gid: "not you", max_connections=1)
-    silent = r.connect()
+    silent = r.raw()
     try:
         t0 = time.monotonic()
         silent.settimeout(5)
@@ -199,7 +140,7 @@ def test_a_refused_peer_that_sends_nothing_holds_a_worker_only_for_a_moment(serv
 
 def test_stop_exits_by_its_deadline_with_a_request_stuck(serve):
     r = serve(drain_timeout=1.0)
-    stuck = r.connect()
+    stuck = r.raw()
     # 4 s: past the drain deadline, and over soon after, so no thread outlives the test
     stuck.sendall(b'{"jsonrpc": "2.0", "id": 1, "method": "sleep", "params": {"seconds": 4}}\n')
     wait_for(lambda: r.server.stats.in_flight == 1, what="the request to be in flight")
@@ -213,7 +154,7 @@ def test_stop_exits_by_its_deadline_with_a_request_stuck(serve):
 
 def test_a_request_whose_client_hung_up_is_flagged_cancelled(serve):
     r = serve()
-    s = r.connect()
+    s = r.raw()
     s.sendall(b'{"jsonrpc": "2.0", "id": 1, "method": "until_cancelled", "params": {"seconds": 20}}\n')
     wait_for(lambda: r.server.stats.in_flight == 1, what="the request to be in flight")
     t0 = time.monotonic()

@@ -283,9 +283,10 @@ def fit_store(store, *, include_sample: bool = False, source: str | None = None,
 
     # The rules' own predictions only: the fit maps the rules' score (a plugged predictor's
     # predictions, docs/predictors.md, say nothing about it).
-    where = ["coalesce(json_extract(p.prediction, '$.predictor.name'), "
-             "'trading.signals.rules:predict') = 'trading.signals.rules:predict'"]
-    args: list = []
+    from trading.signals.outcomes import PREDICTOR_SQL
+    from trading.signals.predictors import DEFAULT
+
+    where, args = [f"{PREDICTOR_SQL} = ?"], [DEFAULT]
     if source is not None:
         where.append("p.source = ?")
         args.append(source)

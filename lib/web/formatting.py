@@ -22,31 +22,33 @@ def rate(value: Any) -> str:
     return f"{value * 100:.1f}%" if isinstance(value, (int, float)) else "-"
 
 
-def sydney(value: Any) -> str:
-    """An ISO time -> 'YYYY-MM-DD HH:MM' in Sydney time."""
+def _when(value: Any) -> datetime | str:
+    """An ISO time as an aware datetime (UTC when it names no zone); "-" for nothing, and the
+    text itself when it is not a time."""
     if not isinstance(value, str) or not value:
         return "-"
-    from trading.signals.ledger import sydney_tz
-
     try:
         t = datetime.fromisoformat(value)
     except ValueError:
         return value
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
+
+
+def sydney(value: Any) -> str:
+    """An ISO time -> 'YYYY-MM-DD HH:MM' in Sydney time."""
+    t = _when(value)
+    if isinstance(t, str):
+        return t
+    from trading.signals.ledger import sydney_tz
+
     return t.astimezone(sydney_tz()).strftime("%Y-%m-%d %H:%M")
 
 
 def ago(value: Any) -> str:
     """An ISO time -> '5 min ago', '3 h ago', '2 d ago'."""
-    if not isinstance(value, str) or not value:
-        return "-"
-    try:
-        t = datetime.fromisoformat(value)
-    except ValueError:
-        return value
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
+    t = _when(value)
+    if isinstance(t, str):
+        return t
     s = (datetime.now(timezone.utc) - t).total_seconds()
     if s < 90:
         return f"{max(s, 0):.0f} s ago"

@@ -72,6 +72,30 @@ def test_a_fit_on_noise_shrinks_to_the_base_rate():
         assert abs(up - cal.horizons["1"]["up"].base_rate) < 0.05
 
 
+def test_correlated_outcomes_count_once():
+    """Seven symbols moving together on one session are about one outcome, and 5-session
+    outcomes made a session apart overlap: copies of the same evidence must not make a fit
+    surer. Seven identical symbols give the fit of one; unweighted they would give a steeper
+    slope (more confidence than the evidence holds)."""
+    import random
+
+    rnd = random.Random(3)
+    one = []
+    for i in range(300):
+        score = rnd.uniform(0.3, 0.7)
+        ret = rnd.gauss((score - 0.5) * 0.03, 0.01)  # a real edge
+        one.append((calibration.features(score, 1.5), 5, ret, f"s{i:04d}"))
+    seven = [row for row in one for _ in range(7)]
+    w1, w7 = (calibration.fit_rules(rows).horizons["5"]["up"] for rows in (one, seven))
+    assert w7.coef[0] == pytest.approx(w1.coef[0], rel=1e-3)
+    assert w7.intercept == pytest.approx(w1.intercept, abs=1e-3)
+    plain = calibration.fit_logistic([r[0] for r in seven],
+                                     [int(r[2] > 0) for r in seven], ("lean",))
+    assert abs(plain.coef[0]) > abs(w1.coef[0]) * 1.05  # copies, unweighted, overstate it
+    weights = calibration.independent_weights(["a"] * 7 + ["b"] * 3, 5)
+    assert sum(weights) == pytest.approx(2 / 5)  # two sessions, a fifth of one each
+
+
 def test_replay_is_calibrated_walk_forward_with_no_lookahead(store, cfg, bars_from):
     source, get_bars = bars_from
     result = replay.replay(store, cfg, get_bars, ["CBA.AX", "COL.AX"], source=source,

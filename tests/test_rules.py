@@ -325,3 +325,18 @@ def test_more_bullish_technicals_never_turn_a_buy_into_something_else(ctx, tech,
     assert b["score"] >= a["score"] - 1e-9
     if a["action"] == "BUY":
         assert b["action"] == "BUY"
+
+
+# -- strength is not a probability --------------------------------------------------------
+@pytest.mark.parametrize("inputs", [
+    (market("BULLISH", 0.99, cfg=None), sentiment(0.9)),                # a BUY
+    (market("BEARISH", 0.01, cfg=None), sentiment(-0.9)),               # a SELL
+    (market("NEUTRAL", 0.6, cfg=None, stale=True), sentiment(stale=True)),  # penalties, HOLD
+])
+def test_the_rules_word_their_number_as_strength_never_as_confidence(cfg, inputs):
+    """The rules' number is the strength of a lean; "confidence" in a reason would read as
+    the probability of being right, which only a calibration can state (issue 16)."""
+    p = rules.decide(*inputs, None, cfg)
+    assert p["strength"] == p["confidence"]
+    assert any("strength" in r for r in p["reasons"]), p["reasons"]
+    assert not [r for r in p["reasons"] if "confidence" in r], p["reasons"]

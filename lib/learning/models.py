@@ -360,7 +360,9 @@ def train(data, cfg, *, folds: int = 8, min_train: int | None = None,
         seen = np.flatnonzero(~np.isnan(oos["model"]) & (label_dates < sessions[fold.test.start])
                               & (positions < fold.test.start))
         if len(seen) >= cal.MIN_OUTCOMES:
-            platt = cal.fit_platt(oos["model"][seen].tolist(), y[seen].tolist())
+            platt = cal.fit_platt(oos["model"][seen].tolist(), y[seen].tolist(),
+                                  weights=cal.independent_weights(dates[seen].tolist(),
+                                                                  data.horizon))
             calibrated[te] = [platt.p({"logit": cal.logit(v)}) for v in oos["model"][te]]
         oos["majority"][te] = float(y[tr].mean())
         oos["rules"][te] = rules_p[te]
@@ -372,8 +374,9 @@ def train(data, cfg, *, folds: int = 8, min_train: int | None = None,
     tested = ~np.isnan(oos["model"])
     final = fit_logistic(x, y, names, horizon=data.horizon)
     if tested.sum() >= cal.MIN_OUTCOMES:
-        final.calibration = cal.fit_platt(oos["model"][tested].tolist(),
-                                          y[tested].tolist()).to_json()
+        final.calibration = cal.fit_platt(
+            oos["model"][tested].tolist(), y[tested].tolist(),
+            weights=cal.independent_weights(dates[tested].tolist(), data.horizon)).to_json()
     report = {
         "horizon": data.horizon,
         "rows": int(len(y)), "sessions": n, "symbols": sorted(set(data.symbols)),

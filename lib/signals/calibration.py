@@ -21,7 +21,9 @@ each of the three is fitted on *all* scored outcomes, not only on the few BUY an
 
 Inputs are standardised on the fitting rows; the fit is scikit-learn's ``LogisticRegression``
 with its default L2 penalty (C = 1), so an input with no information shrinks towards the base
-rate instead of claiming confidence. With fewer than :data:`MIN_OUTCOMES` scored outcomes at a
+rate instead of claiming confidence. Each row is weighted by the share of an independent
+outcome it is (:func:`independent_weights`: overlapping horizons, symbols of one session), so
+the penalty shrinks a fit by its independent evidence, not by its number of rows. With fewer than :data:`MIN_OUTCOMES` scored outcomes at a
 horizon there is no fit: the prediction says "too little history to calibrate" and carries no
 probability for that horizon (its ``confidence`` is then the rules' raw strength, flagged
 ``calibrated: false``).
@@ -113,8 +115,12 @@ class Logistic:
 
 
 def fit_logistic(rows: Sequence[Mapping[str, float]], labels: Sequence[int],
-                 inputs: Sequence[str]) -> Logistic:
-    """Fit ``labels`` (0/1) on the named ``inputs`` of ``rows``; scikit-learn imported here."""
+                 inputs: Sequence[str], *, weights: Sequence[float] | None = None) -> Logistic:
+    """Fit ``labels`` (0/1) on the named ``inputs`` of ``rows``; scikit-learn imported here.
+
+    ``weights``: the share of an independent outcome each row is (:func:`independent_weights`);
+    the fixed L2 penalty then shrinks a fit by how much independent evidence it has, not by
+    how many correlated rows it was given."""
     import numpy as np
 
     x = np.array([[_finite(r.get(name)) for name in inputs] for r in rows], dtype=float)
@@ -132,7 +138,8 @@ def fit_logistic(rows: Sequence[Mapping[str, float]], labels: Sequence[int],
     else:
         from sklearn.linear_model import LogisticRegression
 
-        clf = LogisticRegression(C=1.0, max_iter=1000).fit(z, y)
+        weight = None if weights is None else np.asarray(weights, dtype=float)
+        clf = LogisticRegression(C=1.0, max_iter=1000).fit(z, y, sample_weight=weight)
         coef, intercept = clf.coef_[0], float(clf.intercept_[0])
     return Logistic(tuple(inputs), mean.tolist(), scale.tolist(), [float(c) for c in coef],
                     float(intercept), int(len(y)), round(rate, 6))
@@ -143,9 +150,28 @@ def logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
-def fit_platt(raw: Sequence[float], labels: Sequence[int]) -> Logistic:
+def fit_platt(raw: Sequence[float], labels: Sequence[int], *,
+              weights: Sequence[float] | None = None) -> Logistic:
     """Platt scaling of a probability: ``sigmoid(a * logit(raw) + b)``, on one input."""
-    return fit_logistic([{"logit": logit(p)} for p in raw], labels, ("logit",))
+    return fit_logistic([{"logit": logit(p)} for p in raw], labels, ("logit",),
+                        weights=weights)
+
+
+def independent_weights(sessions: Sequence[Any], horizon: int) -> list[float]:
+    """Each outcome's share of an independent one: ``1 / (horizon * outcomes that session)``.
+
+    Outcomes are not independent in two ways. Over time: ``h``-session returns made on
+    consecutive sessions overlap (two 5-session returns a day apart share four days), so a
+    run of them carries about ``1 / h`` of their number in information. Across symbols: the
+    symbols of one session move together (one market), so a session's outcomes are closer to
+    one outcome than to seven. Weighted so, ``n`` rows count as about ``sessions / h``
+    independent outcomes, and a fit on a few weeks of seven correlated stocks is shrunk
+    towards its base rate instead of trusting slopes that a handful of market moves made."""
+    per: dict[Any, int] = {}
+    for s in sessions:
+        per[s] = per.get(s, 0) + 1
+    h = max(1, int(horizon))
+    return [1.0 / (h * per[s]) for s in sessions]
 
 
 # -- the rules ---------------------------------------------------------------------------------
@@ -207,10 +233,10 @@ Outcome = tuple[Mapping[str, float], int, float, str]  # features, horizon, retu
 def fit_rules(outcomes: Iterable[Outcome], *, source: str | None = None) -> RulesCalibration:
     """Fit the three logistic maps per horizon on ``(features, horizon, forward_return,
     end_session)`` rows; a horizon with fewer than :data:`MIN_OUTCOMES` rows stays unfitted."""
-    by_h: dict[int, list[tuple[Mapping[str, float], float]]] = {}
+    by_h: dict[int, list[tuple[Mapping[str, float], float, str]]] = {}
     through = None
     for x, h, ret, end in outcomes:
-        by_h.setdefault(h, []).append((x, ret))
+        by_h.setdefault(h, []).append((x, ret, end))
         through = end if through is None or end > through else through
     cal = RulesCalibration(through=through, source=source)
     for h in HORIZONS:
@@ -218,9 +244,11 @@ def fit_rules(outcomes: Iterable[Outcome], *, source: str | None = None) -> Rule
         cal.fitted_on[str(h)] = len(rows)
         if len(rows) < MIN_OUTCOMES:
             continue
-        xs = [x for x, _ in rows]
-        lab = [labels(r, h) for _, r in rows]
-        cal.horizons[str(h)] = {name: fit_logistic(xs, [lb[name] for lb in lab], INPUTS[name])
+        xs = [x for x, _, _ in rows]
+        lab = [labels(r, h) for _, r, _ in rows]
+        w = independent_weights([end for _, _, end in rows], h)
+        cal.horizons[str(h)] = {name: fit_logistic(xs, [lb[name] for lb in lab], INPUTS[name],
+                                                   weights=w)
                                 for name in INPUTS}
     return cal
 

@@ -29,15 +29,17 @@ How a prediction is made
 2. **Score** ``s``: the weighted mean of the present components. ``s > 0.5`` leans bullish,
    ``s < 0.5`` bearish.
 
-3. **Confidence** is the strength of the lean, ``max(s, 1 - s)``, times the market multiplier
-   for that side, times a penalty for each stale input or guessed context (:data:`PENALTY`),
-   clipped to
-   0..1 (a score of exactly 0.5 leans nowhere and gets no multiplier). For HOLD it says how
-   close the lean came to a signal.
+3. **Strength** is the lean, ``max(s, 1 - s)``, times the market multiplier for that side,
+   times a penalty for each stale input or guessed context (:data:`PENALTY`), clipped to 0..1
+   (a score of exactly 0.5 leans nowhere and gets no multiplier). For HOLD it says how close
+   the lean came to a signal. It is **not a probability**: the result carries it as
+   ``strength`` and, until :func:`trading.signals.calibration.apply` replaces it with the
+   calibrated probability of being right, as ``confidence`` too (the reasons then say
+   "uncalibrated").
 
 4. **Action**:
 
-   - BUY when the lean is bullish and confidence >= the context's ``buy_threshold``; the
+   - BUY when the lean is bullish and strength >= the context's ``buy_threshold``; the
      bullish side uses the context's own ``confidence_multiplier`` (a bullish market lifts a
      bullish call, a bearish one damps it).
    - SELL is the mirror image: the bearish side uses the multiplier and threshold of the
@@ -56,9 +58,9 @@ The index (``context.index``) is often missing: Yahoo drops ``^AXJO`` days, a ``
 may not have it, and the real bars in tests/data hold it for six months of two years. A
 missing market context is treated like any other missing evidence: the ``market`` component is
 ``None`` and counts as neutral (0.5) at its weight, the thresholds and multipliers are those
-of a NEUTRAL market, and the reasons say "no index data". It costs **no extra confidence
+of a NEUTRAL market, and the reasons say "no index data". It costs **no extra strength
 penalty**: the absent evidence already dilutes the lean, and a penalty on top (0.95 or 0.90,
-as before issue 16) pushed every confidence under the NEUTRAL threshold, so a gap in index data
+as before issue 16) pushed every strength under the NEUTRAL threshold, so a gap in index data
 silently turned every call into HOLD. What the stated probability of being right means is
 then the calibration's job (:mod:`trading.signals.calibration`), not a guessed discount.
 """
@@ -79,8 +81,8 @@ CONTEXT_COMPONENT = {"BEARISH": 0.2, "WEAK_BEARISH": 0.35, "NEUTRAL": 0.5,
                      "WEAK_BULLISH": 0.65, "BULLISH": 0.8}
 
 # Confidence multipliers for inputs we cannot fully trust. A stale cache is still real data,
-# so it dents confidence. (Missing sentiment or volume is not here: it counts as neutral
-# evidence, which lowers confidence through the score without ever ranking above a neutral
+# so it dents strength. (Missing sentiment or volume is not here: it counts as neutral
+# evidence, which lowers strength through the score without ever ranking above a neutral
 # reading, as a multiplier on top of redistribution did.)
 PENALTY = {
     "market_stale": 0.85,       # market data served from cache after the source failed
@@ -166,8 +168,8 @@ def decide(market: Mapping, sentiment: Mapping | None, model_probability: float 
     """One prediction from one symbol's inputs (shapes: market-data ``bulk_fetch`` result,
     sentiment ``analyze_bulk`` result or None, the model's probability or None).
 
-    Returns ``{symbol, action, confidence, score, lean, components, weights, market_context,
-    confidence_multiplier, buy_threshold, sell_threshold, price, rsi, sentiment_score,
+    Returns ``{symbol, action, confidence, strength, score, lean, components, weights,
+    market_context, confidence_multiplier, buy_threshold, sell_threshold, price, rsi, sentiment_score,
     reasons, data_stale, model_version, created_at}``; see the module docstring for the rules.
     ``created_at`` is passed through (this function reads no clock).
     """
@@ -202,7 +204,7 @@ def decide(market: Mapping, sentiment: Mapping | None, model_probability: float 
     if market_stale:
         penalty *= PENALTY["market_stale"]
         reasons.append("market data is stale" + (f" ({age / 3600:.1f} h old)" if age else "")
-                       + f"; confidence x{PENALTY['market_stale']}")
+                       + f"; strength x{PENALTY['market_stale']}")
         if age is not None and age > MAX_STALE_AGE_S:
             force_hold.append(f"market data is {age / 86400:.1f} days old")
     sentiment_stale = isinstance(sentiment, Mapping) and bool(sentiment.get("stale"))
@@ -210,7 +212,7 @@ def decide(market: Mapping, sentiment: Mapping | None, model_probability: float 
         reasons.append("sentiment missing: counted as neutral (0.5) at its weight")
     elif sentiment_stale:
         penalty *= PENALTY["sentiment_stale"]
-        reasons.append(f"sentiment is stale; confidence x{PENALTY['sentiment_stale']}")
+        reasons.append(f"sentiment is stale; strength x{PENALTY['sentiment_stale']}")
     if comp["model"] is None:
         reasons.append("no active model: the model weight is redistributed")
     if comp["technical"] is None:
@@ -240,7 +242,7 @@ def decide(market: Mapping, sentiment: Mapping | None, model_probability: float 
     parts = ", ".join(f"{n} {comp[n]:.2f}" for n in COMPONENTS if comp[n] is not None)
     reasons.append(f"score {score:.3f} from {parts}" if parts else "no components available")
 
-    # -- confidence and action ------------------------------------------------------------
+    # -- strength and action --------------------------------------------------------------
     # Float noise must not pick a side: a score within 1e-12 of 0.5 has no lean, and then no
     # side's multiplier applies (so the mirror rule holds exactly at the middle too).
     score = round(score, 12)
@@ -256,10 +258,10 @@ def decide(market: Mapping, sentiment: Mapping | None, model_probability: float 
         reasons.append("HOLD: no lean either way")
     elif confidence >= threshold:
         action = "BUY" if bullish else "SELL"
-        reasons.append(f"{action}: confidence {confidence:.3f} >= threshold {threshold:.2f}")
+        reasons.append(f"{action}: strength {confidence:.3f} >= threshold {threshold:.2f}")
     else:
         action = "HOLD"
-        reasons.append(f"HOLD: {'bullish' if bullish else 'bearish'} confidence "
+        reasons.append(f"HOLD: {'bullish' if bullish else 'bearish'} strength "
                        f"{confidence:.3f} < {'BUY' if bullish else 'SELL'} threshold "
                        f"{threshold:.2f}")
 
@@ -270,7 +272,11 @@ def decide(market: Mapping, sentiment: Mapping | None, model_probability: float 
     return {
         "symbol": market.get("symbol"),
         "action": action,
+        # The rules' strength (what the thresholds compare), not a probability: a calibration
+        # (trading.signals.calibration.apply) puts the probability in "confidence" and keeps
+        # this as "strength"; uncalibrated, "confidence" stays this and says so.
         "confidence": round(confidence, 4),
+        "strength": round(confidence, 4),
         "score": round(score, 4),
         "lean": "NEUTRAL" if score == 0.5 else ("BULLISH" if bullish else "BEARISH"),
         "components": {n: None if v is None else round(v, 4) for n, v in comp.items()},

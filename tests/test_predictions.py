@@ -225,6 +225,38 @@ def test_a_live_bar_is_never_scored_only_the_settled_close(store, cfg):
     assert o["forward_return"] == pytest.approx(160.57 / 161.29 - 1)
 
 
+def test_the_runs_of_one_session_count_once_in_the_scorecard(store, cfg):
+    """The timer predicts every 30 minutes: CBA's three runs on 30 Dec share one outcome, so
+    they are one observation (the latest, which saw most of the session), not three."""
+    closes = _series({"2025-12-29": 160.0, "2025-12-30": 161.29, "2025-12-31": 164.52})
+    for created_at, tech in (("2025-12-29T23:00:00+00:00", 0.95),   # 10:00 Sydney: BUY
+                             ("2025-12-30T02:00:00+00:00", 0.95),   # 13:00: BUY
+                             ("2025-12-30T05:15:00+00:00", 0.5)):   # 16:15: HOLD
+        store_one(store, cfg, market("CBA.AX", "2025-12-30", tech=tech), created_at=created_at)
+    store_one(store, cfg, market("NAB.AX", "2025-12-30", tech=0.5),
+              created_at="2025-12-30T05:15:00+00:00")
+    actions = [r["action"] for r in store.query("SELECT action FROM predictions "
+                                                "WHERE symbol = 'CBA.AX' ORDER BY id")]
+    assert actions == ["BUY", "BUY", "HOLD"]
+    sydney = ZoneInfo("Australia/Sydney")
+    result = outcomes.evaluate(store, closes, index=cfg["context.index"],
+                               at=datetime(2025, 12, 31, 17, 0, tzinfo=sydney))
+    assert result["evaluated"] == 4  # every run is scored and kept in its history
+    card = outcomes.accuracy(store, "live")
+    assert card["repeats_folded"]["1"] == 2
+    h1 = card["horizons"]["1"]
+    assert h1["n"] == 2
+    assert h1["by_action"]["BUY"]["n"] == 0 and h1["by_action"]["HOLD"]["n"] == 2
+    out = CliRunner().invoke(_cli_app(), ["--in-process", "report"])
+    assert "counted once" in out.output, out.output
+
+
+def _cli_app():
+    from trading.cli.main import app
+
+    return app
+
+
 def test_the_horizon_counts_sessions_not_the_bars_yahoo_sent(store, cfg):
     """Yahoo leaves out 31 Dec: one session after 30 Dec is still 31 Dec, not 2 Jan."""
     store_one(store, cfg, market("CBA.AX", "2025-12-30"), created_at="2025-12-30T05:00:00+00:00")

@@ -263,12 +263,20 @@ def accuracy(store: Store, origin: str | None = None, include_sample: bool = Fal
     clause = (" WHERE " + " AND ".join(where)) if where else ""
     counts = store.query(f"SELECT p.origin, count(*) AS n FROM predictions p{clause} "
                          "GROUP BY p.origin", tuple(params))
+    # One prediction per symbol and session (per origin, predictor and data source): the
+    # timer predicts every 30 minutes, and the 13 runs of one session share one outcome, so
+    # counting each would multiply n without adding evidence and narrow every interval. The
+    # latest of the session is kept: it saw the most of the session it is scored from.
     rows = store.query(
-        "SELECT p.symbol, p.session, p.action, p.confidence, p.probability_1, p.probability_5,"
+        "WITH p AS (SELECT p.*, row_number() OVER (PARTITION BY p.symbol, p.session,"
+        f" p.origin, {PREDICTOR_SQL}, coalesce(p.data_source, '') ORDER BY p.created_at DESC,"
+        f" p.id DESC) AS nth FROM predictions p{clause})"
+        " SELECT p.symbol, p.session, p.action, p.confidence, p.probability_1, p.probability_5,"
         " json_extract(p.prediction, '$.strength') AS strength, o.horizon, o.end_session,"
-        f" o.forward_return, o.index_return, o.correct, {PREDICTOR_SQL} AS predictor"
-        f" FROM outcomes o JOIN predictions p ON p.id = o.prediction_id{clause}",
-        tuple(params))
+        f" o.forward_return, o.index_return, o.correct, {PREDICTOR_SQL} AS predictor, p.nth"
+        " FROM outcomes o JOIN p ON p.id = o.prediction_id", tuple(params))
+    repeats = {h: sum(1 for r in rows if r["nth"] > 1 and r["horizon"] == h) for h in HORIZONS}
+    rows = [r for r in rows if r["nth"] == 1]
     by_h: dict[int, list[JSON]] = {}
     by_predictor_h: dict[str, dict[int, list[JSON]]] = {}
     for r in rows:
@@ -292,6 +300,8 @@ def accuracy(store: Store, origin: str | None = None, include_sample: bool = Fal
     return {
         "predictions": {r["origin"]: r["n"] for r in counts},
         "outcomes": len(rows),
+        # scored predictions folded into a later one of the same symbol and session
+        "repeats_folded": {str(h): n for h, n in repeats.items()},
         "sample_left_out": left_out,
         "hold_band": {str(k): v for k, v in HOLD_BAND.items()},
         "min_n": scorecard.MIN_N,

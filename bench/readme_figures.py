@@ -63,7 +63,9 @@ def backtest() -> str:
     return f"""\
 Backtest (`trading backtest --source csv:{DATA}`, add `--chart /tmp/bt.png` for the
 curves; {r['start']}..{r['end']}, {r['sessions']} sessions, rules without a model, \
-{r['cost_bps']:g} bps per entry and per exit):
+{r['cost_bps']:g} bps per entry and per exit;
+a call is judged close to close, and traded from the next open to the open after, since it
+needs a close that settles after the market has shut):
 {r['calls']} BUY/SELL calls in {r['signals']:,} symbol-days, hit rate {r['hit_rate']:.3f}; \
 mean next-day return after BUY
 {pct(pa['BUY']['mean_forward_pct'])}, HOLD {pct(pa['HOLD']['mean_forward_pct'])}, \

@@ -201,7 +201,11 @@ def backtest(
     timeout: float = TimeoutOption,
     as_json: bool = common.JsonOption,
 ) -> None:
-    """Replay history day by day through the predictor and score the signals."""
+    """Replay history day by day through the predictor and score the signals.
+
+    A call is judged right close to close (the next session's close against the signal's
+    own); acting on it is traded from the next open to the open after, since the signal needs
+    a close that settles after the market has shut."""
     if chart is not None and chart.suffix.lower() != ".png":
         raise common.fail("--chart needs a .png file name", common.EXIT_USAGE)
     params: dict[str, Any] = {"cost_bps": cost_bps, "use_model": not no_model}
@@ -270,7 +274,8 @@ def print_backtest(r: dict[str, Any]) -> None:
               _fmt(c["max_drawdown_pct"], 2), _fmt(c["sharpe"], 2), f"{c['exposure']:.1%}"]
              for c in r["comparison"]])
         print("hit rate: BUY right when the next session closed up, SELL when down; for "
-              "always BUY it is the share of up sessions")
+              "always BUY it is the share of up sessions. Returns: in at the next open, "
+              "out at the open after")
     if r.get("skipped"):
         print("skipped: " + "; ".join(f"{k}: {v}" for k, v in r["skipped"].items()))
 

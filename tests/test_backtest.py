@@ -89,6 +89,35 @@ def test_evaluate_by_hand():
         (1 - want[3] / want[0]) * 100, abs=1e-3)
 
 
+def test_a_call_is_judged_close_to_close_but_traded_from_the_next_open(bars):
+    """The call after d's close cannot be traded at that close: the strategy buys at d+1's
+    open and sells at d+2's open, while the hit rate still judges the call close to close."""
+    cfg = config.get()
+    sig = replayed(bars, cfg, start="2025-06-02", end="2025-06-30")
+    b = bars["ANZ.AX"]
+    k = b.dates.index("2025-06-10")
+    row = next(i for i, (s, d) in enumerate(zip(sig.symbol, sig.date))
+               if s == "ANZ.AX" and d == "2025-06-10")
+    assert sig.forward[row] == pytest.approx(b.close[k + 1] / b.close[k] - 1)
+    assert sig.traded[row] == pytest.approx(b.open[k + 2] / b.open[k + 1] - 1)
+    assert sig.traded[row] != pytest.approx(sig.forward[row])
+
+    s = backtest.Signals()
+    s.add("A", "d1", "BUY", 0.8, 0.10, traded=-0.02)   # right, but the trade lost
+    s.add("A", "d2", "HOLD", 0.5, 0.0, traded=0.0)
+    r = backtest.evaluate(s, {}, cost_bps=0, next_session={"d1": "d2", "d2": "d3"})
+    assert r["hit_rate"] == 1.0
+    assert r["curves"]["strategy"] == pytest.approx([0.98, 0.98])
+    assert r["curves"]["buy_and_hold"] == pytest.approx([0.98, 0.98])
+
+
+def test_the_last_signal_is_marked_at_the_close_and_a_zero_open_stands_in():
+    h = features.History("X", ["a", "b", "c"], np.array([10.0, 11.0, 12.0]), [{}, {}, {}],
+                         np.array([9.0, 0.0, 12.5]))
+    assert backtest._traded(h, 0) == pytest.approx(12.5 / 10.0 - 1)  # b's open 0: a's close
+    assert backtest._traded(h, 1) == pytest.approx(12.0 / 12.5 - 1)  # no d+2: c's close
+
+
 def test_max_drawdown():
     assert backtest.max_drawdown(np.array([1.0, 1.2, 0.9, 1.3, 1.04])) == pytest.approx(0.25)
     assert backtest.max_drawdown(np.array([1.0, 1.1, 1.2])) == 0.0

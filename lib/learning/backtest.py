@@ -8,6 +8,14 @@ model only when one is given, and the caller gives one only if it saw no price f
 window), and records the next session's return. A prediction the predictor fails to make is
 left out and counted (``Signals.errors``), never guessed.
 
+Two returns per signal, because a call and a trade are not the same thing. Whether the call
+was **right** is judged close to close (``forward``: ``d`` to ``d+1``, as every outcome is).
+What acting on it **earns** starts later: the call needs ``d``'s settled close, which comes
+after the market has shut, so the position is taken at the next open and held until the open
+after (``traded``: ``open[d+1]`` to ``open[d+2]``; the last one is marked at ``close[d+1]``).
+Entering at ``d``'s own close, as before, credited the strategy with a price nobody could
+trade at.
+
 :func:`compare` puts several predictors' reports beside the two baselines every one of them
 must beat on the same sessions: always BUY (buy and hold) and always HOLD (cash).
 
@@ -44,14 +52,17 @@ class Signals:
     action: list[str] = field(default_factory=list)
     confidence: list[float] = field(default_factory=list)
     forward: list[float] = field(default_factory=list)  # close[d+1] / close[d] - 1
+    traded: list[float] = field(default_factory=list)   # open[d+2] / open[d+1] - 1
     errors: dict[str, Any] = field(default_factory=dict)  # "SYMBOL@DATE": the error entry
 
-    def add(self, symbol: str, date: str, action: str, confidence: float, forward: float) -> None:
+    def add(self, symbol: str, date: str, action: str, confidence: float, forward: float,
+            traded: float | None = None) -> None:
         self.symbol.append(symbol)
         self.date.append(date)
         self.action.append(action)
         self.confidence.append(confidence)
         self.forward.append(forward)
+        self.traded.append(forward if traded is None else traded)
 
     def __len__(self) -> int:
         return len(self.date)
@@ -88,17 +99,30 @@ def replay(histories, cfg, *, start: str | None = None, end: str | None = None,
                                                 "probability": model.probability(market)}
             job = predictors.Job(symbol, market, None, given, key=f"{symbol}@{d}")
             jobs.append(job)
-            forward[job.key] = (d, float(h.close[k + 1] / h.close[k] - 1.0))
+            forward[job.key] = (d, float(h.close[k + 1] / h.close[k] - 1.0), _traded(h, k))
         made, failed = predictors.run_many(predictor, jobs, cfg, budget)
         out.errors.update(failed)
         for job in jobs:
             p = made.get(job.key)
             if p is not None:
-                d, ret = forward[job.key]
-                out.add(symbol, d, p["action"], float(p.get("confidence") or 0.0), ret)
+                d, ret, traded = forward[job.key]
+                out.add(symbol, d, p["action"], float(p.get("confidence") or 0.0), ret, traded)
         if on_symbol is not None:
             on_symbol(i + 1, len(histories), symbol)
     return out
+
+
+def _traded(h, k: int) -> float:
+    """What a position decided after session ``k``'s close earns: bought at the next open,
+    sold at the open after (marked at ``k+1``'s close when there is none). An open that is
+    missing or not positive (Yahoo leaves some at 0) is stood in for by the close before."""
+    def entry(j: int) -> float:
+        o = float(h.open[j]) if h.open is not None else math.nan
+        return o if o > 0 else float(h.close[j - 1])  # NaN > 0 is False too
+
+    buy = entry(k + 1)
+    sell = entry(k + 2) if k + 2 < len(h.dates) else float(h.close[k + 1])
+    return sell / buy - 1.0
 
 
 def compare(reports: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -153,6 +177,7 @@ def evaluate(signals: Signals, index_close: dict[str, float] | None, *,
         raise ValueError("no sessions to evaluate in the window")
     action = np.array(signals.action)
     fwd = np.array(signals.forward, dtype=float)
+    traded = np.array(signals.traded if len(signals.traded) == len(fwd) else fwd, dtype=float)
     symbols = np.array(signals.symbol)
     dates = np.array(signals.date)
 
@@ -168,8 +193,9 @@ def evaluate(signals: Signals, index_close: dict[str, float] | None, *,
     hits = int((fwd[buy] > 0).sum() + (fwd[sell] < 0).sum())
     called = int(buy.sum() + sell.sum())
 
-    # Per symbol, in date order: the position taken at d's close earns d -> d+1; a change of
-    # position (entry or exit) pays the cost once.
+    # Per symbol, in date order: the position decided at d's close is taken at d+1's open and
+    # earns until d+2's open (``traded``); a change of position (entry or exit) pays the cost
+    # once. Buy and hold is measured on the same returns, so the two are like for like.
     cost = cost_bps / 1e4
     strat = np.zeros(len(fwd))
     trades = 0
@@ -179,12 +205,12 @@ def evaluate(signals: Signals, index_close: dict[str, float] | None, *,
         pos = buy[idx].astype(float)
         changes = np.abs(np.diff(np.concatenate([[0.0], pos])))
         trades += int(changes.sum())
-        strat[idx] = pos * fwd[idx] - changes * cost
+        strat[idx] = pos * traded[idx] - changes * cost
         # the position still open at the end is not charged an exit: it is marked to market
 
     sessions = np.unique(dates)
     day_strat = np.array([strat[dates == d].mean() for d in sessions])
-    day_hold = np.array([fwd[dates == d].mean() for d in sessions])
+    day_hold = np.array([traded[dates == d].mean() for d in sessions])
     day_index = np.full(len(sessions), np.nan)
     if index_close and next_session:
         for j, d in enumerate(sessions):

@@ -87,6 +87,7 @@ class History:
     dates: list[str]
     close: Any  # numpy array, one close per date
     markets: list[dict]
+    open: Any = None  # numpy array, one open per date (None: not known; closes stand in)
 
 
 def history(symbol: str, bars, index_bars, cfg, *, lookback: int = LOOKBACK_SESSIONS,
@@ -110,7 +111,7 @@ def history(symbol: str, bars, index_bars, cfg, *, lookback: int = LOOKBACK_SESS
         markets.append(summarize(symbol, window, idx[max(0, i - lookback):i], cfg))
         dates.append(d)
         keep.append(k)
-    return History(symbol, dates, b.close[keep], markets)
+    return History(symbol, dates, b.close[keep], markets, b.open[keep])
 
 
 @dataclass

@@ -118,7 +118,7 @@ def test_predict_history_events_report_tables_and_json():
     table = run("predict", "CBA", "NAB", *SAMPLE)
     assert table.exit_code == 0, table.output
     assert "CBA.AX" in table.stdout and "NAB.AX" in table.stdout
-    assert "confidence" in table.stdout
+    assert "strength" in table.stdout  # one line of reasons per row
     assert len([line for line in table.stderr.splitlines() if "in-process" in line]) == 1
 
     as_json = json.loads(run("predict", "BHP", *SAMPLE, "--json").stdout)

@@ -72,8 +72,11 @@ def test_ordinary_weekdays_are_open_in_both_seasons(day):
     for hhmm in ("10:00", "10:30", "13:00", "15:30"):
         d = schedule.gate("predict", at(day, hhmm))
         assert d == schedule.Decision(True, "market open"), (day, hhmm, d)
-    final = schedule.gate("predict", at(day, "16:15"))
-    assert final.run and "final run" in final.reason
+    final = schedule.gate("predict", at(day, "16:35"))
+    assert final == schedule.Decision(True, "after the close: final run of the session")
+    # Between the close and 16:32 the free feed still has pre-auction prices: not final.
+    early = schedule.gate("predict", at(day, "16:15"))
+    assert early.run and "prices final at 16:32" in early.reason and "not" in early.reason
     assert schedule.gate("outcomes", at(day, "17:30")).run
 
 
@@ -88,25 +91,29 @@ def test_weekends_are_closed(day, name):
 def test_outside_the_session_predict_says_when_it_opens_or_closed():
     assert schedule.gate("predict", at("2026-11-24", "09:59")) == schedule.Decision(
         False, "market closed: opens at 10:00 Sydney")
-    assert schedule.gate("predict", at("2026-11-24", "16:33")) == schedule.Decision(
+    assert schedule.gate("predict", at("2026-11-24", "16:53")) == schedule.Decision(
         False, "market closed: closed at 16:00 Sydney")
-    # The timer's final run (16:15 plus its random delay) is still the session's last run.
-    assert schedule.gate("predict", at("2026-11-24", "16:17")).run
-    assert schedule.gate("predict", at("2026-11-24", "16:32")).run
+    # The timer's final run (16:35 plus its random delay) is still the session's last run.
+    assert schedule.gate("predict", at("2026-11-24", "16:37")).run
+    assert schedule.gate("predict", at("2026-11-24", "16:52")).run
 
 
 @pytest.mark.parametrize("day", ["2026-12-24", "2026-12-31"])
-def test_early_close_at_1410_keeps_the_1430_run_as_final_and_skips_the_rest(day):
+def test_early_close_at_1410_keeps_the_1500_run_as_final_and_skips_the_rest(day):
     assert asx.session_hours(dt.date.fromisoformat(day))[1].strftime("%H:%M") == "14:10"
     assert schedule.gate("predict", at(day, "14:00")) == schedule.Decision(True, "market open")
-    final = schedule.gate("predict", at(day, "14:30"))
-    assert final.run and "early close 14:10" in final.reason
-    for hhmm in ("15:00", "15:30", "16:15"):
+    # 14:30: after the close, but the auction's prices (14:22) reach the feed only at 14:42.
+    live = schedule.gate("predict", at(day, "14:30"))
+    assert live.run and "early close 14:10" in live.reason and "not" in live.reason
+    final = schedule.gate("predict", at(day, "15:00"))
+    assert final == schedule.Decision(True, "after the close (early close 14:10): final run "
+                                            "of the session")
+    for hhmm in ("15:30", "16:35"):
         assert schedule.gate("predict", at(day, hhmm)) == schedule.Decision(
             False, "market closed: closed at 14:10 Sydney (early close)"), hhmm
-    # Its closing prices are final at 14:22: the 17:30 scoring run goes ahead.
+    # Its closing prices are in the feed at 14:42: the 17:30 scoring run goes ahead.
     assert schedule.gate("outcomes", at(day, "17:30")).run
-    assert not schedule.gate("outcomes", at(day, "14:20")).run
+    assert not schedule.gate("outcomes", at(day, "14:40")).run
 
 
 def test_the_gate_reads_sydney_time_whatever_zone_the_moment_is_in():
@@ -122,7 +129,7 @@ def test_the_gate_reads_sydney_time_whatever_zone_the_moment_is_in():
 
 def test_outcomes_before_the_close_waits_and_training_always_runs():
     d = schedule.gate("outcomes", at("2026-11-24", "09:00"))
-    assert not d.run and "16:12" in d.reason
+    assert not d.run and "16:32" in d.reason
     for day in ("2026-11-28", "2026-12-25", "2026-11-24"):
         assert schedule.gate("train", at(day, "07:00")).run
     with pytest.raises(ValueError):

@@ -29,7 +29,7 @@ JOBS = {"predict": "trading-predict", "outcomes": "trading-outcomes", "train": "
 ALERTING_JOBS = ("predict", "outcomes")  # they send alerts: network allowed (issue 17)
 
 # What each timer is meant to do, in Sydney wall-clock time: (weekdays, times).
-PREDICT_TIMES = [dt.time(h, m) for h in range(10, 16) for m in (0, 30)] + [dt.time(16, 15)]
+PREDICT_TIMES = [dt.time(h, m) for h in range(10, 16) for m in (0, 30)] + [dt.time(16, 35)]
 INTENDED = {
     "predict": (range(0, 5), PREDICT_TIMES),
     "outcomes": (range(0, 5), [dt.time(17, 30)]),
@@ -94,9 +94,9 @@ def test_the_next_elapse_table_for_a_january_and_a_june_monday():
     jan = calendar(expressions, BASES["january"], 13)
     jun = calendar(expressions, BASES["june"], 13)
     assert [t.strftime("%a %H:%M") for t in (jan[0], jan[-2], jan[-1])] == \
-        ["Sun 23:00", "Mon 04:30", "Mon 05:15"]    # Mon 12 Jan 10:00, 15:30, 16:15 AEDT
+        ["Sun 23:00", "Mon 04:30", "Mon 05:35"]    # Mon 12 Jan 10:00, 15:30, 16:35 AEDT
     assert [t.strftime("%a %H:%M") for t in (jun[0], jun[-2], jun[-1])] == \
-        ["Mon 00:00", "Mon 05:30", "Mon 06:15"]    # Mon 15 Jun 10:00, 15:30, 16:15 AEST
+        ["Mon 00:00", "Mon 05:30", "Mon 06:35"]    # Mon 15 Jun 10:00, 15:30, 16:35 AEST
 
 
 def test_the_old_utc_crontab_line_is_right_in_winter_and_wrong_in_daylight_time():

@@ -28,10 +28,11 @@ from trading.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-# How long after the closing auction a predict run still counts as the day's final run. The
-# timer's final run is 16:15 plus at most RandomizedDelaySec= (60 s) and AccuracySec= (1 min)
-# late; on an early-close day (auction over at 14:22) it lets the 14:30 run be that day's last
-# and turns away 15:00, 15:30 and 16:15.
+# How long after the closing prices reach the free feed (the auction's end plus its 20-minute
+# delay: 16:32 on a normal day) a predict run still counts as the day's final run. The timer's
+# final run is 16:35 plus at most RandomizedDelaySec= (60 s) and AccuracySec= (1 min) late; on
+# an early-close day (prices final in the feed at 14:42) it lets the 15:00 run be that day's
+# last and turns away 15:30 and 16:35.
 FINAL_RUN_GRACE = dt.timedelta(minutes=20)
 
 JOBS = ("predict", "outcomes", "train")
@@ -77,10 +78,12 @@ def gate(job: str, moment: dt.datetime) -> Decision:
     """May ``job`` run at ``moment``? (``moment`` must be timezone-aware.)
 
     - predict: on a session, from the open until :data:`FINAL_RUN_GRACE` after the closing
-      auction (so the final run after the auction is kept, also on an early close).
-    - outcomes: on a session once its closing prices are final; a run before that (a catch-up
-      at boot in the morning) waits, losing nothing: the next run scores every pending
-      prediction.
+      prices reach the (delayed) feed, so the final run, made from the final close, is kept,
+      also on an early close. A run between the close and then is made from prices that will
+      still change, and says so.
+    - outcomes: on a session once its closing prices are in the feed; a run before that (a
+      catch-up at boot in the morning) waits, losing nothing: the next run scores every
+      pending prediction.
     - train: always; it fires on Saturday, uses only closed sessions, and a missed week's
       catch-up run is as good as the scheduled one.
     """
@@ -95,19 +98,25 @@ def gate(job: str, moment: dt.datetime) -> Decision:
     closed = closed_because(day)
     if closed is not None:
         return Decision(False, f"market closed: {closed}")
+    from trading.market.summary import settles_at
+
     open_, close = asx.session_hours(day)
-    final = asx.final_at(day)
+    settled = settles_at(day)  # the closing auction's prices, in the 20-minute delayed feed
     early = f" (early close {_hm(close)})" if asx.is_early_close(day) else ""
     if job == "outcomes":
-        if t < final:
+        if t < settled:
             return Decision(False, f"session not over: today's closing prices are final at "
-                                   f"{_hm(final)} Sydney{early}; scoring waits for the next run")
+                                   f"{_hm(settled)} Sydney{early}; scoring waits for the next "
+                                   "run")
         return Decision(True, f"session closed{early}: scoring outcomes")
     if t < open_:
         return Decision(False, f"market closed: opens at {_hm(open_)} Sydney")
-    if t > final + FINAL_RUN_GRACE:
+    if t > settled + FINAL_RUN_GRACE:
         return Decision(False, f"market closed: closed at {_hm(close)} Sydney"
                                + (" (early close)" if early else ""))
-    if t >= close:
+    if t >= settled:
         return Decision(True, f"after the close{early}: final run of the session")
+    if t >= close:
+        return Decision(True, f"after the close{early}: prices final at {_hm(settled)} "
+                              "Sydney, so this is not the session's final run")
     return Decision(True, "market open")

@@ -113,6 +113,30 @@ def test_today_partial_bar_is_not_final_and_yesterdays_is(world):
     assert rows == {"2026-11-23": 1, "2026-11-24": 0}
 
 
+def test_a_partial_bar_is_left_out_of_the_volume_measures(world):
+    """At 11:00 a fifth of the day has traded: next to whole days that reads as volume
+    collapsing. While today's bar is live the volume measures count up to yesterday; once
+    it is final, it counts."""
+    from trading.market import summary as market
+
+    clock, src, cache, store = world
+    entries, _ = cache.ensure(src, ["CBA.AX"], START)       # Tuesday 24 Nov, in the session
+    live = entries["CBA.AX"].summary["volume"]
+    assert live["volume_through"] == "2026-11-23"
+    bars = cache.bars("fake", "CBA.AX")
+    whole_days = market.volume_summary(bars[:-1])
+    assert live["volume_trend"] == whole_days["volume_trend"]
+    # The same series with today's volume counted, as before, would say otherwise.
+    bars.volume[-1] = bars.volume[-2] * 0.2
+    assert market.volume_summary(bars)["volume_trend"] < live["volume_trend"]
+    # The price direction still uses today's price.
+    assert entries["CBA.AX"].summary["technical"]["current_price"] == pytest.approx(
+        bars.close[-1], abs=1e-3)
+    clock[0] = ts(2026, 11, 24, 18, 0)                        # settled
+    final = cache.ensure(src, ["CBA.AX"], START)[0]["CBA.AX"].summary["volume"]
+    assert final["volume_through"] == "2026-11-24"
+
+
 def test_after_the_close_fresh_until_the_next_session(world):
     clock, src, cache, store = world
     clock[0] = ts(2026, 11, 27, 18, 0)               # Friday evening

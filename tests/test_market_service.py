@@ -21,7 +21,7 @@ from conftest import wait_for
 
 TECHNICAL = {"current_price", "rsi", "macd_histogram", "price_vs_sma20", "tech_score",
              "market_price", "volatility_pct"}
-VOLUME = {"volume_trend", "price_volume_correlation", "volume_quality_score"}
+VOLUME = {"volume_trend", "price_volume_correlation", "volume_quality_score", "volume_through"}
 CONTEXT = {"context", "trend_pct", "confidence_multiplier", "buy_threshold", "fallback"}
 
 

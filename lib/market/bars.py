@@ -59,7 +59,7 @@ from trading.runtime.store import Store
 logger = logging.getLogger(__name__)
 
 INTERVAL = "1d"
-SUMMARY_VERSION = 1
+SUMMARY_VERSION = 2  # 2: volume from completed sessions (volume_through)
 TAIL_DAYS = 10               # calendar days re-fetched for late corrections (~a week of sessions)
 SUMMARY_DAYS = 731           # history the stored summary is computed on
 CONTEXT_CLOSES = 40          # closes kept in the summary for the index trend
@@ -202,8 +202,11 @@ class BarCache:
                     continue
                 self._bypassed[(source.name, s)] = bars
                 self._bypassed.move_to_end((source.name, s))
+                live = not market.is_final(dt.date.fromisoformat(bars.dates[-1]),
+                                           dt.datetime.fromtimestamp(now, asx.TZ))
                 entries[s] = Entry(source.name, s, start.isoformat(), bars.dates[0],
-                                   bars.dates[-1], len(bars), now, fresh, build_summary(bars))
+                                   bars.dates[-1], len(bars), now, fresh,
+                                   build_summary(bars, live))
             while len(self._bypassed) > BYPASS_SERIES:
                 self._bypassed.popitem(last=False)
         return entries, dict(fetched.errors)
@@ -395,10 +398,11 @@ class BarCache:
                               (source, symbol, INTERVAL)).fetchone()
             since = (dt.date.fromisoformat(last[0]) - dt.timedelta(days=SUMMARY_DAYS)).isoformat()
             hist = db.execute(
-                "SELECT session, open, high, low, close, volume FROM bars WHERE source = ? AND "
-                "symbol = ? AND interval = ? AND session >= ? ORDER BY session",
+                "SELECT session, open, high, low, close, volume, final FROM bars WHERE "
+                "source = ? AND symbol = ? AND interval = ? AND session >= ? ORDER BY session",
                 (source, symbol, INTERVAL, since)).fetchall()
-            summary = build_summary(market.Bars.from_rows([tuple(r) for r in hist]))
+            summary = build_summary(market.Bars.from_rows([tuple(r)[:6] for r in hist]),
+                                    live=bool(hist) and not hist[-1][6])
             db.execute("INSERT OR REPLACE INTO bar_series VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                        (source, symbol, INTERVAL, series_start, last[1], last[0], last[2], now,
                         fresh, json.dumps(summary), now))
@@ -415,16 +419,17 @@ class BarCache:
         return {"bars": r[0], "series": r[1], "store_bytes": self.store.size_bytes()}
 
 
-def build_summary(bars) -> dict[str, Any]:
+def build_summary(bars, live: bool = False) -> dict[str, Any]:
     """What ``bar_series.summary`` holds: the technical and volume summaries of the series,
-    and its last closes (enough to place an index in its market context)."""
+    and its last closes (enough to place an index in its market context). ``live``: the last
+    bar is not final (its volume is left out of the volume measures)."""
     from trading.market import summary as market
 
     return {
         "v": SUMMARY_VERSION,
         "as_of": bars.dates[-1] if len(bars) else None,
         "technical": market.technical_summary(bars),
-        "volume": market.volume_summary(bars),
+        "volume": market.volume_summary(bars, live),
         "closes": [float(c) for c in bars.close[-CONTEXT_CLOSES:]],
     }
 

@@ -27,6 +27,8 @@ Scores and their ranges (all floats, rounded; ``None`` where an input is still i
 - ``volume.volume_quality_score`` in **0..1, 0.5 neutral**: ``0.5 + 0.3 * tanh(2 * trend) *
   direction + 0.2 * correlation``, where direction is the sign of the 5-session price change:
   rising volume that confirms the move, and volume that follows up days, score high.
+- ``volume.volume_through``: the last session the volume measures counted; during a session
+  that is yesterday, since a day still trading has only part of its volume.
 - ``market_context``: the index's percentage change over ``context.sessions`` sessions
   (``trend_pct``) placed in the configured bands (``context.*``), with that band's
   ``multiplier.*`` and ``threshold.*``. Without enough index bars: NEUTRAL, ``fallback: true``.
@@ -183,17 +185,24 @@ def volatility_pct(close, sessions: int = 20) -> float:
     return float(np.std(c[1:] / c[:-1] - 1.0, ddof=1) * 100.0)
 
 
-def volume_summary(bars) -> dict[str, Any]:
-    """``{volume_trend, price_volume_correlation, volume_quality_score}``."""
+def volume_summary(bars, live: bool = False) -> dict[str, Any]:
+    """``{volume_trend, price_volume_correlation, volume_quality_score, volume_through}``.
+
+    ``live``: the last bar is a session still trading (or not yet settled in the feed). Its
+    volume is a part of a day's, which next to whole days reads as volume collapsing (at
+    11:00 about a fifth of a day has traded), so the volume measures then use the completed
+    sessions only; ``volume_through`` names the last session they counted. The direction of
+    the price move still uses the latest price."""
     from trading.market import indicators as ind
 
     b = as_bars(bars)
+    done = b[:-1] if live and len(b) > 2 else b
     if len(b) < 2:
         return {"volume_trend": None, "price_volume_correlation": None,
-                "volume_quality_score": 0.5}
-    trend = float(ind.volume_trend(b.volume, 5, 20)[-1])
-    corr = float(ind.rolling_corr(ind.returns(b.close)[1:], b.volume[1:], 20)[-1]) \
-        if len(b) > 20 else math.nan
+                "volume_quality_score": 0.5, "volume_through": None}
+    trend = float(ind.volume_trend(done.volume, 5, 20)[-1])
+    corr = float(ind.rolling_corr(ind.returns(done.close)[1:], done.volume[1:], 20)[-1]) \
+        if len(done) > 20 else math.nan
     k = min(5, len(b) - 1)
     move = b.close[-1] - b.close[-1 - k]
     direction = 0.0 if not math.isfinite(move) or move == 0 else math.copysign(1.0, move)
@@ -206,6 +215,7 @@ def volume_summary(bars) -> dict[str, Any]:
         "volume_trend": _num(trend, 4),
         "price_volume_correlation": _num(corr, 4),
         "volume_quality_score": _num(min(1.0, max(0.0, score)), 4),
+        "volume_through": done.dates[-1],
     }
 
 

@@ -3,11 +3,13 @@
 Methods (every one takes ``source``: None for the configured one, ``"yahoo"``, ``"sample"``
 or ``"csv:DIR"`` with an absolute DIR):
 
-- ``get_market_data(symbol)`` -> ``{symbol, as_of, source, stale, age_s, technical, volume,
-  market_context}``; the score ranges are documented in :mod:`trading.market.summary`. ``as_of`` is
-  the session date of the last bar; ``age_s`` the seconds since the series was fetched;
-  ``stale`` is true when the freshness rule says it should have been refreshed and the source
-  could not be reached.
+- ``get_market_data(symbol)`` -> ``{symbol, as_of, source, stale, age_s, days_behind,
+  technical, volume, market_context}``; the score ranges are documented in
+  :mod:`trading.market.summary`. ``as_of`` is the session date of the last bar; ``age_s`` the
+  seconds since the series was fetched; ``days_behind`` the days from ``as_of`` to today in
+  Sydney; ``stale`` is true when the freshness rule says it should have been refreshed and
+  the source could not be reached, or when the last bar is more than :data:`OLD_DAYS` days
+  old (a ``csv:`` folder that ends months ago is read fresh but is not current).
 - ``bulk_fetch(symbols)`` -> ``{results: {SYMBOL: ...}, errors: {AS_GIVEN: {code, message,
   problem}}, market_context}``, one upstream call for the lot.
 - ``get_market_context()``, ``get_bars(symbol, interval, period)``, and ``health_check`` with
@@ -34,6 +36,7 @@ from trading.runtime.protocol import rpc
 from trading.runtime.service import Service
 
 HEALTH_TTL = 2.0  # seconds a health_check's cache figures are reused
+OLD_DAYS = 7  # a last bar older than this (Easter and Christmas gaps are 5) is stale
 
 INTERVALS = ("1d", "1wk")
 
@@ -116,13 +119,21 @@ class MarketData(Service):
 
     @staticmethod
     def _result(e, src, context: dict[str, Any], now: float) -> dict[str, Any]:
+        from trading.market.bars import today
+
         s = e.summary
+        as_of = s.get("as_of")
+        try:
+            behind = (today(now) - dt.date.fromisoformat(as_of)).days if as_of else None
+        except ValueError:
+            behind = None
         return {
             "symbol": e.symbol,
-            "as_of": s.get("as_of"),
+            "as_of": as_of,
             "source": src.name,
-            "stale": e.stale(now),
+            "stale": e.stale(now) or (behind is not None and behind > OLD_DAYS),
             "age_s": round(max(0.0, now - e.fetched_at), 3),
+            "days_behind": behind,
             "technical": s.get("technical"),
             "volume": s.get("volume"),
             "market_context": context,

@@ -88,3 +88,15 @@ def test_a_bar_is_final_only_after_the_delayed_feed_settles():
     assert not market.is_final(day, at(2026, 11, 24, 16, 15))
     assert market.is_final(day, at(2026, 11, 24, 16, 40))
     assert market.is_final(D(2026, 11, 23), at(2026, 11, 24, 11, 0))
+
+
+def test_a_series_missing_a_closed_session_is_asked_again_for_a_while():
+    """At 16:40 the feed may not have today's bar yet: caching that series until tomorrow's
+    open would leave the 17:30 outcomes job and every evening call without it."""
+    t = at(2026, 11, 24, 16, 40)
+    assert market.fresh_until(t, "2026-11-24") == at(2026, 11, 25, 10, 0)  # it has it
+    assert market.fresh_until(t, "2026-11-23") == t + market.LIVE_TTL       # late: ask again
+    late = at(2026, 11, 24, 19, 40)  # past the window: a suspended stock never gets a bar
+    assert market.fresh_until(late, "2026-11-23") == at(2026, 11, 25, 10, 0)
+    saturday = at(2026, 11, 28, 12, 0)  # no session closed today: nothing is missing
+    assert market.fresh_until(saturday, "2026-11-27") == at(2026, 11, 30, 10, 0)

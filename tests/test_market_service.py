@@ -3,6 +3,7 @@ systemd-socket-activate, bad input, the cold path's imports, and the CLI."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from trading import config
+from trading.market import asx
 from trading.market.bars import PAUSE_S
 from trading.errors import InvalidParams, InvalidSymbol, UpstreamUnavailable
 from trading.handlers.market_data import MarketData
@@ -51,8 +53,8 @@ def svc():
 
 def test_get_market_data_shape(svc):
     r = svc.get_market_data("cba", source="sample")
-    assert set(r) == {"symbol", "as_of", "source", "stale", "age_s", "technical", "volume",
-                      "market_context"}
+    assert set(r) == {"symbol", "as_of", "source", "stale", "age_s", "days_behind",
+                      "technical", "volume", "market_context"}
     assert r["symbol"] == "CBA.AX" and r["source"] == "sample" and r["stale"] is False
     assert set(r["technical"]) == TECHNICAL and set(r["volume"]) == VOLUME
     assert set(r["market_context"]) == CONTEXT and r["market_context"]["fallback"] is False
@@ -130,6 +132,16 @@ def test_context_falls_back_when_the_index_is_missing(svc, asx_daily, tmp_path):
     assert r["market_context"]["fallback"] is True
     ctx = svc.get_market_context(source=f"csv:{tmp_path}")
     assert ctx["context"] == "NEUTRAL" and ctx["stale"] is True
+
+
+def test_a_csv_that_ends_long_ago_is_read_fresh_but_flagged_stale(svc, asx_daily):
+    """tests/data ends on 2 January 2026: read a moment ago, but not current data."""
+    svc.cache.clock = lambda: dt.datetime(2026, 11, 26, 11, 0, tzinfo=asx.TZ).timestamp()
+    r = svc.get_market_data("CBA", source=f"csv:{asx_daily}")
+    assert r["as_of"] == "2026-01-02" and r["age_s"] < 60
+    assert r["days_behind"] == 328 and r["stale"] is True
+    recent = svc.get_market_data("CBA", source="sample")  # its bars end today
+    assert recent["days_behind"] == 0 and recent["stale"] is False
 
 
 def test_the_context_ends_at_the_symbols_own_last_session(svc, asx_daily):

@@ -194,7 +194,6 @@ class BarCache:
                 fetched = source.fetch(symbols, start, today(now))
         except RPCError as exc:
             return {}, {s: exc for s in symbols}
-        fresh = market.fresh_until(dt.datetime.fromtimestamp(now, asx.TZ)).timestamp()
         entries = {}
         with self._lock:
             for s, bars in fetched.bars.items():
@@ -202,8 +201,9 @@ class BarCache:
                     continue
                 self._bypassed[(source.name, s)] = bars
                 self._bypassed.move_to_end((source.name, s))
-                live = not market.is_final(dt.date.fromisoformat(bars.dates[-1]),
-                                           dt.datetime.fromtimestamp(now, asx.TZ))
+                at = dt.datetime.fromtimestamp(now, asx.TZ)
+                live = not market.is_final(dt.date.fromisoformat(bars.dates[-1]), at)
+                fresh = market.fresh_until(at, bars.dates[-1]).timestamp()
                 entries[s] = Entry(source.name, s, start.isoformat(), bars.dates[0],
                                    bars.dates[-1], len(bars), now, fresh,
                                    build_summary(bars, live))
@@ -387,7 +387,6 @@ class BarCache:
             final = market.is_final(dt.date.fromisoformat(d), fetched)
             rows.append((source, symbol, INTERVAL, d, *(_f(getattr(bars, f)[i]) for f in
                          ("open", "high", "low", "close", "volume")), int(final), now))
-        fresh = market.fresh_until(fetched).timestamp()
         with self.store.transaction() as db:
             if replace:
                 db.execute("DELETE FROM bars WHERE source = ? AND symbol = ? AND interval = ?",
@@ -403,6 +402,7 @@ class BarCache:
                 (source, symbol, INTERVAL, since)).fetchall()
             summary = build_summary(market.Bars.from_rows([tuple(r)[:6] for r in hist]),
                                     live=bool(hist) and not hist[-1][6])
+            fresh = market.fresh_until(fetched, last[0]).timestamp()
             db.execute("INSERT OR REPLACE INTO bar_series VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                        (source, symbol, INTERVAL, series_start, last[1], last[0], last[2], now,
                         fresh, json.dumps(summary), now))

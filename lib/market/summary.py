@@ -49,6 +49,7 @@ from typing import Any
 from trading.market import asx
 
 LIVE_TTL = dt.timedelta(minutes=5)
+LATE_BAR_WINDOW = dt.timedelta(hours=3)  # after settling, how long a missing bar is asked for
 DATA_DELAY = dt.timedelta(minutes=20)
 CONTEXTS = ("BEARISH", "WEAK_BEARISH", "NEUTRAL", "WEAK_BULLISH", "BULLISH")
 FIELDS = ("open", "high", "low", "close", "volume")
@@ -312,17 +313,24 @@ def is_final(day: dt.date, fetched_at: dt.datetime) -> bool:
     return fetched_at >= settles_at(day)
 
 
-def fresh_until(fetched_at: dt.datetime) -> dt.datetime:
+def fresh_until(fetched_at: dt.datetime, last_session: str | None = None) -> dt.datetime:
     """How long a series fetched at ``fetched_at`` may be served without asking again.
 
     While a session is live (open until its bar settles): :data:`LIVE_TTL`. Before the open
-    of a session day: until the open. Otherwise: until the next session opens."""
+    of a session day: until the open. Otherwise: until the next session opens, except when
+    the series (``last_session``: its last bar) lacks a session that has closed: the feed is
+    late with it, so ask again every :data:`LIVE_TTL` for :data:`LATE_BAR_WINDOW` after it
+    should have settled (a stock suspended that day never gets one; then until the open)."""
     t = fetched_at.astimezone(asx.TZ)
     day = t.date()
     hours = asx.session_hours(day)
     if hours is not None:
         if t < hours[0]:
             return hours[0]
-        if t < settles_at(day):
-            return min(t + LIVE_TTL, settles_at(day))
+        settled = settles_at(day)
+        if t < settled:
+            return min(t + LIVE_TTL, settled)
+        if last_session is not None and last_session < day.isoformat() \
+                and t < settled + LATE_BAR_WINDOW:
+            return t + LIVE_TTL
     return asx.session_hours(asx.next_session(day))[0]

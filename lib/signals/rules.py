@@ -201,12 +201,17 @@ def decide(market: Mapping, sentiment: Mapping | None, model_probability: float 
     # -- staleness ------------------------------------------------------------------------
     market_stale = bool(market.get("stale"))
     age = _num(market.get("age_s"))
+    behind = _num(market.get("days_behind"))
     if market_stale:
         penalty *= PENALTY["market_stale"]
         reasons.append("market data is stale" + (f" ({age / 3600:.1f} h old)" if age else "")
                        + f"; strength x{PENALTY['market_stale']}")
         if age is not None and age > MAX_STALE_AGE_S:
             force_hold.append(f"market data is {age / 86400:.1f} days old")
+    if behind is not None and behind * 86400 > MAX_STALE_AGE_S:
+        # Read fresh, but its last bar is old (a csv: folder that ends months ago): a call
+        # for today from it would be a call about a market long gone.
+        force_hold.append(f"the last bar ({market.get('as_of')}) is {behind:.0f} days old")
     sentiment_stale = isinstance(sentiment, Mapping) and bool(sentiment.get("stale"))
     if comp["sentiment"] is None:
         reasons.append("sentiment missing: counted as neutral (0.5) at its weight")

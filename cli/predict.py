@@ -368,7 +368,8 @@ def _print_event(e: dict, as_json: bool) -> None:
 
 def history(
     symbol: Optional[str] = typer.Argument(None, help="One symbol (default: all)."),
-    since: Optional[str] = typer.Option(None, "--since", help="ISO date or date-time."),
+    since: Optional[str] = typer.Option(
+        None, "--since", help="ISO date or date-time; Sydney time unless it has an offset."),
     limit: int = typer.Option(50, "--limit", "-n", min=1, max=1000),
     as_json: bool = common.JsonOption,
 ) -> None:

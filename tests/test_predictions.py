@@ -122,6 +122,11 @@ def test_history_filters_and_orders(store, cfg):
     assert len(ledger.history(store, since="2025-10-02")) == 2
     assert len(ledger.history(store, since="2025-10-02T17:00:00+11:00")) == 2
     assert len(ledger.history(store, limit=1)) == 1
+    # Without an offset, Sydney time (as TRADING_NOW): 15:00 UTC on 1 Oct is 01:00 on 2 Oct
+    # in Sydney, so "since 2025-10-02" includes it (read as UTC it would not).
+    store_one(store, cfg, market("ANZ.AX", "2025-10-01"), created_at="2025-10-01T15:00:00+00:00")
+    assert "ANZ.AX" in {p["symbol"] for p in ledger.history(store, since="2025-10-02")}
+    assert "ANZ.AX" not in {p["symbol"] for p in ledger.history(store, since="2025-10-02T01:30")}
     with pytest.raises(InvalidParams):
         ledger.history(store, since="yesterday")
     with pytest.raises(InvalidParams):

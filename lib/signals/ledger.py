@@ -194,6 +194,10 @@ def _parse_since(since: Any) -> str | None:
         t = datetime.fromisoformat(since)
     except ValueError as exc:
         raise InvalidParams(f"since={since!r} is not an ISO date or date-time") from exc
+    if t.tzinfo is None:  # a trader's "since 2 October" is Sydney's, as TRADING_NOW is
+        from zoneinfo import ZoneInfo
+
+        t = t.replace(tzinfo=ZoneInfo("Australia/Sydney"))
     return canonical_time(t.isoformat())
 
 

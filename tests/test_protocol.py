@@ -47,6 +47,28 @@ class Calc(Service):
         """Returns something JSON cannot carry."""
         return object()
 
+    @rpc
+    def typed(self) -> dict:
+        """Types handlers return that JSON has no name for."""
+        import datetime as dt
+
+        import numpy as np
+
+        return {"day": dt.date(2024, 1, 2), "f": np.float64(1.5), "i": np.int64(3),
+                "a": np.array([1, 2]), "gone": np.float64("nan"), "inf": [float("-inf")]}
+
+    @rpc
+    def circular(self) -> list:
+        """A result that contains itself."""
+        loop: list = [1]
+        loop.append(loop)
+        return loop
+
+    @rpc
+    def echo(self, value: object = None) -> object:
+        """Its argument, back."""
+        return value
+
 
 @pytest.fixture
 def d() -> Dispatcher:
@@ -130,6 +152,36 @@ def test_batch_of_notifications_gets_nothing(d):
 def test_nan_becomes_null(d):
     assert ask(d, {"jsonrpc": "2.0", "method": "nan", "id": 1})["result"] == \
         {"x": None, "y": [None, 1.5]}
+
+
+def test_values_json_has_no_name_for_are_converted_or_nulled(d):
+    assert ask(d, {"jsonrpc": "2.0", "method": "typed", "id": 1})["result"] == \
+        {"day": "2024-01-02", "f": 1.5, "i": 3, "a": [1, 2], "gone": None, "inf": [None]}
+
+
+def test_a_circular_result_is_an_internal_error_and_the_service_goes_on(d):
+    assert ask(d, {"jsonrpc": "2.0", "method": "circular", "id": 1})["error"]["code"] == -32603
+    assert ask(d, {"jsonrpc": "2.0", "method": "add", "params": {"a": 2}, "id": 2})["result"] == 2
+
+
+def test_a_lone_surrogate_is_sent_back_escaped():
+    out = Calc().dispatcher().handle_line(
+        b'{"jsonrpc":"2.0","method":"echo","params":{"value":"a\\ud800"},"id":"\\udfff"}')
+    assert out == b'{"jsonrpc":"2.0","result":"a\\ud800","id":"\\udfff"}\n'
+
+
+finite_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    max_leaves=20)
+
+
+@given(finite_json_values)
+@settings(max_examples=300, deadline=None)
+def test_encode_writes_what_json_dumps_writes(value):
+    assert encode(value) == json.dumps(value, separators=(",", ":"), ensure_ascii=False,
+                                       allow_nan=False).encode("utf-8") + b"\n"
 
 
 def test_deep_nesting_is_an_error_not_a_crash(d):

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from trading.errors import (InvalidParams, InvalidSymbol, MethodNotFound, NotFound, RPCError,
                             UpstreamUnavailable)
-from trading.runtime.protocol import Dispatcher, LineBuffer, LineTooLong, encode, rpc
+from trading.runtime.protocol import Dispatcher, LineBuffer, LineTooLong, decode, encode, rpc
 from trading.runtime.service import Service
 
 
@@ -182,6 +182,29 @@ finite_json_values = st.recursive(
 def test_encode_writes_what_json_dumps_writes(value):
     assert encode(value) == json.dumps(value, separators=(",", ":"), ensure_ascii=False,
                                        allow_nan=False).encode("utf-8") + b"\n"
+
+
+def _outcome(parse, text: str) -> str:
+    try:
+        return "value " + repr(parse(text))
+    except ValueError as exc:
+        return f"{type(exc).__name__} {exc}"
+
+
+@given(st.sampled_from(["", " ", "\t", "\r", "\n", "\ufeff", "x", "}", " {}", "\u00a0"]),
+       finite_json_values | st.text(max_size=30),
+       st.sampled_from(["", " ", "\r", " \t\r\n", "x", " 1", "{}", "\u00a0", "\u2028"]))
+@settings(max_examples=300, deadline=None)
+def test_decode_reads_what_json_loads_reads_and_fails_alike(before, value, after):
+    text = before + (json.dumps(value) if not isinstance(value, str) or value[:1] == '"'
+                     else value) + after
+    assert _outcome(decode, text) == _outcome(json.loads, text)
+
+
+@pytest.mark.parametrize("text", ['{"a":1}\r', ' {"a":1}', '\ufeff{"a":1}', '{"a":1} {}', "NaN",
+                                  '{"a":1', '"\\ud800"', "[1,2]  \t"])
+def test_decode_edge_cases_match_json_loads(text):
+    assert _outcome(decode, text) == _outcome(json.loads, text)
 
 
 def test_deep_nesting_is_an_error_not_a_crash(d):

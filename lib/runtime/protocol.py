@@ -98,6 +98,9 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan
 _C_ENCODER = (json.encoder.c_make_encoder(None, _default, json.encoder.encode_basestring, None,
                                           ":", ",", False, False, False)
               if json.encoder.c_make_encoder is not None else None)
+# json.loads without its Python layers (two whitespace regex matches, the extra-data check).
+_SCAN = json.JSONDecoder().scan_once
+_JSON_SPACE = " \t\n\r"  # json's whitespace; str.strip() alone would take more
 
 
 def _to_text(message: Any) -> str:
@@ -107,6 +110,19 @@ def _to_text(message: Any) -> str:
         except RecursionError:
             pass  # nested too deeply, or circular: the checked encoder tells which
     return _ENCODER.encode(message)
+
+
+def decode(text: str) -> Any:
+    """``json.loads(text)``, with the common case (a value at offset 0 and nothing after it
+    but whitespace) read by the scanner alone; anything else goes through ``json.loads``, so
+    errors and their messages are json's own."""
+    try:
+        value, end = _SCAN(text, 0)
+    except (StopIteration, ValueError):  # leading whitespace, a BOM, or not JSON at all
+        return json.loads(text)
+    if end != len(text) and text[end:].strip(_JSON_SPACE):
+        return json.loads(text)  # extra data: json.loads raises, with its message
+    return value
 
 
 def encode(message: Any) -> bytes:
@@ -233,7 +249,7 @@ class Dispatcher:
         except UnicodeDecodeError as exc:
             return encode(error_response(ParseError(f"line is not valid UTF-8: {exc.reason}")))
         try:
-            message = json.loads(text)  # surrounding whitespace, a trailing \r included, is fine
+            message = decode(text)  # surrounding whitespace, a trailing \r included, is fine
         except (ValueError, RecursionError) as exc:
             return encode(error_response(ParseError(f"parse error: {exc}")))
         if isinstance(message, list) and 0 < len(message) <= self.max_batch:

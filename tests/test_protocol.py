@@ -105,6 +105,7 @@ def test_notification_gets_no_answer_even_on_error(d):
     (b'"just a string"', -32600),
     (b'{"jsonrpc": "2.0", "method": "nope", "id": 1}', -32601),
     (b'{"jsonrpc": "2.0", "method": "add", "params": {"c": 1}, "id": 1}', -32602),
+    (b'{"jsonrpc": "2.0", "method": "add", "id": 1}', -32602),
     (b'{"jsonrpc": "2.0", "method": "add", "params": [1, 2], "id": 1}', -32602),
     (b'{"jsonrpc": "2.0", "method": "add", "params": "x", "id": 1}', -32602),
     (b'{"jsonrpc": "2.0", "method": "bug", "id": 1}', -32603),
@@ -117,6 +118,11 @@ def test_error_codes(d, line, code):
     assert answer["error"]["code"] == code
     assert isinstance(answer["error"]["message"], str) and answer["error"]["message"]
     assert isinstance(answer["error"]["data"]["problem"], str)
+
+
+def test_a_method_whose_params_all_have_defaults_needs_none(d):
+    assert ask(d, {"jsonrpc": "2.0", "method": "echo", "id": 1}) == \
+        {"jsonrpc": "2.0", "result": None, "id": 1}
 
 
 def test_positional_params_only_where_the_method_allows(d):

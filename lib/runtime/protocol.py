@@ -180,6 +180,8 @@ class Method:
             with_default |= set(f.__kwdefaults__ or ())
             self._names = frozenset(positional_names) | frozenset(kwonly)
             self._required = self._names - with_default
+        # Called without params and needing none: nothing to check at all.
+        self._bare = self._simple and not self._required
 
     @property
     def signature(self):
@@ -200,6 +202,8 @@ class Method:
 
     def call(self, params: Any) -> Any:
         """Call the method with the request's params, checked against its signature."""
+        if params is None and self._bare:
+            return self.func()
         if self._simple and (params is None or type(params) is dict):
             # Fast path: named params only; checked with set operations, no Signature.bind.
             keys = params.keys() if params else frozenset()
@@ -252,9 +256,12 @@ class Dispatcher:
             message = decode(text)  # surrounding whitespace, a trailing \r included, is fine
         except (ValueError, RecursionError) as exc:
             return encode(error_response(ParseError(f"parse error: {exc}")))
-        if isinstance(message, list) and 0 < len(message) <= self.max_batch:
+        if type(message) is dict:  # the common case first: one request
+            response = self.handle_request(message)
+        elif isinstance(message, list) and 0 < len(message) <= self.max_batch:
             return self._handle_batch(message)
-        response = self.handle_message(message)
+        else:
+            response = self.handle_message(message)
         if response is None:
             return None
         return self._encode(response)

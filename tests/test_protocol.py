@@ -259,6 +259,18 @@ def test_line_buffer_bounds_a_long_line_that_has_its_newline():
         list(b.feed(b"x" * 50 + b"\n"))
 
 
+def test_one_line_takes_only_a_whole_single_line_with_nothing_pending():
+    b = LineBuffer(limit=10)
+    assert b.one_line(b"abc\n") == b"abc"
+    assert b.one_line(b"a\nb\n") is None and b.one_line(b"abc") is None
+    assert b.pending == 0  # a refusal consumes nothing
+    assert list(b.feed(b"ab")) == []
+    assert b.one_line(b"c\n") is None  # "ab" is pending: feed joins them
+    assert list(b.feed(b"c\n")) == [b"abc"]
+    with pytest.raises(LineTooLong):
+        b.one_line(b"x" * 11 + b"\n")
+
+
 lines = st.lists(st.text(alphabet=st.characters(blacklist_characters="\n", blacklist_categories=("Cs",)), max_size=40),
                  max_size=20)
 
@@ -273,6 +285,23 @@ def test_framing_is_independent_of_chunking(texts, cuts):
         n = cuts[k % len(cuts)]
         got += list(b.feed(data[i:i + n]))
         i += n
+        k += 1
+    assert [g.decode("utf-8") for g in got] == texts
+    assert b.pending == 0
+
+
+@given(lines, st.lists(st.integers(min_value=1, max_value=17), min_size=1, max_size=10))
+@settings(max_examples=300, deadline=None)
+def test_framing_with_the_one_line_shortcut_is_independent_of_chunking(texts, cuts):
+    # As the server reads: one_line first, feed for anything else.
+    data = b"".join(t.encode("utf-8") + b"\n" for t in texts)
+    b = LineBuffer(limit=1000)
+    got, i, k = [], 0, 0
+    while i < len(data):
+        chunk = data[i:i + cuts[k % len(cuts)]]
+        line = b.one_line(chunk)
+        got += [line] if line is not None else list(b.feed(chunk))
+        i += len(chunk)
         k += 1
     assert [g.decode("utf-8") for g in got] == texts
     assert b.pending == 0

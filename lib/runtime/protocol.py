@@ -40,12 +40,20 @@ class LineBuffer:
         self.limit = limit
         self._buf = bytearray()
 
+    def one_line(self, data: bytes) -> bytes | None:
+        """The common case, one whole request per read and nothing pending: ``data`` without
+        its newline, with no copying through the buffer and no generator. ``None`` when
+        ``data`` is anything else; nothing is consumed then: give it to :meth:`feed`."""
+        if self._buf or not data.endswith(b"\n") or data.count(b"\n") != 1:
+            return None
+        if len(data) - 1 > self.limit:
+            raise LineTooLong(len(data) - 1)
+        return data[:-1]
+
     def feed(self, data: bytes) -> Iterator[bytes]:
-        if not self._buf and data.endswith(b"\n") and data.count(b"\n") == 1:
-            # The common case, one whole request per read: no copying through the buffer.
-            if len(data) - 1 > self.limit:
-                raise LineTooLong(len(data) - 1)
-            yield data[:-1]
+        line = self.one_line(data)
+        if line is not None:
+            yield line
             return
         self._buf += data
         start = 0

@@ -376,9 +376,16 @@ class Server:
                 data = sock.recv(65536)
                 if not data:
                     return
-                if conn.state == _IDLE and not data.endswith(b"\n"):
-                    conn.state, conn.since = _READING, clock()  # a line's first byte
                 try:
+                    line = buf.one_line(data)
+                    if line is not None:  # the common case: one whole request per read
+                        if line.strip():
+                            conn.state = _BUSY  # never evicted: no clock needed
+                            self._answer(conn, line)
+                        conn.state, conn.since = _IDLE, clock()
+                        continue
+                    if conn.state == _IDLE and not data.endswith(b"\n"):
+                        conn.state, conn.since = _READING, clock()  # a line's first byte
                     for line in buf.feed(data):
                         if line.strip():
                             conn.state = _BUSY  # never evicted: no clock needed

@@ -303,18 +303,21 @@ class Server:
         with self.stats.lock:
             conns = [c for c in self._conns.values() if not c.closing]
         for c in conns:
+            # State before since: a worker writes since first, so a state just read never
+            # comes with the since of the state before it (a long request's since, say).
+            state = c.state
             age = now - c.since
-            if c.state == _READING and age >= self.request_timeout:
+            if state == _READING and age >= self.request_timeout:
                 logger.info("closing a connection (pid %d) whose request was not complete "
                             "after %.3gs", c.pid, self.request_timeout)
                 self._send_quietly(c, InvalidRequest(
                     f"request not complete within {self.request_timeout:g}s of its first byte",
                     problem="request-timeout", timeout=self.request_timeout))
                 c.shut()
-            elif c.state == _IDLE and age >= self.conn_idle:
+            elif state == _IDLE and age >= self.conn_idle:
                 logger.debug("closing a connection idle for %.3gs", self.conn_idle)
                 c.shut()
-            elif c.state == _BUSY and _POLLRDHUP and not c.cancel.is_set() and _hung_up(c.sock):
+            elif state == _BUSY and _POLLRDHUP and not c.cancel.is_set() and _hung_up(c.sock):
                 logger.info("the client of a request in flight (pid %d) hung up: cancelling",
                             c.pid)
                 c.cancel.set()
@@ -382,10 +385,10 @@ class Server:
                         if line.strip():
                             conn.state = _BUSY  # never evicted: no clock needed
                             self._answer(conn, line)
-                        conn.state, conn.since = _IDLE, clock()
+                        conn.since, conn.state = clock(), _IDLE
                         continue
                     if conn.state == _IDLE and not data.endswith(b"\n"):
-                        conn.state, conn.since = _READING, clock()  # a line's first byte
+                        conn.since, conn.state = clock(), _READING  # a line's first byte
                     for line in buf.feed(data):
                         if line.strip():
                             conn.state = _BUSY  # never evicted: no clock needed
@@ -397,9 +400,9 @@ class Server:
                     return
                 # One clock read per request on the common path (a whole line per read).
                 if not buf.pending:
-                    conn.state, conn.since = _IDLE, clock()
+                    conn.since, conn.state = clock(), _IDLE
                 elif conn.state != _READING:
-                    conn.state, conn.since = _READING, clock()
+                    conn.since, conn.state = clock(), _READING
         except OSError as exc:  # the client went away (reset, broken pipe, send timeout)
             logger.debug("connection ended: %s", exc)
         except Exception:

@@ -102,22 +102,14 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan
                             default=_default)
 # The C encoder _ENCODER.encode builds on every call, built once (about 1 us per answer). It
 # skips the circular-reference check (markers=None): a circular result recurses until
-# RecursionError, and _to_text then asks _ENCODER, which says which it was.
+# RecursionError, and encode then asks _ENCODER, which says which it was.
 _C_ENCODER = (json.encoder.c_make_encoder(None, _default, json.encoder.encode_basestring, None,
                                           ":", ",", False, False, False)
-              if json.encoder.c_make_encoder is not None else None)
+              if json.encoder.c_make_encoder is not None
+              else lambda message, _level: (_ENCODER.encode(message),))  # json without C
 # json.loads without its Python layers (two whitespace regex matches, the extra-data check).
 _SCAN = json.JSONDecoder().scan_once
 _JSON_SPACE = " \t\n\r"  # json's whitespace; str.strip() alone would take more
-
-
-def _to_text(message: Any) -> str:
-    if _C_ENCODER is not None:
-        try:
-            return "".join(_C_ENCODER(message, 0))
-        except RecursionError:
-            pass  # nested too deeply, or circular: the checked encoder tells which
-    return _ENCODER.encode(message)
 
 
 def decode(text: str) -> Any:
@@ -136,7 +128,10 @@ def decode(text: str) -> Any:
 def encode(message: Any) -> bytes:
     """One JSON text as a UTF-8 line. NaN and infinities become null (JSON has neither)."""
     try:
-        text = _to_text(message)
+        try:
+            text = "".join(_C_ENCODER(message, 0))
+        except RecursionError:  # nested too deeply, or circular: the checked encoder says which
+            text = _ENCODER.encode(message)
     except ValueError:
         text = json.dumps(_finite(json.loads(json.dumps(message, default=_default))),
                           separators=(",", ":"), ensure_ascii=False, allow_nan=False)

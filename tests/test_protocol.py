@@ -102,6 +102,7 @@ def test_notification_gets_no_answer_even_on_error(d):
     (b'{"method": "add", "id": 1}', -32600),
     (b'{"jsonrpc": "2.0", "method": 1, "id": 1}', -32600),
     (b'{"jsonrpc": "2.0", "method": "add", "id": {"x": 1}}', -32600),
+    (b'{"jsonrpc": "2.0", "method": "add", "id": true}', -32600),
     (b'"just a string"', -32600),
     (b'{"jsonrpc": "2.0", "method": "nope", "id": 1}', -32601),
     (b'{"jsonrpc": "2.0", "method": "add", "params": {"c": 1}, "id": 1}', -32602),

@@ -27,6 +27,7 @@ DEFAULT_LINE_LIMIT = 1 << 20  # 1 MiB
 DEFAULT_MAX_BATCH = 32        # requests in one batch: each answer is held until the last one
 DEFAULT_BATCH_REPLY_LIMIT = 4 << 20  # bytes of answers one batch may build (then the rest fail)
 _NO_ID = object()  # marks a notification: the request had no "id" member
+_PLAIN_IDS = frozenset((str, int, float, type(None)))  # valid ids, checked by type alone
 
 
 class LineTooLong(Exception):
@@ -326,8 +327,8 @@ class Dispatcher:
             if not isinstance(request, dict):
                 raise InvalidRequest("a request must be a JSON object")
             id_ = request.get("id", _NO_ID)
-            if id_ is not _NO_ID and not (id_ is None or isinstance(id_, (str, int, float))
-                                          and not isinstance(id_, bool)):
+            if type(id_) not in _PLAIN_IDS and id_ is not _NO_ID and not (
+                    isinstance(id_, (str, int, float)) and not isinstance(id_, bool)):
                 id_ = None
                 raise InvalidRequest("id must be a string, a number or null")
             if request.get("jsonrpc") != "2.0":

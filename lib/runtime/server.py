@@ -28,7 +28,7 @@ call from another is answered within seconds, without an administrator):
 - keep a job running for nobody: a request whose client hung up is flagged cancelled
   (:attr:`trading.runtime.service.Service.cancelled`), which long methods check.
 
-The module is long (about 460 lines) for a reason: the accept loop, the deadline rules and
+The module is long (about 490 lines) for a reason: the accept loop, the deadline rules and
 the per-connection loop all read and write one connection table under one lock, and the
 order of their steps is what makes idle exit lose nothing; split across modules, each half
 would reach into the other's state.

@@ -3,12 +3,13 @@
 physical references measured in the same run: a minimal Python echo server on a Unix socket
 and ``python -c pass``.
 
-    .venv/bin/python bench/bench_runtime.py [--runs 15] [--requests 5000] [--json-only]
+    .venv/bin/python bench/bench_runtime.py [--runs 15] [--requests 5000] [--unpinned] [--json-only]
 
 Cold start = connect to a socket whose handler is not running (systemd-socket-activate holds
 the socket and starts the handler on the connection, as systemd does) until the first answer.
 Warm = sequential requests on one open connection, client and servers pinned to one CPU and
-taking turns in blocks of 20 requests. Cold runs alternate with the references. Targets (issue 2): warm p50 <= 2x the echo
+taking turns in blocks of 20 requests; ``--unpinned`` leaves them where the scheduler puts them
+(each round trip then may pay a cross-CPU wake-up, whose price swings with the host). Cold runs alternate with the references. Targets (issue 2): warm p50 <= 2x the echo
 server's; cold health_check <= 3x ``python -c pass``. Prints a table and a JSON line.
 """
 
@@ -86,21 +87,23 @@ def cold(path: Path, argv: list[str], request: bytes, runs: int) -> list[float]:
     return times
 
 
-def warm(subjects: list[tuple[Path, list[str], bytes]], n: int,
-         block: int = 20) -> list[tuple[list[float], float]]:
+def warm(subjects: list[tuple[Path, list[str], bytes]], n: int, block: int = 20,
+         pinned: bool = True) -> list[tuple[list[float], float]]:
     """Sequential requests on one connection per subject; the subjects take turns in blocks
     of ``block`` requests, so a change in the machine's speed hits them alike."""
     procs, conns = [], []
-    # Client and servers share one CPU: on a VM, waking a process on another CPU costs an
-    # interrupt whose price swings with the host's load (16-70 us seen for the same echo).
-    # On one CPU a round trip is two context switches, and the figure is the software's.
+    # Pinned, client and servers share one CPU: on a VM, waking a process on another CPU
+    # costs an interrupt whose price swings with the host's load (16-70 us seen for the same
+    # echo). On one CPU a round trip is two context switches, and the figure is the software's.
     mask = os.sched_getaffinity(0)
     cpu = {min(mask)}
-    os.sched_setaffinity(0, cpu)
+    if pinned:
+        os.sched_setaffinity(0, cpu)
     try:
         for path, argv, request in subjects:
             procs.append(activated(path, argv))
-            os.sched_setaffinity(procs[-1].pid, cpu)  # exec keeps it; threads inherit it
+            if pinned:
+                os.sched_setaffinity(procs[-1].pid, cpu)  # exec keeps it; threads inherit it
             c = connect(path)
             for _ in range(200):  # warm up: process started, code paths hot
                 roundtrip(c, request)
@@ -144,6 +147,8 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=15, help="cold starts per subject (median)")
     ap.add_argument("--requests", type=int, default=5000, help="warm requests per subject")
     ap.add_argument("--service", default="market-data", help="handler to measure")
+    ap.add_argument("--unpinned", action="store_true",
+                    help="warm loop without pinning client and servers to one CPU")
     ap.add_argument("--json-only", action="store_true")
     args = ap.parse_args()
 
@@ -177,10 +182,12 @@ def main() -> int:
     cold_handler = statistics.median(colds)
     cold_echo = statistics.median(echoes)
     (warm_handler, rps_handler), (warm_echo, rps_echo) = warm(
-        [(sock, handler, REQUEST), (tmp / "echo.sock", echo, ECHO_REQUEST)], args.requests)
+        [(sock, handler, REQUEST), (tmp / "echo.sock", echo, ECHO_REQUEST)], args.requests,
+        pinned=not args.unpinned)
 
     result = {
         "service": args.service,
+        "pinned": not args.unpinned,
         "python_c_pass_s": ref_pass,
         "cold": {"handler_s": cold_handler, "echo_s": cold_echo},
         "warm": {
@@ -201,7 +208,7 @@ def main() -> int:
         ms = lambda v: f"{v * 1000:.3f} ms"  # noqa: E731
         w = result["warm"]
         print(f"runtime benchmark ({args.service} health_check), {args.runs} cold runs, "
-              f"{args.requests} warm requests")
+              f"{args.requests} warm requests ({'unpinned' if args.unpinned else 'pinned'})")
         print(f"{'':28}{'handler':>14}{'echo server':>14}{'python -c pass':>16}")
         print(f"{'cold start (median)':28}{ms(cold_handler):>14}{ms(cold_echo):>14}{ms(ref_pass):>16}")
         print(f"{'warm p50':28}{ms(w['handler']['p50_s']):>14}{ms(w['echo']['p50_s']):>14}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
@@ -12,6 +13,7 @@ import pytest
 from support.wire import request
 from trading import config
 from trading.runtime.activation import bind_unix
+from trading.runtime.service import rss_bytes
 from conftest import wait_for
 
 
@@ -26,6 +28,34 @@ def test_many_requests_on_one_connection_and_counters(serve):
     assert health["service"] == "slow" and health["status"] == "ok"
     assert health["requests_served"] == 50
     assert health["rss_bytes"] > 1_000_000 and health["pid"] > 0 and health["version"]
+
+
+BALLAST = 64 << 20  # bytes a test makes resident to move the RSS by far more than noise
+
+
+def test_rss_is_reused_while_younger_than_max_age_and_read_again_after():
+    before = rss_bytes()  # max_age 0: always a fresh read (and the memo)
+    ballast = b"\x01" * BALLAST  # written, so resident
+    assert rss_bytes(max_age=3600) == before  # the memo of a moment ago
+    assert rss_bytes() >= before + BALLAST // 2  # read again: the ballast shows
+    del ballast
+
+
+def test_a_forked_child_reads_its_own_rss_not_the_parents_memo(monkeypatch):
+    from trading.runtime import service
+
+    planted = 12345  # no process is this small: only the memo can answer it
+    monkeypatch.setattr(service, "_rss_memo", (os.getpid(), time.monotonic(), planted))
+    assert rss_bytes(max_age=3600) == planted  # the parent takes its own memo
+    pid = os.fork()
+    if pid == 0:  # the child has its own memory: it must read it
+        code = 1
+        try:
+            code = 0 if rss_bytes(max_age=3600) > 1_000_000 else 1
+        finally:
+            os._exit(code)  # never back into pytest
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_several_requests_in_one_write_are_all_answered_in_order(serve):

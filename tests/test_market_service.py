@@ -228,6 +228,16 @@ def test_cold_process_from_a_warm_cache_imports_no_numpy_pandas_or_yfinance(svc)
     assert heavy == []
 
 
+def test_a_cold_health_check_imports_no_typing():
+    # typing is ~2 ms of import that only annotations (strings here) would use.
+    code = ("import sys\n"
+            "from trading.handlers.market_data import MarketData\n"
+            "MarketData().health_check()\n"
+            "print('typing' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def _listening(a) -> bool:
     try:
         a.connect().close()

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from trading.errors import (InvalidParams, InvalidSymbol, MethodNotFound, NotFound, RPCError,
                             UpstreamUnavailable)
-from trading.runtime.protocol import Dispatcher, LineBuffer, LineTooLong, encode, rpc
+from trading.runtime.protocol import Dispatcher, LineBuffer, LineTooLong, decode, encode, rpc
 from trading.runtime.service import Service
 
 
@@ -47,6 +47,28 @@ class Calc(Service):
         """Returns something JSON cannot carry."""
         return object()
 
+    @rpc
+    def typed(self) -> dict:
+        """Types handlers return that JSON has no name for."""
+        import datetime as dt
+
+        import numpy as np
+
+        return {"day": dt.date(2024, 1, 2), "f": np.float64(1.5), "i": np.int64(3),
+                "a": np.array([1, 2]), "gone": np.float64("nan"), "inf": [float("-inf")]}
+
+    @rpc
+    def circular(self) -> list:
+        """A result that contains itself."""
+        loop: list = [1]
+        loop.append(loop)
+        return loop
+
+    @rpc
+    def echo(self, value: object = None) -> object:
+        """Its argument, back."""
+        return value
+
 
 @pytest.fixture
 def d() -> Dispatcher:
@@ -80,9 +102,11 @@ def test_notification_gets_no_answer_even_on_error(d):
     (b'{"method": "add", "id": 1}', -32600),
     (b'{"jsonrpc": "2.0", "method": 1, "id": 1}', -32600),
     (b'{"jsonrpc": "2.0", "method": "add", "id": {"x": 1}}', -32600),
+    (b'{"jsonrpc": "2.0", "method": "add", "id": true}', -32600),
     (b'"just a string"', -32600),
     (b'{"jsonrpc": "2.0", "method": "nope", "id": 1}', -32601),
     (b'{"jsonrpc": "2.0", "method": "add", "params": {"c": 1}, "id": 1}', -32602),
+    (b'{"jsonrpc": "2.0", "method": "add", "id": 1}', -32602),
     (b'{"jsonrpc": "2.0", "method": "add", "params": [1, 2], "id": 1}', -32602),
     (b'{"jsonrpc": "2.0", "method": "add", "params": "x", "id": 1}', -32602),
     (b'{"jsonrpc": "2.0", "method": "bug", "id": 1}', -32603),
@@ -95,6 +119,11 @@ def test_error_codes(d, line, code):
     assert answer["error"]["code"] == code
     assert isinstance(answer["error"]["message"], str) and answer["error"]["message"]
     assert isinstance(answer["error"]["data"]["problem"], str)
+
+
+def test_a_method_whose_params_all_have_defaults_needs_none(d):
+    assert ask(d, {"jsonrpc": "2.0", "method": "echo", "id": 1}) == \
+        {"jsonrpc": "2.0", "result": None, "id": 1}
 
 
 def test_positional_params_only_where_the_method_allows(d):
@@ -130,6 +159,59 @@ def test_batch_of_notifications_gets_nothing(d):
 def test_nan_becomes_null(d):
     assert ask(d, {"jsonrpc": "2.0", "method": "nan", "id": 1})["result"] == \
         {"x": None, "y": [None, 1.5]}
+
+
+def test_values_json_has_no_name_for_are_converted_or_nulled(d):
+    assert ask(d, {"jsonrpc": "2.0", "method": "typed", "id": 1})["result"] == \
+        {"day": "2024-01-02", "f": 1.5, "i": 3, "a": [1, 2], "gone": None, "inf": [None]}
+
+
+def test_a_circular_result_is_an_internal_error_and_the_service_goes_on(d):
+    assert ask(d, {"jsonrpc": "2.0", "method": "circular", "id": 1})["error"]["code"] == -32603
+    assert ask(d, {"jsonrpc": "2.0", "method": "add", "params": {"a": 2}, "id": 2})["result"] == 2
+
+
+def test_a_lone_surrogate_is_sent_back_escaped():
+    out = Calc().dispatcher().handle_line(
+        b'{"jsonrpc":"2.0","method":"echo","params":{"value":"a\\ud800"},"id":"\\udfff"}')
+    assert out == b'{"jsonrpc":"2.0","result":"a\\ud800","id":"\\udfff"}\n'
+
+
+finite_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    max_leaves=20)
+
+
+@given(finite_json_values)
+@settings(max_examples=300, deadline=None)
+def test_encode_writes_what_json_dumps_writes(value):
+    assert encode(value) == json.dumps(value, separators=(",", ":"), ensure_ascii=False,
+                                       allow_nan=False).encode("utf-8") + b"\n"
+
+
+def _outcome(parse, text: str) -> str:
+    try:
+        return "value " + repr(parse(text))
+    except ValueError as exc:
+        return f"{type(exc).__name__} {exc}"
+
+
+@given(st.sampled_from(["", " ", "\t", "\r", "\n", "\ufeff", "x", "}", " {}", "\u00a0"]),
+       finite_json_values | st.text(max_size=30),
+       st.sampled_from(["", " ", "\r", " \t\r\n", "x", " 1", "{}", "\u00a0", "\u2028"]))
+@settings(max_examples=300, deadline=None)
+def test_decode_reads_what_json_loads_reads_and_fails_alike(before, value, after):
+    text = before + (json.dumps(value) if not isinstance(value, str) or value[:1] == '"'
+                     else value) + after
+    assert _outcome(decode, text) == _outcome(json.loads, text)
+
+
+@pytest.mark.parametrize("text", ['{"a":1}\r', ' {"a":1}', '\ufeff{"a":1}', '{"a":1} {}', "NaN",
+                                  '{"a":1', '"\\ud800"', "[1,2]  \t"])
+def test_decode_edge_cases_match_json_loads(text):
+    assert _outcome(decode, text) == _outcome(json.loads, text)
 
 
 def test_deep_nesting_is_an_error_not_a_crash(d):
@@ -178,6 +260,18 @@ def test_line_buffer_bounds_a_long_line_that_has_its_newline():
         list(b.feed(b"x" * 50 + b"\n"))
 
 
+def test_one_line_takes_only_a_whole_single_line_with_nothing_pending():
+    b = LineBuffer(limit=10)
+    assert b.one_line(b"abc\n") == b"abc"
+    assert b.one_line(b"a\nb\n") is None and b.one_line(b"abc") is None
+    assert b.pending == 0  # a refusal consumes nothing
+    assert list(b.feed(b"ab")) == []
+    assert b.one_line(b"c\n") is None  # "ab" is pending: feed joins them
+    assert list(b.feed(b"c\n")) == [b"abc"]
+    with pytest.raises(LineTooLong):
+        b.one_line(b"x" * 11 + b"\n")
+
+
 lines = st.lists(st.text(alphabet=st.characters(blacklist_characters="\n", blacklist_categories=("Cs",)), max_size=40),
                  max_size=20)
 
@@ -192,6 +286,23 @@ def test_framing_is_independent_of_chunking(texts, cuts):
         n = cuts[k % len(cuts)]
         got += list(b.feed(data[i:i + n]))
         i += n
+        k += 1
+    assert [g.decode("utf-8") for g in got] == texts
+    assert b.pending == 0
+
+
+@given(lines, st.lists(st.integers(min_value=1, max_value=17), min_size=1, max_size=10))
+@settings(max_examples=300, deadline=None)
+def test_framing_with_the_one_line_shortcut_is_independent_of_chunking(texts, cuts):
+    # As the server reads: one_line first, feed for anything else.
+    data = b"".join(t.encode("utf-8") + b"\n" for t in texts)
+    b = LineBuffer(limit=1000)
+    got, i, k = [], 0, 0
+    while i < len(data):
+        chunk = data[i:i + cuts[k % len(cuts)]]
+        line = b.one_line(chunk)
+        got += [line] if line is not None else list(b.feed(chunk))
+        i += len(chunk)
         k += 1
     assert [g.decode("utf-8") for g in got] == texts
     assert b.pending == 0

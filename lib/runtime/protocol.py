@@ -27,6 +27,7 @@ DEFAULT_LINE_LIMIT = 1 << 20  # 1 MiB
 DEFAULT_MAX_BATCH = 32        # requests in one batch: each answer is held until the last one
 DEFAULT_BATCH_REPLY_LIMIT = 4 << 20  # bytes of answers one batch may build (then the rest fail)
 _NO_ID = object()  # marks a notification: the request had no "id" member
+_PLAIN_IDS = frozenset((str, int, float, type(None)))  # valid ids, checked by type alone
 
 
 class LineTooLong(Exception):
@@ -40,12 +41,20 @@ class LineBuffer:
         self.limit = limit
         self._buf = bytearray()
 
+    def one_line(self, data: bytes) -> bytes | None:
+        """The common case, one whole request per read and nothing pending: ``data`` without
+        its newline, with no copying through the buffer and no generator. ``None`` when
+        ``data`` is anything else; nothing is consumed then: give it to :meth:`feed`."""
+        if self._buf or not data.endswith(b"\n") or data.count(b"\n") != 1:
+            return None
+        if len(data) - 1 > self.limit:
+            raise LineTooLong(len(data) - 1)
+        return data[:-1]
+
     def feed(self, data: bytes) -> Iterator[bytes]:
-        if not self._buf and data.endswith(b"\n") and data.count(b"\n") == 1:
-            # The common case, one whole request per read: no copying through the buffer.
-            if len(data) - 1 > self.limit:
-                raise LineTooLong(len(data) - 1)
-            yield data[:-1]
+        line = self.one_line(data)
+        if line is not None:
+            yield line
             return
         self._buf += data
         start = 0
@@ -92,12 +101,38 @@ def _default(obj: Any) -> Any:
 # Built once: json.dumps with non-default options builds a new encoder on every call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False,
                             default=_default)
+# The C encoder _ENCODER.encode builds on every call, built once (about 1 us per answer). It
+# skips the circular-reference check (markers=None): a circular result recurses until
+# RecursionError, and encode then asks _ENCODER, which says which it was.
+_C_ENCODER = (json.encoder.c_make_encoder(None, _default, json.encoder.encode_basestring, None,
+                                          ":", ",", False, False, False)
+              if json.encoder.c_make_encoder is not None
+              else lambda message, _level: (_ENCODER.encode(message),))  # json without C
+# json.loads without its Python layers (two whitespace regex matches, the extra-data check).
+_SCAN = json.JSONDecoder().scan_once
+_JSON_SPACE = " \t\n\r"  # json's whitespace; str.strip() alone would take more
+
+
+def decode(text: str) -> Any:
+    """``json.loads(text)``, with the common case (a value at offset 0 and nothing after it
+    but whitespace) read by the scanner alone; anything else goes through ``json.loads``, so
+    errors and their messages are json's own."""
+    try:
+        value, end = _SCAN(text, 0)
+    except (StopIteration, ValueError):  # leading whitespace, a BOM, or not JSON at all
+        return json.loads(text)
+    if end != len(text) and text[end:].strip(_JSON_SPACE):
+        return json.loads(text)  # extra data: json.loads raises, with its message
+    return value
 
 
 def encode(message: Any) -> bytes:
     """One JSON text as a UTF-8 line. NaN and infinities become null (JSON has neither)."""
     try:
-        text = _ENCODER.encode(message)
+        try:
+            text = "".join(_C_ENCODER(message, 0))
+        except RecursionError:  # nested too deeply, or circular: the checked encoder says which
+            text = _ENCODER.encode(message)
     except ValueError:
         text = json.dumps(_finite(json.loads(json.dumps(message, default=_default))),
                           separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -149,6 +184,8 @@ class Method:
             with_default |= set(f.__kwdefaults__ or ())
             self._names = frozenset(positional_names) | frozenset(kwonly)
             self._required = self._names - with_default
+        # Called without params and needing none: nothing to check at all.
+        self._bare = self._simple and not self._required
 
     @property
     def signature(self):
@@ -169,6 +206,8 @@ class Method:
 
     def call(self, params: Any) -> Any:
         """Call the method with the request's params, checked against its signature."""
+        if params is None and self._bare:
+            return self.func()
         if self._simple and (params is None or type(params) is dict):
             # Fast path: named params only; checked with set operations, no Signature.bind.
             keys = params.keys() if params else frozenset()
@@ -218,12 +257,15 @@ class Dispatcher:
         except UnicodeDecodeError as exc:
             return encode(error_response(ParseError(f"line is not valid UTF-8: {exc.reason}")))
         try:
-            message = json.loads(text)  # surrounding whitespace, a trailing \r included, is fine
+            message = decode(text)  # surrounding whitespace, a trailing \r included, is fine
         except (ValueError, RecursionError) as exc:
             return encode(error_response(ParseError(f"parse error: {exc}")))
-        if isinstance(message, list) and 0 < len(message) <= self.max_batch:
+        if type(message) is dict:  # the common case first: one request
+            response = self.handle_request(message)
+        elif isinstance(message, list) and 0 < len(message) <= self.max_batch:
             return self._handle_batch(message)
-        response = self.handle_message(message)
+        else:
+            response = self.handle_message(message)
         if response is None:
             return None
         return self._encode(response)
@@ -285,8 +327,8 @@ class Dispatcher:
             if not isinstance(request, dict):
                 raise InvalidRequest("a request must be a JSON object")
             id_ = request.get("id", _NO_ID)
-            if id_ is not _NO_ID and not (id_ is None or isinstance(id_, (str, int, float))
-                                          and not isinstance(id_, bool)):
+            if type(id_) not in _PLAIN_IDS and id_ is not _NO_ID and not (
+                    isinstance(id_, (str, int, float)) and not isinstance(id_, bool)):
                 id_ = None
                 raise InvalidRequest("id must be a string, a number or null")
             if request.get("jsonrpc") != "2.0":

@@ -41,17 +41,29 @@ from trading.runtime.protocol import Dispatcher, Method, rpc
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
+RSS_MAX_AGE = 0.1  # seconds health_check reuses a reading of its RSS (a /proc read, ~1 us)
+
 _statm: list[int] = []  # one open descriptor, read with pread: no open/close per call
+_rss_memo: tuple[int, float, int] = (-1, 0.0, 0)  # (pid, when, bytes), swapped whole
 
 
-def rss_bytes() -> int:
-    """Resident memory of this process, from /proc (no psutil needed)."""
+def rss_bytes(max_age: float = 0.0) -> int:
+    """Resident memory of this process, from /proc (no psutil needed). A reading this process
+    took less than ``max_age`` seconds ago is returned again (0: always read)."""
+    global _rss_memo
+    pid = os.getpid()  # a forked child has its own memory and must not reuse the parent's
+    now = time.monotonic()
+    memo = _rss_memo
+    if memo[0] == pid and now - memo[1] < max_age:
+        return memo[2]
     try:
-        if not _statm or _statm[1] != os.getpid():
-            _statm[:] = [os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC), os.getpid()]
-        return int(os.pread(_statm[0], 128, 0).split()[1]) * _PAGE
+        if not _statm or _statm[1] != pid:
+            _statm[:] = [os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC), pid]
+        value = int(os.pread(_statm[0], 128, 0).split()[1]) * _PAGE
     except (OSError, IndexError, ValueError):
         return 0
+    _rss_memo = (pid, now, value)
+    return value
 
 
 class Stats:
@@ -179,7 +191,7 @@ class Service:
             "pid": os.getpid(),
             "uptime_s": round(time.monotonic() - self.started, 3),
             "requests_served": self.stats.requests,
-            "rss_bytes": rss_bytes(),
+            "rss_bytes": rss_bytes(RSS_MAX_AGE),
             "version": __version__,
             **self.store_health(),
             **self.health(),

@@ -117,10 +117,7 @@ class Logistic:
 def fit_logistic(rows: Sequence[Mapping[str, float]], labels: Sequence[int],
                  inputs: Sequence[str], *, weights: Sequence[float] | None = None) -> Logistic:
     """Fit ``labels`` (0/1) on the named ``inputs`` of ``rows``; scikit-learn imported here.
-
-    ``weights``: the share of an independent outcome each row is (:func:`independent_weights`);
-    the fixed L2 penalty then shrinks a fit by how much independent evidence it has, not by
-    how many correlated rows it was given."""
+    ``weights``: each row's share of an independent outcome (:func:`independent_weights`)."""
     import numpy as np
 
     x = np.array([[_finite(r.get(name)) for name in inputs] for r in rows], dtype=float)
@@ -160,13 +157,10 @@ def fit_platt(raw: Sequence[float], labels: Sequence[int], *,
 def independent_weights(sessions: Sequence[Any], horizon: int) -> list[float]:
     """Each outcome's share of an independent one: ``1 / (horizon * outcomes that session)``.
 
-    Outcomes are not independent in two ways. Over time: ``h``-session returns made on
-    consecutive sessions overlap (two 5-session returns a day apart share four days), so a
-    run of them carries about ``1 / h`` of their number in information. Across symbols: the
-    symbols of one session move together (one market), so a session's outcomes are closer to
-    one outcome than to seven. Weighted so, ``n`` rows count as about ``sessions / h``
-    independent outcomes, and a fit on a few weeks of seven correlated stocks is shrunk
-    towards its base rate instead of trusting slopes that a handful of market moves made."""
+    Over time, ``h``-session returns a session apart overlap (two 5-session returns share
+    four days); across symbols, one session's stocks move with one market. So ``n`` rows are
+    about ``sessions / h`` independent outcomes, and a fit on a few weeks of seven correlated
+    stocks shrinks towards its base rate instead of trusting a handful of market moves."""
     per: dict[Any, int] = {}
     for s in sessions:
         per[s] = per.get(s, 0) + 1

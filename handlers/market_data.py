@@ -7,9 +7,9 @@ or ``"csv:DIR"`` with an absolute DIR):
   technical, volume, market_context}``; the score ranges are documented in
   :mod:`trading.market.summary`. ``as_of`` is the session date of the last bar; ``age_s`` the
   seconds since the series was fetched; ``days_behind`` the days from ``as_of`` to today in
-  Sydney; ``stale`` is true when the freshness rule says it should have been refreshed and
-  the source could not be reached, or when the last bar is more than :data:`OLD_DAYS` days
-  old (a ``csv:`` folder that ends months ago is read fresh but is not current).
+  Sydney (a ``csv:`` folder that ends months ago is read fresh but is not current: the rules
+  turn a last bar more than a week old into a HOLD); ``stale`` is true when the freshness
+  rule says it should have been refreshed and the source could not be reached.
 - ``bulk_fetch(symbols)`` -> ``{results: {SYMBOL: ...}, errors: {AS_GIVEN: {code, message,
   problem}}, market_context}``, one upstream call for the lot.
 - ``get_market_context()``, ``get_bars(symbol, interval, period)``, and ``health_check`` with
@@ -36,7 +36,6 @@ from trading.runtime.protocol import rpc
 from trading.runtime.service import Service
 
 HEALTH_TTL = 2.0  # seconds a health_check's cache figures are reused
-OLD_DAYS = 7  # a last bar older than this (Easter and Christmas gaps are 5) is stale
 
 INTERVALS = ("1d", "1wk")
 
@@ -131,7 +130,7 @@ class MarketData(Service):
             "symbol": e.symbol,
             "as_of": as_of,
             "source": src.name,
-            "stale": e.stale(now) or (behind is not None and behind > OLD_DAYS),
+            "stale": e.stale(now),
             "age_s": round(max(0.0, now - e.fetched_at), 3),
             "days_behind": behind,
             "technical": s.get("technical"),

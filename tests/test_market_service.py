@@ -134,12 +134,13 @@ def test_context_falls_back_when_the_index_is_missing(svc, asx_daily, tmp_path):
     assert ctx["context"] == "NEUTRAL" and ctx["stale"] is True
 
 
-def test_a_csv_that_ends_long_ago_is_read_fresh_but_flagged_stale(svc, asx_daily):
-    """tests/data ends on 2 January 2026: read a moment ago, but not current data."""
+def test_a_csv_that_ends_long_ago_says_how_far_behind_it_is(svc, asx_daily):
+    """tests/data ends on 2 January 2026: read a moment ago (not stale: nothing failed to
+    refresh), but not current data; the rules make a HOLD of it (test_rules)."""
     svc.cache.clock = lambda: dt.datetime(2026, 11, 26, 11, 0, tzinfo=asx.TZ).timestamp()
     r = svc.get_market_data("CBA", source=f"csv:{asx_daily}")
     assert r["as_of"] == "2026-01-02" and r["age_s"] < 60
-    assert r["days_behind"] == 328 and r["stale"] is True
+    assert r["days_behind"] == 328 and r["stale"] is False
     recent = svc.get_market_data("CBA", source="sample")  # its bars end today
     assert recent["days_behind"] == 0 and recent["stale"] is False
 

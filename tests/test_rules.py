@@ -343,11 +343,11 @@ def test_the_rules_word_their_number_as_strength_never_as_confidence(cfg, inputs
 
 
 def test_a_last_bar_more_than_a_week_old_forces_hold(cfg):
-    """A csv: folder that ends months ago is read fresh (market-data flags it stale with
-    days_behind): a call for today from it would be about a market long gone."""
+    """A csv: folder that ends months ago is read fresh, not stale (market-data says how far
+    behind it is): a call for today from it would be about a market long gone."""
     m = market("BULLISH", 0.99, cfg=cfg)
     assert rules.decide(m, sentiment(0.9), None, cfg)["action"] == "BUY"
-    old = dict(m, stale=True, age_s=1.0, days_behind=330, as_of="2025-12-31")
+    old = dict(m, age_s=1.0, days_behind=330, as_of="2025-12-31")  # read fresh, not stale
     p = rules.decide(old, sentiment(0.9), None, cfg)
     assert p["action"] == "HOLD" and p["data_stale"]
     assert "the last bar (2025-12-31) is 330 days old" in p["reasons"][-1]

@@ -208,7 +208,8 @@ def decide(market: Mapping, sentiment: Mapping | None, model_probability: float 
                        + f"; strength x{PENALTY['market_stale']}")
         if age is not None and age > MAX_STALE_AGE_S:
             force_hold.append(f"market data is {age / 86400:.1f} days old")
-    if behind is not None and behind * 86400 > MAX_STALE_AGE_S:
+    old = behind is not None and behind * 86400 > MAX_STALE_AGE_S  # Easter's gap is 5 days
+    if old:
         # Read fresh, but its last bar is old (a csv: folder that ends months ago): a call
         # for today from it would be a call about a market long gone.
         force_hold.append(f"the last bar ({market.get('as_of')}) is {behind:.0f} days old")
@@ -294,7 +295,7 @@ def decide(market: Mapping, sentiment: Mapping | None, model_probability: float 
         "rsi": None if rsi is None else round(rsi, 2),
         "sentiment_score": sent_score,
         "reasons": reasons,
-        "data_stale": market_stale or sentiment_stale,
+        "data_stale": market_stale or sentiment_stale or old,
         "model_version": model_version if comp["model"] is not None else None,
         "created_at": created_at,
     }

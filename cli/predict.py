@@ -166,7 +166,10 @@ def explain(
     cal = p.get("calibration") or {}
     if p.get("calibrated"):
         print(f"probability of being right: {prob.get('1')} after 1 session, {prob.get('5')} "
-              f"after 5 ({cal.get('method')}, record {cal.get('record')}, fitted on "
+              f"after 5 ({cal.get('method')}, "
+              + (f"record {cal['record']}" if cal.get("record") is not None
+                 else "a replay's walk-forward fit")
+              + ", fitted on "
               f"{'/'.join(str(n) for n in (cal.get('fitted_on') or {}).values())} scored "
               f"outcomes (1/5 sessions) through {cal.get('through')})")
     else:
@@ -175,8 +178,13 @@ def explain(
     model = inputs.get("model") or {}
     print("model: " + (f"{model.get('version')} P(up) {model.get('probability')}"
                        if model.get("version") else "none active"))
-    if p.get("predictor"):
-        print(f"predictor: {p['predictor']}")
+    made_by = p.get("predictor")
+    if isinstance(made_by, dict):
+        details = [made_by.get("form"), made_by.get("sha256") and f"sha256 {made_by['sha256'][:12]}",
+                   made_by.get("version") and f"version {made_by['version']}", made_by.get("file")]
+        print(f"predictor: {made_by.get('name')} ({', '.join(d for d in details if d)})")
+    elif made_by:
+        print(f"predictor: {made_by}")
     print("reasons:")
     for r in p.get("reasons") or []:
         print(f"  - {r}")

@@ -189,6 +189,7 @@ def test_provenance_and_the_live_path_use_the_stored_calibration(store, cfg, bar
     assert explained.exit_code == 0, explained.output
     for word in ("components", "threshold", "probability of being right", "reasons:", "csv"):
         assert word in explained.stdout
+    assert "predictor: trading.signals.rules:predict (native, sha256 " in explained.stdout
 
 
 def test_report_chart_draws_the_reliability_diagram(store, cfg, bars_from, tmp_path):

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import threading
 import time
 from collections import OrderedDict
@@ -53,12 +52,13 @@ TYPE_CHECKING = False  # typing costs ~2 ms of a cold health_check; annotations 
 if TYPE_CHECKING:
     from typing import Any
 
+from trading import log
 from trading.market import asx
 from trading.errors import NotFound, RPCError, StoreUnavailable, UpstreamUnavailable
 from trading.market.yahoo import PAUSE_S, UpstreamState
 from trading.runtime.store import Store
 
-logger = logging.getLogger(__name__)
+logger = log.getLogger(__name__)
 
 INTERVAL = "1d"
 SUMMARY_VERSION = 2  # 2: volume from completed sessions (volume_through)

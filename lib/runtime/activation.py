@@ -10,7 +10,6 @@ logging (journald when stderr is the journal); and hands over to
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import socket
@@ -18,10 +17,11 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from trading import log
 from trading.runtime.server import Server, _no_notify
 from trading.runtime.service import Context, Service
 
-logger = logging.getLogger(__name__)
+logger = log.getLogger(__name__)
 
 
 # -- adopting or binding sockets ---------------------------------------------------------
@@ -73,19 +73,28 @@ def bind_unix(path: Path, backlog: int = 128) -> socket.socket:
 
 # -- logging ---------------------------------------------------------------------------
 def setup_logging(service: str, level: str = "INFO") -> None:
-    """Configure logging once, at the entry point: journald fields when stderr is the journal."""
-    root = logging.getLogger()
-    root.setLevel(level.upper() if isinstance(level, str) else level)
-    handler: logging.Handler
-    if _stderr_is_journal():
-        from systemd.journal import JournalHandler
+    """Configure logging once, at the entry point: journald fields when stderr is the journal.
 
-        handler = JournalHandler(SYSLOG_IDENTIFIER=f"trading-{service}")
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(
-            f"%(asctime)s trading-{service}[%(process)d] %(levelname)s %(name)s: %(message)s"))
-    root.handlers[:] = [handler]
+    Applied when ``logging`` is first imported (at once if it is loaded already): a handler
+    that answers without logging never pays for it, and every record is emitted under this
+    configuration (:func:`trading.log.configure`)."""
+    journal, stderr = _stderr_is_journal(), sys.stderr
+
+    def apply(logging) -> None:
+        root = logging.getLogger()
+        root.setLevel(level.upper() if isinstance(level, str) else level)
+        handler: logging.Handler
+        if journal:
+            from systemd.journal import JournalHandler
+
+            handler = JournalHandler(SYSLOG_IDENTIFIER=f"trading-{service}")
+        else:
+            handler = logging.StreamHandler(stderr)
+            handler.setFormatter(logging.Formatter(
+                f"%(asctime)s trading-{service}[%(process)d] %(levelname)s %(name)s: %(message)s"))
+        root.handlers[:] = [handler]
+
+    log.configure(apply)
 
 
 def _stderr_is_journal() -> bool:

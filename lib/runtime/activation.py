@@ -114,6 +114,54 @@ def _sd_notify(state: str) -> None:
     daemon.notify(state)
 
 
+# -- command line ------------------------------------------------------------------------
+class Args:
+    """The handler's options: ``socket`` (a Path or None), ``idle_exit`` (seconds or None)."""
+
+    def __init__(self, socket: Path | None = None, idle_exit: float | None = None) -> None:
+        self.socket = socket
+        self.idle_exit = idle_exit
+
+
+def parse_args(service: str, argv: Sequence[str] | None = None) -> Args:
+    """``[--socket PATH] [--idle-exit SECONDS]``, as argparse reads them.
+
+    Under systemd the command line is empty or plain; those are read here, without argparse
+    (~2 ms of every cold start). Anything else (``--help``, an abbreviation, an unknown
+    option, a missing or bad value, a value that starts with ``-``) goes to the argparse
+    parser, so help and every error (one line after the usage, exit 2) are argparse's own."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = Args()
+    i = 0
+    while i < len(argv):
+        option, eq, value = argv[i].partition("=")
+        if not eq:
+            if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+                return _argparse_args(service, argv)
+            i, value = i + 1, argv[i + 1]
+        i += 1
+        if option == "--socket":
+            args.socket = Path(value)
+        elif option == "--idle-exit":
+            try:
+                args.idle_exit = float(value)
+            except ValueError:
+                return _argparse_args(service, argv)
+        else:
+            return _argparse_args(service, argv)
+    return args
+
+
+def _argparse_args(service: str, argv: list[str]) -> Args:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=f"python -m trading.handlers ({service})")
+    parser.add_argument("--socket", type=Path, help="bind this path when not socket-activated")
+    parser.add_argument("--idle-exit", type=float, help="seconds idle before exiting")
+    ns = parser.parse_args(argv)
+    return Args(ns.socket, ns.idle_exit)
+
+
 # -- entry point ------------------------------------------------------------------------
 def run(service_cls: type[Service], argv: Sequence[str] | None = None, *,
         registry: Callable[[str], type[Service]] | None = None) -> int:
@@ -122,16 +170,11 @@ def run(service_cls: type[Service], argv: Sequence[str] | None = None, *,
     Builds the production context: the configuration, a client for the peers (by socket, or
     in-process through ``registry`` where a peer has no socket), systemd's notify, and the
     store at the configured path."""
-    import argparse
-
     from trading import config as _config
     from trading.errors import ConfigError
     from trading.runtime.client import Client, LocalTransport
 
-    parser = argparse.ArgumentParser(prog=f"python -m trading.handlers ({service_cls.name})")
-    parser.add_argument("--socket", type=Path, help="bind this path when not socket-activated")
-    parser.add_argument("--idle-exit", type=float, help="seconds idle before exiting")
-    args = parser.parse_args(argv)
+    args = parse_args(service_cls.name, argv)
     try:
         cfg = _config.get()
     except ConfigError as exc:

@@ -9,9 +9,9 @@ the answer's ``errors`` map, keyed by the symbol as given, made by the error its
 
 from __future__ import annotations
 
-import datetime as dt
 TYPE_CHECKING = False  # typing costs ~3 ms of every cold start; annotations are strings
 if TYPE_CHECKING:
+    import datetime as dt
     from typing import Any
 
 from trading.errors import InvalidParams, RPCError
@@ -84,6 +84,8 @@ def date(name: str, value: Any) -> dt.date | None:
     """An ISO date (None stays None), between 1900 and 2100."""
     if value is None:
         return None
+    import datetime as dt  # not at the top: a cold start that reads no date never pays
+
     try:
         day = dt.date.fromisoformat(value)
     except (TypeError, ValueError) as exc:

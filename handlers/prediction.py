@@ -16,19 +16,19 @@ The predictor is imported on the first prediction, not when the service starts.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 TYPE_CHECKING = False  # typing costs ~3 ms of every cold start; annotations are strings
 if TYPE_CHECKING:
     from typing import Any
 
+from trading import log
 from trading.errors import InvalidParams, NotFound, RPCError, TradingError, Unavailable
 from trading.handlers import params
 from trading.runtime.protocol import rpc
 from trading.runtime.service import Service
 
-logger = logging.getLogger(__name__)
+logger = log.getLogger(__name__)
 
 # The market source named on a call also picks the news source where one exists, so
 # `--source sample` is a fully offline run; csv:DIR has no news, so the configured one is used.

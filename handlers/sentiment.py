@@ -9,19 +9,19 @@ lexicons, so a cold start stays close to a bare interpreter's.
 
 from __future__ import annotations
 
-import logging
 import sys
 import threading
 TYPE_CHECKING = False  # typing costs ~3 ms of every cold start; annotations are strings
 if TYPE_CHECKING:
     from typing import Any
 
+from trading import log
 from trading.errors import InvalidParams, RPCError
 from trading.handlers import params
 from trading.runtime.protocol import rpc
 from trading.runtime.service import Service
 
-logger = logging.getLogger(__name__)
+logger = log.getLogger(__name__)
 
 MAX_TEXTS = 10_000    # texts per score_text call
 MAX_TEXT_CHARS = 2_000

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-import logging
 import threading
 import time
 from contextlib import contextmanager
@@ -24,13 +23,14 @@ TYPE_CHECKING = False  # typing costs ~3 ms of every cold start; annotations are
 if TYPE_CHECKING:
     from typing import Any
 
+from trading import log
 from trading.errors import Busy, Cancelled, InvalidParams, Unavailable, UpstreamUnavailable
 from trading.handlers import params
 from trading.market.periods import HISTORY_YEARS, SUMMARY_DAYS, WARMUP_SESSIONS, covering
 from trading.runtime.protocol import rpc
 from trading.runtime.service import Service
 
-logger = logging.getLogger(__name__)
+logger = log.getLogger(__name__)
 
 MAX_HORIZON = 20
 MAX_JOB_SYMBOLS = 100  # per train/backtest: a job holds the one job slot while it runs

@@ -2,8 +2,8 @@
 
 The package is layered; each layer imports only the ones above it in this list:
 
-- :mod:`trading.errors`, :mod:`trading.config`: the error tree and the configuration, which
-  every layer uses.
+- :mod:`trading.errors`, :mod:`trading.config`, :mod:`trading.log`: the error tree, the
+  configuration and loggers that import ``logging`` on first use, which every layer uses.
 - :mod:`trading.runtime`: protocol, service base and context, activation, client, access, store.
 - :mod:`trading.market`: bar sources (one Yahoo adapter), the bar cache, indicators, summaries,
   the ASX calendar, symbols.

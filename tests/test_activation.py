@@ -281,3 +281,92 @@ def test_authorizer_admits_own_user_and_refuses_strangers():
     assert check(1, 12345, 99) is None       # listed user
     reason = check(1, 54321, 54321)
     assert reason and "access denied" in reason
+
+
+# -- the command line and logging, without argparse or logging on the cold path -------------
+@pytest.mark.parametrize("argv", [
+    [], ["--socket", "/x/a.sock"], ["--socket=/x/a.sock"], ["--idle-exit", "2.5"],
+    ["--idle-exit=-1"], ["--idle-exit", "1e3"], ["--socket", "a", "--idle-exit", "3", "--socket", "b"],
+    ["--socket="], ["--sock", "a"], ["--idle", "3"], ["--idle-exit", "-1"], ["--socket=-x"],
+])
+def test_handler_options_are_read_as_argparse_reads_them(argv):
+    import argparse
+    from pathlib import Path
+
+    from trading.runtime.activation import parse_args
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--socket", type=Path)
+    parser.add_argument("--idle-exit", type=float)
+    want = parser.parse_args(argv)
+    got = parse_args("slow", argv)
+    assert (got.socket, got.idle_exit) == (want.socket, want.idle_exit)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--idle-exit", "x"], "argument --idle-exit: invalid float value: 'x'"),
+    (["--socket"], "argument --socket: expected one argument"),
+    (["--socket", "--idle-exit", "1"], "argument --socket: expected one argument"),
+    (["extra"], "unrecognized arguments: extra"),
+    (["--nope", "1"], "unrecognized arguments: --nope 1"),
+])
+def test_bad_handler_options_are_argparse_errors(argv, message, capsys):
+    from trading.runtime.activation import parse_args
+
+    with pytest.raises(SystemExit) as exc:
+        parse_args("slow", argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: python -m trading.handlers (slow) [-h]")
+    assert err.rstrip().endswith(f"python -m trading.handlers (slow): error: {message}")
+
+
+def test_help_is_argparse_help(capsys):
+    from trading.runtime.activation import parse_args
+
+    with pytest.raises(SystemExit) as exc:
+        parse_args("slow", ["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "--socket SOCKET" in out and "seconds idle before exiting" in out
+
+
+def test_logging_set_up_before_import_applies_to_whoever_imports_it_first():
+    # In a fresh interpreter: setup_logging before logging is loaded; a module that imports
+    # logging itself (not through trading.log) then logs with the handlers' format, and a
+    # trading.log logger resolves to the same named logger.
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from trading import log\n"
+            "from trading.runtime.activation import setup_logging\n"
+            "lg = log.getLogger('trading.somewhere')\n"
+            "setup_logging('probe', 'WARNING')\n"
+            "assert 'logging' not in sys.modules\n"
+            "import logging\n"
+            "logging.getLogger('other').warning('plain %s', 1)\n"
+            "logging.getLogger('other').info('not shown')\n"
+            "lg.error('via proxy %d', 2)\n"
+            "assert lg.getEffectiveLevel() == logging.WARNING\n"
+            "assert logging.getLogger('trading.somewhere') is lg._logger\n"
+            "assert not any(type(f).__name__ == '_SetUpOnImport' for f in sys.meta_path)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={k: v for k, v in os.environ.items() if k != "JOURNAL_STREAM"})
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.splitlines()
+    assert len(lines) == 2, out.stderr
+    assert lines[0].endswith("WARNING other: plain 1") and " trading-probe[" in lines[0]
+    assert lines[1].endswith("ERROR trading.somewhere: via proxy 2")
+
+
+def test_a_trading_log_record_names_its_real_caller(caplog):
+    # journald's CODE_FILE/CODE_LINE/CODE_FUNC come from the record: the caller, not the proxy.
+    from trading import log
+
+    caplog.set_level("INFO", logger="trading.test")
+    log.getLogger("trading.test").info("hello %s", "there")
+    (record,) = [r for r in caplog.records if r.name == "trading.test"]
+    assert record.getMessage() == "hello there" and record.levelname == "INFO"
+    assert record.funcName == "test_a_trading_log_record_names_its_real_caller"
+    assert record.pathname == __file__

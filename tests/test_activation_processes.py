@@ -64,6 +64,24 @@ def test_systemd_socket_activate_starts_the_handler_and_the_cli_calls_it(activat
     assert "serving on" in log
 
 
+@pytest.mark.parametrize("service", sorted(handlers.SERVICES))
+def test_a_cold_handler_answers_health_check_before_importing_logging(runtime_dir, service):
+    # logging (~7 ms with traceback), argparse, zoneinfo and typing are on no handler's path
+    # to its first answer; the start-up line is still logged, once that answer is out.
+    from conftest import Activated
+
+    path = runtime_dir / f"{service}.sock"
+    a = Activated("support.cold_modules", path, env(), [service])
+    try:
+        answer = rpc(path, "health_check")
+        assert answer["result"]["service"] == service and answer["result"]["status"] == "ok"
+        assert answer["result"]["store"] == "ok"
+    finally:
+        log = a.stop()
+    assert "cold-modules: []" in log, log
+    assert log.count(f"INFO trading.runtime.server: {service} serving on {path}") == 1, log
+
+
 def test_the_cli_prints_a_remote_error_as_one_line_with_an_exit_code(activate):
     activate("market-data")
     out = subprocess.run([PYTHON, "-m", "trading.cli.main", "call", "market-data", "no_such"],

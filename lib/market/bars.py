@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import threading
 import time
 from collections import OrderedDict
@@ -53,12 +52,12 @@ TYPE_CHECKING = False  # typing costs ~2 ms of a cold health_check; annotations 
 if TYPE_CHECKING:
     from typing import Any
 
-from trading.market import asx
+from trading import log
 from trading.errors import NotFound, RPCError, StoreUnavailable, UpstreamUnavailable
 from trading.market.yahoo import PAUSE_S, UpstreamState
 from trading.runtime.store import Store
 
-logger = logging.getLogger(__name__)
+logger = log.getLogger(__name__)
 
 INTERVAL = "1d"
 SUMMARY_VERSION = 2  # 2: volume from completed sessions (volume_through)
@@ -102,8 +101,16 @@ class Entry:
         return self.summary.get("v") == SUMMARY_VERSION
 
 
+def _sydney():
+    """The exchange's time zone: the calendar (zoneinfo, ~3 ms) is imported on first use, not
+    by a health_check that only counts the cache."""
+    from trading.market import asx
+
+    return asx.TZ
+
+
 def today(now: float) -> dt.date:
-    return dt.datetime.fromtimestamp(now, asx.TZ).date()
+    return dt.datetime.fromtimestamp(now, _sydney()).date()
 
 
 class BarCache:
@@ -203,7 +210,7 @@ class BarCache:
                     continue
                 self._bypassed[(source.name, s)] = bars
                 self._bypassed.move_to_end((source.name, s))
-                at = dt.datetime.fromtimestamp(now, asx.TZ)
+                at = dt.datetime.fromtimestamp(now, _sydney())
                 live = not market.is_final(dt.date.fromisoformat(bars.dates[-1]), at)
                 fresh = market.fresh_until(at, bars.dates[-1]).timestamp()
                 entries[s] = Entry(source.name, s, start.isoformat(), bars.dates[0],
@@ -383,7 +390,7 @@ class BarCache:
                replace: bool = False) -> None:
         from trading.market import summary as market
 
-        fetched = dt.datetime.fromtimestamp(now, asx.TZ)
+        fetched = dt.datetime.fromtimestamp(now, _sydney())
         rows = []
         for i, d in enumerate(bars.dates):
             final = market.is_final(dt.date.fromisoformat(d), fetched)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 import select
 import socket
 import threading
@@ -34,11 +33,12 @@ TYPE_CHECKING = False  # typing costs ~3 ms of every cold start; annotations are
 if TYPE_CHECKING:
     from typing import Any
 
+from trading import log
 from trading import config as _config
 from trading.errors import CallTimeout, RPCError, ServiceUnavailable
 from trading.runtime.protocol import LineBuffer, LineTooLong
 
-logger = logging.getLogger(__name__)
+logger = log.getLogger(__name__)
 
 CONNECT_TIMEOUT = 5.0
 

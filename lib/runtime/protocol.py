@@ -11,17 +11,17 @@ parameters says so with ``@rpc(positional=True)``.
 from __future__ import annotations
 
 import json
-import logging
 import math
 from collections.abc import Callable, Iterator
 TYPE_CHECKING = False  # typing costs ~3 ms of every cold start; annotations are strings
 if TYPE_CHECKING:
     from typing import Any
 
+from trading import log
 from trading.errors import (InternalError, InvalidParams, InvalidRequest, MethodNotFound, ParseError,
                      RPCError)
 
-logger = logging.getLogger(__name__)
+logger = log.getLogger(__name__)
 
 DEFAULT_LINE_LIMIT = 1 << 20  # 1 MiB
 DEFAULT_MAX_BATCH = 32        # requests in one batch: each answer is held until the last one

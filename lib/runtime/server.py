@@ -37,7 +37,6 @@ would reach into the other's state.
 from __future__ import annotations
 
 import json
-import logging
 import select
 import selectors
 import socket
@@ -46,13 +45,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from trading import log
 from trading.errors import Busy, Forbidden, InvalidRequest
 from trading.runtime.protocol import (DEFAULT_BATCH_REPLY_LIMIT, DEFAULT_LINE_LIMIT,
                                       DEFAULT_MAX_BATCH, LineBuffer, LineTooLong, encode,
                                       error_response)
 from trading.runtime.service import Service, set_current_cancel
 
-logger = logging.getLogger(__name__)
+logger = log.getLogger(__name__)
 
 Notify = Callable[[str], object]
 # Returns None to admit the peer, or a reason to refuse it; gets (pid, uid, gid).
@@ -140,6 +140,7 @@ class Server:
         self._stopping = False
         self._stop_at: float | None = None
         self._last_activity = clock()
+        self._announcement: list[tuple] = []  # the start-up line, until it is logged
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -165,8 +166,11 @@ class Server:
             sel.register(s, selectors.EVENT_READ)
         last_ping = last_status = self.clock()
         self.notify(f"READY=1\nSTATUS={self.service.status()}")
-        logger.info("%s serving on %s (idle exit %.3gs)", self.service.name,
-                    ", ".join(_sockname(s) for s in self.sockets), self.idle_exit)
+        # Logged once the first request is answered or the loop is first idle, whichever
+        # comes first: importing logging is ~7 ms that the first answer need not wait for.
+        self._announcement.append(("%s serving on %s (idle exit %.3gs)", self.service.name,
+                                   ", ".join(_sockname(s) for s in self.sockets),
+                                   self.idle_exit))
         reason = "stopped"
         try:
             while True:
@@ -198,7 +202,16 @@ class Server:
                 if self.watchdog_interval:
                     due = self.watchdog_interval - (now - last_ping)
                     timeout = max(0.0, min(timeout, due))
-                for key, _ in sel.select(timeout):
+                if self._announcement and open_now == 0:
+                    events = sel.select(0)
+                    if not events:  # first idle: nobody connected, nobody waiting
+                        self._announce()
+                        events = sel.select(timeout)
+                else:
+                    events = sel.select(timeout)
+                if not events and self._announcement:
+                    self._announce()  # a first request not answered within a tick
+                for key, _ in events:
                     if key.fileobj is self._wake_r:
                         self._drain_wake()
                         continue
@@ -223,9 +236,18 @@ class Server:
             sel.close()
         self.notify(f"STOPPING=1\nSTATUS=exiting ({reason})")
         self._join_workers()
+        self._announce()  # still first, when no request came and the loop was never idle
         logger.info("%s exiting (%s) after %d requests", self.service.name, reason,
                     self.stats.requests)
         return 0
+
+    def _announce(self) -> None:
+        """Log the pending start-up line, once, from whichever thread gets here first."""
+        try:
+            args = self._announcement.pop()  # atomic: a second caller finds it empty
+        except IndexError:
+            return
+        logger.info(*args)
 
     def _drain_wake(self) -> None:
         try:
@@ -458,6 +480,8 @@ class Server:
             stats.lock.release()
         if response is not None:
             conn.sock.sendall(response)
+        if self._announcement:  # the first answer is out: now the start-up line
+            self._announce()
 
     def _check_peer(self, conn: _Conn) -> Forbidden | None:
         if self.authorize is None:

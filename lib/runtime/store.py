@@ -25,7 +25,6 @@ reads the store this way, so a page view can never change it).
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -45,11 +44,13 @@ StoreError = StoreUnavailable  # the store cannot be opened, read or written (th
 
 
 def migrations() -> list[tuple[int, Path]]:
+    # os.listdir rather than Path.glob and a regex: both compile a pattern on every cold
+    # start that opens the store.
     found = []
-    for p in MIGRATIONS.glob("*.sql"):
-        m = re.match(r"(\d+)_", p.name)
-        if m:
-            found.append((int(m.group(1)), p))
+    for name in os.listdir(MIGRATIONS):
+        number, sep, _ = name.partition("_")
+        if sep and number.isdecimal() and name.endswith(".sql"):
+            found.append((int(number), MIGRATIONS / name))
     return sorted(found)
 
 

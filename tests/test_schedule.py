@@ -91,11 +91,24 @@ def test_weekends_are_closed(day, name):
 def test_outside_the_session_predict_says_when_it_opens_or_closed():
     assert schedule.gate("predict", at("2026-11-24", "09:59")) == schedule.Decision(
         False, "market closed: opens at 10:00 Sydney")
-    assert schedule.gate("predict", at("2026-11-24", "16:53")) == schedule.Decision(
+    assert schedule.gate("predict", at("2026-11-24", "17:03")) == schedule.Decision(
         False, "market closed: closed at 16:00 Sydney")
     # The timer's final run (16:35 plus its random delay) is still the session's last run.
     assert schedule.gate("predict", at("2026-11-24", "16:37")).run
     assert schedule.gate("predict", at("2026-11-24", "16:52")).run
+
+
+def test_the_readmes_half_hourly_cron_line_gets_a_final_run_every_session():
+    """Without systemd the README's cron line fires at :00 and :30: 16:00 and 16:30 come
+    before the close reaches the feed (16:32), so 17:00 must count as the final run."""
+    for day in ("2026-11-24", "2026-06-15"):  # daylight time and standard time
+        runs = {hhmm: schedule.gate("predict", at(day, hhmm))
+                for hhmm in ("16:00", "16:30", "17:00", "17:30")}
+        assert runs["16:00"].run and "not the session's final run" in runs["16:00"].reason
+        assert runs["16:30"].run and "not the session's final run" in runs["16:30"].reason
+        assert runs["17:00"] == schedule.Decision(True, "after the close: final run of the "
+                                                        "session")
+        assert not runs["17:30"].run
 
 
 @pytest.mark.parametrize("day", ["2026-12-24", "2026-12-31"])

@@ -57,7 +57,7 @@ def handler(service: str, out: str) -> int:
 
         setattr(owner, name, wrapper)
 
-    wrap(config, "get", after="config loaded (argparse, config, client)")
+    wrap(config, "get", after="config loaded (config, client)")
     wrap(activation, "adopt_sockets", after="socket adopted")
     wrap(server.Server, "__init__", before="context and service built",
          after="server built (dispatcher)")

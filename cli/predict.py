@@ -251,12 +251,12 @@ def _rate(s: dict) -> list[str]:
 
 def print_scorecard(rep: dict, *, by_symbol: bool = False) -> None:
     counts = ", ".join(f"{n} {o}" for o, n in rep["predictions"].items()) or "none"
-    folded = max((rep.get("repeats_folded") or {}).values(), default=0)
+    folded = (rep.get("repeats_folded") or {}).get("1", 0)
     print(f"predictions stored: {counts}; outcomes scored: {rep['outcomes']}"
           + (f"; {rep['sample_left_out']} from synthetic sample data left out "
              "(--include-sample counts them)" if rep.get("sample_left_out") else "")
-          + (f"; up to {folded} earlier prediction(s) of a symbol's session counted once, "
-             "as its latest" if folded else ""))
+          + (f"; {folded} earlier run(s) of a symbol's session folded into that session's "
+             "latest" if folded else ""))
     if not rep["horizons"]:
         print("no outcomes yet: predictions are scored once 1 and 5 sessions have passed "
               "(`trading report --evaluate`, or `trading replay DIR` for history)")

@@ -370,3 +370,25 @@ def test_a_trading_log_record_names_its_real_caller(caplog):
     assert record.getMessage() == "hello there" and record.levelname == "INFO"
     assert record.funcName == "test_a_trading_log_record_names_its_real_caller"
     assert record.pathname == __file__
+
+
+def test_a_journal_handler_that_cannot_load_falls_back_to_stderr(monkeypatch):
+    """The set-up runs inside the first `import logging`, maybe mid-request: if the journal
+    handler cannot be had there, records go to stderr instead of nowhere."""
+    import logging
+    import sys
+
+    from trading.runtime import activation
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    monkeypatch.setattr(activation, "_stderr_is_journal", lambda: True)
+    monkeypatch.setitem(sys.modules, "systemd.journal", None)  # import raises ImportError
+    try:
+        activation.setup_logging("market-data", "INFO")  # logging is loaded: applied now
+        [handler] = root.handlers
+        assert type(handler) is logging.StreamHandler
+        assert "trading-market-data" in handler.formatter._fmt
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)

@@ -266,3 +266,14 @@ def test_a_symbol_with_no_data_never_blocks_the_others(world):
     src.missing = set()
     entries, errors = cache.ensure(src, ["XYZ.AX"], START)
     assert not errors and "XYZ.AX" in entries and src.calls[-1][0] == ["XYZ.AX"]
+
+
+def test_a_live_second_bar_leaves_nothing_to_measure_volume_on():
+    """A new listing's second day, still trading: no completed volume beyond its first day."""
+    from trading.market import summary as market
+
+    bars = market.Bars(["2026-11-23", "2026-11-24"], [1.0, 1.1], [1.2, 1.2], [0.9, 1.0],
+                       [1.1, 1.15], [1000.0, 150.0])
+    v = market.volume_summary(bars, live=True)
+    assert v["volume_through"] == "2026-11-23" and v["volume_trend"] is None
+    assert v["volume_quality_score"] == 0.5

@@ -253,7 +253,22 @@ def test_the_runs_of_one_session_count_once_in_the_scorecard(store, cfg):
     assert h1["n"] == 2
     assert h1["by_action"]["BUY"]["n"] == 0 and h1["by_action"]["HOLD"]["n"] == 2
     out = CliRunner().invoke(_cli_app(), ["--in-process", "report"])
-    assert "counted once" in out.output, out.output
+    assert "2 earlier run(s) of a symbol's session folded" in out.output, out.output
+
+
+def test_the_calibration_counts_a_symbols_session_once_too(store, cfg):
+    """The fit's minimum history counts outcomes: a session's 13 timer runs are one."""
+    from trading.signals import calibration
+
+    closes = _series({"2025-12-29": 160.0, "2025-12-30": 161.29, "2025-12-31": 164.52})
+    for created_at in ("2025-12-29T23:00:00+00:00", "2025-12-30T02:00:00+00:00",
+                       "2025-12-30T05:35:00+00:00"):
+        store_one(store, cfg, market("CBA.AX", "2025-12-30"), created_at=created_at)
+    sydney = ZoneInfo("Australia/Sydney")
+    outcomes.evaluate(store, closes, index=cfg["context.index"],
+                      at=datetime(2025, 12, 31, 17, 0, tzinfo=sydney))
+    assert store.query("SELECT count(*) FROM outcomes")[0][0] == 3
+    assert calibration.fit_store(store).fitted_on["1"] == 1
 
 
 def _cli_app():

@@ -34,7 +34,9 @@ Scores and their ranges (all floats, rounded; ``None`` where an input is still i
   ``multiplier.*`` and ``threshold.*``. Without enough index bars: NEUTRAL, ``fallback: true``.
 
 Freshness (:func:`fresh_until`, :func:`is_final`) follows the ASX: during a session a cached
-series is fresh for :data:`LIVE_TTL`; after the close until the next session opens. Free ASX
+series is fresh for :data:`LIVE_TTL`; after the close until the next session opens (a series
+still missing the day's bar is asked again every :data:`LIVE_TTL` for
+:data:`LATE_BAR_WINDOW`). Free ASX
 prices are delayed :data:`DATA_DELAY`, so a day's bar is final only that long after the
 closing auction.
 """
@@ -197,10 +199,11 @@ def volume_summary(bars, live: bool = False) -> dict[str, Any]:
     from trading.market import indicators as ind
 
     b = as_bars(bars)
-    done = b[:-1] if live and len(b) > 2 else b
-    if len(b) < 2:
+    done = b[:-1] if live else b
+    if len(done) < 2:
         return {"volume_trend": None, "price_volume_correlation": None,
-                "volume_quality_score": 0.5, "volume_through": None}
+                "volume_quality_score": 0.5,
+                "volume_through": done.dates[-1] if len(done) else None}
     trend = float(ind.volume_trend(done.volume, 5, 20)[-1])
     corr = float(ind.rolling_corr(ind.returns(done.close)[1:], done.volume[1:], 20)[-1]) \
         if len(done) > 20 else math.nan

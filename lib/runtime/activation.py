@@ -83,12 +83,17 @@ def setup_logging(service: str, level: str = "INFO") -> None:
     def apply(logging) -> None:
         root = logging.getLogger()
         root.setLevel(level.upper() if isinstance(level, str) else level)
-        handler: logging.Handler
+        handler: logging.Handler | None = None
         if journal:
-            from systemd.journal import JournalHandler
+            # Applied inside the first `import logging` (maybe mid-request): a failure here
+            # must not fail that import and leave logging unconfigured; stderr it is then.
+            try:
+                from systemd.journal import JournalHandler
 
-            handler = JournalHandler(SYSLOG_IDENTIFIER=f"trading-{service}")
-        else:
+                handler = JournalHandler(SYSLOG_IDENTIFIER=f"trading-{service}")
+            except Exception:  # noqa: BLE001 - any failure: fall back, never lose the logs
+                handler = None
+        if handler is None:
             handler = logging.StreamHandler(stderr)
             handler.setFormatter(logging.Formatter(
                 f"%(asctime)s trading-{service}[%(process)d] %(levelname)s %(name)s: %(message)s"))

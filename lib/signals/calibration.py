@@ -37,8 +37,7 @@ fixed before the first evaluation run. :func:`fit_store` fits on every scored ou
 synthetic ``sample`` data out) and stores the record (the ``calibrations`` table) that live
 predictions use (:func:`latest`, :func:`apply`).
 
-The model (:mod:`trading.learning.models`) is calibrated the same way with one input, the
-logit of its raw probability (:func:`fit_platt`), on its walk-forward out-of-sample output.
+The model (:mod:`trading.learning.models`) is calibrated the same way (:func:`fit_platt`).
 """
 
 from __future__ import annotations
@@ -116,8 +115,7 @@ class Logistic:
 
 def fit_logistic(rows: Sequence[Mapping[str, float]], labels: Sequence[int],
                  inputs: Sequence[str], *, weights: Sequence[float] | None = None) -> Logistic:
-    """Fit ``labels`` (0/1) on the named ``inputs`` of ``rows``; scikit-learn imported here.
-    ``weights``: each row's share of an independent outcome (:func:`independent_weights`)."""
+    """Fit 0/1 ``labels`` on ``inputs`` of ``rows``, rows ``weights``-weighted (scikit-learn)."""
     import numpy as np
 
     x = np.array([[_finite(r.get(name)) for name in inputs] for r in rows], dtype=float)
@@ -303,8 +301,7 @@ def fit_store(store, *, include_sample: bool = False, source: str | None = None,
     data left out unless ``include_sample``) and store the record; returns it (with its id)."""
     from trading.signals.events import now_iso
 
-    # The rules' own predictions only: the fit maps the rules' score (a plugged predictor's
-    # predictions, docs/predictors.md, say nothing about it).
+    # The rules' own predictions only: the fit maps the rules' score, not a plugged predictor's.
     from trading.signals.outcomes import PREDICTOR_SQL
     from trading.signals.predictors import DEFAULT
 
@@ -314,11 +311,14 @@ def fit_store(store, *, include_sample: bool = False, source: str | None = None,
         args.append(source)
     if not include_sample:
         where.append("coalesce(p.data_source, '') != 'sample'")
+    # The latest prediction per symbol and session, as the scorecard counts (13 runs, 1 outcome).
     rows = store.query(
-        "SELECT p.score, json_extract(p.inputs, '$.market.technical.volatility_pct') AS vol,"
+        "WITH p AS (SELECT p.*, row_number() OVER (PARTITION BY p.symbol, p.session, p.origin,"
+        " coalesce(p.data_source, '') ORDER BY p.created_at DESC, p.id DESC) AS nth"
+        " FROM predictions p" + (" WHERE " + " AND ".join(where) if where else "") + ")"
+        " SELECT p.score, json_extract(p.inputs, '$.market.technical.volatility_pct') AS vol,"
         " o.horizon, o.forward_return, o.end_session FROM outcomes o"
-        " JOIN predictions p ON p.id = o.prediction_id"
-        + (" WHERE " + " AND ".join(where) if where else ""), tuple(args))
+        " JOIN p ON p.id = o.prediction_id WHERE p.nth = 1", tuple(args))
     cal = fit_rules(_store_outcomes(rows), source=source)
     with store.transaction() as db:
         cur = db.execute(

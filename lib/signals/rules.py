@@ -49,8 +49,10 @@ How a prediction is made
      With the default configuration no BUY is possible in a BEARISH market (at most
      1.0 x 0.7 < 0.80) and, mirrored, no SELL in a BULLISH one: the plan's market awareness.
    - HOLD otherwise, and always when the technical component is missing (no usable price
-     data), when the market data is stale by more than :data:`MAX_STALE_AGE_S`, or when the
-     present components carry less than :data:`MIN_COVERAGE` of the configured weight.
+     data), when the market data is stale by more than :data:`MAX_STALE_AGE_S` or its last
+     bar is older than that (``days_behind``: a ``csv:`` folder that ended months ago), or
+     when the present components carry less than :data:`MIN_COVERAGE` of the configured
+     weight.
 
 Without the index
 -----------------
@@ -80,7 +82,7 @@ MIRROR = {"BEARISH": "BULLISH", "WEAK_BEARISH": "WEAK_BULLISH", "NEUTRAL": "NEUT
 CONTEXT_COMPONENT = {"BEARISH": 0.2, "WEAK_BEARISH": 0.35, "NEUTRAL": 0.5,
                      "WEAK_BULLISH": 0.65, "BULLISH": 0.8}
 
-# Confidence multipliers for inputs we cannot fully trust. A stale cache is still real data,
+# Strength multipliers for inputs we cannot fully trust. A stale cache is still real data,
 # so it dents strength. (Missing sentiment or volume is not here: it counts as neutral
 # evidence, which lowers strength through the score without ever ranking above a neutral
 # reading, as a multiplier on top of redistribution did.)
@@ -169,8 +171,9 @@ def decide(market: Mapping, sentiment: Mapping | None, model_probability: float 
     sentiment ``analyze_bulk`` result or None, the model's probability or None).
 
     Returns ``{symbol, action, confidence, strength, score, lean, components, weights,
-    market_context, confidence_multiplier, buy_threshold, sell_threshold, price, rsi, sentiment_score,
-    reasons, data_stale, model_version, created_at}``; see the module docstring for the rules.
+    market_context, confidence_multiplier, buy_threshold, sell_threshold, price, rsi,
+    sentiment_score, reasons, data_stale, model_version, created_at}``; see the module
+    docstring for the rules.
     ``created_at`` is passed through (this function reads no clock).
     """
     market = market if isinstance(market, Mapping) else {}
@@ -255,20 +258,20 @@ def decide(market: Mapping, sentiment: Mapping | None, model_probability: float 
     bullish = score >= 0.5
     mult = 1.0 if score == 0.5 else buy_mult if bullish else terms["sell_multiplier"]
     threshold = buy_threshold if bullish else terms["sell_threshold"]
-    confidence = min(1.0, max(0.0, max(score, 1.0 - score) * mult * penalty))
+    strength = min(1.0, max(0.0, max(score, 1.0 - score) * mult * penalty))
     if force_hold:
         action = "HOLD"
         reasons.append("HOLD forced: " + "; ".join(force_hold))
     elif score == 0.5:
         action = "HOLD"
         reasons.append("HOLD: no lean either way")
-    elif confidence >= threshold:
+    elif strength >= threshold:
         action = "BUY" if bullish else "SELL"
-        reasons.append(f"{action}: strength {confidence:.3f} >= threshold {threshold:.2f}")
+        reasons.append(f"{action}: strength {strength:.3f} >= threshold {threshold:.2f}")
     else:
         action = "HOLD"
         reasons.append(f"HOLD: {'bullish' if bullish else 'bearish'} strength "
-                       f"{confidence:.3f} < {'BUY' if bullish else 'SELL'} threshold "
+                       f"{strength:.3f} < {'BUY' if bullish else 'SELL'} threshold "
                        f"{threshold:.2f}")
 
     sent_score = _num(sentiment.get("score")) if isinstance(sentiment, Mapping) else None
@@ -281,8 +284,8 @@ def decide(market: Mapping, sentiment: Mapping | None, model_probability: float 
         # The rules' strength (what the thresholds compare), not a probability: a calibration
         # (trading.signals.calibration.apply) puts the probability in "confidence" and keeps
         # this as "strength"; uncalibrated, "confidence" stays this and says so.
-        "confidence": round(confidence, 4),
-        "strength": round(confidence, 4),
+        "confidence": round(strength, 4),
+        "strength": round(strength, 4),
         "score": round(score, 4),
         "lean": "NEUTRAL" if score == 0.5 else ("BULLISH" if bullish else "BEARISH"),
         "components": {n: None if v is None else round(v, 4) for n, v in comp.items()},

@@ -388,10 +388,15 @@ def history(
     if as_json:
         common.print_json(rows)
         return
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    sydney = ZoneInfo("Australia/Sydney")  # the zone --since reads, so a time copies across
     table = []
     for p in rows:
         out = p.get("outcomes") or {}
-        table.append([p["created_at"][:16].replace("T", " "), p["symbol"], p["action"],
+        made = dt.datetime.fromisoformat(p["created_at"]).astimezone(sydney)
+        table.append([made.strftime("%Y-%m-%d %H:%M"), p["symbol"], p["action"],
                       f"{p['confidence']:.2f}", _num(p.get("price"), ".2f"),
                       p.get("market_context"),
                       _pct((out.get("1") or {}).get("forward_return")),
@@ -406,7 +411,7 @@ def history(
         return
     # Fits 80 columns: the return after 1 and 5 sessions as "+1", "+5"; "by": the predictor.
     common.table("Prediction history (returns after 1 and 5 sessions)",
-                 ["created (UTC)", "symbol", "action", "conf", "price", "context", "+1", "+5",
+                 ["made (Sydney)", "symbol", "action", "conf", "price", "context", "+1", "+5",
                   "by"], table, compact=True)
 
 

@@ -215,7 +215,8 @@ class Prediction(Service):
     @rpc
     def history(self, symbol: str | None = None, since: str | None = None,
                 limit: int = 100) -> list[dict[str, Any]]:
-        """Stored predictions, newest first (optionally one symbol, since an ISO date)."""
+        """Stored predictions, newest first (optionally one symbol, since an ISO date or
+        date-time, Sydney time unless it has an offset)."""
         from trading.signals import ledger
 
         return ledger.history(self.store, None if symbol is None else params.symbol(symbol),

@@ -127,6 +127,9 @@ def test_history_filters_and_orders(store, cfg):
     store_one(store, cfg, market("ANZ.AX", "2025-10-01"), created_at="2025-10-01T15:00:00+00:00")
     assert "ANZ.AX" in {p["symbol"] for p in ledger.history(store, since="2025-10-02")}
     assert "ANZ.AX" not in {p["symbol"] for p in ledger.history(store, since="2025-10-02T01:30")}
+    # The CLI shows the time in Sydney too, so a time copied from its table filters alike.
+    shown = CliRunner().invoke(_cli_app(), ["--in-process", "history", "ANZ"])
+    assert "made (Sydney)" in shown.output and "2025-10-02 01:00" in shown.output, shown.output
     with pytest.raises(InvalidParams):
         ledger.history(store, since="yesterday")
     with pytest.raises(InvalidParams):

@@ -233,6 +233,7 @@ class Training(Service):
             sessions = sorted({d for h in histories.values() for d in h.dates})
             following = dict(zip(sessions, sessions[1:]))
             index_close = dict(zip(index.dates, index.close.tolist())) if index is not None else {}
+            index_open = dict(zip(index.dates, index.open.tolist())) if index is not None else {}
             reports = {}
             for run in runs:
                 signals = backtest.replay(
@@ -242,7 +243,7 @@ class Training(Service):
                                                               f" deciding {s}"))
                 try:
                     r = backtest.evaluate(signals, index_close, cost_bps=float(cost_bps),
-                                          next_session=following)
+                                          next_session=following, index_open=index_open)
                 except ValueError as exc:
                     why = predictors.summarize_errors(signals.errors) or exc
                     raise InvalidParams(f"cannot backtest {run.name}: {why}") from exc

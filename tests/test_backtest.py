@@ -111,6 +111,24 @@ def test_a_call_is_judged_close_to_close_but_traded_from_the_next_open(bars):
     assert r["curves"]["buy_and_hold"] == pytest.approx([0.98, 0.98])
 
 
+def test_the_index_is_measured_over_the_period_the_positions_are_held():
+    """Strategy and buy and hold earn from the next open to the open after; with the index's
+    opens the index is measured over exactly that period, not a session earlier."""
+    s = backtest.Signals()
+    for d in ("d1", "d2", "d3"):
+        s.add("A", d, "HOLD", 0.5, 0.0, traded=0.0)
+    nxt = {"d1": "d2", "d2": "d3", "d3": "d4"}
+    close = {"d1": 100.0, "d2": 110.0, "d3": 121.0, "d4": 133.1}
+    opens = {"d2": 105.0, "d3": 0.0, "d4": 126.0}  # d3's open is missing: d2's close stands in
+    r = backtest.evaluate(s, close, next_session=nxt, index_open=opens)
+    curve = r["curves"]["index"]
+    assert curve[0] == pytest.approx(110.0 / 105.0)                # d2 open -> d3 (d2's close)
+    assert curve[1] == pytest.approx(curve[0] * 126.0 / 110.0)     # d3 (d2 close) -> d4 open
+    assert curve[2] == pytest.approx(curve[1] * 133.1 / 126.0)     # d4 open -> its close: last
+    old = backtest.evaluate(s, close, next_session=nxt)            # without opens, as before
+    assert old["curves"]["index"][0] == pytest.approx(1.10)
+
+
 def test_the_last_signal_is_marked_at_the_close_and_a_zero_open_stands_in():
     h = features.History("X", ["a", "b", "c"], np.array([10.0, 11.0, 12.0]), [{}, {}, {}],
                          np.array([9.0, 0.0, 12.5]))

@@ -166,12 +166,16 @@ def max_drawdown(equity: np.ndarray) -> float:
 
 
 def evaluate(signals: Signals, index_close: dict[str, float] | None, *,
-             cost_bps: float = DEFAULT_COST_BPS, next_session: dict[str, str] | None = None
-             ) -> dict[str, Any]:
+             cost_bps: float = DEFAULT_COST_BPS, next_session: dict[str, str] | None = None,
+             index_open: dict[str, float] | None = None) -> dict[str, Any]:
     """The backtest report: per-action statistics, equity curves and drawdowns.
 
     ``index_close`` maps a session date to the index close (may be partial or empty);
-    ``next_session`` maps a session to the one after it (the day each return is realised).
+    ``next_session`` maps a session to the one after it (a curve's point for a signal is
+    labelled with it: the session whose open the position is taken at). With ``index_open``
+    the index is measured over the period the positions are held, from the next open to the
+    open after (marked at the close where there is none after), so the three curves are like
+    for like; without it, close to close from the signal's session, a session earlier.
     """
     if not len(signals):
         raise ValueError("no sessions to evaluate in the window")
@@ -214,6 +218,9 @@ def evaluate(signals: Signals, index_close: dict[str, float] | None, *,
     day_index = np.full(len(sessions), np.nan)
     if index_close and next_session:
         for j, d in enumerate(sessions):
+            if index_open is not None:
+                day_index[j] = _held(index_open, index_close, next_session, d)
+                continue
             a, b = index_close.get(d), index_close.get(next_session.get(d, ""))
             if a and b:
                 day_index[j] = b / a - 1.0
@@ -247,6 +254,24 @@ def evaluate(signals: Signals, index_close: dict[str, float] | None, *,
         "curves": {"dates": curve_dates, "strategy": _round(eq_strat),
                    "buy_and_hold": _round(eq_hold), "index": _round(eq_index)},
     }
+
+
+def _held(opens: dict[str, float], closes: dict[str, float], following: dict[str, str],
+          d: str) -> float:
+    """The index over the period a position decided at ``d``'s close is held: the next
+    session's open to the open after (that session's close when it is the last); NaN where
+    the index has no bar. A missing or zero open is stood in for by the close before."""
+    def entry(day: str, before: str) -> float | None:
+        o = opens.get(day)
+        return o if o is not None and o > 0 else closes.get(before)
+
+    n1 = following.get(d)
+    if n1 is None:
+        return math.nan
+    buy = entry(n1, d)
+    n2 = following.get(n1)
+    sell = entry(n2, n1) if n2 is not None else closes.get(n1)
+    return sell / buy - 1.0 if buy and sell else math.nan
 
 
 def _index_curve(day: np.ndarray) -> np.ndarray:

@@ -360,7 +360,7 @@ check_services() {
         status=$("${sysctl[@]}" show -p ExecMainStatus --value "$unit" 2>/dev/null || true)
         code=$("${sysctl[@]}" show -p ExecMainCode --value "$unit" 2>/dev/null || true)
         case "$status" in
-            203) why="status 203/EXEC: systemd cannot execute $venv/bin/python"
+            203) why="status 203/EXEC: systemd cannot execute $venv/bin/trading-$name"
                  fix="the unit's sandbox hides the venv (ProtectHome= for /home and /root, PrivateTmp= for /tmp) or it is gone; install where the unit can see it (a system install: PYTHON=/usr/bin/python3 sudo ./install.sh)" ;;
             226) why="status 226/NAMESPACE: systemd cannot set up the unit's sandbox"
                  fix="a path the unit names (ReadWritePaths=, StateDirectory=) is missing, or this kernel or container does not allow mount namespaces; see journalctl ${sysctl[*]:1} -u $unit" ;;

@@ -68,8 +68,10 @@ class Services:
         for name, module in SERVICES.items():
             path = self.runtime / f"{name}.sock"
             path.unlink(missing_ok=True)
+            script = Path(PYTHON).with_name(f"trading-{name}")  # what the unit runs
+            argv = [str(script)] if script.exists() else [PYTHON, "-m", module]
             self.procs.append(subprocess.Popen(
-                ["systemd-socket-activate", "-l", str(path), *passed, PYTHON, "-m", module],
+                ["systemd-socket-activate", "-l", str(path), *passed, *argv],
                 env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         deadline = time.monotonic() + 10
         while not all((self.runtime / f"{n}.sock").exists() for n in SERVICES):

@@ -167,7 +167,9 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-rt-"))
     os.environ.setdefault("TRADING_STATE_DIR", str(tmp / "state"))
     os.environ.setdefault("TRADING_CACHE_DIR", str(tmp / "cache"))
-    handler = [PYTHON, "-m", SERVICES[args.service]]
+    # What the unit runs: the handler's console script (python -m where it is not installed).
+    script = Path(PYTHON).with_name(f"trading-{args.service}")
+    handler = [str(script)] if script.exists() else [PYTHON, "-m", SERVICES[args.service]]
     echo = [PYTHON, "-c", ECHO_SERVER]
     sock = tmp / "b.sock"
 

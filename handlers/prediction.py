@@ -271,7 +271,14 @@ class Prediction(Service):
 
 SERVICE = Prediction
 
-if __name__ == "__main__":
+
+def run() -> int:
+    """The console script ``trading-prediction``, which the unit runs: a script entry point skips
+    ``python -m``'s runpy (about 5 ms of every activation)."""
     from trading.handlers import main
 
-    raise SystemExit(main(SERVICE))
+    return main(SERVICE)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run())

@@ -102,7 +102,14 @@ class Sentiment(Service):
 
 SERVICE = Sentiment
 
-if __name__ == "__main__":
+
+def run() -> int:
+    """The console script ``trading-sentiment``, which the unit runs: a script entry point skips
+    ``python -m``'s runpy (about 5 ms of every activation)."""
     from trading.handlers import main
 
-    raise SystemExit(main(SERVICE))
+    return main(SERVICE)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run())

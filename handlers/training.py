@@ -344,7 +344,14 @@ def _index_note(index, cfg) -> dict[str, Any]:
 
 SERVICE = Training
 
-if __name__ == "__main__":
+
+def run() -> int:
+    """The console script ``trading-training``, which the unit runs: a script entry point skips
+    ``python -m``'s runpy (about 5 ms of every activation)."""
     from trading.handlers import main
 
-    raise SystemExit(main(SERVICE))
+    return main(SERVICE)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run())

@@ -48,8 +48,10 @@ def test_without_systemd_it_installs_says_so_and_commands_run_in_process(home):
     assert (units / "trading.target").exists()
     assert (units / "trading-market-data.socket").exists()
     venv = Path(home["HOME"]) / ".local/share/trading/venv"
-    assert f"ExecStart={venv}/bin/python -m trading.handlers.market_data" in \
+    assert f"ExecStart={venv}/bin/trading-market-data" in \
         (units / "trading-market-data.service").read_text()
+    for name in ("market-data", "sentiment", "prediction", "training"):  # what the units run
+        assert os.access(venv / "bin" / f"trading-{name}", os.X_OK), name
 
     trading = str(Path(home["HOME"]) / ".local/bin/trading")
     r = subprocess.run([trading, "call", "market-data", "health_check"], env=home,

@@ -290,6 +290,7 @@ class UserManager:
 
         module = SOCKET_SERVICES[service]
         prefix = str(self.venv)
+        script = f"{prefix}/bin/trading-{service}"  # what the unit runs (python -m: by hand)
         pids = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
@@ -299,7 +300,8 @@ class UserManager:
             except OSError:
                 continue
             args = [a.decode(errors="replace") for a in argv if a]
-            if len(args) >= 3 and args[0].startswith(prefix) and args[1:3] == ["-m", module]:
+            if len(args) >= 2 and args[0].startswith(prefix) and (
+                    args[1] == script or args[1:3] == ["-m", module]):
                 pids.append(int(entry.name))
         return sorted(pids)
 

@@ -112,13 +112,17 @@ def replay(histories, cfg, *, start: str | None = None, end: str | None = None,
     return out
 
 
+def _at_open(open_: float | None, close_before: float | None) -> float | None:
+    """The price a position is taken or left at: the session's open; one that is missing or
+    not positive (Yahoo leaves some at 0; NaN > 0 is false too) by the close before."""
+    return open_ if open_ is not None and open_ > 0 else close_before
+
+
 def _traded(h, k: int) -> float:
     """What a position decided after session ``k``'s close earns: bought at the next open,
-    sold at the open after (marked at ``k+1``'s close when there is none). An open that is
-    missing or not positive (Yahoo leaves some at 0) is stood in for by the close before."""
+    sold at the open after (marked at ``k+1``'s close when there is none)."""
     def entry(j: int) -> float:
-        o = float(h.open[j]) if h.open is not None else math.nan
-        return o if o > 0 else float(h.close[j - 1])  # NaN > 0 is False too
+        return _at_open(float(h.open[j]) if h.open is not None else None, float(h.close[j - 1]))
 
     buy = entry(k + 1)
     sell = entry(k + 2) if k + 2 < len(h.dates) else float(h.close[k + 1])
@@ -260,17 +264,13 @@ def _held(opens: dict[str, float], closes: dict[str, float], following: dict[str
           d: str) -> float:
     """The index over the period a position decided at ``d``'s close is held: the next
     session's open to the open after (that session's close when it is the last); NaN where
-    the index has no bar. A missing or zero open is stood in for by the close before."""
-    def entry(day: str, before: str) -> float | None:
-        o = opens.get(day)
-        return o if o is not None and o > 0 else closes.get(before)
-
+    the index has no bar (prices as :func:`_at_open` says)."""
     n1 = following.get(d)
     if n1 is None:
         return math.nan
-    buy = entry(n1, d)
+    buy = _at_open(opens.get(n1), closes.get(d))
     n2 = following.get(n1)
-    sell = entry(n2, n1) if n2 is not None else closes.get(n1)
+    sell = _at_open(opens.get(n2), closes.get(n1)) if n2 is not None else closes.get(n1)
     return sell / buy - 1.0 if buy and sell else math.nan
 
 

@@ -302,7 +302,7 @@ def fit_store(store, *, include_sample: bool = False, source: str | None = None,
     from trading.signals.events import now_iso
 
     # The rules' own predictions only: the fit maps the rules' score, not a plugged predictor's.
-    from trading.signals.outcomes import PREDICTOR_SQL
+    from trading.signals.outcomes import PREDICTOR_SQL, latest_per_session
     from trading.signals.predictors import DEFAULT
 
     where, args = [f"{PREDICTOR_SQL} = ?"], [DEFAULT]
@@ -311,12 +311,8 @@ def fit_store(store, *, include_sample: bool = False, source: str | None = None,
         args.append(source)
     if not include_sample:
         where.append("coalesce(p.data_source, '') != 'sample'")
-    # The latest prediction per symbol and session, as the scorecard counts (13 runs, 1 outcome).
-    rows = store.query(
-        "WITH p AS (SELECT p.*, row_number() OVER (PARTITION BY p.symbol, p.session, p.origin,"
-        " coalesce(p.data_source, '') ORDER BY p.created_at DESC, p.id DESC) AS nth"
-        " FROM predictions p" + (" WHERE " + " AND ".join(where) if where else "") + ")"
-        " SELECT p.score, json_extract(p.inputs, '$.market.technical.volatility_pct') AS vol,"
+    rows = store.query(  # a session's runs count once, as the scorecard counts them
+        latest_per_session(" AND ".join(where)) + " SELECT p.score, json_extract(p.inputs, '$.market.technical.volatility_pct') AS vol,"
         " o.horizon, o.forward_return, o.end_session FROM outcomes o"
         " JOIN p ON p.id = o.prediction_id WHERE p.nth = 1", tuple(args))
     cal = fit_rules(_store_outcomes(rows), source=source)

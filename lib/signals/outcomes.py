@@ -226,6 +226,17 @@ PREDICTOR_SQL = ("coalesce(json_extract(p.prediction, '$.predictor.name'), "
                  "'trading.signals.rules:predict')")
 
 
+def latest_per_session(where: str = "") -> str:
+    """A CTE ``p``: the predictions matching ``where`` (SQL over ``p``, may be empty), each
+    with ``nth``, 1 for the latest of its symbol's session (per origin, predictor and data
+    source). The timer predicts every 30 minutes and the 13 runs of one session share one
+    outcome, so whatever counts outcomes (the scorecard, the calibration's minimum) keeps
+    ``nth = 1``: the run that saw the most of the session it is scored from."""
+    return ("WITH p AS (SELECT p.*, row_number() OVER (PARTITION BY p.symbol, p.session,"
+            f" p.origin, {PREDICTOR_SQL}, coalesce(p.data_source, '') ORDER BY p.created_at"
+            f" DESC, p.id DESC) AS nth FROM predictions p{' WHERE ' + where if where else ''})")
+
+
 def accuracy(store: Store, origin: str | None = None, include_sample: bool = False,
              predictor: str | None = None) -> JSON:
     """The scorecard of every scored prediction, per horizon
@@ -263,15 +274,10 @@ def accuracy(store: Store, origin: str | None = None, include_sample: bool = Fal
     clause = (" WHERE " + " AND ".join(where)) if where else ""
     counts = store.query(f"SELECT p.origin, count(*) AS n FROM predictions p{clause} "
                          "GROUP BY p.origin", tuple(params))
-    # One prediction per symbol and session (per origin, predictor and data source): the
-    # timer predicts every 30 minutes, and the 13 runs of one session share one outcome, so
-    # counting each would multiply n without adding evidence and narrow every interval. The
-    # latest of the session is kept: it saw the most of the session it is scored from.
+    # One prediction per symbol and session: counting each run would multiply n without
+    # adding evidence and narrow every interval.
     rows = store.query(
-        "WITH p AS (SELECT p.*, row_number() OVER (PARTITION BY p.symbol, p.session,"
-        f" p.origin, {PREDICTOR_SQL}, coalesce(p.data_source, '') ORDER BY p.created_at DESC,"
-        f" p.id DESC) AS nth FROM predictions p{clause})"
-        " SELECT p.symbol, p.session, p.action, p.confidence, p.probability_1, p.probability_5,"
+        latest_per_session(" AND ".join(where)) + " SELECT p.symbol, p.session, p.action, p.confidence, p.probability_1, p.probability_5,"
         " json_extract(p.prediction, '$.strength') AS strength, o.horizon, o.end_session,"
         f" o.forward_return, o.index_return, o.correct, {PREDICTOR_SQL} AS predictor, p.nth"
         " FROM outcomes o JOIN p ON p.id = o.prediction_id", tuple(params))

@@ -40,6 +40,33 @@ def test_processes_migrating_at_once_do_not_collide(tmp_path):
     assert Store(path).schema_version() == migrations()[-1][0]
 
 
+def test_a_locked_switch_to_wal_is_tried_again_not_failed():
+    """SQLite refuses the WAL switch at once, without waiting, when waiting could deadlock
+    (several handlers opening a new store together): it is retried, and gives up with the
+    same error only after the busy timeout."""
+    from trading.runtime.store import _to_wal
+
+    class Locked:
+        def __init__(self, refusals):
+            self.refusals, self.calls = refusals, []
+
+        def execute(self, sql):
+            self.calls.append(sql)
+            if sql == "PRAGMA journal_mode = WAL" and self.refusals:
+                self.refusals -= 1
+                raise sqlite3.OperationalError("database is locked")
+            return self
+
+        def fetchone(self):
+            return ("delete",)
+
+    conn = Locked(refusals=3)
+    _to_wal(conn)
+    assert conn.calls.count("PRAGMA journal_mode = WAL") == 4
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _to_wal(Locked(refusals=10**6), timeout=0.05)
+
+
 def test_a_failed_transaction_leaves_nothing_behind(tmp_path):
     store = Store(tmp_path / "t.db")
     with pytest.raises(RuntimeError):

@@ -43,6 +43,25 @@ LOW_SPACE_BYTES = 1 << 20   # less free space than this on the store's filesyste
 StoreError = StoreUnavailable  # the store cannot be opened, read or written (the old name)
 
 
+def _to_wal(conn: sqlite3.Connection, timeout: float = BUSY_TIMEOUT_MS / 1000) -> None:
+    """Put the database in WAL mode. The switch needs an exclusive lock, and SQLite answers
+    "database is locked" at once, without its busy handler, when waiting could deadlock: as
+    when several handlers open a new store together (one of four failed so in a CI run). So
+    a locked switch is tried again, for up to the busy timeout."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+
 def migrations() -> list[tuple[int, Path]]:
     # os.listdir rather than Path.glob and a regex: both compile a pattern on every cold
     # start that opens the store.
@@ -82,8 +101,7 @@ class Store:
                                    isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
+            _to_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:

@@ -14,6 +14,7 @@ The bar is drawn on stderr, so ``--json`` output stays clean.
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Any, Optional
@@ -51,7 +52,7 @@ def run_with_progress(method: str, params: dict[str, Any], timeout: float, label
 
     client = common.client()
     in_process = client.in_process == "always" or (
-        client.in_process == "auto" and not client.socket_path(SERVICE).exists())
+        client.in_process == "auto" and not os.path.exists(client.socket_path(SERVICE)))
     poller = client if in_process else Client(_config.get(), timeout=5.0, in_process="never")
     outcome: dict[str, Any] = {}
 

@@ -8,7 +8,7 @@ package costs nothing.
 
 from __future__ import annotations
 
-import importlib
+import sys
 
 SERVICES: dict[str, str] = {
     "market-data": "trading.handlers.market_data",
@@ -29,7 +29,8 @@ def load(name: str):
         module = SERVICES[name]
     except KeyError:
         raise KeyError(f"unknown service {name!r}; known: {', '.join(SERVICES)}") from None
-    return importlib.import_module(module).SERVICE
+    __import__(module)  # importlib.import_module, without importlib (and warnings) to load
+    return sys.modules[module].SERVICE
 
 
 def client(cfg=None, **options):

@@ -96,7 +96,7 @@ class Prediction(Service):
 
     def health(self) -> dict[str, Any]:
         pub = self._publisher
-        return {"db_path": str(self.config.db_path),
+        return {"db_path": self.config.db_file,
                 "redis": bool(self.config["redis_url"]),
                 "events_published": pub.published if pub else 0,
                 "publish_failures": pub.failures if pub else 0,

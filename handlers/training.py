@@ -18,7 +18,6 @@ import bisect
 import datetime as dt
 import threading
 import time
-from contextlib import contextmanager
 TYPE_CHECKING = False  # typing costs ~3 ms of every cold start; annotations are strings
 if TYPE_CHECKING:
     from typing import Any
@@ -34,6 +33,24 @@ logger = log.getLogger(__name__)
 
 MAX_HORIZON = 20
 MAX_JOB_SYMBOLS = 100  # per train/backtest: a job holds the one job slot while it runs
+
+
+class _JobSlot:
+    """The context manager :meth:`Training._running` returns (a class, not
+    ``contextlib.contextmanager``: contextlib is about 1 ms of every cold start)."""
+
+    __slots__ = ("service", "kind", "total", "job")
+
+    def __init__(self, service: Training, kind: str, total: int) -> None:
+        self.service, self.kind, self.total = service, kind, total
+
+    def __enter__(self) -> Job:
+        self.job = self.service._enter_job(self.kind, self.total)
+        return self.job
+
+    def __exit__(self, *exc_info) -> bool:
+        self.service._leave_job(self.job)
+        return False
 
 
 class Job:
@@ -73,21 +90,24 @@ class Training(Service):
         return {"job": job.as_dict() if job is not None else None}
 
     # -- progress -------------------------------------------------------------------------
-    @contextmanager
-    def _running(self, kind: str, total: int):
+    def _running(self, kind: str, total: int) -> _JobSlot:
+        """``with self._running(kind, total) as job:``: the one job slot, or Busy."""
+        return _JobSlot(self, kind, total)
+
+    def _enter_job(self, kind: str, total: int) -> Job:
         if not self._run_lock.acquire(blocking=False):
             current = self._job.text() if self._job else "a job"
             raise Busy(f"training is busy: {current}; try again when it is done",
                        job=self._job.as_dict() if self._job else None)
         job = self._job = Job(kind, total)
         self.notify(f"STATUS={job.text()}")
-        try:
-            yield job
-        finally:
-            self._job = None
-            self._run_lock.release()
-            self.notify("STATUS=idle: " + kind + " finished")
-            logger.info("%s finished in %.1fs", kind, time.monotonic() - job.started)
+        return job
+
+    def _leave_job(self, job: Job) -> None:
+        self._job = None
+        self._run_lock.release()
+        self.notify("STATUS=idle: " + job.kind + " finished")
+        logger.info("%s finished in %.1fs", job.kind, time.monotonic() - job.started)
 
     def _step(self, job: Job, stage: str, done: int | None = None) -> None:
         """Record progress; stop here (Cancelled) when the job was cancelled or its client

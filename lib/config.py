@@ -7,7 +7,10 @@ dots as underscores (``TRADING_WEIGHTS_TECHNICAL``). A bad value is a :class:`Co
 naming the key and where it came from. :func:`load` remembers where each value came from, for
 ``trading config show``.
 
-Paths follow the install, by one rule whoever runs the code (issue 19):
+Paths are worked out as strings and given out as :class:`pathlib.Path` (``cfg.db_path``), and
+as strings where a handler's cold start needs them (``cfg.db_file``, ``cfg.socket_file``):
+``pathlib`` imports ``re``, ``fnmatch`` and ``urllib.parse``, about 5 ms of every activation.
+They follow the install, by one rule whoever runs the code (issue 19):
 
 1. a setting (``state_dir``, ``cache_dir``, ``runtime_dir``; file or ``TRADING_*``) wins;
 2. a systemd service gets ``$STATE_DIRECTORY``/``$CACHE_DIRECTORY`` from its unit;
@@ -22,10 +25,10 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Mapping
-from pathlib import Path
 TYPE_CHECKING = False  # typing costs ~3 ms of every cold start; annotations are strings
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from pathlib import Path
     from typing import Any
 
 from trading.errors import ConfigError
@@ -200,13 +203,21 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
 INSTALL_RECORD = "trading-install"  # in the venv; written by install.sh (record_install)
 
 
+def _path(text: str) -> Path:
+    from pathlib import Path
+
+    return Path(text)
+
+
 def read_install(prefix: str | Path | None = None) -> dict[str, str] | None:
     """The install this interpreter belongs to, as install.sh recorded it in the venv
     (``mode=system``, or ``mode=user`` with the user's HOME and XDG directories); None for a
     development checkout or any other environment."""
     try:
-        text = (Path(sys.prefix if prefix is None else prefix) / INSTALL_RECORD).read_text()
-    except OSError:
+        with open(os.path.join(sys.prefix if prefix is None else prefix, INSTALL_RECORD),
+                  encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError):
         return None
     record = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
     return record if record.get("mode") in ("system", "user") else None
@@ -236,25 +247,35 @@ _NO_INSTALL: Any = object()
 def config_file(environ: Mapping[str, str] | None = None,
                 install: Mapping[str, str] | None = _NO_INSTALL) -> Path:
     """The configuration file: ``$TRADING_CONFIG``, else the system or the user file."""
+    return _path(_config_file(environ, install))
+
+
+def _config_file(environ: Mapping[str, str] | None = None,
+                 install: Mapping[str, str] | None = _NO_INSTALL) -> str:
     env = os.environ if environ is None else environ
     if install is _NO_INSTALL:
         install = read_install()
     if env.get("TRADING_CONFIG"):
-        return Path(env["TRADING_CONFIG"])
+        return env["TRADING_CONFIG"]
     if install and install.get("mode") == "user":
         return _user_file(_user_env(env, install))
-    system = Path("/etc/trading/config.toml")
+    system = "/etc/trading/config.toml"
     # The system file is mode 0640 root:trading (it may hold secrets): a user who cannot
     # read it gets their own file, not an error on every command.
-    if os.geteuid() == 0 or (system.exists() and os.access(system, os.R_OK)
-                             and not _user_file(env).exists()):
+    if os.geteuid() == 0 or (os.path.exists(system) and os.access(system, os.R_OK)
+                             and not os.path.exists(_user_file(env))):
         return system
     return _user_file(env)
 
 
-def _user_file(env: Mapping[str, str]) -> Path:
-    base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".config")
-    return Path(base) / "trading" / "config.toml"
+def _home(env: Mapping[str, str], below: str) -> str:
+    """``$HOME/below`` (``~`` expanded as ``Path.expanduser`` does, when HOME is unset)."""
+    return os.path.join(os.path.expanduser(env.get("HOME", "~")), below)
+
+
+def _user_file(env: Mapping[str, str]) -> str:
+    base = env.get("XDG_CONFIG_HOME") or _home(env, ".config")
+    return os.path.join(base, "trading", "config.toml")
 
 
 def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -271,11 +292,11 @@ def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 class Config:
     """The effective configuration: ``cfg["idle_exit"]``, ``cfg.source_of("idle_exit")``."""
 
-    def __init__(self, values: dict[str, Any], sources: dict[str, str], path: Path,
+    def __init__(self, values: dict[str, Any], sources: dict[str, str], path: Path | str,
                  environ: Mapping[str, str], install: Mapping[str, str] | None = None) -> None:
         self._values = values
         self._sources = sources
-        self.path = path
+        self.file = os.fspath(path)
         self.environ = environ
         self.install = install
         self._system = _system(install)
@@ -293,38 +314,38 @@ class Config:
     def items(self):
         return self._values.items()
 
-    # -- paths ---------------------------------------------------------------------------
-    def _dir(self, key: str, systemd_var: str, system: str, xdg_var: str, xdg_default: str) -> Path:
-        if self[key]:
-            return Path(self[key]).expanduser()
-        if systemd_var and self.environ.get(systemd_var):
-            return Path(self.environ[systemd_var].split(":")[0])
-        if self._system:
-            return Path(system)
-        env = self._user_env
-        base = env.get(xdg_var) or str(Path(env.get("HOME", "~")).expanduser() / xdg_default)
-        return Path(base) / "trading"
-
+    # -- paths: worked out as strings; Path objects for callers off the cold path ---------
     @property
-    def runtime_dir(self) -> Path:
-        """Sockets: ``TRADING_RUNTIME_DIR``, else ``$XDG_RUNTIME_DIR/trading`` (a user install),
-        else /run/trading (a system install). Root prefers the system install's sockets and
-        uses its own user manager's only when there is no system install."""
+    def path(self) -> Path:
+        """The configuration file (it need not exist)."""
+        return _path(self.file)
+
+    def _dir(self, key: str, systemd_var: str, system: str, xdg_var: str, xdg_default: str) -> str:
+        if self[key]:
+            return os.path.expanduser(self[key])
+        if systemd_var and self.environ.get(systemd_var):
+            return self.environ[systemd_var].split(":")[0]
+        if self._system:
+            return system
+        env = self._user_env
+        return os.path.join(env.get(xdg_var) or _home(env, xdg_default), "trading")
+
+    def _runtime_dir(self) -> str:
         if self["runtime_dir"]:
-            return Path(self["runtime_dir"]).expanduser()
+            return os.path.expanduser(self["runtime_dir"])
         if self.install:
             if self._system:
-                return Path("/run/trading")
+                return "/run/trading"
             xdg = self._user_env.get("XDG_RUNTIME_DIR") or f"/run/user/{self.install.get('uid')}"
-            return Path(xdg) / "trading"
-        system = Path("/run/trading")
+            return os.path.join(xdg, "trading")
+        system = "/run/trading"
         xdg = self.environ.get("XDG_RUNTIME_DIR")
-        if xdg and (os.geteuid() != 0 or not system.exists() and (Path(xdg) / "trading").exists()):
-            return Path(xdg) / "trading"
+        if xdg and (os.geteuid() != 0 or not os.path.exists(system)
+                    and os.path.exists(os.path.join(xdg, "trading"))):
+            return os.path.join(xdg, "trading")
         return system
 
-    @property
-    def state_dir(self) -> Path:
+    def _state_dir(self) -> str:
         path = self._dir("state_dir", "STATE_DIRECTORY", "/var/lib/trading", "XDG_STATE_HOME",
                          ".local/state")
         if self["state_dir"] or self.environ.get("STATE_DIRECTORY") or self._system:
@@ -332,29 +353,50 @@ class Config:
         # A user unit's StateDirectory= is $XDG_STATE_HOME from systemd 254 on, but
         # $XDG_CONFIG_HOME before (Debian 12 has 252): use whichever holds the store.
         legacy = self._dir("state_dir", "", "", "XDG_CONFIG_HOME", ".config")
-        if not (path / "trading.db").exists() and (legacy / "trading.db").exists():
+        if not os.path.exists(os.path.join(path, "trading.db")) \
+                and os.path.exists(os.path.join(legacy, "trading.db")):
             return legacy
         return path
 
     @property
+    def runtime_dir(self) -> Path:
+        """Sockets: ``TRADING_RUNTIME_DIR``, else ``$XDG_RUNTIME_DIR/trading`` (a user install),
+        else /run/trading (a system install). Root prefers the system install's sockets and
+        uses its own user manager's only when there is no system install."""
+        return _path(self._runtime_dir())
+
+    @property
+    def state_dir(self) -> Path:
+        return _path(self._state_dir())
+
+    @property
     def cache_dir(self) -> Path:
-        return self._dir("cache_dir", "CACHE_DIRECTORY", "/var/cache/trading", "XDG_CACHE_HOME",
-                         ".cache")
+        return _path(self._dir("cache_dir", "CACHE_DIRECTORY", "/var/cache/trading",
+                               "XDG_CACHE_HOME", ".cache"))
 
     @property
     def predictors_dir(self) -> Path:
         """Where predictor modules may live: ``predictors_dir``, else ``predictors/`` beside
         the configuration file (~/.config/trading/predictors, /etc/trading/predictors)."""
         if self["predictors_dir"]:
-            return Path(self["predictors_dir"]).expanduser()
+            return _path(os.path.expanduser(self["predictors_dir"]))
         return self.path.parent / "predictors"
 
     @property
     def db_path(self) -> Path:
-        return self.state_dir / "trading.db"
+        return _path(self.db_file)
+
+    @property
+    def db_file(self) -> str:
+        """The store's file, as a string (what the handlers open)."""
+        return os.path.join(self._state_dir(), "trading.db")
 
     def socket_path(self, service: str) -> Path:
-        return self.runtime_dir / f"{service}.sock"
+        return _path(self.socket_file(service))
+
+    def socket_file(self, service: str) -> str:
+        """``service``'s socket, as a string (what the handlers connect to)."""
+        return os.path.join(self._runtime_dir(), f"{service}.sock")
 
 
 def load(environ: Mapping[str, str] | None = None, path: Path | None = None,
@@ -364,14 +406,14 @@ def load(environ: Mapping[str, str] | None = None, path: Path | None = None,
     env = os.environ if environ is None else environ
     if install is _NO_INSTALL:
         install = read_install()
-    path = path or config_file(env, install)
+    path = os.fspath(path) if path else _config_file(env, install)
     values = {name: s.default for name, s in SETTINGS.items()}
     sources = {name: "default" for name in SETTINGS}
-    if path.exists():
+    if os.path.exists(path):
         import tomllib
 
         try:
-            with path.open("rb") as f:
+            with open(path, "rb") as f:
                 table = _flatten(tomllib.load(f))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"{path}: cannot read configuration: {exc}") from exc

@@ -180,11 +180,12 @@ def pass_env(env: dict[str, str]) -> list[str]:
 class Activated:
     """A handler under ``systemd-socket-activate``: systemd's own tool passes the socket."""
 
-    def __init__(self, module: str, path: Path, env: dict[str, str], args: list[str]):
+    def __init__(self, module: str, path: Path, env: dict[str, str], args: list[str],
+                 command: list[str] | None = None):
         self.path = path
         self.proc = subprocess.Popen(
-            ["systemd-socket-activate", "-l", str(path), *pass_env(env), PYTHON, "-m", module,
-             *args],
+            ["systemd-socket-activate", "-l", str(path), *pass_env(env),
+             *(command or [PYTHON, "-m", module]), *args],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         wait_for(path.exists, what=f"{path} to exist")
 

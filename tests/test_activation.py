@@ -291,12 +291,11 @@ def test_authorizer_admits_own_user_and_refuses_strangers():
 ])
 def test_handler_options_are_read_as_argparse_reads_them(argv):
     import argparse
-    from pathlib import Path
 
     from trading.runtime.activation import parse_args
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--socket", type=Path)
+    parser.add_argument("--socket")
     parser.add_argument("--idle-exit", type=float)
     want = parser.parse_args(argv)
     got = parse_args("slow", argv)

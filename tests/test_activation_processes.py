@@ -64,14 +64,36 @@ def test_systemd_socket_activate_starts_the_handler_and_the_cli_calls_it(activat
     assert "serving on" in log
 
 
+@pytest.fixture(scope="module")
+def plain_tree(tmp_path_factory) -> Path:
+    """The package as an install lays it out (``trading/``, with ``handlers/`` and ``cli/``
+    inside), made of symlinks: run with ``python -S``, a handler imports only what it
+    imports itself. (The development venv's editable-install hook loads pathlib, re and
+    enum into every interpreter, which would hide the same imports by a handler.)"""
+    tree = tmp_path_factory.mktemp("plain")
+    (tree / "trading").mkdir()
+    for entry in (REPO / "lib").iterdir():
+        (tree / "trading" / entry.name).symlink_to(entry)
+    (tree / "trading" / "handlers").symlink_to(REPO / "handlers")
+    (tree / "trading" / "cli").symlink_to(REPO / "cli")
+    return tree
+
+
 @pytest.mark.parametrize("service", sorted(handlers.SERVICES))
-def test_a_cold_handler_answers_health_check_before_importing_logging(runtime_dir, service):
+def test_a_cold_handler_answers_health_check_with_only_the_modules_it_needs(runtime_dir, service,
+                                                                           plain_tree):
     # logging (~7 ms with traceback), argparse, zoneinfo and typing are on no handler's path
-    # to its first answer; the start-up line is still logged, once that answer is out.
+    # to its first answer, nor are enum and what imports it (re, json, socket, signal,
+    # pathlib): the runtime uses their C cores. The start-up line is still logged, once that
+    # answer is out.
+    import sysconfig
+
     from conftest import Activated
 
     path = runtime_dir / f"{service}.sock"
-    a = Activated("support.cold_modules", path, env(), [service])
+    e = env(PYTHONPATH=os.pathsep.join([str(plain_tree), sysconfig.get_paths()["purelib"]]))
+    a = Activated("", path, e, [service],
+                  command=[PYTHON, "-S", str(REPO / "tests" / "support" / "cold_modules.py")])
     try:
         answer = rpc(path, "health_check")
         assert answer["result"]["service"] == service and answer["result"]["status"] == "ok"

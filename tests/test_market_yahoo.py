@@ -147,7 +147,7 @@ def test_a_news_backoff_running_at_upgrade_time_is_kept(tmp_path):
     with sqlite3.connect(path) as conn:
         for number, sql in migrations():
             if number < 6:
-                for statement in _statements(sql.read_text()):
+                for statement in _statements(open(sql).read()):
                     conn.execute(statement)
         conn.execute("PRAGMA user_version = 5")
         conn.execute("INSERT INTO upstream VALUES ('yahoo', ?, 'ok', '', 0, 0)", (NOW,))

@@ -43,18 +43,18 @@ Refresh rules:
 from __future__ import annotations
 
 import datetime as dt
-import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 TYPE_CHECKING = False  # typing costs ~2 ms of a cold health_check; annotations are strings
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 from trading import log
 from trading.errors import NotFound, RPCError, StoreUnavailable, UpstreamUnavailable
 from trading.market.yahoo import PAUSE_S, UpstreamState
+from trading.runtime.protocol import decode  # json.loads on json's C scanner alone
 from trading.runtime.store import Store
 
 logger = log.getLogger(__name__)
@@ -414,7 +414,7 @@ class BarCache:
             fresh = market.fresh_until(fetched, last[0]).timestamp()
             db.execute("INSERT OR REPLACE INTO bar_series VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                        (source, symbol, INTERVAL, series_start, last[1], last[0], last[2], now,
-                        fresh, json.dumps(summary), now))
+                        fresh, _dumps(summary), now))
         with self._lock:
             self._memo.pop((source, symbol), None)
             self._touched[(source, symbol)] = now  # the row was written with last_used = now
@@ -445,7 +445,7 @@ def build_summary(bars, live: bool = False) -> dict[str, Any]:
 
 def _entry(r) -> Entry:
     try:
-        summary = json.loads(r["summary"]) if r["summary"] else {}
+        summary = decode(r["summary"]) if r["summary"] else {}
     except ValueError:
         summary = {}
     return Entry(r["source"], r["symbol"], r["start"], r["first_session"], r["last_session"],
@@ -455,3 +455,11 @@ def _entry(r) -> Entry:
 def _f(x) -> float | None:
     x = float(x)
     return x if x == x else None
+
+
+def _dumps(summary: dict[str, Any]) -> str:
+    # Not at the top: json (with re and enum) is ~7 ms of a cold start, and only a fetch,
+    # which has paid far more already, writes a summary.
+    import json
+
+    return json.dumps(summary)

@@ -25,7 +25,6 @@ market-data's health reports the last call of a bar source, never one of news.
 
 from __future__ import annotations
 
-import re
 TYPE_CHECKING = False  # typing costs ~2 ms of a cold health_check; annotations are strings
 if TYPE_CHECKING:
     from typing import Any
@@ -66,6 +65,8 @@ def classify(exc: BaseException) -> str | None:
 def classify_text(why: str) -> str | None:
     """:func:`classify` for a failure yfinance only logged: ``DNSError('...')``, or the bare
     text of the exception (``Failed to perform, curl: (6) Could not resolve host: ...``)."""
+    import re  # not at the top: this module is on every cold health_check, failures are not
+
     m = re.match(r"(\w+)\(", why)
     name = m[1] if m else ""
     if name == "YFRateLimitError" or "Too Many Requests" in why:
@@ -81,6 +82,8 @@ def message(kind: str, why: str, what: str = "yahoo") -> str:
     ``what`` names the upstream (``yahoo``, ``yahoo news``)."""
     if kind == "rate-limit":
         return f"{what} rate limit reached (HTTP 429); backing off"
+    import re
+
     m = re.fullmatch(r"(\w+)\((['\"]?)(.*?)\2\)", why, re.S)
     text = f"{m[1]}: {m[3]}" if m else why
     # curl's text ends with "See https://curl.se/libcurl/c/libcurl-errors.html first ..."

@@ -2,20 +2,27 @@
 
 systemd owns each listening socket (a ``.socket`` unit with ``Accept=no``) and starts the
 handler on the first connection. :func:`run` adopts the passed sockets (``LISTEN_FDS``,
-``LISTEN_PID``, ``LISTEN_FDNAMES`` through ``systemd.daemon``) or, run by hand, binds the path
-itself; builds the service's production :class:`~trading.runtime.service.Context`; sets up
-logging (journald when stderr is the journal); and hands over to
-:class:`trading.runtime.server.Server`, which serves until idle.
+``LISTEN_PID``, ``LISTEN_FDNAMES``, read as ``sd_listen_fds`` reads them) or, run by hand,
+binds the path itself; builds the service's production
+:class:`~trading.runtime.service.Context`; sets up logging (journald when stderr is the
+journal); and hands over to :class:`trading.runtime.server.Server`, which serves until idle.
+
+The cold path uses the C cores of ``socket`` and ``signal`` (``_socket``, ``_signal``) and
+speaks systemd's two small protocols itself: both modules, and ``systemd.daemon`` through
+``socket``, build enums on import, several ms of every activation.
 """
 
 from __future__ import annotations
 
+import _signal
+import _socket
 import os
-import signal
-import socket
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from pathlib import Path
+    from socket import socket as Socket
 
 from trading import log
 from trading.runtime.server import Server, _no_notify
@@ -23,24 +30,50 @@ from trading.runtime.service import Context, Service
 
 logger = log.getLogger(__name__)
 
+SD_LISTEN_FDS_START = 3  # the first passed descriptor (sd_listen_fds(3))
+
 
 # -- adopting or binding sockets ---------------------------------------------------------
-def adopt_sockets(environ: Mapping[str, str] | None = None) -> list[socket.socket]:
+def listen_fds(environ: dict[str, str] | None = None) -> dict[int, str]:
+    """The descriptors systemd passed, with their names: ``sd_listen_fds_with_names(1)``.
+
+    Only when ``LISTEN_PID`` is this process (the variables are inherited by children that
+    must not take them); the variables are then removed, and the descriptors made
+    close-on-exec, as ``sd_listen_fds`` does."""
+    env = os.environ if environ is None else environ
+    try:
+        if int(env.get("LISTEN_PID", "")) != os.getpid():
+            return {}
+        count = int(env.get("LISTEN_FDS", ""))
+    except ValueError:
+        return {}
+    names = env.get("LISTEN_FDNAMES", "").split(":")
+    for var in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        env.pop(var, None)
+    fds = {}
+    for i in range(max(count, 0)):
+        fd = SD_LISTEN_FDS_START + i
+        os.set_inheritable(fd, False)
+        fds[fd] = names[i] if i < len(names) and names[i] else "unknown"
+    return fds
+
+
+def adopt_sockets(environ: dict[str, str] | None = None) -> list[Socket]:
     """The listening sockets systemd passed to this process, or [] when there are none.
 
-    ``systemd.daemon.listen_fds`` checks ``LISTEN_PID`` against our PID and unsets the
-    variables (a forked child must not adopt them again); it is called once.
-    """
+    Checks ``LISTEN_PID`` against our PID and unsets the variables (a forked child must not
+    adopt them again); it is called once."""
     env = os.environ if environ is None else environ
     if "LISTEN_FDS" not in env:
         return []
-    from systemd import daemon
-
-    named = daemon.listen_fds_with_names()  # {fd: name}
     socks = []
-    for fd, name in sorted(named.items()):
-        s = socket.socket(fileno=fd)
-        if s.family != socket.AF_UNIX or s.type != socket.SOCK_STREAM:
+    for fd, name in sorted(listen_fds(env).items()):
+        try:
+            s = _socket.socket(fileno=fd)
+        except OSError as exc:
+            logger.warning("ignoring passed fd %d (%s): %s", fd, name, exc)
+            continue
+        if s.family != _socket.AF_UNIX or s.type != _socket.SOCK_STREAM:
             logger.warning("ignoring passed fd %d (%s): not a Unix stream socket", fd, name)
             s.detach()
             continue
@@ -48,15 +81,24 @@ def adopt_sockets(environ: Mapping[str, str] | None = None) -> list[socket.socke
     return socks
 
 
-def bind_unix(path: Path, backlog: int = 128) -> socket.socket:
-    """Bind and listen on ``path`` ourselves (a service run by hand, not by systemd)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.is_socket():
+def bind_unix(path: Path | str, backlog: int = 128):
+    """Bind and listen on ``path`` ourselves (a service run by hand, not by systemd); a
+    ``socket.socket``, which asyncio (the web service) needs."""
+    import socket
+    import stat
+
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    try:
+        stale = stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        stale = False
+    if stale:
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            probe.connect(str(path))
+            probe.connect(path)
         except OSError:
-            path.unlink()  # stale: nobody listens on it
+            os.unlink(path)  # stale: nobody listens on it
         else:
             raise OSError(f"{path} is already being served by another process")
         finally:
@@ -64,7 +106,7 @@ def bind_unix(path: Path, backlog: int = 128) -> socket.socket:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o117)  # socket file 0660, like the socket units
     try:
-        s.bind(str(path))
+        s.bind(path)
     finally:
         os.umask(old)
     s.listen(backlog)
@@ -113,17 +155,30 @@ def _stderr_is_journal() -> bool:
     return stream == f"{st.st_dev}:{st.st_ino}"
 
 
-def _sd_notify(state: str) -> None:
-    from systemd import daemon
+_notify_socket: list = []  # one datagram socket, made on the first notification
 
-    daemon.notify(state)
+
+def _sd_notify(state: str) -> None:
+    """``sd_notify(0, state)``: one datagram to ``$NOTIFY_SOCKET`` (``@`` is the abstract
+    namespace). Best effort, as sd_notify is: a manager that is gone is not our failure."""
+    address = os.environ.get("NOTIFY_SOCKET", "")
+    if not address:
+        return
+    if address[0] == "@":
+        address = "\0" + address[1:]
+    try:
+        if not _notify_socket:
+            _notify_socket.append(_socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM))
+        _notify_socket[0].sendto(state.encode(), address)
+    except OSError as exc:
+        logger.debug("sd_notify %r failed: %s", state, exc)
 
 
 # -- command line ------------------------------------------------------------------------
 class Args:
-    """The handler's options: ``socket`` (a Path or None), ``idle_exit`` (seconds or None)."""
+    """The handler's options: ``socket`` (a path or None), ``idle_exit`` (seconds or None)."""
 
-    def __init__(self, socket: Path | None = None, idle_exit: float | None = None) -> None:
+    def __init__(self, socket: Path | str | None = None, idle_exit: float | None = None) -> None:
         self.socket = socket
         self.idle_exit = idle_exit
 
@@ -146,7 +201,7 @@ def parse_args(service: str, argv: Sequence[str] | None = None) -> Args:
             i, value = i + 1, argv[i + 1]
         i += 1
         if option == "--socket":
-            args.socket = Path(value)
+            args.socket = value
         elif option == "--idle-exit":
             try:
                 args.idle_exit = float(value)
@@ -161,7 +216,7 @@ def _argparse_args(service: str, argv: list[str]) -> Args:
     import argparse
 
     parser = argparse.ArgumentParser(prog=f"python -m trading.handlers ({service})")
-    parser.add_argument("--socket", type=Path, help="bind this path when not socket-activated")
+    parser.add_argument("--socket", help="bind this path when not socket-activated")
     parser.add_argument("--idle-exit", type=float, help="seconds idle before exiting")
     ns = parser.parse_args(argv)
     return Args(ns.socket, ns.idle_exit)
@@ -187,9 +242,9 @@ def run(service_cls: type[Service], argv: Sequence[str] | None = None, *,
         return 2
     setup_logging(service_cls.name, cfg["log_level"])
     sockets = adopt_sockets()
-    bound: Path | None = None
+    bound: str | None = None
     if not sockets:
-        bound = args.socket or cfg.socket_path(service_cls.name)
+        bound = os.fspath(args.socket or cfg.socket_file(service_cls.name))
         try:
             sockets = [bind_unix(bound)]
         except OSError as exc:
@@ -212,8 +267,8 @@ def run(service_cls: type[Service], argv: Sequence[str] | None = None, *,
         watchdog_usec=int(os.environ["WATCHDOG_USEC"]) if os.environ.get("WATCHDOG_USEC") else None,
         authorize=authorizer(cfg),
     )
-    signal.signal(signal.SIGTERM, lambda *_: server.stop())
-    signal.signal(signal.SIGINT, lambda *_: server.stop())
+    _signal.signal(_signal.SIGTERM, lambda *_: server.stop())
+    _signal.signal(_signal.SIGINT, lambda *_: server.stop())
     try:
         return server.serve()
     finally:
@@ -221,6 +276,6 @@ def run(service_cls: type[Service], argv: Sequence[str] | None = None, *,
         peers.close()
         if bound is not None:
             try:
-                bound.unlink()  # we created it; a systemd-owned path is never unlinked
+                os.unlink(bound)  # we created it; a systemd-owned path is never unlinked
             except OSError:
                 pass

@@ -10,11 +10,11 @@ parameters says so with ``@rpc(positional=True)``.
 
 from __future__ import annotations
 
-import json
+import _json  # json's own C accelerator; see "JSON without the json package" below
 import math
-from collections.abc import Callable, Iterator
 TYPE_CHECKING = False  # typing costs ~3 ms of every cold start; annotations are strings
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
     from typing import Any
 
 from trading import log
@@ -98,19 +98,37 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
-# Built once: json.dumps with non-default options builds a new encoder on every call.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False,
-                            default=_default)
-# The C encoder _ENCODER.encode builds on every call, built once (about 1 us per answer). It
-# skips the circular-reference check (markers=None): a circular result recurses until
-# RecursionError, and encode then asks _ENCODER, which says which it was.
-_C_ENCODER = (json.encoder.c_make_encoder(None, _default, json.encoder.encode_basestring, None,
-                                          ":", ",", False, False, False)
-              if json.encoder.c_make_encoder is not None
-              else lambda message, _level: (_ENCODER.encode(message),))  # json without C
-# json.loads without its Python layers (two whitespace regex matches, the extra-data check).
-_SCAN = json.JSONDecoder().scan_once
+# -- JSON without the json package ------------------------------------------------------
+# The common case, a request in and an answer out, goes straight to json's C accelerator
+# (``_json``, what ``json.loads`` and ``json.dumps`` use underneath). Importing ``json``
+# itself costs every cold start about 7 ms: its decoder and encoder compile regular
+# expressions, and ``re`` imports ``enum``. Anything off the common case (an error to report,
+# NaN to replace, an encoder fallback) imports ``json`` then, so messages stay json's own.
+class _Scanning:
+    """What ``json.JSONDecoder()`` gives its C scanner: json's defaults."""
+
+    strict = True
+    object_hook = object_pairs_hook = None
+    parse_float, parse_int = float, int
+    parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"),
+                      "NaN": float("nan")}.__getitem__
+
+
+_SCAN = _json.make_scanner(_Scanning())
 _JSON_SPACE = " \t\n\r"  # json's whitespace; str.strip() alone would take more
+# The C encoder json.dumps builds on every call with these options, built once (about 1 us
+# per answer): compact, UTF-8 rather than \u escapes, no NaN. It skips the circular-reference
+# check (markers=None): a circular result recurses until RecursionError, and encode then asks
+# json's checked encoder, which says which it was.
+_C_ENCODER = _json.make_encoder(None, _default, _json.encode_basestring, None,
+                                ":", ",", False, False, False)
+
+
+def _checked_encode(message: Any) -> str:
+    import json
+
+    return json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                            default=_default).encode(message)
 
 
 def decode(text: str) -> Any:
@@ -120,10 +138,16 @@ def decode(text: str) -> Any:
     try:
         value, end = _SCAN(text, 0)
     except (StopIteration, ValueError):  # leading whitespace, a BOM, or not JSON at all
-        return json.loads(text)
+        return _loads(text)
     if end != len(text) and text[end:].strip(_JSON_SPACE):
-        return json.loads(text)  # extra data: json.loads raises, with its message
+        return _loads(text)  # extra data: json.loads raises, with its message
     return value
+
+
+def _loads(text: str) -> Any:
+    import json
+
+    return json.loads(text)
 
 
 def encode(message: Any) -> bytes:
@@ -132,13 +156,17 @@ def encode(message: Any) -> bytes:
         try:
             text = "".join(_C_ENCODER(message, 0))
         except RecursionError:  # nested too deeply, or circular: the checked encoder says which
-            text = _ENCODER.encode(message)
+            text = _checked_encode(message)
     except ValueError:
+        import json
+
         text = json.dumps(_finite(json.loads(json.dumps(message, default=_default))),
                           separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     try:
         return text.encode("utf-8") + b"\n"
     except UnicodeEncodeError:  # a lone surrogate (from a "\ud800" escape): keep it escaped
+        import json
+
         return json.dumps(json.loads(text), separators=(",", ":")).encode("ascii") + b"\n"
 
 

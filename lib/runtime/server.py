@@ -36,31 +36,34 @@ would reach into the other's state.
 
 from __future__ import annotations
 
-import json
+import _socket  # socket's C core: the socket module builds enums on import (~7 ms cold)
+import math
 import select
-import selectors
-import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from socket import socket as Socket
+
+    Notify = Callable[[str], object]
+    # Returns None to admit the peer, or a reason to refuse it; gets (pid, uid, gid).
+    Authorize = Callable[[int, int, int], "str | None"]
 
 from trading import log
 from trading.errors import Busy, Forbidden, InvalidRequest
 from trading.runtime.protocol import (DEFAULT_BATCH_REPLY_LIMIT, DEFAULT_LINE_LIMIT,
-                                      DEFAULT_MAX_BATCH, LineBuffer, LineTooLong, encode,
-                                      error_response)
+                                      DEFAULT_MAX_BATCH, LineBuffer, LineTooLong, decode,
+                                      encode, error_response)
 from trading.runtime.service import Service, set_current_cancel
 
 logger = log.getLogger(__name__)
 
-Notify = Callable[[str], object]
-# Returns None to admit the peer, or a reason to refuse it; gets (pid, uid, gid).
-Authorize = Callable[[int, int, int], "str | None"]
-
 _IDLE, _READING, _BUSY = "idle", "reading", "busy"
 _TICK = 0.25            # how often the main loop checks deadlines while connections are open
 _REFUSE_WAIT = 0.25     # how long a refused peer's first request is waited for (for its id)
+_POLL_MAX_MS = 2**31 - 1  # poll()'s longest finite wait (about 24 days)
 try:
     _POLLRDHUP = select.POLLRDHUP  # Linux: the peer shut down its end
 except AttributeError:  # pragma: no cover - other platforms
@@ -76,7 +79,7 @@ class _Conn:
 
     __slots__ = ("sock", "pid", "uid", "gid", "state", "since", "cancel", "closing")
 
-    def __init__(self, sock: socket.socket, creds: tuple[int, int, int] | None, now: float):
+    def __init__(self, sock: Socket, creds: tuple[int, int, int] | None, now: float):
         self.sock = sock
         self.pid, self.uid, self.gid = creds if creds is not None else (-1, -1, -1)
         self.state = _IDLE
@@ -88,14 +91,14 @@ class _Conn:
         """Wake the worker blocked on this connection: its recv returns end-of-file."""
         self.closing = True
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)
+            self.sock.shutdown(_socket.SHUT_RDWR)
         except OSError:
             pass
 
 
-def peer_credentials(sock: socket.socket) -> tuple[int, int, int] | None:
+def peer_credentials(sock: Socket) -> tuple[int, int, int] | None:
     try:
-        return struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+        return struct.unpack("3i", sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED,
                                                    struct.calcsize("3i")))
     except OSError:
         return None
@@ -109,7 +112,7 @@ class Server:
     ``drain_timeout`` seconds) and returns.
     """
 
-    def __init__(self, service: Service, sockets: Sequence[socket.socket], *,
+    def __init__(self, service: Service, sockets: Sequence[Socket], *,
                  idle_exit: float = 30.0, conn_idle: float = 60.0, max_connections: int = 16,
                  line_limit: int = DEFAULT_LINE_LIMIT, notify: Notify = _no_notify,
                  watchdog_usec: int | None = None, authorize: Authorize | None = None,
@@ -135,13 +138,13 @@ class Server:
         self.max_per_peer = max_per_peer
         self.pressure_grace = pressure_grace
         self.stats = service.stats
-        self._conns: dict[socket.socket, _Conn] = {}
+        self._conns: dict[Socket, _Conn] = {}
         self._threads: set[threading.Thread] = set()
         self._stopping = False
         self._stop_at: float | None = None
         self._last_activity = clock()
         self._announcement: list[tuple] = []  # the start-up line, until it is logged
-        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r, self._wake_w = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM, 0)
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
 
@@ -159,11 +162,11 @@ class Server:
 
     # -- main loop -----------------------------------------------------------------------
     def serve(self) -> int:
-        sel = selectors.DefaultSelector()
-        sel.register(self._wake_r, selectors.EVENT_READ)
+        sel = _Poller()
+        sel.register(self._wake_r)
         for s in self.sockets:
             s.setblocking(False)
-            sel.register(s, selectors.EVENT_READ)
+            sel.register(s)
         last_ping = last_status = self.clock()
         self.notify(f"READY=1\nSTATUS={self.service.status()}")
         # Logged once the first request is answered or the loop is first idle, whichever
@@ -211,8 +214,8 @@ class Server:
                     events = sel.select(timeout)
                 if not events and self._announcement:
                     self._announce()  # a first request not answered within a tick
-                for key, _ in events:
-                    if key.fileobj is self._wake_r:
+                for ready in events:
+                    if ready is self._wake_r:
                         self._drain_wake()
                         continue
                     with self.stats.lock:
@@ -223,7 +226,7 @@ class Server:
                         if not self._relieve_pressure():
                             time.sleep(min(_TICK, 0.05))  # nothing to free yet: do not spin
                     else:
-                        self._accept(key.fileobj)
+                        self._accept(ready)
                 now = self.clock()
                 self._enforce_deadlines(now)
                 if self.watchdog_interval and now - last_ping >= self.watchdog_interval:
@@ -256,14 +259,15 @@ class Server:
         except (BlockingIOError, OSError):
             pass
 
-    def _accept(self, listener: socket.socket) -> None:
+    def _accept(self, listener: Socket) -> None:
         # Accept only as many as there are free workers; the rest wait in the backlog.
         while True:
             with self.stats.lock:
                 if self.stats.open_connections >= self.max_connections:
                     return
             try:
-                sock, _ = listener.accept()
+                fd, _ = listener._accept()  # what socket.accept does, without its module
+                sock = _socket.socket(listener.family, listener.type, listener.proto, fd)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -300,7 +304,7 @@ class Server:
             return len(mine)
         return sum(1 for c in mine if not _hung_up(c.sock))
 
-    def _turn_away(self, sock: socket.socket, error) -> None:
+    def _turn_away(self, sock: Socket, error) -> None:
         """Answer with ``error`` (best effort, never blocking the main loop) and close."""
         try:
             sock.setblocking(False)
@@ -316,7 +320,7 @@ class Server:
             conns = list(self._conns.values())
         for c in conns:
             try:
-                c.sock.shutdown(socket.SHUT_RD)
+                c.sock.shutdown(_socket.SHUT_RD)
             except OSError:
                 pass
 
@@ -365,7 +369,7 @@ class Server:
     @staticmethod
     def _send_quietly(c: _Conn, error) -> None:
         try:
-            c.sock.send(encode(error_response(error)), socket.MSG_DONTWAIT)
+            c.sock.send(encode(error_response(error)), _socket.MSG_DONTWAIT)
         except OSError:
             pass
 
@@ -389,7 +393,7 @@ class Server:
             sock.setblocking(True)
             timeval = struct.pack("ll", int(self.request_timeout),
                                   int(self.request_timeout % 1 * 1e6))
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDTIMEO, timeval)
             refusal = self._check_peer(conn)
             if refusal is not None:
                 self._refuse(sock, refusal)
@@ -438,7 +442,7 @@ class Server:
             self._threads.discard(threading.current_thread())
             self._wake()
 
-    def _refuse(self, sock: socket.socket, refusal: Forbidden) -> None:
+    def _refuse(self, sock: Socket, refusal: Forbidden) -> None:
         # Answer the peer's first request if it comes at once (so its client sees this error
         # with its id, rather than a broken pipe), then close. Nothing it sends is dispatched,
         # and a peer that sends nothing holds the worker for a moment only.
@@ -451,7 +455,7 @@ class Server:
                     break
                 lines = list(buf.feed(data))
                 if lines:
-                    first = json.loads(lines[0])
+                    first = decode(lines[0].decode("utf-8"))
                     if isinstance(first, dict) and isinstance(first.get("id"), (str, int)):
                         request_id = first["id"]
                     break
@@ -496,7 +500,7 @@ class Server:
         return Forbidden(reason, uid=conn.uid, gid=conn.gid)
 
 
-def _hung_up(sock: socket.socket) -> bool:
+def _hung_up(sock: Socket) -> bool:
     """True when the peer has closed its end (checked without reading anything)."""
     poller = select.poll()
     try:
@@ -507,9 +511,44 @@ def _hung_up(sock: socket.socket) -> bool:
         return False
 
 
-def _sockname(s: socket.socket) -> str:
+def _sockname(s: Socket) -> str:
     try:
         name = s.getsockname()
     except OSError:
         return "?"
     return name if isinstance(name, str) and name else repr(name)
+
+
+class _Poller:
+    """What the main loop needs of a selector, on ``select.poll``: wait for any of a few
+    sockets to be readable, and say which (``selectors`` is a Python layer, loaded on every
+    cold start, for one call)."""
+
+    def __init__(self) -> None:
+        self._poll = select.poll()
+        self._by_fd: dict[int, Socket] = {}
+
+    def register(self, sock: Socket) -> None:
+        self._by_fd[sock.fileno()] = sock
+        self._poll.register(sock, select.POLLIN)
+
+    def unregister(self, sock: Socket) -> None:
+        fd = next(fd for fd, s in self._by_fd.items() if s is sock)
+        del self._by_fd[fd]
+        self._poll.unregister(fd)
+
+    def select(self, timeout: float) -> list[Socket]:
+        """The readable sockets (an error or hang-up counts: the next read says which),
+        waiting at most ``timeout`` seconds; rounded up to the next millisecond, so a short
+        timeout is never a busy loop."""
+        ms = min(math.ceil(max(timeout, 0.0) * 1e3), _POLL_MAX_MS) if timeout < math.inf else -1
+        while True:
+            try:
+                ready = self._poll.poll(ms)
+            except InterruptedError:  # pragma: no cover - PEP 475 retries; belt and braces
+                continue
+            by_fd = self._by_fd
+            return [by_fd[fd] for fd, _ in ready if fd in by_fd]
+
+    def close(self) -> None:
+        self._by_fd.clear()

@@ -28,9 +28,9 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
 TYPE_CHECKING = False  # typing costs ~3 ms of every cold start; annotations are strings
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 from trading import __version__
@@ -122,7 +122,7 @@ class Context:
     def _open_store(self):
         from trading.runtime.store import Store
 
-        return Store(self.config.db_path)
+        return Store(self.config.db_file)
 
 
 class Service:
@@ -204,7 +204,7 @@ class Service:
         health_check: kept to an attribute read and the store's memo on the common path.)"""
         store = self._store
         if store is None:
-            if not os.path.exists(self.config.db_path):
+            if not os.path.exists(self.config.db_file):
                 return {"store": "ok"}
             try:
                 store = self.store

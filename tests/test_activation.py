@@ -391,3 +391,55 @@ def test_a_journal_handler_that_cannot_load_falls_back_to_stderr(monkeypatch):
     finally:
         root.handlers[:], level = saved
         root.setLevel(level)
+
+
+# -- systemd's two protocols, spoken without systemd.daemon ----------------------------------
+def test_listen_fds_takes_the_passed_descriptors_only_when_they_are_ours():
+    # In a fresh interpreter, where descriptors 3 and 4 are free to stand in for systemd's.
+    import subprocess
+    import sys
+
+    script = r"""
+import os
+from trading.runtime.activation import listen_fds
+r, w = os.pipe()
+os.dup2(r, 3); os.dup2(w, 4)
+print(listen_fds({"LISTEN_PID": str(os.getpid() + 1), "LISTEN_FDS": "2"}))
+print(listen_fds({"LISTEN_PID": "x", "LISTEN_FDS": "2"}))
+env = {"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "2", "LISTEN_FDNAMES": "a"}
+print(listen_fds(env), os.get_inheritable(3), os.get_inheritable(4), sorted(env))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    # Another process's: nothing; ours: both, named as passed, close-on-exec, the variables
+    # gone (a child must not adopt them again).
+    assert out.stdout.splitlines() == ["{}", "{}", "{3: 'a', 4: 'unknown'} False False []"]
+
+
+@pytest.mark.parametrize("abstract", [False, True])
+def test_sd_notify_sends_one_datagram_to_the_notify_socket(tmp_path, monkeypatch, abstract):
+    import os
+    import socket
+
+    from trading.runtime import activation
+
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    if abstract:
+        name = f"trading-test-{os.getpid()}-{id(receiver)}"
+        receiver.bind("\0" + name)
+        monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
+    else:
+        receiver.bind(str(tmp_path / "notify"))
+        monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    monkeypatch.setattr(activation, "_notify_socket", [])
+    receiver.settimeout(5)
+    try:
+        activation._sd_notify("READY=1\nSTATUS=serving")
+        activation._sd_notify("WATCHDOG=1")
+        assert receiver.recv(4096) == b"READY=1\nSTATUS=serving"
+        assert receiver.recv(4096) == b"WATCHDOG=1"
+        monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "gone"))
+        activation._sd_notify("STOPPING=1")  # a manager that is gone: no error, as sd_notify
+    finally:
+        receiver.close()

@@ -346,3 +346,54 @@ def test_unicode_round_trips_through_encode(text):
     line = encode({"v": text})
     assert line.endswith(b"\n") and b"\n" not in line[:-1]
     assert json.loads(line)["v"] == text
+
+
+# -- health_check writes its own JSON (protocol.Encoded) --------------------------------------
+@pytest.mark.parametrize("service", ["market-data", "sentiment", "prediction", "training",
+                                     "calc"])
+def test_health_checks_own_json_is_exactly_what_the_encoder_would_write(service, cfg):
+    from trading import handlers
+    from trading.runtime.protocol import Encoded
+    from trading.runtime.service import Context
+
+    svc = (Calc if service == "calc" else handlers.load(service))(Context(cfg))
+    d = svc.dispatcher()
+    for _ in range(3):  # the first builds the fixed text and the memo; the rest reuse them
+        line = d.handle_line(b'{"jsonrpc":"2.0","method":"health_check","id":7}')
+        answer = svc.health_check()
+        assert type(answer) is Encoded and answer.json is not None
+        assert json.loads(answer.json) == dict(answer)
+        assert answer.json == json.dumps(dict(answer), separators=(",", ":"), ensure_ascii=False)
+        got = json.loads(line)
+        assert got["id"] == 7 and set(got["result"]) == set(answer)
+    for id_ in ("x\u00e9", None, 1.5, 2**70):  # every kind of id, on the fast path
+        line = d.handle_line(json.dumps({"jsonrpc": "2.0", "method": "health_check",
+                                         "id": id_}).encode())
+        assert json.loads(line)["id"] == id_
+
+
+def test_health_check_falls_back_to_the_encoder_when_its_own_json_would_be_wrong(cfg):
+    from trading.runtime.service import Context
+
+    class Odd(Calc):
+        fields = {"status": "degraded"}  # replaces a fixed field: the dict's rule, last wins
+
+        def health(self):
+            return dict(self.fields)
+
+    svc = Odd(Context(cfg))
+    d = svc.dispatcher()
+    answer = svc.health_check()
+    assert answer["status"] == "degraded" and answer.json is None
+    assert json.loads(d.handle_line(b'{"jsonrpc":"2.0","method":"health_check","id":1}')
+                      )["result"]["status"] == "degraded"
+    Odd.fields = {"ratio": float("nan")}  # not JSON: the general encoder writes null
+    assert svc.health_check().json is None
+    assert json.loads(d.handle_line(b'{"jsonrpc":"2.0","method":"health_check","id":1}')
+                      )["result"]["ratio"] is None
+    Odd.fields = {"n": 1}
+    assert json.loads(svc.health_check().json)["n"] == 1
+    Odd.fields = {"n": 2}  # a changed field is encoded again, not taken from the memo
+    assert json.loads(svc.health_check().json)["n"] == 2
+    line = d.handle_line(b'{"jsonrpc":"2.0","method":"health_check","id":NaN}')
+    assert json.loads(line)["id"] is None  # an id the fast path cannot write: the general way

@@ -400,17 +400,18 @@ class Server:
                 return
             buf = LineBuffer(self.line_limit)
             set_current_cancel(conn.cancel)  # this thread serves this connection only
-            clock = self.clock
+            # Bound once: this loop runs once per request, and each lookup is paid there.
+            clock, recv, one_line, answer = self.clock, sock.recv, buf.one_line, self._answer
             while not conn.closing:
-                data = sock.recv(65536)
+                data = recv(65536)
                 if not data:
                     return
                 try:
-                    line = buf.one_line(data)
+                    line = one_line(data)
                     if line is not None:  # the common case: one whole request per read
                         if line.strip():
                             conn.state = _BUSY  # never evicted: no clock needed
-                            self._answer(conn, line)
+                            answer(conn, line)
                         conn.since, conn.state = clock(), _IDLE
                         continue
                     if conn.state == _IDLE and not data.endswith(b"\n"):
@@ -470,18 +471,19 @@ class Server:
         # acquire/release rather than `with`: nothing between them can raise, and this runs
         # twice per request (a `with` costs twice as much).
         stats = self.stats
-        stats.lock.acquire()
+        lock = stats.lock
+        lock.acquire()
         stats.in_flight += 1
-        stats.lock.release()
+        lock.release()
         if conn.cancel.is_set():  # a plain read; clear() takes a lock
             conn.cancel.clear()
         try:
             response = self.dispatcher.handle_line(line)
         finally:
-            stats.lock.acquire()
+            lock.acquire()
             stats.in_flight -= 1
             stats.requests += 1
-            stats.lock.release()
+            lock.release()
         if response is not None:
             conn.sock.sendall(response)
         if self._announcement:  # the first answer is out: now the start-up line

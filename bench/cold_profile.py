@@ -81,10 +81,10 @@ def handler(service: str, out: str) -> int:
         if first[0]:
             first[0] = False
             mark("first answer built (the method ran)")
-            import json  # the runtime has loaded it by now
-
+            # Tab-separated, not JSON: the runtime no longer loads json, and importing it
+            # here, before the answer is sent, would be counted in the last stage.
             with open(out, "w") as f:
-                json.dump(marks, f)
+                f.writelines(f"{name}\t{t!r}\n" for name, t in marks)
         return answer
 
     protocol.Dispatcher.handle_line = handled
@@ -94,7 +94,6 @@ def handler(service: str, out: str) -> int:
 
 
 def drive(runs: int, service: str) -> None:
-    import json
     import os
     import statistics
     import tempfile
@@ -123,7 +122,9 @@ def drive(runs: int, service: str) -> None:
         proc.terminate()
         proc.wait()
         previous = t0
-        for name, t in json.loads(out.read_text()) + [["answer back at the client", t1]]:
+        marks = [(name, float(t)) for name, t in
+                 (line.split("\t") for line in out.read_text().splitlines())]
+        for name, t in marks + [("answer back at the client", t1)]:
             stages.setdefault(name, []).append((t - previous) * 1000)
             previous = t
         totals.append((t1 - t0) * 1000)

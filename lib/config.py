@@ -19,6 +19,9 @@ They follow the install, by one rule whoever runs the code (issue 19):
    /run/trading and /etc/trading/config.toml; a ``--user`` install the XDG directories of the
    user who installed it, also when root runs it and where no systemd runs;
 4. anything else (a development checkout): root the system paths, others their XDG ones.
+
+The module is long because every setting is declared here, one line each with its type,
+default and doc (:data:`SETTINGS`), beside the one rule for paths that uses them.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -109,7 +110,9 @@ def test_no_library_module_is_long_without_saying_why():
         lines = path.read_text().count("\n")
         if lines > 400:
             doc = ast.get_docstring(ast.parse(path.read_text())) or ""
-            assert "long" in doc.lower(), f"{path.relative_to(REPO)}: {lines} lines, no reason given"
+            # "is long" as a phrase: "LineTooLong" or "belongs" once passed for a reason.
+            assert re.search(r"\bis long\b", doc), \
+                f"{path.relative_to(REPO)}: {lines} lines, no reason given"
 
 
 # -- one framing on both ends ----------------------------------------------------------------

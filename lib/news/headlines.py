@@ -29,6 +29,9 @@ the scorer version, so a request served from the cache never loads the lexicons.
 
 The aggregate weights a headline by ``0.5 ** (age_hours / news_half_life_h)``; headlines older
 than seven half-lives (weight under 1%) are left out. No headlines: score 0, confidence 0.
+
+The module is long because the three sources, the cache and the aggregate share one headline
+shape (:func:`parse_item`'s), which reads best in one place.
 """
 
 from __future__ import annotations

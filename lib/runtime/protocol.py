@@ -6,6 +6,10 @@ client can never make the service hold an unbounded buffer. :class:`Dispatcher` 
 into at most one response line: single requests, notifications (no ``id``: no answer) and
 batches as the specification says. Parameters are by name; a method that accepts positional
 parameters says so with ``@rpc(positional=True)``.
+
+The module is long because framing, the JSON path (json's C core, the json package only on
+error paths) and the dispatcher are one wire contract: the bytes of every answer depend on
+all three, and each is read with the others.
 """
 
 from __future__ import annotations

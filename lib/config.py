@@ -276,6 +276,16 @@ def _home(env: Mapping[str, str], below: str) -> str:
     return os.path.join(os.path.expanduser(env.get("HOME", "~")), below)
 
 
+def _expand(path: str, key: str) -> str:
+    """``~`` and ``~user`` expanded; a ConfigError naming the setting where they cannot be
+    (an unknown user), rather than a relative directory named ``~user``."""
+    expanded = os.path.expanduser(path)
+    if expanded.startswith("~"):
+        raise ConfigError(f"{key} = {path!r}: cannot expand {expanded.split('/', 1)[0]!r} "
+                          "(no such user, or no home directory)")
+    return expanded
+
+
 def _user_file(env: Mapping[str, str]) -> str:
     base = env.get("XDG_CONFIG_HOME") or _home(env, ".config")
     return os.path.join(base, "trading", "config.toml")
@@ -325,7 +335,7 @@ class Config:
 
     def _dir(self, key: str, systemd_var: str, system: str, xdg_var: str, xdg_default: str) -> str:
         if self[key]:
-            return os.path.expanduser(self[key])
+            return _expand(self[key], key)
         if systemd_var and self.environ.get(systemd_var):
             return self.environ[systemd_var].split(":")[0]
         if self._system:
@@ -335,7 +345,7 @@ class Config:
 
     def _runtime_dir(self) -> str:
         if self["runtime_dir"]:
-            return os.path.expanduser(self["runtime_dir"])
+            return _expand(self["runtime_dir"], "runtime_dir")
         if self.install:
             if self._system:
                 return "/run/trading"
@@ -382,7 +392,7 @@ class Config:
         """Where predictor modules may live: ``predictors_dir``, else ``predictors/`` beside
         the configuration file (~/.config/trading/predictors, /etc/trading/predictors)."""
         if self["predictors_dir"]:
-            return _path(os.path.expanduser(self["predictors_dir"]))
+            return _path(_expand(self["predictors_dir"], "predictors_dir"))
         return self.path.parent / "predictors"
 
     @property

@@ -308,6 +308,8 @@ def test_handler_options_are_read_as_argparse_reads_them(argv):
     (["--socket", "--idle-exit", "1"], "argument --socket: expected one argument"),
     (["extra"], "unrecognized arguments: extra"),
     (["--nope", "1"], "unrecognized arguments: --nope 1"),
+    (["--idle-exit", "nan"], "argument --idle-exit: not a number: nan"),  # poll would block
+    (["--idle-exit=NaN"], "argument --idle-exit: not a number: nan"),
 ])
 def test_bad_handler_options_are_argparse_errors(argv, message, capsys):
     from trading.runtime.activation import parse_args
@@ -404,7 +406,8 @@ import os
 from trading.runtime.activation import listen_fds
 r, w = os.pipe()
 os.dup2(r, 3); os.dup2(w, 4)
-print(listen_fds({"LISTEN_PID": str(os.getpid() + 1), "LISTEN_FDS": "2"}))
+theirs = {"LISTEN_PID": str(os.getpid() + 1), "LISTEN_FDS": "2"}
+print(listen_fds(theirs), sorted(theirs))
 print(listen_fds({"LISTEN_PID": "x", "LISTEN_FDS": "2"}))
 env = {"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "2", "LISTEN_FDNAMES": "a"}
 print(listen_fds(env), os.get_inheritable(3), os.get_inheritable(4), sorted(env))
@@ -414,7 +417,7 @@ print(listen_fds(env), os.get_inheritable(3), os.get_inheritable(4), sorted(env)
     assert out.returncode == 0, out.stderr
     # Another process's: nothing; ours: both, named as passed, close-on-exec, the variables
     # gone (a child must not adopt them again).
-    assert out.stdout.splitlines() == ["{}", "{}", "{3: 'a', 4: 'unknown'} False False []"]
+    assert out.stdout.splitlines() == ["{} []", "{}", "{3: 'a', 4: 'unknown'} False False []"]
 
 
 @pytest.mark.parametrize("abstract", [False, True])
@@ -441,5 +444,12 @@ def test_sd_notify_sends_one_datagram_to_the_notify_socket(tmp_path, monkeypatch
         assert receiver.recv(4096) == b"WATCHDOG=1"
         monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "gone"))
         activation._sd_notify("STOPPING=1")  # a manager that is gone: no error, as sd_notify
+        if not abstract:  # a relative path is not an address sd_notify takes: nothing sent
+            monkeypatch.chdir(tmp_path)
+            monkeypatch.setenv("NOTIFY_SOCKET", "notify")
+            activation._sd_notify("STATUS=relative")
+            receiver.settimeout(0.2)
+            with pytest.raises(TimeoutError):
+                receiver.recv(4096)
     finally:
         receiver.close()

@@ -125,3 +125,13 @@ def test_root_uses_its_user_managers_sockets_only_without_a_system_install(tmp_p
     (tmp_path / "trading").mkdir()
     if not Path("/run/trading").exists():
         assert cfg.runtime_dir == tmp_path / "trading"
+
+
+def test_a_home_that_cannot_be_expanded_is_a_config_error_not_a_relative_folder():
+    from trading.config import load
+    from trading.errors import ConfigError
+
+    cfg = load({"TRADING_STATE_DIR": "~no-such-user-here/s", "HOME": "/nonexistent"},
+               path="/nonexistent/config.toml", install=None)
+    with pytest.raises(ConfigError, match="state_dir = '~no-such-user-here/s': cannot expand"):
+        cfg.db_file

@@ -392,8 +392,21 @@ def test_health_check_falls_back_to_the_encoder_when_its_own_json_would_be_wrong
     assert json.loads(d.handle_line(b'{"jsonrpc":"2.0","method":"health_check","id":1}')
                       )["result"]["ratio"] is None
     Odd.fields = {"n": 1}
-    assert json.loads(svc.health_check().json)["n"] == 1
-    Odd.fields = {"n": 2}  # a changed field is encoded again, not taken from the memo
-    assert json.loads(svc.health_check().json)["n"] == 2
+    assert svc.health_check().json.endswith(',"n":1}')
+    Odd.fields = {"n": True}  # equal to 1, and still written as what it is
+    assert svc.health_check().json.endswith(',"n":true}')
+    shared = {"errors": []}
+    Odd.fields = shared
+    svc.health_check()
+    shared["errors"].append("disk full")  # changed in place: the next answer says so
+    assert json.loads(svc.health_check().json)["errors"] == ["disk full"]
     line = d.handle_line(b'{"jsonrpc":"2.0","method":"health_check","id":NaN}')
     assert json.loads(line)["id"] is None  # an id the fast path cannot write: the general way
+
+
+def test_an_encoded_result_without_its_text_is_encoded_as_usual():
+    from trading.runtime.protocol import Encoded
+
+    d = Dispatcher()
+    d.add("m", lambda: Encoded(a=1))  # json never set: an ordinary dict on the wire
+    assert json.loads(d.handle_line(b'{"jsonrpc":"2.0","method":"m","id":1}'))["result"] == {"a": 1}

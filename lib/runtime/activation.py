@@ -38,18 +38,18 @@ def listen_fds(environ: dict[str, str] | None = None) -> dict[int, str]:
     """The descriptors systemd passed, with their names: ``sd_listen_fds_with_names(1)``.
 
     Only when ``LISTEN_PID`` is this process (the variables are inherited by children that
-    must not take them); the variables are then removed, and the descriptors made
-    close-on-exec, as ``sd_listen_fds`` does."""
+    must not take them). The variables are removed either way, and the descriptors made
+    close-on-exec, as ``sd_listen_fds(1)`` does."""
     env = os.environ if environ is None else environ
+    pid, count, names = (env.pop(var, "") for var in ("LISTEN_PID", "LISTEN_FDS",
+                                                       "LISTEN_FDNAMES"))
     try:
-        if int(env.get("LISTEN_PID", "")) != os.getpid():
+        if int(pid) != os.getpid():
             return {}
-        count = int(env.get("LISTEN_FDS", ""))
+        count = int(count)
     except ValueError:
         return {}
-    names = env.get("LISTEN_FDNAMES", "").split(":")
-    for var in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
-        env.pop(var, None)
+    names = names.split(":")
     fds = {}
     for i in range(max(count, 0)):
         fd = SD_LISTEN_FDS_START + i
@@ -162,7 +162,7 @@ def _sd_notify(state: str) -> None:
     """``sd_notify(0, state)``: one datagram to ``$NOTIFY_SOCKET`` (``@`` is the abstract
     namespace). Best effort, as sd_notify is: a manager that is gone is not our failure."""
     address = os.environ.get("NOTIFY_SOCKET", "")
-    if not address:
+    if not address or address[0] not in "/@":  # libsystemd takes only these (EINVAL else)
         return
     if address[0] == "@":
         address = "\0" + address[1:]
@@ -207,6 +207,8 @@ def parse_args(service: str, argv: Sequence[str] | None = None) -> Args:
                 args.idle_exit = float(value)
             except ValueError:
                 return _argparse_args(service, argv)
+            if args.idle_exit != args.idle_exit:  # NaN: argparse says it is refused
+                return _argparse_args(service, argv)
         else:
             return _argparse_args(service, argv)
     return args
@@ -219,6 +221,8 @@ def _argparse_args(service: str, argv: list[str]) -> Args:
     parser.add_argument("--socket", help="bind this path when not socket-activated")
     parser.add_argument("--idle-exit", type=float, help="seconds idle before exiting")
     ns = parser.parse_args(argv)
+    if ns.idle_exit is not None and ns.idle_exit != ns.idle_exit:
+        parser.error("argument --idle-exit: not a number: nan")  # poll() would wait forever
     return Args(ns.socket, ns.idle_exit)
 
 

@@ -324,7 +324,7 @@ class Dispatcher:
 
     def _encode(self, response: Any) -> bytes:
         result = response.get("result")
-        if type(result) is Encoded and result.json is not None:
+        if type(result) is Encoded and getattr(result, "json", None) is not None:
             try:
                 return _answer_with(result.json, response["id"])
             except (TypeError, ValueError, RecursionError):

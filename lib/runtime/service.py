@@ -137,7 +137,6 @@ class Service:
         self.notify = self.context.notify
         self.started = time.monotonic()
         self._health_json: tuple[str, str] | None = None  # health_check's fixed text
-        self._health_tail: tuple[dict, str] | None = None  # and its last service fields
         self.stats = Stats()
         self._store = None
         self._store_lock = threading.Lock()
@@ -197,20 +196,16 @@ class Service:
         answer.update(extra)
         # Its JSON is written here, the fixed fields' text made once per process: encoding
         # the whole answer was most of a warm health_check's time in the handler (json's C
-        # encoder costs about 0.15 us a field on Python 3.11). The service's own fields are
-        # encoded again only when they change (they are memoized for seconds); where one
-        # replaces a fixed field, the whole answer goes through the encoder.
+        # encoder costs about 0.15 us a field on Python 3.11). The service's own fields go
+        # through the encoder on every call (a memo of their text would have to know when a
+        # field changed in place, or from 1 to True); where one replaces a fixed field, the
+        # whole answer does.
         answer.json = None
         if len(answer) == 7 + len(extra):
-            memo = self._health_tail
-            if memo is not None and memo[0] == extra:
-                tail = memo[1]
-            else:
-                try:
-                    tail = encode_text(extra)
-                except (TypeError, ValueError, RecursionError):
-                    return answer  # NaN, say: the general encoder says what becomes of it
-                self._health_tail = (extra, tail)
+            try:
+                tail = encode_text(extra)
+            except (TypeError, ValueError, RecursionError):
+                return answer  # NaN, say: the general encoder says what becomes of it
             head = self._health_json
             if head is None:
                 head = self._health_json = (

@@ -410,3 +410,24 @@ def test_an_encoded_result_without_its_text_is_encoded_as_usual():
     d = Dispatcher()
     d.add("m", lambda: Encoded(a=1))  # json never set: an ordinary dict on the wire
     assert json.loads(d.handle_line(b'{"jsonrpc":"2.0","method":"m","id":1}'))["result"] == {"a": 1}
+
+
+def test_health_check_reuses_the_text_of_memoized_parts_until_the_memo_changes(cfg):
+    from trading.runtime.protocol import encoded
+    from trading.runtime.service import Context
+
+    class Memo(Calc):
+        memo = encoded({"cache": {"bars": 1}, "ok": True})
+
+        def health(self):
+            return self.memo  # a memo: the same Encoded object until it is remade
+
+    svc = Memo(Context(cfg))
+    first = svc.health_check().json
+    assert first.endswith(',"cache":{"bars":1},"ok":true}')
+    assert svc.health_check().json.endswith(',"cache":{"bars":1},"ok":true}')
+    Memo.memo = encoded({"cache": {"bars": 2}, "ok": 1})  # remade: its own text is used
+    answer = svc.health_check()
+    assert answer.json.endswith(',"cache":{"bars":2},"ok":1}')
+    assert json.loads(answer.json) == dict(answer)
+    assert encoded({"x": float("nan")}).json is None  # not JSON as it stands: no text

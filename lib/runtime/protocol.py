@@ -179,9 +179,21 @@ class Encoded(dict):
     instead of encoding the dict again: the fast path of a method called often, such as
     ``health_check``, which monitors poll. Python callers get an ordinary dict. Made like a
     dict, then ``json`` set: exactly these items as JSON (tests compare the two for every
-    service), or None to have them encoded as usual."""
+    service), or None to have them encoded as usual; never changed after (:func:`encoded`).
+    A memoized part of an answer may be one too, and its text is then reused."""
 
-    __slots__ = ("json",)
+    json: str | None = None
+
+
+def encoded(items: dict[str, Any]) -> Encoded:
+    """``items`` as an :class:`Encoded` with its JSON (None where it is not JSON as it
+    stands: NaN, say). For a memo: made when the memo is, never changed after."""
+    out = Encoded(items)
+    try:
+        out.json = encode_text(out)
+    except (TypeError, ValueError, RecursionError):
+        out.json = None
+    return out
 
 
 def encode_text(value: Any) -> str:
@@ -324,7 +336,7 @@ class Dispatcher:
 
     def _encode(self, response: Any) -> bytes:
         result = response.get("result")
-        if type(result) is Encoded and getattr(result, "json", None) is not None:
+        if type(result) is Encoded and result.json is not None:
             try:
                 return _answer_with(result.json, response["id"])
             except (TypeError, ValueError, RecursionError):

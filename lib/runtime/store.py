@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 from trading.errors import Busy, StoreUnavailable, TradingError
+from trading.runtime.protocol import encoded
 
 # The trading.migrations package. Paths here are strings: pathlib costs every cold start
 # that opens the store about 5 ms (it imports re and urllib.parse).
@@ -212,6 +213,7 @@ class Store:
             err = last[1]
             verdict = {"store": "degraded", "store_cause": err.data["cause"],
                        "store_error": err.message}
+        verdict = encoded(verdict)  # with its JSON: health_check reuses the text (no NaN here)
         self._health = (now, verdict)
         return verdict
 

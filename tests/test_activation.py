@@ -438,16 +438,16 @@ def test_sd_notify_sends_one_datagram_to_the_notify_socket(tmp_path, monkeypatch
     monkeypatch.setattr(activation, "_notify_socket", [])
     receiver.settimeout(5)
     try:
-        activation._sd_notify("READY=1\nSTATUS=serving")
-        activation._sd_notify("WATCHDOG=1")
+        activation.sd_notify("READY=1\nSTATUS=serving")
+        activation.sd_notify("WATCHDOG=1")
         assert receiver.recv(4096) == b"READY=1\nSTATUS=serving"
         assert receiver.recv(4096) == b"WATCHDOG=1"
         monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "gone"))
-        activation._sd_notify("STOPPING=1")  # a manager that is gone: no error, as sd_notify
+        activation.sd_notify("STOPPING=1")  # a manager that is gone: no error, as sd_notify
         if not abstract:  # a relative path is not an address sd_notify takes: nothing sent
             monkeypatch.chdir(tmp_path)
             monkeypatch.setenv("NOTIFY_SOCKET", "notify")
-            activation._sd_notify("STATUS=relative")
+            activation.sd_notify("STATUS=relative")
             receiver.settimeout(0.2)
             with pytest.raises(TimeoutError):
                 receiver.recv(4096)

@@ -276,17 +276,24 @@ lines = st.lists(st.text(alphabet=st.characters(blacklist_characters="\n", black
                  max_size=20)
 
 
+def _chunks(texts: list[str], cuts: list[int]):
+    """The lines, newline-terminated and UTF-8, as one byte stream cut into reads of the
+    given sizes in turn."""
+    data = b"".join(t.encode("utf-8") + b"\n" for t in texts)
+    i = k = 0
+    while i < len(data):
+        yield data[i:i + cuts[k % len(cuts)]]
+        i += cuts[k % len(cuts)]
+        k += 1
+
+
 @given(lines, st.lists(st.integers(min_value=1, max_value=17), min_size=1, max_size=10))
 @settings(max_examples=300, deadline=None)
 def test_framing_is_independent_of_chunking(texts, cuts):
-    data = b"".join(t.encode("utf-8") + b"\n" for t in texts)
     b = LineBuffer(limit=1000)
-    got, i, k = [], 0, 0
-    while i < len(data):
-        n = cuts[k % len(cuts)]
-        got += list(b.feed(data[i:i + n]))
-        i += n
-        k += 1
+    got = []
+    for chunk in _chunks(texts, cuts):
+        got += list(b.feed(chunk))
     assert [g.decode("utf-8") for g in got] == texts
     assert b.pending == 0
 
@@ -295,15 +302,11 @@ def test_framing_is_independent_of_chunking(texts, cuts):
 @settings(max_examples=300, deadline=None)
 def test_framing_with_the_one_line_shortcut_is_independent_of_chunking(texts, cuts):
     # As the server reads: one_line first, feed for anything else.
-    data = b"".join(t.encode("utf-8") + b"\n" for t in texts)
     b = LineBuffer(limit=1000)
-    got, i, k = [], 0, 0
-    while i < len(data):
-        chunk = data[i:i + cuts[k % len(cuts)]]
+    got = []
+    for chunk in _chunks(texts, cuts):
         line = b.one_line(chunk)
         got += [line] if line is not None else list(b.feed(chunk))
-        i += len(chunk)
-        k += 1
     assert [g.decode("utf-8") for g in got] == texts
     assert b.pending == 0
 

@@ -158,7 +158,7 @@ def _stderr_is_journal() -> bool:
 _notify_socket: list = []  # one datagram socket, made on the first notification
 
 
-def _sd_notify(state: str) -> None:
+def sd_notify(state: str) -> None:
     """``sd_notify(0, state)``: one datagram to ``$NOTIFY_SOCKET`` (``@`` is the abstract
     namespace). Best effort, as sd_notify is: a manager that is gone is not our failure."""
     address = os.environ.get("NOTIFY_SOCKET", "")
@@ -254,7 +254,7 @@ def run(service_cls: type[Service], argv: Sequence[str] | None = None, *,
         except OSError as exc:
             logger.error("cannot listen on %s: %s", bound, exc)
             return 1
-    notify = _sd_notify if os.environ.get("NOTIFY_SOCKET") else _no_notify
+    notify = sd_notify if os.environ.get("NOTIFY_SOCKET") else _no_notify
     peers = Client(cfg, local=LocalTransport(registry) if registry is not None else None,
                    keep_connections=False)
     service = service_cls(Context(cfg, peers=peers, notify=notify))

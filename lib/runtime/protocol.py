@@ -158,7 +158,7 @@ def encode(message: Any) -> bytes:
     """One JSON text as a UTF-8 line. NaN and infinities become null (JSON has neither)."""
     try:
         try:
-            text = "".join(_C_ENCODER(message, 0))
+            text = encode_text(message)
         except RecursionError:  # nested too deeply, or circular: the checked encoder says which
             text = _checked_encode(message)
     except ValueError:

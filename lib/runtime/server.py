@@ -544,13 +544,8 @@ class _Poller:
         waiting at most ``timeout`` seconds; rounded up to the next millisecond, so a short
         timeout is never a busy loop."""
         ms = min(math.ceil(max(timeout, 0.0) * 1e3), _POLL_MAX_MS) if timeout < math.inf else -1
-        while True:
-            try:
-                ready = self._poll.poll(ms)
-            except InterruptedError:  # pragma: no cover - PEP 475 retries; belt and braces
-                continue
-            by_fd = self._by_fd
-            return [by_fd[fd] for fd, _ in ready if fd in by_fd]
+        by_fd = self._by_fd
+        return [by_fd[fd] for fd, _ in self._poll.poll(ms) if fd in by_fd]  # EINTR: retried
 
     def close(self) -> None:
         self._by_fd.clear()

@@ -44,9 +44,9 @@ def adopt_listener(environ: Mapping[str, str] | None = None) -> socket.socket | 
     env = os.environ if environ is None else environ
     if "LISTEN_FDS" not in env:
         return None
-    from systemd import daemon
+    from trading.runtime.activation import listen_fds
 
-    fds = daemon.listen_fds()  # checks LISTEN_PID and unsets the variables
+    fds = sorted(listen_fds(env))  # checks LISTEN_PID and unsets the variables
     if len(fds) != 1:
         raise ConfigError(f"expected one socket from systemd, got {len(fds)}")
     sock = socket.socket(fileno=fds[0])  # family and type detected from the descriptor
@@ -260,6 +260,6 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
 
 def _notify(state: str) -> None:
-    from systemd import daemon
+    from trading.runtime.activation import sd_notify
 
-    daemon.notify(state)
+    sd_notify(state)

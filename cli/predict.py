@@ -104,13 +104,13 @@ def _probability(p: dict) -> str:
 def _age(as_of: Optional[str]) -> str:
     """Days from the session of the last bar to today in Sydney (a CSV's bars may be old)."""
     import datetime as dt
-    from zoneinfo import ZoneInfo
+
+    from trading import clock
 
     if not as_of:
         return "?"
     try:
-        days = (dt.datetime.now(ZoneInfo("Australia/Sydney")).date()
-                - dt.date.fromisoformat(as_of[:10])).days
+        days = (clock.today() - dt.date.fromisoformat(as_of[:10])).days
     except ValueError:
         return "?"
     return "today" if days <= 0 else f"{days} d" + (" (old)" if days > 7 else "")

@@ -115,8 +115,8 @@ def _notify(name: str, start: int | None, *, quiet: bool) -> dict | None:
 
     Runs after a failed call too (earlier messages still wait); a failure here is reported
     and never changes the job's exit status. Apprise is imported only when something is due.
-    The digest is of today in Sydney by the real clock (TRADING_NOW moves the gate only, as
-    the predictions it lets through are stamped with the real time too)."""
+    The digest is of today in Sydney by the job's clock (``TRADING_NOW`` moves it, as it
+    moves every clock: :mod:`trading.clock`)."""
     cfg = _config.get()
     if not cfg["notify.urls"]:
         return None

@@ -22,7 +22,7 @@ TYPE_CHECKING = False  # typing costs ~3 ms of every cold start; annotations are
 if TYPE_CHECKING:
     from typing import Any
 
-from trading import log
+from trading import clock, log
 from trading.errors import Busy, Cancelled, InvalidParams, Unavailable, UpstreamUnavailable
 from trading.handlers import params
 from trading.market.periods import HISTORY_YEARS, SUMMARY_DAYS, WARMUP_SESSIONS, covering
@@ -156,7 +156,7 @@ class Training(Service):
         with self._running("train", 1 + len(symbols) + folds + 1) as job:
             from trading.learning import features, models
 
-            last = end_d or dt.date.today()
+            last = end_d or clock.today()
             bars, index, skipped = self._load(spec, symbols, last.replace(
                 year=last.year - HISTORY_YEARS), last, job)
             if end is not None:  # a csv source returns whole files: cut them here
@@ -216,7 +216,7 @@ class Training(Service):
 
         symbols = self._symbols(symbols)
         start_d, end_d = params.date("start", start), params.date("end", end)
-        if start_d and start_d > (end_d or dt.date.today()):
+        if start_d and start_d > (end_d or clock.today()):
             raise InvalidParams(f"start {start} is after " + (f"end {end}" if end_d else "today"))
         cost_bps = params.number("cost_bps (basis points per trade)", cost_bps, 0, 1000)
         spec = self._source(source)
@@ -225,7 +225,7 @@ class Training(Service):
         if compare and chosen.name != predictors.DEFAULT:
             runs.append(predictors.from_config(self.config, predictors.DEFAULT))
         with self._running("backtest", 1 + (1 + len(runs)) * len(symbols) + 1) as job:
-            last = end_d or dt.date.today()
+            last = end_d or clock.today()
             # a year of bars before the window, so the first day's indicators are warm
             first = (start_d or last.replace(year=last.year - HISTORY_YEARS)) \
                 - dt.timedelta(days=SUMMARY_DAYS)
@@ -308,7 +308,7 @@ class Training(Service):
         from trading.market.summary import Bars
 
         self._step(job, f"loading bars from {spec}", 0)
-        days = (dt.date.today() - start).days
+        days = (clock.today() - start).days
         period = covering(days, shortest="1y")
         index_symbol = self.config["context.index"]
         bars: dict[str, Bars] = {}

@@ -33,7 +33,7 @@ from trading.ops import notify
 from trading.runtime.store import Store
 from trading.signals import alerts, ledger, outbox
 
-SESSION_TIME = "2026-11-24T11:00"  # a Tuesday in the session: the job's gate opens
+SESSION_TIME = "2026-11-27T11:00"  # a Friday in the session: the job's gate opens
 SECRET = "S3cretPW-x9"
 SAMPLE = {"TRADING_SOURCE": "sample", "TRADING_NEWS_SOURCE": "sample"}
 

@@ -184,11 +184,13 @@ def test_job_in_market_hours_without_systemd_runs_in_process_and_stores_predicti
     with stored.transaction() as db:
         n = db.execute("SELECT count(*) FROM predictions").fetchone()[0]
     assert n == 7
-    # Scoring right after: nothing is a session old yet, all seven wait.
+    # The calls stand on Monday's close; by 17:30 Tuesday's session is final, so each has its
+    # 1-session outcome and waits for its 5-session one. (Every clock reads TRADING_NOW: the
+    # bars end where the job's moment says, whatever day the test runs.)
     o = run("job", "outcomes", env={**env, "TRADING_NOW": "2026-11-24T17:30"})
     assert o.exit_code == 0, o.output
     assert o.stdout.splitlines()[-1] == (
-        "scored 0 outcome(s); 7 prediction(s) wait for more sessions")
+        "scored 7 outcome(s); 7 prediction(s) wait for more sessions")
 
 
 def test_job_usage_errors_are_one_line_and_exit_2():

@@ -34,10 +34,11 @@ import math
 import os
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from trading import clock
 from trading.errors import InvalidParams, NotFound
 from trading.learning.features import FEATURE_NAMES, vector
 
@@ -167,7 +168,7 @@ def save(store, cfg, model: LinearModel, *, symbols: list[str], train_start: str
          train_end: str, source: str, metrics: dict[str, Any],
          when: datetime | None = None) -> dict[str, Any]:
     """Write the model file (atomically) and its registry row; returns the row."""
-    when = when or datetime.now(timezone.utc)
+    when = when or clock.now()
     model.version = new_version(model, when)
     directory = models_dir(cfg)
     directory.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,8 @@ import threading
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from trading import clock
+
 TZ = ZoneInfo("Australia/Sydney")
 OPEN = dt.time(10, 0)
 CLOSE = dt.time(16, 0)
@@ -36,8 +38,9 @@ _holidays: dict[int, dict[dt.date, str]] = {}
 
 
 def now() -> dt.datetime:
-    """The current moment, timezone-aware, in Sydney time."""
-    return dt.datetime.now(TZ)
+    """The current moment, timezone-aware, in Sydney time (``TRADING_NOW`` pins it:
+    :mod:`trading.clock`)."""
+    return clock.now(TZ)
 
 
 def _year(year: int) -> dict[dt.date, str]:

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from trading import clock
 from trading.market import asx
-from trading.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -50,18 +49,8 @@ class Decision:
 
 def now(environ: Mapping[str, str] | None = None) -> dt.datetime:
     """The job's clock: ``TRADING_NOW`` if set, else the real time; always Sydney time."""
-    env = os.environ if environ is None else environ
-    text = env.get("TRADING_NOW", "").strip()
-    if not text:
-        return asx.now()
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"TRADING_NOW={text!r} is not an ISO 8601 date-time "
-                          "(e.g. 2026-12-24T11:00+11:00)") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=asx.TZ)
-    return moment.astimezone(asx.TZ)
+    moment = clock.pinned(environ)
+    return asx.now() if moment is None else moment.astimezone(asx.TZ)
 
 
 def _hm(t: dt.datetime) -> str:

@@ -21,9 +21,9 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable
-from datetime import datetime, timezone
 from typing import Any
 
+from trading import clock
 from trading.errors import InvalidParams
 from trading.runtime.store import Store
 
@@ -40,7 +40,7 @@ TYPES = ("prediction", "outcome")  # what the ledger and outcome scoring append
 
 def now_iso() -> str:
     """UTC now as ISO 8601 with microseconds (sorts as text)."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return clock.now().isoformat(timespec="microseconds")
 
 
 def _split(url: str) -> tuple[str, str | None, str]:

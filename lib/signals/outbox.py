@@ -37,6 +37,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
+from trading import clock
 from trading.runtime.store import Store
 from trading.signals import alerts as _alerts
 
@@ -49,7 +50,7 @@ STATUSES = ("pending", "sending", "sent", "failed")
 
 
 def now_iso(now: datetime | None = None) -> str:
-    return (now or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat(
+    return (now or clock.now()).astimezone(timezone.utc).isoformat(
         timespec="microseconds")
 
 

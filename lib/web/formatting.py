@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from trading import clock
+
 
 def pct(value: Any, digits: int = 1) -> str:
     """0.0123 -> '+1.2%'; None -> '-'."""
@@ -49,7 +51,7 @@ def ago(value: Any) -> str:
     t = _when(value)
     if isinstance(t, str):
         return t
-    s = (datetime.now(timezone.utc) - t).total_seconds()
+    s = (clock.now() - t).total_seconds()
     if s < 90:
         return f"{max(s, 0):.0f} s ago"
     if s < 5400:

@@ -32,7 +32,7 @@ from trading.errors import RPCError, UpstreamUnavailable
 from trading.handlers import params
 from trading.market.periods import PERIODS, SUMMARY_DAYS
 from trading.market.symbols import normalize
-from trading.runtime.protocol import encoded, rpc
+from trading.runtime.protocol import rpc
 from trading.runtime.service import Service
 
 HEALTH_TTL = 2.0  # seconds a health_check's cache figures are reused
@@ -226,8 +226,7 @@ class MarketData(Service):
         if memo is not None and now - memo[0] < HEALTH_TTL:
             return memo[1]
         try:
-            # With its JSON, made once per memo: health_check reuses the text.
-            value = encoded({"cache": self.cache.size(), "last_fetch": self.cache.last_outcome()})
+            value = {"cache": self.cache.size(), "last_fetch": self.cache.last_outcome()}
         except RPCError as exc:
             return {"cache": None, "cache_error": exc.message}
         except Exception as exc:  # the store may be unreadable; health still answers

@@ -82,10 +82,9 @@ def plain_tree(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("service", sorted(handlers.SERVICES))
 def test_a_cold_handler_answers_health_check_with_only_the_modules_it_needs(runtime_dir, service,
                                                                            plain_tree):
-    # logging (~7 ms with traceback), argparse, zoneinfo and typing are on no handler's path
-    # to its first answer, nor are enum and what imports it (re, json, socket, signal,
-    # pathlib): the runtime uses their C cores. The start-up line is still logged, once that
-    # answer is out.
+    # A cold start pays for every import before its first answer: argparse, zoneinfo,
+    # typing, pathlib and numpy are on no handler's path to a health_check
+    # (tests/support/cold_modules.py says who needs each).
     import sysconfig
 
     from conftest import Activated

@@ -81,7 +81,7 @@ def store(tmp_path):
 
 
 def test_rate_limits_in_a_row_double_the_backoff_up_to_the_cap_and_success_clears_it(store):
-    from trading.market.yahoo import BACKOFF_S, MAX_BACKOFF_S, PAUSE_S, UpstreamState
+    from trading.market.breaker import BACKOFF_S, MAX_BACKOFF_S, PAUSE_S, UpstreamState
 
     state = UpstreamState(store, "news")
     waits = [state.record("x", "rate-limit", "429", NOW) - NOW for _ in range(5)]
@@ -140,7 +140,8 @@ def test_a_news_backoff_running_at_upgrade_time_is_kept(tmp_path):
     """Migration 0006 moves a running news_backoff row into the upstream table."""
     import sqlite3
 
-    from trading.market.yahoo import NEWS, UpstreamState
+    from trading.market.breaker import UpstreamState
+    from trading.market.yahoo import NEWS
     from trading.runtime.store import Store, _statements, migrations
 
     path = tmp_path / "old.db"

@@ -191,6 +191,14 @@ def test_encode_writes_what_json_dumps_writes(value):
                                        allow_nan=False).encode("utf-8") + b"\n"
 
 
+def strict_loads(text: str):
+    """json.loads refusing NaN and the infinities, which are not JSON (RFC 8259)."""
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON (RFC 8259 has no NaN or infinities)")
+
+    return json.loads(text, parse_constant=refuse)
+
+
 def _outcome(parse, text: str) -> str:
     try:
         return "value " + repr(parse(text))
@@ -205,13 +213,19 @@ def _outcome(parse, text: str) -> str:
 def test_decode_reads_what_json_loads_reads_and_fails_alike(before, value, after):
     text = before + (json.dumps(value) if not isinstance(value, str) or value[:1] == '"'
                      else value) + after
-    assert _outcome(decode, text) == _outcome(json.loads, text)
+    assert _outcome(decode, text) == _outcome(strict_loads, text)
 
 
 @pytest.mark.parametrize("text", ['{"a":1}\r', ' {"a":1}', '\ufeff{"a":1}', '{"a":1} {}', "NaN",
-                                  '{"a":1', '"\\ud800"', "[1,2]  \t"])
+                                  '{"a":1', '"\\ud800"', "[1,2]  \t", '{"x":-Infinity}'])
 def test_decode_edge_cases_match_json_loads(text):
-    assert _outcome(decode, text) == _outcome(json.loads, text)
+    assert _outcome(decode, text) == _outcome(strict_loads, text)
+
+
+@pytest.mark.parametrize("text", ["NaN", "[Infinity]", '{"x":-Infinity}'])
+def test_decode_refuses_what_is_not_json(text):
+    with pytest.raises(ValueError, match="is not JSON"):
+        decode(text)
 
 
 def test_deep_nesting_is_an_error_not_a_crash(d):
@@ -260,18 +274,6 @@ def test_line_buffer_bounds_a_long_line_that_has_its_newline():
         list(b.feed(b"x" * 50 + b"\n"))
 
 
-def test_one_line_takes_only_a_whole_single_line_with_nothing_pending():
-    b = LineBuffer(limit=10)
-    assert b.one_line(b"abc\n") == b"abc"
-    assert b.one_line(b"a\nb\n") is None and b.one_line(b"abc") is None
-    assert b.pending == 0  # a refusal consumes nothing
-    assert list(b.feed(b"ab")) == []
-    assert b.one_line(b"c\n") is None  # "ab" is pending: feed joins them
-    assert list(b.feed(b"c\n")) == [b"abc"]
-    with pytest.raises(LineTooLong):
-        b.one_line(b"x" * 11 + b"\n")
-
-
 lines = st.lists(st.text(alphabet=st.characters(blacklist_characters="\n", blacklist_categories=("Cs",)), max_size=40),
                  max_size=20)
 
@@ -294,19 +296,6 @@ def test_framing_is_independent_of_chunking(texts, cuts):
     got = []
     for chunk in _chunks(texts, cuts):
         got += list(b.feed(chunk))
-    assert [g.decode("utf-8") for g in got] == texts
-    assert b.pending == 0
-
-
-@given(lines, st.lists(st.integers(min_value=1, max_value=17), min_size=1, max_size=10))
-@settings(max_examples=300, deadline=None)
-def test_framing_with_the_one_line_shortcut_is_independent_of_chunking(texts, cuts):
-    # As the server reads: one_line first, feed for anything else.
-    b = LineBuffer(limit=1000)
-    got = []
-    for chunk in _chunks(texts, cuts):
-        line = b.one_line(chunk)
-        got += [line] if line is not None else list(b.feed(chunk))
     assert [g.decode("utf-8") for g in got] == texts
     assert b.pending == 0
 
@@ -351,86 +340,35 @@ def test_unicode_round_trips_through_encode(text):
     assert json.loads(line)["v"] == text
 
 
-# -- health_check writes its own JSON (protocol.Encoded) --------------------------------------
+# -- health_check --------------------------------------------------------------------------
 @pytest.mark.parametrize("service", ["market-data", "sentiment", "prediction", "training",
                                      "calc"])
-def test_health_checks_own_json_is_exactly_what_the_encoder_would_write(service, cfg):
+def test_health_check_answers_every_kind_of_id_with_its_fields(service, cfg):
     from trading import handlers
-    from trading.runtime.protocol import Encoded
     from trading.runtime.service import Context
 
     svc = (Calc if service == "calc" else handlers.load(service))(Context(cfg))
     d = svc.dispatcher()
-    for _ in range(3):  # the first builds the fixed text and the memo; the rest reuse them
-        line = d.handle_line(b'{"jsonrpc":"2.0","method":"health_check","id":7}')
-        answer = svc.health_check()
-        assert type(answer) is Encoded and answer.json is not None
-        assert json.loads(answer.json) == dict(answer)
-        assert answer.json == json.dumps(dict(answer), separators=(",", ":"), ensure_ascii=False)
-        got = json.loads(line)
-        assert got["id"] == 7 and set(got["result"]) == set(answer)
-    for id_ in ("x\u00e9", None, 1.5, 2**70):  # every kind of id, on the fast path
+    for id_ in (7, "x\u00e9", None, 1.5, 2**70):
         line = d.handle_line(json.dumps({"jsonrpc": "2.0", "method": "health_check",
                                          "id": id_}).encode())
-        assert json.loads(line)["id"] == id_
+        got = json.loads(line)
+        assert got["id"] == id_ and got["result"]["service"] == svc.name
+        assert set(got["result"]) == set(svc.health_check())
 
 
-def test_health_check_falls_back_to_the_encoder_when_its_own_json_would_be_wrong(cfg):
+def test_health_check_fields_of_a_service_win_and_what_is_not_json_becomes_null(cfg):
     from trading.runtime.service import Context
 
     class Odd(Calc):
-        fields = {"status": "degraded"}  # replaces a fixed field: the dict's rule, last wins
+        fields = {"status": "degraded"}  # replaces a base field: the dict's rule, last wins
 
         def health(self):
             return dict(self.fields)
 
     svc = Odd(Context(cfg))
     d = svc.dispatcher()
-    answer = svc.health_check()
-    assert answer["status"] == "degraded" and answer.json is None
-    assert json.loads(d.handle_line(b'{"jsonrpc":"2.0","method":"health_check","id":1}')
-                      )["result"]["status"] == "degraded"
-    Odd.fields = {"ratio": float("nan")}  # not JSON: the general encoder writes null
-    assert svc.health_check().json is None
-    assert json.loads(d.handle_line(b'{"jsonrpc":"2.0","method":"health_check","id":1}')
-                      )["result"]["ratio"] is None
-    Odd.fields = {"n": 1}
-    assert svc.health_check().json.endswith(',"n":1}')
-    Odd.fields = {"n": True}  # equal to 1, and still written as what it is
-    assert svc.health_check().json.endswith(',"n":true}')
-    shared = {"errors": []}
-    Odd.fields = shared
-    svc.health_check()
-    shared["errors"].append("disk full")  # changed in place: the next answer says so
-    assert json.loads(svc.health_check().json)["errors"] == ["disk full"]
-    line = d.handle_line(b'{"jsonrpc":"2.0","method":"health_check","id":NaN}')
-    assert json.loads(line)["id"] is None  # an id the fast path cannot write: the general way
-
-
-def test_an_encoded_result_without_its_text_is_encoded_as_usual():
-    from trading.runtime.protocol import Encoded
-
-    d = Dispatcher()
-    d.add("m", lambda: Encoded(a=1))  # json never set: an ordinary dict on the wire
-    assert json.loads(d.handle_line(b'{"jsonrpc":"2.0","method":"m","id":1}'))["result"] == {"a": 1}
-
-
-def test_health_check_reuses_the_text_of_memoized_parts_until_the_memo_changes(cfg):
-    from trading.runtime.protocol import encoded
-    from trading.runtime.service import Context
-
-    class Memo(Calc):
-        memo = encoded({"cache": {"bars": 1}, "ok": True})
-
-        def health(self):
-            return self.memo  # a memo: the same Encoded object until it is remade
-
-    svc = Memo(Context(cfg))
-    first = svc.health_check().json
-    assert first.endswith(',"cache":{"bars":1},"ok":true}')
-    assert svc.health_check().json.endswith(',"cache":{"bars":1},"ok":true}')
-    Memo.memo = encoded({"cache": {"bars": 2}, "ok": 1})  # remade: its own text is used
-    answer = svc.health_check()
-    assert answer.json.endswith(',"cache":{"bars":2},"ok":1}')
-    assert json.loads(answer.json) == dict(answer)
-    assert encoded({"x": float("nan")}).json is None  # not JSON as it stands: no text
+    call = b'{"jsonrpc":"2.0","method":"health_check","id":1}'
+    assert json.loads(d.handle_line(call))["result"]["status"] == "degraded"
+    Odd.fields = {"ratio": float("nan")}  # not JSON: written as null
+    assert json.loads(d.handle_line(call))["result"]["ratio"] is None

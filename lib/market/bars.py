@@ -4,7 +4,7 @@ moves, served stale (and said so) when the source fails.
 Tables (migration 0002): ``bars`` (one row per source, symbol, interval, session, with
 ``final`` and ``fetched_at``), ``bar_series`` (per series: when fetched, fresh until when, and a
 precomputed summary) and ``upstream`` (last outcome per source, and its backoff; kept by
-:class:`trading.market.yahoo.UpstreamState` under the ``bars`` feed).
+:class:`trading.market.breaker.UpstreamState` under the ``bars`` feed).
 
 The module is long because it is one policy over the same two tables: refreshing, the
 bound on their size (eviction) and the bypass while the store is unusable all decide
@@ -26,7 +26,7 @@ Refresh rules:
   fetched whole again.
 - A failed call leaves the cache as it is; the caller serves it flagged ``stale``. A rate
   limit sets a backoff, any other failure of the source (unreachable, a source bug) a short
-  pause, by the policy of :mod:`trading.market.yahoo` (the same for news), stored in the
+  pause, by the policy of :mod:`trading.market.breaker` (the same for news), stored in the
   ``upstream`` table, so a freshly started process honours it too and does not ask.
 - The cache is bounded: at most ``max_series`` series per source (the ``cache.max_series``
   setting). After a refresh writes, the least recently used series of that source beyond the
@@ -36,25 +36,25 @@ Refresh rules:
   next asked for; nothing else in the store (predictions, models, news) is touched.
 - A symbol the source answered "no data" for (a typo, a delisted code, a missing CSV file) is
   that symbol's problem, not the source's: only that symbol is left alone for
-  :data:`~trading.market.yahoo.PAUSE_S` (in this process), so one bad symbol never blocks the
+  :data:`~trading.market.breaker.PAUSE_S` (in this process), so one bad symbol never blocks the
   others.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
-import time
 from collections import OrderedDict
 TYPE_CHECKING = False  # typing costs ~2 ms of a cold health_check; annotations are strings
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+from trading import clock as _clock
 from trading import log
 from trading.errors import NotFound, RPCError, StoreUnavailable, UpstreamUnavailable
-from trading.market.yahoo import PAUSE_S, UpstreamState
-from trading.runtime.protocol import decode  # json.loads on json's C scanner alone
+from trading.market.breaker import PAUSE_S, UpstreamState
 from trading.runtime.store import Store
 
 logger = log.getLogger(__name__)
@@ -116,7 +116,7 @@ def today(now: float) -> dt.date:
 class BarCache:
     """Bars for many sources in one store; safe to use from the runtime's worker threads."""
 
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time, *,
+    def __init__(self, store: Store, clock: Callable[[], float] = _clock.time, *,
                  max_series: int = MAX_SERIES) -> None:
         self.store = store
         self.clock = clock
@@ -445,7 +445,7 @@ def build_summary(bars, live: bool = False) -> dict[str, Any]:
 
 def _entry(r) -> Entry:
     try:
-        summary = decode(r["summary"]) if r["summary"] else {}
+        summary = json.loads(r["summary"]) if r["summary"] else {}
     except ValueError:
         summary = {}
     return Entry(r["source"], r["symbol"], r["start"], r["first_session"], r["last_session"],
@@ -458,8 +458,4 @@ def _f(x) -> float | None:
 
 
 def _dumps(summary: dict[str, Any]) -> str:
-    # Not at the top: json (with re and enum) is ~7 ms of a cold start, and only a fetch,
-    # which has paid far more already, writes a summary.
-    import json
-
     return json.dumps(summary)

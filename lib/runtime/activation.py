@@ -7,26 +7,26 @@ binds the path itself; builds the service's production
 :class:`~trading.runtime.service.Context`; sets up logging (journald when stderr is the
 journal); and hands over to :class:`trading.runtime.server.Server`, which serves until idle.
 
-The cold path uses the C cores of ``socket`` and ``signal`` (``_socket``, ``_signal``) and
-speaks systemd's two small protocols itself: both modules, and ``systemd.daemon`` through
-``socket``, build enums on import, several ms of every activation.
+systemd's two small protocols, ``sd_listen_fds`` and ``sd_notify``, are spoken here (a few
+lines each, as libsystemd documents them) rather than through ``systemd.daemon``: one fewer
+import on every activation, and the inputs (``environ``) are arguments a test can pass.
 """
 
 from __future__ import annotations
 
-import _signal
-import _socket
 import os
+import signal
+import socket
 import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Sequence
     from pathlib import Path
     from socket import socket as Socket
 
 from trading import log
-from trading.runtime.server import Server, _no_notify
-from trading.runtime.service import Context, Service
+from trading.runtime.server import Server
+from trading.runtime.service import Context, Service, no_notify
 
 logger = log.getLogger(__name__)
 
@@ -69,11 +69,11 @@ def adopt_sockets(environ: dict[str, str] | None = None) -> list[Socket]:
     socks = []
     for fd, name in sorted(listen_fds(env).items()):
         try:
-            s = _socket.socket(fileno=fd)
+            s = socket.socket(fileno=fd)
         except OSError as exc:
             logger.warning("ignoring passed fd %d (%s): %s", fd, name, exc)
             continue
-        if s.family != _socket.AF_UNIX or s.type != _socket.SOCK_STREAM:
+        if s.family != socket.AF_UNIX or s.type != socket.SOCK_STREAM:
             logger.warning("ignoring passed fd %d (%s): not a Unix stream socket", fd, name)
             s.detach()
             continue
@@ -84,7 +84,6 @@ def adopt_sockets(environ: dict[str, str] | None = None) -> list[Socket]:
 def bind_unix(path: Path | str, backlog: int = 128):
     """Bind and listen on ``path`` ourselves (a service run by hand, not by systemd); a
     ``socket.socket``, which asyncio (the web service) needs."""
-    import socket
     import stat
 
     path = os.fspath(path)
@@ -168,7 +167,7 @@ def sd_notify(state: str) -> None:
         address = "\0" + address[1:]
     try:
         if not _notify_socket:
-            _notify_socket.append(_socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM))
+            _notify_socket.append(socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM))
         _notify_socket[0].sendto(state.encode(), address)
     except OSError as exc:
         logger.debug("sd_notify %r failed: %s", state, exc)
@@ -184,40 +183,14 @@ class Args:
 
 
 def parse_args(service: str, argv: Sequence[str] | None = None) -> Args:
-    """``[--socket PATH] [--idle-exit SECONDS]``, as argparse reads them.
-
-    Under systemd the command line is empty or plain; those are read here, without argparse
-    (~2 ms of every cold start). Anything else (``--help``, an abbreviation, an unknown
-    option, a missing or bad value, a value that starts with ``-``) goes to the argparse
-    parser, so help and every error (one line after the usage, exit 2) are argparse's own."""
+    """``[--socket PATH] [--idle-exit SECONDS]``. The units pass none, so argparse (~2 ms)
+    is imported only when there are arguments to read; help and errors are argparse's."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = Args()
-    i = 0
-    while i < len(argv):
-        option, eq, value = argv[i].partition("=")
-        if not eq:
-            if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
-                return _argparse_args(service, argv)
-            i, value = i + 1, argv[i + 1]
-        i += 1
-        if option == "--socket":
-            args.socket = value
-        elif option == "--idle-exit":
-            try:
-                args.idle_exit = float(value)
-            except ValueError:
-                return _argparse_args(service, argv)
-            if args.idle_exit != args.idle_exit:  # NaN: argparse says it is refused
-                return _argparse_args(service, argv)
-        else:
-            return _argparse_args(service, argv)
-    return args
-
-
-def _argparse_args(service: str, argv: list[str]) -> Args:
+    if not argv:
+        return Args()
     import argparse
 
-    parser = argparse.ArgumentParser(prog=f"python -m trading.handlers ({service})")
+    parser = argparse.ArgumentParser(prog=f"trading-{service}")
     parser.add_argument("--socket", help="bind this path when not socket-activated")
     parser.add_argument("--idle-exit", type=float, help="seconds idle before exiting")
     ns = parser.parse_args(argv)
@@ -254,7 +227,7 @@ def run(service_cls: type[Service], argv: Sequence[str] | None = None, *,
         except OSError as exc:
             logger.error("cannot listen on %s: %s", bound, exc)
             return 1
-    notify = sd_notify if os.environ.get("NOTIFY_SOCKET") else _no_notify
+    notify = sd_notify if os.environ.get("NOTIFY_SOCKET") else no_notify
     peers = Client(cfg, local=LocalTransport(registry) if registry is not None else None,
                    keep_connections=False)
     service = service_cls(Context(cfg, peers=peers, notify=notify))
@@ -271,8 +244,8 @@ def run(service_cls: type[Service], argv: Sequence[str] | None = None, *,
         watchdog_usec=int(os.environ["WATCHDOG_USEC"]) if os.environ.get("WATCHDOG_USEC") else None,
         authorize=authorizer(cfg),
     )
-    _signal.signal(_signal.SIGTERM, lambda *_: server.stop())
-    _signal.signal(_signal.SIGINT, lambda *_: server.stop())
+    signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    signal.signal(signal.SIGINT, lambda *_: server.stop())
     try:
         return server.serve()
     finally:

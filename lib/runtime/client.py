@@ -21,10 +21,10 @@ by whoever builds the client (``trading.handlers.client``): nothing here imports
 
 from __future__ import annotations
 
-import _socket  # the socket module's C core: socket itself builds enums on import (~7 ms)
 import itertools
 import os
 import select
+import socket
 import threading
 import time
 TYPE_CHECKING = False  # typing costs ~3 ms of every cold start; annotations are strings
@@ -48,7 +48,7 @@ CONNECT_TIMEOUT = 5.0
 class _Connection:
     def __init__(self, path: Path | str, connect_timeout: float, reply_limit: int) -> None:
         self.path = path
-        self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(connect_timeout)
         try:
             self.sock.connect(os.fspath(path))
@@ -68,7 +68,7 @@ class _Connection:
         if not readable:
             return True
         try:
-            return bool(self.sock.recv(1, _socket.MSG_PEEK))
+            return bool(self.sock.recv(1, socket.MSG_PEEK))
         except OSError:
             return False
 

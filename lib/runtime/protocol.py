@@ -2,19 +2,16 @@
 
 Framing lives here and bounds its input: :class:`LineBuffer` splits a byte stream into
 ``\\n``-terminated lines and raises :class:`LineTooLong` once a line passes the limit, so a
-client can never make the service hold an unbounded buffer. :class:`Dispatcher` turns one line
-into at most one response line: single requests, notifications (no ``id``: no answer) and
-batches as the specification says. Parameters are by name; a method that accepts positional
-parameters says so with ``@rpc(positional=True)``.
-
-The module is long because framing, the JSON path (json's C core, the json package only on
-error paths) and the dispatcher are one wire contract: the bytes of every answer depend on
-all three, and each is read with the others.
+client can never make the service hold an unbounded buffer. :func:`decode` and :func:`encode`
+are the one JSON path, both ways, on the standard ``json`` module. :class:`Dispatcher` turns
+one line into at most one response line: single requests, notifications (no ``id``: no
+answer) and batches as the specification says. Parameters are by name; a method that accepts
+positional parameters says so with ``@rpc(positional=True)``.
 """
 
 from __future__ import annotations
 
-import _json  # json's own C accelerator; see "JSON without the json package" below
+import json
 import math
 TYPE_CHECKING = False  # typing costs ~3 ms of every cold start; annotations are strings
 if TYPE_CHECKING:
@@ -31,7 +28,6 @@ DEFAULT_LINE_LIMIT = 1 << 20  # 1 MiB
 DEFAULT_MAX_BATCH = 32        # requests in one batch: each answer is held until the last one
 DEFAULT_BATCH_REPLY_LIMIT = 4 << 20  # bytes of answers one batch may build (then the rest fail)
 _NO_ID = object()  # marks a notification: the request had no "id" member
-_PLAIN_IDS = frozenset((str, int, float, type(None)))  # valid ids, checked by type alone
 
 
 class LineTooLong(Exception):
@@ -45,21 +41,7 @@ class LineBuffer:
         self.limit = limit
         self._buf = bytearray()
 
-    def one_line(self, data: bytes) -> bytes | None:
-        """The common case, one whole request per read and nothing pending: ``data`` without
-        its newline, with no copying through the buffer and no generator. ``None`` when
-        ``data`` is anything else; nothing is consumed then: give it to :meth:`feed`."""
-        if self._buf or not data.endswith(b"\n") or data.count(b"\n") != 1:
-            return None
-        if len(data) - 1 > self.limit:
-            raise LineTooLong(len(data) - 1)
-        return data[:-1]
-
     def feed(self, data: bytes) -> Iterator[bytes]:
-        line = self.one_line(data)
-        if line is not None:
-            yield line
-            return
         self._buf += data
         start = 0
         while True:
@@ -80,15 +62,9 @@ class LineBuffer:
         return len(self._buf)
 
 
-def _finite(obj: Any) -> Any:
-    """Replace NaN and infinities (not JSON) with null, recursively."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
+# -- JSON ---------------------------------------------------------------------------------
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON (RFC 8259 has no NaN or infinities)")
 
 
 def _default(obj: Any) -> Any:
@@ -102,108 +78,41 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
-# -- JSON without the json package ------------------------------------------------------
-# The common case, a request in and an answer out, goes straight to json's C accelerator
-# (``_json``, what ``json.loads`` and ``json.dumps`` use underneath). Importing ``json``
-# itself costs every cold start about 7 ms: its decoder and encoder compile regular
-# expressions, and ``re`` imports ``enum``. Anything off the common case (an error to report,
-# NaN to replace, an encoder fallback) imports ``json`` then, so messages stay json's own.
-class _Scanning:
-    """What ``json.JSONDecoder()`` gives its C scanner: json's defaults."""
-
-    strict = True
-    object_hook = object_pairs_hook = None
-    parse_float, parse_int = float, int
-    parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"),
-                      "NaN": float("nan")}.__getitem__
+def _finite(obj: Any) -> Any:
+    """Replace NaN and infinities (not JSON) with null, recursively."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
-_SCAN = _json.make_scanner(_Scanning())
-_JSON_SPACE = " \t\n\r"  # json's whitespace; str.strip() alone would take more
-# The C encoder json.dumps builds on every call with these options, built once (about 1 us
-# per answer): compact, UTF-8 rather than \u escapes, no NaN. It skips the circular-reference
-# check (markers=None): a circular result recurses until RecursionError, and encode then asks
-# json's checked encoder, which says which it was.
-_C_ENCODER = _json.make_encoder(None, _default, _json.encode_basestring, None,
-                                ":", ",", False, False, False)
-
-
-def _checked_encode(message: Any) -> str:
-    import json
-
-    return json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False,
-                            default=_default).encode(message)
+# Made once: json.loads and json.dumps with options build a new one on every call.
+_DECODER = json.JSONDecoder(parse_constant=_not_json)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                            default=_default)
 
 
 def decode(text: str) -> Any:
-    """``json.loads(text)``, with the common case (a value at offset 0 and nothing after it
-    but whitespace) read by the scanner alone; anything else goes through ``json.loads``, so
-    errors and their messages are json's own."""
-    try:
-        value, end = _SCAN(text, 0)
-    except (StopIteration, ValueError):  # leading whitespace, a BOM, or not JSON at all
-        return _loads(text)
-    if end != len(text) and text[end:].strip(_JSON_SPACE):
-        return _loads(text)  # extra data: json.loads raises, with its message
-    return value
-
-
-def _loads(text: str) -> Any:
-    import json
-
-    return json.loads(text)
+    """``json.loads(text)``, except that ``NaN`` and the infinities (not JSON) are refused.
+    Raises ``ValueError`` (json's ``JSONDecodeError``, with its message)."""
+    if text.startswith("\ufeff"):  # as json.loads says it
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+    return _DECODER.decode(text)
 
 
 def encode(message: Any) -> bytes:
     """One JSON text as a UTF-8 line. NaN and infinities become null (JSON has neither)."""
     try:
-        try:
-            text = encode_text(message)
-        except RecursionError:  # nested too deeply, or circular: the checked encoder says which
-            text = _checked_encode(message)
-    except ValueError:
-        import json
-
-        text = json.dumps(_finite(json.loads(json.dumps(message, default=_default))),
-                          separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = _ENCODER.encode(message)
+    except ValueError:  # NaN or an infinity somewhere (or a circular value: raised again)
+        text = _ENCODER.encode(_finite(json.loads(json.dumps(message, default=_default))))
     try:
         return text.encode("utf-8") + b"\n"
     except UnicodeEncodeError:  # a lone surrogate (from a "\ud800" escape): keep it escaped
-        import json
-
         return json.dumps(json.loads(text), separators=(",", ":")).encode("ascii") + b"\n"
-
-
-class Encoded(dict):
-    """A result that brings its own JSON text (``json``, or None), which the dispatcher sends
-    instead of encoding the dict again: the fast path of a method called often, such as
-    ``health_check``, which monitors poll. Python callers get an ordinary dict. Made like a
-    dict, then ``json`` set: exactly these items as JSON (tests compare the two for every
-    service), or None to have them encoded as usual; never changed after (:func:`encoded`).
-    A memoized part of an answer may be one too, and its text is then reused."""
-
-    json: str | None = None
-
-
-def encoded(items: dict[str, Any]) -> Encoded:
-    """``items`` as an :class:`Encoded` with its JSON (None where it is not JSON as it
-    stands: NaN, say). For a memo: made when the memo is, never changed after."""
-    out = Encoded(items)
-    try:
-        out.json = encode_text(out)
-    except (TypeError, ValueError, RecursionError):
-        out.json = None
-    return out
-
-
-def encode_text(value: Any) -> str:
-    """``value`` as compact JSON text (json's C encoder; ValueError on NaN and infinities)."""
-    return "".join(_C_ENCODER(value, 0))
-
-
-def _answer_with(result_json: str, id: Any) -> bytes:
-    id_text = str(id) if type(id) is int else encode_text(id)
-    return f'{{"jsonrpc":"2.0","result":{result_json},"id":{id_text}}}\n'.encode("utf-8")
 
 
 def error_response(exc: RPCError, id: Any = None) -> dict[str, Any]:
@@ -221,10 +130,11 @@ def rpc(func: Callable | None = None, *, positional: bool = False, name: str | N
 
 
 class Method:
-    """One callable method; the facts the fast path needs are read once, at registration.
+    """One callable method, called with a request's params.
 
-    ``inspect`` (several ms to import, paid on every cold start) is loaded only off the fast
-    path: positional params, a binding error, or ``rpc.discover``.
+    Params are checked by the call itself: a ``TypeError`` raised by the call (not from inside
+    the method) means they do not fit, and becomes :class:`InvalidParams` with Python's own
+    message. ``inspect`` (several ms to import) is loaded only for ``rpc.discover``.
     """
 
     def __init__(self, name: str, func: Callable, positional: bool = False) -> None:
@@ -233,31 +143,12 @@ class Method:
         self.positional = positional
         doc = (getattr(func, "__doc__", None) or "").strip()
         self.doc = doc.split("\n", 1)[0].strip()
-        self._signature = None
-        f = getattr(func, "__func__", func)
-        code = getattr(f, "__code__", None)
-        # Plain named parameters only (no *args, **kwargs or positional-only): checked as sets.
-        self._simple = bool(code) and not code.co_flags & 0x0C and code.co_posonlyargcount == 0
-        if self._simple:
-            skip = 1 if hasattr(func, "__self__") else 0
-            positional_names = code.co_varnames[skip:code.co_argcount]
-            kwonly = code.co_varnames[code.co_argcount:code.co_argcount + code.co_kwonlyargcount]
-            n_defaults = len(f.__defaults__ or ())
-            with_default = set(positional_names[len(positional_names) - n_defaults:]
-                               if n_defaults else ())
-            with_default |= set(f.__kwdefaults__ or ())
-            self._names = frozenset(positional_names) | frozenset(kwonly)
-            self._required = self._names - with_default
-        # Called without params and needing none: nothing to check at all.
-        self._bare = self._simple and not self._required
 
     @property
     def signature(self):
-        if self._signature is None:
-            import inspect
+        import inspect
 
-            self._signature = inspect.signature(self.func)
-        return self._signature
+        return inspect.signature(self.func)
 
     def describe(self) -> dict[str, Any]:
         params = []
@@ -269,32 +160,28 @@ class Method:
         return {"name": self.name, "params": params, "doc": self.doc}
 
     def call(self, params: Any) -> Any:
-        """Call the method with the request's params, checked against its signature."""
-        if params is None and self._bare:
-            return self.func()
-        if self._simple and (params is None or type(params) is dict):
-            # Fast path: named params only; checked with set operations, no Signature.bind.
-            keys = params.keys() if params else frozenset()
-            if keys <= self._names and self._required <= keys:
-                return self.func(**params) if params else self.func()
-        bound = self.bind(params)
-        return self.func(*bound.args, **bound.kwargs)
-
-    def bind(self, params: Any):
-        """``inspect.BoundArguments`` for the params, or InvalidParams saying what is wrong."""
+        """Call the method with the request's params (an object by name, or an array where
+        the method takes positions)."""
         if params is None:
-            params = {}
+            args, kwargs = (), {}
+        elif isinstance(params, dict):
+            args, kwargs = (), params
+        elif isinstance(params, list):
+            if not self.positional:
+                raise InvalidParams(f"{self.name} takes parameters by name, not by position",
+                                    method=self.name)
+            args, kwargs = params, {}
+        else:
+            raise InvalidParams("params must be an object (by name) or an array",
+                                method=self.name)
         try:
-            if isinstance(params, dict):
-                return self.signature.bind(**params)
-            if isinstance(params, list):
-                if not self.positional:
-                    raise InvalidParams(f"{self.name} takes parameters by name, not by position",
-                                        method=self.name)
-                return self.signature.bind(*params)
+            return self.func(*args, **kwargs)
         except TypeError as exc:
-            raise InvalidParams(f"{self.name}: {exc}", method=self.name) from exc
-        raise InvalidParams("params must be an object (by name) or an array", method=self.name)
+            if exc.__traceback__ is not None and exc.__traceback__.tb_next is None:
+                # Raised by the call itself, before the method ran: the params do not fit.
+                message = str(exc).replace(f"{getattr(self.func, '__qualname__', '')}()", "")
+                raise InvalidParams(f"{self.name}: {message.strip()}", method=self.name) from None
+            raise
 
 
 def _jsonable(value: Any) -> Any:
@@ -324,28 +211,20 @@ class Dispatcher:
             message = decode(text)  # surrounding whitespace, a trailing \r included, is fine
         except (ValueError, RecursionError) as exc:
             return encode(error_response(ParseError(f"parse error: {exc}")))
-        if type(message) is dict:  # the common case first: one request
-            response = self.handle_request(message)
-        elif isinstance(message, list) and 0 < len(message) <= self.max_batch:
+        if isinstance(message, list) and 0 < len(message) <= self.max_batch:
             return self._handle_batch(message)
-        else:
-            response = self.handle_message(message)
+        response = self.handle_message(message)
         if response is None:
             return None
         return self._encode(response)
 
     def _encode(self, response: Any) -> bytes:
-        result = response.get("result")
-        if type(result) is Encoded and result.json is not None:
-            try:
-                return _answer_with(result.json, response["id"])
-            except (TypeError, ValueError, RecursionError):
-                pass  # an id the fast path cannot write (NaN, say): the general way below
         try:
             return encode(response)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             logger.exception("result is not JSON serializable")
-            return encode(error_response(InternalError("result is not JSON serializable")))
+            return encode(error_response(InternalError("result is not JSON serializable"),
+                                         response.get("id")))
 
     def _handle_batch(self, batch: list) -> bytes | None:
         """A batch, answered one request at a time and encoded as it goes: once the answers
@@ -397,8 +276,8 @@ class Dispatcher:
             if not isinstance(request, dict):
                 raise InvalidRequest("a request must be a JSON object")
             id_ = request.get("id", _NO_ID)
-            if type(id_) not in _PLAIN_IDS and id_ is not _NO_ID and not (
-                    isinstance(id_, (str, int, float)) and not isinstance(id_, bool)):
+            if id_ is not _NO_ID and id_ is not None and (
+                    isinstance(id_, bool) or not isinstance(id_, (str, int, float))):
                 id_ = None
                 raise InvalidRequest("id must be a string, a number or null")
             if request.get("jsonrpc") != "2.0":

@@ -36,9 +36,9 @@ would reach into the other's state.
 
 from __future__ import annotations
 
-import _socket  # socket's C core: the socket module builds enums on import (~7 ms cold)
 import math
 import select
+import socket
 import struct
 import threading
 import time
@@ -56,7 +56,7 @@ from trading.errors import Busy, Forbidden, InvalidRequest
 from trading.runtime.protocol import (DEFAULT_BATCH_REPLY_LIMIT, DEFAULT_LINE_LIMIT,
                                       DEFAULT_MAX_BATCH, LineBuffer, LineTooLong, decode,
                                       encode, error_response)
-from trading.runtime.service import Service, set_current_cancel
+from trading.runtime.service import Service, no_notify, set_current_cancel
 
 logger = log.getLogger(__name__)
 
@@ -68,10 +68,6 @@ try:
     _POLLRDHUP = select.POLLRDHUP  # Linux: the peer shut down its end
 except AttributeError:  # pragma: no cover - other platforms
     _POLLRDHUP = 0
-
-
-def _no_notify(_state: str) -> None:
-    return None
 
 
 class _Conn:
@@ -91,14 +87,14 @@ class _Conn:
         """Wake the worker blocked on this connection: its recv returns end-of-file."""
         self.closing = True
         try:
-            self.sock.shutdown(_socket.SHUT_RDWR)
+            self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
 
 
 def peer_credentials(sock: Socket) -> tuple[int, int, int] | None:
     try:
-        return struct.unpack("3i", sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED,
+        return struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
                                                    struct.calcsize("3i")))
     except OSError:
         return None
@@ -114,7 +110,7 @@ class Server:
 
     def __init__(self, service: Service, sockets: Sequence[Socket], *,
                  idle_exit: float = 30.0, conn_idle: float = 60.0, max_connections: int = 16,
-                 line_limit: int = DEFAULT_LINE_LIMIT, notify: Notify = _no_notify,
+                 line_limit: int = DEFAULT_LINE_LIMIT, notify: Notify = no_notify,
                  watchdog_usec: int | None = None, authorize: Authorize | None = None,
                  clock: Callable[[], float] = time.monotonic, drain_timeout: float = 20.0,
                  request_timeout: float = 10.0, max_per_peer: int = 8,
@@ -143,8 +139,7 @@ class Server:
         self._stopping = False
         self._stop_at: float | None = None
         self._last_activity = clock()
-        self._announcement: list[tuple] = []  # the start-up line, until it is logged
-        self._wake_r, self._wake_w = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM, 0)
+        self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
 
@@ -169,11 +164,8 @@ class Server:
             sel.register(s)
         last_ping = last_status = self.clock()
         self.notify(f"READY=1\nSTATUS={self.service.status()}")
-        # Logged once the first request is answered or the loop is first idle, whichever
-        # comes first: importing logging is ~7 ms that the first answer need not wait for.
-        self._announcement.append(("%s serving on %s (idle exit %.3gs)", self.service.name,
-                                   ", ".join(_sockname(s) for s in self.sockets),
-                                   self.idle_exit))
+        logger.info("%s serving on %s (idle exit %.3gs)", self.service.name,
+                    ", ".join(_sockname(s) for s in self.sockets), self.idle_exit)
         reason = "stopped"
         try:
             while True:
@@ -205,15 +197,7 @@ class Server:
                 if self.watchdog_interval:
                     due = self.watchdog_interval - (now - last_ping)
                     timeout = max(0.0, min(timeout, due))
-                if self._announcement and open_now == 0:
-                    events = sel.select(0)
-                    if not events:  # first idle: nobody connected, nobody waiting
-                        self._announce()
-                        events = sel.select(timeout)
-                else:
-                    events = sel.select(timeout)
-                if not events and self._announcement:
-                    self._announce()  # a first request not answered within a tick
+                events = sel.select(timeout)
                 for ready in events:
                     if ready is self._wake_r:
                         self._drain_wake()
@@ -239,18 +223,9 @@ class Server:
             sel.close()
         self.notify(f"STOPPING=1\nSTATUS=exiting ({reason})")
         self._join_workers()
-        self._announce()  # still first, when no request came and the loop was never idle
         logger.info("%s exiting (%s) after %d requests", self.service.name, reason,
                     self.stats.requests)
         return 0
-
-    def _announce(self) -> None:
-        """Log the pending start-up line, once, from whichever thread gets here first."""
-        try:
-            args = self._announcement.pop()  # atomic: a second caller finds it empty
-        except IndexError:
-            return
-        logger.info(*args)
 
     def _drain_wake(self) -> None:
         try:
@@ -266,8 +241,7 @@ class Server:
                 if self.stats.open_connections >= self.max_connections:
                     return
             try:
-                fd, _ = listener._accept()  # what socket.accept does, without its module
-                sock = _socket.socket(listener.family, listener.type, listener.proto, fd)
+                sock, _ = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -320,7 +294,7 @@ class Server:
             conns = list(self._conns.values())
         for c in conns:
             try:
-                c.sock.shutdown(_socket.SHUT_RD)
+                c.sock.shutdown(socket.SHUT_RD)
             except OSError:
                 pass
 
@@ -369,7 +343,7 @@ class Server:
     @staticmethod
     def _send_quietly(c: _Conn, error) -> None:
         try:
-            c.sock.send(encode(error_response(error)), _socket.MSG_DONTWAIT)
+            c.sock.send(encode(error_response(error)), socket.MSG_DONTWAIT)
         except OSError:
             pass
 
@@ -393,43 +367,33 @@ class Server:
             sock.setblocking(True)
             timeval = struct.pack("ll", int(self.request_timeout),
                                   int(self.request_timeout % 1 * 1e6))
-            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDTIMEO, timeval)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
             refusal = self._check_peer(conn)
             if refusal is not None:
                 self._refuse(sock, refusal)
                 return
             buf = LineBuffer(self.line_limit)
             set_current_cancel(conn.cancel)  # this thread serves this connection only
-            # Bound once: this loop runs once per request, and each lookup is paid there.
-            clock, recv, one_line, answer = self.clock, sock.recv, buf.one_line, self._answer
             while not conn.closing:
-                data = recv(65536)
+                data = sock.recv(65536)
                 if not data:
                     return
+                if conn.state == _IDLE and not buf.pending:
+                    conn.since, conn.state = self.clock(), _READING  # a line's first byte
                 try:
-                    line = one_line(data)
-                    if line is not None:  # the common case: one whole request per read
-                        if line.strip():
-                            conn.state = _BUSY  # never evicted: no clock needed
-                            answer(conn, line)
-                        conn.since, conn.state = clock(), _IDLE
-                        continue
-                    if conn.state == _IDLE and not data.endswith(b"\n"):
-                        conn.since, conn.state = clock(), _READING  # a line's first byte
                     for line in buf.feed(data):
                         if line.strip():
-                            conn.state = _BUSY  # never evicted: no clock needed
+                            conn.state = _BUSY  # never evicted while it is being answered
                             self._answer(conn, line)
                 except LineTooLong:
                     exc = InvalidRequest(f"request line longer than {self.line_limit} bytes",
                                          problem="line-too-long", limit=self.line_limit)
                     sock.sendall(encode(error_response(exc)))
                     return
-                # One clock read per request on the common path (a whole line per read).
                 if not buf.pending:
-                    conn.since, conn.state = clock(), _IDLE
+                    conn.since, conn.state = self.clock(), _IDLE
                 elif conn.state != _READING:
-                    conn.since, conn.state = clock(), _READING
+                    conn.since, conn.state = self.clock(), _READING
         except OSError as exc:  # the client went away (reset, broken pipe, send timeout)
             logger.debug("connection ended: %s", exc)
         except Exception:
@@ -468,26 +432,17 @@ class Server:
             pass
 
     def _answer(self, conn: _Conn, line: bytes) -> None:
-        # acquire/release rather than `with`: nothing between them can raise, and this runs
-        # twice per request (a `with` costs twice as much).
-        stats = self.stats
-        lock = stats.lock
-        lock.acquire()
-        stats.in_flight += 1
-        lock.release()
-        if conn.cancel.is_set():  # a plain read; clear() takes a lock
-            conn.cancel.clear()
+        with self.stats.lock:
+            self.stats.in_flight += 1
+        conn.cancel.clear()
         try:
             response = self.dispatcher.handle_line(line)
         finally:
-            lock.acquire()
-            stats.in_flight -= 1
-            stats.requests += 1
-            lock.release()
+            with self.stats.lock:
+                self.stats.in_flight -= 1
+                self.stats.requests += 1
         if response is not None:
             conn.sock.sendall(response)
-        if self._announcement:  # the first answer is out: now the start-up line
-            self._announce()
 
     def _check_peer(self, conn: _Conn) -> Forbidden | None:
         if self.authorize is None:
@@ -544,8 +499,7 @@ class _Poller:
         waiting at most ``timeout`` seconds; rounded up to the next millisecond, so a short
         timeout is never a busy loop."""
         ms = min(math.ceil(max(timeout, 0.0) * 1e3), _POLL_MAX_MS) if timeout < math.inf else -1
-        by_fd = self._by_fd
-        return [by_fd[fd] for fd, _ in self._poll.poll(ms) if fd in by_fd]  # EINTR: retried
+        return [self._by_fd[fd] for fd, _ in self._poll.poll(ms) if fd in self._by_fd]
 
     def close(self) -> None:
         self._by_fd.clear()

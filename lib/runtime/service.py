@@ -36,42 +36,18 @@ if TYPE_CHECKING:
 from trading import __version__
 from trading import config as _config
 from trading.errors import RPCError, Unavailable
-from trading.runtime.protocol import Dispatcher, Encoded, Method, encode_text, rpc
+from trading.runtime.protocol import Dispatcher, Method, rpc
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-RSS_MAX_AGE = 0.1  # seconds health_check reuses a reading of its RSS (a /proc read, ~1 us)
-
-_statm: list[int] = []  # one open descriptor, read with pread: no open/close per call
-_rss_memo: tuple[int, float, int] = (-1, 0.0, 0)  # (pid, when, bytes), swapped whole
-
-
-def rss_bytes(max_age: float = 0.0, pid: int | None = None) -> int:
-    """Resident memory of this process, from /proc (no psutil needed). A reading this process
-    took less than ``max_age`` seconds ago is returned again (0: always read). ``pid`` is
-    ``os.getpid()``, passed by a caller that has it already."""
-    global _rss_memo
-    if pid is None:
-        pid = os.getpid()  # a forked child has its own memory and must not reuse the parent's
-    now = time.monotonic()
-    memo = _rss_memo
-    if memo[0] == pid and now - memo[1] < max_age:
-        return memo[2]
+def rss_bytes() -> int:
+    """Resident memory of this process, from /proc (no psutil needed); 0 where unreadable."""
     try:
-        if not _statm or _statm[1] != pid:
-            _statm[:] = [os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC), pid]
-        value = int(os.pread(_statm[0], 128, 0).split()[1]) * _PAGE
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
     except (OSError, IndexError, ValueError):
         return 0
-    _rss_memo = (pid, now, value)
-    return value
-
-
-def _fields_json(part: dict[str, Any]) -> str:
-    """A dict's members as JSON text, without the braces: its own text when it brings one."""
-    text = part.json if type(part) is Encoded else None
-    return (text if text is not None else encode_text(part))[1:-1]
 
 
 class Stats:
@@ -86,7 +62,8 @@ class Stats:
         self.in_flight = 0
 
 
-def _no_notify(_state: str) -> None:
+def no_notify(_state: str) -> None:
+    """The notify of a service run without systemd: does nothing."""
     return None
 
 
@@ -124,7 +101,7 @@ class Context:
                  store_factory: Callable[[], Any] | None = None) -> None:
         self.config = config if config is not None else _config.get()
         self.peers = peers if peers is not None else _NoPeers()
-        self.notify = notify or _no_notify
+        self.notify = notify or no_notify
         self.store_factory = store_factory or self._open_store
 
     def _open_store(self):
@@ -144,8 +121,6 @@ class Service:
         self.peers = self.context.peers
         self.notify = self.context.notify
         self.started = time.monotonic()
-        self._health_json: tuple[str, str] | None = None  # health_check's fixed text
-        self._health_tail: tuple[dict, dict, str] | None = None  # and its memoized parts
         self.stats = Stats()
         self._store = None
         self._store_lock = threading.Lock()
@@ -195,49 +170,15 @@ class Service:
     @rpc
     def health_check(self) -> dict[str, Any]:
         """Liveness and counters: service, status, pid, uptime, requests served, memory, version."""
-        pid = os.getpid()
-        uptime = round((time.monotonic() - self.started) * 1000) / 1000  # round(x, 3), faster
-        requests = self.stats.requests
-        rss = rss_bytes(RSS_MAX_AGE, pid)
-        store, own = self.store_health(), self.health()
-        answer = Encoded(service=self.name, status="ok", pid=pid, uptime_s=uptime,
-                         requests_served=requests, rss_bytes=rss, version=__version__)
-        answer.update(store)
-        answer.update(own)
-        # Its JSON is written here, the fixed fields' text made once per process: encoding
-        # the whole answer was most of a warm health_check's time in the handler (json's C
-        # encoder costs about 0.15 us a field on Python 3.11). A part that is memoized comes
-        # as an Encoded dict with its own text, made with the memo (the store's verdict,
-        # market-data's cache figures); the rest go through the encoder on every call.
-        # Where a field would replace another, the whole answer does.
-        answer.json = None
-        if len(answer) == 7 + len(store) + len(own):
-            memo = self._health_tail  # the same two Encoded memos as last time: same text
-            if memo is not None and memo[0] is store and memo[1] is own:
-                tail = memo[2]
-            else:
-                try:
-                    tail = "," + _fields_json(store) if store else ""
-                    if own:
-                        tail += "," + _fields_json(own)
-                except (TypeError, ValueError, RecursionError):
-                    return answer  # NaN, say: the general encoder says what becomes of it
-                if type(store) is Encoded and type(own) is Encoded:  # never changed after
-                    self._health_tail = (store, own, tail)
-            head = self._health_json
-            if head is None:
-                head = self._health_json = (
-                    '{"service":' + encode_text(self.name) + ',"status":"ok","pid":',
-                    ',"version":' + encode_text(__version__))
-            answer.json = (f'{head[0]}{pid},"uptime_s":{uptime!r},"requests_served":{requests},'
-                           f'"rss_bytes":{rss}{head[1]}{tail}}}')
-        return answer
+        return {"service": self.name, "status": "ok", "pid": os.getpid(),
+                "uptime_s": round(time.monotonic() - self.started, 3),
+                "requests_served": self.stats.requests, "rss_bytes": rss_bytes(),
+                "version": __version__, **self.store_health(), **self.health()}
 
     def store_health(self) -> dict[str, Any]:
         """``store: ok|degraded`` (with ``store_cause`` and ``store_error``), from the store's
         own cheap, memoized check (:meth:`trading.runtime.store.Store.health`). A store not
-        created yet is ok: the first request that needs it creates it. (On every
-        health_check: kept to an attribute read and the store's memo on the common path.)"""
+        created yet is ok: the first request that needs it creates it."""
         store = self._store
         if store is None:
             if not os.path.exists(self.config.db_file):

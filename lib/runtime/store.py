@@ -18,7 +18,7 @@ kept, and :meth:`Store.health` reports ``ok`` or ``degraded`` from it and a chea
 first page readable, free space on the filesystem), memoized for :data:`HEALTH_TTL_S`.
 
 ``Store(path, readonly=True)`` is a reader that cannot write (SQLite's ``mode=ro``): it
-creates nothing, migrates nothing, and a missing file is a :class:`StoreError` (the dashboard
+creates nothing, migrates nothing, and a missing file is a :class:`~trading.errors.StoreUnavailable` (the dashboard
 reads the store this way, so a page view can never change it).
 """
 
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 from trading.errors import Busy, StoreUnavailable, TradingError
-from trading.runtime.protocol import encoded
 
 # The trading.migrations package. Paths here are strings: pathlib costs every cold start
 # that opens the store about 5 ms (it imports re and urllib.parse).
@@ -43,7 +42,6 @@ HEALTH_TTL_S = 5.0          # a health check's store verdict is reused this long
 RECENT_ERROR_S = 60.0       # a store failure this recent makes the store "degraded"
 LOW_SPACE_BYTES = 1 << 20   # less free space than this on the store's filesystem: degraded
 
-StoreError = StoreUnavailable  # the store cannot be opened, read or written (the old name)
 
 
 def _to_wal(conn: sqlite3.Connection, timeout: float = BUSY_TIMEOUT_MS / 1000) -> None:
@@ -129,7 +127,7 @@ class Store:
             conn.execute("PRAGMA query_only = ON")
             conn.execute("PRAGMA user_version").fetchone()  # fails now if the file is missing
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open the store {self.path}: {exc}") from exc
+            raise StoreUnavailable(f"cannot open the store {self.path}: {exc}") from exc
         return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
@@ -213,7 +211,6 @@ class Store:
             err = last[1]
             verdict = {"store": "degraded", "store_cause": err.data["cause"],
                        "store_error": err.message}
-        verdict = encoded(verdict)  # with its JSON: health_check reuses the text (no NaN here)
         self._health = (now, verdict)
         return verdict
 

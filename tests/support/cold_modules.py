@@ -12,12 +12,13 @@ BEFORE = set(sys.modules)  # the interpreter's own start-up is not the handler's
 from trading.handlers import SERVICES, main
 from trading.runtime import protocol
 
-# Paid only by the paths that need them (logging: once the first answer is out). enum (with
-# re, json, socket, signal and pathlib, which all import it) is about 10 ms of a cold start;
-# the runtime uses their C cores (_json, _socket, _signal) and string paths.
-WATCHED = ("logging", "traceback", "argparse", "zoneinfo", "typing", "enum", "re", "json",
-           "socket", "signal", "selectors", "pathlib", "urllib.parse", "systemd.daemon",
-           "contextlib")
+# Paid only by the paths that need them: argparse when a handler is given arguments (units
+# give none), zoneinfo by the market calendar, typing by nothing at run time (annotations are
+# strings), pathlib and urllib.parse by the store and the sources, systemd.daemon by nothing
+# (activation speaks sd_listen_fds and sd_notify itself), numpy by the computing methods.
+# (sqlite3 is not watched: market-data's health_check counts its cache in the store.)
+WATCHED = ("argparse", "zoneinfo", "typing", "pathlib", "urllib.parse", "systemd.daemon",
+           "numpy")
 
 
 def _watch() -> None:

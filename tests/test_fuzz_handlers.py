@@ -15,8 +15,18 @@ What must hold for every input:
 - nothing reaches the store or the file system: the row count of every table and a snapshot
   of the state, cache and runtime directories are the same before and after.
 
+The process above has answered a health check and a valid call before the first generated
+line, as a client would find it. Cold processes are fuzzed too (``test_fuzz_cold[<service>]``):
+each generated example is a few lines sent to a fresh process started as its unit starts it
+(:class:`support.cold.ColdHandler`, the venv's ``trading-<service>`` under
+``systemd-socket-activate``), the first of them the first line that process ever reads. An
+error path that needs a module no earlier request happened to load fails only there. Each
+line gets valid JSON-RPC answers (none for a notification) and the same process answers a
+health check after every line and after the last.
+
 The number of inputs tried is printed (``-s`` shows it); ``TRADING_FUZZ_EXAMPLES`` sets how
-many per handler (default 1500).
+many per handler (default 1500), ``TRADING_FUZZ_COLD_EXAMPLES`` how many cold processes per
+handler (default 60).
 """
 
 from __future__ import annotations
@@ -30,14 +40,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from support.cold import ColdHandler, handler_env
 from support.wire import Connection
 from trading.errors import InvalidSymbol
+from trading.handlers import SERVICES
 from trading.market.symbols import normalize
 
 pytestmark = pytest.mark.slow
 
 EXAMPLES = int(os.environ.get("TRADING_FUZZ_EXAMPLES", "1500"))
+COLD_EXAMPLES = int(os.environ.get("TRADING_FUZZ_COLD_EXAMPLES", "60"))  # ~0.1-0.3 s each
 LINE_LIMIT = 65536  # the handlers run with this limit so over-long lines are cheap to make
+HANDLER_ENV = {"TRADING_SOURCE": "sample", "TRADING_NEWS_SOURCE": "sample",
+               "TRADING_LINE_LIMIT": str(LINE_LIMIT), "TRADING_IN_PROCESS": "never"}
 SENTINEL = b'{"jsonrpc":"2.0","id":"sentinel","method":"health_check"}\n'
 
 HOSTILE = [
@@ -322,9 +337,7 @@ def snapshot(dirs: list[Path], db: Path) -> dict:
 def fuzz(activate, service: str, methods: list[str], warm: list[bytes], seed=None) -> Prober:
     from trading import config
 
-    env = {"TRADING_SOURCE": "sample", "TRADING_NEWS_SOURCE": "sample",
-           "TRADING_LINE_LIMIT": str(LINE_LIMIT), "TRADING_IN_PROCESS": "never"}
-    os.environ.update(env)
+    os.environ.update(HANDLER_ENV)
     config.reset()
     cfg = config.get()
     if seed is not None:
@@ -412,6 +425,49 @@ def test_fuzz_sentiment(activate):
 
 def test_fuzz_training(activate):
     fuzz(activate, "training", TRAINING, [req("models")])
+
+
+METHODS = {"market-data": MARKET, "sentiment": SENTIMENT, "prediction": PREDICTION,
+           "training": TRAINING}
+
+
+@pytest.mark.parametrize("service", list(SERVICES))
+def test_fuzz_cold(service, runtime_dir, tmp_path):
+    """Generated lines to fresh processes, each example's first line the process's first."""
+    methods = METHODS[service]  # a service added to the registry needs its methods here
+    env = handler_env(**HANDLER_ENV)
+    log = tmp_path / "handler.log"
+    tried: list[Prober] = []
+
+    @settings(max_examples=COLD_EXAMPLES, deadline=None, derandomize=False, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(lines=st.lists(requests(methods), min_size=1, max_size=5))
+    def one(lines: list[bytes]) -> None:
+        h = ColdHandler(service, runtime_dir / f"{service}.sock", env, log)
+        prober = Prober(h.path)
+        prober.pid = h.pid  # systemd-socket-activate execs the handler in its own process
+        tried.append(prober)
+        try:
+            prober.conn = h.connect(timeout=30)  # this connection starts the handler
+            for line in lines:
+                prober.check(line)
+            prober.close()
+            assert _one(h.path, SENTINEL)["result"]["pid"] == h.pid
+        except BaseException:
+            prober.close()
+            print(h.stop()[-5000:])  # the handler's side of the failure
+            raise
+        out = h.stop()
+        assert h.proc.returncode == 0, out[-3000:]  # it stopped cleanly when asked
+        assert "Traceback" not in out, out[-3000:]
+
+    one()
+    errors: dict[int, int] = {}
+    for p in tried:
+        for code, n in p.errors.items():
+            errors[code] = errors.get(code, 0) + n
+    print(f"\n{service}, cold: {len(tried)} fresh processes, {sum(p.tried for p in tried)} "
+          f"inputs, all answered; error codes {dict(sorted(errors.items()))}")
 
 
 def test_bulk_fetch_of_only_bad_symbols_fetches_and_stores_nothing(activate, tmp_path):

@@ -88,7 +88,8 @@ def cold(path: Path, argv: list[str], line: bytes, runs: int, check) -> list[flo
 def seed_cache(symbol: str) -> int:
     """Yahoo-shaped headlines for ``symbol``, saved and scored as a fetch just now would."""
     from trading import config
-    from trading.market.yahoo import BACKOFF_S, NEWS
+    from trading.market.breaker import BACKOFF_S
+    from trading.market.yahoo import NEWS
     from trading.news.headlines import News, parse_item
     from trading.runtime.store import Store
 

@@ -19,9 +19,10 @@ def web(listen: str = typer.Option(None, "--listen", "-l", metavar="ADDR",
                                    "127.0.0.1:8787); beyond loopback it needs web.token")) -> None:
     """Serve the web dashboard in the foreground until Ctrl-C (installed, systemd starts it on
     demand instead: see `trading status`)."""
+    from trading.handlers import SOCKET_SERVICES, load
     from trading.web.serve import main
 
     code = main([*(["--listen", listen] if listen else []), "--idle-exit", "0"],
-                own_logging=False)
+                own_logging=False, registry=load, services=list(SOCKET_SERVICES))
     if code:
         raise typer.Exit(code)

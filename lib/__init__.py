@@ -11,6 +11,8 @@ The package is layered; each layer imports only the ones above it in this list:
 - :mod:`trading.signals`: the decision rules, the prediction log, outcomes, replay, events.
 - :mod:`trading.learning`: features, walk-forward training, models, backtests.
 - :mod:`trading.ops`: what only the CLI needs (the systemd manager, schedule, charts).
+- :mod:`trading.web`: the dashboard, an HTTP service; its entry point gives it the handlers'
+  registry (docs/architecture.md says why it lives here).
 
 Service handlers live in ``trading.handlers`` and the command line in ``trading.cli``.
 """

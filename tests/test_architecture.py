@@ -105,6 +105,69 @@ def test_nothing_under_the_runtime_imports_a_handler():
     assert out.stdout.strip() == "[]"
 
 
+# -- the library's import graph ----------------------------------------------------------------
+# The one module under lib/ that may name the handlers: the dashboard's entry point (the
+# `trading-web` script trading-web.service runs, and `python -m trading.web`), which gives it
+# the handlers' registry as trading.handlers.main gives a handler its peers'. No module
+# imports it.
+ENTRY_POINTS = {"trading.web.__main__"}
+
+
+def _library_modules() -> dict[str, Path]:
+    """Every module under lib/ by its import name (lib/ is the ``trading`` package)."""
+    out = {}
+    for path in (REPO / "lib").rglob("*.py"):
+        parts = ("trading", *path.relative_to(REPO / "lib").with_suffix("").parts)
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """What ``name`` imports, at module level and inside functions alike: ``from A import b``
+    is the module ``A.b`` when there is one, else ``A``."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{anchor}.{base}" if base else anchor
+            for a in node.names:
+                found.add(f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base)
+    return found
+
+
+def test_the_library_imports_no_handler_or_cli_and_has_no_import_cycle():
+    modules = _library_modules()
+    graph = {}
+    for name, path in modules.items():
+        imported = _imports(name, path, modules)
+        outward = sorted(i for i in imported if i.startswith(("trading.handlers", "trading.cli")))
+        allowed = name in ENTRY_POINTS and all(i.startswith("trading.handlers") for i in outward)
+        assert not outward or allowed, f"{path.relative_to(REPO)} imports {outward}"
+        graph[name] = {i for i in imported if i in modules and i != name}
+    assert not [m for m, deps in graph.items() if deps & ENTRY_POINTS], "an entry point imported"
+    # Depth-first; a module met again while it is still on the path closes a cycle.
+    done: set[str] = set()
+    for root in sorted(graph):
+        if root in done:
+            continue
+        path, todo = [root], [iter(sorted(graph[root]))]
+        while todo:
+            child = next(todo[-1], None)
+            if child is None:
+                todo.pop()
+                done.add(path.pop())
+            elif child in path:
+                pytest.fail("import cycle: " + " -> ".join(path[path.index(child):] + [child]))
+            elif child not in done:
+                path.append(child)
+                todo.append(iter(sorted(graph[child])))
+
+
 def test_no_library_module_is_long_without_saying_why():
     for path in (REPO / "lib").rglob("*.py"):
         lines = path.read_text().count("\n")

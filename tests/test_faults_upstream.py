@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from support.wire import rpc
-from trading.market.yahoo import BACKOFF_S
+from trading.market.breaker import BACKOFF_S
 
 FAKE_YAHOO = Path(__file__).resolve().parent / "support" / "fake_yahoo"
 

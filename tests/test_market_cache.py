@@ -13,7 +13,7 @@ import pytest
 
 from trading.market import asx
 from trading.market.bars import BarCache
-from trading.market.yahoo import BACKOFF_S, PAUSE_S
+from trading.market.breaker import BACKOFF_S, PAUSE_S
 from trading.errors import NotFound, UpstreamUnavailable
 from trading.market.sources import Fetched, synthetic
 from trading.runtime.store import Store

@@ -16,7 +16,8 @@ from yfinance.exceptions import YFRateLimitError
 
 from trading import config
 from trading.errors import InvalidParams, InvalidSymbol, NotFound, UpstreamUnavailable
-from trading.market.yahoo import BACKOFF_S, NEWS, PAUSE_S
+from trading.market.breaker import BACKOFF_S, PAUSE_S
+from trading.market.yahoo import NEWS
 from trading.news.headlines import (FRESH_S, RETRY_DELAY_S, JsonlNews, News, SampleNews, YahooNews,
                                     aggregate, parse_item, resolve)
 from trading.runtime.store import Store

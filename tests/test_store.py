@@ -99,10 +99,11 @@ def test_statement_splitter_respects_comments_and_literals():
 
 
 def test_a_readonly_store_reads_and_cannot_write_or_create(tmp_path):
-    from trading.runtime.store import Store, StoreError
+    from trading.errors import StoreUnavailable
+    from trading.runtime.store import Store
 
     missing = Store(tmp_path / "none.db", readonly=True)
-    with pytest.raises(StoreError, match="cannot open"):
+    with pytest.raises(StoreUnavailable, match="cannot open"):
         missing.query("SELECT 1")
     assert not (tmp_path / "none.db").exists()
     writer = Store(tmp_path / "t.db")

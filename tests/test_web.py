@@ -36,11 +36,14 @@ def filled(cfg):
 
 
 def client_for(cfg, **kw):
+    """The app as its entry point builds it: the handlers' registry for the in-process
+    fallback (no socket is installed here) and the services page."""
     from starlette.testclient import TestClient
 
+    from trading.handlers import SOCKET_SERVICES, load
     from trading.web.app import create_app
 
-    return TestClient(create_app(cfg), **kw)
+    return TestClient(create_app(cfg, registry=load, services=list(SOCKET_SERVICES)), **kw)
 
 
 @pytest.mark.parametrize("path", PAGES)

@@ -2,7 +2,8 @@
 
 - :mod:`.sources`: the bar sources (yahoo, sample, csv:DIR, jsonl:DIR).
 - :mod:`.files`: reading a client-chosen local file: regular files only, bounded, never blocking.
-- :mod:`.yahoo`: the one Yahoo adapter: error classification and backoff, for bars and news.
+- :mod:`.yahoo`: the one Yahoo adapter: error classification and messages, for bars and news.
+- :mod:`.breaker`: the circuit breaker every upstream goes through (backoff in the store).
 - :mod:`.bars`: the bar cache in the store, refreshed as the market moves.
 - :mod:`.summary`: pure functions, bars in and summaries (technical, volume, context) out.
 - :mod:`.indicators`: SMA, EMA, Wilder RSI, MACD on numpy arrays.

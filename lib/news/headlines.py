@@ -6,13 +6,13 @@ Sources (the ``source`` parameter, default the ``news_source`` setting):
   current nested one (``{"id", "content": {"title", "pubDate", "provider": {"displayName"},
   "canonicalUrl": {"url"}}}``) and the old flat one (``title``, ``publisher``, ``link``,
   ``providerPublishTime``, still returned by ``yf.Search``). Failures are Yahoo's, so
-  :mod:`trading.market.yahoo` classifies them and keeps the backoff, by the bars' policy, in
-  the store under the upstream name ``yahoo-news``, where every process honours it: a rate
-  limit (429) leaves Yahoo alone for minutes (longer for each one in a row); a network error
-  is retried once after a short pause, then Yahoo is left alone for half a minute, as after
-  any other failure. Meanwhile the cache is served, marked ``stale``; with nothing cached the
-  answer is :class:`~trading.errors.UpstreamUnavailable` with its ``reason`` and
-  ``retry_after_s``. An empty list is no news, not an error.
+  :mod:`trading.market.yahoo` classifies them and :mod:`trading.market.breaker` keeps the
+  backoff, by the bars' policy, in the store under the upstream name ``yahoo-news``, where
+  every process honours it: a rate limit (429) leaves Yahoo alone for minutes (longer for
+  each one in a row); a network error is retried once after a short pause, then Yahoo is left
+  alone for half a minute, as after any other failure. Meanwhile the cache is served, marked
+  ``stale``; with nothing cached the answer is :class:`~trading.errors.UpstreamUnavailable`
+  with its ``reason`` and ``retry_after_s``. An empty list is no news, not an error.
 - ``sample``: headlines bundled in ``trading/data/sample_news.jsonl``, their ages relative to
   now, so an offline run works end to end.
 - ``jsonl:DIR``: every ``*.jsonl`` file in DIR, one item per line in either Yahoo shape, with
@@ -44,14 +44,15 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from trading import clock as _clock
 from trading.errors import InvalidParams, NotFound, StoreUnavailable, UpstreamUnavailable
-from trading.market import yahoo
+from trading.market import breaker, yahoo
 from trading.market.files import UnusableFile, read_bounded
 
 logger = logging.getLogger(__name__)
 
 FRESH_S = 15 * 60            # a Yahoo fetch younger than this is served from the cache
-RETRY_DELAY_S = 0.5          # one short retry after a network error (then yahoo.PAUSE_S)
+RETRY_DELAY_S = 0.5          # one short retry after a network error (then breaker.PAUSE_S)
 LOOKBACK_HALF_LIVES = 7      # 0.5 ** 7 < 1%: older headlines no longer move the score
 MAX_HEADLINES = 50           # most recent headlines aggregated (and returned) per symbol
 KEEP_S = 90 * 24 * 3600      # headlines older than this are pruned from the cache
@@ -342,14 +343,14 @@ def resolve(spec: Any, default: str, cache_dir: Path | None = None) -> Source:
 class News:
     """Headlines for symbols through the cache. ``clock``/``sleep`` are injectable for tests."""
 
-    def __init__(self, store, half_life_h: float, *, clock: Callable[[], float] = time.time,
+    def __init__(self, store, half_life_h: float, *, clock: Callable[[], float] = _clock.time,
                  sleep: Callable[[float], None] = time.sleep, scorer=None) -> None:
         self.store = store
         self.half_life_h = half_life_h
         self.clock = clock
         self.sleep = sleep
         self._scorer = scorer
-        self.upstream = yahoo.UpstreamState(store, "news")
+        self.upstream = breaker.UpstreamState(store, "news")
 
     @property
     def scorer(self):

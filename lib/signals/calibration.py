@@ -23,9 +23,10 @@ Inputs are standardised on the fitting rows; the fit is scikit-learn's ``Logisti
 with its default L2 penalty (C = 1), so an input with no information shrinks towards the base
 rate instead of claiming confidence. Each row is weighted by the share of an independent
 outcome it is (:func:`independent_weights`: overlapping horizons, symbols of one session), so
-the penalty shrinks a fit by its independent evidence, not by its number of rows. With fewer than :data:`MIN_OUTCOMES` scored outcomes at a
-horizon there is no fit: the prediction says "too little history to calibrate" and carries no
-probability for that horizon (its ``confidence`` is then the rules' raw strength, flagged
+the penalty shrinks a fit by its independent evidence, not by its number of rows. With fewer
+than :data:`~trading.signals.outcomes.MIN_OUTCOMES` scored outcomes at a horizon there is no
+fit: the prediction says "too little history to calibrate" and carries no probability for
+that horizon (its ``confidence`` is then the rules' raw strength, flagged
 ``calibrated: false``).
 
 Out of sample, always. :func:`walk_forward` calibrates a replay as it would have been
@@ -49,12 +50,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from trading.signals.outcomes import HOLD_BAND, HORIZONS
+from trading.signals.outcomes import (HOLD_BAND, HORIZONS, MIN_OUTCOMES, PREDICTOR_SQL,
+                                      latest_per_session)
 
 logger = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
-MIN_OUTCOMES = 200     # scored outcomes a horizon needs before it is calibrated at all
 REFIT_SESSIONS = 20    # walk-forward: refit about monthly
 KIND = "rules"
 METHOD = "platt"       # logistic scaling (Platt 1999), with the inputs named in each fit
@@ -300,11 +301,9 @@ def fit_store(store, *, include_sample: bool = False, source: str | None = None,
     """Fit on every scored outcome in the store (``source``: only those made from it; sample
     data left out unless ``include_sample``) and store the record; returns it (with its id)."""
     from trading.signals.events import now_iso
-
-    # The rules' own predictions only: the fit maps the rules' score, not a plugged predictor's.
-    from trading.signals.outcomes import PREDICTOR_SQL, latest_per_session
     from trading.signals.predictors import DEFAULT
 
+    # The rules' own predictions only: the fit maps the rules' score, not a plugged predictor's.
     where, args = [f"{PREDICTOR_SQL} = ?"], [DEFAULT]
     if source is not None:
         where.append("p.source = ?")

@@ -39,6 +39,10 @@ logger = logging.getLogger(__name__)
 JSON = dict[str, Any]
 HORIZONS = (1, 5)
 HOLD_BAND = {1: 0.01, 5: 0.025}
+# Scored outcomes a horizon needs before a probability of being right is stated: the
+# calibration (trading.signals.calibration) fits none with fewer, and the scorecard's
+# walk-forward climatology starts where the calibration would.
+MIN_OUTCOMES = 200
 
 # (symbol, period, source) -> a market-data get_bars answer; source None: the configured one
 GetBars = Callable[[str, str, str | None], Mapping]
@@ -132,7 +136,7 @@ def evaluate(store: Store, get_bars: GetBars, *, index: str,
     if today is not None:
         settled = asx.previous_session(today)
     else:
-        settled = last_settled_session(at or datetime.now(asx.TZ))
+        settled = last_settled_session(at or asx.now())
     cutoff = settled.isoformat()
     rows = store.query(
         "SELECT p.id, p.symbol, p.session, p.action, p.origin, p.source, "
@@ -249,7 +253,6 @@ def accuracy(store: Store, origin: str | None = None, include_sample: bool = Fal
     (``module:Name``) to one predictor's; predictions made from synthetic ``sample`` data are
     left out unless ``include_sample``."""
     from trading.signals import scorecard
-    from trading.signals.calibration import MIN_OUTCOMES
 
     if origin not in (None, "live", "replay"):
         raise InvalidParams("origin must be 'live', 'replay' or null")

@@ -159,13 +159,15 @@ def _environment(cache_dir: Path | None):
 
 
 # -- the app ----------------------------------------------------------------------------------
-def create_app(cfg, dashboard=None, *, cache_dir: Path | None = None) -> Starlette:
+def create_app(cfg, dashboard=None, *, cache_dir: Path | None = None, registry=None,
+               services=()) -> Starlette:
     """The dashboard for configuration ``cfg``; ``dashboard`` defaults to a
-    :class:`trading.web.data.Dashboard` on the configured store and services."""
+    :class:`trading.web.data.Dashboard` on the configured store and services, given
+    ``registry`` and ``services`` (see there)."""
     if dashboard is None:
         from trading.web.data import Dashboard
 
-        dashboard = Dashboard(cfg)
+        dashboard = Dashboard(cfg, registry=registry, services=services)
     token: str = cfg["web.token"]
     actions = bool(cfg["web.allow_actions"]) and bool(token)
     stopping = threading.Event()

@@ -22,11 +22,13 @@ Nothing here imports pandas, numpy or matplotlib (tests/test_web.py checks ``sys
 from __future__ import annotations
 
 import logging
-from datetime import datetime, time, timedelta, timezone
+from collections.abc import Callable, Iterable
+from datetime import datetime, time, timedelta
 from typing import Any
 
-from trading.errors import TradingError
-from trading.runtime.store import Store, StoreError
+from trading import clock
+from trading.errors import StoreUnavailable, TradingError
+from trading.runtime.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ CLOSE = time(16, 15)  # Sydney: a session's prices are final after the closing a
 def sydney_now() -> datetime:
     from trading.signals.ledger import sydney_tz
 
-    return datetime.now(timezone.utc).astimezone(sydney_tz())
+    return clock.now(sydney_tz())
 
 
 def last_session(now: datetime) -> str:
@@ -61,22 +63,32 @@ def staleness(p: JSON, now: datetime) -> str | None:
 
 
 class Dashboard:
-    """The pages' data. ``client`` is a :class:`trading.runtime.client.Client` (built lazily
-    from the registry when not given); ``store`` a read-only :class:`Store`."""
+    """The pages' data. ``client`` is a :class:`trading.runtime.client.Client`; when not given,
+    one is built on first use that runs a peer without a socket in-process through
+    ``registry`` (service name -> its class; none: no in-process fallback). ``services`` names
+    the socket-activated services the services page lists. The entry point gives both
+    (``python -m trading.web``, ``trading web``: the handlers' registry), as it gives a
+    handler its peers' registry: nothing in the library imports a handler. ``store`` is a
+    read-only :class:`Store`."""
 
-    def __init__(self, cfg, *, client=None, store: Store | None = None, now=sydney_now) -> None:
+    def __init__(self, cfg, *, client=None, registry: Callable[[str], type] | None = None,
+                 services: Iterable[str] = (), store: Store | None = None,
+                 now=sydney_now) -> None:
         self.cfg = cfg
         self.store = store if store is not None else Store(cfg.db_path, readonly=True)
         self._client = client
+        self.registry = registry
+        self.service_names = tuple(services)
         self.now = now
 
     @property
     def client(self):
         if self._client is None:
-            from trading.handlers import client
+            from trading.runtime.client import Client, LocalTransport
 
+            local = LocalTransport(self.registry) if self.registry is not None else None
             # One connection per call: an open connection would keep a peer from its idle exit.
-            self._client = client(self.cfg, keep_connections=False)
+            self._client = Client(self.cfg, local=local, keep_connections=False)
         return self._client
 
     def close(self) -> None:
@@ -88,7 +100,7 @@ class Dashboard:
         """A store read; a store that does not exist yet is the empty answer, not an error."""
         try:
             return fn(self.store, *args)
-        except StoreError as exc:
+        except StoreUnavailable as exc:
             if not self.cfg.db_path.exists():
                 return empty
             raise TradingError(str(exc)) from exc
@@ -160,7 +172,7 @@ class Dashboard:
         try:
             rows = self.store.query("SELECT source FROM predictions WHERE symbol = ? "
                                     "ORDER BY created_at DESC, id DESC LIMIT 1", (symbol,))
-        except StoreError:
+        except StoreUnavailable:
             return None
         return rows[0]["source"] if rows else None
 
@@ -173,7 +185,6 @@ class Dashboard:
     def services(self) -> JSON:
         import subprocess
 
-        from trading.handlers import SOCKET_SERVICES
         from trading.ops import systemd
 
         manager, installed = systemd.detect()
@@ -185,7 +196,7 @@ class Dashboard:
             return out
         try:
             out["services"] = [r.as_json() for r in systemd.service_rows(manager,
-                                                                          SOCKET_SERVICES)]
+                                                                          self.service_names)]
             out["timers"] = [t.as_json() for t in systemd.timer_rows(manager)]
         except (systemd.SystemdError, OSError, subprocess.TimeoutExpired) as exc:
             out["error"] = f"cannot read systemd's state: {exc}"

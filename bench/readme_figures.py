@@ -1,22 +1,24 @@
-"""Keep the README's deterministic figures true: rerun the quoted commands and compare.
+"""Keep the documented deterministic figures true: rerun the quoted commands and compare.
 
     .venv/bin/python bench/readme_figures.py --check   # exit 1 listing each figure that drifted
     .venv/bin/python bench/readme_figures.py --write   # rewrite the marked blocks with today's
 
-Each block of figures in README.md sits between ``<!-- figures:NAME -->`` and
-``<!-- /figures -->`` (HTML comments: GitHub does not show them). For each NAME this script
-runs the command the block quotes, in-process (typer's CliRunner, ``--in-process``), on the
-real bars in tests/data/asx-daily, with private state, cache, runtime and config paths in a
-temporary directory and no network, and renders the block from the command's ``--json``
-answer. ``--check`` compares that with the README number by number.
+Each block of figures sits between ``<!-- figures:NAME -->`` and ``<!-- /figures -->`` (HTML
+comments: GitHub does not show them) in one of :data:`DOCS` (README.md, docs/benchmarks.md,
+docs/reliability.md); the script scans them all, and each NAME must appear exactly once. For
+each NAME it runs the command the block quotes, in-process (typer's CliRunner,
+``--in-process``), on the real bars in tests/data/asx-daily, with private state, cache,
+runtime and config paths in a temporary directory and no network, and renders the block from
+the command's ``--json`` answer. ``--check`` compares that with the file number by number;
+``--write`` rewrites the blocks in whichever file holds them.
 
 Covered: the backtest paragraph (``trading backtest``) and the calibration scorecard
-(``trading replay`` then ``trading report``). Left out on purpose: the timing benchmarks
-(bench_runtime, bench_cli, bench_web and the other bench/ scripts), whose figures differ on
-every run and every machine, so they cannot be checked, only re-measured; each of those
-README sections names its command beside its figures. Also left out: the "before" rows of the
-scorecard (main before issue 16, kept as written) and ``trading train``'s table (the
-training section quotes ../shared data, not in this repository).
+(``trading replay`` then ``trading report``), both in docs/benchmarks.md. Left out on purpose:
+the timing benchmarks (bench_runtime, bench_cli, bench_web and the other bench/ scripts),
+whose figures differ on every run and every machine, so they cannot be checked, only
+re-measured; docs/benchmarks.md names each one's command beside its figures. Also left out:
+``trading train``'s tables and the month query's figures, which quote their commands but are
+not marked blocks.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
-DATA = "tests/data/asx-daily"  # relative, as the README quotes it; commands run from ROOT
+# The files that may hold marked blocks, relative to ROOT (a missing one holds none).
+DOCS = ("README.md", "docs/benchmarks.md", "docs/reliability.md")
+DATA = "tests/data/asx-daily"  # relative, as the docs quote it; commands run from ROOT
 BLOCK = re.compile(r"(<!-- figures:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /figures -->)",
                    re.S)
 NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?")
@@ -53,7 +56,7 @@ def trading(*args: str) -> Any:
 
 
 def pct(x: float, places: int = 2) -> str:
-    """A percentage with its sign, as the README writes returns: +0.04%."""
+    """A percentage with its sign, as the docs write returns: +0.04%."""
     return f"{x:+.{places}f}%"
 
 
@@ -85,11 +88,18 @@ def scorecard() -> str:
     h = trading("report", "--origin", "replay")["horizons"]
     one, five = h["1"], h["5"]
 
-    def after(horizon: str, p: dict[str, Any]) -> str:
-        c = p["calibrated"]
-        return (f"| {horizon}     | after: calibrated, walk-forward       | {c['n']:,} | "
-                f"{c['ece']:.3f} | {c['brier']:.4f} | {c['brier_climatology']:.4f}      | "
-                f"{c['brier_skill']:+.3f} |")
+    def row(horizon: str, label: str, f: dict[str, Any]) -> str:
+        return (f"| {horizon}     | {label:<38} | {f['n']:,} | {f['ece']:.3f} | "
+                f"{f['brier']:.4f} | {f['brier_climatology']:.4f}      | "
+                f"{f['brier_skill']:+.3f} |")
+
+    def rows(horizon: str, p: dict[str, Any]) -> str:
+        # The rules' own strength read as a probability, over every row (calibrated or not),
+        # then the calibrated probability over the rows that had a fit.
+        raw = p.get("raw_strength_all") or p["raw_strength"]
+        return "\n".join([row(horizon, "rules strength, uncalibrated", raw),
+                          row(horizon, "calibrated probability, walk-forward",
+                              p["calibrated"])])
 
     def rate(s: dict[str, Any]) -> str:
         return f"{s['hit_rate']:.1%}".replace("%", " %")
@@ -100,30 +110,26 @@ def scorecard() -> str:
     p1, p5 = one["probability"], five["probability"]
     calls, hold = one["by_action"]["BUY/SELL"], one["by_action"]["HOLD"]
     base = one["baselines"]
-    # The "before" rows are main's rules confidence before issue 16: history, kept as written.
     return f"""\
 On the seven symbols' real bars ({one['n']:,} and {five['n']:,} scored predictions after 1 \
 and 5 sessions):
 
-| after | stated number                         | n     | ECE   | Brier  | climatology | skill  |
-|-------|---------------------------------------|-------|-------|--------|-------------|--------|
-| 1     | before: rules confidence (main)       | 3,304 | 0.094 | 0.2417 | 0.2294      | -0.054 |
-{after('1', p1)}
-| 5     | before: rules confidence (main)       | 3,276 | 0.113 | 0.2379 | 0.2214      | -0.074 |
-{after('5', p5)}
+| after | stated number                          | n     | ECE   | Brier  | climatology | skill  |
+|-------|----------------------------------------|-------|-------|--------|-------------|--------|
+{rows('1', p1)}
+{rows('5', p5)}
 
 Climatology is the base rate of being right over the evaluated rows, known only in hindsight;
-against the walk-forward base rate (what was known before each prediction) the skill is
-{p1['walk_forward_climatology']['brier_skill']:+.3f} and \
+against the walk-forward base rate (what was known before each prediction) the calibrated
+skill is {p1['walk_forward_climatology']['brier_skill']:+.3f} and \
 {p5['walk_forward_climatology']['brier_skill']:+.3f}. The first {p1['uncalibrated']} / \
-{p5['uncalibrated']} predictions had nothing to calibrate on and are left out
-of the "after" rows (the raw strength over all rows: ECE \
-{p1['raw_strength_all']['ece']:.3f} / {p5['raw_strength_all']['ece']:.3f}). After 1 session
-the BUY/SELL calls were right {rate(calls)} (95 % {ci(calls)}, n {calls['n']}) against \
-{rate(base['always_buy'])} for always BUY;
-HOLD {rate(hold)} ({ci(hold)}) against {rate(base['always_hold'])} for always HOLD: \
-the rules have no demonstrated edge,
-and the calibrated probability now says so (it sits near the base rate).
+{p5['uncalibrated']} predictions had nothing to calibrate on and
+are left out of the calibrated rows. After 1 session the BUY/SELL calls were right {rate(calls)}
+(95 % {ci(calls)}, n {calls['n']}) against {rate(base['always_buy'])} for always BUY; \
+HOLD {rate(hold)} ({ci(hold)}) against
+{rate(base['always_hold'])} for always HOLD: the rules have no demonstrated edge, and the \
+calibrated probability
+says so (it sits near the base rate).
 """
 
 
@@ -144,15 +150,30 @@ def isolated() -> tempfile.TemporaryDirectory:
     return tmp
 
 
-def drift(name: str, quoted: str, today: str) -> list[str]:
+def drift(name: str, where: str, quoted: str, today: str) -> list[str]:
     """Each number that changed, or the wording's diff where more than numbers changed."""
     if NUMBER.sub("#", quoted) != NUMBER.sub("#", today):
-        diff = difflib.unified_diff(quoted.splitlines(), today.splitlines(), "README.md",
-                                    "today", lineterm="", n=0)
-        return [f"{name}: the wording differs (--write rewrites it):", *diff]
-    return [f"{name}: README says {a}, the command gives {b}  ({line.strip()[:60]})"
+        diff = difflib.unified_diff(quoted.splitlines(), today.splitlines(), where, "today",
+                                    lineterm="", n=0)
+        return [f"{name} ({where}): the wording differs (--write rewrites it):", *diff]
+    return [f"{name}: {where} says {a}, the command gives {b}  ({line.strip()[:60]})"
             for line, new in zip(quoted.splitlines(), today.splitlines())
             for a, b in zip(NUMBER.findall(line), NUMBER.findall(new)) if a != b]
+
+
+def blocks() -> tuple[dict[str, str], dict[str, str], list[str]]:
+    """The text of each file in :data:`DOCS` that exists, the file holding each block, and
+    a line per block named twice."""
+    texts = {doc: (ROOT / doc).read_text() for doc in DOCS if (ROOT / doc).exists()}
+    where: dict[str, str] = {}
+    twice = []
+    for doc, text in texts.items():
+        for m in BLOCK.finditer(text):
+            if m["name"] in where:
+                twice.append(f"readme_figures: the block {m['name']} is in both "
+                             f"{where[m['name']]} and {doc}")
+            where.setdefault(m["name"], doc)
+    return texts, where, twice
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,26 +184,33 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     os.chdir(ROOT)
-    text = README.read_text()
-    blocks = {m["name"]: m for m in BLOCK.finditer(text)}
-    if missing := set(RENDER) - set(blocks):
-        print(f"readme_figures: README.md has no block for {', '.join(sorted(missing))}")
+    texts, where, twice = blocks()
+    if twice:
+        print("\n".join(twice))
         return 1
-    if unknown := set(blocks) - set(RENDER):
+    if missing := set(RENDER) - set(where):
+        print(f"readme_figures: no block for {', '.join(sorted(missing))} in any of "
+              f"{', '.join(DOCS)}")
+        return 1
+    if unknown := set(where) - set(RENDER):
         print(f"readme_figures: no command for the block(s) {', '.join(sorted(unknown))}")
         return 1
     with isolated():
         today = {name: render() for name, render in RENDER.items()}
 
     if args.write:
-        new = BLOCK.sub(lambda m: m[1] + today[m["name"]] + m[4], text)
-        README.write_text(new)
-        print("README.md: " + ("figures rewritten" if new != text else "already up to date"))
+        for doc in sorted(set(where.values())):
+            text = texts[doc]
+            new = BLOCK.sub(lambda m: m[1] + today[m["name"]] + m[4], text)
+            (ROOT / doc).write_text(new)
+            print(f"{doc}: " + ("figures rewritten" if new != text else "already up to date"))
         return 0
-    problems = [line for name in RENDER for line in drift(name, blocks[name]["body"],
-                                                          today[name])]
-    print("\n".join(problems) if problems else f"README.md figures up to date: "
-          f"{', '.join(RENDER)}")
+    quoted = {m["name"]: m["body"] for doc in set(where.values())
+              for m in BLOCK.finditer(texts[doc])}
+    problems = [line for name in RENDER
+                for line in drift(name, where[name], quoted[name], today[name])]
+    print("\n".join(problems) if problems else "figures up to date: " + ", ".join(
+        f"{name} ({where[name]})" for name in RENDER))
     return 1 if problems else 0
 
 

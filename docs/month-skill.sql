@@ -1,5 +1,5 @@
 -- The 5-session Brier skill of the replayed predictions, August 2024 apart from the rest
--- (README, "Honest signals"). Run after `trading replay tests/data/asx-daily`:
+-- (docs/benchmarks.md, "Calibrated confidence and the scorecard"). Run after `trading replay tests/data/asx-daily`:
 --   sqlite3 -header -column STATE_DIR/trading.db < docs/month-skill.sql
 WITH r AS (
   SELECT substr(p.session, 1, 7) AS month, p.probability_5 AS p,

@@ -1,4 +1,5 @@
-"""The README's deterministic figures are what their quoted commands give today."""
+"""The docs' deterministic figures (the marked blocks in README.md and docs/) are what their
+quoted commands give today."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_readme_figures_match_their_commands():
     # A child process: the script changes directory and environment, which a test must not.
     # It reruns the backtest and the replay with report (about 10 s); on drift it names each
-    # figure, and `bench/readme_figures.py --write` brings the README up to date.
+    # figure and the file that quotes it, and `bench/readme_figures.py --write` brings the
+    # blocks up to date.
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "readme_figures.py"), "--check"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -227,6 +227,7 @@ def run(service_cls: type[Service], argv: Sequence[str] | None = None, *,
         except OSError as exc:
             logger.error("cannot listen on %s: %s", bound, exc)
             return 1
+        logger.info("%s serving on %s (not socket-activated)", service_cls.name, bound)
     notify = sd_notify if os.environ.get("NOTIFY_SOCKET") else no_notify
     peers = Client(cfg, local=LocalTransport(registry) if registry is not None else None,
                    keep_connections=False)

@@ -163,9 +163,9 @@ class Server:
             s.setblocking(False)
             sel.register(s)
         last_ping = last_status = self.clock()
+        # No start-up line: under systemd the journal has the manager's "Started ..." and
+        # this READY; logging is ~10 ms of a cold start that the first answer need not pay.
         self.notify(f"READY=1\nSTATUS={self.service.status()}")
-        logger.info("%s serving on %s (idle exit %.3gs)", self.service.name,
-                    ", ".join(_sockname(s) for s in self.sockets), self.idle_exit)
         reason = "stopped"
         try:
             while True:
@@ -466,14 +466,6 @@ def _hung_up(sock: Socket) -> bool:
                    for _, ev in poller.poll(0))
     except (OSError, ValueError):
         return False
-
-
-def _sockname(s: Socket) -> str:
-    try:
-        name = s.getsockname()
-    except OSError:
-        return "?"
-    return name if isinstance(name, str) and name else repr(name)
 
 
 class _Poller:

@@ -12,13 +12,15 @@ BEFORE = set(sys.modules)  # the interpreter's own start-up is not the handler's
 from trading.handlers import SERVICES, main
 from trading.runtime import protocol
 
-# Paid only by the paths that need them: argparse when a handler is given arguments (units
-# give none), zoneinfo by the market calendar, typing by nothing at run time (annotations are
-# strings), pathlib and urllib.parse by the store and the sources, systemd.daemon by nothing
-# (activation speaks sd_listen_fds and sd_notify itself), numpy by the computing methods.
-# (sqlite3 is not watched: market-data's health_check counts its cache in the store.)
-WATCHED = ("argparse", "zoneinfo", "typing", "pathlib", "urllib.parse", "systemd.daemon",
-           "numpy")
+# Paid only by the paths that need them: logging (~10 ms) by the first record (the lazy
+# trading.log loggers: a handler that answers without logging never loads it), argparse when
+# a handler is given arguments (units give none), zoneinfo by the market calendar, typing by
+# nothing at run time (annotations are strings), pathlib and urllib.parse by the store and
+# the sources, systemd.daemon by nothing (activation speaks sd_listen_fds and sd_notify
+# itself), numpy by the computing methods. (sqlite3 is not watched: market-data's
+# health_check counts its cache in the store.)
+WATCHED = ("logging", "traceback", "argparse", "zoneinfo", "typing", "pathlib",
+           "urllib.parse", "systemd.daemon", "numpy")
 
 
 def _watch() -> None:

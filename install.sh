@@ -18,8 +18,12 @@
 #                              the project itself is still a regular, non-editable install
 #   --no-start                 install and enable, but do not start the sockets now
 #   --web-listen ADDR          where the dashboard's socket listens: HOST:PORT or a Unix socket
-#                              path (default: $TRADING_WEB_LISTEN, else 127.0.0.1:8787); an
-#                              address beyond loopback needs web.token in the configuration
+#                              path (%t/trading/web.sock: in the runtime directory). Default:
+#                              $TRADING_WEB_LISTEN, else the last install's choice, else
+#                              127.0.0.1:8787 ($TRADING_WEB_DEFAULT_LISTEN). An address asked for
+#                              and taken fails before anything changes; a taken default moves to
+#                              the first free port above it, says so, and later runs keep it.
+#                              An address beyond loopback needs web.token in the configuration
 #   --render-units MODE DIR [VENV]
 #                              only render the unit files for MODE (system or user) into DIR
 #
@@ -79,7 +83,13 @@ action=install   # install, uninstall or render
 purge=0
 start=1
 deps_from=""
-web_listen=${TRADING_WEB_LISTEN:-127.0.0.1:8787}
+# The dashboard's address: asked for (--web-listen, else $TRADING_WEB_LISTEN), or the default,
+# which moves to a free port when taken (resolve_web_listen); web_addr is what gets rendered.
+web_listen=${TRADING_WEB_LISTEN:-}
+web_listen_from=${TRADING_WEB_LISTEN:+TRADING_WEB_LISTEN}
+web_listen_default=${TRADING_WEB_DEFAULT_LISTEN:-127.0.0.1:8787}
+web_addr=""
+web_failed=""    # set when trading-web.socket could not start: what to tell at the end
 
 set_paths() {
     if [ "$mode" = system ]; then
@@ -126,7 +136,7 @@ render_units() {  # render_units MODE DEST VENV
              "$here"/units/trading*.timer "$here"/units/trading*.target; do
         [ -e "$f" ] || continue
         sed -e "s|@VENV@|$v|g" -e "s|@PROTECT_HOME@|$protect_home|g" \
-            -e "s|@WANTED_BY@|$wanted_by|g" -e "s|@WEB_LISTEN@|$web_listen|g" \
+            -e "s|@WANTED_BY@|$wanted_by|g" -e "s|@WEB_LISTEN@|${web_addr:-$web_listen_default}|g" \
             -e "$( [ $keep = 1 ] && echo 's|^@system@||' || echo '/^@system@/d')" \
             "$f" > "$dest/$(basename "$f")"
     done
@@ -214,15 +224,17 @@ install_venv() {
 
 # Where this install keeps its store, caches, configuration and sockets, written into the
 # venv: the `trading` of this venv reads it (trading.config), so whoever runs it (root with a
-# --user install included) uses what the services use, with or without systemd.
+# --user install included) uses what the services use, with or without systemd. It also keeps
+# the dashboard's address (web_listen=), which a later run prefers to the default.
 record_install() {
     local f=$venv/trading-install new
     if [ "$mode" = system ]; then
-        new="mode=system"
+        new=$(printf '%s\n' "mode=system" "web_listen=$web_addr")
     else
         new=$(printf '%s\n' "mode=user" "home=$HOME" "uid=$(id -u)" \
             "XDG_CONFIG_HOME=${XDG_CONFIG_HOME:-}" "XDG_STATE_HOME=${XDG_STATE_HOME:-}" \
-            "XDG_CACHE_HOME=${XDG_CACHE_HOME:-}" "XDG_RUNTIME_DIR=${runtime_dir%/trading}")
+            "XDG_CACHE_HOME=${XDG_CACHE_HOME:-}" "XDG_RUNTIME_DIR=${runtime_dir%/trading}" \
+            "web_listen=$web_addr")
     fi
     if [ "$(cat "$f" 2>/dev/null || true)" != "$new" ]; then
         printf '%s\n' "$new" > "$f"
@@ -324,7 +336,11 @@ start_units() {
             # a socket that failed (a start limit hit by a unit that could not start) starts
             # again only after its counters are reset
             "${sysctl[@]}" reset-failed "$u" "${u%.*}.service" 2>/dev/null || true
-            "${sysctl[@]}" start "$u"
+            local err
+            if ! err=$("${sysctl[@]}" start "$u" 2>&1); then
+                start_failed "$u" "$err"
+                continue
+            fi
             changed "started $u"
         fi
     done
@@ -381,10 +397,214 @@ check_services() {
     say "every service answered health_check through its socket"
 }
 
+# -- the dashboard's address ---------------------------------------------------------------
+# trading-web.socket listens on TCP (127.0.0.1:8787 unless told otherwise), where anything else
+# on the host may already listen: another user's --user install, RStudio Server (whose default
+# port it is). systemd would then fail the socket's start with a bare "Job failed". So the
+# address is checked before anything is enabled or started: asked for (--web-listen,
+# TRADING_WEB_LISTEN) and taken, the install stops with the holder's name and changes nothing;
+# the default (or the last install's choice) taken, it moves to the first free port above the
+# default, says so, and the record in the venv keeps that choice for later runs.
+
+# probe ADDR: free, inuse, skip (not a TCP address) or the system's reason (Permission denied);
+# scan ADDR N: the first of the N ports above ADDR's on its host where a bind works. The bind
+# sets SO_REUSEADDR as systemd does, so only a listener (not a closing connection) is "inuse".
+web_probe_py='
+import errno, socket, sys
+def parse(a):
+    if a.isdigit():
+        return "::", int(a)
+    host, sep, port = a.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(a)
+    return (host[1:-1] if host.startswith("[") else host), int(port)
+def state(host, port):
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if host == "::":
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.bind((host, port))
+        return "free"
+    except OSError as e:
+        return "inuse" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
+    finally:
+        s.close()
+try:
+    host, port = parse(sys.argv[2])
+    if sys.argv[1] == "probe":
+        print(state(host, port))
+    else:
+        print(next((p for p in range(port + 1, min(port + 1 + int(sys.argv[3]), 65536))
+                    if state(host, p) == "free"), ""))
+except (ValueError, OverflowError, socket.gaierror):
+    print("skip" if sys.argv[1] == "probe" else "")
+'
+
+# An interpreter for the probe: the donor or the existing venv, else the one the venv comes from.
+probe_python() {
+    local c
+    for c in "${deps_from:+$deps_from/bin/python}" "$venv/bin/python" "$(command -v "$python" || true)"; do
+        [ -n "$c" ] && [ -x "$c" ] && { echo "$c"; return; }
+    done
+}
+
+# web_address_state ADDR: free, ours (this install's trading-web.socket holds it: a re-run),
+# inuse, skip (a Unix socket path, or not HOST:PORT) or the reason a bind fails.
+web_address_state() {
+    local a=$1 py st
+    case "$a" in /*|%*|@*) echo skip; return ;; esac
+    py=$(probe_python)
+    if [ -n "$py" ]; then
+        st=$("$py" -c "$web_probe_py" probe "$a" 2>/dev/null || echo skip)
+    elif command -v ss >/dev/null; then
+        st=$(ss -ltnH "sport = :${a##*:}" 2>/dev/null | grep -q . && echo inuse || echo free)
+    else
+        st=skip
+    fi
+    if [ "$st" = inuse ] && web_socket_is_ours "$a"; then st=ours; fi
+    echo "$st"
+}
+
+# Does this install's own trading-web.socket listen on ADDR's port? (Its own address again, or
+# one it gives up: a changed socket unit is stopped before it is started on the new address.)
+web_socket_is_ours() {
+    systemd_running || return 1
+    [ "$("${sysctl[@]}" show -p ActiveState --value trading-web.socket 2>/dev/null || true)" = active ] ||
+        return 1
+    local listen
+    listen=$("${sysctl[@]}" show -p Listen --value trading-web.socket 2>/dev/null || true)
+    listen=${listen%% (*}
+    [ -n "$listen" ] && [ "${listen##*:}" = "${1##*:}" ]
+}
+
+# web_holder ADDR: who listens there, in words: "rstudio-server (pid 123)", with the user when
+# it is someone else's ("systemd (pid 812, user alice)": another user's socket unit); ss names
+# other users' processes to root only.
+web_holder() {
+    local a=$1 want=$1 line="" name pid owner
+    [ -n "${a//[0-9]/}" ] || want="*:$a"  # a bare port: every address, "*:PORT" to ss
+    if command -v ss >/dev/null; then
+        line=$(ss -ltnpH "sport = :${a##*:}" 2>/dev/null | awk -v a="$want" '
+            $4 == a { print; found = 1; exit } NR == 1 { first = $0 }
+            END { if (!found && first != "") print first }')
+    fi
+    name=$(sed -n 's/.*users:(("\([^"]*\)",pid=[0-9]*.*/\1/p' <<<"$line")
+    pid=$(sed -n 's/.*users:(("[^"]*",pid=\([0-9]*\).*/\1/p' <<<"$line")
+    if [ -n "$name" ] && [ -n "$pid" ]; then
+        owner=$(ps -o user= -p "$pid" 2>/dev/null | tr -d ' ' || true)
+        if [ -n "$owner" ] && [ "$owner" != "$(id -un)" ]; then
+            echo "$name (pid $pid, user $owner)"
+        else
+            echo "$name (pid $pid)"
+        fi
+    elif [ "$(id -u)" -ne 0 ]; then
+        echo "another user's process"
+    else
+        echo "a process ss does not name"
+    fi
+}
+
+# web_next_free ADDR: the first free address on ADDR's host, 1 to 50 ports above it; or nothing.
+web_next_free() {
+    local a=$1 py port
+    case "$a" in /*|%*|@*) return 0 ;; esac
+    py=$(probe_python)
+    [ -n "$py" ] || return 0
+    port=$("$py" -c "$web_probe_py" scan "$a" 50 2>/dev/null || true)
+    [ -n "$port" ] || return 0
+    if [ -z "${a//[0-9]/}" ]; then echo "$port"; else echo "${a%:*}:$port"; fi
+}
+
+web_move_command() {  # the install command that moves the dashboard to ADDR
+    printf './install.sh%s --web-listen %s' "$([ "$mode" = user ] && echo ' --user' || true)" "$1"
+}
+
+resolve_web_listen() {
+    local recorded base state next label
+    recorded=$(sed -n 's/^web_listen=//p' "$venv/trading-install" 2>/dev/null | tail -n 1 || true)
+    if [ -n "$web_listen" ]; then
+        web_addr=$web_listen
+        state=$(web_address_state "$web_addr")
+        case "$state" in
+            free|ours|skip) return 0 ;;
+            inuse)
+                next=$(web_next_free "$web_addr")
+                die "the dashboard's address $web_addr ($web_listen_from) is taken by $(web_holder "$web_addr"); nothing was changed; choose another: $(web_move_command "${next:-127.0.0.1:PORT}")${next:+ (free now)}, or a Unix socket path" ;;
+            *)  die "the dashboard cannot listen on $web_addr ($web_listen_from): $state; nothing was changed; choose another address with --web-listen" ;;
+        esac
+    fi
+    base=${recorded:-$web_listen_default}
+    web_addr=$base
+    state=$(web_address_state "$base")
+    case "$state" in free|ours|skip) return 0 ;; esac
+    if [ -n "$recorded" ]; then label="$base (the last install's choice)"; else label=$base; fi
+    [ "$state" = inuse ] ||
+        die "the dashboard cannot listen on $label: $state; nothing was changed; choose an address with --web-listen"
+    next=""
+    if [ "$base" != "$web_listen_default" ]; then
+        case "$(web_address_state "$web_listen_default")" in
+            free|ours|skip) next=$web_listen_default ;;
+        esac
+    fi
+    [ -n "$next" ] || next=$(web_next_free "$web_listen_default")
+    [ -n "$next" ] ||
+        die "$label is taken by $(web_holder "$base"), and so are the 50 ports above $web_listen_default; nothing was changed; choose an address: $(web_move_command 127.0.0.1:PORT), or a Unix socket path"
+    say "$label is taken by $(web_holder "$base"); the dashboard listens on $next instead; --web-listen to choose"
+    web_addr=$next
+}
+
+# A socket or timer that systemd could not start: which one and why, in one line. The
+# dashboard's socket is not worth the rest of the install: that goes on without it and the
+# install ends with how to move it (exit 1); any other unit ends the install here.
+start_failed() {
+    local u=$1 err=$2 listen result state why next
+    listen=$("${sysctl[@]}" show -p Listen --value "$u" 2>/dev/null | head -n 1 || true)
+    listen=${listen%% (*}
+    result=$("${sysctl[@]}" show -p Result --value "$u" 2>/dev/null || true)
+    why="systemd could not start it (result: ${result:-unknown}: $(printf '%s' "$err" | head -n 1))"
+    if [ -n "$listen" ]; then
+        state=$(web_address_state "$listen")
+        case "$state" in
+            inuse) why="$listen is taken by $(web_holder "$listen")" ;;
+            free|ours|skip) why="cannot listen on $listen; $why" ;;
+            *) why="cannot listen on $listen: $state" ;;
+        esac
+    fi
+    if [ "$u" = trading-web.socket ]; then
+        next=$(web_next_free "${listen:-$web_addr}")
+        web_failed="the dashboard is off: $why; move it: $(web_move_command "${next:-127.0.0.1:PORT}")${next:+ (free now)}, or a Unix socket path"
+        printf 'install: error: %s cannot start: %s; going on without the dashboard\n' "$u" "$why" >&2
+        return 0
+    fi
+    die "$u cannot start: $why; see ${sysctl[*]} status $u"
+}
+
+# The last line of an install: where the dashboard is (or why it is not).
+say_dashboard() {
+    local a=$web_addr host url
+    if [ -n "$web_failed" ]; then
+        printf 'install: error: %s\n' "$web_failed" >&2
+        return 0
+    fi
+    case "$a" in %t/*) a=${runtime_dir%/trading}/${a#%t/} ;; esac
+    host=$(uname -n)
+    case "$a" in
+        /*) say "dashboard: Unix socket $a; from your machine: ssh -L 8787:$a $(id -un)@$host, then open http://127.0.0.1:8787/" ;;
+        127.*|\[::1\]:*|localhost:*)
+            say "dashboard: http://$a/; from another machine: ssh -L 8787:$a $(id -un)@$host, then open http://127.0.0.1:8787/" ;;
+        0.0.0.0:*|\[::\]:*) say "dashboard: http://$host:${a##*:}/ (every address)" ;;
+        *) if [ -z "${a//[0-9]/}" ]; then url="http://$host:$a/ (every address)"; else url="http://$a/"; fi
+           say "dashboard: $url" ;;
+    esac
+}
+
 do_install() {
     if [ "$mode" = system ] && [ "$(id -u)" -ne 0 ]; then
         die "a system install needs root (sudo ./install.sh), or use ./install.sh --user"
     fi
+    # Before anything changes: a taken address that was asked for ends the install here.
+    resolve_web_listen
     if [ -z "$deps_from" ]; then
         mapfile -t missing < <(need_os_packages "${run_packages[@]}")
         if [ -n "${missing[0]:-}" ]; then
@@ -419,7 +639,7 @@ do_install() {
         running=1
         start_units
     fi
-    if [ ${#changes[@]} -eq 0 ]; then
+    if [ ${#changes[@]} -eq 0 ] && [ -z "$web_failed" ]; then
         say "nothing changed: trading-services is installed ($venv, units in $unit_dir)"
     fi
     if [ $running = 0 ]; then
@@ -435,6 +655,12 @@ do_install() {
     if [ "$mode" = user ] && ! printf '%s' ":$PATH:" | grep -q ":$(dirname "$bin_link"):"; then
         say "note: $(dirname "$bin_link") is not on your PATH; add it to run \`trading\`"
     fi
+    if [ $running = 0 ]; then
+        say "dashboard: trading-web.socket listens on $web_addr once systemd runs it"
+    else
+        say_dashboard
+    fi
+    [ -z "$web_failed" ] || exit 1
 }
 
 do_uninstall() {
@@ -502,12 +728,13 @@ while [ $# -gt 0 ]; do
         --deps-from) [ $# -ge 2 ] || usage; deps_from=$(cd "$2" && pwd); shift ;;
         --web-listen)
             [ $# -ge 2 ] || usage
-            case "$2" in *'|'*|*' '*|'') die "--web-listen: expected HOST:PORT or /path/to.sock" ;; esac
-            web_listen=$2; shift ;;
+            case "$2" in *'|'*|*' '*|*'&'*|*'\'*|'') die "--web-listen: expected HOST:PORT or /path/to.sock" ;; esac
+            web_listen=$2 web_listen_from=--web-listen; shift ;;
         --render-units)
             [ $# -ge 3 ] || usage
             case "$2" in system|user) ;; *) usage ;; esac
             mode=$2; set_paths
+            web_addr=${web_listen:-$web_listen_default}  # rendered as given: no port check
             render_units "$2" "$3" "${4:-$venv}"
             exit 0 ;;
         --dev) die "--dev takes no other options" ;;

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -50,7 +52,7 @@ def test_without_systemd_it_installs_says_so_and_commands_run_in_process(home):
     venv = Path(home["HOME"]) / ".local/share/trading/venv"
     assert f"ExecStart={venv}/bin/trading-market-data" in \
         (units / "trading-market-data.service").read_text()
-    for name in ("market-data", "sentiment", "prediction", "training"):  # what the units run
+    for name in ("market-data", "sentiment", "prediction", "training", "web"):  # the units run
         assert os.access(venv / "bin" / f"trading-{name}", os.X_OK), name
 
     trading = str(Path(home["HOME"]) / ".local/bin/trading")
@@ -72,6 +74,59 @@ def test_without_systemd_it_installs_says_so_and_commands_run_in_process(home):
     assert not (units / "trading.target").exists()
     assert not venv.exists()
     assert "nothing to uninstall" in sh(home, "--user", "--uninstall").stdout
+
+
+@pytest.fixture
+def listener():
+    """A plain listener on a free loopback port: what RStudio Server is on 8787."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    yield s
+    s.close()
+
+
+def holder() -> str:
+    """How install.sh names the listener's owner, this process: ss's name for it and its pid."""
+    return f"{Path('/proc/self/comm').read_text().strip()} (pid {os.getpid()})"
+
+
+def test_a_taken_address_asked_for_fails_in_one_line_before_anything_changes(home, listener):
+    taken = f"127.0.0.1:{listener.getsockname()[1]}"
+    for how, env in (("--web-listen", home), ("TRADING_WEB_LISTEN",
+                                              {**home, "TRADING_WEB_LISTEN": taken})):
+        args = ["--web-listen", taken] if how == "--web-listen" else []
+        r = sh(env, "--user", "--deps-from", sys.prefix, *args, check=False)
+        assert (r.returncode, r.stdout) == (1, ""), r.stdout + r.stderr
+        [line] = r.stderr.splitlines()
+        assert re.fullmatch(
+            rf"install: error: the dashboard's address {re.escape(taken)} \({how}\) is taken by "
+            rf"{re.escape(holder())}; nothing was changed; choose another: \./install\.sh --user "
+            r"--web-listen 127\.0\.0\.1:\d+ \(free now\), or a Unix socket path", line), line
+        assert not Path(home["HOME"]).exists()
+
+
+def test_a_taken_default_moves_to_a_free_port_which_later_runs_keep(home, listener):
+    taken = listener.getsockname()[1]
+    env = {**home, "TRADING_WEB_DEFAULT_LISTEN": f"127.0.0.1:{taken}"}
+    out = sh(env, "--user", "--deps-from", sys.prefix).stdout
+    said = re.match(rf"install: 127\.0\.0\.1:{taken} is taken by {re.escape(holder())}; the "
+                    r"dashboard listens on 127\.0\.0\.1:(\d+) instead; --web-listen to choose\n",
+                    out)
+    assert said, out  # the first line, before anything else happened
+    new = int(said.group(1))
+    assert taken < new <= taken + 50
+    socket_unit = Path(home["HOME"]) / ".config/systemd/user/trading-web.socket"
+    assert f"ListenStream=127.0.0.1:{new}\n" in socket_unit.read_text()
+    record = Path(home["HOME"]) / ".local/share/trading/venv/trading-install"
+    assert f"web_listen=127.0.0.1:{new}" in record.read_text().splitlines()
+    assert out.splitlines()[-1] == \
+        f"install: dashboard: trading-web.socket listens on 127.0.0.1:{new} once systemd runs it"
+
+    listener.close()  # the default is free again: the recorded choice still wins
+    again = sh(env, "--user", "--deps-from", sys.prefix).stdout
+    assert "nothing changed" in again and "is taken" not in again, again
+    assert f"ListenStream=127.0.0.1:{new}\n" in socket_unit.read_text()
 
 
 def test_bad_options_are_one_line_and_exit_2(home):

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support.units import render_units
 
 from trading.handlers import HTTP_SERVICES, SERVICES, SOCKET_SERVICES
 
@@ -47,18 +47,6 @@ def one(path: Path, key: str) -> str:
     found = values(path, key)
     assert len(found) == 1, f"{path.name}: expected one {key}=, found {found}"
     return found[0]
-
-
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory) -> dict[str, Path]:
-    """The units as a system and as a --user install would write them (venv: this one)."""
-    out = {}
-    for mode in ("system", "user"):
-        d = tmp_path_factory.mktemp(mode)
-        subprocess.run([str(REPO / "install.sh"), "--render-units", mode, str(d), sys.prefix],
-                       check=True)
-        out[mode] = d
-    return out
 
 
 def test_every_registered_service_has_a_socket_and_a_service():
@@ -137,7 +125,8 @@ def test_web_units(rendered):
     assert one(sock, "ListenStream") == "@WEB_LISTEN@"
     assert one(rendered["user"] / "trading-web.socket", "ListenStream") == "127.0.0.1:8787"
     assert one(sock, "Accept") == "no"
-    assert one(svc, "ExecStart") == "@VENV@/bin/python -m trading.web"
+    # The console script, as for the JSON-RPC services (trading.web.__main__:run).
+    assert one(svc, "ExecStart") == "@VENV@/bin/trading-web"
     assert one(svc, "Type") == "notify" and one(svc, "Restart") == "on-failure"
     assert one(svc, "PrivateNetwork") == "yes"
     assert one(svc, "RestrictAddressFamilies") == "AF_UNIX"
@@ -146,8 +135,7 @@ def test_web_units(rendered):
 
 
 def test_install_renders_another_web_address(tmp_path):
-    subprocess.run([str(REPO / "install.sh"), "--web-listen", "/srv/proxy/web.sock",
-                    "--render-units", "user", str(tmp_path), sys.prefix], check=True)
+    render_units("user", tmp_path, options=["--web-listen", "/srv/proxy/web.sock"])
     assert one(tmp_path / "trading-web.socket", "ListenStream") == "/srv/proxy/web.sock"
 
 

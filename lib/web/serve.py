@@ -1,10 +1,10 @@
 """Serving the dashboard: uvicorn on the socket systemd passed (or one bound by hand), until idle.
 
-``python -m trading.web`` is what ``trading-web.service`` runs: systemd holds the listening
-socket (``trading-web.socket``, ``Accept=no``) and starts the process on the first
-connection; :func:`main` adopts that socket (``LISTEN_FDS``; TCP or a Unix path) and hands it
-to uvicorn with the Starlette app (:mod:`trading.web.app`). ``trading web`` binds one itself
-and serves in the foreground.
+``trading-web`` (:mod:`trading.web.__main__`) is what ``trading-web.service`` runs: systemd
+holds the listening socket (``trading-web.socket``, ``Accept=no``) and starts the process on
+the first connection; :func:`main` adopts that socket (``LISTEN_FDS``; TCP or a Unix path)
+and hands it to uvicorn with the Starlette app (:mod:`trading.web.app`). ``trading web`` binds
+one itself and serves in the foreground.
 
 **Idle exit without losing a request.** uvicorn's own shutdown closes a connection whose
 request has not been parsed yet without answering it, so a connection accepted between the
@@ -203,18 +203,21 @@ def serve(app, sock: socket.socket, *, idle_exit: float | None,
 
 # -- entry points -----------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None, *,
-         own_logging: bool = True) -> int:
-    """``python -m trading.web [--listen ADDR] [--idle-exit S]``: under systemd, serve the
+         own_logging: bool = True, registry: Callable[[str], type] | None = None,
+         services: Sequence[str] = ()) -> int:
+    """``trading-web [--listen ADDR] [--idle-exit S]``: under systemd, serve the
     passed socket until idle; by hand, bind ``--listen`` (default ``web.listen``).
 
     ``own_logging``: set logging up here, as an entry point does; ``trading web`` passes False,
-    since the CLI set up its own at its entry point (logging is set up once per process)."""
+    since the CLI set up its own at its entry point (logging is set up once per process).
+    ``registry`` and ``services``: the handlers' registry, which the entry point gives (see
+    :class:`trading.web.data.Dashboard`)."""
     import argparse
 
     from trading import config as _config
     from trading.runtime.activation import setup_logging
 
-    parser = argparse.ArgumentParser(prog="python -m trading.web")
+    parser = argparse.ArgumentParser(prog="trading-web")
     parser.add_argument("--listen", help="HOST:PORT or a Unix socket path, when not "
                         "socket-activated (default: web.listen)")
     parser.add_argument("--idle-exit", type=float,
@@ -244,7 +247,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     watchdog = int(env["WATCHDOG_USEC"]) / 1e6 if env.get("WATCHDOG_USEC") else None
     from trading.web.app import create_app
 
-    app = create_app(cfg, cache_dir=cfg.cache_dir / "web-templates")
+    app = create_app(cfg, cache_dir=cfg.cache_dir / "web-templates", registry=registry,
+                     services=services)
     where = describe(sock)
     logger.info("serving the dashboard on %s%s", where,
                 f" (idle exit after {idle:g} s)" if idle else "")

@@ -435,3 +435,23 @@ def test_sd_notify_sends_one_datagram_to_the_notify_socket(tmp_path, monkeypatch
                 receiver.recv(4096)
     finally:
         receiver.close()
+
+
+def test_a_forked_child_reads_its_own_rss_not_the_parents():
+    ballast = b"\x01" * BALLAST  # resident in the parent, and in the child until it lets go
+    parent = rss_bytes()
+    pid = os.fork()
+    if pid == 0:  # the child drops the ballast: its own reading must fall, the parent's not
+        code = 1
+        try:
+            del ballast
+            import gc
+
+            gc.collect()
+            code = 0 if rss_bytes() < parent - BALLAST // 2 else 1
+        finally:
+            os._exit(code)  # never back into pytest
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert rss_bytes() >= parent - BALLAST // 4
+    del ballast

@@ -108,11 +108,14 @@ def test_the_scan_finds_each_way_of_reading_the_wall_clock(tmp_path):
 DATE_SENSITIVE = ["test_clock.py", "test_notify.py", "test_schedule.py", "test_predictions.py",
                   "test_prediction_cycle.py", "test_training.py", "test_market_cache.py",
                   "test_calibration.py", "test_web.py", "test_cli.py"]
-# Apart, and each awkward: a leap year's last Sunday night in February, and a Thursday in
-# the session. Both after the end of tests/data/asx-daily (a real day is never before the
-# data), and within three years of it: training and backtests on a csv folder read the
+# Not meaningful with the moved clock: the shim loads pandas first (the page-path import
+# check) and matplotlib's date units expect the real datetime class (the charts).
+NOT_WITH_THE_SHIM = "not imports_no_pandas and not chart"
+# Each awkward: the first Monday after tests/data/asx-daily ends, before the open, and the
+# last day of a financial year mid-session, eighteen months on. Never before the data (a real
+# day is not), and within three years of it: training and backtests on a csv folder read the
 # three years before today.
-REAL_DAYS = ["2027-02-28T23:30:00+11:00", "2028-11-30T11:45:00+11:00"]
+REAL_DAYS = ["2026-01-05T09:00:00+11:00", "2027-06-30T11:45:00+10:00"]
 FAKE_DAY = REPO / "tests" / "support" / "fake_day"  # a sitecustomize that moves the clock
 
 
@@ -122,14 +125,16 @@ def test_the_date_sensitive_tests_pass_on_another_day(day, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADING_", "LISTEN_"))}
     env.update(FAKE_DAY=day, PYTHONPATH=os.pathsep.join(
         [str(FAKE_DAY), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    probe = subprocess.run([sys.executable, "-c", "import datetime, time; from trading import "
-                            "clock; print(datetime.date.today(), clock.today(), time.time())"],
+    probe = subprocess.run([sys.executable, "-c", "import time; from trading import clock; "
+                            "print(clock.today(), time.time())"],
                            capture_output=True, text=True, env=env, timeout=60)
-    shown = probe.stdout.split()
-    assert shown[:2] == [day[:10]] * 2, probe  # the moved clock is in force, product included
+    shown_day, shown_time = probe.stdout.split()
+    moved_to = dt.datetime.fromisoformat(day).timestamp()
+    assert shown_day == day[:10] and abs(float(shown_time) - moved_to) < 30, probe
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         "-m", "not systemd and not slow", "--basetemp", str(tmp_path / "t"),
+         "-m", "not systemd and not slow", "-k", NOT_WITH_THE_SHIM,
+         "--basetemp", str(tmp_path / "t"),
          *[str(REPO / "tests" / m) for m in DATE_SENSITIVE]],
         capture_output=True, text=True, env=env, cwd=REPO, timeout=1200)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]

@@ -163,8 +163,8 @@ source_fingerprint() {
 changes=()
 changed() { changes+=("$*"); say "$*"; }
 
-# uv installs the dependencies in about half pip's time (measured for issue 19: 22 s against
-# 60 s from an empty cache; see README "Install"). It comes from the package index into the
+# uv installs the dependencies in about half pip's time (22 s against
+# 60 s from an empty cache; see docs/benchmarks.md). It comes from the package index into the
 # venv itself (or from PATH); TRADING_INSTALLER=pip, or any failure of uv, means pip.
 install_with_uv() {
     [ "${TRADING_INSTALLER:-uv}" = uv ] || return 1

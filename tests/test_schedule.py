@@ -99,7 +99,7 @@ def test_outside_the_session_predict_says_when_it_opens_or_closed():
 
 
 def test_the_readmes_half_hourly_cron_line_gets_a_final_run_every_session():
-    """Without systemd the README's cron line fires at :00 and :30: 16:00 and 16:30 come
+    """Without systemd the cron line of docs/scheduling.md fires at :00 and :30: 16:00 and 16:30 come
     before the close reaches the feed (16:32), so 17:00 must count as the final run."""
     for day in ("2026-11-24", "2026-06-15"):  # daylight time and standard time
         runs = {hhmm: schedule.gate("predict", at(day, hhmm))

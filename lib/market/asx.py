@@ -3,7 +3,7 @@
 Used by market data (is a bar final, how long is a cache fresh) and by the scheduled jobs
 (systemd timers fire on weekdays; the job asks :func:`is_session` and skips holidays).
 
-Facts (../shared/notes/domain.md): times are Australia/Sydney (AEST/AEDT, so UTC offsets move);
+Facts: times are Australia/Sydney (AEST/AEDT, so UTC offsets move);
 continuous trading ~10:00-16:00, closing auction ~16:10, post-close until ~16:21; early close
 14:10 on the last trading day before Christmas and on 31 December. Closures come from
 ``holidays.financial_holidays("XASX")`` (not the NSW public-holiday list, which has days the

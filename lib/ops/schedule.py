@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 # How long after the closing prices reach the free feed (the auction's end plus its 20-minute
 # delay: 16:32 on a normal day) a predict run still counts as the day's final run. The timer's
 # final run is 16:35 plus at most RandomizedDelaySec= (60 s) and AccuracySec= (1 min) late; a
-# cron line firing every half hour (README) has its final run at 17:00, 28 minutes after; on
+# cron line firing every half hour (docs/scheduling.md) has its final run at 17:00, 28 minutes after; on
 # an early-close day (prices in the feed at 14:42) the 15:00 run is the last, with 10 minutes
 # to spare, and 15:30 and 16:35 are turned away.
 FINAL_RUN_GRACE = dt.timedelta(minutes=30)

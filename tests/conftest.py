@@ -20,7 +20,11 @@ from pathlib import Path
 
 import pytest
 
+from support.units import render_units
 from support.wire import Connection
+
+# The systemd sandbox's fixtures (user_manager, installed, sd), for every module that asks.
+pytest_plugins = ["sandbox"]
 
 REPO = Path(__file__).resolve().parent.parent
 ASX_DAILY = REPO / "tests" / "data" / "asx-daily"  # real bars; see its README
@@ -240,6 +244,13 @@ def serve(runtime_dir):
     yield start
     for r in started:
         r.close()
+
+
+@pytest.fixture(scope="session")
+def rendered(tmp_path_factory) -> dict[str, Path]:
+    """The units as a system and as a --user install of this venv would write them, by mode;
+    rendered once, read only."""
+    return {mode: render_units(mode, tmp_path_factory.mktemp(mode)) for mode in ("system", "user")}
 
 
 @pytest.fixture

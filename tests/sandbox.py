@@ -1,16 +1,17 @@
 """A real systemd user manager in a private mount namespace, with trading-services installed.
 
 The development and CI machines have the systemd package but not systemd as PID 1. A user
-manager still runs there (recipe: ../shared/notes/systemd-sandbox.md): ``unshare -m`` gives it
+manager still runs there: ``unshare -m`` gives it
 a private mount namespace where a tmpfs over /run/systemd holds the ``/run/systemd/system``
 marker it insists on; the host is untouched. Clients need no namespace: ``systemctl --user``
 finds the manager through ``$XDG_RUNTIME_DIR/systemd/private``.
 
 :class:`UserManager` is the plain helper (start, ``systemctl``, ``show``, logs, stop) and
 :func:`install` runs ``install.sh --user`` into the sandbox's private HOME. The pytest
-fixtures at the bottom (``user_manager``, ``installed``) are what test modules import::
-
-    from sandbox import installed, user_manager  # noqa: F401  (pytest fixtures)
+fixtures at the bottom (``user_manager``, ``installed``, ``sd``) are registered for every test
+module by tests/conftest.py (``pytest_plugins``): a test asks for them by name, and carries
+``pytest.mark.systemd``. Modules import only the plain names they use (``UserManager``,
+``install``, ``sock``).
 
 When the sandbox cannot start, the fixtures skip with the reason, except under ``CI=true``,
 where they fail: CI must run these tests. journald does not run in the sandbox, so the
@@ -257,6 +258,17 @@ class UserManager:
         self.systemctl("daemon-reload")
         return path
 
+    def slow_drop_in(self, service: str) -> Path:
+        """Serve ``service``'s socket with the test-only slow handler (tests/support/
+        slow_service.py), by drop-in; the shipped unit and handlers stay untouched. Returns the
+        drop-in, for :meth:`remove_drop_in`."""
+        lib = self.root / "testlib"
+        shutil.copytree(REPO / "tests" / "support", lib / "support", dirs_exist_ok=True)
+        return self.drop_in(f"trading-{service}.service", "test-slow", (
+            "[Service]\nExecStart=\n"
+            f"ExecStart={self.venv}/bin/python -m support.slow_service\n"
+            f"Environment=PYTHONPATH={lib}\n"))
+
     def remove_drop_in(self, path: Path) -> None:
         path.unlink(missing_ok=True)
         self.systemctl("daemon-reload")
@@ -304,6 +316,11 @@ class UserManager:
                     args[1] == script or args[1:3] == ["-m", module]):
                 pids.append(int(entry.name))
         return sorted(pids)
+
+
+def sock(manager: UserManager, name: str) -> Path:
+    """The socket the installed units listen on for service ``name``."""
+    return manager.runtime_dir / "trading" / f"{name}.sock"
 
 
 QUIET_TIMERS = "trading-.timer.d/sandbox-quiet.conf"
@@ -379,3 +396,10 @@ def installed(user_manager: UserManager) -> UserManager:
     result = install(user_manager)
     user_manager.install_output = result.stdout + result.stderr  # type: ignore[attr-defined]
     return user_manager
+
+
+@pytest.fixture(scope="module")
+def sd(installed: UserManager) -> UserManager:
+    """The installed manager, by the short name the tests use. A module whose tests all need
+    the same drop-ins (a short idle exit) overrides it."""
+    return installed

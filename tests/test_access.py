@@ -22,13 +22,11 @@ import pwd
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support.units import render_units
 from typer.testing import CliRunner
-
-REPO = Path(__file__).resolve().parent.parent
 
 # A raw JSON-RPC client: connect, send one request line, print the answer line (or the error).
 _CLIENT = r"""
@@ -142,9 +140,7 @@ def test_the_0660_socket_file_itself_keeps_strangers_out(activate):
 
 
 def test_rendered_system_sockets_are_0660_and_owned_by_trading(tmp_path):
-    out = tmp_path / "system"
-    subprocess.run([str(REPO / "install.sh"), "--render-units", "system", str(out),
-                    "/opt/trading/venv"], check=True)
+    out = render_units("system", tmp_path / "system", "/opt/trading/venv")
     sockets = sorted(out.glob("trading-*.socket"))
     from trading.handlers import SOCKET_SERVICES
 
@@ -160,11 +156,8 @@ def test_rendered_system_sockets_are_0660_and_owned_by_trading(tmp_path):
         assert re.search(r"^Group=trading$", text, re.M), path.name
 
 
-def test_a_user_install_leaves_socket_ownership_to_the_user(tmp_path):
-    out = tmp_path / "user"
-    subprocess.run([str(REPO / "install.sh"), "--render-units", "user", str(out), sys.prefix],
-                   check=True)
-    for path in sorted(out.glob("trading-*.socket")):
+def test_a_user_install_leaves_socket_ownership_to_the_user(rendered):
+    for path in sorted(rendered["user"].glob("trading-*.socket")):
         text = path.read_text()
         assert re.search(r"^SocketMode=0660$", text, re.M), path.name
         assert not re.search(r"^Socket(User|Group)=", text, re.M), path.name

@@ -146,6 +146,7 @@ def test_idle_exit_then_the_next_connection_starts_a_new_instance(manager):
     assert second != first and m.starts == 2
 
 
+@pytest.mark.slow
 def test_no_request_is_lost_when_clients_arrive_around_the_idle_exit(manager):
     # Idle timeout 0.3 s, clients at random moments 0-0.6 s apart: many of them arrive while
     # a handler is deciding to exit or exiting. Every one must be answered.
@@ -200,6 +201,7 @@ def test_a_handler_dying_mid_request_gives_a_clear_error_and_the_next_call_works
     assert m.starts == 2 and m.exit_codes[0] == 7
 
 
+@pytest.mark.slow
 def test_client_timeout_never_hangs(manager):
     manager()
     c = never_in_process(timeout=0.5)

@@ -29,6 +29,7 @@ def replayed(bars, cfg, **kw):
     return backtest.replay(hs, cfg, **kw)
 
 
+@pytest.mark.slow
 def test_replay_decisions_up_to_a_day_ignore_every_later_bar(bars):
     from tests.test_training import scrambled_after
 
@@ -47,6 +48,7 @@ def test_replay_decisions_up_to_a_day_ignore_every_later_bar(bars):
         [(s, a) for s, d, a in zip(after.symbol, after.date, after.action) if d > day]
 
 
+@pytest.mark.slow
 def test_same_data_gives_the_same_report(bars):
     cfg = config.get()
     sessions = sorted({d for s in SYMBOLS for d in bars[s].dates})
@@ -142,6 +144,7 @@ def test_max_drawdown():
     assert backtest.max_drawdown(np.array([np.nan, 1.0, 0.5, np.nan])) == pytest.approx(0.5)
 
 
+@pytest.mark.slow
 def test_cli_backtest_prints_the_table_and_writes_the_chart(asx_daily, tmp_path):
     from trading.cli.main import app
 
@@ -172,6 +175,7 @@ def test_cli_json_and_bad_input(asx_daily):
     assert main(["backtest", "--chart", "/tmp/x.svg"]) == 2
 
 
+@pytest.mark.slow
 def test_active_model_is_used_only_on_sessions_after_its_data(asx_daily):
     from trading.handlers.training import Training
 

@@ -11,6 +11,8 @@ import os
 import sqlite3
 import time
 
+import pytest
+
 from support.wire import rpc
 from trading import config
 
@@ -24,6 +26,7 @@ def _counts(db) -> tuple[int, int, int, int]:
     return series, bars, predictions, events
 
 
+@pytest.mark.slow
 def test_bulk_fetches_of_new_codes_keep_the_store_bounded(activate, monkeypatch):
     monkeypatch.setenv("TRADING_CACHE_MAX_SERIES", "60")
     config.reset()

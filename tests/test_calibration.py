@@ -96,6 +96,7 @@ def test_correlated_outcomes_count_once():
     assert sum(weights) == pytest.approx(2 / 5)  # two sessions, a fifth of one each
 
 
+@pytest.mark.slow
 def test_replay_is_calibrated_walk_forward_with_no_lookahead(store, cfg, bars_from):
     source, get_bars = bars_from
     result = replay.replay(store, cfg, get_bars, ["CBA.AX", "COL.AX"], source=source,
@@ -135,6 +136,7 @@ def test_the_targets_on_the_real_bars(store, cfg, bars_from):
 
 
 # -- without the index ---------------------------------------------------------------------------
+@pytest.mark.slow
 def test_days_without_index_data_decide_as_a_neutral_market_flagged(store, cfg, bars_from):
     """The index file starts 2025-09-08: before it every prediction says so, its market
     component is missing (not a NEUTRAL reading) and it decides exactly as a measured NEUTRAL
@@ -157,6 +159,7 @@ def test_days_without_index_data_decide_as_a_neutral_market_flagged(store, cfg, 
 
 
 # -- provenance and the live path -------------------------------------------------------------------
+@pytest.mark.slow
 def test_provenance_and_the_live_path_use_the_stored_calibration(store, cfg, bars_from,
                                                                   asx_daily):
     from trading.cli.main import app
@@ -192,6 +195,7 @@ def test_provenance_and_the_live_path_use_the_stored_calibration(store, cfg, bar
     assert "predictor: trading.signals.rules:predict (native, sha256 " in explained.stdout
 
 
+@pytest.mark.slow
 def test_report_chart_draws_the_reliability_diagram(store, cfg, bars_from, tmp_path):
     from trading.cli.main import app
 

@@ -397,6 +397,34 @@ def test_serve_runs_a_handler_on_a_socket_until_it_is_idle(runtime_dir):
     assert not path.exists()
 
 
+def test_serve_runs_a_peer_without_a_socket_in_process(runtime_dir, monkeypatch):
+    """`trading serve prediction` with no other socket in the runtime directory: like a unit
+    (trading.handlers.main), it runs market-data and sentiment in-process, so a prediction
+    is made; without the registry it could only answer that market-data is unreachable."""
+    from conftest import wait_for
+
+    from trading.runtime.client import Client
+
+    monkeypatch.setenv("TRADING_NEWS_SOURCE", "sample")  # offline: the default is Yahoo
+    path = runtime_dir / "prediction.sock"
+    trading = Path(sys.executable).parent / "trading"
+    proc = subprocess.Popen([str(trading), "serve", "prediction", "--socket", str(path),
+                             "--idle-exit", "30"], stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(path.exists, timeout=30, what="the socket")
+        assert sorted(p.name for p in runtime_dir.iterdir()) == ["prediction.sock"]
+        c = Client(config.get(), in_process="never")
+        out = c.call("prediction", "generate_predictions",
+                     {"symbols": ["CBA"], "source": "sample"}, timeout=120)
+        c.close()
+        assert list(out["results"]) == ["CBA.AX"], out
+        assert not any("unavailable" in r for r in out["results"]["CBA.AX"]["reasons"]), out
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0, proc.stderr.read()
+    assert not path.exists()
+
+
 def test_logs_runs_journalctl_for_the_unit():
     trading = Path(sys.executable).parent / "trading"
     out = subprocess.run([str(trading), "logs", "market-data", "-n", "1"], capture_output=True,

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from conftest import wait_for
 from support.wire import rpc
-from sandbox import UserManager, installed, user_manager  # noqa: F401  (pytest fixtures)
+from sandbox import UserManager, sock
 from typer.testing import CliRunner
 
 from trading import config
@@ -199,13 +199,9 @@ def test_a_stopped_service_is_not_run_in_process_unless_asked(fake_manager, monk
 # -- on a real systemd -------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def sd(installed: UserManager) -> UserManager:  # noqa: F811
+def sd(installed: UserManager) -> UserManager:
     installed.set_idle_exit(60)  # a handler started by a test stays until stopped
     return installed
-
-
-def sock(sd: UserManager, name: str) -> Path:
-    return sd.runtime_dir / "trading" / f"{name}.sock"
 
 
 def active(sd: UserManager, unit: str) -> str:

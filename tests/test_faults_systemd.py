@@ -22,32 +22,21 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from conftest import wait_for
 from support.wire import rpc
-from sandbox import REPO, UserManager, installed, user_manager  # noqa: F401
+from sandbox import REPO, UserManager, sock
 
 pytestmark = [pytest.mark.systemd, pytest.mark.slow]
 
 RACE_SECONDS = float(os.environ.get("TRADING_RACE_S", "60"))
 RACE_MIN_REQUESTS = 2000
 IDLE_EXIT = 0.5
-
-
-def sock(sd: UserManager, name: str) -> Path:
-    return sd.runtime_dir / "trading" / f"{name}.sock"
-
-
-@pytest.fixture(scope="module")
-def sd(installed: UserManager) -> UserManager:  # noqa: F811
-    return installed
 
 
 # -- the idle-exit race ----------------------------------------------------------------------
@@ -182,12 +171,7 @@ def test_a_crash_loop_trips_the_shipped_limit_and_the_documented_command_recover
 @pytest.fixture
 def slow(sd):
     """The test-only slow handler (tests/support/slow_service.py) on the training socket."""
-    lib = sd.root / "testlib"
-    shutil.copytree(REPO / "tests" / "support", lib / "support", dirs_exist_ok=True)
-    drop = sd.drop_in("trading-training.service", "test-slow", (
-        "[Service]\nExecStart=\n"
-        f"ExecStart={sd.venv}/bin/python -m support.slow_service\n"
-        f"Environment=PYTHONPATH={lib}\n"))
+    drop = sd.slow_drop_in("training")
     yield sock(sd, "training")
     sd.remove_drop_in(drop)
     sd.systemctl("stop", "trading-training.service", check=False)

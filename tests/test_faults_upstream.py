@@ -121,7 +121,10 @@ def test_rate_limited_yahoo_is_asked_once_and_stale_data_is_served(yahoo, asx_da
     assert rpc(h2.path, "health_check", timeout=30)["result"]["pid"] != pid
 
 
-@pytest.mark.parametrize("failure", ["network", "raise-network", "empty"])
+# The network cases wait out the adapter's one retry (2 s) before the stale answers.
+@pytest.mark.parametrize("failure", [pytest.param("network", marks=pytest.mark.slow),
+                                     pytest.param("raise-network", marks=pytest.mark.slow),
+                                     "empty"])
 def test_yahoo_unreachable_is_not_asked_again_per_request(yahoo, asx_daily, failure):
     """``network``: yfinance swallows the transport failure into an empty frame and logs it,
     which is what it really does offline (one retry inside the adapter); ``raise-network``:
@@ -146,6 +149,7 @@ def test_yahoo_unreachable_is_not_asked_again_per_request(yahoo, asx_daily, fail
     assert "Traceback" not in log, log
 
 
+@pytest.mark.slow  # the adapter's one retry (2 s) too
 def test_yahoo_offline_with_nothing_cached_says_unreachable(yahoo):
     """Offline with an empty cache: the one-line error says the network, not "no data"."""
     start, set_mode, attempts, db = yahoo

@@ -17,20 +17,11 @@ from pathlib import Path
 
 import pytest
 from support.wire import rpc
-from sandbox import UserManager, installed, user_manager  # noqa: F401
+from sandbox import sock
 
 pytestmark = [pytest.mark.systemd, pytest.mark.slow]
 
 PROMISE_S = 5.0
-
-
-def sock(sd: UserManager, name: str) -> Path:
-    return sd.runtime_dir / "trading" / f"{name}.sock"
-
-
-@pytest.fixture(scope="module")
-def sd(installed: UserManager) -> UserManager:  # noqa: F811
-    return installed
 
 
 _LEGIT = r"""

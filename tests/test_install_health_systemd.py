@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox import install, user_manager  # noqa: F401  (the fixture)
+from sandbox import install
 
 pytestmark = pytest.mark.systemd
 

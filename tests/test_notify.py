@@ -386,6 +386,7 @@ def test_backoff_then_given_up(monkeypatch):
     assert waits[:5] == [0, 300, 900, 1800, 3600] and status == "failed"
 
 
+@pytest.mark.slow
 def test_a_slow_endpoint_costs_a_run_one_timeout(monkeypatch):
     hook = Webhook(delay=3.0).start()
     try:

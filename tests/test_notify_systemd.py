@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_for
-from sandbox import UserManager, installed, user_manager  # noqa: F401  (pytest fixtures)
+from sandbox import UserManager
 from test_notify import SECRET, Webhook
 
 pytestmark = [pytest.mark.systemd, pytest.mark.slow]
@@ -37,7 +37,7 @@ def _install_processes(sd: UserManager) -> list[str]:
     return found
 
 
-def test_a_predict_job_sends_its_alert_and_exits_leaving_no_process(installed):  # noqa: F811
+def test_a_predict_job_sends_its_alert_and_exits_leaving_no_process(installed):
     sd = installed
     hook = Webhook().start()
     try:

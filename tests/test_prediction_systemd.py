@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from sandbox import UserManager, installed, user_manager  # noqa: F401  (pytest fixtures)
+from sandbox import UserManager
 
 pytestmark = [pytest.mark.systemd, pytest.mark.slow]
 
 SEVEN = ["CBA.AX", "ANZ.AX", "NAB.AX", "WBC.AX", "MQG.AX", "COL.AX", "BHP.AX"]
 
 
-def test_trading_predict_goes_through_the_socket_activated_services(installed):  # noqa: F811
+def test_trading_predict_goes_through_the_socket_activated_services(installed):
     sd: UserManager = installed
     for name in ("prediction", "market-data", "sentiment"):
         sd.systemctl("stop", f"trading-{name}.service", check=False)

@@ -19,7 +19,7 @@ import json
 import shutil
 
 import pytest
-from sandbox import UserManager, installed, user_manager  # noqa: F401  (pytest fixtures)
+from sandbox import UserManager
 
 from conftest import REPO
 
@@ -30,7 +30,7 @@ MOMENTUM = "momentum:EnhancedMarketAwarePredictor"
 SEVEN = ["CBA.AX", "ANZ.AX", "NAB.AX", "WBC.AX", "MQG.AX", "COL.AX", "BHP.AX"]
 
 
-def test_the_example_predictor_runs_in_the_socket_activated_sandboxed_service(installed):  # noqa: F811
+def test_the_example_predictor_runs_in_the_socket_activated_sandboxed_service(installed):
     sd: UserManager = installed
     conf_dir = sd.home / ".config" / "trading"
     (conf_dir / "predictors").mkdir(parents=True, exist_ok=True)

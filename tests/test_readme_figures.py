@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_readme_figures_match_their_commands():
     # A child process: the script changes directory and environment, which a test must not.
     # It reruns the backtest and the replay with report (about 10 s); on drift it names each

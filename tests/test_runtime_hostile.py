@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-
+import pytest
 from conftest import wait_for
 from support.running import read_line
 
@@ -138,6 +138,7 @@ def test_a_refused_peer_that_sends_nothing_holds_a_worker_only_for_a_moment(serv
         silent.close()
 
 
+@pytest.mark.slow
 def test_stop_exits_by_its_deadline_with_a_request_stuck(serve):
     r = serve(drain_timeout=1.0)
     stuck = r.raw()

@@ -20,7 +20,7 @@ import sqlite3
 
 import pytest
 from conftest import wait_for
-from sandbox import UserManager, installed, user_manager  # noqa: F401  (pytest fixtures)
+from sandbox import UserManager
 from test_schedule_units import BASES, calendar, directives, intended
 
 pytestmark = [pytest.mark.systemd, pytest.mark.slow]
@@ -33,7 +33,7 @@ SAMPLE = "TRADING_SOURCE=sample TRADING_NEWS_SOURCE=sample"
 
 
 @pytest.fixture(scope="module")
-def sd(installed: UserManager) -> UserManager:  # noqa: F811
+def sd(installed: UserManager) -> UserManager:
     # The sandbox may park every timer in 2099 (a prefix drop-in) so no job fires during other
     # tests; these tests are about the real calendars, so take it away.
     quiet = installed.home / ".config/systemd/user/trading-.timer.d/sandbox-quiet.conf"

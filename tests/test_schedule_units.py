@@ -13,11 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 import subprocess
-import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from support.units import exposure
 
 from trading.ops import schedule
 
@@ -153,17 +153,6 @@ def test_predict_randomized_delay_is_small():
     assert dt.timedelta(seconds=int(delay)) + dt.timedelta(minutes=1) < schedule.FINAL_RUN_GRACE
 
 
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory) -> dict[str, Path]:
-    out = {}
-    for mode in ("system", "user"):
-        d = tmp_path_factory.mktemp(mode)
-        subprocess.run([str(REPO / "install.sh"), "--render-units", mode, str(d), sys.prefix],
-                       check=True)
-        out[mode] = d
-    return out
-
-
 def test_systemd_analyze_verify_is_silent_on_the_timers_and_their_services(rendered):
     units = [str(rendered["system"] / f"{u}.{k}") for u in JOBS.values()
              for k in ("timer", "service")]
@@ -174,11 +163,7 @@ def test_systemd_analyze_verify_is_silent_on_the_timers_and_their_services(rende
 @pytest.mark.parametrize("mode", ["system", "user"])
 @pytest.mark.parametrize("job", list(JOBS))
 def test_job_services_are_hardened_to_the_offline_target(rendered, mode, job):
-    r = subprocess.run(["systemd-analyze", "security", "--offline=true",
-                        str(rendered[mode] / f"{JOBS[job]}.service")],
-                       capture_output=True, text=True)
-    m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", r.stdout)
-    assert m, r.stdout + r.stderr
-    print(f"{mode} {JOBS[job]}.service exposure {m.group(1)}")
+    level = exposure(rendered[mode] / f"{JOBS[job]}.service")
+    print(f"{mode} {JOBS[job]}.service exposure {level}")
     # 1.5 offline; the jobs that send alerts are held to the networked services' 2.5
-    assert float(m.group(1)) <= (2.5 if job in ALERTING_JOBS else 1.5)
+    assert level <= (2.5 if job in ALERTING_JOBS else 1.5)

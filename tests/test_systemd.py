@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import threading
@@ -24,8 +23,9 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_for
+from support.units import exposure, render_units
 from support.wire import Connection, rpc
-from sandbox import INSTALL_SH, REPO, UserManager, install, installed, user_manager  # noqa: F401
+from sandbox import INSTALL_SH, REPO, UserManager, install, sock
 
 from trading.handlers import SERVICES, SOCKET_SERVICES
 
@@ -36,13 +36,9 @@ EXPOSURE_TARGETS = {"market-data": 2.5, "sentiment": 2.5, "prediction": 1.5, "tr
 
 
 @pytest.fixture(scope="module")
-def sd(installed: UserManager) -> UserManager:  # noqa: F811
+def sd(installed: UserManager) -> UserManager:
     installed.set_idle_exit(IDLE_EXIT)
     return installed
-
-
-def sock(sd: UserManager, name: str) -> Path:
-    return sd.runtime_dir / "trading" / f"{name}.sock"
 
 
 def state(sd: UserManager, name: str) -> dict[str, str]:
@@ -176,12 +172,7 @@ def test_status_lists_any_trading_timer_with_its_next_run(sd):
 def test_a_handler_killed_mid_request_gives_a_clear_error_and_the_next_call_works(sd):
     # A test-only handler with a slow method (tests/support/slow_service.py) on the training
     # socket, by drop-in: the shipped unit and the shipped handlers stay untouched.
-    lib = sd.root / "testlib"
-    shutil.copytree(REPO / "tests" / "support", lib / "support", dirs_exist_ok=True)
-    drop = sd.drop_in("trading-training.service", "test-slow", (
-        "[Service]\nExecStart=\n"
-        f"ExecStart={sd.venv}/bin/python -m support.slow_service\n"
-        f"Environment=PYTHONPATH={lib}\n"))
+    drop = sd.slow_drop_in("training")
     try:
         started = time.monotonic()
         client = subprocess.Popen(
@@ -250,18 +241,8 @@ def test_systemd_analyze_verify_prints_nothing_for_every_installed_unit(sd):
         assert (r.returncode, r.stdout + r.stderr) == (0, ""), unit.name
 
 
-def exposure(path: Path, env: dict[str, str]) -> float:
-    r = subprocess.run(["systemd-analyze", "security", "--offline=true", str(path)],
-                       capture_output=True, text=True, env=env)
-    m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", r.stdout)
-    assert m, r.stdout + r.stderr
-    return float(m.group(1))
-
-
 def test_security_exposure_is_within_targets_for_user_and_system_installs(sd, tmp_path):
-    system_dir = tmp_path / "system"
-    subprocess.run([str(INSTALL_SH), "--render-units", "system", str(system_dir),
-                    "/opt/trading/venv"], check=True)
+    system_dir = render_units("system", tmp_path / "system", "/opt/trading/venv")
     figures = {}
     for name, target in EXPOSURE_TARGETS.items():
         unit = f"trading-{name}.service"

@@ -43,6 +43,7 @@ def scrambled_after(b: Bars, day: str, seed: int = 1) -> Bars:
                 mess(b.close, 1.3), mess(b.volume, 3.0))
 
 
+@pytest.mark.slow
 def test_changing_bars_after_a_day_changes_no_feature_or_rule_decision_up_to_it(bars):
     from trading.signals.rules import decide
 
@@ -101,6 +102,7 @@ def test_labels_are_the_sign_of_the_forward_return(bars):
     assert data.label_dates[0] == bars["CBA.AX"].dates[3]
 
 
+@pytest.mark.slow
 def test_same_data_gives_the_same_metrics_and_model(bars):
     cfg = config.get()
     data = features.dataset(histories(bars, cfg), 1)
@@ -184,6 +186,7 @@ def test_a_missing_model_file_means_no_model_not_an_error(tmp_path):
     store.close()
 
 
+@pytest.mark.slow
 def test_service_trains_with_progress_over_a_second_connection(activate, asx_daily):
     """The real handler under socket activation: train over one connection while another
     polls progress; a second job meanwhile is refused as Busy; the model is registered."""
@@ -242,6 +245,7 @@ def test_service_trains_with_progress_over_a_second_connection(activate, asx_dai
         poll.close()
 
 
+@pytest.mark.slow
 def test_training_sends_status_to_systemd_as_folds_complete(asx_daily, tmp_path, runtime_dir):
     """NOTIFY_SOCKET is systemd's datagram socket: a real one here, read back after training.
 

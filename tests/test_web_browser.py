@@ -26,9 +26,12 @@ from trading import config
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PAGES = ["/", "/symbol/CBA.AX", "/history", "/accuracy", "/models", "/services", "/events"]
 
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(CHROMIUM) and os.environ.get("CI", "").lower() not in ("1", "true"),
-    reason="no chromium (./install.sh --dev installs it)")
+pytestmark = [
+    pytest.mark.slow,  # a headless Chromium per test: seconds each
+    pytest.mark.skipif(
+        not os.path.exists(CHROMIUM) and os.environ.get("CI", "").lower() not in ("1", "true"),
+        reason="no chromium (./install.sh --dev installs it)"),
+]
 
 
 def _free_port() -> int:

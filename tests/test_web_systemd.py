@@ -3,19 +3,29 @@ trading-web.socket on a port of the sandbox's own; no process runs before the fi
 the page answers (with predictions the installed services made), the process exits when
 idle, and requests that land during an exit are served, by that instance or the next.
 
+First, on a manager of its own (:class:`TestTakenPort`), what ``install.sh --user`` does when
+something else already listens on the dashboard's address (RStudio Server's default port is
+8787, and so is another user's install): an address asked for fails before anything changes,
+the default moves to the next free port and says so, a socket that cannot listen anyway is
+named, and a Unix socket in the runtime directory takes the dashboard off TCP altogether.
+
 The tests share one manager and run in file order.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
+import re
 import socket
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import wait_for
-from sandbox import UserManager, installed, user_manager  # noqa: F401
+from sandbox import INSTALL_SH, SandboxUnavailable, UserManager, install, unavailable
 
 pytestmark = [pytest.mark.systemd, pytest.mark.slow]
 
@@ -23,7 +33,7 @@ IDLE_EXIT = 1.0  # seconds, by drop-in (the shipped default is 30)
 
 
 @pytest.fixture(scope="module")
-def sd(installed: UserManager) -> UserManager:  # noqa: F811
+def sd(installed: UserManager) -> UserManager:
     installed.set_idle_exit(IDLE_EXIT, ["web"])
     # Test only: the race test below starts the dashboard dozens of times in a minute, which
     # the shipped start limit (10 in 120 s) rightly calls a crash loop.
@@ -38,17 +48,169 @@ def port(sd: UserManager) -> int:
 
 def get(sd: UserManager, path: str = "/", timeout: float = 30.0) -> tuple[int, bytes]:
     with socket.create_connection(("127.0.0.1", port(sd)), timeout=timeout) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-                  .encode())
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
+        return exchange(s, path)
+
+
+def exchange(s: socket.socket, path: str) -> tuple[int, bytes]:
+    """One HTTP/1.1 GET on the connected socket ``s``: the status code and the body."""
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     return (int(head.split(b" ", 2)[1]) if head else 0), body
 
 
 def web_state(sd: UserManager) -> dict[str, str]:
     return sd.show("trading-web.service", "ActiveState", "MainPID", "Result")
+
+
+# -- the dashboard's address is taken ---------------------------------------------------------
+class Listener:
+    """A plain listener on a free loopback port: what RStudio Server is on 8787."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        self.address = f"127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def holder() -> str:
+    """How install.sh names the listener's owner, this process: ss's name for it and its pid."""
+    return f"{Path('/proc/self/comm').read_text().strip()} (pid {os.getpid()})"
+
+
+def run_install(manager: UserManager, *extra: str) -> tuple[int, str, str]:
+    """``install.sh --user`` as :func:`sandbox.install` runs it, for the runs that fail."""
+    r = manager.run(str(INSTALL_SH), "--user", "--deps-from", str(Path(sys.prefix).resolve()),
+                    *extra, check=False, timeout=300)
+    return r.returncode, r.stdout, r.stderr
+
+
+def web_row(manager: UserManager) -> dict:
+    report = json.loads(manager.trading("status", "--json", check=False).stdout)
+    return next(r for r in report["services"] if r["service"] == "web")
+
+
+@pytest.fixture(scope="class")
+def crowded():
+    """A manager of its own with nothing installed, whose dashboard default is held by a
+    :class:`Listener`: TRADING_WEB_DEFAULT_LISTEN is what 127.0.0.1:8787 is outside the tests,
+    and without TRADING_WEB_LISTEN (an address asked for) that default applies. Class scope:
+    it is gone before the module's own manager starts."""
+    taken = Listener()
+    manager = UserManager()
+    del manager.env["TRADING_WEB_LISTEN"]
+    manager.env["TRADING_WEB_DEFAULT_LISTEN"] = taken.address
+    try:
+        manager.start()
+    except SandboxUnavailable as exc:
+        taken.close()
+        manager.cleanup()
+        unavailable(str(exc))
+    manager.taken = taken  # type: ignore[attr-defined]
+    try:
+        yield manager
+    finally:
+        manager.cleanup()
+        taken.close()
+
+
+class TestTakenPort:
+    def test_a_taken_address_asked_for_fails_in_one_line_with_nothing_changed(self, crowded):
+        taken = crowded.taken.address
+        code, out, err = run_install(crowded, "--web-listen", taken)
+        assert (code, out) == (1, ""), out + err
+        [line] = err.splitlines()
+        assert line.startswith(
+            f"install: error: the dashboard's address {taken} (--web-listen) is taken by "
+            f"{holder()}; nothing was changed; choose another: ./install.sh --user "
+            "--web-listen 127.0.0.1:"), line
+        assert list(crowded.unit_dir.glob("trading*")) == []
+        assert not crowded.venv.exists() and not (crowded.home / ".local/bin/trading").exists()
+        assert crowded.systemctl("is-enabled", "trading.target", check=False).returncode != 0
+        assert "trading-" not in crowded.systemctl("list-sockets", "--all").stdout.replace(
+            str(crowded.root), "")
+
+    def test_a_taken_default_moves_to_the_next_free_port_and_says_so_first(self, crowded):
+        taken = crowded.taken
+        out = install(crowded).stdout
+        said = re.search(rf"^install: {re.escape(taken.address)} is taken by "
+                         rf"{re.escape(holder())}; the dashboard listens on 127\.0\.0\.1:(\d+) "
+                         r"instead; --web-listen to choose$", out, re.MULTILINE)
+        assert said, out
+        new = crowded.web_port = int(said.group(1))
+        assert taken.port < new <= taken.port + 50
+        assert out.index(said.group(0)) < out.index("enabled trading.target")  # before anything
+        assert out.splitlines()[-1].startswith(
+            f"install: dashboard: http://127.0.0.1:{new}/; from another machine: "
+            f"ssh -L 8787:127.0.0.1:{new} "), out
+        listing = crowded.systemctl("list-sockets", "--all").stdout
+        assert re.search(rf"127\.0\.0\.1:{new}\s+trading-web\.socket", listing), listing
+        assert f"web_listen=127.0.0.1:{new}" in (crowded.venv / "trading-install").read_text()
+        assert web_row(crowded)["socket_path"] == f"127.0.0.1:{new}"
+        # It serves there, started through the venv's console script.
+        with socket.create_connection(("127.0.0.1", new), timeout=30) as s:
+            assert exchange(s, "/api/events")[0] == 200
+        [pid] = crowded.handler_pids("web")
+        assert crowded.run("cat", f"/proc/{pid}/cmdline").stdout.split("\0")[1] == \
+            f"{crowded.venv}/bin/trading-web"
+
+    def test_a_rerun_keeps_the_chosen_port_when_the_default_is_free_again(self, crowded):
+        crowded.taken.close()
+        out = install(crowded).stdout
+        if "sources changed since the last install" in out:
+            out = install(crowded).stdout  # the checkout was edited meanwhile: once more
+        assert "is taken" not in out and "nothing changed" in out, out
+        assert out.splitlines()[-1].startswith(
+            f"install: dashboard: http://127.0.0.1:{crowded.web_port}/;"), out
+
+    def test_a_socket_that_cannot_listen_anyway_is_named_and_the_rest_is_installed(self,
+                                                                                   crowded):
+        # Something takes the address between the check and the start: here a drop-in points
+        # the socket at a port held by another listener (test only; the unit is unchanged).
+        other = Listener()
+        crowded.systemctl("stop", "trading-web.service", "trading-web.socket")
+        drop = crowded.drop_in("trading-web.socket", "test-taken",
+                               f"[Socket]\nListenStream=\nListenStream={other.address}\n")
+        try:
+            code, out, err = run_install(crowded)
+            assert code == 1, out + err
+            errors = err.splitlines()
+            assert (f"install: error: trading-web.socket cannot start: {other.address} is taken "
+                    f"by {holder()}; going on without the dashboard") in errors, err
+            assert errors[-1].startswith(
+                f"install: error: the dashboard is off: {other.address} is taken by {holder()}; "
+                "move it: ./install.sh --user --web-listen 127.0.0.1:"), err
+            assert "Job failed" not in err
+            assert "every service answered health_check through its socket" in out, out
+            for name in ("market-data", "prediction"):
+                assert crowded.show(f"trading-{name}.socket", "ActiveState")["ActiveState"] == \
+                    "active"
+        finally:
+            other.close()
+            crowded.remove_drop_in(drop)
+            crowded.systemctl("reset-failed", "trading-web.socket", check=False)
+
+    def test_a_unix_socket_in_the_runtime_dir_takes_the_dashboard_off_tcp(self, crowded):
+        out = install(crowded, "--web-listen", "%t/trading/web.sock").stdout
+        path = crowded.runtime_dir / "trading" / "web.sock"
+        assert out.splitlines()[-1].startswith(
+            f"install: dashboard: Unix socket {path}; from your machine: ssh -L 8787:{path} "), out
+        assert "web_listen=%t/trading/web.sock" in (crowded.venv / "trading-install").read_text()
+        assert web_row(crowded)["socket_path"] == str(path)
+        assert oct(path.stat().st_mode & 0o777) == oct(0o660)
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(30)
+            s.connect(str(path))
+            assert exchange(s, "/api/events")[0] == 200
+        with pytest.raises(ConnectionRefusedError):  # the TCP port is given back
+            socket.create_connection(("127.0.0.1", crowded.web_port), timeout=5).close()
 
 
 def test_the_socket_listens_and_no_dashboard_runs_before_the_first_request(sd):

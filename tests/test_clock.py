@@ -133,7 +133,7 @@ def test_the_date_sensitive_tests_pass_on_another_day(day, tmp_path):
     assert shown_day == day[:10] and abs(float(shown_time) - moved_to) < 30, probe
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         "-m", "not systemd and not slow", "-k", NOT_WITH_THE_SHIM,
+         "-m", "not systemd", "-k", NOT_WITH_THE_SHIM,
          "--basetemp", str(tmp_path / "t"),
          *[str(REPO / "tests" / m) for m in DATE_SENSITIVE]],
         capture_output=True, text=True, env=env, cwd=REPO, timeout=1200)

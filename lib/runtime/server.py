@@ -28,7 +28,7 @@ call from another is answered within seconds, without an administrator):
 - keep a job running for nobody: a request whose client hung up is flagged cancelled
   (:attr:`trading.runtime.service.Service.cancelled`), which long methods check.
 
-The module is long (about 490 lines) for a reason: the accept loop, the deadline rules and
+The module is long (about 500 lines) for a reason: the accept loop, the deadline rules and
 the per-connection loop all read and write one connection table under one lock, and the
 order of their steps is what makes idle exit lose nothing; split across modules, each half
 would reach into the other's state.
@@ -470,8 +470,8 @@ def _hung_up(sock: Socket) -> bool:
 
 class _Poller:
     """What the main loop needs of a selector, on ``select.poll``: wait for any of a few
-    sockets to be readable, and say which (``selectors`` is a Python layer, loaded on every
-    cold start, for one call)."""
+    sockets to be readable, and say which, with a timeout in seconds rounded up to whole
+    milliseconds (the loop's deadlines are in seconds; a short one must not spin)."""
 
     def __init__(self) -> None:
         self._poll = select.poll()

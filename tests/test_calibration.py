@@ -161,9 +161,18 @@ def test_days_without_index_data_decide_as_a_neutral_market_flagged(store, cfg, 
 # -- provenance and the live path -------------------------------------------------------------------
 @pytest.mark.slow
 def test_provenance_and_the_live_path_use_the_stored_calibration(store, cfg, bars_from,
-                                                                  asx_daily):
+                                                                  asx_daily, monkeypatch):
     from trading.cli.main import app
     from trading.handlers.prediction import Prediction
+
+    # Two months after the data ends (so its age reads "(old)" on any real day), and the
+    # sample headlines: a test never asks Yahoo.
+    monkeypatch.setenv("TRADING_NOW", "2026-03-01T12:00")
+    monkeypatch.setenv("TRADING_NEWS_SOURCE", "sample")
+    from trading import config
+
+    config.reset()
+    cfg = config.get()
 
     source, get_bars = bars_from
     replay.replay(store, cfg, get_bars, ["CBA.AX", "NAB.AX"], source=source,

@@ -372,3 +372,32 @@ def test_health_check_fields_of_a_service_win_and_what_is_not_json_becomes_null(
     assert json.loads(d.handle_line(call))["result"]["status"] == "degraded"
     Odd.fields = {"ratio": float("nan")}  # not JSON: written as null
     assert json.loads(d.handle_line(call))["result"]["ratio"] is None
+
+
+def test_params_that_do_not_fit_are_invalid_params_in_the_protocols_words():
+    class Svc(Service):
+        name = "svc"
+
+        @rpc
+        def get(self, symbol: str, *, days: int = 1) -> str:
+            return symbol
+
+        @rpc
+        def broken(self) -> None:
+            raise TypeError("a bug inside the method")  # not the params' fault
+
+    d = Svc().dispatcher()
+
+    def error(params):
+        line = d.handle_line(json.dumps({"jsonrpc": "2.0", "method": "get", "params": params,
+                                         "id": 1}).encode())
+        return json.loads(line)["error"]
+
+    assert error({}) == {"code": -32602, "message":
+                         "get: missing 1 required parameter: 'symbol'",
+                         "data": {"problem": "invalid-params", "method": "get"}}
+    assert error({"symbol": "CBA", "x": 1})["message"] == "get: got an unexpected parameter 'x'"
+    assert error({"symbol": "CBA", "self": 1})["message"].startswith("get: got multiple values")
+    assert error(["CBA"])["message"] == "get takes parameters by name, not by position"
+    broken = json.loads(d.handle_line(b'{"jsonrpc":"2.0","method":"broken","id":2}'))
+    assert broken["error"]["code"] == -32603  # a TypeError from inside is the service's bug

@@ -129,6 +129,11 @@ def rpc(func: Callable | None = None, *, positional: bool = False, name: str | N
     return mark(func) if func is not None else mark
 
 
+_PARAM_WORDS = (("positional arguments", "parameters"), ("positional argument", "parameter"),
+                ("keyword-only arguments", "parameters"), ("keyword-only argument", "parameter"),
+                ("keyword argument", "parameter"), ("argument", "parameter"))
+
+
 class Method:
     """One callable method, called with a request's params.
 
@@ -180,6 +185,8 @@ class Method:
             if exc.__traceback__ is not None and exc.__traceback__.tb_next is None:
                 # Raised by the call itself, before the method ran: the params do not fit.
                 message = str(exc).replace(f"{getattr(self.func, '__qualname__', '')}()", "")
+                for python, wire in _PARAM_WORDS:  # Python's words for JSON-RPC's
+                    message = message.replace(python, wire)
                 raise InvalidParams(f"{self.name}: {message.strip()}", method=self.name) from None
             raise
 

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timezone
 from typing import Any
 
+from trading import clock
 from trading.errors import InvalidParams, NotFound
 from trading.runtime.store import Store
 from trading.signals import events as _events
@@ -35,17 +36,6 @@ logger = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
 MAX_LIMIT = 1000
-_SYDNEY = None
-
-
-def sydney_tz():
-    """Australia/Sydney, loaded on first use (zoneinfo is not free on a cold start)."""
-    global _SYDNEY
-    if _SYDNEY is None:
-        from zoneinfo import ZoneInfo
-
-        _SYDNEY = ZoneInfo("Australia/Sydney")
-    return _SYDNEY
 
 
 def _dumps(obj: Any) -> str:
@@ -57,7 +47,7 @@ def sydney_date(created_at: str) -> str:
     t = datetime.fromisoformat(created_at)
     if t.tzinfo is None:
         t = t.replace(tzinfo=timezone.utc)
-    return t.astimezone(sydney_tz()).date().isoformat()
+    return t.astimezone(clock.sydney()).date().isoformat()
 
 
 def base_session(market: Mapping | None, created_at: str) -> str:

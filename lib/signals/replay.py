@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime, time, timezone
 from typing import Any
 
+from trading import clock
 from trading.errors import InvalidParams, NotFound
 from trading.market.periods import LONGEST, LOOKBACK_SESSIONS, WARMUP_SESSIONS
 from trading.runtime.store import Store
@@ -35,7 +36,7 @@ JSON = dict[str, Any]
 
 def close_time(session: str) -> str:
     """16:30 Sydney on ``session`` (after the closing auction) as an ISO UTC timestamp."""
-    t = datetime.combine(date.fromisoformat(session), time(16, 30), ledger.sydney_tz())
+    t = datetime.combine(date.fromisoformat(session), time(16, 30), clock.sydney())
     return t.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 

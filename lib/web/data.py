@@ -37,9 +37,7 @@ CLOSE = time(16, 15)  # Sydney: a session's prices are final after the closing a
 
 
 def sydney_now() -> datetime:
-    from trading.signals.ledger import sydney_tz
-
-    return clock.now(sydney_tz())
+    return clock.now(clock.sydney())
 
 
 def last_session(now: datetime) -> str:

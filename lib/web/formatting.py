@@ -41,9 +41,7 @@ def sydney(value: Any) -> str:
     t = _when(value)
     if isinstance(t, str):
         return t
-    from trading.signals.ledger import sydney_tz
-
-    return t.astimezone(sydney_tz()).strftime("%Y-%m-%d %H:%M")
+    return t.astimezone(clock.sydney()).strftime("%Y-%m-%d %H:%M")
 
 
 def ago(value: Any) -> str:

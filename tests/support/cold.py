@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import pass_env
+from conftest import pass_env, terminate
 from support.wire import Connection
 
 SCRIPTS = Path(sys.prefix) / "bin"  # the venv the tests run in: @VENV@/bin in the units
@@ -88,13 +88,7 @@ class ColdHandler:
 
     def stop(self) -> str:
         """SIGTERM (the handler drains and exits), then its whole output."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         return self.read_log()
 
     def __enter__(self) -> ColdHandler:

@@ -300,6 +300,31 @@ def test_framing_is_independent_of_chunking(texts, cuts):
     assert b.pending == 0
 
 
+@given(lines, st.lists(st.booleans(), max_size=20))
+@settings(max_examples=200, deadline=None)
+def test_framing_of_one_line_per_read_matches_any_other_read(texts, split):
+    # The usual read is one whole line: feed takes a shortcut for it that must agree with the
+    # general path, also beside an empty read and a line whose read is split in two.
+    b = LineBuffer(limit=1000)
+    got = []
+    for i, t in enumerate(texts):
+        data = t.encode("utf-8") + b"\n"
+        got += list(b.feed(b""))
+        if i < len(split) and split[i] and len(data) > 1:
+            got += list(b.feed(data[:1]))
+            data = data[1:]
+        got += list(b.feed(data))
+    assert [g.decode("utf-8") for g in got] == texts
+    assert b.pending == 0
+
+
+def test_line_buffer_bounds_a_whole_line_read_at_once():
+    b = LineBuffer(limit=10)
+    assert list(b.feed(b"x" * 10 + b"\n")) == [b"x" * 10]
+    with pytest.raises(LineTooLong):
+        list(b.feed(b"x" * 11 + b"\n"))
+
+
 @given(st.binary(max_size=300))
 @settings(max_examples=500, deadline=None)
 def test_any_bytes_get_a_valid_jsonrpc_answer_or_none(raw):

@@ -434,7 +434,8 @@ class Server:
     def _answer(self, conn: _Conn, line: bytes) -> None:
         with self.stats.lock:
             self.stats.in_flight += 1
-        conn.cancel.clear()
+        if conn.cancel.is_set():  # set only by a hang-up; clear() takes a lock every time
+            conn.cancel.clear()
         try:
             response = self.dispatcher.handle_line(line)
         finally:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 # get_bars period -> the calendar days it covers, shortest first
 PERIODS: dict[str, int] = {"5d": 7, "1mo": 31, "3mo": 92, "6mo": 183, "1y": 366, "2y": 731,
-                           "5y": 1827, "10y": 3653}
-LONGEST = "10y"
+                           "5y": 1827, "10y": 3653, "max": 54790}
+LONGEST = "10y"   # the longest fixed span
+WHOLE = "max"     # everything the source has (150 years): a local folder's whole record
 
 LOOKBACK_SESSIONS = 260  # bars one summary sees: about a year, what market-data summarises
 SUMMARY_DAYS = 400       # calendar days fetched for one summary: LOOKBACK_SESSIONS and a margin

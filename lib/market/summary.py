@@ -142,21 +142,25 @@ def to_tick(price: float) -> float | None:
 
 def technical_summary(bars) -> dict[str, Any]:
     """``{current_price, rsi, macd_histogram, price_vs_sma20, tech_score, market_price,
-    volatility_pct}``."""
-    import numpy as np
-
+    volatility_pct}`` of the last bar, from the bars since the last gap
+    (:func:`trading.market.series.gaps`)."""
     from trading.market import indicators as ind
+    from trading.market import series
 
-    b = as_bars(bars)
+    b = series.since_last_gap(bars)
     if not len(b):
         return {"current_price": None, "rsi": None, "macd_histogram": None,
                 "price_vs_sma20": None, "tech_score": 0.5, "market_price": None,
                 "volatility_pct": None}
     close = b.close
-    price = float(close[-1])
-    rsi = float(ind.rsi(close, 14)[-1])
-    hist = float(ind.macd(close)[2][-1])
-    sma20 = float(ind.sma(close, 20)[-1])
+    return _technical(float(close[-1]), float(ind.rsi(close, 14)[-1]),
+                      float(ind.macd(close)[2][-1]), float(ind.sma(close, 20)[-1]),
+                      volatility_pct(close, 20))
+
+
+def _technical(price: float, rsi: float, hist: float, sma20: float, volatility: float
+               ) -> dict[str, Any]:
+    """The technical summary from its indicator values (NaN: still warming up)."""
     vs_sma = (price / sma20 - 1.0) * 100.0 if sma20 > 0 else math.nan
     signals = []
     if math.isfinite(rsi):
@@ -165,7 +169,8 @@ def technical_summary(bars) -> dict[str, Any]:
         signals.append(math.tanh(hist / price / 0.002))
     if math.isfinite(vs_sma):
         signals.append(math.tanh(vs_sma / 3.0))
-    score = 0.5 + 0.5 * float(np.mean(signals)) if signals else 0.5
+    # sum() adds left to right from 0, as numpy's mean does below eight values: same bits.
+    score = 0.5 + 0.5 * (sum(signals) / len(signals)) if signals else 0.5
     return {
         "current_price": _num(price, 4),
         "rsi": _num(rsi, 4),
@@ -173,7 +178,7 @@ def technical_summary(bars) -> dict[str, Any]:
         "price_vs_sma20": _num(vs_sma, 4),
         "tech_score": _num(min(1.0, max(0.0, score)), 4),
         "market_price": to_tick(price),
-        "volatility_pct": _num(volatility_pct(close, 20), 4),
+        "volatility_pct": _num(volatility, 4),
     }
 
 
@@ -189,7 +194,8 @@ def volatility_pct(close, sessions: int = 20) -> float:
 
 
 def volume_summary(bars, live: bool = False) -> dict[str, Any]:
-    """``{volume_trend, price_volume_correlation, volume_quality_score, volume_through}``.
+    """``{volume_trend, price_volume_correlation, volume_quality_score, volume_through}``,
+    from the bars since the last gap (:func:`trading.market.series.gaps`).
 
     ``live``: the last bar is a session still trading (or not yet settled in the feed). Its
     volume is a part of a day's, which next to whole days reads as volume collapsing (at
@@ -197,8 +203,9 @@ def volume_summary(bars, live: bool = False) -> dict[str, Any]:
     sessions only; ``volume_through`` names the last session they counted. The direction of
     the price move still uses the latest price."""
     from trading.market import indicators as ind
+    from trading.market import series
 
-    b = as_bars(bars)
+    b = series.since_last_gap(bars)
     done = b[:-1] if live else b
     if len(done) < 2:
         return {"volume_trend": None, "price_volume_correlation": None,
@@ -208,7 +215,11 @@ def volume_summary(bars, live: bool = False) -> dict[str, Any]:
     corr = float(ind.rolling_corr(ind.returns(done.close)[1:], done.volume[1:], 20)[-1]) \
         if len(done) > 20 else math.nan
     k = min(5, len(b) - 1)
-    move = b.close[-1] - b.close[-1 - k]
+    return _volume(trend, corr, float(b.close[-1] - b.close[-1 - k]), done.dates[-1])
+
+
+def _volume(trend: float, corr: float, move: float, through: str) -> dict[str, Any]:
+    """The volume summary from its measures; ``move``: the price change over 5 sessions."""
     direction = 0.0 if not math.isfinite(move) or move == 0 else math.copysign(1.0, move)
     score = 0.5
     if math.isfinite(trend):
@@ -219,7 +230,7 @@ def volume_summary(bars, live: bool = False) -> dict[str, Any]:
         "volume_trend": _num(trend, 4),
         "price_volume_correlation": _num(corr, 4),
         "volume_quality_score": _num(min(1.0, max(0.0, score)), 4),
-        "volume_through": done.dates[-1],
+        "volume_through": through,
     }
 
 

@@ -19,6 +19,22 @@ def _fmt(value, digits: int = 2) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
+def _reading(report: dict) -> str:
+    """What the reader of a csv file decided, in one line; empty when it took every row
+    as it was (``--json`` has the whole report)."""
+    told = [f"{why} {n}" for why, n in report.get("dropped", {}).items() if n]
+    if report.get("merged"):
+        told.append(f"intraday rows merged {report['merged']}")
+    if report.get("gaps"):
+        g = report["longest_gap"]
+        told.append(f"gaps {report['gaps']} (longest {g['sessions']} sessions, {g['after']} to "
+                    f"{g['before']})")
+    if not told:
+        return ""
+    return (f"{report['file']}: {report['rows']} rows, {report['sessions']} sessions kept; "
+            + ", ".join(told))
+
+
 def market(
     symbols: list[str] = typer.Argument(..., help="Symbols: CBA, CBA.AX, ^AXJO ..."),
     source: Optional[str] = common.SourceOption(),
@@ -50,6 +66,9 @@ def market(
         if rows:  # all symbols failed: the one-line errors below say it all
             common.table(title, ["symbol", "as of", "price", "RSI", "MACD hist", "vs SMA20",
                                  "tech", "volume"], rows)
+        for sym, r in out["results"].items():
+            if r.get("reading") and (told := _reading(r["reading"])):
+                common.note(f"{sym}: {told}")
         for given, err in out["errors"].items():
             common.note(f"{given}: {err['message']}")
     if out["errors"]:

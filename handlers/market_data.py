@@ -4,7 +4,7 @@ Methods (every one takes ``source``: None for the configured one, ``"yahoo"``, `
 or ``"csv:DIR"`` with an absolute DIR):
 
 - ``get_market_data(symbol)`` -> ``{symbol, as_of, source, stale, age_s, days_behind,
-  technical, volume, market_context}``; the score ranges are documented in
+  technical, volume, market_context, reading}``; the score ranges are documented in
   :mod:`trading.market.summary`. ``as_of`` is the session date of the last bar; ``age_s`` the
   seconds since the series was fetched; ``days_behind`` the days from ``as_of`` to today in
   Sydney (a ``csv:`` folder that ends months ago is read fresh but is not current: the rules
@@ -14,6 +14,9 @@ or ``"csv:DIR"`` with an absolute DIR):
   problem}}, market_context}``, one upstream call for the lot.
 - ``get_market_context()``, ``get_bars(symbol, interval, period)``, and ``health_check`` with
   the cache size and the last upstream call's outcome.
+- Every result for a ``csv:`` symbol carries ``reading``, the report of what the file's reader
+  decided (rows dropped as not sessions, duplicates, a cut last line; zero-volume sessions,
+  gaps, the adjustment; :mod:`trading.market.reading`); None for other sources.
 
 Cold start stays cheap: this module imports no numpy, pandas or yfinance; a request answered
 from a fresh cache reads stored summaries (see :mod:`trading.market.bars`).
@@ -136,6 +139,7 @@ class MarketData(Service):
             "technical": s.get("technical"),
             "volume": s.get("volume"),
             "market_context": context,
+            "reading": e.reading,
         }
 
     # -- methods -------------------------------------------------------------------------
@@ -196,8 +200,10 @@ class MarketData(Service):
     @rpc
     def get_bars(self, symbol: str, interval: str = "1d", period: str = "1y",
                  source: str | None = None, indicators: bool = False) -> dict[str, Any]:
-        """Daily (1d) or weekly (1wk) bars for a period (5d, 1mo, 3mo, 6mo, 1y, 2y, 5y, 10y),
-        counted back from the last bar; ``indicators``: with SMA20, RSI14 and MACD per bar."""
+        """Daily (1d) or weekly (1wk) bars for a period (5d, 1mo, 3mo, 6mo, 1y, 2y, 5y, 10y,
+        max), counted back from the last bar; ``indicators``: with SMA20, RSI14 and MACD per
+        bar. ``reading``: for a ``csv:`` file, what its reader dropped, merged and found (see
+        :mod:`trading.market.reading`); None for other sources."""
         sym = params.symbol(symbol)
         params.choice("interval", interval, INTERVALS)
         params.choice("period", period, PERIODS)
@@ -212,7 +218,7 @@ class MarketData(Service):
         if interval == "1wk":
             rows = weekly(rows)
         out = {"symbol": sym, "interval": interval, "source": src.name,
-               "stale": e.stale(now), "bars": rows}
+               "stale": e.stale(now), "bars": rows, "reading": e.reading}
         if params.flag("indicators", indicators):
             out["indicators"] = indicator_series(rows)
         return out

@@ -152,3 +152,33 @@ def test_a_bad_file_in_a_jsonl_news_folder_is_an_error_at_once(tmp_path, kind):
     error = out["errors"]["CBA"]
     assert error["problem"] == "not-found" and str(bad) in error["message"]
     assert "not a regular file" in error["message"]
+
+
+@pytest.mark.slow
+def test_a_csv_of_a_million_rows_is_read_in_bounded_memory(tmp_path):
+    """Just under the size limit: 900,000 one-minute rows (decoding the text whole and a
+    tuple per row peaked above 300 MB); streamed into arrays it stays well under 200 MB."""
+    import datetime as dt
+
+    from trading.market import asx
+
+    folder = tmp_path / "feed"
+    folder.mkdir()
+    minutes = [f"{10 + m // 60:02d}:{m % 60:02d}" for m in range(360)]
+    with open(folder / "CBA.AX.csv", "w") as f:
+        f.write("Date,Close\n")
+        size, day = 0, dt.date(2010, 1, 4)
+        while size < MAX_CSV_BYTES - (1 << 20):
+            if asx.is_session(day):
+                chunk = "".join(f"{day} {t},{100 + i % 7}.25\n" for i, t in enumerate(minutes))
+                f.write(chunk)
+                size += len(chunk)
+            day += dt.timedelta(days=1)
+    proc = subprocess.run([PYTHON, "-c", _CHILD, str(folder)], capture_output=True, text=True,
+                          timeout=120, env=os.environ)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import json
+
+    out = json.loads(proc.stdout.splitlines()[-1])
+    assert out["errors"] == {}
+    assert out["maxrss_kb"] < 200 * 1024, out

@@ -277,3 +277,29 @@ def test_a_live_second_bar_leaves_nothing_to_measure_volume_on():
     v = market.volume_summary(bars, live=True)
     assert v["volume_through"] == "2026-11-23" and v["volume_trend"] is None
     assert v["volume_quality_score"] == 0.5
+
+
+def test_a_csv_series_keeps_its_reading_and_one_cached_without_it_is_read_again(tmp_path):
+    """Migration 0010 added the reader's report; a series cached before it has none, and a
+    csv folder's series is read again rather than shown without it."""
+    import shutil
+    from pathlib import Path
+
+    from trading.market.sources import CsvSource
+
+    folder = tmp_path / "feed"
+    folder.mkdir()
+    shutil.copy(Path(__file__).parent / "data" / "asx-history" / "RMD.AX.csv", folder)
+    src = CsvSource(folder)
+    clock = [ts(2026, 11, 24, 11, 0)]
+    store = Store(tmp_path / "trading.db")
+    cache = BarCache(store, clock=lambda: clock[0])
+    entries, errors = cache.ensure(src, ["RMD.AX"], dt.date(1990, 1, 1))
+    assert not errors and entries["RMD.AX"].reading["sessions"] == 146
+    with store.transaction() as db:
+        db.execute("UPDATE bar_series SET reading = NULL")
+    fresh = BarCache(store, clock=lambda: clock[0])
+    assert fresh._load(src.name, ["RMD.AX"])["RMD.AX"].reading is None
+    entries, errors = fresh.ensure(src, ["RMD.AX"], dt.date(1990, 1, 1))
+    assert entries["RMD.AX"].reading["file"] == "RMD.AX.csv"
+    assert store.query("SELECT reading IS NOT NULL FROM bar_series")[0][0] == 1

@@ -26,6 +26,25 @@ def test_2026_holidays_are_closures_and_nsw_only_days_are_not():
     assert not asx.is_session(D(2026, 11, 28))  # Saturday
 
 
+def test_closures_before_the_xasx_table_come_from_the_nsw_list():
+    """holidays' XASX table starts in 2000; a 1990s file must not keep Christmas rows."""
+    for day in ["1995-12-25", "1995-12-26", "1995-04-14", "1995-04-17", "1995-04-25",
+                "1995-06-12", "1995-01-02", "1995-01-26"]:
+        assert not asx.is_session(D.fromisoformat(day)), day
+        assert asx.holiday_name(D.fromisoformat(day))
+    # NSW-only holidays the exchange traded through: Bank Holiday, Labour Day, and ANZAC Day
+    # moved off a Sunday (the ASX 200 has rows on all three).
+    for day in ["1995-08-07", "1995-10-02", "1993-04-26", "1999-04-26"]:
+        assert asx.is_session(D.fromisoformat(day)), day
+    # Christmas on a Saturday and Boxing Day on a Sunday close the Monday and the Tuesday,
+    # as XASX has them from 2000 (NSW's own list of 1999 moves only one of them).
+    assert [d.isoformat() for d in asx.sessions_between(D(1999, 12, 24), D(2000, 1, 5))] == [
+        "1999-12-24", "1999-12-29", "1999-12-30", "2000-01-04", "2000-01-05"]
+    assert asx.holiday_name(D(1999, 12, 31)) == "Y2K closure"
+    assert not asx.is_session(D(1994, 1, 3))      # New Year's Day on a Saturday
+    assert not asx.is_session(D(1998, 12, 28))    # Boxing Day on a Saturday
+
+
 def test_early_closes():
     assert asx.is_early_close(D(2026, 12, 24))     # last session before Christmas
     assert asx.is_early_close(D(2026, 12, 31))

@@ -19,7 +19,7 @@ from trading.errors import InvalidParams, InvalidSymbol, UpstreamUnavailable
 from trading.handlers.market_data import MarketData
 from trading.market.sources import SampleSource
 
-from conftest import wait_for
+from conftest import REPO, wait_for
 
 TECHNICAL = {"current_price", "rsi", "macd_histogram", "price_vs_sma20", "tech_score",
              "market_price", "volatility_pct"}
@@ -54,7 +54,8 @@ def svc():
 def test_get_market_data_shape(svc):
     r = svc.get_market_data("cba", source="sample")
     assert set(r) == {"symbol", "as_of", "source", "stale", "age_s", "days_behind",
-                      "technical", "volume", "market_context"}
+                      "technical", "volume", "market_context", "reading"}
+    assert r["reading"] is None  # generated bars: no file was read
     assert r["symbol"] == "CBA.AX" and r["source"] == "sample" and r["stale"] is False
     assert set(r["technical"]) == TECHNICAL and set(r["volume"]) == VOLUME
     assert set(r["market_context"]) == CONTEXT and r["market_context"]["fallback"] is False
@@ -182,7 +183,8 @@ def test_an_index_the_source_failed_to_refresh_is_a_fallback(svc):
 
 def test_get_bars_and_weekly(svc, asx_daily):
     out = svc.get_bars("CBA", period="1mo", source=f"csv:{asx_daily}")
-    assert set(out) == {"symbol", "interval", "source", "stale", "bars"}
+    assert set(out) == {"symbol", "interval", "source", "stale", "bars", "reading"}
+    assert out["reading"]["file"] == "CBA.AX.csv" and out["reading"]["sessions"] == 508
     bars = out["bars"]
     assert bars[-1]["date"] == "2026-01-02" and bars[0]["date"] >= "2025-12-03"
     assert set(bars[0]) == {"date", "open", "high", "low", "close", "volume"}
@@ -282,6 +284,35 @@ def test_cli_matches_ta(asx_daily):
                                                 abs=1e-5)
     table = runner.invoke(app, ["market", "CBA", "--source", f"csv:{asx_daily}"])
     assert table.exit_code == 0 and f"{t['rsi']:.2f}" in table.stdout
+
+
+def test_the_reading_of_a_csv_file_is_shown_and_kept_with_the_series(svc):
+    from trading.cli.main import app
+
+    history = REPO / "tests" / "data" / "asx-history"  # old Yahoo downloads; see its README
+    source = f"csv:{history}"
+    out = svc.get_bars("ABC", period="max", source=source)
+    reading = out["reading"]
+    assert reading["file"] == "ABC.AX.csv" and reading["dropped"]["not a session"] == 5
+    assert reading["gaps"] == 131 and reading["sessions"] == len(out["bars"]) == 509
+    # Stored with the series: a fresh service answers from the cache with the same report.
+    stored = svc.cache.store.query("SELECT reading FROM bar_series WHERE source = ? AND "
+                                   "symbol = 'ABC.AX'", (f"csv:{history.resolve()}",))
+    assert json.loads(stored[0][0]) == reading
+    again = MarketData()
+    try:
+        assert again.get_bars("ABC", period="1y", source=source)["reading"] == reading
+    finally:
+        again.close()
+    assert svc.get_market_data("ABC", source=source)["reading"] == reading
+    res = CliRunner().invoke(app, ["market", "ABC", "RMD", "--source", source, "--json"])
+    assert res.exit_code == 0, res.output
+    results = json.loads(res.stdout)["results"]
+    assert results["ABC.AX"]["reading"] == reading
+    assert results["RMD.AX"]["reading"]["adjusted"] == "Adj Close"
+    table = CliRunner().invoke(app, ["market", "ABC", "--source", source])
+    assert "ABC.AX: ABC.AX.csv: 514 rows, 509 sessions kept; not a session 5, gaps 131 " \
+           "(longest 22 sessions, 1988-02-29 to 1988-03-31)" in table.stderr
 
 
 def test_cli_bad_symbol_is_one_line_and_exit_2(asx_daily):

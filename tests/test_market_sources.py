@@ -306,6 +306,17 @@ def test_the_default_downloader_moves_the_yfinance_cache(tmp_path, monkeypatch):
     assert (tmp_path / "yfinance").is_dir()
 
 
+def test_a_start_before_1970_is_asked_of_yahoo_as_1970(asx_daily, tmp_path):
+    """The "max" period reaches back 150 years; yfinance cannot take a pre-epoch date."""
+    fake = Fake(download_frame(asx_daily, ["CBA.AX"]))
+    got = yahoo(tmp_path, fake).fetch(["CBA.AX"], dt.date(1876, 1, 1), END)
+    assert fake.calls == [(["CBA.AX"], dt.date(1970, 1, 1), END)]
+    assert len(got.bars["CBA.AX"]) == 508
+    later = Fake(download_frame(asx_daily, ["CBA.AX"]))
+    yahoo(tmp_path, later).fetch(["CBA.AX"], START, END)
+    assert later.calls[0][1] == START
+
+
 def test_nan_volume_is_kept_as_missing(asx_daily):
     frame = history_frame(asx_daily, "COL.AX").drop(columns=["Volume"])
     bars = frame_to_bars(frame, ["COL.AX"])["COL.AX"]

@@ -9,8 +9,16 @@ continuous trading ~10:00-16:00, closing auction ~16:10, post-close until ~16:21
 ``holidays.financial_holidays("XASX")`` (not the NSW public-holiday list, which has days the
 ASX trades). The ``holidays`` import costs ~0.1 s, so it happens on first use, not at import.
 
-Every function takes the date or the moment it is about, and ``now`` where it needs one, so
-callers (and tests) decide the clock.
+That table starts in 2000, and a trader's own files go back to the 1980s. Before its first
+year (:func:`_early_closures`) the closures are the exchange's holidays taken from
+``holidays.Australia(subdiv="NSW")``: Good Friday, Easter Monday, ANZAC Day and the Queen's
+Birthday, and not the NSW Bank Holiday or Labour Day, nor an ANZAC Day moved off a Sunday (the
+ASX traded on those). New Year's Day, Australia Day, Christmas and Boxing Day fall on the first
+weekdays on or after them, as in the XASX table (the NSW list of the 1990s moves only one of
+Christmas and Boxing Day off a weekend, and Australia Day not always). Plus the one-off
+closure of 31 December 1999 (Y2K). Checked against the rows of twenty ASX stocks and the ASX
+200 from 1992 to 1999: every other weekday has a row and every closure has none, except
+26 January 1993, on which the back-calculated index has a value.
 """
 
 from __future__ import annotations
@@ -36,6 +44,11 @@ __all__ = ["TZ", "is_session", "holiday_name", "session_hours", "is_open", "sess
 _lock = threading.Lock()
 _holidays: dict[int, dict[dt.date, str]] = {}
 
+# The NSW public holidays the exchange closes for, before the XASX table starts (names as the
+# holidays package spells them; the rest of the closures are placed by _early_closures).
+NSW_CLOSURES = frozenset({"Good Friday", "Easter Monday", "ANZAC Day", "Queen's Birthday",
+                          "King's Birthday"})
+ONE_OFF_CLOSURES = {dt.date(1999, 12, 31): "Y2K closure"}
 
 def now() -> dt.datetime:
     """The current moment, timezone-aware, in Sydney time (``TRADING_NOW`` pins it:
@@ -49,9 +62,33 @@ def _year(year: int) -> dict[dt.date, str]:
         if table is None:
             import holidays  # ~0.1 s: only on the paths that need the calendar
 
-            table = dict(holidays.financial_holidays("XASX", years=year).items())
+            xasx = holidays.financial_holidays("XASX", years=year)
+            table = dict(xasx.items()) if year >= xasx.start_year else _early_closures(year)
             _holidays[year] = table
         return table
+
+
+def _early_closures(year: int) -> dict[dt.date, str]:
+    """The closures of a year before the XASX table (see the module docstring)."""
+    import holidays
+
+    table = {day: name for day, name in holidays.Australia(subdiv="NSW", years=year).items()
+             if name in NSW_CLOSURES}
+
+    def weekdays_from(day: dt.date, count: int) -> list[dt.date]:
+        out = []
+        while len(out) < count:
+            if day.weekday() < 5:
+                out.append(day)
+            day += dt.timedelta(days=1)
+        return out
+
+    table[weekdays_from(dt.date(year, 1, 1), 1)[0]] = "New Year's Day"
+    table[weekdays_from(dt.date(year, 1, 26), 1)[0]] = "Australia Day"
+    christmas, boxing = weekdays_from(dt.date(year, 12, 25), 2)
+    table[christmas], table[boxing] = "Christmas Day", "Boxing Day"
+    table.update((day, name) for day, name in ONE_OFF_CLOSURES.items() if day.year == year)
+    return table
 
 
 def holiday_name(day: dt.date) -> str | None:

@@ -16,12 +16,13 @@ data for. A failure of the whole call (network down, rate limited) raises
   it swallowed. The rest become per-symbol ``NotFound`` ("no data"). yfinance's tz/cookie
   cache is moved into the service's cache directory before the first call. The downloader is
   injectable, so tests feed it frames in yfinance's real shapes and never touch the network.
-- ``csv:DIR``: ``DIR/<SYMBOL>.csv`` in either layout yfinance writes (``Ticker.history()`` with
-  tz-aware dates, or ``download()`` with three header rows and another column order), parsed
-  with the csv module (no pandas). The whole file is returned; it is local and small: only a
-  regular file of at most :data:`MAX_CSV_BYTES` is read (:mod:`trading.market.files`; the
-  folder is the client's choice, so a FIFO or ``/dev/zero`` there is an error for that symbol,
-  never a blocked or bloated worker).
+- ``csv:DIR``: ``DIR/<SYMBOL>.csv`` in Yahoo's classic download layout or either layout
+  yfinance writes, read by :mod:`trading.market.reading` (adjusted like live Yahoo, sessions
+  only, one bar a session), whose report of what it dropped and found comes back in
+  :attr:`Fetched.readings`. The whole file is returned: only a regular file of at most
+  :data:`MAX_CSV_BYTES` is read (:mod:`trading.market.files`; the folder is the client's
+  choice, so a FIFO or ``/dev/zero`` there is an error for that symbol, never a blocked or
+  bloated worker), and a file that is not a price table is a one-line error for its symbol.
 - ``sample``: deterministic synthetic bars per symbol (seeded from its name), generated in code
   from a fixed epoch, so a date's bar never changes as time passes; no network, any symbol.
 
@@ -45,7 +46,8 @@ from pathlib import Path
 from typing import Any
 
 from trading.market import asx, yahoo
-from trading.market.files import UnusableFile, read_bounded
+from trading.market.files import UnusableFile
+from trading.market.reading import MAX_CSV_BYTES, NotAPriceTable, read_csv, tidy
 from trading.errors import InvalidParams, NotFound, RPCError, UpstreamUnavailable
 from trading.market.summary import Bars
 from trading.market.symbols import is_index
@@ -57,11 +59,13 @@ __all__ = ["Source", "Fetched", "YahooSource", "CsvSource", "SampleSource", "res
 
 
 class Fetched:
-    """What one fetch returned: bars per symbol and per-symbol errors."""
+    """What one fetch returned: bars per symbol, per-symbol errors, and for a local file the
+    reader's report of what it decided (:func:`trading.market.reading.read_csv`)."""
 
     def __init__(self) -> None:
         self.bars: dict[str, Bars] = {}
         self.errors: dict[str, RPCError] = {}
+        self.readings: dict[str, dict[str, Any]] = {}
 
 
 class Source:
@@ -75,24 +79,22 @@ class Source:
         raise NotImplementedError
 
 
-def _clean(symbol: str, rows: list[tuple], start: dt.date | None = None) -> Bars:
-    """Sort, de-duplicate (last wins), drop rows without a close and rows on ASX closures
-    (old files carry zero-volume holiday rows)."""
-    by_date: dict[str, tuple] = {}
-    for r in rows:
-        d = r[0]
-        close = r[4]
-        if close is None or not math.isfinite(close):
-            continue
-        day = dt.date.fromisoformat(d)
-        if not asx.is_session(day) or (start is not None and day < start):
-            continue
-        by_date[d] = r
-    return Bars.from_rows([by_date[d] for d in sorted(by_date)])
+def _clean(rows: list[tuple], start: dt.date | None = None) -> Bars:
+    """``(date, open, high, low, close, volume)`` rows as a file's are read: sorted, one bar a
+    date (last wins), no rows without a close or on ASX closures (:func:`reading.tidy`)."""
+    import numpy as np
+
+    if not rows:
+        return Bars.empty()
+    days = np.array([dt.date.fromisoformat(r[0]).toordinal() for r in rows], dtype=np.int64)
+    values = np.array([r[1:6] for r in rows], dtype=float).T
+    return tidy(days, days * 86400, *values,
+                start=None if start is None else start.toordinal())[0]
 
 
 # -- yahoo -----------------------------------------------------------------------------------
 Downloader = Callable[[list[str], dt.date, dt.date], Any]
+YAHOO_EARLIEST = dt.date(1970, 1, 1)
 
 
 class YahooSource(Source):
@@ -138,6 +140,9 @@ class YahooSource(Source):
                            auto_adjust=True, group_by="column", progress=False, threads=True)
 
     def fetch(self, symbols: list[str], start: dt.date, end: dt.date) -> Fetched:
+        # The "max" period reaches back 150 years; yfinance cannot take a timestamp before
+        # the Unix epoch (Yahoo has nothing older anyway).
+        start = max(start, YAHOO_EARLIEST)
         frame, failures = self._call(symbols, start, end)
         found = frame_to_bars(frame, symbols, start)
         out = Fetched()
@@ -268,7 +273,7 @@ def frame_to_bars(frame, symbols: list[str], start: dt.date | None = None) -> di
             return [float(v) for v in pd.to_numeric(sub[c], errors="coerce")]
 
         rows = list(zip(dates, *(column(f) for f in ("open", "high", "low", "close", "volume"))))
-        bars = _clean(s, rows, start)
+        bars = _clean(rows, start)
         if len(bars):
             out[s] = bars
     return out
@@ -276,7 +281,7 @@ def frame_to_bars(frame, symbols: list[str], start: dt.date | None = None) -> di
 
 # -- csv -------------------------------------------------------------------------------------
 class CsvSource(Source):
-    """``csv:DIR``: one file per symbol, ``DIR/<SYMBOL>.csv``, in either yfinance layout."""
+    """``csv:DIR``: one file per symbol, ``DIR/<SYMBOL>.csv``; see the module docstring."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
@@ -287,7 +292,7 @@ class CsvSource(Source):
         for s in symbols:
             path = self.directory / f"{s}.csv"
             try:
-                bars = parse_csv(path)
+                bars, report = read_csv(path)
             except FileNotFoundError:
                 out.errors[s] = NotFound(f"no file {path.name} in {self.directory}", symbol=s)
                 continue
@@ -296,71 +301,36 @@ class CsvSource(Source):
                 # while and the other symbols (and the other sources) are served as usual.
                 out.errors[s] = NotFound(f"cannot use {exc}", symbol=s, reason=exc.reason)
                 continue
-            except (OSError, ValueError, UnicodeDecodeError) as exc:
-                out.errors[s] = UpstreamUnavailable(f"cannot read {path}: {exc}", symbol=s,
+            except NotAPriceTable as exc:
+                out.errors[s] = UpstreamUnavailable(f"cannot use {path}: {exc.why}", symbol=s,
                                                     reason="unreadable")
                 continue
+            except (OSError, ValueError) as exc:
+                out.errors[s] = UpstreamUnavailable(f"cannot read {path}: {_one_line(exc)}",
+                                                    symbol=s, reason="unreadable")
+                continue
             if not len(bars):
-                out.errors[s] = NotFound(f"{path} has no bars", symbol=s)
+                out.errors[s] = NotFound(f"{path} has no bars ({_dropped(report)})", symbol=s)
             else:
                 out.bars[s] = bars
+                out.readings[s] = report
         return out
 
 
-def _session_of(text: str) -> str:
-    """``2024-01-02 00:00:00+11:00`` or ``2024-01-02`` -> ``2024-01-02`` (Sydney date)."""
-    text = text.strip()
-    if len(text) == 10:
-        return dt.date.fromisoformat(text).isoformat()
-    moment = dt.datetime.fromisoformat(text)
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(asx.TZ)
-    return moment.date().isoformat()
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _float(text: str) -> float:
-    return float(text) if text.strip() else math.nan
-
-
-MAX_CSV_BYTES = 20 << 20  # 20 MB: a century of daily bars is about 2.5 MB
+def _dropped(report: dict[str, Any]) -> str:
+    """``4 rows, dropped: 3 no close, 1 truncated`` for a file that gave no bars."""
+    dropped = ", ".join(f"{n} {why}" for why, n in report["dropped"].items() if n)
+    return f"{report['rows']} rows" + (f", dropped: {dropped}" if dropped else "")
 
 
 def parse_csv(path: Path, limit: int = MAX_CSV_BYTES) -> Bars:
-    """Read one yfinance CSV (either layout); raises ValueError naming what is wrong
-    (:class:`~trading.market.files.UnusableFile` for a file that is not a regular one or is
-    over ``limit`` bytes)."""
-    import csv
-    import io
-    import itertools
-
-    text = read_bounded(path, limit).decode("utf-8")
-    rows = csv.reader(io.StringIO(text, newline=""))  # streamed: no list of every row
-    first = next(rows, None)
-    if first is None:
-        return Bars.empty()
-    header = [h.strip() for h in first]
-    body: Any = rows
-    if header and header[0] == "Price":
-        # download(): "Price,Close,..." / "Ticker,^AXJO,..." / "Date,,,": names in row one.
-        body = itertools.dropwhile(lambda r: r and r[0].strip() in ("Ticker", "Date"), rows)
-        header = ["Date"] + header[1:]
-    index = {h.lower(): i for i, h in enumerate(header)}
-    if "date" not in index and "datetime" in index:
-        index["date"] = index["datetime"]
-    missing = [c for c in ("date", "close") if c not in index]
-    if missing:
-        raise ValueError(f"{path.name}: no {', '.join(missing)} column (header {header})")
-    out = []
-    for r in body:
-        if not r or not r[0].strip():
-            continue
-        try:
-            out.append((_session_of(r[index["date"]]),
-                        *(_float(r[index[c]]) if c in index and index[c] < len(r) else math.nan
-                          for c in ("open", "high", "low", "close", "volume"))))
-        except ValueError as exc:
-            raise ValueError(f"{path.name} line {rows.line_num}: {exc}") from None
-    return _clean(path.stem, out)
+    """The bars of one CSV file, without the report (:func:`trading.market.reading.read_csv`
+    has both, and says what it raises)."""
+    return read_csv(path, limit)[0]
 
 
 # -- sample ----------------------------------------------------------------------------------

@@ -120,8 +120,15 @@ def fit_logistic(rows: Sequence[Mapping[str, float]], labels: Sequence[int],
     import numpy as np
 
     x = np.array([[_finite(r.get(name)) for name in inputs] for r in rows], dtype=float)
-    x = x.reshape(len(rows), len(inputs))
-    y = np.asarray(labels, dtype=int)
+    return fit_matrix(x.reshape(len(rows), len(inputs)), np.asarray(labels, dtype=int), inputs,
+                      weights=None if weights is None else np.asarray(weights, dtype=float))
+
+
+def fit_matrix(x, y, inputs: Sequence[str], *, weights=None) -> Logistic:
+    """:func:`fit_logistic` on a float matrix (one column per input, NaN: missing) and 0/1
+    labels already in numpy arrays."""
+    import numpy as np
+
     mean = np.array([float(np.nanmean(c)) if np.isfinite(c).any() else 0.0 for c in x.T])
     x = np.where(np.isnan(x), mean, x)  # a missing input sits at the mean: no push either way
     scale = x.std(axis=0) if len(x) else np.ones(len(inputs))
@@ -134,8 +141,7 @@ def fit_logistic(rows: Sequence[Mapping[str, float]], labels: Sequence[int],
     else:
         from sklearn.linear_model import LogisticRegression
 
-        weight = None if weights is None else np.asarray(weights, dtype=float)
-        clf = LogisticRegression(C=1.0, max_iter=1000).fit(z, y, sample_weight=weight)
+        clf = LogisticRegression(C=1.0, max_iter=1000).fit(z, y, sample_weight=weights)
         coef, intercept = clf.coef_[0], float(clf.intercept_[0])
     return Logistic(tuple(inputs), mean.tolist(), scale.tolist(), [float(c) for c in coef],
                     float(intercept), int(len(y)), round(rate, 6))
@@ -226,24 +232,64 @@ Outcome = tuple[Mapping[str, float], int, float, str]  # features, horizon, retu
 def fit_rules(outcomes: Iterable[Outcome], *, source: str | None = None) -> RulesCalibration:
     """Fit the three logistic maps per horizon on ``(features, horizon, forward_return,
     end_session)`` rows; a horizon with fewer than :data:`MIN_OUTCOMES` rows stays unfitted."""
-    by_h: dict[int, list[tuple[Mapping[str, float], float, str]]] = {}
-    through = None
-    for x, h, ret, end in outcomes:
-        by_h.setdefault(h, []).append((x, ret, end))
-        through = end if through is None or end > through else through
-    cal = RulesCalibration(through=through, source=source)
-    for h in HORIZONS:
-        rows = by_h.get(h, [])
-        cal.fitted_on[str(h)] = len(rows)
-        if len(rows) < MIN_OUTCOMES:
-            continue
-        xs = [x for x, _, _ in rows]
-        lab = [labels(r, h) for _, r, _ in rows]
-        w = independent_weights([end for _, _, end in rows], h)
-        cal.horizons[str(h)] = {name: fit_logistic(xs, [lb[name] for lb in lab], INPUTS[name],
-                                                   weights=w)
-                                for name in INPUTS}
-    return cal
+    return Prepared(list(outcomes)).fit(None, source=source)
+
+
+class Prepared:
+    """Outcomes in the arrays the fits take, built once: :func:`walk_forward` refits on a
+    growing prefix (the outcomes settled by each refit session) hundreds of times, and
+    building the inputs row by row for every refit made a replay's cost grow with the
+    square of its length. ``outcomes`` must be in ``end_session`` order for prefixes."""
+
+    def __init__(self, outcomes: list[Outcome]) -> None:
+        import numpy as np
+
+        self.ends = [o[3] for o in outcomes]
+        self.by_h: dict[int, JSON] = {}
+        for h in HORIZONS:
+            rows = [(x, r, end) for x, hh, r, end in outcomes if hh == h]
+            ends = [end for _, _, end in rows]
+            ret = np.array([r for _, r, _ in rows], dtype=float)
+            band = HOLD_BAND.get(h, HOLD_BAND[max(HOLD_BAND)])
+            self.by_h[h] = {
+                "ends": ends,
+                "x": {name: np.array([[_finite(x.get(i)) for i in INPUTS[name]]
+                                      for x, _, _ in rows], dtype=float
+                                     ).reshape(len(rows), len(INPUTS[name]))
+                      for name in INPUTS},
+                "y": {"up": (ret > 0).astype(int), "down": (ret < 0).astype(int),
+                      "quiet": (np.abs(ret) < band).astype(int)},
+                # A row's weight depends only on how many rows share its end session, and a
+                # prefix by end session holds all of them: the same as computed on the prefix.
+                "w": np.asarray(independent_weights(ends, h), dtype=float),
+            }
+
+    def fit(self, through: str | None, *, source: str | None = None) -> RulesCalibration:
+        """The fit on the outcomes with ``end_session <= through`` (None: on all of them,
+        in any order)."""
+        import bisect
+
+        if through is None:
+            last = max(self.ends, default=None)
+        else:
+            seen = bisect.bisect_right(self.ends, through)
+            last = self.ends[seen - 1] if seen else None
+        cal = RulesCalibration(through=last, source=source)
+        for h in HORIZONS:
+            d = self.by_h[h]
+            n = len(d["ends"]) if through is None else bisect.bisect_right(d["ends"], through)
+            cal.fitted_on[str(h)] = n
+            if n < MIN_OUTCOMES:
+                continue
+            cal.horizons[str(h)] = {name: fit_matrix(d["x"][name][:n], d["y"][name][:n],
+                                                     INPUTS[name], weights=d["w"][:n])
+                                    for name in INPUTS}
+        return cal
+
+    def count(self, through: str) -> int:
+        import bisect
+
+        return bisect.bisect_right(self.ends, through)
 
 
 def describe(cal: RulesCalibration | None) -> JSON:
@@ -359,8 +405,8 @@ def walk_forward(store, run_id: str) -> JSON:
         " o.horizon, o.forward_return, o.end_session FROM outcomes o"
         " JOIN predictions p ON p.id = o.prediction_id WHERE p.run_id = ?"
         " ORDER BY o.end_session", (run_id,))
-    scored = _store_outcomes(outs)
-    ends = [o[3] for o in scored]
+    prepared = Prepared(_store_outcomes(outs))
+    del outs
     sessions = sorted({r["session"] for r in preds})
     fits: dict[str, RulesCalibration] = {}
     current: RulesCalibration | None = None
@@ -370,9 +416,8 @@ def walk_forward(store, run_id: str) -> JSON:
         since += 1
         if current is None or not all(current.horizons.get(str(h)) for h in HORIZONS) \
                 or since >= REFIT_SESSIONS:
-            seen = scored[:bisect.bisect_right(ends, d)]
-            if len(seen) > (sum(current.fitted_on.values()) if current else 0):
-                current = fit_rules(seen)
+            if prepared.count(d) > (sum(current.fitted_on.values()) if current else 0):
+                current = prepared.fit(d)
                 refits += 1
                 since = 0
         fits[d] = current

@@ -178,51 +178,67 @@ def evaluate(store: Store, get_bars: GetBars, *, index: str,
             result["errors"][symbol] = "no bars"
             result["pending"] += len(preds)
             continue
-        for r in preds:
-            done = {int(h) for h in (r["done"] or "").split(",") if h}
-            b = r["session"]
-            if b not in close:
-                # The series lacks the very bar the prediction saw (Yahoo dropped a day):
-                # scoring from a neighbour would misdate it, so it waits and says why.
-                result["errors"].setdefault(symbol, f"no bar for {b} (prediction {r['id']})")
-                result["pending"] += 1
-                continue
-            waiting = False
-            for h in HORIZONS:
-                if h in done:
-                    continue
-                e = _sessions_after(date.fromisoformat(b), h).isoformat()
-                if e not in close:
-                    if e < dates[-1]:  # a hole inside the series, not its end: say so
-                        result["errors"].setdefault(symbol, f"no bar for {e} (a gap in the "
-                                                            "series); its outcomes wait")
-                    waiting = True
-                    continue
-                ret = close[e] / close[b] - 1.0
-                idx = (index_close[e] / index_close[b] - 1.0
-                       if b in index_close and e in index_close else None)
-                ok = is_right(r["action"], ret, h)
-                new_rows.append((r["id"], h, b, e, close[b], close[e], ret, idx, int(ok), now))
-                if r["origin"] == "live":
-                    new_events.append({"prediction_id": r["id"], "symbol": symbol,
-                                       "action": r["action"], "horizon": h, "base_session": b,
-                                       "end_session": e, "forward_return": round(ret, 6),
-                                       "index_return": None if idx is None else round(idx, 6),
-                                       "correct": ok})
-            result["pending"] += waiting
+        result["pending"] += score(symbol, preds, dates, close, index_close, now, result,
+                                   new_rows, new_events)
     written: list[JSON] = []
     if new_rows:
         with store.transaction() as db:
-            db.executemany(
-                "INSERT OR IGNORE INTO outcomes (prediction_id, horizon, base_session,"
-                " end_session, base_close, end_close, forward_return, index_return, correct,"
-                " evaluated_at) VALUES (?,?,?,?,?,?,?,?,?,?)", new_rows)
+            db.executemany(OUTCOMES_INSERT, new_rows)
             for payload in new_events:
                 written.append(_events.append(db, "outcome", payload, created_at=now))
     if publisher is not None:
         publisher.publish(written)
     result["evaluated"] = len(new_rows)
     return result
+
+
+def score(symbol: str, preds, dates: list[str], close: Mapping[str, float],
+          index_close: Mapping[str, float], now: str, result: JSON, new_rows: list,
+          new_events: list) -> int:
+    """Score one symbol's predictions (rows with ``id, session, action, origin, done``:
+    the horizons already scored, comma separated) on its closes by session (``dates`` in
+    order); appends the outcome rows and, for live predictions, their events. Returns how
+    many predictions still wait for a horizon; problems go to ``result["errors"]``."""
+    pending = 0
+    last = dates[-1]
+    for r in preds:
+        done = {int(h) for h in (r["done"] or "").split(",") if h}
+        b = r["session"]
+        if b not in close:
+            # The series lacks the very bar the prediction saw (Yahoo dropped a day):
+            # scoring from a neighbour would misdate it, so it waits and says why.
+            result["errors"].setdefault(symbol, f"no bar for {b} (prediction {r['id']})")
+            pending += 1
+            continue
+        waiting = False
+        for h in HORIZONS:
+            if h in done:
+                continue
+            e = _sessions_after(date.fromisoformat(b), h).isoformat()
+            if e not in close:
+                if e < last:  # a hole inside the series, not its end: say so
+                    result["errors"].setdefault(symbol, f"no bar for {e} (a gap in the "
+                                                        "series); its outcomes wait")
+                waiting = True
+                continue
+            ret = close[e] / close[b] - 1.0
+            idx = (index_close[e] / index_close[b] - 1.0
+                   if b in index_close and e in index_close else None)
+            ok = is_right(r["action"], ret, h)
+            new_rows.append((r["id"], h, b, e, close[b], close[e], ret, idx, int(ok), now))
+            if r["origin"] == "live":
+                new_events.append({"prediction_id": r["id"], "symbol": symbol,
+                                   "action": r["action"], "horizon": h, "base_session": b,
+                                   "end_session": e, "forward_return": round(ret, 6),
+                                   "index_return": None if idx is None else round(idx, 6),
+                                   "correct": ok})
+        pending += waiting
+    return pending
+
+
+OUTCOMES_INSERT = ("INSERT OR IGNORE INTO outcomes (prediction_id, horizon, base_session,"
+                   " end_session, base_close, end_close, forward_return, index_return, correct,"
+                   " evaluated_at) VALUES (?,?,?,?,?,?,?,?,?,?)")
 
 
 # Which predictor made a stored prediction (docs/predictors.md); the rules before it was stored.

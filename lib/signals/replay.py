@@ -1,31 +1,38 @@
 """The historical replay behind ``trading replay``: predictions as they would have been made.
 
-:func:`replay` rebuilds history: for each session in a ``csv:DIR`` series it summarises the
-bars up to that session (:func:`trading.market.summary.summarize`, the same code market-data
-serves, with the configured index ``context.index`` for the market context), asks each given
-predictor (:mod:`trading.signals.predictors`; the rules by default) for a decision, exactly
-as the prediction service does (no sentiment: there are no historical headlines), stores
-the prediction in the ledger as made at that session's close (``origin = 'replay'``), and then
-runs the outcome scoring (:func:`trading.signals.outcomes.evaluate`) over the same bars.
-Replayed predictions emit no events: they are history, not news.
+:func:`replay` rebuilds history one symbol at a time, over the whole series the source holds
+(``--start``/``--end`` narrow it): for each session it takes the summary of the bars up to
+that session (:func:`trading.market.series.series_summaries`: what market-data's
+:func:`~trading.market.summary.summarize` gives for the same bars, with the configured index
+``context.index`` for the market context, computed once per series rather than once per
+session), asks each given predictor (:mod:`trading.signals.predictors`; the rules by default)
+for a decision, exactly as the prediction service does (no sentiment: there are no historical
+headlines), stores the predictions in the ledger as made at that session's close
+(``origin = 'replay'``) and scores their outcomes from the same bars, in one transaction per
+symbol. Replayed predictions emit no events: they are history, not news.
 
-Then it calibrates them as they would have been calibrated live
+Sessions are not predicted during the indicators' warm-up, which restarts after every gap in
+a series (:func:`trading.market.series.gaps`); the result says how many sessions were left
+out and why (``coverage``), and passes on what the reader of a local file decided
+(``reading``: rows dropped, adjusted prices).
+
+Memory stays flat in the number of symbols: one symbol's bars and predictions are held at a
+time. Then the run is calibrated as it would have been calibrated live
 (:func:`trading.signals.calibration.walk_forward`: each session's predictions get a fit made
-only from outcomes settled by that session), and stores a calibration fitted on every scored
-outcome (sample data left out) for live predictions to use.
+only from outcomes settled by that session), and a calibration fitted on every scored outcome
+(sample data left out) is stored for live predictions to use.
 """
 
 from __future__ import annotations
 
-import bisect
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, time, timezone
 from typing import Any
 
 from trading import clock
-from trading.errors import InvalidParams, NotFound
-from trading.market.periods import LONGEST, LOOKBACK_SESSIONS, WARMUP_SESSIONS
+from trading.errors import InvalidParams, NotFound, TradingError
+from trading.market.periods import LOOKBACK_SESSIONS, WARMUP_SESSIONS, WHOLE
 from trading.runtime.store import Store
 from trading.signals import calibration, ledger, outcomes
 
@@ -45,15 +52,19 @@ def replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterable
            today: date | None = None, predictors: Sequence[Any] | None = None) -> JSON:
     """Predict each ``every``-th session of each symbol's history as if at its close, store the
     predictions (origin 'replay', replacing the earlier replay of the same source, symbols and
-    sessions, and nothing else), then score
-    their outcomes. Returns ``{run_id, predictions, by_action, outcomes: evaluate(...)}``.
+    sessions, and nothing else), and score their outcomes. Returns ``{run_id, predictions,
+    by_action, errors, outcomes, coverage, reading}``.
 
     ``predictors`` (loaded :class:`trading.signals.predictors.Predictor`; default: the rules)
     each decide every session, side by side: each one's predictions are a run of their own
     (``run_id`` ``replay:SOURCE`` for the rules, ``replay:SOURCE:module:Name`` for another),
     so replaying one predictor never replaces another's. With several, ``runs`` has each
-    one's ``{run_id, predictor, predictions, by_action, errors}``."""
-    from trading.market.summary import summarize  # numpy: only the replay pays for it
+    one's ``{run_id, predictor, predictions, by_action, errors}``.
+
+    Each symbol is replaced and stored in one transaction: an interrupted replay leaves
+    every symbol either as the earlier replay had it or as this one has it."""
+    from trading.market import asx
+    from trading.market.series import IndexContext, series_summaries
     from trading.signals import predictors as _predictors
 
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
@@ -62,65 +73,151 @@ def replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterable
         _predictors.load(_predictors.DEFAULT, None, 60.0)]
     index = cfg["context.index"]
     try:
-        index_bars = list(get_bars(index, LONGEST, source).get("bars") or [])
+        index_bars = list(get_bars(index, WHOLE, source).get("bars") or [])
     except NotFound as exc:
         # No index file in the folder: the context is the flagged NEUTRAL fallback, as
         # backtest and train have it, rather than no replay at all.
         logger.warning("replay without %s (%s): market context NEUTRAL (fallback)", index, exc)
         index_bars = []
-    index_dates = [str(b["date"])[:10] for b in index_bars]
-
-    jobs: list[_predictors.Job] = []
-    for symbol in symbols:
-        bars = list(get_bars(symbol, LONGEST, source).get("bars") or [])
-        for i in range(WARMUP_SESSIONS, len(bars), every):
-            session = str(bars[i]["date"])[:10]
-            if (start and session < start) or (end and session > end):
-                continue
-            j = bisect.bisect_right(index_dates, session)
-            market = summarize(symbol, bars[max(0, i + 1 - LOOKBACK_SESSIONS):i + 1],
-                               index_bars[max(0, j - LOOKBACK_SESSIONS):j], cfg)
-            market.update(source=source, stale=False, age_s=0)
-            jobs.append(_predictors.Job(symbol, market, key=f"{symbol}@{session}"))
+    context_at = IndexContext(index_bars, cfg, LOOKBACK_SESSIONS)
+    settled = asx.previous_session(today) if today is not None \
+        else outcomes.last_settled_session(asx.now())
+    cutoff = settled.isoformat()
+    index_close = outcomes._closes({"bars": index_bars}, cutoff)[1]
+    del index_bars
     budget = cfg.get("predictor_timeout") or 10.0
-    results = []
-    for predictor in runs:
-        run_id = f"replay:{source}" + ("" if predictor.name == _predictors.DEFAULT
-                                       else f":{predictor.name}")
-        made, failed = _predictors.run_many(predictor, jobs, cfg, budget)
-        kept = [(made[job.key], job) for job in jobs if job.key in made]
-        for p, job in kept:
-            p["created_at"] = close_time(job.key.rpartition("@")[2])
-        # It replaces exactly what it recomputes (this predictor's replayed predictions from
-        # the same source of these symbols on these sessions; every other symbol, session
-        # and predictor stays), and the replacing and the storing are one transaction: a
-        # failed or interrupted replay leaves the earlier one whole. ledger.record() keys
-        # inputs by symbol and a replay has many predictions per symbol, so each row is
-        # inserted with its own inputs.
-        recomputed = [(run_id, job.symbol, ledger.base_session(job.market, p["created_at"]))
-                      for p, job in kept]
-        with store.transaction() as db:
-            db.executemany("DELETE FROM predictions WHERE run_id = ? AND symbol = ? "
-                           "AND session = ?", recomputed)
-            for p, job in kept:
-                ledger.insert(db, p, {"market": job.market, "sentiment": None, "model": None},
-                              source=source, origin="replay", run_id=run_id)
-        by_action: dict[str, int] = {}
-        for p, _ in kept:
-            by_action[p["action"]] = by_action.get(p["action"], 0) + 1
-        results.append({"run_id": run_id, "predictor": predictor.provenance,
-                        "predictions": len(kept), "by_action": by_action,
-                        "errors": _predictors.summarize_errors(failed)})
-    # Only this replay's predictions, on the bars it was replayed from.
-    outcome = outcomes.evaluate(store, get_bars, index=index, today=today, source=source)
-    # The rules' runs are calibrated as they would have been live, walk-forward, and the
-    # store's calibration for live predictions refitted (on the rules' predictions only:
-    # calibration maps the rules' score; a plugged predictor's confidence is its own).
+    now = clock.now(timezone.utc).isoformat(timespec="microseconds")
+
+    results = [{"run_id": f"replay:{source}" + ("" if p.name == _predictors.DEFAULT
+                                                  else f":{p.name}"),
+                "predictor": p.provenance, "predictions": 0, "by_action": {}, "failed": {}}
+               for p in runs]
+    scored: JSON = {"evaluated": 0, "pending": 0, "symbols": 0, "errors": {}}
+    coverage = Coverage(start, end)
+    reading: JSON = {}
+    for symbol in symbols:
+        try:
+            answer = get_bars(symbol, WHOLE, source)
+        except TradingError as exc:
+            coverage.missing(symbol, str(exc))
+            continue
+        if answer.get("reading"):
+            reading[symbol] = answer["reading"]
+        rows = answer.get("bars") or []
+        dates = [str(r["date"])[:10] for r in rows]
+        keep = coverage.window(symbol, dates, every)
+        jobs = [_predictors.Job(symbol, {**market, "source": source, "stale": False,
+                                         "age_s": 0}, key=f"{symbol}@{market['as_of']}")
+                for _, market in series_summaries(symbol, rows, context_at,
+                                                  lookback=LOOKBACK_SESSIONS,
+                                                  warmup=WARMUP_SESSIONS, keep=keep)]
+        coverage.predicted(symbol, len(jobs))
+        close_dates, close = outcomes._closes(answer, cutoff)
+        del rows, answer
+        scored["symbols"] += 1
+        for predictor, result in zip(runs, results):
+            made, failed = _predictors.run_many(predictor, jobs, cfg, budget)
+            result["failed"].update(failed)
+            _store_symbol(store, result, made, jobs, source, symbol, close_dates, close,
+                          index_close, now, scored)
+    walk = {}
     for r in results:
+        r["errors"] = _predictors.summarize_errors(r.pop("failed"))
         if r["run_id"] == f"replay:{source}":
-            r["calibration"] = {"walk_forward": calibration.walk_forward(store, r["run_id"])}
+            # The rules' runs are calibrated as they would have been live, walk-forward, and
+            # the store's calibration for live predictions refitted (on the rules'
+            # predictions only: calibration maps the rules' score; a plugged predictor's
+            # confidence is its own).
+            walk = {"walk_forward": calibration.walk_forward(store, r["run_id"])}
             live = calibration.fit_store(store)
-            r["calibration"]["stored"] = {"id": live.id, "fitted_on": live.fitted_on,
-                                          "through": live.through}
+            walk["stored"] = {"id": live.id, "fitted_on": live.fitted_on,
+                              "through": live.through}
+            r["calibration"] = walk
     first = results[0]
-    return {**first, "outcomes": outcome, **({"runs": results} if len(results) > 1 else {})}
+    return {**first, "outcomes": scored, "coverage": coverage.summary(),
+            "reading": reading, **({"runs": results} if len(results) > 1 else {})}
+
+
+def _store_symbol(store: Store, result: JSON, made: JSON, jobs: list, source: str,
+                  symbol: str, dates: list[str], close: dict[str, float],
+                  index_close: dict[str, float], now: str, scored: JSON) -> None:
+    """One predictor's predictions of one symbol, with their outcomes: one transaction that
+    replaces exactly what it recomputes (this run's predictions of this symbol on these
+    sessions; every other symbol, session and predictor stays)."""
+    kept = [(made[job.key], job) for job in jobs if job.key in made]
+    run_id = result["run_id"]
+    for p, job in kept:
+        p["created_at"] = close_time(job.market["as_of"])
+    recomputed = [(run_id, symbol, ledger.base_session(job.market, p["created_at"]))
+                  for p, job in kept]
+    stored = []
+    with store.transaction() as db:
+        db.executemany("DELETE FROM predictions WHERE run_id = ? AND symbol = ? "
+                       "AND session = ?", recomputed)
+        for p, job in kept:
+            # ledger.record() keys inputs by symbol and a replay has many predictions per
+            # symbol, so each row is inserted with its own inputs.
+            ledger.insert(db, p, {"market": job.market, "sentiment": None, "model": None},
+                          source=source, origin="replay", run_id=run_id)
+            stored.append({"id": p["id"], "session": p["session"], "action": p["action"],
+                           "origin": "replay", "done": None})
+        if dates:
+            new_rows: list = []
+            scored["pending"] += outcomes.score(symbol, stored, dates, close, index_close,
+                                                now, scored, new_rows, [])
+            db.executemany(outcomes.OUTCOMES_INSERT, new_rows)
+            scored["evaluated"] += len(new_rows)
+    result["predictions"] += len(kept)
+    for p, _ in kept:
+        result["by_action"][p["action"]] = result["by_action"].get(p["action"], 0) + 1
+
+
+class Coverage:
+    """What of each series was predicted, and why the rest was not."""
+
+    def __init__(self, start: str | None, end: str | None) -> None:
+        self.start, self.end = start, end
+        self.sessions = self.made = 0
+        self.left_out = {"before --start": 0, "after --end": 0, "warm-up after a start or "
+                         "a gap": 0, "not an --every session": 0}
+        self.spans: dict[str, list[str]] = {}
+        self.problems: dict[str, str] = {}
+        self._inside = self._skipped = 0
+
+    def missing(self, symbol: str, why: str) -> None:
+        self.problems[symbol] = why
+
+    def window(self, symbol: str, dates: list[str], every: int):
+        """The ``keep`` filter for one series, counting the sessions outside the window."""
+        self.sessions += len(dates)
+        if dates:
+            self.spans[symbol] = [dates[0], dates[-1]]
+        start, end = self.start, self.end
+        before = sum(1 for d in dates if start and d < start)
+        after = sum(1 for d in dates if end and d > end)
+        self.left_out["before --start"] += before
+        self.left_out["after --end"] += after
+        self._inside, self._skipped = len(dates) - before - after, 0
+
+        def keep(i: int, day: str) -> bool:
+            if (start and day < start) or (end and day > end):
+                return False
+            if (i - WARMUP_SESSIONS) % every:
+                self._skipped += 1
+                return False
+            return True
+
+        return keep
+
+    def predicted(self, symbol: str, n: int) -> None:
+        """``n`` sessions of the series just filtered were summarised for the predictors."""
+        self.made += n
+        self.left_out["not an --every session"] += self._skipped
+        self.left_out["warm-up after a start or a gap"] += self._inside - n - self._skipped
+
+    def summary(self) -> JSON:
+        return {"symbols": len(self.spans), "sessions": self.sessions, "predicted": self.made,
+                "first": min((s[0] for s in self.spans.values()), default=None),
+                "last": max((s[1] for s in self.spans.values()), default=None),
+                "left_out": {k: v for k, v in self.left_out.items() if v},
+                "no_data": self.problems}

@@ -51,6 +51,27 @@ def SourceOption(help: str = "yahoo, sample or csv:DIR (default: the configured 
     return typer.Option(None, "--source", "-s", help=help, callback=_source_spec)
 
 
+def SymbolsFromOption() -> Any:
+    """The one ``--symbols-from`` option of predict, replay, backtest and train: a universe
+    (trading.market.universe) rather than symbols one by one."""
+    return typer.Option(None, "--symbols-from", "-u", metavar="WATCHLIST|FILE",
+                        help="Also the symbols of a [watchlists] entry of the configuration, "
+                        "or of a file of codes (one per line or comma-separated, # comments).")
+
+
+def universe(symbols: list[str] | None, spec: str | None) -> list[str] | None:
+    """The command line's symbols and those of ``--symbols-from``, once each (None: neither,
+    the configured symbols apply). A bad watch list or file is one line and exit 2."""
+    from trading.errors import InvalidParams
+    from trading.handlers.params import MAX_SYMBOLS
+    from trading.market.universe import combine
+
+    try:
+        return combine(symbols, spec, _config.get(), MAX_SYMBOLS)
+    except InvalidParams as exc:
+        raise fail(exc.message, EXIT_USAGE) from None
+
+
 def note(message: str) -> None:
     """One line for the person at the terminal, on stderr so --json output stays clean."""
     print(f"trading: {message}", file=sys.stderr)

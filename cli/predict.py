@@ -51,11 +51,13 @@ def _num(x, fmt: str) -> str:
 
 def predict(
     symbols: list[str] = typer.Argument(None, help="Symbols (default: the configured seven)."),
+    symbols_from: Optional[str] = common.SymbolsFromOption(),
     source: Optional[str] = common.SourceOption(),
     as_json: bool = common.JsonOption,
 ) -> None:
     """Predict BUY/SELL/HOLD for ASX symbols and store the predictions."""
     params: dict = {}
+    symbols = common.universe(symbols, symbols_from)
     if symbols:
         params["symbols"] = list(symbols)
     if source:
@@ -432,6 +434,7 @@ def replay(
     directory: Path = typer.Argument(..., exists=True, file_okay=False,
                                      help="A folder of SYMBOL.csv daily bars, e.g. tests/data/asx-daily."),
     symbols: list[str] = typer.Option(None, "--symbol", "-s", help="Symbols (default: configured)."),
+    symbols_from: Optional[str] = common.SymbolsFromOption(),
     start: Optional[str] = typer.Option(None, "--start", help="First session (YYYY-MM-DD).",
                                         callback=_iso_date),
     end: Optional[str] = typer.Option(None, "--end", help="Last session (YYYY-MM-DD).",
@@ -465,6 +468,7 @@ def replay(
     client = handlers.client(cfg, in_process="always")
     source = f"csv:{directory.resolve()}"
 
+    symbols = common.universe(symbols, symbols_from)
     wanted = normalize_all(list(symbols) if symbols else cfg["symbols"])
     with _replay_progress(len(wanted) + 1) as step:  # + 1: the index's bars come first
 

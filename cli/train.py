@@ -24,6 +24,7 @@ import typer
 from trading import config as _config
 from trading.runtime.client import Client
 from trading.errors import ClientError
+from trading.market.periods import HISTORY_YEARS
 
 from . import common
 
@@ -96,22 +97,30 @@ def _fmt(v: Any, digits: int = 4) -> str:
 
 def train(
     symbols: list[str] = typer.Argument(None, help="Symbols (default: config symbols)."),
+    symbols_from: Optional[str] = common.SymbolsFromOption(),
     horizon: int = typer.Option(1, "--horizon", help="Label: sign of the return over N sessions."),
     folds: int = typer.Option(8, "--folds", help="Walk-forward folds."),
+    start: Optional[str] = typer.Option(None, "--start", help="Train on no session before "
+                                        "this day (YYYY-MM-DD; default: a csv:DIR folder's "
+                                        f"whole record, {HISTORY_YEARS} years of others)."),
     end: Optional[str] = typer.Option(None, "--end", help="Use no bar after this day "
                                       "(YYYY-MM-DD), to backtest the model after it."),
     source: Optional[str] = SourceOption,
     timeout: float = TimeoutOption,
     as_json: bool = common.JsonOption,
 ) -> None:
-    """Train a model with walk-forward validation and register it (not activated)."""
+    """Train a model with walk-forward validation and register it (not activated).
+
+    Up to 1000 symbols (a watch list: --symbols-from), one symbol's bars at a time."""
     params: dict[str, Any] = {"horizon": horizon, "folds": folds}
+    symbols = common.universe(symbols, symbols_from)
     if symbols:
         params["symbols"] = symbols
     if source:
         params["source"] = source
-    if end:
-        params["end"] = end
+    for key, value in (("start", start), ("end", end)):
+        if value:
+            params[key] = value
     result = run_with_progress("train", params, timeout, "training")
     if as_json:
         common.print_json(result)
@@ -124,8 +133,9 @@ def train(
     common.table(f"model {result['version']}: out of sample, {m['folds']} walk-forward folds, "
                  f"horizon {m['horizon']}",
                  ["predictor", "accuracy", "AUC", "Brier", "rows"], rows)
-    print(f"trained on {', '.join(m['symbols'])} {m['train_start']}..{m['train_end']} "
+    print(f"trained on {_symbols(m['symbols'])} {m['train_start']}..{m['train_end']} "
           f"({m['rows']} rows; up share in the tested rows {m['up_share_tested']:.3f})")
+    print_left_out(m)
     if m.get("features_dropped"):
         print("features left out (share of rows present): "
               + ", ".join(f"{k} {v:.0%}" for k, v in m["features_dropped"].items()))
@@ -189,8 +199,12 @@ def activate(
 
 def backtest(
     symbols: list[str] = typer.Argument(None, help="Symbols (default: config symbols)."),
+    symbols_from: Optional[str] = common.SymbolsFromOption(),
     source: Optional[str] = SourceOption,
-    start: Optional[str] = typer.Option(None, "--start", help="First day (YYYY-MM-DD)."),
+    start: Optional[str] = typer.Option(None, "--start", help="First day (YYYY-MM-DD; "
+                                        "default: where indicators are warm in a csv:DIR "
+                                        f"folder's whole record, {HISTORY_YEARS} years back "
+                                        "for others)."),
     end: Optional[str] = typer.Option(None, "--end", help="Last day (YYYY-MM-DD)."),
     cost_bps: float = typer.Option(10.0, "--cost-bps", help="Cost per entry or exit, in bps."),
     no_model: bool = typer.Option(False, "--no-model", help="Ignore the active model."),
@@ -206,9 +220,11 @@ def backtest(
 
     A call is judged right close to close (the next session's close against the signal's
     own); acting on it is traded from the next open to the open after, since the signal needs
-    a close that settles after the market has shut."""
+    a close that settles after the market has shut. Up to 1000 symbols (--symbols-from), one
+    symbol's bars at a time."""
     if chart is not None and chart.suffix.lower() != ".png":
         raise common.fail("--chart needs a .png file name", common.EXIT_USAGE)
+    symbols = common.universe(symbols, symbols_from)
     params: dict[str, Any] = {"cost_bps": cost_bps, "use_model": not no_model}
     if compare:
         params["compare"] = True
@@ -277,8 +293,30 @@ def print_backtest(r: dict[str, Any]) -> None:
         print("hit rate: BUY right when the next session closed up, SELL when down; for "
               "always BUY it is the share of up sessions. Returns: in at the next open, "
               "out at the open after")
-    if r.get("skipped"):
-        print("skipped: " + "; ".join(f"{k}: {v}" for k, v in r["skipped"].items()))
+    print_left_out(r)
+
+
+SHOWN = 10  # symbols named per line of what was left out; --json has them all
+
+
+def _symbols(symbols: list[str]) -> str:
+    """A universe in one line: all of a few symbols, the first of many and how many more."""
+    if len(symbols) <= SHOWN:
+        return ", ".join(symbols)
+    return f"{len(symbols)} symbols ({', '.join(symbols[:3])}, ...)"
+
+
+def print_left_out(r: dict[str, Any]) -> None:
+    """What the job did not use, and why: skipped symbols, and bars outside the dates."""
+    def lines(what: str, items: dict[str, str]) -> None:
+        for i, (k, v) in enumerate(items.items()):
+            if i == SHOWN:
+                print(f"{what}: {len(items) - SHOWN} more (--json lists them all)")
+                break
+            print(f"{what}: {k}: {v}")
+
+    lines("skipped", r.get("skipped") or {})
+    lines("not used", r.get("left_out") or {})
 
 
 def write_chart(r: dict[str, Any], path: Path) -> None:
@@ -306,7 +344,7 @@ def write_chart(r: dict[str, Any], path: Path) -> None:
                 "(only where data exists, 1.0 at its first day)", color="tab:orange",
                 linewidth=1.2)
     ax.axhline(1.0, color="black", linewidth=0.5)
-    ax.set_title(f"Backtest {r['start']} .. {r['end']}: {', '.join(r['symbols'])}", fontsize=10)
+    ax.set_title(f"Backtest {r['start']} .. {r['end']}: {_symbols(r['symbols'])}", fontsize=10)
     ax.set_ylabel("equity (start = 1.0)")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left", fontsize=9)

@@ -25,14 +25,15 @@ if TYPE_CHECKING:
 from trading import clock, log
 from trading.errors import Busy, Cancelled, InvalidParams, Unavailable, UpstreamUnavailable
 from trading.handlers import params
-from trading.market.periods import HISTORY_YEARS, SUMMARY_DAYS, WARMUP_SESSIONS, covering
+from trading.market.periods import (HISTORY_YEARS, LONGEST, PERIODS, SUMMARY_DAYS,
+                                    WARMUP_SESSIONS, WHOLE, covering)
 from trading.runtime.protocol import rpc
 from trading.runtime.service import Service
 
 logger = log.getLogger(__name__)
 
 MAX_HORIZON = 20
-MAX_JOB_SYMBOLS = 100  # per train/backtest: a job holds the one job slot while it runs
+MAX_JOB_SYMBOLS = params.MAX_SYMBOLS  # per train/backtest: one symbol's bars at a time
 
 
 class _JobSlot:
@@ -142,14 +143,17 @@ class Training(Service):
     # -- methods --------------------------------------------------------------------------
     @rpc
     def train(self, symbols: list[str] | None = None, horizon: int = 1,
-              source: str | None = None, folds: int = 8,
+              source: str | None = None, folds: int = 8, start: str | None = None,
               end: str | None = None) -> dict[str, Any]:
         """Walk-forward train and register a model; out-of-sample scores against baselines.
 
-        ``end`` (a date) leaves out every bar after it, so the model can be backtested on
-        the sessions that follow without lookahead."""
+        The bars: a ``csv:DIR`` folder's whole record, others' last HISTORY_YEARS years;
+        ``start`` (a date) trains on no session before it (the bars of a year before it warm
+        the indicators), ``end`` leaves out every bar after it, so the model can be
+        backtested on the sessions that follow without lookahead. One symbol at a time: its
+        bars and summaries are dropped once its rows are built, so memory follows the rows."""
         symbols = self._symbols(symbols)
-        end_d = params.date("end", end)
+        start_d, end_d = self._dates(start, end)
         horizon = params.whole("horizon", horizon, 1, MAX_HORIZON)
         folds = params.whole("folds", folds, 2, 20)
         spec = self._source(source)
@@ -157,19 +161,17 @@ class Training(Service):
             from trading.learning import features, models
 
             last = end_d or clock.today()
-            bars, index, skipped = self._load(spec, symbols, last.replace(
-                year=last.year - HISTORY_YEARS), last, job)
-            if end is not None:  # a csv source returns whole files: cut them here
-                bars = {s: _until(b, end) for s, b in bars.items()}
-                index = _until(index, end) if index is not None else None
-                bars = {s: b for s, b in bars.items() if len(b)}
-                if not bars:
-                    raise InvalidParams(f"no bars on or before {end}")
-            histories = {}
-            for s, b in bars.items():
-                histories[s] = features.history(s, b, index, self.config)
-                self._step(job, f"features {s}")
-            data = features.dataset(histories, horizon)
+            first = (start_d - dt.timedelta(days=SUMMARY_DAYS) if start_d
+                     else None if _local(spec) else _years_before(last, HISTORY_YEARS))
+            loading = _Loading(spec, symbols, first, last, start_d, end_d)
+            index = self._index_bars(loading, job)
+            parts = []
+            for s, b in self._each(loading, job, "features"):
+                h = features.history(s, b, index, self.config,
+                                     start=start_d.isoformat() if start_d else None)
+                parts.append(models.compact(features.dataset({s: h}, horizon), self.config))
+            data = features.concat(parts)
+            del parts
             try:
                 model, report = models.train(
                     data, self.config, folds=folds,
@@ -178,9 +180,10 @@ class Training(Service):
                 raise InvalidParams(f"cannot train: {exc}") from exc
             self._step(job, "saving")
             report["source"] = spec
-            report["skipped"] = skipped
+            report["skipped"] = loading.skipped
+            report["left_out"] = loading.left_out
             report["index"] = _index_note(index, self.config)
-            row = models.save(self.store, self.config, model, symbols=sorted(bars),
+            row = models.save(self.store, self.config, model, symbols=sorted(loading.used),
                               train_start=report["train_start"], train_end=report["train_end"],
                               source=spec, metrics=report)
             logger.info("trained %s on %d rows: model %s, majority %s, rules %s", row["version"],
@@ -215,27 +218,31 @@ class Training(Service):
         from trading.signals import predictors
 
         symbols = self._symbols(symbols)
-        start_d, end_d = params.date("start", start), params.date("end", end)
-        if start_d and start_d > (end_d or clock.today()):
-            raise InvalidParams(f"start {start} is after " + (f"end {end}" if end_d else "today"))
+        start_d, end_d = self._dates(start, end)
         cost_bps = params.number("cost_bps (basis points per trade)", cost_bps, 0, 1000)
         spec = self._source(source)
         chosen = predictors.from_config(self.config, params.predictor(predictor))  # PredictorUnavailable: the call
         runs = [chosen]
         if compare and chosen.name != predictors.DEFAULT:
             runs.append(predictors.from_config(self.config, predictors.DEFAULT))
-        with self._running("backtest", 1 + (1 + len(runs)) * len(symbols) + 1) as job:
+        # Without --start the window starts where the first symbol's indicators are warm,
+        # which a first pass over the bars finds (keeping only that date of each).
+        passes = len(runs) + 1 + (start_d is None)
+        with self._running("backtest", 1 + passes * len(symbols) + 1) as job:
             last = end_d or clock.today()
-            # a year of bars before the window, so the first day's indicators are warm
-            first = (start_d or last.replace(year=last.year - HISTORY_YEARS)) \
-                - dt.timedelta(days=SUMMARY_DAYS)
-            bars, index, skipped = self._load(spec, symbols, first, last, job)
-            histories = {}
-            for s, b in bars.items():
-                histories[s] = features.history(s, b, index, self.config)
-                self._step(job, f"replaying {s}")
-            window_start = start or min(h.dates[min(WARMUP_SESSIONS, len(h.dates) - 1)]
-                                        for h in histories.values())
+            # a year of bars before the window, so the first day's indicators are warm; a
+            # csv:DIR folder's whole record when no start is given
+            first = (start_d - dt.timedelta(days=SUMMARY_DAYS) if start_d
+                     else None if _local(spec) else
+                     _years_before(last, HISTORY_YEARS) - dt.timedelta(days=SUMMARY_DAYS))
+            loading = _Loading(spec, symbols, first, last, start_d, end_d)
+            index = self._index_bars(loading, job)
+            window_start = start_d.isoformat() if start_d else None
+            if window_start is None:
+                warm = [b.dates[min(WARMUP_SESSIONS, len(b) - 1)]
+                        for _, b in self._each(_Loading(spec, symbols, first, last), job,
+                                               "finding the first warm session of")]
+                window_start = min(warm)
             model, model_note = None, {"used": False, "reason": "no active model"}
             active = models.load_active(self.config, self.store) if use_model else None
             if not use_model:
@@ -250,31 +257,40 @@ class Training(Service):
                                   "reason": f"the active model saw prices up to {seen}, not "
                                             f"before the window starting {window_start}: "
                                             "using it would be lookahead"}
-            sessions = sorted({d for h in histories.values() for d in h.dates})
+            signals = {run.name: backtest.Signals() for run in runs}
+            dates: set[str] = set()
+            for s, b in self._each(loading, job, "replaying"):
+                h = features.history(s, b, index, self.config, start=window_start)
+                dates.update(h.dates)
+                for run in runs:
+                    signals[run.name].extend(backtest.replay(
+                        {s: h}, self.config, start=window_start,
+                        end=end_d.isoformat() if end_d else None, model=model,
+                        predictor=run,
+                        on_symbol=lambda i, n, s: self._step(
+                            job, f"{predictors.label(run.provenance)} deciding {s}")))
+            sessions = sorted(dates)
             following = dict(zip(sessions, sessions[1:]))
             index_close = dict(zip(index.dates, index.close.tolist())) if index is not None else {}
             index_open = dict(zip(index.dates, index.open.tolist())) if index is not None else {}
             reports = {}
             for run in runs:
-                signals = backtest.replay(
-                    histories, self.config, start=window_start, end=end, model=model,
-                    predictor=run,
-                    on_symbol=lambda i, n, s: self._step(job, f"{predictors.label(run.provenance)}"
-                                                              f" deciding {s}"))
                 try:
-                    r = backtest.evaluate(signals, index_close, cost_bps=float(cost_bps),
-                                          next_session=following, index_open=index_open)
+                    r = backtest.evaluate(signals[run.name], index_close,
+                                          cost_bps=float(cost_bps), next_session=following,
+                                          index_open=index_open)
                 except ValueError as exc:
-                    why = predictors.summarize_errors(signals.errors) or exc
+                    why = predictors.summarize_errors(signals[run.name].errors) or exc
                     raise InvalidParams(f"cannot backtest {run.name}: {why}") from exc
-                r.update(predictor=run.provenance, failed=len(signals.errors),
-                         errors=predictors.summarize_errors(signals.errors))
+                r.update(predictor=run.provenance, failed=len(signals[run.name].errors),
+                         errors=predictors.summarize_errors(signals[run.name].errors))
                 reports[run.name] = r
             self._step(job, "evaluating")
             report = reports[chosen.name]
             if compare:
                 report["comparison"] = backtest.compare(reports)
-            report.update(source=spec, skipped=skipped, model=model_note,
+            report.update(source=spec, skipped=loading.skipped, left_out=loading.left_out,
+                          model=model_note,
                           index_symbol=self.config["context.index"],
                           index_note=_index_note(index, self.config))
             return report
@@ -297,55 +313,128 @@ class Training(Service):
         resolve(spec, self.config.cache_dir)  # validates; raises InvalidParams
         return spec
 
-    def _load(self, spec: str, symbols: list[str], start: dt.date, end: dt.date, job: Job):
-        """Bars per symbol in ``[start, end]``, the index bars (None when the source has
-        none) and the symbols skipped with why.
+    def _dates(self, start: Any, end: Any) -> tuple[dt.date | None, dt.date | None]:
+        start_d, end_d = params.date("start", start), params.date("end", end)
+        if start_d and start_d > (end_d or clock.today()):
+            raise InvalidParams(f"start {start} is after " + (f"end {end}" if end_d else "today"))
+        return start_d, end_d
+
+    def _get_bars(self, loading: _Loading, symbol: str):
+        """One symbol's bars from the market-data service, as Bars; RPCError for that symbol.
 
         The bars come from the market-data service (``get_bars``), not from the source
         directly: it owns the Yahoo fetching, its rate-limit backoff and the bar cache, and
-        this service's unit has no network at all (PrivateNetwork=yes)."""
-        from trading.errors import ClientError, RPCError
+        this service's unit has no network at all (PrivateNetwork=yes). One symbol per call:
+        a call's answer is one symbol's history, whatever the size of the universe."""
+        from trading.errors import ClientError
         from trading.market.summary import Bars
 
-        self._step(job, f"loading bars from {spec}", 0)
-        days = (clock.today() - start).days
-        period = covering(days, shortest="1y")
-        index_symbol = self.config["context.index"]
-        bars: dict[str, Bars] = {}
-        skipped: dict[str, str] = {}
-        stale: list[str] = []
-        for symbol in [*symbols, index_symbol]:
-            try:
-                got = self.peers.call("market-data", "get_bars",
-                                      {"symbol": symbol, "period": period, "source": spec},
-                                      timeout=max(self.config["timeout"], 120.0))
-            except RPCError as exc:
-                skipped[symbol] = str(exc)
-                continue
-            except ClientError as exc:
-                raise Unavailable(f"market-data is not reachable: {exc}") from exc
-            b = Bars.from_rows(got["bars"])
-            b = _until(b, end.isoformat())
-            b = b[bisect.bisect_left(b.dates, start.isoformat()):]
-            if got.get("stale"):
-                stale.append(symbol)
-            if len(b):
-                bars[symbol] = b
-            else:
-                skipped[symbol] = f"no bars from {start} to {end}"
-        index = bars.pop(index_symbol, None)
-        skipped.pop(index_symbol, None)
-        if not bars:
-            why = "; ".join(dict.fromkeys(skipped.values()))  # each reason once
-            raise UpstreamUnavailable(f"no bars for any of {', '.join(symbols)} from {spec}: "
-                                      + why, source=spec)
-        if stale:
-            logger.warning("training on stale bars (source unreachable) for %s",
-                           ", ".join(stale))
-            skipped.update({s: "stale: served from the cache, the source was unreachable"
-                            for s in stale if s != index_symbol})
+        try:
+            got = self.peers.call("market-data", "get_bars",
+                                  {"symbol": symbol, "period": loading.period,
+                                   "source": loading.spec},
+                                  timeout=max(self.config["timeout"], 120.0))
+        except ClientError as exc:
+            raise Unavailable(f"market-data is not reachable: {exc}") from exc
+        return Bars.from_rows(got["bars"]), bool(got.get("stale"))
+
+    def _index_bars(self, loading: _Loading, job: Job):
+        """The index bars in the job's dates, or None (the context is then NEUTRAL)."""
+        from trading.errors import RPCError
+
+        self._step(job, f"loading bars from {loading.spec}", 0)
+        try:
+            b, _ = self._get_bars(loading, self.config["context.index"])
+        except RPCError:
+            return None
         job.done = 1
-        return bars, index, skipped
+        b = loading.cut(b)
+        return b if len(b) else None
+
+    def _each(self, loading: _Loading, job: Job, stage: str):
+        """``(symbol, bars)`` for each symbol with bars in the job's dates, one at a time
+        (in symbol order, as the reports have always been built), each cut to those dates;
+        what is skipped or left out goes to ``loading``. UpstreamUnavailable at the end when
+        no symbol had any."""
+        from trading.errors import RPCError
+
+        for symbol in sorted(loading.symbols):
+            self._step(job, f"{stage} {symbol}")
+            try:
+                whole, stale = self._get_bars(loading, symbol)
+            except RPCError as exc:
+                loading.skipped[symbol] = str(exc)
+                continue
+            if stale:
+                logger.warning("using stale bars (source unreachable) for %s", symbol)
+                loading.skipped[symbol] = "stale: served from the cache, the source was " \
+                                          "unreachable"
+            b = loading.cut(whole, symbol)
+            del whole
+            if not len(b):
+                loading.skipped[symbol] = f"no bars from {loading.first or 'the first'} to " \
+                                          f"{loading.last}"
+                continue
+            loading.used.append(symbol)
+            yield symbol, b
+        if not loading.used:
+            why = "; ".join(dict.fromkeys(loading.skipped.values()))  # each reason once
+            shown = ", ".join(loading.symbols[:5]) + (
+                f" and {len(loading.symbols) - 5} more" if len(loading.symbols) > 5 else "")
+            raise UpstreamUnavailable(f"no bars for any of {shown} from {loading.spec}: {why}",
+                                      source=loading.spec)
+
+
+class _Loading:
+    """What one job asks market-data for (source, symbols, dates and the ``get_bars``
+    period) and what it found: the symbols used, the skipped ones with why, and per symbol
+    the bars outside the dates that were not used, with why (``left_out``)."""
+
+    def __init__(self, spec: str, symbols: list[str], first: dt.date | None, last: dt.date,
+                 start: dt.date | None = None, end: dt.date | None = None) -> None:
+        self.spec, self.symbols, self.first, self.last = spec, symbols, first, last
+        # A csv:DIR folder is asked for all of it ("max"; the fixed periods stop at ten
+        # years): it is local, and what the dates leave out can then be said. Others are
+        # asked for the period covering the dates.
+        days = (clock.today() - first).days if first else None
+        self.period = WHOLE if _local(spec) or days is None or days > PERIODS[LONGEST] \
+            else covering(days, shortest="1y")
+        self.before = (f"before --start {start}, less {SUMMARY_DAYS} days of indicator warm-up"
+                       if start else f"before the {HISTORY_YEARS} years used from {spec} "
+                       "(--start for more)")
+        self.after = f"after --end {end}" if end else "after today"
+        self.used: list[str] = []
+        self.skipped: dict[str, str] = {}
+        self.left_out: dict[str, str] = {}
+
+    def cut(self, b, symbol: str | None = None):
+        """``b`` in ``[first, last]``; what fell outside is noted for ``symbol``."""
+        kept = _until(b, self.last.isoformat())
+        after = len(b) - len(kept)
+        if self.first is not None:
+            kept = kept[bisect.bisect_left(kept.dates, self.first.isoformat()):]
+        before = len(b) - after - len(kept)
+        if symbol is not None and (before or after):
+            notes = []
+            if before:
+                notes.append(f"{b.dates[0]}..{b.dates[before - 1]} ({self.before})")
+            if after:
+                notes.append(f"{b.dates[len(b) - after]}..{b.dates[-1]} ({self.after})")
+            self.left_out[symbol] = "; ".join(notes)
+        return kept
+
+
+def _local(spec: str) -> bool:
+    """A csv:DIR folder: the trader's own record, used whole (``sample`` and Yahoo are not)."""
+    return spec.startswith("csv:")
+
+
+def _years_before(day: dt.date, years: int) -> dt.date:
+    """The same day ``years`` earlier (28 February for a 29th with no match)."""
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:
+        return day.replace(year=day.year - years, day=28)
 
 
 def _until(bars, end: str):

@@ -306,9 +306,13 @@ class Config:
     """The effective configuration: ``cfg["idle_exit"]``, ``cfg.source_of("idle_exit")``."""
 
     def __init__(self, values: dict[str, Any], sources: dict[str, str], path: Path | str,
-                 environ: Mapping[str, str], install: Mapping[str, str] | None = None) -> None:
+                 environ: Mapping[str, str], install: Mapping[str, str] | None = None,
+                 watchlists: dict[str, list[str] | str] | None = None) -> None:
         self._values = values
         self._sources = sources
+        # [watchlists] NAME = [codes] or "file": named symbol universes (--symbols-from NAME);
+        # names are the user's, so they live beside SETTINGS rather than in it.
+        self.watchlists = watchlists or {}
         self.file = os.fspath(path)
         self.environ = environ
         self.install = install
@@ -422,14 +426,17 @@ def load(environ: Mapping[str, str] | None = None, path: Path | None = None,
     path = os.fspath(path) if path else _config_file(env, install)
     values = {name: s.default for name, s in SETTINGS.items()}
     sources = {name: "default" for name in SETTINGS}
+    watchlists: dict[str, list[str] | str] = {}
     if os.path.exists(path):
         import tomllib
 
         try:
             with open(path, "rb") as f:
-                table = _flatten(tomllib.load(f))
+                document = tomllib.load(f)
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"{path}: cannot read configuration: {exc}") from exc
+        watchlists = _watchlists(document.pop("watchlists", {}), str(path))
+        table = _flatten(document)
         for name, raw in table.items():
             setting = SETTINGS.get(name)
             if setting is None:
@@ -440,7 +447,27 @@ def load(environ: Mapping[str, str] | None = None, path: Path | None = None,
         if setting.env in env:
             values[name] = _parse(setting, env[setting.env], f"environment {setting.env}")
             sources[name] = f"env {setting.env}"
-    return Config(values, sources, path, env, install)
+    return Config(values, sources, path, env, install, watchlists)
+
+
+def _watchlists(table: Any, path: str) -> dict[str, list[str] | str]:
+    """``[watchlists]``: each NAME is a list of codes, or a string naming a file of codes
+    (relative to the configuration file's folder). The codes themselves are checked when a
+    command uses the list (:mod:`trading.market.universe`), so a typo in one list never stops
+    a command that does not use it."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: watchlists must be a table: [watchlists] NAME = [...]")
+    out: dict[str, list[str] | str] = {}
+    for name, value in table.items():
+        if isinstance(value, str) and value.strip():
+            where = _expand(value.strip(), f"watchlists.{name}")
+            out[name] = os.path.join(os.path.dirname(os.path.abspath(path)), where)
+        elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            out[name] = list(value)
+        else:
+            raise ConfigError(f"watchlists.{name} = {value!r} in {path}: expected a list of "
+                              "codes or the path of a file of codes")
+    return out
 
 
 def _parse(setting: Setting, raw: Any, where: str) -> Any:

@@ -67,6 +67,13 @@ class Signals:
     def __len__(self) -> int:
         return len(self.date)
 
+    def extend(self, other: Signals) -> None:
+        """Append ``other``'s rows and errors: a job replays one symbol at a time and keeps
+        only its signals, not its summaries."""
+        for name in ("symbol", "date", "action", "confidence", "forward", "traded"):
+            getattr(self, name).extend(getattr(other, name))
+        self.errors.update(other.errors)
+
 
 def replay(histories, cfg, *, start: str | None = None, end: str | None = None,
            model=None, on_symbol: Callable[[int, int, str], None] | None = None,

@@ -123,9 +123,12 @@ class Dataset:
     y: Any            # (n,) int array
     dates: list[str]
     symbols: list[str]
-    markets: list[dict]
+    markets: list[dict] | None  # one summary per row; None once compacted (rules)
     horizon: int
     label_dates: list[str]  # the session whose close decided each label
+    # The rules' probability per row (trading.learning.models.compact), kept instead of
+    # ``markets`` (then None) when a job over many symbols cannot hold a summary per row.
+    rules: Any = None
 
 
 def dataset(histories: dict[str, History], horizon: int) -> Dataset:
@@ -144,3 +147,26 @@ def dataset(histories: dict[str, History], horizon: int) -> Dataset:
             label_dates.append(h.dates[k + horizon])
     x = np.array(rows, dtype=float).reshape(len(rows), len(FEATURE_NAMES))
     return Dataset(x, np.array(ys, dtype=int), dates, symbols, markets, horizon, label_dates)
+
+
+def concat(parts: list[Dataset]) -> Dataset:
+    """One dataset of ``parts`` in order (each from its own symbols, all of one horizon):
+    a job builds a symbol's rows, drops its summaries, and joins the rows at the end."""
+    import numpy as np
+
+    if not parts:
+        return dataset({}, 1)
+    horizon = parts[0].horizon
+    if any(p.horizon != horizon for p in parts):
+        raise ValueError("datasets of different horizons cannot be joined")
+
+    def joined(name: str) -> list:
+        return [v for p in parts for v in getattr(p, name)]
+
+    x = np.concatenate([p.x for p in parts])
+    markets = None if any(p.markets is None for p in parts) else joined("markets")
+    rules = None if any(p.rules is None for p in parts) else \
+        np.concatenate([np.asarray(p.rules, dtype=float) for p in parts])
+    return Dataset(x, np.concatenate([p.y for p in parts]), joined("dates"), joined("symbols"),
+                   markets, horizon, joined("label_dates"), rules)
+

@@ -310,6 +310,23 @@ def rules_probability(market: dict, cfg) -> float:
     return float(decide(market, None, None, cfg)["score"])
 
 
+def compact(data, cfg):
+    """``data`` with the rules' probability of each row in place of its summary.
+
+    A summary is a nested dict of about 1.3 KB; the rules' probability is all training needs
+    of it. A job over hundreds of symbols builds one symbol's rows, compacts them and drops
+    the summaries before the next (``Dataset.rules``), so its memory follows the rows, not
+    the rows times a dict."""
+    import dataclasses
+
+    import numpy as np
+
+    if data.rules is not None:
+        return data
+    rules = np.array([rules_probability(m, cfg) for m in data.markets], dtype=float)
+    return dataclasses.replace(data, markets=None, rules=rules)
+
+
 def train(data, cfg, *, folds: int = 8, min_train: int | None = None,
           on_fold=None) -> tuple[LinearModel, dict[str, Any]]:
     """Walk-forward evaluation of the model and both baselines, then the final fit on all rows.
@@ -335,7 +352,6 @@ def train(data, cfg, *, folds: int = 8, min_train: int | None = None,
     x, y = x[ok], data.y[ok]
     dates = np.array(data.dates)[ok]
     label_dates = np.array(data.label_dates)[ok]
-    markets = [m for m, keep in zip(data.markets, ok) if keep]
     sessions = sorted(set(dates.tolist()))
     positions = np.searchsorted(np.array(sessions), dates)
     n = len(sessions)
@@ -345,7 +361,11 @@ def train(data, cfg, *, folds: int = 8, min_train: int | None = None,
 
     from trading.signals import calibration as cal
 
-    rules_p = np.array([rules_probability(m, cfg) for m in markets])
+    if data.rules is not None:  # compacted: computed as the rows were built
+        rules_p = np.asarray(data.rules, dtype=float)[ok]
+    else:
+        rules_p = np.array([rules_probability(m, cfg)
+                            for m, keep in zip(data.markets, ok) if keep])
     oos = {"model": np.full(len(y), np.nan), "majority": np.full(len(y), np.nan),
            "rules": np.full(len(y), np.nan)}
     calibrated = np.full(len(y), np.nan)

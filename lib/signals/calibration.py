@@ -32,9 +32,13 @@ that horizon (its ``confidence`` is then the rules' raw strength, flagged
 Out of sample, always. :func:`walk_forward` calibrates a replay as it would have been
 calibrated live: the predictions of session ``d`` use a fit on the outcomes settled by ``d``
 (``end_session <= d``: the close of ``d`` is known at its close), refitted every
-:data:`REFIT_SESSIONS` sessions on an expanding window. Nothing is tuned on the period it
-is evaluated on: the inputs, the penalty, :data:`MIN_OUTCOMES` and :data:`REFIT_SESSIONS` were
-fixed before the first evaluation run. :func:`fit_store` fits on every scored outcome (leaving
+:data:`REFIT_SESSIONS` sessions on an expanding window (once every horizon is fitted,
+only when the outcomes have grown by :data:`REFIT_GROWTH` since the last fit: a long
+replay's late refits would otherwise cost the square of its length and move the fit by
+less than its noise). Nothing is tuned on the period it is evaluated on: the inputs, the
+penalty, :data:`MIN_OUTCOMES` and :data:`REFIT_SESSIONS` were fixed before the first
+evaluation run, and :data:`REFIT_GROWTH` later for cost alone (the seven-symbol replay's
+fits are the same with it). :func:`fit_store` fits on every scored outcome (leaving
 synthetic ``sample`` data out) and stores the record (the ``calibrations`` table) that live
 predictions use (:func:`latest`, :func:`apply`).
 
@@ -46,7 +50,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,7 +60,9 @@ from trading.signals.outcomes import (HOLD_BAND, HORIZONS, MIN_OUTCOMES, PREDICT
 logger = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
-REFIT_SESSIONS = 20    # walk-forward: refit about monthly
+REFIT_SESSIONS = 20    # walk-forward: refit about monthly,
+REFIT_GROWTH = 0.02    # once the outcomes have grown by 2 % since the last fit
+_BATCH = 2000          # predictions rewritten per transaction by the walk-forward
 KIND = "rules"
 METHOD = "platt"       # logistic scaling (Platt 1999), with the inputs named in each fit
 _EPS = 1e-6
@@ -232,7 +238,7 @@ Outcome = tuple[Mapping[str, float], int, float, str]  # features, horizon, retu
 def fit_rules(outcomes: Iterable[Outcome], *, source: str | None = None) -> RulesCalibration:
     """Fit the three logistic maps per horizon on ``(features, horizon, forward_return,
     end_session)`` rows; a horizon with fewer than :data:`MIN_OUTCOMES` rows stays unfitted."""
-    return Prepared(list(outcomes)).fit(None, source=source)
+    return Prepared(outcomes).fit(None, source=source)
 
 
 class Prepared:
@@ -241,27 +247,41 @@ class Prepared:
     building the inputs row by row for every refit made a replay's cost grow with the
     square of its length. ``outcomes`` must be in ``end_session`` order for prefixes."""
 
-    def __init__(self, outcomes: list[Outcome]) -> None:
+    def __init__(self, outcomes: Iterable[Outcome]) -> None:
         import numpy as np
+        from array import array
 
-        self.ends = [o[3] for o in outcomes]
+        self.ends: list[str] = []
+        names = {name: INPUTS[name] for name in INPUTS}
+        columns = {h: {i: array("d") for i in ("lean", "strength", "log_volatility")}
+                   for h in HORIZONS}
+        rets = {h: array("d") for h in HORIZONS}
+        ends: dict[int, list[str]] = {h: [] for h in HORIZONS}
+        shared: dict[str, str] = {}  # one string per session: millions of rows, ~7,000 days
+        for x, h, r, end in outcomes:
+            end = shared.setdefault(end, end)
+            self.ends.append(end)
+            if h not in columns:
+                continue
+            for i, col in columns[h].items():
+                col.append(_finite(x.get(i)))
+            rets[h].append(r)
+            ends[h].append(end)
         self.by_h: dict[int, JSON] = {}
         for h in HORIZONS:
-            rows = [(x, r, end) for x, hh, r, end in outcomes if hh == h]
-            ends = [end for _, _, end in rows]
-            ret = np.array([r for _, r, _ in rows], dtype=float)
+            ret = np.frombuffer(rets[h], dtype=float) if len(rets[h]) else np.zeros(0)
+            cols = {i: np.frombuffer(c, dtype=float) if len(c) else np.zeros(0)
+                    for i, c in columns[h].items()}
             band = HOLD_BAND.get(h, HOLD_BAND[max(HOLD_BAND)])
             self.by_h[h] = {
-                "ends": ends,
-                "x": {name: np.array([[_finite(x.get(i)) for i in INPUTS[name]]
-                                      for x, _, _ in rows], dtype=float
-                                     ).reshape(len(rows), len(INPUTS[name]))
-                      for name in INPUTS},
+                "ends": ends[h],
+                "x": {name: np.column_stack([cols[i] for i in inputs]).reshape(
+                          len(ret), len(inputs)) for name, inputs in names.items()},
                 "y": {"up": (ret > 0).astype(int), "down": (ret < 0).astype(int),
                       "quiet": (np.abs(ret) < band).astype(int)},
                 # A row's weight depends only on how many rows share its end session, and a
                 # prefix by end session holds all of them: the same as computed on the prefix.
-                "w": np.asarray(independent_weights(ends, h), dtype=float),
+                "w": np.asarray(independent_weights(ends[h], h), dtype=float),
             }
 
     def fit(self, through: str | None, *, source: str | None = None) -> RulesCalibration:
@@ -334,12 +354,10 @@ def apply(p: JSON, market: Any, cal: RulesCalibration | None) -> JSON:
 
 
 # -- the store ---------------------------------------------------------------------------------
-def _store_outcomes(rows) -> list[Outcome]:
-    out = []
+def _store_outcomes(rows) -> Iterator[Outcome]:
     for r in rows:
-        out.append((features(r["score"], r["vol"]), r["horizon"], r["forward_return"],
-                    r["end_session"]))
-    return out
+        yield (features(r["score"], r["vol"]), r["horizon"], r["forward_return"],
+               r["end_session"])
 
 
 def fit_store(store, *, include_sample: bool = False, source: str | None = None,
@@ -356,10 +374,11 @@ def fit_store(store, *, include_sample: bool = False, source: str | None = None,
         args.append(source)
     if not include_sample:
         where.append("coalesce(p.data_source, '') != 'sample'")
-    rows = store.query(  # a session's runs count once, as the scorecard counts them
-        latest_per_session(" AND ".join(where)) + " SELECT p.score, json_extract(p.inputs, '$.market.technical.volatility_pct') AS vol,"
-        " o.horizon, o.forward_return, o.end_session FROM outcomes o"
-        " JOIN p ON p.id = o.prediction_id WHERE p.nth = 1", tuple(args))
+    rows = store.conn.execute(  # a session's runs count once, as the scorecard counts them
+        latest_per_session(" AND ".join(where)) + " SELECT p.score, json_extract(p.inputs,"
+        " '$.market.technical.volatility_pct') AS vol, o.horizon, o.forward_return,"
+        " o.end_session FROM outcomes o JOIN p ON p.id = o.prediction_id WHERE p.nth = 1",
+        tuple(args))  # streamed: a million outcomes are never a list of rows
     cal = fit_rules(_store_outcomes(rows), source=source)
     with store.transaction() as db:
         cur = db.execute(
@@ -394,20 +413,17 @@ def walk_forward(store, run_id: str) -> JSON:
     from the run's outcomes with ``end_session <= r``. Rewrites their ``prediction`` JSON
     (confidence, probability, calibration, reasons) and ``probability_1``/``_5``. Returns
     ``{sessions, refits, calibrated: {h: n}, uncalibrated: {h: n}}``."""
-    import bisect
-
-    preds = store.query(
-        "SELECT id, session, action, score, prediction,"
-        " json_extract(inputs, '$.market.technical.volatility_pct') AS vol"
-        " FROM predictions WHERE run_id = ? ORDER BY session, id", (run_id,))
-    outs = store.query(
+    outs = store.conn.execute(  # streamed into compact arrays, never a list of rows
         "SELECT p.score, json_extract(p.inputs, '$.market.technical.volatility_pct') AS vol,"
         " o.horizon, o.forward_return, o.end_session FROM outcomes o"
         " JOIN predictions p ON p.id = o.prediction_id WHERE p.run_id = ?"
         " ORDER BY o.end_session", (run_id,))
     prepared = Prepared(_store_outcomes(outs))
-    del outs
-    sessions = sorted({r["session"] for r in preds})
+    order = store.query("SELECT id, session FROM predictions WHERE run_id = ?"
+                        " ORDER BY session, id", (run_id,))
+    ids = [r["id"] for r in order]
+    sessions = sorted({r["session"] for r in order})
+    del order
     fits: dict[str, RulesCalibration] = {}
     current: RulesCalibration | None = None
     since = 0
@@ -416,24 +432,37 @@ def walk_forward(store, run_id: str) -> JSON:
         since += 1
         if current is None or not all(current.horizons.get(str(h)) for h in HORIZONS) \
                 or since >= REFIT_SESSIONS:
-            if prepared.count(d) > (sum(current.fitted_on.values()) if current else 0):
+            have = sum(current.fitted_on.values()) if current else 0
+            # Refit when there is more to learn from: any new outcome while a horizon is
+            # unfitted, else REFIT_GROWTH more. Refitting a long replay's millions of
+            # outcomes every 20 sessions cost the square of its length for fits that moved
+            # by less than their own noise.
+            grown = prepared.count(d)
+            if grown > have and (current is None or grown >= have * (1 + REFIT_GROWTH)
+                                 or not all(current.horizons.get(str(h)) for h in HORIZONS)):
                 current = prepared.fit(d)
                 refits += 1
                 since = 0
         fits[d] = current
     counts = {"calibrated": {str(h): 0 for h in HORIZONS},
               "uncalibrated": {str(h): 0 for h in HORIZONS}}
-    updates = []
-    for r in preds:
-        p = json.loads(r["prediction"])
-        apply(p, {"technical": {"volatility_pct": r["vol"]}}, fits[r["session"]])
-        for h in HORIZONS:
-            counts["calibrated" if p["probability"][str(h)] is not None
-                   else "uncalibrated"][str(h)] += 1
-        updates.append((p["confidence"], p["probability"]["1"], p["probability"]["5"],
-                        json.dumps(p, separators=(",", ":"), ensure_ascii=False, default=str),
-                        r["id"]))
-    with store.transaction() as db:
-        db.executemany("UPDATE predictions SET confidence = ?, probability_1 = ?,"
-                       " probability_5 = ?, prediction = ? WHERE id = ?", updates)
+    for at in range(0, len(ids), _BATCH):  # a batch at a time: memory flat in the run's size
+        chunk = ids[at:at + _BATCH]
+        rows = store.query(
+            "SELECT id, session, prediction, json_extract(inputs, "
+            "'$.market.technical.volatility_pct') AS vol FROM predictions WHERE id IN "
+            f"({','.join('?' * len(chunk))})", tuple(chunk))
+        updates = []
+        for r in rows:
+            p = json.loads(r["prediction"])
+            apply(p, {"technical": {"volatility_pct": r["vol"]}}, fits[r["session"]])
+            for h in HORIZONS:
+                counts["calibrated" if p["probability"][str(h)] is not None
+                       else "uncalibrated"][str(h)] += 1
+            updates.append((p["confidence"], p["probability"]["1"], p["probability"]["5"],
+                            json.dumps(p, separators=(",", ":"), ensure_ascii=False,
+                                       default=str), r["id"]))
+        with store.transaction() as db:
+            db.executemany("UPDATE predictions SET confidence = ?, probability_1 = ?,"
+                           " probability_5 = ?, prediction = ? WHERE id = ?", updates)
     return {"sessions": len(sessions), "refits": refits, **counts}

@@ -87,7 +87,8 @@ def _period_for(oldest: str, today: date) -> str:
     return covering(days, shortest="1y")
 
 
-def _closes(answer: Mapping, cutoff: str = "9999") -> tuple[list[str], dict[str, float]]:
+def session_closes(answer: Mapping, cutoff: str = "9999"
+                   ) -> tuple[list[str], dict[str, float]]:
     """Session dates and closes of a ``get_bars`` answer, up to and including ``cutoff``."""
     dates, closes = [], {}
     for bar in answer.get("bars") or []:
@@ -162,14 +163,14 @@ def evaluate(store: Store, get_bars: GetBars, *, index: str,
     for (src, symbol), preds in by_symbol.items():
         if src not in index_closes:
             try:
-                index_closes[src] = _closes(get_bars(index, period, src), cutoff)[1]
+                index_closes[src] = session_closes(get_bars(index, period, src), cutoff)[1]
             except TradingError as exc:
                 logger.warning("index %s bars from %s unavailable (%s): index returns left "
                                "empty", index, src or "the configured source", exc)
                 index_closes[src] = {}
         index_close = index_closes[src]
         try:
-            dates, close = _closes(get_bars(symbol, period, src), cutoff)
+            dates, close = session_closes(get_bars(symbol, period, src), cutoff)
         except TradingError as exc:
             result["errors"][symbol] = str(exc)
             result["pending"] += len(preds)

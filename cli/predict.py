@@ -447,12 +447,15 @@ def replay(
     as_json: bool = common.JsonOption,
 ) -> None:
     """Replay history: predict each session from the bars up to it, then score the outcomes."""
-    from trading import config, handlers
+    import datetime as dt
+
+    from trading import config
     from trading.errors import InvalidParams
     from trading.handlers import params
     from trading.signals import predictors
     from trading.signals import replay as history_replay
     from trading.runtime.store import Store
+    from trading.market.sources import CsvSource
     from trading.market.symbols import normalize_all
 
     if start and end and start > end:
@@ -465,8 +468,11 @@ def replay(
     runs = [chosen]
     if compare and chosen.name != predictors.DEFAULT:
         runs.append(predictors.from_config(cfg, predictors.DEFAULT))
-    client = handlers.client(cfg, in_process="always")
     source = f"csv:{directory.resolve()}"
+    # The files are read here, each once, by market-data's own reader: a replay reads a
+    # folder's whole record, and copying decades of bars into the bar cache (whose budget is
+    # for the series live predictions use) would only push those out.
+    local = CsvSource(directory.resolve())
 
     symbols = common.universe(symbols, symbols_from)
     wanted = normalize_all(list(symbols) if symbols else cfg["symbols"])
@@ -474,8 +480,13 @@ def replay(
 
         def get_bars(symbol: str, period: str, _source: str | None = None):  # always `source`
             step(symbol)
-            return client.call("market-data", "get_bars", {"symbol": symbol, "interval": "1d",
-                                                           "period": period, "source": source})
+            fetched = local.fetch([symbol], dt.date.min, dt.date.max)
+            if symbol in fetched.errors:
+                raise fetched.errors[symbol]
+            # As market-data's get_bars answers (prices to six decimals), so a replayed call
+            # sees the numbers a live one would.
+            return {"symbol": symbol, "source": source, "bars": fetched.bars[symbol].to_rows(),
+                    "reading": fetched.readings.get(symbol)}
 
         result = history_replay.replay(Store(cfg.db_path), cfg, get_bars, wanted,
                                        source=source, start=start, end=end, every=every,

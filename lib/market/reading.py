@@ -30,7 +30,7 @@ why the bars differ from the file:
   parse) is dropped ("truncated"), not an error: a copy interrupted while it was written has
   lost that one row, and the years before it are still good. The same fault on any other
   line is an error, because then the file is not what it claims to be.
-- **Gaps are reported, not bridged**: more than :data:`~trading.market.series.GAP_SESSIONS`
+- **Gaps are reported, not bridged**: more than :data:`~trading.market.gaps.GAP_SESSIONS`
   sessions missing between two bars (a suspension, a listing not yet traded, an early history
   kept one row a month), their count and the longest.
 
@@ -145,7 +145,7 @@ def read_csv(path: Path, limit: int = MAX_CSV_BYTES) -> tuple[Bars, dict[str, An
         except csv.Error as exc:
             raise NotAPriceTable(path, f"line {rows.line_num}: not CSV text ({exc})") from None
     bars, tidied = tidy(*columns)
-    from trading.market.series import gaps
+    from trading.market.gaps import gaps
 
     found = gaps(bars.dates)
     longest = max(found, key=lambda g: g[1], default=None)

@@ -1,4 +1,4 @@
-"""A whole series at once: where its gaps are, and its summary at every session.
+"""A whole series at once: its summary at every session.
 
 The replay and the backtests summarise every session of a history. Doing it as market-data
 does for one session (:func:`trading.market.summary.summarize` on the bars up to it) costs
@@ -6,62 +6,19 @@ the lookback (260 bars) per session; :func:`series_summaries` computes each indi
 gap-free stretch of the series and reads each session's values off it, and gives the same
 summaries (see its docstring for the digits where they can differ).
 
-A gap (:func:`gaps`) is more than :data:`GAP_SESSIONS` ASX sessions without a bar: indicators
-are never computed across one. The summary of the live path (:mod:`trading.market.summary`)
-uses the bars since the last gap for the same reason.
+Indicators are never computed across a gap (:mod:`trading.market.gaps`); the summary of the
+live path (:mod:`trading.market.summary`) uses the bars since the last one for the same
+reason.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-from collections.abc import Sequence
 from typing import Any
 
-from trading.market import asx
+from trading.market.gaps import gaps
 from trading.market.summary import (_technical, _volume, as_bars, context_for_trend,
                                     trend_from_closes)
-
-# -- gaps ------------------------------------------------------------------------------------
-# More ASX sessions than this missing between two bars is a gap: a suspension, a listing not
-# yet traded, or an early history kept one row a month. Indicators are not computed across
-# one; they warm up again after it (WARMUP_SESSIONS bars of trading.market.periods).
-GAP_SESSIONS = 5
-
-
-def sessions_missing(before: str, after: str) -> int:
-    """ASX sessions strictly between the sessions ``before`` and ``after`` (ISO dates)."""
-    a, b = dt.date.fromisoformat(before[:10]), dt.date.fromisoformat(after[:10])
-    if b <= a:
-        return 0
-    nxt = asx.next_session(a)
-    if nxt >= b:
-        return 0
-    return len(asx.sessions_between(nxt, b - dt.timedelta(days=1)))
-
-
-def gaps(dates: Sequence[str], limit: int = GAP_SESSIONS) -> list[tuple[int, int]]:
-    """``(i, missing)`` for each bar ``i`` that follows more than ``limit`` missing sessions."""
-    out = []
-    for i in range(1, len(dates)):
-        prev, cur = dates[i - 1][:10], dates[i][:10]
-        try:
-            # Most bars follow the previous session: a cheap test before the calendar walk.
-            if (dt.date.fromisoformat(cur) - dt.date.fromisoformat(prev)).days <= limit + 1:
-                continue
-        except ValueError:
-            continue  # labels that are not dates (hand-made bars): nothing to measure
-        missing = sessions_missing(prev, cur)
-        if missing > limit:
-            out.append((i, missing))
-    return out
-
-
-def since_last_gap(bars):
-    """The bars after the last gap (all of them when there is none): what a summary may use."""
-    b = as_bars(bars)
-    found = gaps(b.dates)
-    return b[found[-1][0]:] if found else b
 
 
 # -- a whole series at once (the replay) -----------------------------------------------------
@@ -77,8 +34,6 @@ def series_summaries(symbol: str, bars, context_at, *, lookback: int, warmup: in
     (Wilder's RSI, the MACD's EMAs) start where the stretch starts rather than ``lookback``
     bars back, which changes them by about ``0.93 ** lookback`` of their size (1e-8 at 260):
     far below the digits a summary keeps."""
-    import numpy as np
-
     from trading.market import indicators as ind
 
     b = as_bars(bars)

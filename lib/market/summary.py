@@ -143,11 +143,10 @@ def to_tick(price: float) -> float | None:
 def technical_summary(bars) -> dict[str, Any]:
     """``{current_price, rsi, macd_histogram, price_vs_sma20, tech_score, market_price,
     volatility_pct}`` of the last bar, from the bars since the last gap
-    (:func:`trading.market.series.gaps`)."""
+    (:func:`trading.market.gaps.gaps`)."""
     from trading.market import indicators as ind
-    from trading.market import series
 
-    b = series.since_last_gap(bars)
+    b = since_last_gap(bars)
     if not len(b):
         return {"current_price": None, "rsi": None, "macd_histogram": None,
                 "price_vs_sma20": None, "tech_score": 0.5, "market_price": None,
@@ -195,7 +194,7 @@ def volatility_pct(close, sessions: int = 20) -> float:
 
 def volume_summary(bars, live: bool = False) -> dict[str, Any]:
     """``{volume_trend, price_volume_correlation, volume_quality_score, volume_through}``,
-    from the bars since the last gap (:func:`trading.market.series.gaps`).
+    from the bars since the last gap (:func:`trading.market.gaps.gaps`).
 
     ``live``: the last bar is a session still trading (or not yet settled in the feed). Its
     volume is a part of a day's, which next to whole days reads as volume collapsing (at
@@ -203,9 +202,8 @@ def volume_summary(bars, live: bool = False) -> dict[str, Any]:
     sessions only; ``volume_through`` names the last session they counted. The direction of
     the price move still uses the latest price."""
     from trading.market import indicators as ind
-    from trading.market import series
 
-    b = series.since_last_gap(bars)
+    b = since_last_gap(bars)
     done = b[:-1] if live else b
     if len(done) < 2:
         return {"volume_trend": None, "price_volume_correlation": None,
@@ -310,6 +308,15 @@ def summarize(symbol: str, bars, index_bars, cfg=None) -> dict[str, Any]:
         "volume": volume_summary(b),
         "market_context": market_context(index_bars, cfg),
     }
+
+
+def since_last_gap(bars):
+    """The bars after the last gap (all of them when there is none): what a summary may use."""
+    from trading.market.gaps import gaps
+
+    b = as_bars(bars)
+    found = gaps(b.dates)
+    return b[found[-1][0]:] if found else b
 
 
 # -- freshness -------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -117,6 +118,13 @@ def _sessions_after(day: date, n: int) -> date:
     for _ in range(n):
         day = asx.next_session(day)
     return day
+
+
+@lru_cache(maxsize=1 << 16)
+def _session_after(session: str, n: int) -> str:
+    """:func:`_sessions_after` on ISO dates, memoized: a replay scores hundreds of thousands
+    of predictions on a few thousand sessions, and every symbol shares the calendar."""
+    return _sessions_after(date.fromisoformat(session), n).isoformat()
 
 
 def evaluate(store: Store, get_bars: GetBars, *, index: str,
@@ -215,7 +223,7 @@ def score(symbol: str, preds, dates: list[str], close: Mapping[str, float],
         for h in HORIZONS:
             if h in done:
                 continue
-            e = _sessions_after(date.fromisoformat(b), h).isoformat()
+            e = _session_after(b, h)
             if e not in close:
                 if e < last:  # a hole inside the series, not its end: say so
                     result["errors"].setdefault(symbol, f"no bar for {e} (a gap in the "

@@ -266,9 +266,15 @@ def from_config(cfg: Any, spec: str | None = None) -> Predictor:
 
 
 # -- the monolith's arguments ----------------------------------------------------------------
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _copy(value: Any) -> Any:
     """A deep copy of JSON-shaped data (dicts, lists, scalars): cheaper than copy.deepcopy."""
-    if isinstance(value, Mapping):
+    kind = type(value)
+    if kind in _SCALARS:  # the usual leaves, before the ABC checks (a replay makes millions)
+        return value
+    if kind is dict or isinstance(value, Mapping):
         return {k: _copy(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_copy(v) for v in value]
@@ -312,7 +318,14 @@ def _json_safe(value: Any, depth: int = 0) -> Any:
     """Plain JSON values (a numpy float becomes a float, an object its text); NaN is None."""
     if depth > 20:
         return str(value)
-    if value is None or isinstance(value, (str, bool, int)):
+    kind = type(value)
+    if value is None or kind is str or kind is bool or kind is int:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is dict:
+        return {str(k): _json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (str, bool, int)):
         return value
     if isinstance(value, numbers.Real):
         f = float(value)

@@ -12,7 +12,7 @@ headlines), stores the predictions in the ledger as made at that session's close
 symbol. Replayed predictions emit no events: they are history, not news.
 
 Sessions are not predicted during the indicators' warm-up, which restarts after every gap in
-a series (:func:`trading.market.series.gaps`); the result says how many sessions were left
+a series (:func:`trading.market.gaps.gaps`); the result says how many sessions were left
 out and why (``coverage``), and passes on what the reader of a local file decided
 (``reading``: rows dropped, adjusted prices).
 
@@ -66,6 +66,7 @@ def replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterable
     every symbol either as the earlier replay had it or as this one has it."""
     from trading.market import asx
     from trading.market.series import IndexContext
+    from trading.market.summary import as_bars
     from trading.signals import predictors as _predictors
 
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
@@ -74,17 +75,17 @@ def replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterable
         _predictors.load(_predictors.DEFAULT, None, 60.0)]
     index = cfg["context.index"]
     try:
-        index_bars = list(get_bars(index, WHOLE, source).get("bars") or [])
+        index_bars = as_bars(get_bars(index, WHOLE, source).get("bars"))
     except NotFound as exc:
         # No index file in the folder: the context is the flagged NEUTRAL fallback, as
         # backtest and train have it, rather than no replay at all.
         logger.warning("replay without %s (%s): market context NEUTRAL (fallback)", index, exc)
-        index_bars = []
+        index_bars = as_bars(None)
     context_at = IndexContext(index_bars, cfg, LOOKBACK_SESSIONS)
     settled = asx.previous_session(today) if today is not None \
         else outcomes.last_settled_session(asx.now())
     cutoff = settled.isoformat()
-    index_close = outcomes.session_closes({"bars": index_bars}, cutoff)[1]
+    index_close = _closes(index_bars, cutoff)[1]
     del index_bars
     # A replay writes thousands of rows a transaction into a table with six indexes: with
     # SQLite's default 2 MB page cache, pages spill and an insert costs 145 us instead of 62.
@@ -103,6 +104,7 @@ def _replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterabl
             runs: list, *, source: str, start: str | None, end: str | None, every: int,
             settled: date, context_at: Any, index_close: dict[str, float]) -> JSON:
     from trading.market.series import series_summaries
+    from trading.market.summary import as_bars
     from trading.signals import predictors as _predictors
 
     cutoff = settled.isoformat()
@@ -123,17 +125,17 @@ def _replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterabl
             continue
         if answer.get("reading"):
             reading[symbol] = answer["reading"]
-        rows = answer.get("bars") or []
-        dates = [str(r["date"])[:10] for r in rows]
+        bars = as_bars(answer.get("bars"))  # Bars, or get_bars' rows
+        dates = [d[:10] for d in bars.dates]
         keep = coverage.window(symbol, dates, every)
         jobs = [_predictors.Job(symbol, {**market, "source": source, "stale": False,
                                          "age_s": 0}, key=f"{symbol}@{market['as_of']}")
-                for _, market in series_summaries(symbol, rows, context_at,
+                for _, market in series_summaries(symbol, bars, context_at,
                                                   lookback=LOOKBACK_SESSIONS,
                                                   warmup=WARMUP_SESSIONS, keep=keep)]
         coverage.predicted(symbol, len(jobs))
-        close_dates, close = outcomes.session_closes(answer, cutoff)
-        del rows, answer
+        close_dates, close = _closes(bars, cutoff)
+        del bars, answer
         scored["symbols"] += 1
         for predictor, result in zip(runs, results):
             made, failed = _predictors.run_many(predictor, jobs, cfg, budget)
@@ -190,6 +192,20 @@ def _store_symbol(store: Store, result: JSON, made: JSON, jobs: list, source: st
     result["predictions"] += len(kept)
     for p, _ in kept:
         result["by_action"][p["action"]] = result["by_action"].get(p["action"], 0) + 1
+
+
+def _closes(bars, cutoff: str) -> tuple[list[str], dict[str, float]]:
+    """:func:`trading.signals.outcomes.session_closes` of :class:`Bars`: session dates and
+    closes up to ``cutoff``, a bar without a positive close left out."""
+    dates, closes = [], {}
+    for d, c in zip(bars.dates, bars.close.tolist()):
+        d = d[:10]
+        if d <= cutoff and c > 0:  # NaN > 0 is False
+            if d not in closes:
+                dates.append(d)
+            closes[d] = c
+    dates.sort()
+    return dates, closes
 
 
 class Coverage:

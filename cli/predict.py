@@ -500,8 +500,39 @@ def replay(
               f"predictions ({acts or 'none'})")
         for problem, e in (run.get("errors") or {}).items():
             common.note(f"{e['count']} not predicted ({problem}); first: {e['first']}")
+    for line in replay_summary(result):
+        print(line)
     print(f"scored {result['outcomes']['evaluated']} outcomes. "
           "See `trading report --origin replay`.")
+
+
+def replay_summary(result: dict) -> list[str]:
+    """What the replay used and what it left out, and what the reader did to the files: a
+    trader should never have to guess why a history gave fewer calls than it has days."""
+    cov = result.get("coverage") or {}
+    lines = []
+    if cov.get("symbols"):
+        left = ", ".join(f"{n:,} {why}" for why, n in cov.get("left_out", {}).items())
+        lines.append(f"sessions: {cov['sessions']:,} in {cov['symbols']} series, "
+                     f"{cov['first']} to {cov['last']}; predicted {cov['predicted']:,}"
+                     + (f"; not predicted: {left}" if left else ""))
+    for symbol, why in (cov.get("no_data") or {}).items():
+        lines.append(f"{symbol}: not replayed: {why}")
+    readings = list((result.get("reading") or {}).values())
+    if readings:
+        dropped: dict[str, int] = {}
+        for r in readings:
+            for why, n in (r.get("dropped") or {}).items():
+                dropped[why] = dropped.get(why, 0) + n
+        parts = [f"{n:,} {why}" for why, n in dropped.items() if n]
+        adjusted = sum(1 for r in readings if r.get("adjusted"))
+        lines.append(
+            f"files: {adjusted} of {len(readings)} adjusted by their Adj Close; rows dropped: "
+            + (", ".join(parts) if parts else "none")
+            + f"; {sum(r.get('zero_volume') or 0 for r in readings):,} zero-volume sessions "
+            f"kept; {sum(r.get('gaps') or 0 for r in readings):,} gaps (indicators restart "
+            "after each). Each file's report: --json")
+    return lines
 
 
 @contextlib.contextmanager

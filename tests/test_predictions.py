@@ -408,6 +408,46 @@ def test_replay_over_the_shared_data_and_report(store, cfg, asx_daily, bars_from
     assert store.query("SELECT count(*) FROM events")[0][0] == 0
 
 
+def test_cli_replay_of_an_old_download_uses_the_whole_record_and_says_what_it_left_out():
+    """A trader's folder from the 1990s: the replay used only the last ten years (and said
+    "replayed 0 predictions (none)" for 1995-1996), read unadjusted prices (a 2:1 split as a
+    -50 % day), and computed daily indicators across one-row-a-month years."""
+    from pathlib import Path
+
+    from trading.cli.main import app
+
+    folder = Path(__file__).parent / "data" / "asx-history"
+    runner = CliRunner()
+    done = runner.invoke(app, ["replay", str(folder), "-s", "ABC", "-s", "RMD", "--json"])
+    assert done.exit_code == 0, done.output
+    body = json.loads(done.stdout)
+    cov = body["coverage"]
+    assert cov["first"] == "1988-01-29" and cov["symbols"] == 2
+    assert cov["predicted"] == body["predictions"] > 0
+    # ABC's monthly rows until 1998 are each a gap: nothing is predicted from them, and the
+    # sessions left out are counted with their reason.
+    assert body["reading"]["ABC.AX"]["gaps"] > 100
+    assert cov["sessions"] == cov["predicted"] + sum(cov["left_out"].values())
+    assert cov["left_out"]["warm-up after a start or a gap"] > 100
+    sessions = [r["session"] for r in Store(config.get().db_path).query(
+        "SELECT session FROM predictions WHERE symbol = 'ABC.AX' ORDER BY session")]
+    assert sessions[0] > "1998-12-31"
+    # RMD's split of 2000-03-08 is not a move: the bars are adjusted by Adj Close.
+    assert body["reading"]["RMD.AX"]["adjusted"] == "Adj Close"
+    moves = [r["forward_return"] for r in Store(config.get().db_path).query(
+        "SELECT o.forward_return FROM outcomes o JOIN predictions p ON p.id = o.prediction_id "
+        "WHERE p.symbol = 'RMD.AX' AND o.horizon = 1")]
+    assert moves and max(abs(m) for m in moves) < 0.25
+
+    # A window with no prediction in it says why, in the plain output.
+    early = runner.invoke(app, ["replay", str(folder), "-s", "ABC", "--start", "1995-01-01",
+                                "--end", "1996-12-31"])
+    assert early.exit_code == 0, early.output
+    assert "replayed 0 predictions" in early.stdout
+    assert "warm-up after a start or a gap" in early.stdout and "after --end" in early.stdout
+    assert "gaps (indicators restart after each)" in early.stdout
+
+
 def test_cli_replay_then_report(asx_daily):
     from trading.cli.main import app
 

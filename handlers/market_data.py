@@ -61,7 +61,8 @@ class MarketData(Service):
             if self._cache is None:
                 from trading.market.bars import BarCache
 
-                self._cache = BarCache(store, max_series=self.config["cache.max_series"])
+                self._cache = BarCache(store, max_series=self.config["cache.max_series"],
+                                       max_bars=self.config["cache.max_bars"])
             return self._cache
 
     def source(self, spec: str | None = None):

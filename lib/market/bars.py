@@ -29,12 +29,22 @@ Refresh rules:
   limit sets a backoff, any other failure of the source (unreachable, a source bug) a short
   pause, by the policy of :mod:`trading.market.breaker` (the same for news), stored in the
   ``upstream`` table, so a freshly started process honours it too and does not ask.
-- The cache is bounded: at most ``max_series`` series per source (the ``cache.max_series``
-  setting). After a refresh writes, the least recently used series of that source beyond the
-  limit are deleted (migration 0007's ``last_used``, refreshed at most every
-  :data:`TOUCH_S` when a request needs the series); the series the request itself asked for
-  are never evicted by it. Bars are re-fetchable, so an evicted series is fetched again when
-  next asked for; nothing else in the store (predictions, models, news) is touched.
+- The cache is bounded, per **budget**: ``yahoo`` has one, ``sample`` one, and every local
+  folder (``csv:DIR``, whatever DIR) shares a single one, so a trader's N folders, or N
+  folders of symlinks to the same files, cannot multiply it (issue 26: three folders of
+  symlinks had added 64 MB). A budget holds at most ``max_series`` series (the
+  ``cache.max_series`` setting) and ``max_bars`` bars (``cache.max_bars``): a local file
+  is read whole, and one series can be a million rows, so counting series alone bounded
+  nothing. After a refresh writes, the least recently used series of its budget are deleted
+  until both hold (migration 0007's ``last_used``, refreshed at most every :data:`TOUCH_S`
+  when a request needs the series); the series the request itself asked for are never
+  evicted by it, so a budget can exceed its bounds by one request's own series. Bars are
+  re-fetchable, so an evicted series is fetched again when next asked for; nothing else in
+  the store (predictions, models, news) is touched.
+- Space comes back: an eviction that left more than
+  :data:`~trading.runtime.store.RECLAIM_BYTES` free in the file gives it back to the
+  filesystem (:meth:`~trading.runtime.store.Store.reclaim`). That happens on the refresh path
+  only, after the source was read and the bars written, never on a read from a fresh cache.
 - A symbol the source answered "no data" for (a typo, a delisted code, a missing CSV file) is
   that symbol's problem, not the source's: only that symbol is left alone for
   :data:`~trading.market.breaker.PAUSE_S` (in this process), so one bad symbol never blocks the
@@ -68,7 +78,9 @@ CONTEXT_CLOSES = 40          # closes kept in the summary for the index trend
 ADJUSTED_TOLERANCE = 1e-3    # relative close difference that means "history was re-adjusted"
 BYPASS_SERIES = 64           # series kept in memory while the store is unusable
 REFRESH_CHUNK = 100  # symbols per upstream call and write, to bound a refresh's memory
-MAX_SERIES = 500             # series kept per source (the cache.max_series setting)
+MAX_SERIES = 500             # series kept per budget (the cache.max_series setting)
+MAX_BARS = 1_000_000         # bars kept per budget (cache.max_bars): 100-200 MB of store
+LOCAL = "csv:"               # every source named so counts against one budget
 TOUCH_S = 3600.0             # a series' last_used is written at most this often
 
 
@@ -119,10 +131,11 @@ class BarCache:
     """Bars for many sources in one store; safe to use from the runtime's worker threads."""
 
     def __init__(self, store: Store, clock: Callable[[], float] = _clock.time, *,
-                 max_series: int = MAX_SERIES) -> None:
+                 max_series: int = MAX_SERIES, max_bars: int = MAX_BARS) -> None:
         self.store = store
         self.clock = clock
         self.max_series = max_series
+        self.max_bars = max_bars
         self._memo: dict[tuple[str, str], Entry] = {}
         self._touched: dict[tuple[str, str], float] = {}  # when last_used was last written
         self._lock = threading.Lock()
@@ -229,6 +242,7 @@ class BarCache:
         need = self._needing(entries, symbols, start, now)
         errors: dict[str, RPCError] = {}
         need = self._not_absent(source.name, need, errors, now)
+        evicted = 0
         if need:
             with self._fetch_lock(source.name):
                 # Another thread may have refreshed (or found nothing) while this one waited.
@@ -243,7 +257,9 @@ class BarCache:
                     errors.update(self._refresh(source, chunk, entries, start))
                 if need:
                     entries.update(self._load(source.name, need, db=True))
-                    self._evict(source.name, keep=symbols)
+                    evicted = self._evict(source.name, keep=symbols)
+        if evicted:  # out of the fetch lock: the source's other requests need not wait
+            self._reclaim()
         self._touch(source.name, [s for s in symbols if s in entries], now)
         return entries, errors
 
@@ -266,31 +282,55 @@ class BarCache:
         except RPCError as exc:  # busy or unusable: eviction order is a hint, not data
             logger.debug("could not record the use of %d series: %s", len(due), exc.message)
 
-    def _evict(self, source: str, keep: list[str]) -> None:
-        """Delete the least recently used series of ``source`` beyond ``max_series``, never
-        one of ``keep`` (the request's own)."""
-        count = self.store.query("SELECT count(*) FROM bar_series WHERE source = ? AND "
-                                 "interval = ?", (source, INTERVAL))[0][0]
-        excess = count - self.max_series
-        if excess <= 0:
-            return
-        marks = ",".join("?" * len(keep))
+    def _evict(self, source: str, keep: list[str]) -> int:
+        """Delete the least recently used series of ``source``'s budget while it holds more
+        than ``max_series`` series or ``max_bars`` bars, never one of ``keep`` (the
+        request's own, of ``source``); returns the bars deleted."""
+        where, args = _budget(source)
+        count, total = self.store.query(
+            f"SELECT count(*), coalesce(sum(bars), 0) FROM bar_series WHERE {where} AND "
+            "interval = ?", (*args, INTERVAL))[0]
+        if count <= self.max_series and total <= self.max_bars:
+            return 0  # the common case takes no write lock
+        kept = set(keep)
+        victims: list[tuple[str, str]] = []
+        deleted = 0
         with self.store.transaction() as db:
-            victims = [r[0] for r in db.execute(
-                f"SELECT symbol FROM bar_series WHERE source = ? AND interval = ? AND symbol "
-                f"NOT IN ({marks}) ORDER BY last_used, fetched_at LIMIT ?",
-                (source, INTERVAL, *keep, excess))]
-            for symbol in victims:
+            # Counted again under the lock: another process may have written or evicted.
+            rows = db.execute(f"SELECT source, symbol, bars FROM bar_series WHERE {where} AND "
+                              "interval = ? ORDER BY last_used, fetched_at",
+                              (*args, INTERVAL)).fetchall()
+            count, total = len(rows), sum(r[2] for r in rows)
+            for src, symbol, n in rows:
+                if count <= self.max_series and total <= self.max_bars:
+                    break
+                if src == source and symbol in kept:
+                    continue
                 db.execute("DELETE FROM bars WHERE source = ? AND symbol = ? AND interval = ?",
-                           (source, symbol, INTERVAL))
+                           (src, symbol, INTERVAL))
                 db.execute("DELETE FROM bar_series WHERE source = ? AND symbol = ? AND "
-                           "interval = ?", (source, symbol, INTERVAL))
+                           "interval = ?", (src, symbol, INTERVAL))
+                victims.append((src, symbol))
+                count, total, deleted = count - 1, total - n, deleted + n
         with self._lock:
-            for symbol in victims:
-                self._memo.pop((source, symbol), None)
+            for key in victims:
+                self._memo.pop(key, None)
         if victims:
-            logger.info("%s: evicted %d least recently used series (over %d)", source,
-                        len(victims), self.max_series)
+            logger.info("%s: evicted %d least recently used series (%d bars; the budget is "
+                        "%d series, %d bars)", _budget_name(source), len(victims), deleted,
+                        self.max_series, self.max_bars)
+        return deleted
+
+    def _reclaim(self) -> None:
+        """Give the space an eviction freed back to the filesystem; maintenance, so a busy or
+        failing store only leaves the file as large as it was."""
+        try:
+            freed = self.store.reclaim()
+        except RPCError as exc:
+            logger.warning("could not give the store's free space back: %s", exc.message)
+            return
+        if freed:
+            logger.info("the store gave %.1f MB back to the filesystem", freed / 1e6)
 
     def _fetch_lock(self, source: str) -> threading.Lock:
         with self._lock:
@@ -455,6 +495,19 @@ def build_summary(bars, live: bool = False) -> dict[str, Any]:
         "volume": market.volume_summary(bars, live),
         "closes": [float(c) for c in bars.close[-CONTEXT_CLOSES:]],
     }
+
+
+def _budget(source: str) -> tuple[str, tuple[str, ...]]:
+    """The ``bar_series`` rows that share ``source``'s budget, as a WHERE clause and its
+    arguments: every ``csv:`` source (a range, so the ``last_used`` index still serves), or
+    the source alone."""
+    if source.startswith(LOCAL):
+        return "source >= ? AND source < ?", (LOCAL, LOCAL[:-1] + chr(ord(LOCAL[-1]) + 1))
+    return "source = ?", (source,)
+
+
+def _budget_name(source: str) -> str:
+    return "local folders (csv:)" if source.startswith(LOCAL) else source
 
 
 def _unread(e: Entry) -> bool:

@@ -32,13 +32,16 @@ that horizon (its ``confidence`` is then the rules' raw strength, flagged
 Out of sample, always. :func:`walk_forward` calibrates a replay as it would have been
 calibrated live: the predictions of session ``d`` use a fit on the outcomes settled by ``d``
 (``end_session <= d``: the close of ``d`` is known at its close), refitted every
-:data:`REFIT_SESSIONS` sessions on an expanding window (once every horizon is fitted,
-only when the outcomes have grown by :data:`REFIT_GROWTH` since the last fit: a long
-replay's late refits would otherwise cost the square of its length and move the fit by
-less than its noise). Nothing is tuned on the period it is evaluated on: the inputs, the
+:data:`REFIT_SESSIONS` sessions on an expanding window, and once every horizon is
+fitted only when the outcomes have also grown by :data:`REFIT_GROWTH` since the last fit.
+Twenty sessions add about ``20 / S`` to the outcomes of ``S`` sessions, 4 % at 500: so that is
+every 20 sessions for the first two years of a history and every 4 % of its length after
+(a year at 25 years). A 30-year replay
+refitted every 20 sessions would cost the square of its length for late fits that move by
+less than their noise. Nothing is tuned on the period it is evaluated on: the inputs, the
 penalty, :data:`MIN_OUTCOMES` and :data:`REFIT_SESSIONS` were fixed before the first
-evaluation run, and :data:`REFIT_GROWTH` later for cost alone (the seven-symbol replay's
-fits are the same with it). :func:`fit_store` fits on every scored outcome (leaving
+evaluation run, and :data:`REFIT_GROWTH` later for cost alone (the two-year replay of the
+seven symbols refits exactly as before). :func:`fit_store` fits on every scored outcome (leaving
 synthetic ``sample`` data out) and stores the record (the ``calibrations`` table) that live
 predictions use (:func:`latest`, :func:`apply`).
 
@@ -65,7 +68,7 @@ logger = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
 REFIT_SESSIONS = 20    # walk-forward: refit about monthly,
-REFIT_GROWTH = 0.02    # once the outcomes have grown by 2 % since the last fit
+REFIT_GROWTH = 0.04    # once the outcomes have grown by 4 % since the last fit
 _BATCH = 2000          # predictions rewritten per transaction by the walk-forward
 KIND = "rules"
 METHOD = "platt"       # logistic scaling (Platt 1999), with the inputs named in each fit
@@ -456,6 +459,8 @@ def walk_forward(store, run_id: str) -> JSON:
                 refits += 1
                 since = 0
         fits[d] = current
+    from trading.signals.ledger import dumps as ledger_dumps
+
     counts = {"calibrated": {str(h): 0 for h in HORIZONS},
               "uncalibrated": {str(h): 0 for h in HORIZONS}}
     for at in range(0, len(ids), _BATCH):  # a batch at a time: memory flat in the run's size
@@ -472,8 +477,7 @@ def walk_forward(store, run_id: str) -> JSON:
                 counts["calibrated" if p["probability"][str(h)] is not None
                        else "uncalibrated"][str(h)] += 1
             updates.append((p["confidence"], p["probability"]["1"], p["probability"]["5"],
-                            json.dumps(p, separators=(",", ":"), ensure_ascii=False,
-                                       default=str), r["id"]))
+                            ledger_dumps(p), r["id"]))
         with store.transaction() as db:
             db.executemany("UPDATE predictions SET confidence = ?, probability_1 = ?,"
                            " probability_5 = ?, prediction = ? WHERE id = ?", updates)

@@ -38,8 +38,14 @@ JSON = dict[str, Any]
 MAX_LIMIT = 1000
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
+# Built once: json.dumps with options builds an encoder on every call (a replay stores two
+# JSON texts a prediction, hundreds of thousands of them).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def dumps(obj: Any) -> str:
+    """The stored JSON text of a prediction or its inputs."""
+    return _ENCODER.encode(obj)
 
 
 def sydney_date(created_at: str) -> str:
@@ -113,7 +119,7 @@ def insert(db, p: JSON, inputs: JSON, *, source: str | None, origin: str, run_id
         " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (p["symbol"], p["created_at"], p["session"], p["action"], p["confidence"],
          p.get("score"), p.get("price"), p.get("market_context"), p.get("model_version"),
-         int(bool(p.get("data_stale"))), used, origin, run_id, _dumps(p), _dumps(inputs),
+         int(bool(p.get("data_stale"))), used, origin, run_id, dumps(p), dumps(inputs),
          p["data_source"], p["as_of"], probability.get("1"), probability.get("5")))
     p["id"] = cur.lastrowid
     return p["id"]

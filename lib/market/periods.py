@@ -35,9 +35,9 @@ def sessions_to_days(sessions: int) -> int:
 
 def covering(days: int, shortest: str = "5d") -> str:
     """The shortest period covering ``days`` calendar days, but not shorter than ``shortest``;
-    :data:`LONGEST` when none does."""
+    :data:`WHOLE` beyond :data:`LONGEST`."""
     floor = PERIODS[shortest]
     for period, span in PERIODS.items():
         if span >= floor and span >= days:
             return period
-    return LONGEST
+    return WHOLE

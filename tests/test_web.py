@@ -153,18 +153,34 @@ def test_actions_are_off_by_default_and_need_the_token_in_the_request(monkeypatc
         assert "Run a prediction" in c.get("/").text
 
 
+def test_the_accuracy_page_is_the_prediction_services_and_says_when_it_cannot_answer(filled):
+    from starlette.testclient import TestClient
+
+    from trading.web.app import create_app
+
+    with client_for(filled) as c:  # in-process: the prediction handler's own scorecard
+        answer = c.get("/api/accuracy").json()
+        assert answer["error"] is None and answer["sample_left_out"] == 4
+    with TestClient(create_app(filled)) as c:  # no socket and no in-process fallback
+        page = c.get("/accuracy")
+        assert page.status_code == 200
+        assert "Prediction service unavailable" in page.text
+        assert c.get("/api/accuracy").json()["error"]
+
+
 def test_the_page_path_imports_no_pandas_or_matplotlib(filled):
     """In a fresh interpreter: import the app, serve the store-backed pages and their JSON,
-    and look at sys.modules (the symbol page's bars come from market-data, another process
-    when installed; in-process here it would be market-data's imports, not the page's)."""
+    and look at sys.modules (the symbol page's bars come from market-data and the accuracy
+    page's scorecard from prediction, other processes when installed; in-process here they
+    would be those services' imports, not the pages')."""
     code = (
         "import sys\n"
         "from starlette.testclient import TestClient\n"
         "from trading import config\n"
         "from trading.web.app import create_app\n"
         "c = TestClient(create_app(config.get()))\n"
-        "for p in ('/', '/history', '/accuracy', '/events', '/api/overview', '/api/history',"
-        " '/api/accuracy', '/api/events'):\n"
+        "for p in ('/', '/history', '/events', '/api/overview', '/api/history',"
+        " '/api/events'):\n"
         "    assert c.get(p).status_code == 200, p\n"
         "print(sorted(m for m in ('pandas', 'matplotlib', 'numpy', 'sklearn', 'yfinance')"
         " if m in sys.modules))\n")

@@ -174,6 +174,18 @@ class Store:
                 raise  # the caller's SQL is wrong: a bug, not the store's state
             raise self._translate(exc) from exc
 
+    def tuples(self, sql: str, params: tuple | dict = ()) -> sqlite3.Cursor:
+        """The rows of ``sql`` as plain tuples, read as they are iterated: what
+        ``numpy.fromiter`` takes, without a list of :class:`sqlite3.Row` in between."""
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        try:
+            return cursor.execute(sql, params)
+        except sqlite3.DatabaseError as exc:
+            if _cause(exc) is None:
+                raise
+            raise self._translate(exc) from exc
+
     # -- failures and health -----------------------------------------------------------------
     def _translate(self, exc: sqlite3.DatabaseError) -> TradingError:
         cause = _cause(exc)

@@ -477,8 +477,9 @@ def walk_forward(store, run_id: str) -> JSON:
                 counts["calibrated" if p["probability"][str(h)] is not None
                        else "uncalibrated"][str(h)] += 1
             updates.append((p["confidence"], p["probability"]["1"], p["probability"]["5"],
-                            ledger_dumps(p), r["id"]))
-        with store.transaction() as db:
+                            p["strength"], ledger_dumps(p), r["id"]))
+        with store.transaction() as db:  # strength: the column repeats the JSON's (0012)
             db.executemany("UPDATE predictions SET confidence = ?, probability_1 = ?,"
-                           " probability_5 = ?, prediction = ? WHERE id = ?", updates)
+                           " probability_5 = ?, strength = ?, prediction = ? WHERE id = ?",
+                           updates)
     return {"sessions": len(sessions), "refits": refits, **counts}

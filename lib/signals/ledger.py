@@ -97,12 +97,18 @@ def record(store: Store, predictions: Sequence[JSON], inputs: Mapping[str, JSON]
     return written
 
 
+# Who made a prediction whose JSON names no predictor (stored before predictors were
+# recorded): the rules, as outcomes.PREDICTOR_SQL says.
+RULES = "trading.signals.rules:predict"
+
+
 def insert(db, p: JSON, inputs: JSON, *, source: str | None, origin: str, run_id: str) -> int:
     """Write one prediction row with ``db`` (inside the caller's transaction): one INSERT.
 
     Sets ``created_at`` (canonical), ``session`` and ``id`` on ``p``. The stored JSON is
     ``p`` without its ``id``: the id is the row's and is only known after the INSERT, and every
-    reader (:func:`latest`, :func:`history`) takes it from the row."""
+    reader (:func:`latest`, :func:`history`) takes it from the row. The ``predictor`` and
+    ``strength`` columns repeat the JSON's, for the scorecard (migration 0012)."""
     p.pop("id", None)
     p["created_at"] = canonical_time(p["created_at"])
     p["session"] = base_session(inputs.get("market"), p["created_at"])
@@ -112,15 +118,18 @@ def insert(db, p: JSON, inputs: JSON, *, source: str | None, origin: str, run_id
     as_of = market.get("as_of") if isinstance(market, Mapping) else None
     p["as_of"] = as_of[:10] if isinstance(as_of, str) and len(as_of) >= 10 else None
     probability = p.get("probability") or {}
+    made_by = p.get("predictor")
+    made_by = made_by.get("name") if isinstance(made_by, Mapping) else None
     cur = db.execute(
         "INSERT INTO predictions (symbol, created_at, session, action, confidence, score,"
         " price, market_context, model_version, data_stale, source, origin, run_id,"
-        " prediction, inputs, data_source, as_of, probability_1, probability_5)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " prediction, inputs, data_source, as_of, probability_1, probability_5, predictor,"
+        " strength) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (p["symbol"], p["created_at"], p["session"], p["action"], p["confidence"],
          p.get("score"), p.get("price"), p.get("market_context"), p.get("model_version"),
          int(bool(p.get("data_stale"))), used, origin, run_id, dumps(p), dumps(inputs),
-         p["data_source"], p["as_of"], probability.get("1"), probability.get("5")))
+         p["data_source"], p["as_of"], probability.get("1"), probability.get("5"),
+         RULES if made_by is None else made_by, p.get("strength")))
     p["id"] = cur.lastrowid
     return p["id"]
 

@@ -276,7 +276,15 @@ def accuracy(store: Store, origin: str | None = None, include_sample: bool = Fal
 
     ``origin`` ('live' or 'replay') restricts to one kind of prediction, ``predictor``
     (``module:Name``) to one predictor's; predictions made from synthetic ``sample`` data are
-    left out unless ``include_sample``."""
+    left out unless ``include_sample``.
+
+    A store can hold a million replayed predictions (issue 26), so the rows are read once,
+    from the ``predictions_scored`` and ``outcomes_scored`` indexes (migration 0012), one
+    origin, predictor and symbol at a time, into numpy arrays: one row per prediction with
+    its outcome at each horizon beside it. The index gives each session's runs latest first,
+    so which run counts (:func:`latest_per_session`) is a comparison with the row before."""
+    import numpy as np
+
     from trading.signals import scorecard
 
     if origin not in (None, "live", "replay"):
@@ -290,55 +298,141 @@ def accuracy(store: Store, origin: str | None = None, include_sample: bool = Fal
         where.append("p.origin = ?")
         params.append(origin)
     if predictor:
-        where.append(f"{PREDICTOR_SQL} = ?")
+        where.append("p.predictor = ?")
         params.append(predictor)
+    # One range a symbol's calls from one origin and predictor, read in the index's order.
+    # The runs of a session that fold into one (latest_per_session) share its data source
+    # too; a symbol's calls nearly always have one, and one with more is read a source at a
+    # time, so the runs of a session are always next to each other.
     sample = "coalesce(p.data_source, '') = 'sample'"
-    left_out = 0
-    if not include_sample:
-        left_out = store.query(
-            "SELECT count(*) AS n FROM predictions p WHERE " + " AND ".join([*where, sample]),
-            tuple(params))[0]["n"]
-        where.append("NOT " + sample)
-    clause = (" WHERE " + " AND ".join(where)) if where else ""
-    counts = store.query(f"SELECT p.origin, count(*) AS n FROM predictions p{clause} "
-                         "GROUP BY p.origin", tuple(params))
-    # One prediction per symbol and session: counting each run would multiply n without
-    # adding evidence and narrow every interval.
-    rows = store.query(
-        latest_per_session(" AND ".join(where)) + " SELECT p.symbol, p.session, p.action, p.confidence, p.probability_1, p.probability_5,"
-        " json_extract(p.prediction, '$.strength') AS strength, o.horizon, o.end_session,"
-        f" o.forward_return, o.index_return, o.correct, {PREDICTOR_SQL} AS predictor, p.nth"
-        " FROM outcomes o JOIN p ON p.id = o.prediction_id", tuple(params))
-    repeats = {h: sum(1 for r in rows if r["nth"] > 1 and r["horizon"] == h) for h in HORIZONS}
-    rows = [r for r in rows if r["nth"] == 1]
-    by_h: dict[int, list[JSON]] = {}
-    by_predictor_h: dict[str, dict[int, list[JSON]]] = {}
-    for r in rows:
-        h = r["horizon"]
-        row = {
-            "symbol": r["symbol"], "session": r["session"], "end_session": r["end_session"],
-            "action": r["action"], "correct": bool(r["correct"]),
-            "forward_return": r["forward_return"],
-            "probability": r[f"probability_{h}"] if h in HORIZONS else None,
-            # predictions from before issue 16 stored only the raw strength, as confidence
-            "strength": r["strength"] if r["strength"] is not None else r["confidence"]}
-        by_h.setdefault(h, []).append(row)
-        by_predictor_h.setdefault(r["predictor"], {}).setdefault(h, []).append(row)
+    ranges = store.query(
+        f"SELECT p.origin, p.predictor, p.symbol, count(*) AS n, sum({sample}) AS sample,"
+        " count(DISTINCT coalesce(p.data_source, '')) AS sources"
+        f" FROM predictions p{' WHERE ' + ' AND '.join(where) if where else ''}"
+        " GROUP BY p.origin, p.predictor, p.symbol", tuple(params))
+    left_out = 0 if include_sample else sum(r["sample"] for r in ranges)
+    ranges = [r for r in ranges if include_sample or r["n"] > r["sample"]]
+    counts: dict[str, int] = {}
+    for r in ranges:
+        counts[r["origin"]] = counts.get(r["origin"], 0) + r["n"] - (
+            0 if include_sample else r["sample"])
 
-    def cards(groups: dict[int, list[JSON]]) -> JSON:
-        return {str(h): scorecard.horizon_card(groups[h], HOLD_BAND.get(h, HOLD_BAND[5]),
-                                               min_outcomes=MIN_OUTCOMES)
-                for h in sorted(groups)}
+    # The horizons scored (1 and 5), each found by one step down outcomes_by_horizon.
+    horizons: list[int] = []
+    h = store.query("SELECT min(horizon) AS h FROM outcomes")[0]["h"]
+    while h is not None:
+        horizons.append(h)
+        h = store.query("SELECT min(horizon) AS h FROM outcomes WHERE horizon > ?",
+                        (h,))[0]["h"]
+    # One row per prediction, with its outcome at each horizon beside it; every prediction,
+    # scored or not: a later run of a session without its outcome yet still stands for that
+    # session. Sessions are ISO dates, ten characters. Text is read as BLOB: bytes, which
+    # numpy copies as they are, where text would be decoded to str and encoded back, a
+    # million times over.
+    outcome = "".join(f", CAST(coalesce(o{h}.end_session, '') AS BLOB),"
+                      f" coalesce(o{h}.correct, -1), o{h}.forward_return" for h in horizons)
+    joins = "".join(f" LEFT JOIN outcomes o{h} INDEXED BY outcomes_scored ON"
+                    f" o{h}.prediction_id = p.id AND o{h}.horizon = {h}" for h in horizons)
+    sql = ("SELECT CAST(p.session AS BLOB), CAST(p.action AS BLOB), p.probability_1,"
+           f" p.probability_5, coalesce(p.strength, p.confidence){outcome}"
+           f" FROM predictions p INDEXED BY predictions_scored{joins}"
+           " WHERE p.origin = ? AND p.predictor = ? AND p.symbol = ?{}"
+           f"{'' if include_sample else ' AND NOT ' + sample}"
+           " ORDER BY p.session, coalesce(p.data_source, ''), p.created_at DESC, p.id DESC")
+    one_source = " AND coalesce(p.data_source, '') = ?"
+    dtype = np.dtype([("session", "S10"), ("action", "S4"), ("probability_1", "f8"),
+                      ("probability_5", "f8"), ("strength", "f8"),
+                      *((f"{col}_{h}", kind) for h in horizons for col, kind in
+                        (("end_session", "S10"), ("correct", "i1"),
+                         ("forward_return", "f8")))])
+    symbols = sorted({r["symbol"] for r in ranges})
+    code = {s: i for i, s in enumerate(symbols)}
+    predictors = sorted({r["predictor"] for r in ranges})
+    # Filled in place, a range at a time: no second copy of a million rows to join them.
+    total = sum(counts.values())
+    rows = np.empty(total, dtype=dtype)
+    symbol_of = np.empty(total, dtype=np.int32)
+    predictor_of = np.empty(total, dtype=np.int32)
+    latest = np.ones(total, dtype=bool)
+    at = 0
+    reads = []
+    for r in ranges:
+        key = (r["origin"], r["predictor"], r["symbol"])
+        if r["sources"] == 1:
+            reads.append((r["symbol"], r["predictor"], sql.format(""), key))
+            continue
+        for (source,) in store.tuples(
+                "SELECT DISTINCT coalesce(data_source, '') FROM predictions"
+                " WHERE origin = ? AND predictor = ? AND symbol = ?", key):
+            if include_sample or source != "sample":
+                reads.append((r["symbol"], r["predictor"], sql.format(one_source),
+                              (*key, source)))
+    for symbol, predictor, query, key in reads:
+        block = np.fromiter(store.tuples(query, key), dtype=dtype)
+        end = at + len(block)
+        if end > len(rows):  # written since they were counted
+            grow = end - len(rows)
+            rows = np.concatenate([rows, np.empty(grow, dtype=dtype)])
+            symbol_of, predictor_of = (np.concatenate([a, np.empty(grow, dtype=np.int32)])
+                                       for a in (symbol_of, predictor_of))
+            latest = np.concatenate([latest, np.ones(grow, dtype=bool)])
+        rows[at:end] = block
+        symbol_of[at:end] = code[symbol]
+        predictor_of[at:end] = predictors.index(predictor)
+        # The latest run of a session is the first of it in its range.
+        latest[at + 1:end] = block["session"][1:] != block["session"][:-1]
+        at = end
+    rows, symbol_of, predictor_of, latest = (a[:at] for a in
+                                             (rows, symbol_of, predictor_of, latest))
+    session = _day_numbers(rows["session"])
+    correct = {h: rows[f"correct_{h}"] for h in horizons}
 
-    horizons = cards(by_h)
+    def scored(h: int, chosen) -> dict[str, Any]:
+        return {"symbol": symbol_of[chosen], "session": session[chosen],
+                "end_session": _day_numbers(rows[f"end_session_{h}"][chosen]),
+                "action": rows["action"][chosen], "correct": correct[h][chosen] == 1,
+                "forward_return": rows[f"forward_return_{h}"][chosen],
+                "probability": (rows[f"probability_{h}"][chosen] if h in HORIZONS
+                                else np.full(int(chosen.sum()), np.nan)),
+                "strength": rows["strength"][chosen]}
+
+    def cards(mask) -> JSON:
+        out = {}
+        for h in horizons:
+            chosen = mask & latest & (correct[h] >= 0)
+            if chosen.any():
+                out[str(h)] = scorecard.horizon_card(
+                    scored(h, chosen), HOLD_BAND.get(h, HOLD_BAND[5]),
+                    min_outcomes=MIN_OUTCOMES, symbols=symbols)
+        return out
+
+    horizons_card = cards(np.ones(len(rows), dtype=bool))
+    made_by = np.unique(predictor_of)
+    if len(made_by) == 1:  # one predictor's scorecard is the whole one: not twice the work
+        by_predictor = {predictors[made_by[0]]: horizons_card} if horizons_card else {}
+    else:
+        by_predictor = {predictors[i]: c for i in made_by if (c := cards(predictor_of == i))}
     return {
-        "predictions": {r["origin"]: r["n"] for r in counts},
-        "outcomes": len(rows),
+        "predictions": counts,
+        "outcomes": int(sum((latest & (correct[h] >= 0)).sum() for h in horizons)),
         # scored predictions folded into a later one of the same symbol and session
-        "repeats_folded": {str(h): n for h, n in repeats.items()},
+        "repeats_folded": {str(h): int((~latest & (correct[h] >= 0)).sum())
+                           if h in horizons else 0 for h in HORIZONS},
         "sample_left_out": left_out,
         "hold_band": {str(k): v for k, v in HOLD_BAND.items()},
         "min_n": scorecard.MIN_N,
-        "horizons": horizons,
-        "by_predictor": {name: cards(groups) for name, groups in sorted(by_predictor_h.items())},
+        "horizons": horizons_card,
+        "by_predictor": by_predictor,
     }
+
+
+def _day_numbers(dates):
+    """ISO dates (numpy ``S10``) as integers that sort as the dates do, and compare many
+    times faster: the walk-forward climatology looks up a million of them. The year, month
+    and day are read as the big-endian numbers their digits' bytes make, not parsed."""
+    import numpy as np
+
+    parts = np.ascontiguousarray(dates).view(np.dtype(
+        [("year", ">u4"), ("", "S1"), ("month", ">u2"), ("", "S1"), ("day", ">u2")]))
+    return ((parts["year"].astype(np.int64) << 32) | (parts["month"].astype(np.int64) << 16)
+            | parts["day"])

@@ -28,7 +28,6 @@ numpy is imported by the functions that need it; the report path pays for it, no
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -62,122 +61,150 @@ def rate(hits: int, n: int) -> JSON:
 
 
 def brier(p: Sequence[float], y: Sequence[int]) -> float | None:
+    import numpy as np
+
+    p, y = np.asarray(p, dtype=float), np.asarray(y, dtype=float)
     if not len(p):
         return None
-    return sum((a - b) ** 2 for a, b in zip(p, y)) / len(p)
+    return float(np.sum((p - y) ** 2) / len(p))
 
 
 def reliability(p: Sequence[float], y: Sequence[int], bins: int = BINS) -> list[JSON]:
-    """Per equal-width bin of the stated probability: n, mean stated, observed rate, CI."""
-    out = []
-    for k in range(bins):
-        lo, hi = k / bins, (k + 1) / bins
-        idx = [i for i, v in enumerate(p) if (lo <= v < hi) or (k == bins - 1 and v == 1.0)]
-        if not idx:
-            continue
-        hits = sum(y[i] for i in idx)
-        out.append({"bin": f"{lo:.1f}-{hi:.1f}", "mean_stated": _r(sum(p[i] for i in idx)
-                                                                  / len(idx)),
-                    **rate(hits, len(idx))})
-    return out
+    """Per equal-width bin of the stated probability: n, mean stated, observed rate, CI.
+
+    A bin holds ``lo <= p < hi`` with the edges ``k / bins`` (the last bin holds 1.0 too);
+    a probability outside 0..1 is in none."""
+    import numpy as np
+
+    p, y = np.asarray(p, dtype=float), np.asarray(y, dtype=float)
+    edges = [k / bins for k in range(bins + 1)]
+    k = np.searchsorted(edges, p, side="right") - 1
+    k[p == 1.0] = bins - 1
+    inside = (k >= 0) & (k < bins)
+    k = k[inside]
+    n = np.bincount(k, minlength=bins)
+    hits = np.bincount(k, weights=y[inside], minlength=bins)
+    stated = np.bincount(k, weights=p[inside], minlength=bins)
+    return [{"bin": f"{edges[b]:.1f}-{edges[b + 1]:.1f}", "mean_stated": _r(stated[b] / n[b]),
+             **rate(int(hits[b]), int(n[b]))} for b in range(bins) if n[b]]
 
 
 def ece(p: Sequence[float], y: Sequence[int], bins: int = BINS) -> float | None:
     """Expected calibration error: the n-weighted mean |stated - observed| over the bins."""
     if not len(p):
         return None
-    table = reliability(p, y, bins)
-    return sum(b["n"] * abs(b["mean_stated"] - b["hit_rate"]) for b in table) / len(p)
+    return _ece(reliability(p, y, bins), len(p))
+
+
+def _ece(table: list[JSON], n: int) -> float:
+    return sum(b["n"] * abs(b["mean_stated"] - b["hit_rate"]) for b in table) / n
 
 
 def forecast(p: Sequence[float], y: Sequence[int]) -> JSON:
     """Brier, climatology, skill, ECE and the reliability table of probabilities ``p``."""
+    import numpy as np
+
+    p, y = np.asarray(p, dtype=float), np.asarray(y, dtype=float)
     n = len(p)
     if not n:
         return {"n": 0, "brier": None, "base_rate": None, "brier_climatology": None,
                 "brier_skill": None, "ece": None, "reliability": []}
     b = brier(p, y)
-    base = sum(y) / n
-    clim = brier([base] * n, y)
+    base = int(y.sum()) / n
+    clim = float(np.sum((base - y) ** 2) / n)
+    table = reliability(p, y)
     return {"n": n, "brier": _r(b), "base_rate": _r(base), "brier_climatology": _r(clim),
-            "brier_skill": _r(1 - b / clim) if clim else None, "ece": _r(ece(p, y)),
-            "reliability": reliability(p, y)}
+            "brier_skill": _r(1 - b / clim) if clim else None, "ece": _r(_ece(table, n)),
+            "reliability": table}
 
 
-def walk_forward_climatology(rows: Sequence[Mapping[str, Any]], p_key: str,
-                             min_outcomes: int) -> JSON:
+def walk_forward_climatology(session, end_session, correct, p, min_outcomes: int) -> JSON:
     """Brier of saying, for each row, the base rate of the outcomes settled by its session
-    (``end_session <= session``), against the Brier of ``p_key`` on the same rows."""
-    settled = sorted((r["end_session"], int(r["correct"])) for r in rows)
-    ends = [e for e, _ in settled]
-    cum = [0]
-    for _, c in settled:
-        cum.append(cum[-1] + c)
-    ref, own, y = [], [], []
-    for r in rows:
-        if r.get(p_key) is None:
-            continue
-        k = bisect.bisect_right(ends, r["session"])
-        if k < min_outcomes:
-            continue
-        ref.append(cum[k] / k)
-        own.append(r[p_key])
-        y.append(int(r["correct"]))
-    b_ref, b_own = brier(ref, y), brier(own, y)
+    (``end_session <= session``), against the Brier of its probability ``p`` (NaN: none) on
+    the same rows. Arrays, one entry per row; sessions as numbers that sort as the sessions
+    do."""
+    import numpy as np
+
+    order = np.argsort(end_session, kind="stable")
+    ends = end_session[order]
+    cum = np.concatenate(([0], np.cumsum(correct[order], dtype=np.int64)))
+    has = ~np.isnan(p)
+    k = np.searchsorted(ends, session[has], side="right")
+    keep = k >= min_outcomes
+    k = k[keep]
+    y = correct[has][keep].astype(float)
+    b_ref, b_own = brier(cum[k] / k, y), brier(p[has][keep], y)
     return {"n": len(y), "brier": _r(b_own), "brier_climatology": _r(b_ref),
             "brier_skill": _r(1 - b_own / b_ref) if b_ref else None}
 
 
-def _group(rows: Sequence[Mapping[str, Any]]) -> JSON:
-    out = rate(sum(int(r["correct"]) for r in rows), len(rows))
-    out["mean_return"] = _r(sum(r["forward_return"] for r in rows) / len(rows), 6) \
-        if rows else None
+def _group(hits, n, total_return) -> JSON:
+    """``rate`` of ``hits`` in ``n`` rows, and their mean return (their returns sum to
+    ``total_return``)."""
+    n = int(n)
+    out = rate(int(hits), n)
+    out["mean_return"] = _r(total_return / n, 6) if n else None
     return out
 
 
-def horizon_card(rows: Sequence[Mapping[str, Any]], band: float, *,
-                 min_outcomes: int) -> JSON:
-    """The scorecard of one horizon. ``rows``: ``{symbol, session, end_session, action,
-    correct, forward_return, probability (calibrated or None), strength}``."""
-    n = len(rows)
-    calls = [r for r in rows if r["action"] in ("BUY", "SELL")]
-    groups = {"BUY/SELL": calls, "BUY": [r for r in calls if r["action"] == "BUY"],
-              "SELL": [r for r in calls if r["action"] == "SELL"],
-              "HOLD": [r for r in rows if r["action"] == "HOLD"]}
-    by_action = {k: _group(v) for k, v in groups.items()}
-    signed = [r["forward_return"] * (1 if r["action"] == "BUY" else -1) for r in calls]
-    by_action["BUY/SELL"]["mean_return_acting"] = _r(sum(signed) / len(signed), 6) \
-        if signed else None
+def horizon_card(rows: Mapping[str, Any], band: float, *, min_outcomes: int,
+                 symbols: Sequence[str]) -> JSON:
+    """The scorecard of one horizon. ``rows``: numpy arrays, one entry per scored
+    prediction: ``symbol`` (an index into ``symbols``, which is sorted), ``session`` and
+    ``end_session`` (numbers that sort as the sessions do), ``action`` (bytes:
+    ``b"BUY"``...), ``correct`` (bool), ``forward_return``, ``probability`` (calibrated; NaN:
+    none) and ``strength``.
 
-    ups = sum(r["forward_return"] > 0 for r in rows)
-    downs = sum(r["forward_return"] < 0 for r in rows)
-    quiet = sum(abs(r["forward_return"]) < band for r in rows)
-    baselines = {"always_hold": rate(quiet, n), "always_buy": rate(ups, n),
+    Arrays rather than a dict per row: a store of a million replayed predictions has two
+    million scored rows, and a pass of Python over them per figure was most of
+    ``trading report``'s time (issue 26)."""
+    import numpy as np
+
+    action, correct, ret = rows["action"], rows["correct"], rows["forward_return"]
+    n = len(action)
+    buy, sell, hold = action == b"BUY", action == b"SELL", action == b"HOLD"
+    calls = buy | sell
+    by_action = {k: _group(correct[m].sum(), m.sum(), ret[m].sum())
+                 for k, m in (("BUY/SELL", calls), ("BUY", buy), ("SELL", sell),
+                              ("HOLD", hold))}
+    signed = np.where(buy, ret, -ret)[calls]
+    by_action["BUY/SELL"]["mean_return_acting"] = _r(signed.sum() / len(signed), 6) \
+        if len(signed) else None
+
+    ups, downs = int((ret > 0).sum()), int((ret < 0).sum())
+    quiet = np.abs(ret) < band
+    baselines = {"always_hold": rate(int(quiet.sum()), n), "always_buy": rate(ups, n),
                  "always_sell": rate(downs, n)}
-    best = max(("HOLD", quiet), ("BUY", ups), ("SELL", downs), key=lambda t: t[1])
+    best = max(("HOLD", int(quiet.sum())), ("BUY", ups), ("SELL", downs), key=lambda t: t[1])
     baselines["majority"] = {"action": best[0], **rate(best[1], n)}
-    baselines["buy_and_hold_mean_return"] = _r(sum(r["forward_return"] for r in rows) / n, 6) \
-        if n else None
+    baselines["buy_and_hold_mean_return"] = _r(ret.sum() / n, 6) if n else None
 
-    scored = [r for r in rows if r.get("probability") is not None]
-    y = [int(r["correct"]) for r in scored]
+    p, strength = rows["probability"], rows["strength"]
+    scored = ~np.isnan(p)
+    y = correct[scored]
     probability = {
-        "calibrated": forecast([r["probability"] for r in scored], y),
-        "raw_strength": forecast([float(r["strength"]) for r in scored], y),
-        "uncalibrated": n - len(scored),
-        "walk_forward_climatology": walk_forward_climatology(rows, "probability",
-                                                             min_outcomes),
+        "calibrated": forecast(p[scored], y),
+        "raw_strength": forecast(strength[scored], y),
+        "uncalibrated": n - int(scored.sum()),
+        "walk_forward_climatology": walk_forward_climatology(
+            rows["session"], rows["end_session"], correct, p, min_outcomes),
     }
-    if len(scored) < n:  # the raw strength of every row, calibrated or not: "before"
-        probability["raw_strength_all"] = forecast(
-            [float(r["strength"]) for r in rows], [int(r["correct"]) for r in rows])
+    if scored.sum() < n:  # the raw strength of every row, calibrated or not: "before"
+        probability["raw_strength_all"] = forecast(strength, correct)
 
-    symbols: dict[str, JSON] = {}
-    for s in sorted({r["symbol"] for r in rows}):
-        mine = [r for r in rows if r["symbol"] == s]
-        symbols[s] = {"BUY/SELL": _group([r for r in mine if r["action"] != "HOLD"]),
-                      "HOLD": _group([r for r in mine if r["action"] == "HOLD"]),
-                      "always_hold": rate(sum(abs(r["forward_return"]) < band for r in mine),
-                                          len(mine))}
+    code, m = rows["symbol"], len(symbols)
+
+    def per_symbol(mask):
+        c = code[mask]
+        return (np.bincount(c, weights=correct[mask], minlength=m),
+                np.bincount(c, minlength=m), np.bincount(c, weights=ret[mask], minlength=m))
+
+    acting, holding = per_symbol(~hold), per_symbol(hold)
+    everyone = np.bincount(code, minlength=m)
+    quiet_n = np.bincount(code[quiet], minlength=m)
+    by_symbol = {symbols[s]: {"BUY/SELL": _group(*(a[s] for a in acting)),
+                              "HOLD": _group(*(a[s] for a in holding)),
+                              "always_hold": rate(int(quiet_n[s]), int(everyone[s]))}
+                 for s in np.flatnonzero(everyone)}
     return {"n": n, "hold_band": band, "by_action": by_action, "baselines": baselines,
-            "probability": probability, "by_symbol": symbols}
+            "probability": probability, "by_symbol": by_symbol}

@@ -3,7 +3,7 @@
 Two sources, chosen per piece:
 
 - **The store, read-only**, for what lives in it and is read by plain SQL: the latest call of
-  each symbol, the prediction history with outcomes, the accuracy report and the event log.
+  each symbol, the prediction history with outcomes and the event log.
   These are the prediction service's own functions (:mod:`trading.signals.ledger`,
   ``outcomes``, ``events``) over a ``mode=ro`` connection, so the answers are the ones
   ``trading history`` gets, a page view starts no handler (an open events page polling the
@@ -11,7 +11,9 @@ Two sources, chosen per piece:
   never write.
 - **The services, over JSON-RPC**, for what another service owns and computes: bars and
   their indicators (market-data, ``get_bars``; it owns the sources, the bar cache and numpy),
-  the model registry (training, ``models``; reading it imports numpy), and the actions
+  the model registry (training, ``models``; reading it imports numpy), the accuracy report
+  (prediction, ``accuracy_report``: a scorecard over a million calls is numpy's work, seconds
+  and a few hundred MB, under the prediction service's memory cap), and the actions
   (prediction ``generate_predictions``, training ``activate``): writes stay with the service
   that owns them.
 
@@ -121,10 +123,14 @@ class Dashboard:
                 "predictions": self._read(ledger.history, symbol, None, limit, empty=[])}
 
     def accuracy(self) -> JSON:
-        from trading.signals import outcomes
-
-        return self._read(outcomes.accuracy, empty={"predictions": {}, "outcomes": 0,
-                                                    "hold_band": {}, "horizons": {}})
+        """The scorecard ``trading report`` shows, from the prediction service; when it
+        cannot answer, an empty one that says why."""
+        try:
+            answer = self.client.call("prediction", "accuracy_report", {})
+        except TradingError as exc:
+            return {"predictions": {}, "outcomes": 0, "hold_band": {}, "horizons": {},
+                    "error": str(exc)}
+        return {**answer, "error": None}
 
     def events(self, after_id: int = 0, limit: int = 50, latest: bool = False) -> list[JSON]:
         from trading.signals import events

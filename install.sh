@@ -274,6 +274,24 @@ install_config() {
     fi
 }
 
+# --user: the configuration file and the predictors folder exist before the services start,
+# so the units' ReadOnlyPaths= cover them (a service could otherwise create them in the
+# state directory, which systemd 252 puts in the same folder). Existing ones are kept.
+install_user_config() {
+    local d=${XDG_CONFIG_HOME:-$HOME/.config}/trading
+    if [ ! -e "$d/config.toml" ]; then
+        install -d -m 0700 "$d"
+        printf '%s\n' "# trading-services configuration (see \`trading config show\`)." \
+            "# Read-only to the services: a predictor cannot rewrite it." > "$d/config.toml"
+        chmod 0600 "$d/config.toml"
+        changed "created $d/config.toml"
+    fi
+    if [ ! -d "$d/predictors" ]; then
+        install -d -m 0700 "$d/predictors"
+        changed "created $d/predictors (put a predictor module here: docs/predictors.md)"
+    fi
+}
+
 install_units() {
     local tmp f name
     tmp=$(mktemp -d)
@@ -629,6 +647,8 @@ do_install() {
         esac
         install_user_and_group
         install_config
+    else
+        install_user_config
     fi
     install_venv
     record_install

@@ -160,15 +160,44 @@ def installed_manager(as_json: bool, no_systemd: str, empty: dict[str, Any]):
 
 
 def check_predictor(cfg: Any) -> dict[str, Any]:
-    """Import the configured predictor here, as the prediction service would, and say how it
-    went: a predictor that cannot be imported is one line on stderr, naming the predictor, the
-    file and the exception (``trading status``, ``trading config show``)."""
+    """Have the configured predictor imported where it runs, and say how it went: a predictor
+    that cannot be imported is one line on stderr, naming the predictor, the file and the
+    exception (``trading status``, ``trading config show``).
+
+    A plugged predictor is the trader's code: it is imported by the prediction service, in
+    its sandbox (``check_predictor``), never in this process while a service socket is
+    installed; only without one, where every command runs the handlers here, is it imported
+    here. The built-in rules are ours and are described here without a service start."""
     from trading.signals import predictors
 
-    info = predictors.check(cfg)
+    if cfg["predictor"] == predictors.DEFAULT:
+        info = predictors.check(cfg)
+    else:
+        info = _check_in_service(cfg)
     if not info["ok"]:
         note(info["error"])
     return info
+
+
+def _check_in_service(cfg: Any) -> dict[str, Any]:
+    from trading import handlers
+    from trading.errors import ServiceStopped, TradingError
+
+    def refuse_stopped(service: str) -> None:
+        from trading.ops.systemd import stopped_reason
+
+        reason = stopped_reason(service)
+        if reason is not None:
+            raise ServiceStopped(reason)
+
+    rpc = handlers.client(cfg, on_fallback=refuse_stopped)
+    try:
+        return rpc.call("prediction", "check_predictor")
+    except TradingError as exc:
+        return {"name": cfg["predictor"], "ok": False,
+                "error": f"cannot check predictor {cfg['predictor']}: {exc}"}
+    finally:
+        rpc.close()
 
 
 def predictor_line(info: dict[str, Any]) -> str:

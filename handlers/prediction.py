@@ -82,6 +82,19 @@ class Prediction(Service):
         self._predictor_error = None
         return self._predictor
 
+    @rpc
+    def check_predictor(self) -> dict[str, Any]:
+        """Import the configured predictor here, in the service's sandbox, as a prediction
+        would, and describe it (``trading status`` and ``trading config show`` ask this
+        rather than import the trader's code in their own, unsandboxed, process)."""
+        from trading.errors import PredictorUnavailable
+
+        try:
+            return self.predictor().describe()
+        except PredictorUnavailable as exc:
+            return {"name": self.config["predictor"], "ok": False, "error": exc.message,
+                    "directory": str(self.config.predictors_dir)}
+
     def _predictor_health(self) -> dict[str, Any]:
         """The predictor as far as it is known, never importing it (health must stay cheap)."""
         loaded = self._predictor

@@ -43,13 +43,15 @@ SYSTEMD = "/lib/systemd/systemd"
 # Started inside the new mount namespace: hide the host's /run/systemd behind a tmpfs holding
 # the marker systemd --user checks ("booted with systemd") and the inaccessible nodes PID 1
 # would have made at boot (a root user manager mounts them over paths for
-# ProtectKernelTunables=/ProtectKernelLogs=; without them those services fail 226/NAMESPACE),
-# then become the manager.
+# ProtectKernelTunables=/ProtectKernelLogs= and InaccessiblePaths=, the socket node over a
+# socket; without them those services fail 226/NAMESPACE), then become the manager.
 _MANAGER_SCRIPT = (
     "mount -t tmpfs tmpfs /run/systemd && mkdir -p /run/systemd/system && "
     "mkdir -p /run/systemd/inaccessible && cd /run/systemd/inaccessible && "
     "mknod -m 0 chr c 0 0 && mknod -m 0 blk b 0 0 && mkdir -m 0 dir && "
-    "install -m 0 /dev/null reg && mkfifo -m 0 fifo && cd / && "
+    "install -m 0 /dev/null reg && mkfifo -m 0 fifo && "
+    f"{sys.executable} -c 'import os, socket; socket.socket(socket.AF_UNIX).bind(\"sock\"); "
+    "os.chmod(\"sock\", 0)' && cd / && "
     f"exec {SYSTEMD} --user --log-target=console --log-level=info"
 )
 

@@ -81,3 +81,84 @@ def test_the_example_predictor_runs_in_the_socket_activated_sandboxed_service(in
     health = json.loads(sd.run(trading, "call", "prediction", "health_check", env=env).stdout)
     assert health["status"] == "ok" and health["predictor"]["ok"] is False
     assert sd.show("trading-prediction.service", "ActiveState")["ActiveState"] == "active"
+
+
+PROBE = '''"""A predictor that tries to change what runs it (issue 27), and says how far it got."""
+import json
+import os
+import socket
+
+MARKER = {marker!r}
+try:  # the command that imports it outside the service leaves a trace; the service cannot
+    with open(MARKER + "-" + str(os.getpid()), "w") as f:
+        f.write("imported")
+except OSError:
+    pass
+
+
+def _try(what, fn):
+    try:
+        fn()
+        return what + ": done"
+    except OSError as exc:
+        return what + ": " + type(exc).__name__
+
+
+def _connect(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+    finally:
+        s.close()
+
+
+def predict(*, symbol, market, sentiment, model, config):
+    conf = {conf!r}
+    reasons = [
+        _try("config", lambda: open(conf, "a").write("# planted")),
+        _try("new config", lambda: os.replace(conf, conf + ".moved")),
+        _try("predictors", lambda: open({planted!r}, "w").write("x = 1")),
+        _try("manager", lambda: _connect({private!r})),
+    ]
+    return {{"action": "HOLD", "confidence": 0.5, "reasons": reasons}}
+'''
+
+
+def test_a_planted_predictor_cannot_change_what_runs_it_nor_reach_its_manager(installed):
+    sd: UserManager = installed
+    conf_dir = sd.home / ".config" / "trading"
+    # install.sh made both, so the units' ReadOnlyPaths= cover them
+    conf, folder = conf_dir / "config.toml", conf_dir / "predictors"
+    assert conf.is_file() and folder.is_dir()
+    marker = sd.root / "probe-imported"
+    private = sd.runtime_dir / "systemd" / "private"
+    assert private.exists()
+    (folder / "probe.py").write_text(PROBE.format(
+        marker=str(marker), conf=str(conf), planted=str(folder / "planted.py"),
+        private=str(private)))
+    before = 'predictor = "probe:predict"\n'
+    conf.write_text(before)
+    env = {"TRADING_CONFIG": str(conf)}
+    sd.systemctl("set-environment", f"TRADING_CONFIG={conf}")
+    sd.systemctl("stop", "trading-prediction.service", check=False)
+    trading = str(sd.home / ".local/bin/trading")
+    try:
+        # The read-only commands have the service import it: never this process.
+        for command in (("status",), ("config", "show")):
+            out = sd.run(trading, *command, env=env, check=False)
+            assert "predictor probe:predict" in out.stdout, out.stdout + out.stderr
+        assert not list(sd.root.glob("probe-imported-*")), "a command imported the predictor"
+
+        out = sd.run(trading, "predict", "CBA", "--source", "sample", "--json", env=env,
+                     timeout=120)
+        [p] = json.loads(out.stdout)["results"].values()
+        tried = dict(r.split(": ", 1) for r in p["reasons"] if ": " in r)
+        assert tried["config"] in ("OSError", "PermissionError"), tried  # EROFS / EACCES
+        assert tried["new config"] != "done" and tried["predictors"] != "done", tried
+        assert tried["manager"] in ("PermissionError", "ConnectionRefusedError",
+                                    "FileNotFoundError"), tried
+        assert conf.read_text() == before and not (folder / "planted.py").exists()
+        assert not list(sd.root.glob("probe-imported-*"))
+    finally:
+        conf.write_text("")
+        sd.systemctl("stop", "trading-prediction.service", check=False)

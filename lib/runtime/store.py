@@ -24,6 +24,9 @@ reads the store this way, so a page view can never change it).
 Space comes back: a store is created with ``auto_vacuum = INCREMENTAL``, and
 :meth:`Store.reclaim` gives the pages a large deletion freed (the bar cache's eviction) back
 to the filesystem; SQLite alone keeps them in the file for reuse, so the file never shrank.
+
+The module is long because the store's every failure is translated here, at one edge:
+opening, migrating, transactions, readers and the causes and hints belong together.
 """
 
 from __future__ import annotations
@@ -140,9 +143,12 @@ class Store:
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         pending = migrations()
-        if not pending or conn.execute("PRAGMA user_version").fetchone()[0] >= pending[-1][0]:
-            return
         try:
+            # The first read of the file may be here (SQLite opens lazily): its failure is
+            # the store's, as the rest of the migration's is.
+            if not pending or conn.execute("PRAGMA user_version").fetchone()[0] >= \
+                    pending[-1][0]:
+                return
             conn.execute("BEGIN IMMEDIATE")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             for number, path in pending:
@@ -196,10 +202,15 @@ class Store:
 
     def _failed(self, exc: BaseException, what: str) -> StoreUnavailable:
         """A StoreUnavailable for ``exc`` with its cause and hint; remembered for health."""
-        cause = _cause(exc) or "unavailable"
+        cause, why = _cause(exc) or "unavailable", _why(exc)
         if cause == "busy":
             cause = "unavailable"
-        err = StoreUnavailable(f"{what}: {self.path}: {_why(exc)}; {hint(cause, self.path)}",
+        elif cause == "unavailable":
+            found = _filesystem_cause(self.path)
+            if found is not None:
+                cause, seen = found
+                why += f" ({seen})"
+        err = StoreUnavailable(f"{what}: {self.path}: {why}; {hint(cause, self.path)}",
                                cause=cause, path=str(self.path), hint=hint(cause, self.path))
         self.last_error = (time.monotonic(), err)
         self._health = None
@@ -326,6 +337,30 @@ def _cause(exc: BaseException) -> str | None:
     for prefix, words, cause in _CAUSES:
         if name.startswith(prefix) or any(w in text for w in words):
             return cause
+    return None
+
+
+def _filesystem_cause(path: str) -> tuple[str, str] | None:
+    """``(cause, what was seen)`` when the file system of ``path`` explains a failure SQLite
+    reports only as "unable to open database file" or "disk I/O error": mounted read-only, a
+    folder or file the process may not write, no space or no inodes left. Opening is where
+    this happens (SQLite creates the file, its ``-wal`` and ``-shm``, and grows the
+    ``-shm``, before any statement could say "readonly" or "full"). None: nothing seen."""
+    folder = os.path.dirname(path) or "."
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)  # the store's folder may not exist yet
+    try:
+        fs = os.statvfs(folder)
+    except OSError:
+        return None
+    if fs.f_flag & os.ST_RDONLY:
+        return "read-only", f"{folder} is on a file system mounted read-only"
+    for name in (path, path + "-wal", path + "-shm", folder):
+        if os.path.exists(name) and not os.access(name, os.W_OK):
+            return "read-only", f"{name} is not writable by this user"
+    if fs.f_bavail == 0 or (fs.f_files and fs.f_favail == 0):
+        what = "space" if fs.f_bavail == 0 else "inodes"
+        return "disk-full", f"no {what} left on the file system of {folder}"
     return None
 
 

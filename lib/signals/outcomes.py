@@ -20,7 +20,8 @@ When was the action **right**?
 
 :func:`evaluate` fills the outcomes (one row per prediction and horizon, and an ``outcome``
 event for a live prediction); :func:`accuracy` turns them into the scorecard
-(:mod:`trading.signals.scorecard`).
+(:mod:`trading.signals.scorecard`). The module is long because both halves of an outcome's
+life are here: how it is scored and how a million of them are read back for the report.
 """
 
 from __future__ import annotations

@@ -42,12 +42,11 @@ IDLE_EXIT = 0.5
 # -- the idle-exit race ----------------------------------------------------------------------
 def test_idle_exit_race_loses_no_request(sd):
     sd.set_idle_exit(IDLE_EXIT, ["market-data"])
-    # Our pace is about one activation a second for a minute; the shipped limit (10 in 2 min)
-    # is for crash loops and would stop this test, so it is raised here, by drop-in only.
+    # Our pace is about one activation a second for a minute, under the shipped units: normal
+    # starts, however many, never trip anything (they did, with a start limit of 10 in 2 min).
     # The waves' clients all live in this one process, past the per-process connection cap
-    # (8, against a hostile client): raised too, since the race is the point here.
+    # (8, against a hostile client): raised, by drop-in only, since the race is the point.
     limits = sd.drop_in("trading-market-data.service", "test-race-limits",
-                        "[Unit]\nStartLimitIntervalSec=60\nStartLimitBurst=1000\n"
                         "[Service]\nEnvironment=TRADING_MAX_PER_PEER=256\n")
     path = sock(sd, "market-data")
     rng = random.Random(2000)
@@ -113,56 +112,45 @@ def test_idle_exit_race_loses_no_request(sd):
     assert sd.show("trading-market-data.socket", "ActiveState")["ActiveState"] == "active"
 
 
-# -- a crash loop under the shipped start limits ---------------------------------------------
-def test_a_crash_loop_trips_the_shipped_limit_and_the_documented_command_recovers(sd):
+# -- a handler that cannot start, under the shipped units -----------------------------------
+def test_a_handler_that_cannot_start_says_why_and_never_fails_the_socket(sd):
+    """A broken configuration file: every call gets one error line saying why, at once; the
+    socket stays listening however many calls fail (a start limit, tripped, used to fail it
+    for everyone until an admin ran reset-failed); nothing restarts the handler between
+    calls; and once the file is fixed the next call is answered, with no command run."""
     unit = "trading-sentiment.service"
-    shipped = sd.show(unit, "StartLimitBurst", "StartLimitIntervalUSec")
     text = (REPO / "units" / unit).read_text()
-    assert shipped["StartLimitBurst"] == re.search(r"^StartLimitBurst=(\d+)", text, re.M)[1]
-    assert shipped["StartLimitIntervalUSec"] == "2min", shipped
+    assert re.search(r"^StartLimitIntervalSec=0$", text, re.M)
+    assert re.search(r"^Restart=no$", text, re.M)
     conf = sd.root / "broken-config.toml"
     conf.write_text("idle_exit = [this is not toml\n")
-    # The cause: a broken configuration file. RestartSec only speeds the loop up; the start
-    # limits stay the shipped ones.
     drop = sd.drop_in(unit, "test-broken-config",
-                      f"[Service]\nEnvironment=TRADING_CONFIG={conf}\nRestartSec=100ms\n")
+                      f"[Service]\nEnvironment=TRADING_CONFIG={conf}\n")
     path = sock(sd, "sentiment")
     try:
-        began = time.monotonic()
-        with pytest.raises(OSError):
-            rpc(path, "health_check", timeout=30)
-        wait_for(lambda: sd.show("trading-sentiment.socket", "ActiveState")["ActiveState"]
-                 == "failed", 60, "the socket to fail")
-        tripped = time.monotonic() - began
-        result = sd.trading("status", "--json", check=False)
-        assert result.returncode == 1
-        row = {r["service"]: r for r in json.loads(result.stdout)["services"]}["sentiment"]
-        words = row["socket"]
-        assert words.startswith("start limit hit; run systemctl --user reset-failed "), row
-        assert row["ok"] is False
-        table = sd.run(str(sd.home / ".local/bin/trading"), "status", check=False,
-                       env={"COLUMNS": "200"}).stdout
-        assert "start limit hit; run systemctl --user reset-failed" in table, table
-        # A client now is refused at once, not left hanging.
-        t0 = time.monotonic()
-        with pytest.raises(OSError):
-            rpc(path, "health_check", timeout=10)
-        assert time.monotonic() - t0 < 2
-        print(f"\ncrash loop: shipped limit tripped after {tripped:.1f}s; status said: {words}")
-        assert "cannot read configuration" in sd.logs()
+        started = []
+        for _ in range(15):  # past the old limit of 10 starts
+            t0 = time.monotonic()
+            answer = rpc(path, "health_check", timeout=30)
+            assert time.monotonic() - t0 < 5
+            assert "trading-sentiment cannot start" in answer["error"]["message"], answer
+            assert "config" in answer["error"]["message"], answer
+            started.append(sd.show(unit, "InvocationID")["InvocationID"])
+            assert sd.show("trading-sentiment.socket", "ActiveState")["ActiveState"] == \
+                "active"
+        assert len(set(started)) == 15  # one start a call
+        time.sleep(3)  # and none of its own in between: no restart, no queued connection
+        assert sd.show(unit, "InvocationID")["InvocationID"] == started[-1]
+        status = sd.trading("status", "--json", check=False)
+        row = {r["service"]: r for r in json.loads(status.stdout)["services"]}["sentiment"]
+        assert row["socket"] == "listening", row
 
-        # The cause goes away; exactly the command(s) status printed bring the service back.
         conf.write_text("idle_exit = 30\n")
-        for command in words.split("; run ", 1)[1].split(" && "):
-            sd.run(*command.split())
         answer = rpc(path, "health_check", timeout=30)
         assert answer["result"]["service"] == "sentiment", answer
-        after = sd.trading("status", "--json", check=False)
-        row = {r["service"]: r for r in json.loads(after.stdout)["services"]}["sentiment"]
-        assert row["socket"] == "listening", (row, "status had said: " + words)
-        assert sd.trading("status", "--json").returncode == 0
     finally:
         sd.remove_drop_in(drop)
+        sd.systemctl("stop", unit, check=False)
         sd.systemctl("reset-failed", "trading-sentiment.socket", unit, check=False)
         sd.systemctl("start", "trading-sentiment.socket", check=False)
 
@@ -247,7 +235,6 @@ def test_a_killed_handler_fails_its_in_flight_clients_clearly_and_the_backlog_is
 def test_a_handler_that_dies_inside_a_method_fails_its_clients_clearly_and_comes_back(sd, slow):
     """The crash comes from inside (``os._exit`` in a method), with other requests in flight."""
     pid = json.loads(sd.trading("call", "training", "sleep", "seconds=0").stdout)["pid"]
-    restarts = int(sd.show("trading-training.service", "NRestarts")["NRestarts"])
     sleepers = [cli_call(sd, "training", "sleep", "seconds=30", "--timeout", "20")
                 for _ in range(3)]
     in_flight(pid, 3)
@@ -261,5 +248,6 @@ def test_a_handler_that_dies_inside_a_method_fails_its_clients_clearly_and_comes
     assert time.monotonic() - began < 10
     nxt = json.loads(sd.trading("call", "training", "sleep", "seconds=0", timeout=60).stdout)
     assert nxt["pid"] != pid
-    # Exit status 7 is a failure: Restart=on-failure restarted it (a clean exit would not be).
-    assert int(sd.show("trading-training.service", "NRestarts")["NRestarts"]) > restarts
+    # Exit status 7 is a failure; the units have no restart of their own: the next call
+    # started a fresh handler, and the socket listens on.
+    assert sd.show("trading-training.socket", "ActiveState")["ActiveState"] == "active"

@@ -81,6 +81,34 @@ def adopt_sockets(environ: dict[str, str] | None = None) -> list[Socket]:
     return socks
 
 
+def refuse_pending(sockets: list[Socket], message: str, limit: int = 1024) -> int:
+    """Answer the connections already waiting with one JSON-RPC error line and close them: a
+    handler that cannot start says why to the clients that started it, and leaves no
+    connection queued for systemd to start it again for (the units have no start limit:
+    a queued connection would restart it for as long as it waited). Returns how many."""
+    import json
+
+    line = (json.dumps({"jsonrpc": "2.0", "id": None,
+                        "error": {"code": -32603, "message": message}}) + "\n").encode()
+    answered = 0
+    for listener in sockets:
+        listener.setblocking(False)
+        while answered < limit:
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # none left (BlockingIOError), or the socket is gone
+                break
+            answered += 1
+            try:
+                conn.settimeout(0.2)
+                conn.sendall(line)
+            except OSError:
+                pass
+            finally:
+                conn.close()
+    return answered
+
+
 def bind_unix(path: Path | str, backlog: int = 128):
     """Bind and listen on ``path`` ourselves (a service run by hand, not by systemd); a
     ``socket.socket``, which asyncio (the web service) needs."""
@@ -216,6 +244,7 @@ def run(service_cls: type[Service], argv: Sequence[str] | None = None, *,
         cfg = _config.get()
     except ConfigError as exc:
         print(f"trading-{service_cls.name}: {exc}", file=sys.stderr)
+        refuse_pending(adopt_sockets(), f"trading-{service_cls.name} cannot start: {exc}")
         return 2
     setup_logging(service_cls.name, cfg["log_level"])
     sockets = adopt_sockets()
@@ -231,7 +260,12 @@ def run(service_cls: type[Service], argv: Sequence[str] | None = None, *,
     notify = sd_notify if os.environ.get("NOTIFY_SOCKET") else no_notify
     peers = Client(cfg, local=LocalTransport(registry) if registry is not None else None,
                    keep_connections=False)
-    service = service_cls(Context(cfg, peers=peers, notify=notify))
+    try:
+        service = service_cls(Context(cfg, peers=peers, notify=notify))
+    except Exception as exc:  # noqa: BLE001 - said to the clients waiting, then the exit
+        logger.exception("%s cannot start", service_cls.name)
+        refuse_pending(sockets, f"trading-{service_cls.name} cannot start: {exc}")
+        return 1
     from trading.runtime.access import authorizer
 
     server = Server(
@@ -240,6 +274,7 @@ def run(service_cls: type[Service], argv: Sequence[str] | None = None, *,
         conn_idle=cfg["conn_idle"], max_connections=cfg["max_connections"],
         line_limit=cfg["line_limit"], notify=notify,
         request_timeout=cfg["request_timeout"], max_per_peer=cfg["max_per_peer"],
+        max_per_user=cfg.get("max_per_user"),  # None (no such setting): 3/4 of the workers
         drain_timeout=cfg["drain_timeout"], max_batch=cfg["max_batch"],
         batch_reply_limit=cfg["batch_reply_limit"],
         watchdog_usec=int(os.environ["WATCHDOG_USEC"]) if os.environ.get("WATCHDOG_USEC") else None,

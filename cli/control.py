@@ -136,6 +136,9 @@ def _line(verb: str, c) -> str:
             return f"stopped {c.unit}{pid}: the next request starts the current code"
         return f"stopped {c.unit}{pid}"
     if c.unit.endswith(".socket"):
+        if c.change == "recreated":
+            return (f"recreated {c.unit}: its socket file was missing; listening again, the "
+                    "handler starts on the first request")
         if c.change == "started":
             return f"started {c.unit}: listening, the handler starts on the first request"
         return f"stopped {c.unit}: nothing answers until `trading start`"

@@ -370,3 +370,22 @@ def test_restart_says_what_it_did_and_reloads_changed_unit_files(sd):
                                      "starts on the first request"]
     assert rpc(sock(sd, "sentiment"), "health_check")["result"]["status"] == "ok"
     sd.remove_drop_in(d / "test-restart.conf")
+
+
+@pytest.mark.systemd
+@pytest.mark.slow
+def test_start_and_restart_make_a_deleted_socket_file_again(sd):
+    """Issue 27: with the socket file deleted the unit still says active, and start/restart
+    used to say "nothing to start" while every client got 'not installed' or ran in-process."""
+    path = sock(sd, "sentiment")
+    assert rpc(path, "health_check")["result"]["service"] == "sentiment"
+    for verb in ("start", "restart"):
+        path.unlink()
+        r = sd.trading(verb, "sentiment")
+        assert ("recreated trading-sentiment.socket: its socket file was missing; listening "
+                "again, the handler starts on the first request") in r.stdout.splitlines(), \
+            r.stdout
+        assert path.is_socket()
+        assert rpc(path, "health_check")["result"]["service"] == "sentiment"
+    assert sd.trading("start", "sentiment").stdout == \
+        "nothing to start: every socket listens already\n"

@@ -356,7 +356,7 @@ def timer_rows(m: Manager) -> list[TimerRow]:
 # request arriving meanwhile waits in the backlog and systemd starts the new code for it.
 
 CONTROL_PROPS = ["Id", "LoadState", "ActiveState", "SubState", "Result", "MainPID",
-                 "NeedDaemonReload"]
+                 "NeedDaemonReload", "Listen"]
 _UP = {"active", "activating", "deactivating", "reloading"}  # something to stop
 
 
@@ -402,10 +402,17 @@ def start(m: Manager, names: Iterable[str], *, timers: bool = True) -> list[Chan
     """Start the sockets of ``names`` (and the timers): they answer on demand again.
 
     No handler starts here. A failed socket (a crash loop's start limit) is reset first, with
-    its service's start counter, or starting it again would trip the limit at once.
+    its service's start counter, or starting it again would trip the limit at once. A socket
+    unit that is active but whose file is gone (deleted by hand: no client can connect) is
+    made again: its handler, which only existing connections could reach, stops first.
     """
     units = [f"trading-{n}.socket" for n in names] + _timers(m, timers)
     before = _show_installed(m, units)
+    gone = [u for u in units if u.endswith(".socket") and before[u].get("ActiveState") == "active"
+            and _file_gone(before[u].get("Listen", ""))]
+    if gone:
+        m.change("stop", *gone, *[u.removesuffix(".socket") + ".service" for u in gone])
+        m.change("start", *gone)
     todo = [u for u in units if before[u].get("ActiveState") != "active"]
     failed = [u for u in todo if before[u].get("ActiveState") == "failed"]
     if failed:
@@ -413,7 +420,13 @@ def start(m: Manager, names: Iterable[str], *, timers: bool = True) -> list[Chan
                                             for u in failed if u.endswith(".socket")])
     if todo:
         m.change("start", *todo)
-    return _changed(m, before, todo, "started")
+    return _changed(m, before, gone, "recreated") + _changed(m, before, todo, "started")
+
+
+def _file_gone(listen: str) -> bool:
+    """Whether a socket unit's Unix socket file is missing (a TCP address never is)."""
+    path = listen_path(listen)
+    return bool(path) and path.startswith("/") and not os.path.exists(path)
 
 
 def stop(m: Manager, names: Iterable[str], *, timers: bool = True) -> list[Change]:

@@ -114,10 +114,24 @@ def test_memory_attack_is_bounded_under_the_shipped_memory_cap(sd):
     assert max(took) < PROMISE_S, took
     after = rpc(path, "health_check")["result"]
     assert after["pid"] == first, "the handler was restarted (OOM-killed?)"
-    props = sd.show("trading-market-data.service", "NRestarts", "MemoryPeak", "MemoryCurrent")
-    assert props["NRestarts"] == "0"
+    # The cap itself proves nothing where the manager has no memory controller (cgroup v1,
+    # as on this host: MemoryMax= is set but not enforced). The handler's own high-water mark
+    # is measured against it instead, with MemoryHigh='s margin: it held without the cap.
+    limits = sd.show("trading-market-data.service", "MemoryMax", "MemoryHigh")
+    peak = _peak_rss(first)
+    assert peak < int(limits["MemoryHigh"]) <= int(limits["MemoryMax"]), (peak, limits)
     print(f"\nmemory attack: {done} answered, {refused} refused, legitimate calls "
-          f"{min(took):.3f}-{max(took):.3f}s, handler memory now {props.get('MemoryCurrent')}")
+          f"{min(took):.3f}-{max(took):.3f}s, handler peak {peak >> 20} MiB "
+          f"(MemoryHigh {int(limits['MemoryHigh']) >> 20} MiB, MemoryMax "
+          f"{int(limits['MemoryMax']) >> 20} MiB)")
+
+
+def _peak_rss(pid: int) -> int:
+    """A process's peak resident memory in bytes (VmHWM), measured whatever cgroups allow."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) << 10
+    raise AssertionError(f"no VmHWM for pid {pid}")
 
 
 def test_slowloris_on_the_real_socket_leaves_room_for_a_legitimate_client(sd):

@@ -190,7 +190,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("web.listen", _str, "127.0.0.1:8787", "where `trading web` listens: HOST:PORT or a Unix socket path (the socket unit has its own ListenStream=)"),
     Setting("web.token", _str, "", "token the dashboard asks for; needed to listen beyond loopback and for actions"),
     Setting("web.allow_actions", _bool, False, "let the dashboard run predictions and activate models (with the token)"),
-    Setting("web.hosts", _list, [], "Host names the dashboard answers besides loopback ones when no token is set (* for any)"),
+    Setting("web.hosts", _list, [], "Host names the dashboard answers besides loopback names and addresses (with a token, this host's name too; * for any)"),
     Setting("notify.urls", _url_list, [], "Apprise URLs alerts go to (json://, mailto://, tgram://, ...); empty: off"),
     Setting("notify.send", _one_of("changes", "signals", "all"), "changes", "alert on: changes (a symbol's call changed), signals (every BUY/SELL), all"),
     Setting("notify.min_confidence", _fraction, 0.0, "BUY/SELL calls below this confidence are not signals to alert on"),

@@ -115,6 +115,7 @@ def test_unknown_host_names_are_refused_without_a_token(filled):
 
 def test_with_a_token_every_page_needs_it(monkeypatch, filled):
     monkeypatch.setenv("TRADING_WEB_TOKEN", "s3cret")
+    monkeypatch.setenv("TRADING_WEB_HOSTS", "dashboard.example")
     config.reset()
     cfg = config.get()
     with client_for(cfg, base_url="http://dashboard.example") as c:
@@ -128,7 +129,7 @@ def test_with_a_token_every_page_needs_it(monkeypatch, filled):
                    follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"] == "/"
         assert "httponly" in r.headers["set-cookie"].lower()
-        assert c.get("/history").status_code == 200  # the cookie now
+        assert c.get("/history").status_code == 200  # the session cookie now
 
 
 def test_actions_are_off_by_default_and_need_the_token_in_the_request(monkeypatch, filled):
@@ -144,8 +145,8 @@ def test_actions_are_off_by_default_and_need_the_token_in_the_request(monkeypatc
     monkeypatch.setenv("TRADING_NEWS_SOURCE", "sample")
     config.reset()
     with client_for(config.get()) as c:
-        c.cookies.set("trading_web_token", "s3cret")
-        # The cookie alone (what another site's form would carry) is not enough.
+        assert c.post("/login", data={"token": "s3cret"}).status_code == 200
+        # The session cookie alone (what another site's form would carry) is not enough.
         assert c.post("/api/actions/predict", data={"symbols": "CBA"}).status_code == 403
         r = c.post("/api/actions/predict", data={"symbols": "CBA", "token": "s3cret"})
         assert r.status_code == 200, r.text

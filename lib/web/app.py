@@ -5,30 +5,33 @@ is also at ``/api/<page>`` as JSON. Two pages add a script: the symbol page draw
 with lightweight-charts (shipped in ``static/vendor`` with its licence) from
 ``/api/symbol/<SYMBOL>``, and the events page follows ``/events/stream`` (server-sent events).
 
-Security, in :class:`Guard` (an ASGI middleware around everything):
+Security, in :mod:`trading.web.guard` (an ASGI middleware around everything, and the login's
+pieces):
 
 - Every string from outside (headlines, symbols, reasons, error messages) goes through
   Jinja2's autoescaping; scripts insert text with ``textContent`` only.
 - A content security policy without ``unsafe-inline``: scripts and styles only from this
   origin, no inline scripts, no frames, forms post only here.
+- Only Host names that cannot be rebound to this address are served (a page on another site
+  cannot read the dashboard), with a token or without.
+- No body larger than a form is read: a larger Content-Length is refused before, a body
+  without one is cut off at the limit.
 - Read-only by default. With ``web.token`` set, every request needs it (an
-  ``Authorization: Bearer`` header, or the cookie that ``/login`` sets); without it, only
-  loopback Host names are served (a page on another site cannot rebind a name to
-  127.0.0.1 and read the dashboard). Actions (run a prediction, activate a model) are off
-  unless ``web.allow_actions``, and even then need the token in the form or header itself,
-  never the cookie alone (so another site cannot post one).
+  ``Authorization: Bearer`` header, or the signed session cookie that ``/login`` sets; login
+  attempts are budgeted). Actions (run a prediction, activate a model) are off unless
+  ``web.allow_actions``, and even then need the token in the form or header itself, never
+  the cookie alone (so another site cannot post one); both are checked before a body is read.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
+import math
 import threading
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -39,103 +42,17 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from trading.errors import InvalidParams, InvalidSymbol, NotFound, TradingError
+from trading.web.guard import (COOKIE, SESSION_S, Budget, Guard, Sessions, bearer, client_key,
+                               is_https, read_form, safe_next, same)
 
 logger = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; "
-       "frame-ancestors 'none'")
-HEADERS = [(b"content-security-policy", CSP.encode()),
-           (b"x-content-type-options", b"nosniff"),
-           (b"referrer-policy", b"no-referrer"),
-           (b"x-frame-options", b"DENY"),
-           (b"cross-origin-opener-policy", b"same-origin")]
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
-COOKIE = "trading_web_token"
-FORM_LIMIT = 16 * 1024
 SSE_POLL_S = 1.0
 SSE_KEEPALIVE_S = 15.0
 
 NAV = [("/", "Overview"), ("/history", "History"), ("/accuracy", "Accuracy"),
        ("/models", "Models"), ("/services", "Services"), ("/events", "Events")]
-
-
-# -- security ---------------------------------------------------------------------------------
-def _header(scope, name: bytes) -> str:
-    for k, v in scope.get("headers") or ():
-        if k == name:
-            return v.decode("latin-1")
-    return ""
-
-
-def _cookie(scope, name: str) -> str:
-    for part in _header(scope, b"cookie").split(";"):
-        k, _, v = part.strip().partition("=")
-        if k == name:
-            return v
-    return ""
-
-
-def _same(given: str, token: str) -> bool:
-    return bool(token) and hmac.compare_digest(given.encode(), token.encode())
-
-
-def bearer(scope) -> str:
-    auth = _header(scope, b"authorization")
-    return auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-
-
-class Guard:
-    """Host and token checks before the app; security headers on every answer."""
-
-    OPEN = ("/static/", "/login")  # what the login page itself needs
-
-    def __init__(self, app, *, token: str, hosts: list[str]) -> None:
-        self.app, self.token = app, token
-        self.hosts = LOOPBACK_HOSTS | {h.lower() for h in hosts}
-
-    @property
-    def state(self):
-        return self.app.state
-
-    def _host_ok(self, scope) -> bool:
-        if self.token or "*" in self.hosts:
-            return True
-        if scope.get("client") is None:
-            return True  # a Unix socket peer: the reverse proxy in front decides
-        host = _header(scope, b"host").lower()
-        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-        return name in self.hosts or host in self.hosts
-
-    def _authorized(self, scope) -> bool:
-        if not self.token or scope["path"].startswith(self.OPEN):
-            return True
-        return _same(bearer(scope) or _cookie(scope, COOKIE), self.token)
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-
-        async def send_with_headers(message):
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *HEADERS]}
-            await send(message)
-
-        if not self._host_ok(scope):
-            response = Response("unknown Host: set web.hosts (or web.token) to serve it\n",
-                                status_code=421, media_type="text/plain")
-            return await response(scope, receive, send_with_headers)
-        if not self._authorized(scope):
-            if scope["path"].startswith("/api/"):
-                response = JSONResponse({"error": {"problem": "unauthorized", "message":
-                                         "this dashboard needs its token (web.token)"}},
-                                        status_code=401)
-            else:
-                response = Response(status_code=303, headers={
-                    "location": "/login?next=" + quote(scope["path"])})
-            return await response(scope, receive, send_with_headers)
-        await self.app(scope, receive, send_with_headers)
 
 
 # -- templates --------------------------------------------------------------------------------
@@ -173,12 +90,16 @@ def create_app(cfg, dashboard=None, *, cache_dir: Path | None = None, registry=N
     stopping = threading.Event()
     env_holder: list[Any] = []
 
-    def render(request: Request, name: str, status: int = 200, **context) -> HTMLResponse:
+    budget = Budget()
+    sessions = Sessions(token) if token else None
+
+    def render(request: Request, name: str, status: int = 200,
+               headers: dict[str, str] | None = None, **context) -> HTMLResponse:
         if not env_holder:
             env_holder.append(_environment(cache_dir))
         page = env_holder[0].get_template(name).render(
             nav=NAV, path=request.url.path, actions=actions, token_set=bool(token), **context)
-        return HTMLResponse(page, status_code=status)
+        return HTMLResponse(page, status_code=status, headers=headers)
 
     def wants_json(request: Request) -> bool:
         return request.url.path.startswith("/api/")
@@ -240,38 +161,39 @@ def create_app(cfg, dashboard=None, *, cache_dir: Path | None = None, registry=N
                                  headers={"cache-control": "no-store"})
 
     # -- login and actions --------------------------------------------------------------
-    async def form(request: Request) -> dict[str, str]:
-        body = await request.body()
-        if len(body) > FORM_LIMIT:
-            raise InvalidParams("form too large")
-        parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
-        return {k: v[-1] for k, v in parsed.items()}
-
-    def _next(value: str) -> str:
-        # Only a local path: never an open redirect to another site.
-        return value if value.startswith("/") and not value.startswith("//") else "/"
-
     async def login(request: Request) -> Response:
-        nxt = _next(request.query_params.get("next", "/"))
+        """The token, once, for a session cookie. Each attempt is paid for before its body is
+        read or its token compared (:class:`~trading.web.guard.Budget`)."""
+        nxt = safe_next(request.query_params.get("next", "/"))
         if request.method == "GET":
             return render(request, "login.html", next=nxt, error=None)
-        fields = await form(request)
-        nxt = _next(fields.get("next", "/"))
-        if not _same(fields.get("token", ""), token):
+        wait = budget.take(client_key(request.scope))
+        if wait:
+            seconds = math.ceil(wait)
+            return render(request, "login.html", status=429, next=nxt,
+                          headers={"retry-after": str(seconds)},
+                          error=f"too many attempts: try again in {seconds} s")
+        fields = await read_form(request)
+        nxt = safe_next(fields.get("next", "/"))
+        if not same(fields.get("token", ""), token):
             return render(request, "login.html", status=401, next=nxt,
                           error="wrong token" if token else "this dashboard has no token set")
+        assert sessions is not None
         response = Response(status_code=303, headers={"location": nxt})
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
+        response.set_cookie(COOKIE, sessions.issue(), max_age=SESSION_S, httponly=True,
+                            samesite="strict", secure=is_https(request.scope), path="/")
         return response
 
     async def action(request: Request) -> Response:
+        """Run an action. Whether actions are on is decided before the body is read (and,
+        with a token, the :class:`Guard` has checked the cookie or header before that)."""
         name = request.path_params["name"]
-        fields = await form(request) if request.method == "POST" else {}
         if not bool(cfg["web.allow_actions"]):
             raise HTTPException(403, "actions are off (set web.allow_actions = true)")
         if not token:
             raise HTTPException(403, "actions need web.token set")
-        if not _same(fields.get("token") or bearer(request.scope), token):
+        fields = await read_form(request)
+        if not same(fields.get("token") or bearer(request.scope), token):
             raise HTTPException(403, "this action needs the token in the form or header")
         if name == "predict":
             wanted = [s for s in fields.get("symbols", "").replace(",", " ").split() if s]
@@ -286,12 +208,13 @@ def create_app(cfg, dashboard=None, *, cache_dir: Path | None = None, registry=N
         return render(request, "done.html", name=name, result=result)
 
     # -- errors ---------------------------------------------------------------------------
-    def problem(request: Request, status: int, code: str, message: str) -> Response:
+    def problem(request: Request, status: int, code: str, message: str,
+                headers: dict[str, str] | None = None) -> Response:
         if wants_json(request):
             return JSONResponse({"error": {"problem": code, "message": message}},
-                                status_code=status)
-        return render(request, "error.html", status=status, status_code=status,
-                      message=message)
+                                status_code=status, headers=headers)
+        return render(request, "error.html", status=status, headers=headers,
+                      status_code=status, message=message)
 
     async def on_trading_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, TradingError)
@@ -301,7 +224,7 @@ def create_app(cfg, dashboard=None, *, cache_dir: Path | None = None, registry=N
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return problem(request, exc.status_code, "http", exc.detail)
+        return problem(request, exc.status_code, "http", exc.detail, exc.headers)
 
     async def on_bug(request: Request, exc: Exception) -> Response:
         logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
@@ -332,4 +255,5 @@ def create_app(cfg, dashboard=None, *, cache_dir: Path | None = None, registry=N
         TradingError: on_trading_error, HTTPException: on_http_error, Exception: on_bug})
     app.state.stopping = stopping
     app.state.dashboard = dashboard
-    return Guard(app, token=token, hosts=cfg["web.hosts"])  # type: ignore[return-value]
+    return Guard(app, token=token, hosts=cfg["web.hosts"],  # type: ignore[return-value]
+                 sessions=sessions)

@@ -16,6 +16,10 @@ had already completed, and exits only once every connection it did accept has be
 and closed. A request arriving during the exit is served either by this process (accepted
 before the close) or by the next one (after it), never by neither.
 
+**What one client cannot do to the others** (hold a connection, take every descriptor,
+fill the journal): :mod:`trading.web.limits`, which :func:`make_server` puts in uvicorn's
+place where uvicorn has no bound of its own.
+
 Refusals: a listener on a non-loopback address needs ``web.token`` (else exit status 2 and
 one log line saying what to set).
 """
@@ -111,15 +115,27 @@ def _uvicorn():
     return uvicorn
 
 
-def make_server(app, *, idle_exit: float | None, notify: Callable[[str], object] = lambda _: None,
-                watchdog_s: float | None = None, clock: Callable[[], float] = time.monotonic):
-    """An :class:`IdleServer` for ``app``: h11, plain asyncio, no lifespan, no access log
-    (each choice also spares an import on the cold start)."""
+def make_server(app, *, idle_exit: float | None,
+                notify: Callable[[str], object] = lambda _: None,
+                watchdog_s: float | None = None, clock: Callable[[], float] = time.monotonic,
+                request_timeout: float | None = None, max_connections: int | None = None):
+    """An :class:`IdleServer` for ``app``: h11 bounded by a :class:`~trading.web.limits.Gate`, plain asyncio, no
+    lifespan, no access log (each choice also spares an import on the cold start).
+    ``request_timeout`` and ``max_connections``: see :mod:`trading.web.limits` (its
+    ``REQUEST_TIMEOUT_S``; :func:`~trading.web.limits.connection_cap`)."""
+    from trading.web.limits import (BACKLOG, REQUEST_TIMEOUT_S, Gate, bounded_protocol,
+                                    connection_cap)
+
     uvicorn = _uvicorn()
-    config = uvicorn.Config(app, http="h11", ws="none", loop="asyncio", lifespan="off",
-                            interface="asgi3", log_config=None, access_log=False,
-                            server_header=False, proxy_headers=False,
-                            timeout_keep_alive=5, timeout_graceful_shutdown=5)
+    gate = Gate(max_connections=max_connections or connection_cap(),
+                request_timeout=request_timeout or REQUEST_TIMEOUT_S)
+    config = uvicorn.Config(app, http=bounded_protocol(gate), ws="none", loop="asyncio",
+                            lifespan="off", interface="asgi3", log_config=None,
+                            access_log=False, server_header=False, proxy_headers=False,
+                            timeout_keep_alive=5, timeout_graceful_shutdown=5,
+                            backlog=BACKLOG,
+                            # A backstop: the gate keeps the count at the cap.
+                            limit_concurrency=gate.max_connections + 1)
     return _idle_server_class()(config, idle_exit=idle_exit, notify=notify,
                                 watchdog_s=watchdog_s, clock=clock)
 
@@ -195,6 +211,9 @@ def serve(app, sock: socket.socket, *, idle_exit: float | None,
           notify: Callable[[str], object] = lambda _: None,
           watchdog_s: float | None = None) -> int:
     """Serve ``app`` on the listening ``sock`` until idle (or a signal); returns the exit status."""
+    from trading.web.limits import quiet_floods
+
+    quiet_floods()
     server = make_server(app, idle_exit=idle_exit, notify=notify, watchdog_s=watchdog_s)
     sock.setblocking(False)
     asyncio.run(server.serve(sockets=[sock]))

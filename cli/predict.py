@@ -476,7 +476,10 @@ def replay(
 
     symbols = common.universe(symbols, symbols_from)
     wanted = normalize_all(list(symbols) if symbols else cfg["symbols"])
-    with _replay_progress(len(wanted) + 1) as step:  # + 1: the index's bars come first
+    # interrupts_win: Ctrl-C during scikit-learn's first import (the calibration's) comes out
+    # of scipy's compiled modules as "ImportError: initialization failed".
+    with common.interrupts_win(), \
+            _replay_progress(len(wanted) + 1) as step:  # + 1: the index's bars come first
 
         def get_bars(symbol: str, period: str, _source: str | None = None):  # always `source`
             step(symbol)

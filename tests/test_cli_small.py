@@ -87,6 +87,24 @@ def test_history_of_a_symbol_without_predictions_does_not_say_none_are_stored():
     assert "CBA.AX" in run("history").stdout
 
 
+@pytest.mark.parametrize("since", ["0001-01-01", "0001-01-01T00:00", "0001-01-01T00:00+05:00"])
+def test_history_since_the_calendars_first_day_lists_everything(since):
+    """Issue 27: read in Sydney time (UTC+10:05 then), the first of January of year 1 lay
+    before the first moment a datetime can hold in UTC, and the answer was an internal error."""
+    assert run("predict", "CBA", *SAMPLE).exit_code == 0
+    result = run("history", "--since", since)
+    assert result.exit_code == 0, result.output
+    assert "CBA.AX" in result.stdout and "internal error" not in result.output
+
+
+@pytest.mark.parametrize("since", ["9999-12-31", "9999-12-31T23:59:59.999999-05:00"])
+def test_history_since_the_calendars_last_day_lists_nothing(since):
+    assert run("predict", "CBA", *SAMPLE).exit_code == 0
+    result = run("history", "--since", since)
+    assert result.exit_code == 0, result.output
+    assert f"no predictions stored since {since}" in result.stdout
+
+
 def test_chart_help_says_what_json_replaces():
     text = " ".join(run("chart", "--help").output.split())
     assert "instead of a table" not in text

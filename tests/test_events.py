@@ -217,6 +217,14 @@ def test_events_read_in_order_by_type_and_latest(tmp_path):
     ("redis://user:pw@host/1", "redis://user:***@host/1"),
     ("redis://host:6379", "redis://host:6379"),
     ("rediss://u:p%40ss@h:1/0?ssl=1", "rediss://u:***@h:1/0?ssl=1"),
+    ("redis://[::1]:6379/0", "redis://[::1]:6379/0"),
+    ("unix:///run/redis.sock?password=pw&db=0", "unix:///run/redis.sock?password=***&db=0"),
+    # Issue 27: no "@host" (the password written where the host goes): all of it is userinfo.
+    ("redis://:S3cretPW", "redis://:***"),
+    ("redis://user:S3cretPW", "redis://user:***"),
+    ("rediss://user:S3cretPW/0?ssl=1", "rediss://user:***"),
+    ("redis://:123456", "redis://:***"),           # no host, so no port either
+    ("redis://user:123456", "redis://user:***"),   # past 65535: no port
 ])
 def test_redact(url, shown):
     assert events.redact(url) == shown
@@ -260,6 +268,45 @@ def test_redact_hides_generated_passwords_with_raw_delimiters(template):
         assert "***" in shown
     # the host stays readable where the password ends the userinfo
     assert events.redact("redis://:a/b#c?d@e:f@cache:6379/0") == "redis://:***@cache:6379/0"
+
+
+# Without "@host" (issue 27). A raw "@" is left out of these passwords: "redis://:ab@cd/ef"
+# names the host cd to redis-py too, so nothing could tell its "cd" from a host.
+NO_HOST = ["redis://:{pw}", "redis://default:{pw}", "rediss://app:{pw}/0?ssl_cert_reqs=none"]
+
+
+@pytest.mark.parametrize("template", NO_HOST)
+def test_redact_hides_a_password_written_without_its_host(template):
+    for pw in _generated_passwords():
+        pw = pw.replace("@", "")
+        url = template.format(pw=pw)
+        shown = events.redact(url)
+        assert not _leaks(shown, pw), (url, shown)
+        assert "***" in shown
+
+
+@pytest.mark.parametrize("template", NO_HOST)
+def test_config_show_and_a_failed_publish_never_show_a_password_without_its_host(
+        monkeypatch, caplog, template):
+    from typer.testing import CliRunner
+
+    from trading.cli.main import app
+
+    caplog.set_level(logging.WARNING, logger="trading.signals.events")
+    for pw in [p.replace("@", "") for p in _generated_passwords(10)] + ["S3cretPW"]:
+        url = template.format(pw=pw)
+        use_redis(monkeypatch, url)
+        for args in (["config", "show"], ["config", "show", "--json"]):
+            result = CliRunner().invoke(app, args)
+            assert result.exit_code == 0, result.output
+            assert not _leaks(result.output, pw), result.output
+        caplog.clear()
+        publisher = events.Publisher(url)  # redis-py refuses it: the password is "a port"
+        assert publisher.publish([{"id": 1, "type": "prediction", "created_at": "x",
+                                   "payload": {}}]) == 0
+        publisher.close()
+        text = " ".join(r.getMessage() for r in caplog.records)
+        assert "failed" in text and not _leaks(text, pw), text
 
 
 def test_config_show_never_prints_a_generated_password(monkeypatch):

@@ -426,8 +426,8 @@ def test_notify_test_prints_one_line_per_url(monkeypatch, webhook, smtp):
     assert r.exit_code == 1
     lines = r.stdout.splitlines()
     assert len(lines) == 4
-    assert lines[0] == f"json://127.0.0.1:{webhook.port}/hook: delivered"
-    assert lines[1].startswith(f"json://u:****@127.0.0.1:{down.port}/hook: failed: ")
+    assert lines[0] == f"json://127.0.0.1:{webhook.port}/***: delivered"
+    assert lines[1].startswith(f"json://***@127.0.0.1:{down.port}/***: failed: ")
     assert lines[2].endswith(": delivered") and lines[2].startswith("mailto://")
     assert lines[3].startswith("nosuchscheme://***: failed: not a valid Apprise URL")
     assert SECRET not in r.output
@@ -493,6 +493,82 @@ def test_apprise_is_imported_only_to_send(monkeypatch, webhook):
                            capture_output=True, text=True, timeout=120)
     assert sends.stdout.splitlines()[-1] == "True", sends.stderr
     assert len(webhook.posts) == 1
+
+
+TOKEN, TOPIC, QTOKEN = "pathTOKEN7f3a", "privTopic55e1", "qryTOKEN9b2c"
+
+
+def test_a_token_in_the_path_or_query_appears_in_no_output_log_or_stored_row(
+        monkeypatch, webhook, caplog):
+    """Issue 27: a webhook's path (``json://host/hook/TOKEN``), an ntfy topic and a query
+    token are secrets as much as a password: the outbox, the job's log line, ``notify status``
+    and ``notify test`` name each URL by its label (scheme, host, port), never the URL."""
+    down = Webhook()
+    urls = [webhook.url(path=f"hook/{TOKEN}"),
+            down.url(path="hook") + f"?token={QTOKEN}",
+            f"ntfy://127.0.0.1:{down.port}/{TOPIC}"]
+    env = {**SAMPLE, "TRADING_NOW": SESSION_TIME, "TRADING_SYMBOLS": "CBA",
+           "TRADING_NOTIFY_URLS": " ".join(urls), "TRADING_NOTIFY_SEND": "all",
+           "TRADING_LOG_LEVEL": "DEBUG"}
+    caplog.set_level("DEBUG")
+    outputs = [run("job", "predict", env=env, monkeypatch=monkeypatch),
+               run("job", "predict", "--json", env=env, monkeypatch=monkeypatch),
+               run("notify", "status", env=env, monkeypatch=monkeypatch),
+               run("notify", "status", "--json", env=env, monkeypatch=monkeypatch),
+               run("notify", "test", env=env, monkeypatch=monkeypatch),
+               run("notify", "test", "--json", env=env, monkeypatch=monkeypatch),
+               run("config", "show", env=env, monkeypatch=monkeypatch)]
+    assert webhook.posts and webhook.posts[0]["path"] == f"/hook/{TOKEN}"  # it was used
+    for r in outputs:
+        for secret in (TOKEN, TOPIC, QTOKEN):
+            assert secret not in r.output, r.output
+    status = outputs[2].output
+    assert f"json://127.0.0.1:{webhook.port}/***" in status
+    assert "failed" in outputs[4].output and f"ntfy://127.0.0.1:{down.port}/***" in outputs[4].output
+    assert f"to json://127.0.0.1:{down.port}/***?***" in caplog.text  # the job's log line
+    for secret in (TOKEN, TOPIC, QTOKEN):
+        assert secret not in caplog.text
+    db = Path(config.get().db_path)
+    targets = {r["target"] for r in Store(db).query("SELECT target FROM notifications")}
+    assert targets == {f"json://127.0.0.1:{webhook.port}/***",
+                       f"json://127.0.0.1:{down.port}/***?***",
+                       f"ntfy://127.0.0.1:{down.port}/***"}
+    for path in db.parent.glob(db.name + "*"):
+        for secret in (TOKEN, TOPIC, QTOKEN):
+            assert secret.encode() not in path.read_bytes()
+
+
+def test_urls_whose_labels_are_the_same_are_told_apart_by_their_place(monkeypatch):
+    cfg = use(monkeypatch, notify_urls=f"ntfy://ntfy.sh/{TOPIC} json://h.example/a "
+              f"ntfy://ntfy.sh/{TOKEN}")
+    assert [t.label for t in notify.targets(cfg)] == [
+        "ntfy://ntfy.sh/*** #1", "json://h.example/***", "ntfy://ntfy.sh/*** #3"]
+
+
+def test_the_targets_stored_before_labels_keep_their_scheme_only(tmp_path):
+    """Migration 0013: rows written with Apprise's privacy=True form (path and query kept)."""
+    import sqlite3
+
+    from trading.runtime.store import _statements, migrations
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        for number, sql in migrations():
+            if number <= 12:
+                for statement in _statements(open(sql).read()):
+                    conn.execute(statement)
+        conn.execute("PRAGMA user_version = 12")
+        for i, target in enumerate([f"json://127.0.0.1:9/hook/{TOKEN}", f"ntfy://ntfy.sh/{TOPIC}",
+                                    "tgram://1...f/987654/", "***"]):
+            conn.execute("INSERT INTO notifications (kind, ref, url_hash, target, title, body,"
+                         " markdown, created_at, next_attempt_at) VALUES ('digest', ?, 'h', ?,"
+                         " 't', 'b', 'm', 'x', 'x')", (str(i), target))
+    st = Store(path)
+    try:
+        assert [r["target"] for r in st.query("SELECT target FROM notifications ORDER BY id")] \
+            == ["json://***", "ntfy://***", "tgram://***", "***"]
+    finally:
+        st.close()
 
 
 def test_secrets_appear_in_no_output_log_or_stored_row(monkeypatch, webhook, caplog):

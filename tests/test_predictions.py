@@ -691,3 +691,100 @@ def test_an_interrupted_replay_leaves_the_earlier_one_whole(store, cfg, bars_fro
         replay.replay(store, cfg, get_bars, ["CBA.AX"], source=source, start="2025-11-01",
                       today=date(2026, 3, 1))
     assert _replayed(store) == before
+
+
+# -- Ctrl-C during a real replay (issue 27: it exited only 6-10 s later) ---------------------------
+HISTORY = __import__("pathlib").Path(__file__).parent / "data" / "asx-history"
+
+
+def _replay_process(state, log_level: str = "INFO"):
+    """``trading replay tests/data/asx-history -s ABC -s RMD`` in its own process group (a
+    terminal's Ctrl-C goes to the whole group), its log on stderr read line by line."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TRADING_STATE_DIR=str(state), TRADING_LOG_LEVEL=log_level)
+    return subprocess.Popen([sys.executable, "-m", "trading.cli.main", "replay", str(HISTORY),
+                             "-s", "ABC", "-s", "RMD"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _per_symbol(db) -> dict[str, tuple[int, int]]:
+    s = Store(db)
+    try:
+        assert s.query("PRAGMA integrity_check")[0][0] == "ok"
+        assert not s.query("PRAGMA foreign_key_check")
+        return {r["symbol"]: (r["p"], r["o"]) for r in s.query(
+            "SELECT p.symbol, count(DISTINCT p.id) AS p, count(o.prediction_id) AS o "
+            "FROM predictions p LEFT JOIN outcomes o ON o.prediction_id = p.id "
+            "GROUP BY p.symbol")}
+    finally:
+        s.close()
+
+
+@pytest.fixture(scope="module")
+def whole_replay(tmp_path_factory):
+    """What the replay stores when it runs to its end: predictions and outcomes a symbol."""
+    state = tmp_path_factory.mktemp("whole")
+    proc = _replay_process(state, "ERROR")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    return _per_symbol(state / "trading.db")
+
+
+@pytest.mark.parametrize("marker, delay", [
+    ("replaying RMD.AX", 0.0),      # predicting and storing the second symbol
+    ("calibrating", 0.0),           # the walk-forward's inputs read and sorted
+    ("calibrating", 0.2),           # scikit-learn's first import (1-2 s), the first fits
+    ("calibrating", 0.4),
+    ("calibrating", 0.8),           # the walk-forward's fits and rewrites
+])
+def test_ctrl_c_stops_a_real_replay_within_a_second(tmp_path, whole_replay, marker, delay):
+    import os
+    import queue
+    import signal
+    import threading
+    import time
+
+    proc = _replay_process(tmp_path / "state")
+    lines: queue.Queue = queue.Queue()
+    err: list[str] = []
+
+    def read() -> None:
+        for line in proc.stderr:
+            err.append(line)
+            lines.put(line)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            if marker in line:
+                break
+        time.sleep(delay)
+        sent = time.monotonic()
+        running = proc.poll() is None
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(30)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join(10)
+        proc.stdout.close()
+        proc.stderr.close()
+    text = "".join(err)
+    assert "Traceback" not in text and "initialization failed" not in text, text
+    if running:
+        # -SIGINT: Python ends by the signal itself when Ctrl-C landed in a compiled module's
+        # own Python (scipy's, while scikit-learn is imported); a shell says 130 for both.
+        assert proc.returncode in (130, -signal.SIGINT), (proc.returncode, text)
+        assert took < 1.0, f"{took:.2f} s from Ctrl-C to exit"
+    # Each symbol stored whole or not at all, its outcomes with it.
+    stored = _per_symbol(tmp_path / "state" / "trading.db")
+    for symbol, counts in stored.items():
+        assert counts == whole_replay[symbol], (symbol, counts, whole_replay[symbol])

@@ -132,3 +132,121 @@ def test_a_full_disk_keeps_market_data_answering_and_health_degraded(runtime_dir
             proc.kill()
             proc.wait()
     assert not any(Path(state).iterdir())  # the tmpfs lived only in the namespace
+
+
+# -- the cause when the store cannot even be opened (issue 27) -----------------------------------
+# SQLite reports a store it cannot open on a read-only or full file system only as "unable to
+# open database file" or "disk I/O error" (it creates the file, its -wal and -shm, and grows the
+# -shm before any statement could say "readonly" or "full"); the cause was then `unavailable`.
+needs_namespace = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("unshare"),
+    reason="mounting a file system in a private namespace needs root and unshare")
+
+OPENER = """\
+import json, sys
+from trading.errors import StoreUnavailable
+from trading.runtime.store import Store
+
+store = Store(sys.argv[1])
+try:
+    with store.transaction() as db:
+        db.execute("INSERT INTO events (type, created_at, payload) VALUES ('outcome', 'x', '{}')")
+    print(json.dumps({"cause": None}))
+except StoreUnavailable as exc:
+    print(json.dumps({"cause": exc.data["cause"], "message": exc.message,
+                      "health": store.health()}))
+"""
+
+
+def _opened(tmp_path: Path, db: Path, before: str = "", argv: list[str] | None = None) -> dict:
+    """Open the store at ``db`` (and write one row) in a fresh process: in a private mount
+    namespace after the shell commands ``before``, or as ``argv`` says; its verdict."""
+    import json
+
+    script = tmp_path / "opener.py"
+    script.write_text(OPENER)
+    if argv is None:
+        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                f"{before} && exec {PYTHON} {script} {db}"]
+    else:
+        argv = [*argv, PYTHON, str(script), str(db)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+@needs_namespace
+@pytest.mark.parametrize("existing", [False, True], ids=["new", "existing"])
+def test_a_state_directory_on_a_read_only_file_system_says_read_only_at_open(tmp_path,
+                                                                              existing):
+    state = tmp_path / "state"
+    state.mkdir()
+    db = state / "trading.db"
+    make = (f"mount -t tmpfs -o size=4m tmpfs {state} && {PYTHON} -c 'import sys; from "
+            f"trading.runtime.store import Store; s = Store(sys.argv[1]); s.conn; s.close()' "
+            f"{db} && mount -o remount,ro {state}") if existing else \
+        f"mount -t tmpfs -o size=4m,ro tmpfs {state}"
+    seen = _opened(tmp_path, db, make)
+    assert seen["cause"] == "read-only", seen
+    assert "mounted read-only" in seen["message"] and "writable" in seen["message"]
+    assert seen["health"]["store_cause"] == "read-only"
+    assert "\n" not in seen["message"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"),
+                    reason="root writes whatever the modes say: needs setpriv to be nobody")
+def test_a_state_directory_this_user_may_not_write_says_read_only_at_open(tmp_path):
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(prefix="tr-ro-"))  # not under pytest's 0700 folder
+    try:
+        state = top / "state"
+        state.mkdir()
+        argv: list[str] = []
+        if os.geteuid() == 0:
+            import pwd
+
+            os.chown(state, pwd.getpwnam("nobody").pw_uid, -1)
+            argv = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+            top.chmod(0o755)
+            ok = subprocess.run([*argv, PYTHON, "-c", "import trading.runtime.store"],
+                                capture_output=True)
+            if ok.returncode != 0:
+                pytest.skip("nobody cannot run this venv's Python")
+        state.chmod(0o555)  # its owner may read it, not write it
+        script_dir = top / "s"
+        script_dir.mkdir(mode=0o755)
+        seen = _opened(script_dir, state / "trading.db", argv=argv)
+        assert seen["cause"] == "read-only", seen
+        assert f"{state} is not writable" in seen["message"]
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+@needs_namespace
+def test_a_disk_already_full_at_open_says_disk_full(tmp_path):
+    """A store closed cleanly (no -wal or -shm left), then the disk filled: opening has to
+    create and grow the -shm, which SQLite reports as "disk I/O error"."""
+    state = tmp_path / "state"
+    state.mkdir()
+    db = state / "trading.db"
+    make = (f"mount -t tmpfs -o size=512k tmpfs {state} && {PYTHON} -c 'import sys; from "
+            f"trading.runtime.store import Store; s = Store(sys.argv[1]); "
+            f"s.conn.execute(\"PRAGMA wal_checkpoint(TRUNCATE)\"); s.close()' {db} && "
+            f"test ! -e {db}-shm && (dd if=/dev/zero of={state}/fill bs=4k 2>/dev/null; true)")
+    seen = _opened(tmp_path, db, make)
+    assert seen["cause"] == "disk-full", seen
+    assert "no space left" in seen["message"] and "free space" in seen["message"]
+    assert seen["health"]["store_cause"] == "disk-full"
+
+
+@needs_namespace
+def test_a_file_system_out_of_inodes_at_open_says_disk_full_not_an_internal_error(tmp_path):
+    """No inode for the new file: SQLite fails on the first read, which migrating makes."""
+    state = tmp_path / "state"
+    state.mkdir()
+    make = (f"mount -t tmpfs -o size=4m,nr_inodes=3 tmpfs {state} && "
+            f"touch {state}/a {state}/b; true")
+    seen = _opened(tmp_path, state / "trading.db", make)
+    assert seen["cause"] == "disk-full", seen
+    assert "no inodes left" in seen["message"]

@@ -2,9 +2,9 @@
 
 Apprise (``apprise`` on PyPI) speaks 100+ services from one URL each (``json://``,
 ``mailto://``, ``tgram://``, ``discord://``, ``ntfy://`` ...), so there is no hand-written
-client here. Importing it costs 0.1-0.5 s, so it is imported inside :func:`send` and
-:func:`Target.shown` only, on the path that has something to send: a job with nothing due, the
-CLI and the handlers never import it (tests/test_notify.py checks ``sys.modules``).
+client here. Importing it costs 0.1-0.5 s, so it is imported inside :func:`send` (through
+:meth:`Target.plugin`) only, on the path that has something to send: a job with nothing due,
+the CLI and the handlers never import it (tests/test_notify.py checks ``sys.modules``).
 
 Who sends: the scheduled jobs (``trading job predict`` and ``trading job outcomes``), after the
 prediction service has committed, in the job's own short-lived process (the prediction
@@ -13,10 +13,13 @@ outbox (:mod:`trading.signals.outbox`), then sends what is due, one URL at a tim
 bounded by ``notify.timeout``. A URL that fails is not tried again in the same run, so one dead
 endpoint costs a run at most one timeout; its messages wait for the next run.
 
-Secrets: a URL is never stored or printed as given. People see Apprise's
-``url(privacy=True)`` (without its long tail of default options), or, where Apprise is not
-loaded (``trading config show``), :func:`mask_url`; error text is passed through
-:func:`scrub`, which removes every part of the URL Apprise's own masking hides.
+Secrets: a URL is kept in the configuration only; it is never stored or printed as given.
+The outbox, the journal and ``trading notify status|test`` name a URL by its label,
+:func:`mask_url`: the scheme, a host that looks like one and its port, nothing else
+(``json://example.com/***``). Apprise's ``url(privacy=True)`` is no label: it keeps paths and
+the ends of tokens, and a path or a query may be the secret (``json://host/hook/TOKEN``,
+``ntfy://ntfy.sh/TOPIC``, ``discord://id/TOKEN``, ``...?token=``). Error text is passed
+through :func:`scrub`, which removes every part of the URL its label does not show.
 """
 
 from __future__ import annotations
@@ -87,12 +90,13 @@ def scrub(text: str, url: str, shown: str | None = None) -> str:
 
 
 class Target:
-    """One configured URL: its hash (the outbox key) and how it may be shown."""
+    """One configured URL: its hash (the outbox key) and its label (how it is shown)."""
 
     def __init__(self, url: str) -> None:
         self.url = url.strip()
         self.hash = url_hash(self.url)
-        self._shown: str | None = None
+        self.label = mask_url(self.url)  # what the outbox stores and every line prints
+        self.place = 0  # in notify.urls, from 1
         self._plugin: Any = None
         self.problem: str | None = None
 
@@ -114,31 +118,24 @@ class Target:
                                  else " (no scheme://)"))
         return self._plugin
 
-    def shown(self) -> str:
-        """Apprise's ``url(privacy=True)`` without the default options; :func:`mask_url`
-        when Apprise cannot read the URL."""
-        if self._shown is None:
-            plugin = self.plugin()
-            if plugin is None:
-                self._shown = mask_url(self.url)
-            else:
-                try:
-                    self._shown = plugin.url(privacy=True).partition("?")[0]
-                except Exception:  # noqa: BLE001 - masking must never fail the send
-                    self._shown = mask_url(self.url)
-        return self._shown
-
     def scrub(self, text: str) -> str:
-        return scrub(text, self.url, self.shown())
+        return scrub(text, self.url, self.label)
 
 
 def targets(cfg: Any) -> list[Target]:
+    """The configured URLs, once each. Two whose labels are the same (two topics on one
+    ntfy server) are told apart by their place in ``notify.urls``: ``ntfy://ntfy.sh/*** #2``."""
     seen, out = set(), []
-    for url in cfg["notify.urls"]:
+    for place, url in enumerate(cfg["notify.urls"], 1):
         t = Target(url)
         if t.hash not in seen:
             seen.add(t.hash)
+            t.place = place
             out.append(t)
+    labels = [t.label for t in out]
+    for t in out:
+        if labels.count(t.label) > 1:
+            t.label += f" #{t.place}"
     return out
 
 
@@ -223,7 +220,7 @@ def deliver(store: Store, cfg: Any, *, start: int | None = None, digest_day: dat
         return None
     rules = _alerts.Rules.from_config(cfg)
     timeout = float(cfg["notify.timeout"])
-    pairs = [(t.hash, t.shown) for t in all_targets]
+    pairs = [(t.hash, t.label) for t in all_targets]
     _outbox.plan(store, pairs, rules, start=start, now=now)
     if digest_day is not None and cfg["notify.digest"]:
         from trading.signals import outcomes
@@ -240,7 +237,7 @@ def deliver(store: Store, cfg: Any, *, start: int | None = None, digest_day: dat
             result["waiting"] += 1
             continue
         if target.plugin() is None:  # a URL Apprise cannot read: nothing will ever change
-            result["invalid"][target.shown()] = target.problem
+            result["invalid"][target.label] = target.problem
             broken.add(row["url_hash"])
             result["waiting"] += 1
             continue
@@ -257,9 +254,9 @@ def deliver(store: Store, cfg: Any, *, start: int | None = None, digest_day: dat
         status = _outbox.mark_failed(store, claimed["id"], token, error, now=now)
         broken.add(row["url_hash"])
         result["failed" if status == "failed" else "waiting"] += 1
-        result["errors"][target.shown()] = error
+        result["errors"][target.label] = error
         logger.warning("notify: %s to %s failed (attempt %d): %s; %s", claimed["title"],
-                       target.shown(), claimed["attempts"], error,
+                       target.label, claimed["attempts"], error,
                        "given up" if status == "failed" else "retried on a later run")
     return result
 
@@ -280,12 +277,12 @@ def summary(result: JSON | None) -> list[str]:
 
 
 def test(cfg: Any, *, timeout: float | None = None) -> list[tuple[str, str | None]]:
-    """Send a test message to every configured URL: ``[(shown, error or None)]``."""
+    """Send a test message to every configured URL: ``[(label, error or None)]``."""
     out = []
     for t in targets(cfg):
         error = send(t, "trading-services: test alert",
                      "A test message from `trading notify test`: alerts reach you here.",
                      "A test message from `trading notify test`: alerts reach you here.",
                      ref=None, timeout=timeout or float(cfg["notify.timeout"]))
-        out.append((t.shown(), error))
+        out.append((t.label, error))
     return out

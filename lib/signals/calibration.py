@@ -310,13 +310,25 @@ class Prepared:
             if n >= MIN_OUTCOMES:
                 work += [(h, name, d["x"][name][:n], d["y"][name][:n], d["w"][:n])
                          for name in INPUTS]
+        if work:
+            # Imported here, in the caller's thread, before the workers need it: the first
+            # fit of a process pays 1-2 s for it, and Ctrl-C stops an import in the main
+            # thread at once, while one in a worker runs to its end before the process exits.
+            from sklearn.linear_model import LogisticRegression  # noqa: F401
         # The six fits are independent and scikit-learn's loss runs without the GIL: two
         # threads (the machine this is built for has two cores) nearly halve a refit.
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(2, thread_name_prefix="calibration") as pool:
+        pool = ThreadPoolExecutor(2, thread_name_prefix="calibration")
+        try:
             fits = list(pool.map(lambda job: fit_matrix(job[2], job[3], INPUTS[job[1]],
                                                         weights=job[4]), work))
+        except BaseException:
+            # Ctrl-C (or a failed fit): the queued fits are dropped, not run first as leaving
+            # a ``with`` block would; the two running cannot be stopped midway and end soon.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
         for (h, name, *_), fit in zip(work, fits):
             cal.horizons.setdefault(str(h), {})[name] = fit
         return cal

@@ -43,18 +43,38 @@ def now_iso() -> str:
     return clock.now().isoformat(timespec="microseconds")
 
 
-def _split(url: str) -> tuple[str, str | None, str]:
-    """``(scheme://, userinfo or None, the rest)``, for a URL that may be malformed.
+def _split(url: str) -> tuple[str, str | None, str, str]:
+    """``(scheme://, userinfo or None, "@" or "", the rest)``, for a URL that may be malformed.
 
     Generated passwords carry raw ``/``, ``#``, ``?``, ``@`` and ``:``, which ``urlsplit``
     reads as the start of a path, a fragment or a query, leaving the password in plain view.
     A host never contains ``@``, so the userinfo is everything between ``scheme://`` and the
-    *last* ``@``.
+    *last* ``@``. A URL whose authority is no host (``redis://:PW``, ``redis://user:PW``,
+    written without ``@host``; or what follows its last ``@`` is no host, which a raw ``@``
+    in such a password makes) is all userinfo, with no ``@``: redis-py reads no host there
+    either, and its error quotes the password as a bad port.
     """
     m = re.match(r"([A-Za-z][A-Za-z0-9+.-]*://)(.*)\Z", url, re.S)
     prefix, rest = (m.group(1), m.group(2)) if m else ("", url)
     userinfo, at, tail = rest.rpartition("@")
-    return prefix, (userinfo if at else None), tail
+    if at and (_HOST.match(tail) or _QUERY_PASSWORD.search(userinfo)):
+        return prefix, userinfo, at, tail
+    word, after = re.match(r"(\S*)(.*)\Z", rest, re.S).groups()  # the URL, then any text
+    if prefix and not _PLAIN.match(word):
+        return prefix, word, "", after
+    return prefix, None, "", rest
+
+
+# A host and port as a URL's authority has them (``cache``, ``10.0.0.5``, ``[::1]``, each
+# with or without ``:6379``, at most 65535), or no authority at all (``unix:///run/r.sock``).
+_HOST = re.compile(r"(?:(?:\[[0-9A-Fa-f:.]*\]|[^:/?#@\[\]\s]+)"
+                   r"(?::(?:6553[0-5]|655[0-2]\d|65[0-4]\d\d|6[0-4]\d{3}|[1-5]?\d{1,4}))?"
+                   r"(?=[/?#]|\Z)|(?=/|\Z))")
+# A whole URL after ``scheme://`` with no ``@``, as people write one without a password: a
+# host, a path without ``:`` and a query of ``name=value`` pairs, no fragment. Anything else
+# (``:PW``, ``user:PW``, ``host:1?x/y#z``) may be a password written without its ``@host``.
+_PLAIN = re.compile(_HOST.pattern + r"(?:/[^?#:\s]*)?(?:\?[^=&#/\s]+=[^&#\s]*"
+                    r"(?:&[^=&#/\s]+=[^&#\s]*)*)?\Z")
 
 
 # A query password runs to the next "&name=" (a raw "#" or "&" may be its own), else to the end.
@@ -63,18 +83,19 @@ _QUERY_PASSWORD = re.compile(r"(?is)([?&;]password=)" + _QUERY_VALUE)
 
 
 def redact(url: str) -> str:
-    """The URL with any password (``user:PASSWORD@`` or ``?password=``) replaced by ``***``.
+    """The URL with any password (``user:PASSWORD@``, ``?password=``, or ``user:PASSWORD``
+    and ``:PASSWORD`` with no ``@host``) replaced by ``***``.
 
     Robust to passwords that are not percent-encoded (see :func:`_split`): a userinfo with
     no ``:`` is masked whole (redis-py may take it as the password), and so is one that
     holds a ``?password=`` (the ``@`` was then the query password's own)."""
-    prefix, userinfo, tail = _split(url)
+    prefix, userinfo, at, tail = _split(url)
     if userinfo is not None:
         user, colon, _ = userinfo.partition(":")
         if _QUERY_PASSWORD.search(userinfo):
             tail = re.sub(r"(?s)^" + _QUERY_VALUE, "***", tail)
-        masked = f"{user}:***" if colon and not re.search(r"[/?#=&]", user) else "***"
-        tail = f"{masked}@{tail}"
+        masked = f"{user}:***" if colon and not re.search(r"[/?#=&@]", user) else "***"
+        tail = f"{masked}{at}{tail}"
     return prefix + _QUERY_PASSWORD.sub(r"\1***", tail)
 
 
@@ -85,11 +106,11 @@ def _secrets(url: str) -> set[str]:
     from urllib.parse import unquote
 
     found = set()
-    _, userinfo, tail = _split(url)
+    _, userinfo, at, tail = _split(url)
     if userinfo is not None:
         found.add(userinfo.partition(":")[2] if ":" in userinfo else userinfo)
     found.update(m.group(0).partition("=")[2] for m in _QUERY_PASSWORD.finditer(
-        tail if userinfo is None else f"{userinfo}@{tail}"))
+        tail if userinfo is None else f"{userinfo}{at}{tail}"))
     found |= {unquote(s) for s in found}
     pieces = set()
     for s in found:

@@ -73,7 +73,14 @@ def canonical_time(ts: str) -> str:
     t = datetime.fromisoformat(ts)
     if t.tzinfo is None:
         t = t.replace(tzinfo=timezone.utc)
-    return t.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    try:
+        t = t.astimezone(timezone.utc)
+    except OverflowError:
+        # A moment on 1 January of year 1 or 31 December 9999 whose offset takes it past the
+        # calendar's edge (``--since 0001-01-01`` is read in Sydney time): as far as any
+        # stored time can be, so the edge itself compares the same.
+        t = (datetime.min if t.year == 1 else datetime.max).replace(tzinfo=timezone.utc)
+    return t.isoformat(timespec="microseconds")
 
 
 def new_run_id() -> str:

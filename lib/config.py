@@ -153,6 +153,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("line_limit", _pos_int, 1 << 20, "longest request line in bytes"),
     Setting("request_timeout", _pos_float, 10.0, "seconds a request line may take to arrive whole (and an answer to be taken)"),
     Setting("max_per_peer", _pos_int, 8, "connections one client process may hold at once"),
+    Setting("max_per_user", _pos_int, 12, "connections one other user (not root, not the service's own) may hold at once"),
     Setting("max_batch", _pos_int, 32, "requests in one JSON-RPC batch"),
     Setting("batch_reply_limit", _pos_int, 4 << 20, "bytes of answers one batch may build; the rest are refused"),
     Setting("drain_timeout", _pos_float, 20.0, "seconds a stopping service waits for requests in flight"),

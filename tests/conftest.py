@@ -131,6 +131,17 @@ def _check_settled():
 
 
 @pytest.fixture(autouse=True)
+def _stop_predictors():
+    """A plugged predictor runs in a child process that a process-wide cache keeps warm for
+    the next call; after a test that started one, it is stopped (the settled check above then
+    finds no child left)."""
+    yield
+    predictors = sys.modules.get("trading.signals.predictors")
+    if predictors is not None:
+        predictors.close_all()
+
+
+@pytest.fixture(autouse=True)
 def clean_environ(monkeypatch, tmp_path_factory):
     """Isolate each test: private directories, no leaked TRADING_/LISTEN_ variables."""
     for key in list(os.environ):

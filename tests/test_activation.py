@@ -57,7 +57,7 @@ def test_a_bug_in_one_request_does_not_stop_the_service(serve):
 
 
 def test_connections_are_served_concurrently_up_to_the_bound(serve):
-    r = serve(max_connections=3)
+    r = serve(max_connections=3, reserve=0)  # no workers kept for newcomers: the bound is 3
     peak = []
     stop = threading.Event()
 

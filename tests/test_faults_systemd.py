@@ -207,10 +207,11 @@ def test_a_killed_handler_fails_its_in_flight_clients_clearly_and_the_backlog_is
     in_flight_clients = [cli_call(sd, "training", "sleep", "seconds=60", "--timeout", "20")
                          for _ in range(4)]
     in_flight(pid, 4)
-    # Fill the 16 workers so more clients wait in the socket's backlog, unaccepted.
+    # Fill the 16 workers and the 2 kept for newcomers, so more clients wait in the socket's
+    # backlog, unaccepted.
     fillers = [cli_call(sd, "training", "sleep", "seconds=60", "--timeout", "20")
-               for _ in range(12)]
-    in_flight(pid, 16)
+               for _ in range(14)]
+    in_flight(pid, 18)
     waiting = [cli_call(sd, "training", "sleep", "seconds=0", "--timeout", "30")
                for _ in range(5)]
     time.sleep(1.0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import busy_client
 from support.wire import rpc
 from sandbox import sock
 
@@ -149,6 +151,38 @@ def test_slowloris_on_the_real_socket_leaves_room_for_a_legitimate_client(sd):
             a.kill()
             a.wait()
     print(f"\nslowloris: legitimate calls answered in {', '.join(f'{x:.3f}' for x in took)} s")
+
+
+@pytest.mark.parametrize("service", ["prediction", "sentiment"])
+def test_busy_clients_leave_room_for_trading_history_and_every_other_call(sd, service):
+    """Issue 27: two processes, each within the per-process cap (8 connections), each
+    connection sending a health_check every 0.2 s, kept every other client waiting for as
+    long as they went on: `trading history` exited 4 after 30 s. Here four such processes
+    (32 connections, 16 workers): `trading history` and a health_check from another process
+    are answered well within the promise, every time."""
+    path = sock(sd, service)
+    rpc(path, "health_check")  # started, and warm
+    busy = busy_client.start(path, processes=4, conns=8, gap=0.2)
+    took, history = [], []
+    try:
+        time.sleep(1.0)
+        for _ in range(6):
+            took.append(legit(path))
+            if service == "prediction":
+                t0 = time.monotonic()
+                out = sd.trading("history", "--json", timeout=60)
+                history.append(time.monotonic() - t0)
+                assert isinstance(json.loads(out.stdout), list)
+    finally:
+        answered = busy_client.stop(busy)
+    assert max(took) < PROMISE_S and statistics.median(took) < 1.0, took
+    assert all(n > 0 for n in answered), answered
+    if history:
+        assert max(history) < PROMISE_S, history  # the command's own start included
+    print(f"\nbusy clients on {service} (4 processes x 8, 0.2 s apart): health_check p50 "
+          f"{statistics.median(took) * 1000:.1f} ms, max {max(took) * 1000:.1f} ms"
+          + (f"; trading history {min(history):.2f}-{max(history):.2f} s" if history else "")
+          + f"; busy clients answered {sum(answered)} times")
 
 
 def test_stop_with_a_request_half_sent_ends_at_once_and_the_socket_serves_on(sd):

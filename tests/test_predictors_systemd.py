@@ -17,9 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import statistics
+import threading
+import time
 
 import pytest
-from sandbox import UserManager
+from sandbox import UserManager, sock
+from support.wire import rpc
 
 from conftest import REPO
 
@@ -159,6 +163,80 @@ def test_a_planted_predictor_cannot_change_what_runs_it_nor_reach_its_manager(in
                                     "FileNotFoundError"), tried
         assert conf.read_text() == before and not (folder / "planted.py").exists()
         assert not list(sd.root.glob("probe-imported-*"))
+    finally:
+        conf.write_text("")
+        sd.systemctl("stop", "trading-prediction.service", check=False)
+
+
+GREEDY = '''"""A predictor that will not stop, and one answer of 6 MB (issue 27)."""
+
+
+def predict(*, symbol, market, sentiment, model, config):
+    if symbol == "BHP.AX":
+        sum(range(10 ** 13))  # one C call that never gives the GIL back (hours)
+    if symbol == "CBA.AX":
+        return {"action": "BUY", "confidence": 0.6, "reason": "x" * 6_000_000}
+    return {"action": "HOLD", "confidence": 0.5}
+'''
+
+
+def test_a_predictor_holding_the_gil_is_stopped_and_a_huge_answer_is_cut(installed):
+    """Issue 27: a predictor inside one long C call held the GIL, and the installed service
+    answered nothing, health_check included, until the watchdog killed it about 60 s later; a
+    6 MB field was stored whole and broke `trading history` for everyone. Now the call ends at
+    the budget with the symbols done, health_check answers throughout, the service keeps its
+    PID (no watchdog kill), and the stored row is bounded."""
+    sd: UserManager = installed
+    conf_dir = sd.home / ".config" / "trading"
+    (conf_dir / "predictors").mkdir(parents=True, exist_ok=True)
+    (conf_dir / "predictors" / "greedy.py").write_text(GREEDY)
+    conf = conf_dir / "config.toml"
+    conf.write_text('predictor = "greedy:predict"\npredictor_timeout = 3\n')
+    env = {"TRADING_CONFIG": str(conf)}
+    sd.systemctl("set-environment", f"TRADING_CONFIG={conf}")
+    sd.systemctl("stop", "trading-prediction.service", check=False)
+    path = sock(sd, "prediction")
+    trading = str(sd.home / ".local/bin/trading")
+    try:
+        pid = rpc(path, "health_check")["result"]["pid"]
+        restarts = sd.show("trading-prediction.service", "NRestarts")["NRestarts"]
+        took: list[float] = []
+        done = threading.Event()
+
+        def watch():
+            while not done.is_set():
+                t0 = time.monotonic()
+                assert rpc(path, "health_check", timeout=30)["result"]["status"] == "ok"
+                took.append(time.monotonic() - t0)
+                time.sleep(0.2)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            t0 = time.monotonic()
+            out = sd.run(trading, "predict", "CBA", "BHP", "ANZ", "--source", "sample",
+                         "--json", env=env, check=False, timeout=120)
+            call = time.monotonic() - t0
+        finally:
+            done.set()
+            watcher.join(30)
+        body = json.loads(out.stdout)
+        assert list(body["results"]) == ["CBA.AX"], out.stdout[:2000] + out.stderr
+        assert body["results"]["CBA.AX"]["cut"]["from_bytes"] > 6_000_000
+        assert "its process was stopped" in body["errors"]["BHP.AX"]["message"]
+        assert "used up the 3s budget" in body["errors"]["ANZ.AX"]["message"]
+        assert len(took) >= 5 and max(took) < 1.0, took
+        assert rpc(path, "health_check")["result"]["pid"] == pid
+        assert sd.show("trading-prediction.service", "NRestarts")["NRestarts"] == restarts
+
+        history = sd.run(trading, "history", "--json", env=env)
+        rows = json.loads(history.stdout)
+        assert "CBA.AX" in {r["symbol"] for r in rows}
+        assert max(len(json.dumps(r)) for r in rows) < 64 << 10
+        assert sd.run(trading, "history", env=env).returncode == 0
+        print(f"\ngreedy predictor: call {call:.1f}s (budget 3 s); health_check during it "
+              f"p50 {statistics.median(took) * 1000:.1f} ms, max {max(took) * 1000:.1f} ms; "
+              f"largest stored row {max(len(json.dumps(r)) for r in rows)} bytes")
     finally:
         conf.write_text("")
         sd.systemctl("stop", "trading-prediction.service", check=False)

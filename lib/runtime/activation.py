@@ -274,7 +274,7 @@ def run(service_cls: type[Service], argv: Sequence[str] | None = None, *,
         conn_idle=cfg["conn_idle"], max_connections=cfg["max_connections"],
         line_limit=cfg["line_limit"], notify=notify,
         request_timeout=cfg["request_timeout"], max_per_peer=cfg["max_per_peer"],
-        max_per_user=cfg.get("max_per_user"),  # None (no such setting): 3/4 of the workers
+        max_per_user=cfg["max_per_user"],
         drain_timeout=cfg["drain_timeout"], max_batch=cfg["max_batch"],
         batch_reply_limit=cfg["batch_reply_limit"],
         watchdog_usec=int(os.environ["WATCHDOG_USEC"]) if os.environ.get("WATCHDOG_USEC") else None,

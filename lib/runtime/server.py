@@ -20,15 +20,24 @@ call from another is answered within seconds, without an administrator):
   closed after ``conn_idle``; the main loop enforces both (a byte now and then does not reset
   them, unlike a receive timeout);
 - take every worker: one peer process may hold at most ``max_per_peer`` connections, and
-  when every worker is taken while another client waits in the backlog, the connections
-  that are idle or still sending a request (not the ones being answered) are closed, oldest
-  first, after ``pressure_grace`` seconds;
+  one other user (a peer UID neither root nor the service's own) at most ``max_per_user``
+  (one more is refused, ``too-many-connections``). Past ``max_connections`` workers, a
+  newcomer takes one of ``reserve`` more at once, and a connection gives way for it, to get
+  back below: one that can go at once (idle, or still sending a request after
+  ``pressure_grace`` seconds, answered ``busy``) of the heaviest peer (the user, then the
+  process, holding the most workers), the least recently busy first; failing that, one being
+  answered, after its answer. With the reserve taken too, connections wait in the backlog and
+  one gives way for them the same way, one at a time. Giving way shuts the connection for
+  reading: what its client already sent is answered, its next send fails at once (EPIPE),
+  and a client sends that again on a new connection (ours does). So busy clients, however
+  many processes they use, keep a newcomer waiting for a departure at most, and one user's
+  long calls leave the other users their share of the workers;
 - keep a stopped service alive: after SIGTERM, connections get ``drain_timeout`` seconds to
   finish their request, then the process exits anyway;
 - keep a job running for nobody: a request whose client hung up is flagged cancelled
   (:attr:`trading.runtime.service.Service.cancelled`), which long methods check.
 
-The module is long (about 500 lines) for a reason: the accept loop, the deadline rules and
+The module is long (about 600 lines) for a reason: the accept loop, the deadline rules and
 the per-connection loop all read and write one connection table under one lock, and the
 order of their steps is what makes idle exit lose nothing; split across modules, each half
 would reach into the other's state.
@@ -37,6 +46,7 @@ would reach into the other's state.
 from __future__ import annotations
 
 import math
+import os
 import select
 import socket
 import struct
@@ -61,6 +71,9 @@ from trading.runtime.service import Service, no_notify, set_current_cancel
 logger = log.getLogger(__name__)
 
 _IDLE, _READING, _BUSY = "idle", "reading", "busy"
+# Which connection gives way first: one that goes at once (idle, then still sending) before
+# one being answered (which goes after its answer).
+_GIVE_WAY_ORDER = {_IDLE: 0, _READING: 1, _BUSY: 2}
 _TICK = 0.25            # how often the main loop checks deadlines while connections are open
 _REFUSE_WAIT = 0.25     # how long a refused peer's first request is waited for (for its id)
 _POLL_MAX_MS = 2**31 - 1  # poll()'s longest finite wait (about 24 days)
@@ -73,21 +86,34 @@ except AttributeError:  # pragma: no cover - other platforms
 class _Conn:
     """One accepted connection: who it is, and what it is doing since when."""
 
-    __slots__ = ("sock", "pid", "uid", "gid", "state", "since", "cancel", "closing")
+    __slots__ = ("sock", "pid", "uid", "gid", "state", "since", "started", "cancel",
+                 "closing", "leaving")
 
     def __init__(self, sock: Socket, creds: tuple[int, int, int] | None, now: float):
         self.sock = sock
         self.pid, self.uid, self.gid = creds if creds is not None else (-1, -1, -1)
         self.state = _IDLE
         self.since = now        # when the current state began
+        self.started = now      # when it was accepted (``since`` unchanged: no request yet)
         self.cancel = threading.Event()
-        self.closing = False
+        self.closing = False    # shut: the worker stops
+        self.leaving = False    # giving way: the worker answers what came, then stops
 
     def shut(self) -> None:
         """Wake the worker blocked on this connection: its recv returns end-of-file."""
         self.closing = True
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def leave(self) -> None:
+        """Give way without losing a request: reads are shut, so the worker's recv returns what
+        the client already sent, then end-of-file; the answers still go out. The client's next
+        send fails at once with EPIPE (nothing of it is read), which says "send it again"."""
+        self.leaving = True
+        try:
+            self.sock.shutdown(socket.SHUT_RD)
         except OSError:
             pass
 
@@ -114,6 +140,8 @@ class Server:
                  watchdog_usec: int | None = None, authorize: Authorize | None = None,
                  clock: Callable[[], float] = time.monotonic, drain_timeout: float = 20.0,
                  request_timeout: float = 10.0, max_per_peer: int = 8,
+                 max_per_user: int | None = None, own_uid: int | None = None,
+                 reserve: int = 2,
                  pressure_grace: float = 0.5, max_batch: int = DEFAULT_MAX_BATCH,
                  batch_reply_limit: int = DEFAULT_BATCH_REPLY_LIMIT) -> None:
         self.service = service
@@ -132,6 +160,13 @@ class Server:
         self.drain_timeout = drain_timeout
         self.request_timeout = request_timeout
         self.max_per_peer = max_per_peer
+        # A quarter of the workers stays for everyone else, even when another user's are all
+        # busy with long calls; never below one process's own share. Root and the service's
+        # own user (who could stop the service anyway) are not capped.
+        self.max_per_user = (max_per_user if max_per_user is not None
+                             else max(max_per_peer, max_connections * 3 // 4))
+        self.uncapped = {0, os.geteuid() if own_uid is None else own_uid}
+        self.reserve = reserve
         self.pressure_grace = pressure_grace
         self.stats = service.stats
         self._conns: dict[Socket, _Conn] = {}
@@ -162,6 +197,8 @@ class Server:
         for s in self.sockets:
             s.setblocking(False)
             sel.register(s)
+        listening = True  # the listeners are polled: below the ceiling, and not stopping
+        ceiling = self.max_connections + self.reserve
         last_ping = last_status = self.clock()
         # No start-up line: under systemd the journal has the manager's "Started ..." and
         # this READY; logging is ~10 ms of a cold start that the first answer need not pay.
@@ -176,8 +213,10 @@ class Server:
                 if self._stopping:
                     if self._stop_at is None:
                         self._stop_at = now
-                        for s in self.sockets:  # never accepted again: a new connection
-                            sel.unregister(s)   # waits in the backlog for the next instance
+                        if listening:  # never accepted again: a new connection waits
+                            listening = False  # in the backlog for the next instance
+                            for s in self.sockets:
+                                sel.unregister(s)
                         self._shutdown_reads()
                     if open_now == 0:
                         break
@@ -197,20 +236,20 @@ class Server:
                 if self.watchdog_interval:
                     due = self.watchdog_interval - (now - last_ping)
                     timeout = max(0.0, min(timeout, due))
+                if not self._stopping and listening != (open_now < ceiling):
+                    # At the ceiling the backlog is not polled (no spinning): a connection
+                    # that ends wakes the loop, and each tick looks whether someone waits.
+                    listening = not listening
+                    for s in self.sockets:
+                        (sel.register if listening else sel.unregister)(s)
+                if not listening and not self._stopping and _readable(self.sockets):
+                    self._make_room(now, waiting=1)  # someone waits in the backlog
                 events = sel.select(timeout)
                 for ready in events:
                     if ready is self._wake_r:
                         self._drain_wake()
-                        continue
-                    with self.stats.lock:
-                        full = self.stats.open_connections >= self.max_connections
-                    if full:
-                        # Someone waits while every worker is taken: free the workers held by
-                        # connections that are not being answered, oldest first.
-                        if not self._relieve_pressure():
-                            time.sleep(min(_TICK, 0.05))  # nothing to free yet: do not spin
                     else:
-                        self._accept(ready)
+                        self._accept(ready, ceiling)
                 now = self.clock()
                 self._enforce_deadlines(now)
                 if self.watchdog_interval and now - last_ping >= self.watchdog_interval:
@@ -234,11 +273,12 @@ class Server:
         except (BlockingIOError, OSError):
             pass
 
-    def _accept(self, listener: Socket) -> None:
-        # Accept only as many as there are free workers; the rest wait in the backlog.
+    def _accept(self, listener: Socket, ceiling: int) -> None:
+        # Accept only as many as there are workers for, the reserve included; the rest wait
+        # in the backlog (never accepted and left unanswered: a crash would lose them).
         while True:
             with self.stats.lock:
-                if self.stats.open_connections >= self.max_connections:
+                if self.stats.open_connections >= ceiling:
                     return
             try:
                 sock, _ = listener.accept()
@@ -249,34 +289,101 @@ class Server:
                 return
             creds = peer_credentials(sock)
             now = self.clock()
+            over = None
             with self.stats.lock:
-                if creds is not None and self.max_per_peer and self._held_by(creds[0]) \
-                        >= self.max_per_peer:
-                    over = True
-                else:
-                    over = False
+                if creds is None:
+                    pass
+                elif self.max_per_peer and self._held_by("pid", creds[0], self.max_per_peer):
+                    over = Busy(f"{self.service.name}: this process already has "
+                                f"{self.max_per_peer} connections open; reuse one",
+                                problem="too-many-connections", limit=self.max_per_peer)
+                elif creds[1] not in self.uncapped and \
+                        self._held_by("uid", creds[1], self.max_per_user):
+                    over = Busy(f"{self.service.name}: uid {creds[1]} already has "
+                                f"{self.max_per_user} connections open, the most one user may; "
+                                "close one or try again later", problem="too-many-connections",
+                                limit=self.max_per_user)
+                if over is None:
                     conn = _Conn(sock, creds, now)
                     self.stats.open_connections += 1
                     self.stats.connections += 1
                     self._conns[sock] = conn
-            if over:
-                self._turn_away(sock, Busy(
-                    f"{self.service.name}: this process already has {self.max_per_peer} "
-                    "connections open; reuse one", problem="too-many-connections",
-                    limit=self.max_per_peer))
+                    reserved = self.stats.open_connections > self.max_connections
+            if over is not None:
+                self._turn_away(sock, over)
                 continue
             t = threading.Thread(target=self._serve_connection, args=(conn,),
                                  name=f"conn-{self.stats.connections}", daemon=True)
             self._threads.add(t)
             t.start()
+            if reserved:  # a reserved worker was given out: make room to get it back
+                self._make_room(now, spare=conn)
 
-    def _held_by(self, pid: int) -> int:
-        """Connections of process ``pid`` still in use (one whose client has already hung up,
-        and whose worker has not noticed yet, does not count); called under the lock."""
-        mine = [c for c in self._conns.values() if c.pid == pid and not c.closing]
-        if len(mine) < self.max_per_peer:
-            return len(mine)
-        return sum(1 for c in mine if not _hung_up(c.sock))
+    def _make_room(self, now: float, spare: _Conn | None = None, waiting: int = 0) -> None:
+        """Ask connections to give way: one per worker taken past ``max_connections`` and
+        per client ``waiting`` in the backlog, less those already on their way out (never
+        ``spare``, the newcomer just let in)."""
+        give_way: list[_Conn] = []
+        with self.stats.lock:
+            served = list(self._conns.values())
+            live = [c for c in served if not (c.closing or c.leaving)]
+            wanted = max(0, len(served) - self.max_connections) + waiting - \
+                (len(served) - len(live))
+            if wanted <= 0:
+                return
+            by_user: dict[int, int] = {}
+            by_pid: dict[int, int] = {}
+            for c in served:
+                by_user[c.uid] = by_user.get(c.uid, 0) + 1
+                by_pid[c.pid] = by_pid.get(c.pid, 0) + 1
+            spared = [spare] if spare is not None else []
+            for _ in range(wanted):
+                victim = self._heaviest(live, by_user, by_pid, now, give_way + spared)
+                if victim is None:
+                    break
+                give_way.append(victim)
+        for c in give_way:
+            if c.state == _READING:
+                logger.info("a client waits: closing a connection (pid %d) still sending "
+                            "its request after %.3gs", c.pid, now - c.since)
+                self._send_quietly(c, Busy("the service is at capacity and this request was "
+                                           "still incomplete; send whole lines",
+                                           problem="busy"))
+                c.shut()
+            else:
+                logger.debug("a client waits: connection (pid %d, uid %d, %s) gives way",
+                             c.pid, c.uid, c.state)
+                c.leave()
+
+    def _heaviest(self, live: list[_Conn], by_user: dict[int, int], by_pid: dict[int, int],
+                  now: float, taken: list[_Conn]) -> _Conn | None:
+        """The connection that gives way next (not one in ``taken``): one that can go at once
+        before one being answered (which goes after its answer); then of the user, then the
+        process, holding the most workers; then idle before still sending; the least recently
+        busy first. Spared for ``pressure_grace`` seconds: a connection that has not sent its
+        first request yet, one still sending, and the idle one of a process holding only it
+        (a client between two calls)."""
+        best, best_key = None, None
+        for c in live:
+            if c in taken:
+                continue
+            young = now - c.since < self.pressure_grace
+            if young and (c.state == _READING or c.state == _IDLE and (
+                    c.since == c.started or by_pid[c.pid] == 1)):
+                continue
+            order = _GIVE_WAY_ORDER[c.state]
+            key = (order == 2, -by_user[c.uid], -by_pid[c.pid], order, c.since)
+            if best_key is None or key < best_key:
+                best, best_key = c, key
+        return best
+
+    def _held_by(self, who: str, value: int, cap: int) -> bool:
+        """Whether the process (``who="pid"``) or user (``"uid"``) ``value`` holds ``cap``
+        connections still in use (one whose client has already hung up, and whose worker has
+        not noticed yet, does not count); called under the lock."""
+        mine = [c for c in self._conns.values()
+                if getattr(c, who) == value and not (c.closing or c.leaving)]
+        return len(mine) >= cap and sum(1 for c in mine if not _hung_up(c.sock)) >= cap
 
     def _turn_away(self, sock: Socket, error) -> None:
         """Answer with ``error`` (best effort, never blocking the main loop) and close."""
@@ -317,28 +424,11 @@ class Server:
             elif state == _IDLE and age >= self.conn_idle:
                 logger.debug("closing a connection idle for %.3gs", self.conn_idle)
                 c.shut()
-            elif state == _BUSY and _POLLRDHUP and not c.cancel.is_set() and _hung_up(c.sock):
+            elif state == _BUSY and _POLLRDHUP and not c.cancel.is_set() \
+                    and _hung_up(c.sock, c.leaving):
                 logger.info("the client of a request in flight (pid %d) hung up: cancelling",
                             c.pid)
                 c.cancel.set()
-
-    def _relieve_pressure(self) -> bool:
-        """Close the connections holding a worker without being answered, oldest first; True
-        when at least one was closed."""
-        now = self.clock()
-        with self.stats.lock:
-            idle = sorted((c for c in self._conns.values() if not c.closing
-                           and c.state != _BUSY and now - c.since >= self.pressure_grace),
-                          key=lambda c: c.since)
-        for c in idle:
-            logger.info("every worker is taken and a client waits: closing a connection "
-                        "(pid %d) %s for %.3gs", c.pid, c.state, now - c.since)
-            if c.state == _READING:
-                self._send_quietly(c, Busy("the service is at capacity and this request was "
-                                           "still incomplete; send whole lines",
-                                           problem="busy"))
-            c.shut()
-        return bool(idle)
 
     @staticmethod
     def _send_quietly(c: _Conn, error) -> None:
@@ -374,7 +464,7 @@ class Server:
                 return
             buf = LineBuffer(self.line_limit)
             set_current_cancel(conn.cancel)  # this thread serves this connection only
-            while not conn.closing:
+            while not conn.closing:  # (giving way ends at end-of-file, after what came)
                 data = sock.recv(65536)
                 if not data:
                     return
@@ -458,13 +548,25 @@ class Server:
         return Forbidden(reason, uid=conn.uid, gid=conn.gid)
 
 
-def _hung_up(sock: Socket) -> bool:
-    """True when the peer has closed its end (checked without reading anything)."""
+def _readable(socks: Sequence[Socket]) -> bool:
+    """Whether a connection waits in one of the listeners' backlogs (without accepting it)."""
     poller = select.poll()
     try:
+        for s in socks:
+            poller.register(s, select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
+def _hung_up(sock: Socket, reads_shut: bool = False) -> bool:
+    """True when the peer has closed its end (checked without reading anything). Once our
+    own reads are shut (giving way), "read hang-up" is always set: only a full hang-up counts."""
+    poller = select.poll()
+    mask = select.POLLHUP | select.POLLERR | (0 if reads_shut else _POLLRDHUP)
+    try:
         poller.register(sock, _POLLRDHUP)
-        return any(ev & (_POLLRDHUP | select.POLLHUP | select.POLLERR)
-                   for _, ev in poller.poll(0))
+        return any(ev & mask for _, ev in poller.poll(0))
     except (OSError, ValueError):
         return False
 

@@ -5,10 +5,12 @@ to one predictor through this module; the built-in rules are the default predict
 (``trading.signals.rules:predict``) and go through exactly the same path. The contract, the
 fields and the errors are in docs/predictors.md; in short:
 
-- **Loading** (:func:`load`): the configured folder (``predictors_dir``, default
-  ``predictors/`` beside the configuration file) goes first on ``sys.path``, then ``module``
-  is imported and ``Name`` looked up in it. A class is instantiated with no arguments, a
-  function without parameters is called as a factory, anything else is used as it is. Then
+- **Loading** (:func:`load`): every predictor but the built-in rules is loaded, and runs,
+  in a child process of its own (:mod:`trading.signals.predictor_process`), kept between
+  calls. There, the configured folder (``predictors_dir``, default ``predictors/`` beside the
+  configuration file) goes first on ``sys.path``, then ``module`` is imported and ``Name``
+  looked up in it. A class is instantiated with no arguments, a function without
+  parameters is called as a factory, anything else is used as it is. Then
   the object is a **monolith** predictor if it has ``calculate_confidence``, else a
   **native** one (a ``predict`` method, or the object itself when it is callable). A module
   that cannot be imported or built is a :class:`PredictorUnavailable` naming the predictor,
@@ -21,17 +23,23 @@ fields and the errors are in docs/predictors.md; in short:
   cannot change the stored inputs.
 - **Answers** (:func:`prediction`): a mapping with ``action`` (BUY, SELL or HOLD) and
   ``confidence`` (a number in [0, 1]); anything else is an :class:`InvalidPrediction`. Other
-  fields are kept (made JSON-safe); the fields the ledger fills in itself are not taken.
-- **Time** (:func:`run`): one call's symbols run in a worker thread against one budget
-  (``predictor_timeout``); what is not done by then is a :class:`PredictorTimeout` entry and
-  the request returns. Python cannot kill a thread, so a hung predictor keeps its (daemon)
-  thread; the predictor runs one batch at a time, so later calls wait for it within their own
-  budget and say it is still busy, while ``health_check`` and every other method answer.
+  fields are kept (made JSON-safe); the fields the ledger fills in itself are not taken. A
+  plugged predictor's answer weighs at most :data:`ANSWER_LIMIT` as JSON: past it, its long
+  texts and lists are cut (:func:`shorten`; the prediction says ``cut``), and one still too
+  large is refused.
+- **Time** (:func:`run`): one call's symbols get one budget (``predictor_timeout``); what is
+  not done by then is a :class:`PredictorTimeout` entry and the request returns. A plugged
+  predictor's process is killed then (so a predictor spinning with the GIL held never
+  freezes the service) and started again on the next call. The built-in rules run on a
+  worker thread, which Python cannot kill; they do not hang.
 - **Provenance** (:attr:`Predictor.provenance`): the name, the form, the file, its SHA-256
   and the module's ``__version__``, stored with every prediction it makes.
 
 The module is long because those five are one contract, read and changed together; each is
-a section below, in that order.
+a section below, in that order. A sixth is the predictor's side of its own process
+(:func:`serve`, run as ``python -m trading.signals.predictors``) and the checking of what
+comes back from it (the service's side is :mod:`trading.signals.predictor_process`): the
+same loading and answers, across a pipe.
 """
 
 from __future__ import annotations
@@ -51,6 +59,10 @@ from typing import Any
 from trading.errors import (InvalidPrediction, PredictorError, PredictorFailed,
                             PredictorTimeout, PredictorUnavailable)
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from trading.signals.predictor_process import ProcessPredictor
+
 logger = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
@@ -65,6 +77,11 @@ MARKET_FIELDS = ("context", "trend_pct", "confidence_multiplier", "buy_threshold
 NEWS_FIELDS = ("score", "confidence", "headline_count")
 # What the ledger sets on every prediction itself; an answer's own value is not taken.
 RESERVED = ("id", "symbol", "created_at", "session", "predictor", "outcomes", "inputs")
+# What one answer may weigh as JSON. The rules' stored predictions weigh about 1.5 KB and the
+# example monolith's 0.8 KB; 64 KiB leaves a plugin forty times that for its own fields, and
+# keeps `trading history` (100 rows) within 6.4 MiB, far below the client's reply_limit.
+ANSWER_LIMIT = 64 << 10
+_KEEP_TEXT, _KEEP_ITEMS = 2000, 100  # what shorten() keeps of a long text, a long list
 
 
 class Predictor:
@@ -72,6 +89,8 @@ class Predictor:
 
     ``target`` is the object whose method (or itself) is called, ``form`` is ``monolith`` or
     ``native``, ``import_s`` how long importing and building it took."""
+
+    isolated = False  # in this process; a plugged one is a predictor_process.ProcessPredictor
 
     def __init__(self, name: str, target: Any, form: str, call: Callable[..., Any],
                  provenance: JSON, import_s: float) -> None:
@@ -98,9 +117,12 @@ class Predictor:
         """What ``health_check``, ``trading status`` and ``trading config show`` print."""
         return {**self.provenance, "ok": True, "import_ms": round(self.import_s * 1000, 1)}
 
+    def close(self) -> None:
+        """Release what it holds (a process of its own: see predictor_process)."""
+
 
 # -- loading -----------------------------------------------------------------------------------
-_loaded: dict[tuple[str, str], Predictor] = {}
+_loaded: dict[tuple[str, str], Predictor | ProcessPredictor] = {}
 _loading: dict[tuple[str, str], float] = {}  # a load still running (a hung import), since when
 _lock = threading.Lock()
 
@@ -113,14 +135,23 @@ def label(provenance: Mapping | None) -> str:
     return str(provenance["name"]).partition(":")[0].rpartition(".")[2]
 
 
-def load(spec: str, directory: Path | None, timeout: float) -> Predictor:
+def load(spec: str, directory: Path | None, timeout: float) -> Predictor | ProcessPredictor:
     """The predictor ``spec`` (``module:Name``), imported at most once per process.
 
-    The import runs in a worker thread: a module that hangs while importing is cut off after
-    ``timeout`` seconds like a predictor that hangs while predicting."""
+    The built-in rules are imported here, in a worker thread; any other predictor in a child
+    process of its own (:class:`trading.signals.predictor_process.ProcessPredictor`), which is
+    killed when the import does not finish within ``timeout`` seconds."""
     key = (spec, str(directory or ""))
     with _lock:
         if key in _loaded:
+            return _loaded[key]
+        if spec != DEFAULT:
+            from trading.signals.predictor_process import ProcessPredictor
+
+            # Under the lock: one process per predictor, however many calls ask at once.
+            _loaded[key] = ProcessPredictor(
+                spec, directory, [sys.executable, "-m", "trading.signals.predictors"],
+                line_limit=ANSWER_LIMIT + (4 << 10)).start(timeout)
             return _loaded[key]
         if key in _loading:
             raise PredictorUnavailable(
@@ -249,6 +280,16 @@ def _own_version() -> str:
     return __version__
 
 
+def close_all() -> None:
+    """Forget every loaded predictor and stop the processes of plugged ones (the next load
+    starts them again)."""
+    with _lock:
+        loaded = list(_loaded.values())
+        _loaded.clear()
+    for p in loaded:
+        p.close()
+
+
 def check(cfg: Any) -> JSON:
     """Load the configured predictor here and say how it went (``trading status``, ``trading
     config show``): ``{name, ok, error | form, file, sha256, version, import_ms}``."""
@@ -335,6 +376,23 @@ def _json_safe(value: Any, depth: int = 0) -> Any:
     if isinstance(value, (list, tuple, set, frozenset)):
         return [_json_safe(v, depth + 1) for v in value]
     return str(value)
+
+
+def shorten(value: Any, depth: int = 0) -> Any:
+    """JSON data with each text over 2,000 characters and each list over 100 items cut to
+    that, saying how much was cut: how an answer over :data:`ANSWER_LIMIT` is made to fit."""
+    if isinstance(value, str) and len(value) > _KEEP_TEXT:
+        return f"{value[:_KEEP_TEXT]}... [{len(value) - _KEEP_TEXT} characters cut]"
+    if depth > 20:
+        return value
+    if isinstance(value, dict):
+        return {k: shorten(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        kept = [shorten(v, depth + 1) for v in value[:_KEEP_ITEMS]]
+        if len(value) > _KEEP_ITEMS:
+            kept.append(f"[{len(value) - _KEEP_ITEMS} more items cut]")
+        return kept
+    return value
 
 
 def _number(value: Any) -> float | None:
@@ -458,6 +516,15 @@ def run(predictor: Predictor, jobs: Sequence[Job], config: Any, budget: float
     A predictor that raises for a symbol gives that symbol a ``predictor-failed`` entry; an
     answer outside the contract an ``invalid-prediction`` entry; a symbol not done when the
     budget runs out a ``predictor-timeout`` entry. The others get their predictions."""
+    if predictor.isolated:
+        answered, errors = predictor.run_batch(jobs, config, budget)
+        results: dict[str, JSON] = {}
+        for job, message in answered:
+            try:
+                results[job.key] = _from_process(message, job, predictor)
+            except PredictorError as exc:
+                errors[job.key] = exc.entry()
+        return results, errors
     batch = _Batch()
     deadline = time.monotonic() + budget
     thread = threading.Thread(target=_work, args=(predictor, jobs, config, batch, deadline),
@@ -522,3 +589,109 @@ def _work(predictor: Predictor, jobs: Sequence[Job], config: Any, batch: _Batch,
     finally:
         predictor.busy_since = None
         predictor.lock.release()
+
+
+# -- a plugged predictor's own process --------------------------------------------------------
+def _from_process(message: Any, job: Job, predictor: ProcessPredictor) -> JSON:
+    """The prediction in one answer of a predictor's process (the child's side is
+    :func:`serve`), or the PredictorError it stands for, logged."""
+    name = predictor.name
+    kind = next((k for k in ("answer", "not_mapping", "too_large", "raised")
+                 if isinstance(message, dict) and k in message), None)
+    try:
+        if kind == "answer":
+            out = prediction(message["answer"], job.symbol, job.market, job.sentiment,
+                             predictor)
+            cut = message.get("cut_from")
+            if isinstance(cut, int):
+                out["cut"] = {"from_bytes": cut, "limit": ANSWER_LIMIT}
+                logger.warning("predictor %s answered %d bytes for %s, over the %d byte "
+                               "limit: its long texts were cut", name, cut, job.symbol,
+                               ANSWER_LIMIT)
+            return out
+        if kind == "not_mapping":
+            raise InvalidPrediction(f"predictor {name} answered {str(message[kind])[:100]} "
+                                    f"for {job.symbol}, not a dict with action and confidence",
+                                    predictor=name)
+        if kind == "too_large":
+            raise InvalidPrediction(f"predictor {name} answered {message[kind]} bytes for "
+                                    f"{job.symbol}, over the {ANSWER_LIMIT} byte limit even "
+                                    "with its long texts cut: not stored", predictor=name)
+    except InvalidPrediction as exc:
+        logger.warning("%s", exc.message)
+        raise
+    if kind == "raised":
+        raised = str(message[kind])[:100]
+        text = str(message.get("message", ""))[:2000]
+        logger.warning("predictor %s raised for %s: %s: %s", name, job.symbol, raised, text)
+        raise PredictorFailed(f"predictor {name} raised for {job.symbol}: {raised}: {text}",
+                              predictor=name, exception=raised)
+    raise PredictorFailed(f"predictor {name}'s process answered {str(message)[:100]!r} "
+                          f"for {job.symbol}", predictor=name, exception="Protocol")
+
+
+def _answer_of(predictor: Predictor, job: Mapping, config: Any) -> JSON:
+    """One job's answer line, in the predictor's process: JSON-safe, and within ANSWER_LIMIT
+    (long texts cut, else only its size)."""
+    try:
+        answer = predictor.call(job["symbol"], job["market"], job["sentiment"], job["model"],
+                                config)
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's code
+        import traceback
+
+        traceback.print_exc()  # to stderr: the service's journal
+        return {"raised": type(exc).__name__, "message": str(exc)[:2000]}
+    if not isinstance(answer, Mapping):
+        return {"not_mapping": type(answer).__name__}
+    from trading.runtime.protocol import encode
+
+    out = {"answer": _json_safe(dict(answer))}
+    size = len(encode(out))
+    if size <= ANSWER_LIMIT:
+        return out
+    cut = {"answer": shorten(out["answer"]), "cut_from": size}
+    return cut if len(encode(cut)) <= ANSWER_LIMIT else {"too_large": size}
+
+
+def serve() -> int:
+    """The predictor's process (``python -m trading.signals.predictors``): the child's side
+    of :mod:`trading.signals.predictor_process`, loading one predictor and answering jobs."""
+    import os
+
+    from trading.runtime.protocol import decode, encode
+    from trading.signals.predictor_process import config_from, exit_on_hang_up
+
+    # The protocol gets private copies of stdin and stdout; the predictor's prints go to
+    # stderr and its reads of stdin find nothing.
+    proto_in = os.fdopen(os.dup(0), "rb")
+    proto_out = os.fdopen(os.dup(1), "wb")
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    os.dup2(2, 1)
+    threading.Thread(target=exit_on_hang_up, args=(proto_in.fileno(),), daemon=True).start()
+
+    def send(message: Any) -> None:
+        proto_out.write(encode(message))
+        proto_out.flush()
+
+    predictor: Predictor | None = None
+    config: Any = None
+    for line in proto_in:
+        message = decode(line.decode("utf-8"))
+        if "load" in message:
+            folder = message.get("directory")
+            try:
+                predictor = _load(message["load"], Path(folder) if folder else None)
+            except PredictorUnavailable as exc:
+                send({"error": exc.message})
+                return 1
+            send({"loaded": predictor.provenance, "import_s": predictor.import_s})
+        elif "config" in message:
+            config = config_from(message["config"])
+        elif "jobs" in message and predictor is not None:
+            for job in message["jobs"]:
+                send(_answer_of(predictor, job, config))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(serve())

@@ -284,16 +284,15 @@ def accuracy(store: Store, origin: str | None = None, include_sample: bool = Fal
     origin, predictor and symbol at a time, into numpy arrays: one row per prediction with
     its outcome at each horizon beside it. The index gives each session's runs latest first,
     so which run counts (:func:`latest_per_session`) is a comparison with the row before."""
-    import numpy as np
-
-    from trading.signals import scorecard
-
     if origin not in (None, "live", "replay"):
         raise InvalidParams("origin must be 'live', 'replay' or null")
     if not isinstance(include_sample, bool):
         raise InvalidParams("include_sample must be true or false")
     if predictor is not None and not isinstance(predictor, str):
         raise InvalidParams("predictor must be a module:Name string or null")
+    import numpy as np  # after the checks: a bad call costs no import
+
+    from trading.signals import scorecard
     where, params = [], []
     if origin:
         where.append("p.origin = ?")

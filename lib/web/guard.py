@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable
 from urllib.parse import quote
 
+from trading import clock as _clock
+
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; "
        "frame-ancestors 'none'")
@@ -104,7 +106,7 @@ class Sessions:
     Changing ``web.token`` ends every session."""
 
     def __init__(self, token: str, *, lifetime: float = SESSION_S,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = _clock.time) -> None:
         self.key = hmac.new(token.encode(), b"trading-web session", "sha256").digest()
         self.lifetime = lifetime
         self.clock = clock

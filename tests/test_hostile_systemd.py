@@ -18,29 +18,10 @@ from pathlib import Path
 
 import pytest
 from support import busy_client
-from support.wire import rpc
+from support.wire import PROMISE_S, legit, rpc
 from sandbox import sock
 
 pytestmark = [pytest.mark.systemd, pytest.mark.slow]
-
-PROMISE_S = 5.0
-
-
-_LEGIT = r"""
-import json, socket, sys, time
-t0 = time.monotonic()
-s = socket.socket(socket.AF_UNIX)
-s.settimeout(float(sys.argv[2]))
-s.connect(sys.argv[1])
-s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"health_check"}\n')
-data = b""
-while not data.endswith(b"\n"):
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    data += chunk
-print(json.dumps({"took": time.monotonic() - t0, "answer": json.loads(data)}))
-"""
 
 _TRICKLE = r"""
 import socket, sys, time
@@ -53,17 +34,6 @@ try:
 except OSError:
     pass
 """
-
-
-def legit(path: Path) -> float:
-    """A legitimate client (a process of its own) calls health_check: the seconds from its
-    connect to the answer (fails if it was not served)."""
-    out = subprocess.run([sys.executable, "-c", _LEGIT, str(path), str(PROMISE_S)],
-                         capture_output=True, text=True, timeout=30)
-    assert out.returncode == 0, out.stderr
-    got = json.loads(out.stdout)
-    assert got["answer"]["result"]["status"] == "ok", got
-    return got["took"]
 
 
 def test_memory_attack_is_bounded_under_the_shipped_memory_cap(sd):

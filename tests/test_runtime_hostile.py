@@ -22,36 +22,7 @@ import pytest
 from conftest import wait_for
 from support import busy_client
 from support.running import read_line
-
-PROMISE_S = 5.0
-
-# A legitimate client, a process of its own: connect, one health_check, the seconds it took.
-_LEGIT = r"""
-import json, socket, sys, time
-t0 = time.monotonic()
-with socket.socket(socket.AF_UNIX) as s:
-    s.settimeout(float(sys.argv[2]))
-    s.connect(sys.argv[1])
-    s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"health_check"}\n')
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-print(json.dumps({"took": time.monotonic() - t0, "answer": json.loads(data)}))
-"""
-
-
-def legit_process(path) -> float:
-    """A legitimate client's health_check from its own process: seconds from connect to
-    answer (fails when it was not answered within the promise)."""
-    out = subprocess.run([sys.executable, "-c", _LEGIT, str(path), str(PROMISE_S)], check=False,
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr[-2000:]
-    got = json.loads(out.stdout)
-    assert got["answer"]["result"]["status"] == "ok", got
-    return got["took"]
+from support.wire import PROMISE_S, legit
 
 
 @pytest.mark.slow
@@ -64,13 +35,13 @@ def test_busy_clients_in_many_processes_do_not_starve_a_newcomer(activate, gap):
     as its unit starts it: a newcomer from another process is answered well within the
     promise, every time, and the busy clients are served too."""
     h = activate("market-data", idle_exit=60)
-    before = legit_process(h.path)  # started, warm
+    before = legit(h.path)  # started, warm
     busy = busy_client.start(h.path, processes=4, conns=8, gap=gap)
     try:
         time.sleep(1.0)  # every worker taken, the rest waiting in the backlog
         took = []
         for _ in range(12):
-            took.append(legit_process(h.path))
+            took.append(legit(h.path))
             time.sleep(0.1)
     finally:
         answered = busy_client.stop(busy)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -99,3 +101,36 @@ def rpc(path: Path | str, method: str, params: Any = None, timeout: float | None
     """One call on a connection of its own (what any client does); the answer object."""
     with Connection.open(path, timeout) as c:
         return c.call(method, params, id)
+
+
+# The README's promise: a call from another client is answered within 5 s whatever one
+# client sends.
+PROMISE_S = 5.0
+
+# A legitimate client, a process of its own: connect, one health_check, the seconds it took.
+_LEGIT = r"""
+import json, socket, sys, time
+t0 = time.monotonic()
+with socket.socket(socket.AF_UNIX) as s:
+    s.settimeout(float(sys.argv[2]))
+    s.connect(sys.argv[1])
+    s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"health_check"}\n')
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+print(json.dumps({"took": time.monotonic() - t0, "answer": json.loads(data)}))
+"""
+
+
+def legit(path: Path | str) -> float:
+    """A legitimate client's health_check from its own process: the seconds from its connect
+    to the answer (fails when it was not served within the promise)."""
+    out = subprocess.run([sys.executable, "-c", _LEGIT, str(path), str(PROMISE_S)],
+                         check=False, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout)
+    assert got["answer"]["result"]["status"] == "ok", got
+    return got["took"]

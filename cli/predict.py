@@ -252,6 +252,10 @@ def _rate(s: dict) -> list[str]:
 
 
 def print_scorecard(rep: dict, *, by_symbol: bool = False) -> None:
+    from trading.signals.scorecard import headlines
+
+    for line in headlines(rep):  # first: has acting on the calls shown an edge?
+        print(line)
     counts = ", ".join(f"{n} {o}" for o, n in rep["predictions"].items()) or "none"
     folded = (rep.get("repeats_folded") or {}).get("1", 0)
     print(f"predictions stored: {counts}; outcomes scored: {rep['outcomes']}"

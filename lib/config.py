@@ -199,6 +199,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("notify.digest", _bool, True, "send a daily digest after the outcomes job"),
     Setting("notify.timeout", _pos_float, 10.0, "seconds one URL may take to accept a message"),
     Setting("notify.link_base", _str, "", "dashboard address for links in alerts (https://host:port); empty: no link"),
+    Setting("directional_calls", _bool, False, "let the built-in rules call BUY and SELL; off: they showed no edge after costs (docs/choosing-the-predictor.md), so they call HOLD and say what they lean to"),
     Setting("predictor", _predictor, "trading.signals.rules:predict", "what decides each prediction: module:Name (a class, factory or function; docs/predictors.md)"),
     Setting("predictors_dir", _str, "", "a folder put on the import path for predictors (default: predictors/ beside the config file)"),
     Setting("predictor_timeout", _pos_float, 10.0, "seconds a predictor may take for one prediction call (all its symbols)"),

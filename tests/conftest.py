@@ -158,6 +158,10 @@ def clean_environ(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("TRADING_STATE_DIR", str(root / "state"))
     monkeypatch.setenv("TRADING_CACHE_DIR", str(root / "cache"))
     monkeypatch.setenv("TRADING_CONFIG", str(root / "config.toml"))  # absent unless a test writes it
+    # The shipped default withholds the rules' BUY and SELL (docs/choosing-the-predictor.md).
+    # Most tests are about what a call does downstream (alerts, outcomes, charts, pages), so
+    # they let the rules make them; tests of the default itself delete this variable.
+    monkeypatch.setenv("TRADING_DIRECTIONAL_CALLS", "true")
     from trading import config
 
     config.reset()

@@ -149,6 +149,9 @@ class UserManager:
             # point it at the user manager's sockets, and never fall back to in-process.
             "TRADING_RUNTIME_DIR": str(self.runtime_dir / "trading"),
             "TRADING_IN_PROCESS": "never",
+            # Let the rules call BUY and SELL, as tests/conftest.py does for every test (the
+            # shipped default withholds them; its own tests say so).
+            "TRADING_DIRECTIONAL_CALLS": "true",
             # install.sh renders the dashboard's socket from this: a free port of its own, so
             # sandboxes (and a real install on 8787) never collide.
             "TRADING_WEB_LISTEN": f"127.0.0.1:{_free_port()}",

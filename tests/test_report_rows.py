@@ -179,7 +179,31 @@ def _card(rows, band):
                       "always_hold": scorecard.rate(
                           sum(abs(r["forward_return"]) < band for r in mine), len(mine))}
     return {"n": n, "hold_band": band, "by_action": by_action, "baselines": baselines,
-            "probability": probability, "by_symbol": symbols}
+            "edge": _edge(rows), "probability": probability, "by_symbol": symbols}
+
+
+def _edge(rows):
+    """The edge row by row: each call's return after 10 bps a side minus its session's mean
+    return; the interval from the same bootstrap, given the sessions in order."""
+    import numpy as np
+
+    from trading.learning.evaluation import block_interval
+
+    days = sorted({r["session"] for r in rows})
+    drift = {d: sum(r["forward_return"] for r in rows if r["session"] == d)
+             / sum(1 for r in rows if r["session"] == d) for d in days}
+    calls = [r for r in rows if r["action"] in ("BUY", "SELL")]
+    beyond = [(r["forward_return"] if r["action"] == "BUY" else -r["forward_return"])
+              - 0.002 - drift[r["session"]] for r in calls]
+    out = {"calls": len(calls), "sessions": len({r["session"] for r in calls}),
+           "cost_per_side": 0.001, "mean_beyond_drift": None, "ci95": None, "shown": False}
+    if calls:
+        out["mean_beyond_drift"] = scorecard._r(sum(beyond) / len(beyond), 6)
+        at = np.array([days.index(r["session"]) for r in calls])
+        lo, hi = block_interval(at, np.array(beyond), len(days))
+        out["ci95"] = [scorecard._r(lo, 6), scorecard._r(hi, 6)]
+        out["shown"] = len(calls) >= scorecard.MIN_N and lo > 0
+    return out
 
 
 def reference(store, origin=None, include_sample=False, predictor=None):
@@ -226,7 +250,9 @@ def reference(store, origin=None, include_sample=False, predictor=None):
             "sample_left_out": left_out,
             "hold_band": {str(k): v for k, v in outcomes.HOLD_BAND.items()},
             "min_n": scorecard.MIN_N, "horizons": cards(by_h),
-            "by_predictor": {name: cards(g) for name, g in sorted(by_predictor.items())}}
+            "by_predictor": {name: cards(g) for name, g in sorted(by_predictor.items())},
+            "headlines": scorecard.headlines(
+                {"by_predictor": {name: cards(g) for name, g in by_predictor.items()}})}
 
 
 # -- the tests ----------------------------------------------------------------------------------
@@ -269,3 +295,53 @@ def test_the_derived_columns_follow_the_json_its_writers_write(replay_of):
     calibration.walk_forward(store, run)
     assert store.query(check)[0][0] == 0
     assert store.query("SELECT count(*) FROM predictions WHERE strength IS NULL")[0][0] == 0
+
+
+def _rows(sessions, symbols, ret, action):
+    import numpy as np
+
+    n = len(ret)
+    return {"symbol": np.array(symbols), "session": np.array(sessions),
+            "end_session": np.array(sessions) + 1, "action": np.array(action, dtype="S4"),
+            "correct": np.zeros(n, dtype=bool), "forward_return": np.array(ret, dtype=float),
+            "probability": np.full(n, np.nan), "strength": np.full(n, 0.5)}
+
+
+@pytest.mark.parametrize("lead, shown", [(0.01, True), (0.0015, False), (0.0, False)])
+def test_an_edge_is_shown_only_when_the_calls_beat_the_drift_after_costs(lead, shown):
+    """Two stocks a session for 300 sessions; the BUY is on the one that then rises ``lead``
+    more than the other, with market noise shared by both. A 15 bps lead over the other stock
+    (7.5 bps over the session's mean) is less than the 20 bps a round trip costs: no edge,
+    however many calls."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    sessions, symbols, ret, action = [], [], [], []
+    for d in range(300):
+        market = rng.normal(0, 0.01)
+        noise = rng.normal(0, 0.002, 2)
+        for s in (0, 1):
+            sessions.append(d)
+            symbols.append(s)
+            ret.append(market + noise[s] + (lead if s == 0 else 0.0))
+            action.append("BUY" if s == 0 else "HOLD")
+    card = scorecard.horizon_card(_rows(sessions, symbols, ret, action), 0.01,
+                                  min_outcomes=10, symbols=["A.AX", "B.AX"])
+    e = card["edge"]
+    assert e["calls"] == 300 and e["sessions"] == 300
+    assert e["mean_beyond_drift"] == pytest.approx(lead / 2 - 0.002, abs=3e-4)
+    assert e["shown"] is shown
+    assert e["ci95"][0] < e["mean_beyond_drift"] < e["ci95"][1]
+    line = scorecard.headlines({"by_predictor": {"mine:P": {"1": card}}})[0]
+    assert line.startswith(f"mine:P: {'edge shown' if shown else 'no edge shown'}: 300 BUY/SELL")
+
+
+def test_a_predictor_without_calls_shows_no_edge_and_the_rules_say_why():
+    card = scorecard.horizon_card(_rows([0, 1], [0, 0], [0.01, -0.01], ["HOLD", "HOLD"]), 0.01,
+                                  min_outcomes=10, symbols=["A.AX"])
+    assert card["edge"] == {"calls": 0, "sessions": 0, "cost_per_side": 0.001,
+                            "mean_beyond_drift": None, "ci95": None, "shown": False}
+    [rules_line, other] = scorecard.headlines({"by_predictor": {
+        "trading.signals.rules:predict": {"1": card}, "x:Y": {"1": card}}})
+    assert rules_line.startswith("trading.signals.rules:predict: no edge shown: no BUY/SELL")
+    assert "directional_calls" in rules_line and "directional_calls" not in other

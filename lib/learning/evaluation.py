@@ -172,6 +172,23 @@ def _block_sums(per_session: dict, n: int, resamples: int, block: int, seed: int
     return out
 
 
+def block_interval(session: np.ndarray, values: np.ndarray, n_sessions: int, *,
+                   resamples: int = RESAMPLES, block: int = BLOCK,
+                   seed: int = 0) -> tuple[float, float] | None:
+    """The 95 % interval of the mean of ``values`` (rows at calendar positions ``session``)
+    by the same block bootstrap over sessions as :func:`scorecard`."""
+    if not len(values):
+        return None
+    per = {"sum": np.bincount(session, weights=values, minlength=n_sessions),
+           "n": np.bincount(session, minlength=n_sessions).astype(float)}
+    draws = _block_sums(per, n_sessions, resamples, block, seed)
+    means = draws["sum"][draws["n"] > 0] / draws["n"][draws["n"] > 0]
+    if not len(means):
+        return None
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
 def qualifies(card: dict, *, max_ece: float = 0.03) -> bool:
     """The rule's test: Brier skill and the edge over always-BUY both with intervals above
     zero, and an ECE of at most ``max_ece``."""

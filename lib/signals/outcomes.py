@@ -423,6 +423,8 @@ def accuracy(store: Store, origin: str | None = None, include_sample: bool = Fal
         "min_n": scorecard.MIN_N,
         "horizons": horizons_card,
         "by_predictor": by_predictor,
+        # in words, one per predictor: has acting on its calls shown an edge after costs?
+        "headlines": scorecard.headlines({"by_predictor": by_predictor}),
     }
 
 

@@ -304,11 +304,45 @@ def decide(market: Mapping, sentiment: Mapping | None, model_probability: float 
     }
 
 
+# What the comparison in docs/choosing-the-predictor.md found, said where a call is withheld.
+NO_EDGE = ("the rules' BUY/SELL calls showed no edge after costs over twenty years of ASX "
+           "stocks (docs/choosing-the-predictor.md); set directional_calls = true to make them")
+
+
+def directional(cfg: Any) -> bool:
+    """Whether the rules may call BUY and SELL (the ``directional_calls`` setting)."""
+    try:
+        value = cfg["directional_calls"]
+    except (KeyError, TypeError):
+        return False
+    return value is True
+
+
+def withhold(p: JSON) -> JSON:
+    """Turn a BUY or SELL of :func:`decide` into a HOLD that says what the rules leant to
+    (``rules_call``) and why no call is made. A HOLD stays as it is."""
+    call = p.get("action")
+    if call in ("BUY", "SELL"):
+        p["rules_call"] = call
+        p["action"] = "HOLD"
+        reasons = p["reasons"]
+        for k, r in enumerate(reasons):  # the line that decided: "BUY: strength ... >= ..."
+            if r.startswith(f"{call}: "):
+                why = r[len(call) + 2:]
+                reasons[k] = f"HOLD: no directional call; the rules lean {call} ({why})"
+        reasons.append(NO_EDGE)
+    return p
+
+
 def predict(*, symbol: str, market: Mapping, sentiment: Mapping | None,
             model: Mapping | None, config: Any) -> JSON:
     """The built-in predictor, the default ``predictor`` (``trading.signals.rules:predict``):
     :func:`decide` in the native predictor form (docs/predictors.md), loaded and called
-    like any plugged-in one."""
+    like any plugged-in one. Unless ``directional_calls`` is set, a BUY or SELL is withheld
+    (:func:`withhold`): over twenty years of ASX stocks the rules' directional calls lost
+    after costs against simply holding, so the default says HOLD and keeps the probability
+    that the price stays in its band, which does carry skill."""
     model = model if isinstance(model, Mapping) else {}
-    return decide(market, sentiment, model.get("probability"), config,
-                  model_version=model.get("version"))
+    p = decide(market, sentiment, model.get("probability"), config,
+               model_version=model.get("version"))
+    return p if directional(config) else withhold(p)

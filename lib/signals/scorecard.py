@@ -12,6 +12,9 @@ noise. So :func:`horizon_card` reports, for one horizon and one set of scored pr
   constant action right most often on these rows, chosen in hindsight, so a generous
   baseline), and the mean return of buy-and-hold beside the mean return of acting on the calls
   (a BUY earns the return, a SELL its negative);
+- **the edge** (:func:`edge`): the mean return per BUY/SELL call after costs beyond the
+  market's drift over the same sessions, with a block-bootstrap interval; an edge is
+  "shown" only when that interval is wholly above zero;
 - **the probability of being right** (calibrated, :mod:`trading.signals.calibration`) as a
   forecast: Brier score, the Brier score of climatology (always saying the base rate of
   being right over these rows, known only in hindsight), the Brier skill score
@@ -207,4 +210,61 @@ def horizon_card(rows: Mapping[str, Any], band: float, *, min_outcomes: int,
                               "always_hold": rate(int(quiet_n[s]), int(everyone[s]))}
                  for s in np.flatnonzero(everyone)}
     return {"n": n, "hold_band": band, "by_action": by_action, "baselines": baselines,
+            "edge": edge(rows["session"], buy, sell, ret),
             "probability": probability, "by_symbol": by_symbol}
+
+
+def edge(session, buy, sell, ret) -> JSON:
+    """Whether acting on the BUY/SELL calls beat holding: the mean return per call after
+    costs (:data:`trading.learning.evaluation.COST` a side) beyond the market's drift (the mean
+    return of every scored symbol of the call's session), with its 95 % interval from a block
+    bootstrap over sessions (docs/choosing-the-predictor.md). ``shown`` only when the whole
+    interval is above zero."""
+    import numpy as np
+
+    from trading.learning.evaluation import COST, block_interval, session_means
+
+    calls = buy | sell
+    days, at = np.unique(session, return_inverse=True)
+    drift = session_means(at, ret)
+    beyond = np.where(buy, ret, -ret) - 2 * COST - drift
+    n = int(calls.sum())
+    out: JSON = {"calls": n, "sessions": int(len(np.unique(at[calls]))) if n else 0,
+                 "cost_per_side": COST, "mean_beyond_drift": None, "ci95": None,
+                 "shown": False}
+    if n:
+        out["mean_beyond_drift"] = _r(float(beyond[calls].mean()), 6)
+        ci = block_interval(at[calls], beyond[calls], len(days))
+        out["ci95"] = None if ci is None else [_r(ci[0], 6), _r(ci[1], 6)]
+        out["shown"] = bool(ci is not None and n >= MIN_N and ci[0] > 0)
+    return out
+
+
+def headlines(report: Mapping[str, Any]) -> list[str]:
+    """The report's first lines, one per predictor, never pooled: in words, whether acting on
+    its BUY/SELL calls has shown an edge after costs, with n and the interval (the one-session
+    horizon the default was chosen on; docs/choosing-the-predictor.md)."""
+    out = []
+    for name, cards in sorted((report.get("by_predictor") or {}).items()):
+        card = cards.get("1") or next(iter(cards.values()), None)
+        if not card or "edge" not in card:
+            continue
+        e, h = card["edge"], "1" if "1" in cards else next(iter(cards))
+        if not e["calls"]:
+            out.append(f"{name}: no edge shown: no BUY/SELL calls to act on in {card['n']:,} "
+                       f"scored predictions" + (" (the built-in rules make none unless "
+                                               "directional_calls is set: "
+                                               "docs/choosing-the-predictor.md)"
+                                               if name.startswith("trading.signals.rules:")
+                                               else ""))
+            continue
+        ci = e["ci95"]
+        verdict = "edge shown" if e["shown"] else "no edge shown"
+        out.append(f"{name}: {verdict}: {e['calls']:,} BUY/SELL calls returned "
+                   f"{e['mean_beyond_drift'] * 1e4:+.1f} bps a call after costs beyond the "
+                   f"market's drift after {h} session(s) (95% interval "
+                   + (f"{ci[0] * 1e4:+.1f} to {ci[1] * 1e4:+.1f} bps" if ci else "none")
+                   + f"; block bootstrap over {e['sessions']:,} sessions"
+                   + (f"; too few calls to judge, under {MIN_N}" if e["calls"] < MIN_N else "")
+                   + ")")
+    return out

@@ -13,7 +13,11 @@ or ``"csv:DIR"`` with an absolute DIR):
 - ``bulk_fetch(symbols)`` -> ``{results: {SYMBOL: ...}, errors: {AS_GIVEN: {code, message,
   problem}}, market_context}``, one upstream call for the lot.
 - ``get_market_context()``, ``get_bars(symbol, interval, period)``, and ``health_check`` with
-  the cache size and the last upstream call's outcome.
+  the cache size and the last upstream call's outcome. ``get_bars`` serves daily (``1d``,
+  the default), weekly (``1wk``) and intraday bars (``1h``, ``30m``, ``15m``: which bars exist
+  is :mod:`trading.market.intraday`); an intraday row has its ``time`` (the bar's start,
+  ``2024-04-05T10:00:00+11:00``) and ``final`` (false for the bar in progress, which no
+  indicator uses).
 - Every result for a ``csv:`` symbol carries ``reading``, the report of what the file's reader
   decided (rows dropped as not sessions, duplicates, a cut last line; zero-volume sessions,
   gaps, the adjustment; :mod:`trading.market.reading`); None for other sources.
@@ -40,7 +44,8 @@ from trading.runtime.service import Service
 
 HEALTH_TTL = 2.0  # seconds a health_check's cache figures are reused
 
-INTERVALS = ("1d", "1wk")
+INTRADAY = ("1h", "30m", "15m")  # trading.market.intraday.INTERVALS (not imported: cold start)
+INTERVALS = ("1d", "1wk", *INTRADAY)
 
 
 class MarketData(Service):
@@ -201,14 +206,18 @@ class MarketData(Service):
     @rpc
     def get_bars(self, symbol: str, interval: str = "1d", period: str = "1y",
                  source: str | None = None, indicators: bool = False) -> dict[str, Any]:
-        """Daily (1d) or weekly (1wk) bars for a period (5d, 1mo, 3mo, 6mo, 1y, 2y, 5y, 10y,
-        max), counted back from the last bar; ``indicators``: with SMA20, RSI14 and MACD per
-        bar. ``reading``: for a ``csv:`` file, what its reader dropped, merged and found (see
-        :mod:`trading.market.reading`); None for other sources."""
+        """Daily (1d), weekly (1wk) or intraday (1h, 30m, 15m) bars for a period (5d, 1mo,
+        3mo, 6mo, 1y, 2y, 5y, 10y, max), counted back from the last bar; ``indicators``: with
+        SMA20, RSI14 and MACD per bar. ``reading``: for a ``csv:`` file, what its reader
+        dropped, merged and found (see :mod:`trading.market.reading`); None for other
+        sources. Intraday: see :meth:`_intraday_bars`."""
         sym = params.symbol(symbol)
         params.choice("interval", interval, INTERVALS)
         params.choice("period", period, PERIODS)
         src = self.source(source)
+        if interval in INTRADAY:
+            return self._intraday_bars(sym, interval, period, src,
+                                       params.flag("indicators", indicators))
         days = PERIODS[period]
         entries, errors, now = self._gather(src, [sym], max(days, SUMMARY_DAYS))
         e = entries.get(sym)
@@ -222,6 +231,45 @@ class MarketData(Service):
                "stale": e.stale(now), "bars": rows, "reading": e.reading}
         if params.flag("indicators", indicators):
             out["indicators"] = indicator_series(rows)
+        return out
+
+    def _intraday_bars(self, sym: str, interval: str, period: str, src, indicators: bool
+                       ) -> dict[str, Any]:
+        """get_bars for an intraday interval. Rows: ``{time, date, open, high, low, close,
+        volume, final}``, ``time`` the bar's start in Sydney time, ``date`` its session;
+        ``final`` false for the bar in progress. Indicators are computed over the complete
+        bars only (None beside the bar in progress). From Yahoo the period may not reach
+        further back than it keeps the interval (730 days for 1h, 60 for 30m and 15m: a
+        one-line invalid-params error); ``max`` is all it keeps; a ``csv:`` file is read
+        whole."""
+        from trading.market import intraday
+        from trading.market.bars import today
+
+        cache = self.cache
+        on = today(cache.clock())
+        if period == "max" and src.name == "yahoo":
+            days = intraday.reach_days(interval)
+        else:
+            days = PERIODS[period]
+        start = on - dt.timedelta(days=days - 1)
+        entries, errors = cache.ensure(src, [sym], start, interval)
+        now = cache.clock()
+        e = entries.get(sym)
+        if e is None or not e.last_session:
+            raise errors.get(sym) or UpstreamUnavailable(f"no {interval} bars for {sym}",
+                                                         symbol=sym)
+        since = (dt.date.fromisoformat(e.last_session[:10])
+                 - dt.timedelta(days=days - 1)).isoformat()
+        bars, finals = cache.bars_final(src.name, sym, since, interval)
+        rows = [{"time": r["date"], "date": r["date"][:10],
+                 **{k: r[k] for k in ("open", "high", "low", "close", "volume")},
+                 "final": f} for r, f in zip(bars.to_rows(), finals)]
+        out = {"symbol": sym, "interval": interval, "source": src.name, "stale": e.stale(now),
+               "bars": rows, "reading": e.reading}
+        if indicators:
+            done = next((i for i, f in enumerate(finals) if not f), len(finals))
+            series = indicator_series(rows[:done])
+            out["indicators"] = {k: v + [None] * (len(rows) - done) for k, v in series.items()}
         return out
 
     # -- health --------------------------------------------------------------------------

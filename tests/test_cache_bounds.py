@@ -261,7 +261,9 @@ def test_an_older_store_is_converted_once_and_nothing_but_bars_is_touched(tmp_pa
     codes = [f"H{i:02d}.AX" for i in range(6)]
     for s in codes:
         _write_csv(folder / f"{s}.csv", "1990-01-02", "2025-12-31")
-    now = [time.time()]
+    # In a session (Fri 27 Nov 2026, 11:00 in Sydney), where a cached series goes stale
+    # within the hour; at night it stays fresh and nothing is fetched again or evicted.
+    now = [dt.datetime(2026, 11, 27, 0, 0, tzinfo=dt.timezone.utc).timestamp()]
     cache = BarCache(store, clock=lambda: now[0], max_bars=10_000)
     src = resolve(f"csv:{folder}", tmp_path)
     cache.ensure(src, codes, dt.date(1980, 1, 1))

@@ -6,7 +6,9 @@ data for. A failure of the whole call (network down, rate limited) raises
 :class:`~trading.errors.UpstreamUnavailable` with ``reason`` ``"rate-limit"`` or
 ``"network"``; the cache (:mod:`trading.market.bars`) then serves what it has, flagged stale.
 
-- ``yahoo``: yfinance's ``download()``, batched. Foreign errors are translated here, most
+- ``yahoo``: yfinance's ``download()``, batched, daily or of an intraday interval
+  (:meth:`YahooSource.fetch_intraday`: bars keyed by their Sydney stamps,
+  :mod:`trading.market.intraday`). Foreign errors are translated here, most
   specific first, by :func:`trading.market.yahoo.classify` (shared with news): rate-limit (no
   retry: Yahoo wants minutes); network -> one short retry, then network. yfinance swallows
   per-ticker failures into empty or all-NaN columns and only logs why (``['BHP.AX']:
@@ -16,8 +18,8 @@ data for. A failure of the whole call (network down, rate limited) raises
   it swallowed. The rest become per-symbol ``NotFound`` ("no data"). yfinance's tz/cookie
   cache is moved into the service's cache directory before the first call. The downloader is
   injectable, so tests feed it frames in yfinance's real shapes and never touch the network.
-- ``csv:DIR``: ``DIR/<SYMBOL>.csv`` in Yahoo's classic download layout or either layout
-  yfinance writes, read by :mod:`trading.market.reading` (adjusted like live Yahoo, sessions
+- ``csv:DIR``: ``DIR/<SYMBOL>.csv`` (intraday: ``DIR/<SYMBOL>.1h.csv``, ``.30m.csv``,
+  ``.15m.csv``) in Yahoo's classic download layout or either layout yfinance writes, read by :mod:`trading.market.reading` (adjusted like live Yahoo, sessions
   only, one bar a session), whose report of what it dropped and found comes back in
   :attr:`Fetched.readings`. The whole file is returned: only a regular file of at most
   :data:`MAX_CSV_BYTES` is read (:mod:`trading.market.files`; the folder is the client's
@@ -78,6 +80,10 @@ class Source:
         """Daily bars for ``symbols`` from ``start`` to ``end`` (session dates, inclusive)."""
         raise NotImplementedError
 
+    # A source with intraday bars also has ``fetch_intraday(symbols, start, end, interval)``
+    # (``start``/``end``: aware datetimes; bars keyed by their stamps, see
+    # trading.market.intraday); the cache refuses an intraday interval for one without it.
+
 
 def _clean(rows: list[tuple], start: dt.date | None = None) -> Bars:
     """``(date, open, high, low, close, volume)`` rows as a file's are read: sorted, one bar a
@@ -111,20 +117,22 @@ class YahooSource(Source):
         self._ready = False
         self._lock = threading.Lock()
 
-    def _download(self, symbols: list[str], start: dt.date, end: dt.date):
+    def _download(self, symbols: list[str], start, end, interval: str = "1d"):
         """The frame, and why yfinance says each failed ticker failed (from its log)."""
         failures = _SwallowedErrors(symbols)
         yf_logger = logging.getLogger("yfinance")
         yf_logger.addHandler(failures)
         try:
-            frame = self._download_frame(symbols, start, end)
+            frame = self._download_frame(symbols, start, end, interval)
         finally:
             yf_logger.removeHandler(failures)
         return frame, failures.by_symbol
 
-    def _download_frame(self, symbols: list[str], start: dt.date, end: dt.date):
+    def _download_frame(self, symbols: list[str], start, end, interval: str = "1d"):
         if self.downloader is not None:
-            return self.downloader(symbols, start, end)
+            if interval == "1d":
+                return self.downloader(symbols, start, end)
+            return self.downloader(symbols, start, end, interval=interval)
         import yfinance as yf
 
         with self._lock:
@@ -135,6 +143,12 @@ class YahooSource(Source):
                 where.mkdir(parents=True, exist_ok=True)
                 yf.set_tz_cache_location(str(where))
                 self._ready = True
+        if interval != "1d":
+            # Intraday: moments, not dates; bars of regular hours only. yfinance gives the
+            # index in the exchange's time zone (Australia/Sydney) since 1.4.
+            return yf.download(symbols, start=start, end=end, interval=interval,
+                               prepost=False, auto_adjust=True, group_by="column",
+                               progress=False, threads=True)
         return yf.download(symbols, start=start.isoformat(),
                            end=(end + dt.timedelta(days=1)).isoformat(), interval="1d",
                            auto_adjust=True, group_by="column", progress=False, threads=True)
@@ -144,7 +158,19 @@ class YahooSource(Source):
         # the Unix epoch (Yahoo has nothing older anyway).
         start = max(start, YAHOO_EARLIEST)
         frame, failures = self._call(symbols, start, end)
-        found = frame_to_bars(frame, symbols, start)
+        return self._fetched(symbols, frame_to_bars(frame, symbols, start), failures)
+
+    def fetch_intraday(self, symbols: list[str], start: dt.datetime, end: dt.datetime,
+                       interval: str) -> Fetched:
+        """Bars of ``interval`` (``1h``, ``30m``, ``15m``) starting from ``start`` to ``end``,
+        one batched ``download()``. How far back Yahoo serves them is checked by the cache
+        before it asks (:func:`trading.market.intraday.check_reach`)."""
+        frame, failures = self._call(symbols, start, end, interval)
+        return self._fetched(symbols, frame_to_intraday(frame, symbols, interval, start),
+                             failures)
+
+    def _fetched(self, symbols: list[str], found: dict[str, Bars],
+                 failures: dict[str, tuple[str | None, str]]) -> Fetched:
         out = Fetched()
         for s in symbols:
             if s in found and len(found[s]):
@@ -158,10 +184,10 @@ class YahooSource(Source):
                                                     reason=kind)
         return out
 
-    def _call(self, symbols: list[str], start: dt.date, end: dt.date):
+    def _call(self, symbols: list[str], start, end, interval: str = "1d"):
         for attempt in (1, 2):
             try:
-                frame, failures = self._download(symbols, start, end)
+                frame, failures = self._download(symbols, start, end, interval)
                 _raise_if_all_swallowed(symbols, failures)
                 return frame, failures
             except Exception as exc:  # translated below, most specific first
@@ -240,6 +266,47 @@ def frame_to_bars(frame, symbols: list[str], start: dt.date | None = None) -> di
     """Bars per symbol from a yfinance frame: ``download()``'s two-level columns (either
     level order) or ``history()``'s flat columns (one symbol). Dates become exchange-local
     session dates: a tz-aware index is converted to Sydney time, never to UTC."""
+    out = {}
+    for s, (index, columns) in _frame_columns(frame, symbols).items():
+        dates = [d.isoformat() for d in index.date]
+        bars = _clean(list(zip(dates, *columns)), start)
+        if len(bars):
+            out[s] = bars
+    return out
+
+
+def frame_to_intraday(frame, symbols: list[str], interval: str,
+                      start: dt.datetime | None = None) -> dict[str, Bars]:
+    """Intraday bars per symbol from a yfinance frame of ``interval`` (either layout, as
+    :func:`frame_to_bars`), each row placed in its bar by Sydney wall time (an index in UTC
+    or at either daylight-saving offset reads the same), rows outside the session's bars
+    dropped (:func:`trading.market.reading.tidy_intraday`); bars before ``start`` left out."""
+    import numpy as np
+
+    from trading.market import intraday
+    from trading.market.reading import tidy_intraday
+
+    first = None if start is None else intraday.slot_of(start, interval) or start
+    out = {}
+    for s, (index, columns) in _frame_columns(frame, symbols).items():
+        local = [t.to_pydatetime() for t in index]
+        days = np.array([t.toordinal() for t in local], dtype=np.int64)
+        moments = days * 86400 + np.array([t.hour * 3600 + t.minute * 60 + t.second
+                                           for t in local], dtype=np.int64)
+        values = [np.asarray(c, dtype=float) for c in columns]
+        bars = tidy_intraday(days, moments, *values, interval=interval)[0]
+        if first is not None and len(bars):
+            keep = intraday.stamp(first)
+            bars = bars[next((i for i, d in enumerate(bars.dates) if d >= keep), len(bars)):]
+        if len(bars):
+            out[s] = bars
+    return out
+
+
+def _frame_columns(frame, symbols: list[str]) -> dict[str, tuple[Any, list[list[float]]]]:
+    """Per symbol of a yfinance frame: its index in Sydney time (a naive one is taken as
+    Sydney time) and its open, high, low, close and volume columns as floats (NaN for one
+    the frame lacks)."""
     if frame is None or getattr(frame, "empty", True):
         return {}
     import pandas as pd
@@ -263,7 +330,6 @@ def frame_to_bars(frame, symbols: list[str], start: dt.date | None = None) -> di
             index = pd.to_datetime(index)
         if index.tz is not None:
             index = index.tz_convert(asx.TZ.key)
-        dates = [d.isoformat() for d in index.date]
         lower = {str(c).lower(): c for c in sub.columns}
 
         def column(name: str) -> list[float]:
@@ -272,10 +338,7 @@ def frame_to_bars(frame, symbols: list[str], start: dt.date | None = None) -> di
                 return [math.nan] * len(sub)
             return [float(v) for v in pd.to_numeric(sub[c], errors="coerce")]
 
-        rows = list(zip(dates, *(column(f) for f in ("open", "high", "low", "close", "volume"))))
-        bars = _clean(rows, start)
-        if len(bars):
-            out[s] = bars
+        out[s] = (index, [column(f) for f in ("open", "high", "low", "close", "volume")])
     return out
 
 
@@ -288,11 +351,21 @@ class CsvSource(Source):
         self.name = f"csv:{self.directory}"
 
     def fetch(self, symbols: list[str], start: dt.date, end: dt.date) -> Fetched:
+        return self._read(symbols, "1d")
+
+    def fetch_intraday(self, symbols: list[str], start: dt.datetime, end: dt.datetime,
+                       interval: str) -> Fetched:
+        """``DIR/<SYMBOL>.<interval>.csv`` (``CBA.AX.1h.csv``) in yfinance's intraday layout,
+        whole, as :func:`trading.market.reading.read_csv` reads it for ``interval``."""
+        return self._read(symbols, interval)
+
+    def _read(self, symbols: list[str], interval: str) -> Fetched:
         out = Fetched()
+        suffix = ".csv" if interval == "1d" else f".{interval}.csv"
         for s in symbols:
-            path = self.directory / f"{s}.csv"
+            path = self.directory / f"{s}{suffix}"
             try:
-                bars, report = read_csv(path)
+                bars, report = read_csv(path, interval=interval)
             except FileNotFoundError:
                 out.errors[s] = NotFound(f"no file {path.name} in {self.directory}", symbol=s)
                 continue

@@ -5,7 +5,10 @@ tests that need Yahoo up, down or rate-limiting (the one fake edge of the projec
 attempts) and does what ``$TRADING_TEST_YAHOO_MODE`` (a file, read on every call) says:
 
 - ``ok CSVDIR``: the frame ``yf.download`` returns, two-level (Price, Ticker) columns, from
-  the CSV files in CSVDIR (``tests/data/asx-daily`` layout);
+  the CSV files in CSVDIR (``tests/data/asx-daily`` layout); with an intraday ``interval``
+  (``1h``, ``30m``, ``15m``), from ``SYMBOL.<interval>.csv`` there
+  (``tests/data/asx-intraday`` layout), indexed ``Datetime`` in Australia/Sydney, the bars
+  starting in ``[start, end)``;
 - ``empty``: an empty frame and nothing logged (no ticker has data);
 - ``network``: what yfinance 1.x does when the host is unreachable: it catches curl_cffi's
   ``DNSError`` per ticker, logs it on the ``yfinance`` logger and returns an empty frame;
@@ -59,6 +62,9 @@ def download(tickers, start=None, end=None, **kw):
                               "query2.finance.yahoo.com")
     if mode[0] == "empty":
         return pd.DataFrame()
+    interval = kw.get("interval", "1d")
+    if interval != "1d":
+        return _intraday(tickers, start, end, interval, Path(mode[1]))
     parts = {}
     for s in tickers:
         path = Path(mode[1]) / f"{s}.csv"
@@ -71,6 +77,29 @@ def download(tickers, start=None, end=None, **kw):
                                  name="Date")
         parts[s] = pd.DataFrame({"Close": bars.close, "High": bars.high, "Low": bars.low,
                                  "Open": bars.open, "Volume": bars.volume}, index=index)
+    if not parts:
+        return pd.DataFrame()
+    frame = pd.concat(parts, axis=1).swaplevel(0, 1, axis=1).sort_index(axis=1, level=0)
+    frame.columns.names = ["Price", "Ticker"]
+    return frame
+
+
+def _intraday(tickers, start, end, interval: str, folder: Path):
+    import pandas as pd
+
+    from trading.market.reading import read_csv
+
+    parts = {}
+    for s in tickers:
+        path = folder / f"{s}.{interval}.csv"
+        if not path.exists():
+            continue
+        bars = read_csv(path, interval=interval)[0]
+        index = pd.DatetimeIndex(pd.to_datetime(bars.dates, utc=True), name="Datetime"
+                                 ).tz_convert("Australia/Sydney")
+        frame = pd.DataFrame({"Close": bars.close, "High": bars.high, "Low": bars.low,
+                              "Open": bars.open, "Volume": bars.volume}, index=index)
+        parts[s] = frame[(frame.index >= pd.Timestamp(start)) & (frame.index < pd.Timestamp(end))]
     if not parts:
         return pd.DataFrame()
     frame = pd.concat(parts, axis=1).swaplevel(0, 1, axis=1).sort_index(axis=1, level=0)

@@ -1,0 +1,11 @@
+-- Intraday bars (issue 29) live in the tables of 0002_bars.sql, keyed by their interval
+-- ('1h', '30m', '15m' beside '1d'): bars.session holds the bar's start in Sydney time
+-- (2024-04-05T10:00:00+11:00; the first ten characters are its session date, and in one time
+-- zone these strings sort as the moments do), bars.final is 0 for the bar still in progress,
+-- and bar_series.first_session/last_session hold stamps too (trading.market.intraday).
+--
+-- A cache budget now counts the series of every interval (trading.market.bars._evict orders
+-- a source's series by last use across intervals): this index serves that order. Nothing
+-- depends on it (a store already past this number, which skips it, only sorts a few hundred
+-- rows), so it may be renumbered when branches merge.
+CREATE INDEX IF NOT EXISTS bar_series_budget ON bar_series (source, last_used);

@@ -17,13 +17,16 @@
 #                              Python instead of the package index (offline machines, the tests):
 #                              the project itself is still a regular, non-editable install
 #   --no-start                 install and enable, but do not start the sockets now
-#   --web-listen ADDR          where the dashboard's socket listens: HOST:PORT or a Unix socket
-#                              path (%t/trading/web.sock: in the runtime directory). Default:
-#                              $TRADING_WEB_LISTEN, else the last install's choice, else
-#                              127.0.0.1:8787 ($TRADING_WEB_DEFAULT_LISTEN). An address asked for
-#                              and taken fails before anything changes; a taken default moves to
-#                              the first free port above it, says so, and later runs keep it.
-#                              An address beyond loopback needs web.token in the configuration
+#   --web-listen ADDR          where the dashboard's socket listens, which decides who can open
+#                              it. Default: $TRADING_WEB_LISTEN, else the last install's choice,
+#                              else the Unix socket %t/trading/web.sock (%t: the runtime
+#                              directory), which only you (--user) or root and the trading group
+#                              (system) can open; reach it with ssh -L 8787:PATH host.
+#                              HOST:PORT on loopback (127.0.0.1:8787) is open to EVERY local
+#                              account unless web.token is set; beyond loopback it needs
+#                              web.token. An address asked for and taken fails before anything
+#                              changes; a recorded TCP address found taken moves to the first
+#                              free port above it, says so, and later runs keep it
 #   --render-units MODE DIR [VENV]
 #                              only render the unit files for MODE (system or user) into DIR
 #
@@ -83,11 +86,13 @@ action=install   # install, uninstall or render
 purge=0
 start=1
 deps_from=""
-# The dashboard's address: asked for (--web-listen, else $TRADING_WEB_LISTEN), or the default,
-# which moves to a free port when taken (resolve_web_listen); web_addr is what gets rendered.
+# The dashboard's address: asked for (--web-listen, else $TRADING_WEB_LISTEN), else the last
+# install's, else the default: a Unix socket in the runtime directory, which the socket unit
+# keeps to its owner and group (resolve_web_listen); web_addr is what gets rendered.
+web_unix='%t/trading/web.sock'
 web_listen=${TRADING_WEB_LISTEN:-}
 web_listen_from=${TRADING_WEB_LISTEN:+TRADING_WEB_LISTEN}
-web_listen_default=${TRADING_WEB_DEFAULT_LISTEN:-127.0.0.1:8787}
+web_listen_default=${TRADING_WEB_DEFAULT_LISTEN:-$web_unix}
 web_addr=""
 web_failed=""    # set when trading-web.socket could not start: what to tell at the end
 
@@ -416,13 +421,16 @@ check_services() {
 }
 
 # -- the dashboard's address ---------------------------------------------------------------
-# trading-web.socket listens on TCP (127.0.0.1:8787 unless told otherwise), where anything else
-# on the host may already listen: another user's --user install, RStudio Server (whose default
-# port it is). systemd would then fail the socket's start with a bare "Job failed". So the
-# address is checked before anything is enabled or started: asked for (--web-listen,
-# TRADING_WEB_LISTEN) and taken, the install stops with the holder's name and changes nothing;
-# the default (or the last install's choice) taken, it moves to the first free port above the
-# default, says so, and the record in the venv keeps that choice for later runs.
+# The address is the dashboard's audience. By default trading-web.socket is a Unix socket in
+# the runtime directory (%t/trading/web.sock), which only the owner and the group can open;
+# nothing else on the host can hold that path. A TCP address is an explicit choice (every local
+# account can open a loopback port), and there anything else may already listen: another
+# user's --user install, RStudio Server (8787 is its default). systemd would then fail the
+# socket's start with a bare "Job failed". So a TCP address is checked before anything is
+# enabled or started: asked for (--web-listen, TRADING_WEB_LISTEN) and taken, the install stops
+# with the holder's name and changes nothing; the last install's choice taken (an upgrade, a
+# re-run), it moves to the first free port above it, says so, and the record in the venv keeps
+# that choice for later runs.
 
 # probe ADDR: free, inuse, skip (not a TCP address) or the system's reason (Permission denied);
 # scan ADDR N: the first of the N ports above ADDR's on its host where a bind works. The bind
@@ -535,7 +543,9 @@ web_next_free() {
 }
 
 web_move_command() {  # the install command that moves the dashboard to ADDR
-    printf './install.sh%s --web-listen %s' "$([ "$mode" = user ] && echo ' --user' || true)" "$1"
+    local a=$1
+    case "$a" in %*|/*) a="'$a'" ;; esac
+    printf '%s --web-listen %s' "$([ "$mode" = user ] && echo './install.sh --user' || echo 'sudo ./install.sh')" "$a"
 }
 
 resolve_web_listen() {
@@ -559,15 +569,10 @@ resolve_web_listen() {
     if [ -n "$recorded" ]; then label="$base (the last install's choice)"; else label=$base; fi
     [ "$state" = inuse ] ||
         die "the dashboard cannot listen on $label: $state; nothing was changed; choose an address with --web-listen"
-    next=""
-    if [ "$base" != "$web_listen_default" ]; then
-        case "$(web_address_state "$web_listen_default")" in
-            free|ours|skip) next=$web_listen_default ;;
-        esac
-    fi
-    [ -n "$next" ] || next=$(web_next_free "$web_listen_default")
+    # A TCP address chosen before (or a TCP default) stays TCP: the next free port above it.
+    next=$(web_next_free "$base")
     [ -n "$next" ] ||
-        die "$label is taken by $(web_holder "$base"), and so are the 50 ports above $web_listen_default; nothing was changed; choose an address: $(web_move_command 127.0.0.1:PORT), or a Unix socket path"
+        die "$label is taken by $(web_holder "$base"), and so are the 50 ports above it; nothing was changed; choose an address: $(web_move_command "$web_unix"), or $(web_move_command 127.0.0.1:PORT)"
     say "$label is taken by $(web_holder "$base"); the dashboard listens on $next instead; --web-listen to choose"
     web_addr=$next
 }
@@ -598,23 +603,25 @@ start_failed() {
     die "$u cannot start: $why; see ${sysctl[*]} status $u"
 }
 
-# The last line of an install: where the dashboard is (or why it is not).
+# web_expand ADDR: %t (systemd's runtime directory) spelled out, as the socket unit has it.
+web_expand() {
+    case "$1" in %t/*) echo "${runtime_dir%/trading}/${1#%t/}" ;; *) echo "$1" ;; esac
+}
+
+# The last two lines of an install: who can open the dashboard (a warning when that is every
+# local account), and where it is with how to reach it (or why it is off). The words are
+# trading.web.audience's, the same that `trading status` prints.
 say_dashboard() {
-    local a=$web_addr host url
+    local a line
     if [ -n "$web_failed" ]; then
         printf 'install: error: %s\n' "$web_failed" >&2
         return 0
     fi
-    case "$a" in %t/*) a=${runtime_dir%/trading}/${a#%t/} ;; esac
-    host=$(uname -n)
-    case "$a" in
-        /*) say "dashboard: Unix socket $a; from your machine: ssh -L 8787:$a $(id -un)@$host, then open http://127.0.0.1:8787/" ;;
-        127.*|\[::1\]:*|localhost:*)
-            say "dashboard: http://$a/; from another machine: ssh -L 8787:$a $(id -un)@$host, then open http://127.0.0.1:8787/" ;;
-        0.0.0.0:*|\[::\]:*) say "dashboard: http://$host:${a##*:}/ (every address)" ;;
-        *) if [ -z "${a//[0-9]/}" ]; then url="http://$host:$a/ (every address)"; else url="http://$a/"; fi
-           say "dashboard: $url" ;;
-    esac
+    a=$(web_expand "$web_addr")
+    if ! line=$("$venv/bin/python" -m trading.web.audience "$a" "$mode" "${runtime_dir%/trading}" 2>/dev/null); then
+        line="dashboard: $a"
+    fi
+    while IFS= read -r l; do say "$l"; done <<<"$line"
 }
 
 do_install() {
@@ -676,7 +683,11 @@ do_install() {
         say "note: $(dirname "$bin_link") is not on your PATH; add it to run \`trading\`"
     fi
     if [ $running = 0 ]; then
-        say "dashboard: trading-web.socket listens on $web_addr once systemd runs it"
+        local who
+        who=$("$venv/bin/python" -m trading.web.audience "$(web_expand "$web_addr")" "$mode" \
+              "${runtime_dir%/trading}" 2>/dev/null | head -n 1 || true)
+        [ -z "$who" ] || say "$who"
+        say "dashboard: trading-web.socket listens on $(web_expand "$web_addr") once systemd runs it"
     else
         say_dashboard
     fi

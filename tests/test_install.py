@@ -106,16 +106,46 @@ def test_a_taken_address_asked_for_fails_in_one_line_before_anything_changes(hom
         assert not Path(home["HOME"]).exists()
 
 
-def test_a_taken_default_moves_to_a_free_port_which_later_runs_keep(home, listener):
-    taken = listener.getsockname()[1]
-    env = {**home, "TRADING_WEB_DEFAULT_LISTEN": f"127.0.0.1:{taken}"}
-    out = sh(env, "--user", "--deps-from", sys.prefix).stdout
-    said = re.match(rf"install: 127\.0\.0\.1:{taken} is taken by {re.escape(holder())}; the "
-                    r"dashboard listens on 127\.0\.0\.1:(\d+) instead; --web-listen to choose\n",
-                    out)
+def test_by_default_the_dashboard_is_a_unix_socket_only_its_owner_can_open(home):
+    out = sh(home, "--user", "--deps-from", sys.prefix).stdout
+    path = Path(home["XDG_RUNTIME_DIR"]) / "trading" / "web.sock"
+    socket_unit = Path(home["HOME"]) / ".config/systemd/user/trading-web.socket"
+    assert "ListenStream=%t/trading/web.sock\n" in socket_unit.read_text()
+    record = Path(home["HOME"]) / ".local/share/trading/venv/trading-install"
+    assert "web_listen=%t/trading/web.sock" in record.read_text().splitlines()
+    assert out.splitlines()[-2:] == [
+        ("install: only you can open the dashboard (its socket is in your runtime directory, "
+         "mode 0700)"),
+        f"install: dashboard: trading-web.socket listens on {path} once systemd runs it"], out
+
+
+def test_a_chosen_port_is_said_to_be_open_to_everyone_and_kept_moved_when_taken(home):
+    """The explicit TCP choice: the install says every local account can open it; a re-run
+    (an upgrade) keeps it, and when something else took the port meanwhile, moves to the next
+    free one above it, says so first, and later runs keep that."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        chosen = probe.getsockname()[1]
+    out = sh(home, "--user", "--deps-from", sys.prefix, "--web-listen",
+             f"127.0.0.1:{chosen}").stdout
+    assert (f"install: warning: every local account can open the dashboard on "
+            f"127.0.0.1:{chosen} (a loopback port cannot tell users apart): set web.token to "
+            "ask for a login, or keep it to yourself: ./install.sh --user --web-listen "
+            "'%t/trading/web.sock'") in out.splitlines(), out
+
+    taken = socket.socket()  # what RStudio Server is on 8787
+    taken.bind(("127.0.0.1", chosen))
+    taken.listen()
+    try:
+        out = sh(home, "--user", "--deps-from", sys.prefix).stdout
+    finally:
+        taken.close()
+    said = re.match(rf"install: 127\.0\.0\.1:{chosen} \(the last install's choice\) is taken "
+                    rf"by {re.escape(holder())}; the dashboard listens on 127\.0\.0\.1:(\d+) "
+                    r"instead; --web-listen to choose\n", out)
     assert said, out  # the first line, before anything else happened
     new = int(said.group(1))
-    assert taken < new <= taken + 50
+    assert chosen < new <= chosen + 50
     socket_unit = Path(home["HOME"]) / ".config/systemd/user/trading-web.socket"
     assert f"ListenStream=127.0.0.1:{new}\n" in socket_unit.read_text()
     record = Path(home["HOME"]) / ".local/share/trading/venv/trading-install"
@@ -123,8 +153,10 @@ def test_a_taken_default_moves_to_a_free_port_which_later_runs_keep(home, listen
     assert out.splitlines()[-1] == \
         f"install: dashboard: trading-web.socket listens on 127.0.0.1:{new} once systemd runs it"
 
-    listener.close()  # the default is free again: the recorded choice still wins
-    again = sh(env, "--user", "--deps-from", sys.prefix).stdout
+    # The chosen port is free again: the recorded choice still wins.
+    again = sh(home, "--user", "--deps-from", sys.prefix).stdout
+    if "sources changed since the last install" in again:
+        again = sh(home, "--user", "--deps-from", sys.prefix).stdout  # the checkout was edited
     assert "nothing changed" in again and "is taken" not in again, again
     assert f"ListenStream=127.0.0.1:{new}\n" in socket_unit.read_text()
 

@@ -121,12 +121,18 @@ def test_non_obvious_directives_carry_a_comment(path):
 
 
 def test_web_units(rendered):
-    """The dashboard: a TCP socket on loopback by default, the same runtime rules as the
-    JSON-RPC services, and no network of its own (the passed socket is all it serves)."""
+    """The dashboard: a Unix socket in the runtime directory by default, kept to its owner and
+    group (for a system install, trading:trading), the same runtime rules as the JSON-RPC
+    services, and no network of its own (the passed socket is all it serves)."""
     assert set(HTTP_SERVICES) == {"web"}
     sock, svc = UNITS / "trading-web.socket", UNITS / "trading-web.service"
     assert one(sock, "ListenStream") == "@WEB_LISTEN@"
-    assert one(rendered["user"] / "trading-web.socket", "ListenStream") == "127.0.0.1:8787"
+    for mode in ("user", "system"):
+        web = rendered[mode] / "trading-web.socket"
+        assert one(web, "ListenStream") == "%t/trading/web.sock"
+        assert one(web, "SocketMode") == "0660"
+    system = rendered["system"] / "trading-web.socket"
+    assert (one(system, "SocketUser"), one(system, "SocketGroup")) == ("trading", "trading")
     assert one(sock, "Accept") == "no"
     # The console script, as for the JSON-RPC services (trading.web.__main__:run).
     assert one(svc, "ExecStart") == "@VENV@/bin/trading-web"

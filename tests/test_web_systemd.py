@@ -4,16 +4,23 @@ the page answers (with predictions the installed services made), the process exi
 idle, and requests that land during an exit are served, by that instance or the next.
 
 First, on a manager of its own (:class:`TestTakenPort`), what ``install.sh --user`` does when
-something else already listens on the dashboard's address (RStudio Server's default port is
-8787, and so is another user's install): an address asked for fails before anything changes,
-the default moves to the next free port and says so, a socket that cannot listen anyway is
-named, and a Unix socket in the runtime directory takes the dashboard off TCP altogether.
+something else already listens on a TCP address chosen for the dashboard (RStudio Server's
+default port is 8787, and so is another user's install): an address asked for fails before
+anything changes, a TCP default (``TRADING_WEB_DEFAULT_LISTEN``) moves to the next free port
+and says so, a socket that cannot listen anyway is named, and a Unix socket in the runtime
+directory takes the dashboard off TCP altogether.
+
+Then, on another (:class:`TestAudience`), who can open it (issue 27): by default a Unix socket
+that another uid cannot open and the owner (and the group) can; a loopback port chosen with
+``--web-listen``, which every local account can open, as the install says; and ``web.token``
+narrowing that choice. The rest of the module runs on the sandbox's own TCP port.
 
 The tests share one manager and run in file order.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -99,10 +106,11 @@ def web_row(manager: UserManager) -> dict:
 
 @pytest.fixture(scope="class")
 def crowded():
-    """A manager of its own with nothing installed, whose dashboard default is held by a
-    :class:`Listener`: TRADING_WEB_DEFAULT_LISTEN is what 127.0.0.1:8787 is outside the tests,
-    and without TRADING_WEB_LISTEN (an address asked for) that default applies. Class scope:
-    it is gone before the module's own manager starts."""
+    """A manager of its own with nothing installed, whose dashboard default is a TCP address
+    held by a :class:`Listener`: TRADING_WEB_DEFAULT_LISTEN makes the default TCP (as it was
+    before the Unix socket, 127.0.0.1:8787), and without TRADING_WEB_LISTEN (an address asked
+    for) that default applies. Class scope: it is gone before the module's own manager
+    starts."""
     taken = Listener()
     manager = UserManager()
     del manager.env["TRADING_WEB_LISTEN"]
@@ -211,6 +219,159 @@ class TestTakenPort:
             assert exchange(s, "/api/events")[0] == 200
         with pytest.raises(ConnectionRefusedError):  # the TCP port is given back
             socket.create_connection(("127.0.0.1", crowded.web_port), timeout=5).close()
+
+
+# -- who can open it ----------------------------------------------------------------------------
+# A client as another uid: the system Python and the standard library only (the development
+# venv need not be readable by that uid); prints the answer's status code, or the errno.
+_AS_OTHER = r"""
+import json, socket, sys
+address, path, token = sys.argv[1], sys.argv[2], sys.argv[3]
+try:
+    if address.startswith("/"):
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(30)
+        s.connect(address)
+    else:
+        host, _, port = address.rpartition(":")
+        s = socket.create_connection((host, int(port)), timeout=30)
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n".encode())
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    print(json.dumps({"status": int(data.split(b" ", 2)[1])}))
+except OSError as exc:
+    print(json.dumps({"errno": exc.errno}))
+"""
+
+needs_setpriv = pytest.mark.skipif(
+    os.geteuid() != 0 or not Path("/usr/bin/setpriv").exists(),
+    reason="needs root and setpriv to run a client as another uid")
+
+
+def as_other(address: str, path: str, *, user: str = "nobody", groups: str = "",
+             token: str = "") -> dict:
+    """GET ``path`` from the dashboard at ``address`` as ``user`` (supplementary ``groups``)."""
+    import subprocess
+
+    cmd = ["setpriv", f"--reuid={user}", "--regid=nogroup",
+           f"--groups={groups}" if groups else "--clear-groups",
+           "/usr/bin/python3", "-I", "-c", _AS_OTHER, address, path, token]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd="/")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def as_owner(address: str, path: str, token: str = "") -> int:
+    if address.startswith("/"):
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(30)
+        s.connect(address)
+    else:
+        host, _, p = address.rpartition(":")
+        s = socket.create_connection((host, int(p)), timeout=30)
+    with s:
+        if token:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+                      f"{token}\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+            return int(data.split(b" ", 2)[1])
+        return exchange(s, path)[0]
+
+
+@pytest.fixture(scope="class")
+def plain():
+    """A manager of its own where ``install.sh --user`` runs as a user would: no address asked
+    for (the sandbox's own TRADING_WEB_LISTEN removed), so the default applies. The directories
+    above the runtime directory are opened to every uid for the test (a real one is mode 0700,
+    /run/user/UID): the socket file's own mode is then all that stands in the way."""
+    manager = UserManager()
+    del manager.env["TRADING_WEB_LISTEN"]
+    try:
+        manager.start()
+    except SandboxUnavailable as exc:
+        manager.cleanup()
+        unavailable(str(exc))
+    try:
+        yield manager
+    finally:
+        manager.cleanup()
+
+
+def open_the_way(manager: UserManager, address: str) -> None:
+    """Search permission for every uid on the directories above a socket in the sandbox."""
+    if not address.startswith("/"):
+        return
+    d = Path(address).parent
+    while d != manager.root.parent:
+        d.chmod(d.stat().st_mode | 0o011)
+        d = d.parent
+
+
+@needs_setpriv
+class TestAudience:
+    """Issue 27, finding 5: ``nobody`` read /api/history of a default install (and had
+    /api/symbol/X fetch market data). The default is now a Unix socket only its owner and
+    group can open; loopback, for every local account, is a choice that says so."""
+
+    def test_by_default_another_uid_cannot_open_the_dashboard_and_the_owner_can(self, plain):
+        out = install(plain).stdout
+        address = web_row(plain)["socket_path"]
+        open_the_way(plain, address)
+        assert as_owner(address, "/api/history") == 200
+        stranger = as_other(address, "/api/history")
+        assert stranger == {"errno": errno.EACCES}, (address, stranger)
+        assert as_other(address, "/api/symbol/ZZZ9") == {"errno": errno.EACCES}
+        # The group is the audience too: 0660 of the owner's group (trading, for a system
+        # install), here root's, which the stranger joins.
+        assert as_other(address, "/api/history", groups="0") == {"status": 200}
+        path = plain.runtime_dir / "trading" / "web.sock"
+        assert address == str(path)
+        assert out.splitlines()[-2:] == [
+            ("install: only you can open the dashboard (its socket is in your runtime "
+             "directory, mode 0700)"),
+            (f"install: dashboard: Unix socket {path}; from your machine: ssh -L 8787:{path} "
+             f"{plain.env['LOGNAME']}@{os.uname().nodename}, then open http://127.0.0.1:8787/")
+        ], out
+        shown = plain.trading("status").stdout.splitlines()
+        assert f"dashboard: Unix socket {path}; from your machine: ssh -L 8787:{path} " \
+            in "\n".join(shown), shown
+        assert shown[-1].startswith("only you can open the dashboard"), shown
+
+    def test_loopback_chosen_is_open_to_every_local_account_and_said_so(self, plain):
+        port = Listener()  # a free port, given back at once
+        port.close()
+        address = port.address
+        out = install(plain, "--web-listen", address).stdout
+        if "sources changed since the last install" in out:
+            out = install(plain, "--web-listen", address).stdout
+        assert (f"install: warning: every local account can open the dashboard on {address} "
+                "(a loopback port cannot tell users apart): set web.token to ask for a login, "
+                "or keep it to yourself: ./install.sh --user --web-listen "
+                "'%t/trading/web.sock'") in out.splitlines(), out
+        assert web_row(plain)["socket_path"] == address
+        assert as_other(address, "/api/history") == {"status": 200}  # as documented
+        assert as_owner(address, "/api/history") == 200
+        plain.chosen = address  # type: ignore[attr-defined]
+
+    def test_a_rerun_keeps_the_port_and_a_token_narrows_it(self, plain):
+        address = plain.chosen
+        config = plain.home / ".config/trading/config.toml"
+        config.write_text(config.read_text() + '\n[web]\ntoken = "s3cret-dashboard-token"\n')
+        plain.systemctl("stop", "trading-web.service")  # the next request reads the token
+        out = install(plain).stdout  # no --web-listen: an upgrade keeps the recorded choice
+        if "sources changed since the last install" in out:
+            out = install(plain).stdout
+        assert "is taken" not in out and web_row(plain)["socket_path"] == address, out
+        assert (f"install: every local account can reach the dashboard on {address}; it asks "
+                "each for web.token") in out.splitlines(), out
+        assert as_other(address, "/api/history") == {"status": 401}
+        assert as_other(address, "/api/history", token="s3cret-dashboard-token") == \
+            {"status": 200}
+        assert as_owner(address, "/api/history", token="s3cret-dashboard-token") == 200
 
 
 def test_the_socket_listens_and_no_dashboard_runs_before_the_first_request(sd):

@@ -3,6 +3,8 @@ and whether the services are healthy, served over HTTP by a process that systemd
 the first request and that exits when idle, like every other service here.
 
 - :mod:`trading.web.serve`: the process (the socket systemd passed, uvicorn, idle exit)
+- :mod:`trading.web.audience`: who can open the dashboard at an address, and how to reach it
+  (the words install.sh, ``trading status`` and ``trading web`` print)
 - :mod:`trading.web.limits`: what one client cannot do to the others (request deadline,
   connection cap under the descriptor limit, a log that a flood cannot fill)
 - :mod:`trading.web.app`: the ASGI app (Starlette): pages, ``/api/`` JSON, live events,

@@ -21,7 +21,10 @@ fill the journal): :mod:`trading.web.limits`, which :func:`make_server` puts in 
 place where uvicorn has no bound of its own.
 
 Refusals: a listener on a non-loopback address needs ``web.token`` (else exit status 2 and
-one log line saying what to set).
+one log line saying what to set). Who else can open it is the address's business
+(:mod:`trading.web.audience`): the installed default is a Unix socket that only its owner and
+group can open; a loopback port is open to every local account, which ``trading web`` says
+when it binds one.
 """
 
 from __future__ import annotations
@@ -223,9 +226,10 @@ def serve(app, sock: socket.socket, *, idle_exit: float | None,
 # -- entry points -----------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None, *,
          own_logging: bool = True, registry: Callable[[str], type] | None = None,
-         services: Sequence[str] = ()) -> int:
+         services: Sequence[str] = (), announce: Callable[[str], object] | None = None) -> int:
     """``trading-web [--listen ADDR] [--idle-exit S]``: under systemd, serve the
-    passed socket until idle; by hand, bind ``--listen`` (default ``web.listen``).
+    passed socket until idle; by hand, bind ``--listen`` (default ``web.listen``) and say
+    where it is and who can open it (through ``announce``, else the log).
 
     ``own_logging``: set logging up here, as an entry point does; ``trading web`` passes False,
     since the CLI set up its own at its entry point (logging is set up once per process).
@@ -271,6 +275,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     where = describe(sock)
     logger.info("serving the dashboard on %s%s", where,
                 f" (idle exit after {idle:g} s)" if idle else "")
+    if not activated:  # by hand (`trading web`): who can open it and how to reach it
+        from trading.web import audience
+
+        for line in (audience.reach(where, user=audience.who_am_i(), host=os.uname().nodename),
+                     audience.who(where, scope="hand", token=bool(cfg["web.token"]))):
+            (announce or logger.info)(line)
     try:
         return serve(app, sock, idle_exit=idle or None, notify=notify, watchdog_s=watchdog)
     finally:

@@ -1,10 +1,11 @@
 """``trading notify test|status``: check the alert URLs, and show the outbox.
 
 Alerts themselves are sent by the scheduled jobs (``trading job predict`` and ``trading job
-outcomes``; :mod:`trading.ops.notify`). ``test`` sends one test message to every URL in
-``notify.urls`` and prints one line per URL: ``delivered`` or the error (exit 1 when any
-failed). ``status`` reads the outbox in the store: what waits (with the attempt count, the
-last error and the next try), what was given up, and the latest sent. URLs are printed masked.
+outcomes``; :mod:`trading.ops.notify`), and by ``trading predict --notify``. ``test`` sends
+one test message to every URL in ``notify.urls`` and prints one line per URL: ``delivered``
+or the error (exit 1 when any failed). ``status`` reads the outbox in the store: what waits
+(with the attempt count, the last error and the next try), what was given up, and the latest
+sent or superseded. URLs are printed masked.
 Apprise is imported by ``test`` only.
 """
 
@@ -50,7 +51,8 @@ def test(as_json: bool = common.JsonOption,
 def status(as_json: bool = common.JsonOption,
            sent: int = typer.Option(10, "--sent", min=0, max=1000,
                                     help="How many of the latest sent messages to list.")) -> None:
-    """The outbox: pending (with attempts, last error, next try), failed, and the latest sent."""
+    """The outbox: pending (with attempts, last error, next try), failed, and the latest sent
+    or superseded (a message a newer run replaced before it could be sent)."""
     from trading.runtime.store import Store
     from trading.signals import outbox
 
@@ -62,7 +64,7 @@ def status(as_json: bool = common.JsonOption,
         return
     c = state["counts"]
     print(f"outbox: {c['pending']} pending, {c['sending']} sending, {c['failed']} failed, "
-          f"{c['sent']} sent; {state['urls']} URL(s) configured")
+          f"{c['sent']} sent, {c['superseded']} superseded; {state['urls']} URL(s) configured")
     if not state["rows"]:
         return
     rows = []
@@ -73,9 +75,13 @@ def status(as_json: bool = common.JsonOption,
             when = f"next try {r['next_attempt_at'][:19]}"
         elif r["status"] == "sending":
             when = f"claimed {r['claimed_at'][:19]}"
+        elif r["status"] == "superseded":
+            when = "superseded: a newer run spoke"
         else:
             when = "given up"
-        rows.append([r["id"], r["status"], r["title"], r["target"], r["attempts"],
-                     when, r["last_error"] or ""])
-    common.table(None, ["id", "status", "message", "to", "tries", "when (UTC)", "last error"],
+        rows.append([r["id"], r["status"], r["title"], r["notify_type"], r["target"],
+                     r["attempts"], when,
+                     "" if r["status"] == "superseded" else r["last_error"] or ""])
+    common.table(None, ["id", "status", "message", "type", "to", "tries", "when (UTC)",
+                        "last error"],
                  rows)

@@ -4,7 +4,13 @@
 ASX calendar first (:mod:`trading.ops.schedule`): on a holiday or outside the session it prints one
 line ("market closed: Christmas Day") and exits 0; otherwise it does the same call as
 ``trading predict`` / ``trading report --evaluate`` / ``trading train`` and prints a one-line
-summary for the journal. The gate is a separate command, not a flag on ``trading predict``,
+summary for the journal. A predict run is the alert stream: its predictions, and no others,
+are planned as alerts (:func:`trading.ops.notify.queue_run`), then everything due is sent.
+Where the service's socket cannot be reached the job runs the same handlers in-process and
+logs one line saying so (what replaced the old cron proxy's fallback to the monolith;
+docs/migrating.md); ``in_process = never`` refuses instead.
+
+The gate is a separate command, not a flag on ``trading predict``,
 so a person typing ``trading predict`` on a Sunday evening still gets predictions, and a cron
 line can be as simple as ``*/30 * * * * trading job predict`` whatever zone cron's clock is in.
 
@@ -26,6 +32,7 @@ from typing import Any
 import typer
 
 from trading import config as _config
+from trading.errors import ServiceUnavailable
 
 from . import common
 
@@ -50,9 +57,11 @@ def job(
 ) -> None:
     """Run a scheduled job if the ASX calendar says so (what the timers start).
 
-    On a holiday or outside the session it prints one line saying why and exits 0.
-    TRADING_NOW=2026-12-24T11:00 (Sydney time unless an offset is given) asks what the job
-    would do at that moment."""
+    On a holiday or outside the session it prints one line saying why and exits 0. When
+    the service's socket cannot be reached (stopped, failed, not installed) the job runs the
+    handlers in-process and says so; TRADING_IN_PROCESS=never refuses instead (exit 3).
+    TRADING_NOW=2026-12-24T11:00 (Sydney time unless an offset is given) runs the job as if
+    it were that moment: it really predicts, stores and sends alerts."""
     from trading.ops import schedule
 
     if name not in schedule.JOBS:
@@ -69,17 +78,25 @@ def job(
         return
     if not as_json:
         print(f"{decision.reason} ({moment:%a %Y-%m-%d %H:%M %Z}): running {name}", flush=True)
-    client = common.client(timeout=TIMEOUTS[name])
-    start = _notify_start() if name in ("predict", "outcomes") else None
+    client = _client(name)
+    result = None
     notified = None
     try:
-        result, summary, errors, failed = _run(client, name)
+        try:
+            result, summary, errors, failed = _run(client, name)
+        except ServiceUnavailable as exc:
+            if not _unreached(exc):
+                raise
+            client = _client(name, reason=str(exc))  # the call reached nothing
+            result, summary, errors, failed = _run(client, name)
     finally:
         if name in ("predict", "outcomes"):
-            notified = _notify(name, start, quiet=as_json)
+            notified = _notify(name, result, quiet=as_json)
     if as_json:
         common.print_json({"job": name, "ran": True, "reason": decision.reason,
                            "at": moment.isoformat(), "result": result,
+                           **({"in_process": True} if getattr(client, "job_fallback", None)
+                              else {}),
                            **({"notify": notified} if notified is not None else {})})
     else:
         print(summary, flush=True)
@@ -94,39 +111,80 @@ def job(
         raise typer.Exit(common.EXIT_FAILURE)
 
 
-def _notify_start() -> int | None:
-    """The newest event before the job's call, when alerts are on: a URL seen for the first
-    time gets this run's predictions, not the whole history. None when alerts are off."""
+FALLBACK = ("{service} cannot be reached ({why}); the job runs the handlers in-process "
+            "instead, as the old proxy fell back to the monolith")
+
+
+def _client(name: str, reason: str | None = None):
+    """The job's client. Where the service's socket cannot be reached (no socket: systemd
+    holds it stopped, its socket failed, nothing is installed; or a socket file nobody
+    listens on), the job runs the same handlers in-process and logs one line saying so: the
+    replacement for the old cron proxy's fallback to the monolith. ``in_process = never``
+    (``TRADING_IN_PROCESS=never``, as the timer's unit sets) refuses instead: the call fails
+    with the client's own one-line error (exit 3).
+
+    ``reason``: the socket was there but refused; every call of this client runs here."""
+    from trading import handlers
+
     cfg = _config.get()
-    if not cfg["notify.urls"]:
-        return None
-    from trading.runtime.store import Store
-    from trading.signals import outbox
+    told: list[str] = []
 
-    try:
-        return outbox.floor(Store(cfg.db_path))
-    except Exception as exc:  # noqa: BLE001 - alerts never fail the job; deliver says more
-        common.note(f"notify: cannot read the store: {exc}")
-        return None
+    def tell(service: str, why: str) -> None:
+        if not told:
+            told.append(service)
+            client.job_fallback = service
+            common.note(FALLBACK.format(service=service, why=why))  # stderr: the journal
+
+    def fallback(service: str) -> None:
+        from trading.ops.systemd import stopped_reason
+
+        why = stopped_reason(service)
+        tell(service, why.split(":", 1)[0] if why else "no service socket installed")
+
+    here = reason is not None or common.IN_PROCESS["asked"]  # or `trading --in-process job`
+    client = handlers.client(cfg, on_fallback=fallback, timeout=TIMEOUTS[name],
+                             **({"in_process": "always"} if here else {}))
+    client.job_fallback = None
+    if reason is not None:
+        tell(_service(name), reason.split(" (", 1)[0])
+    return client
 
 
-def _notify(name: str, start: int | None, *, quiet: bool) -> dict | None:
-    """Send the alerts (and after outcomes, the day's digest) after the service committed.
+def _service(name: str) -> str:
+    return "training" if name == "train" else "prediction"
+
+
+def _unreached(exc: Exception) -> bool:
+    """The call never reached a service: its socket file is there, but nothing accepted the
+    connection (so running it here cannot run it twice). Never under ``in_process = never``."""
+    return (_config.get()["in_process"] != "never"
+            and isinstance(exc.__cause__, (ConnectionRefusedError, FileNotFoundError)))
+
+
+def _notify(name: str, result: dict | None, *, quiet: bool) -> dict | None:
+    """Queue this run's alerts (a predict run's, into the alert stream) and send what is due
+    (after outcomes, with the day's digest), after the service committed.
 
     Runs after a failed call too (earlier messages still wait); a failure here is reported
     and never changes the job's exit status. Apprise is imported only when something is due.
     The digest is of today in Sydney by the job's clock (``TRADING_NOW`` moves it, as it
-    moves every clock: :mod:`trading.clock`)."""
+    moves every clock: :mod:`trading.clock`). A predict run is recorded in the stream even
+    without ``notify.urls``, so the digest knows it once alerts are switched on."""
     cfg = _config.get()
-    if not cfg["notify.urls"]:
+    if not cfg["notify.urls"] and not (name == "predict" and result):
         return None
     from trading.ops import notify
     from trading.runtime.store import Store
 
     try:
+        store = Store(cfg.db_path)
+        if name == "predict" and result:
+            notify.queue_run(store, cfg, result, "job")
+        if not cfg["notify.urls"]:
+            return None
         from trading.market import asx
 
-        return notify.deliver(Store(cfg.db_path), cfg, start=start,
+        return notify.deliver(store, cfg,
                               digest_day=asx.now().date() if name == "outcomes" else None)
     except Exception as exc:  # noqa: BLE001 - alerts never fail the job
         message = notify.scrub(f"{type(exc).__name__}: {exc}", " ".join(cfg["notify.urls"]))

@@ -142,20 +142,37 @@ def store() -> Store:
 
 
 def predict(st: Store, symbol: str, action: str, confidence: float, *, price: float = 10.0,
-            source: str = "yahoo", components: dict | None = None) -> int:
-    """Store one prediction (and its event) as the prediction service does."""
+            source: str = "yahoo", components: dict | None = None, run_id: str | None = None,
+            created_at: str | None = None) -> int:
+    """Store one prediction (and its event) as the prediction service does (a hand-run
+    ``trading predict``: not in the alert stream unless :func:`job` records its run)."""
     comps = components or {"technical": 0.8 if action == "BUY" else 0.2, "sentiment": 0.6,
                            "volume": 0.55, "market": 0.5, "model": None}
     p = {"symbol": symbol, "action": action, "confidence": confidence, "price": price,
          "score": 0.6, "components": comps,
          "weights": {"technical": 0.47, "sentiment": 0.24, "volume": 0.18, "market": 0.11},
          "market_context": "NEUTRAL", "rsi": 41.0, "reasons": ["rules' own words"],
-         "created_at": datetime.now(timezone.utc).isoformat()}
+         "created_at": created_at or datetime.now(timezone.utc).isoformat()}
     inputs = {"market": {"as_of": "2026-11-24", "source": source,
                          "market_context": {"context": "NEUTRAL", "trend_pct": 0.4}},
               "sentiment": {"score": 0.3, "headline_count": 5}}
-    ledger.record(st, [p], {symbol: inputs}, source=source, run_id=ledger.new_run_id())
+    ledger.record(st, [p], {symbol: inputs}, source=source, run_id=run_id or ledger.new_run_id())
     return p["id"]
+
+
+def job(st: Store, cfg, *calls, created_at: str | None = None, **kw) -> dict:
+    """One ``trading job predict`` run: the calls ``(symbol, action, confidence)`` stored in
+    one run, the run queued into the alert stream as the job does; returns its result."""
+    rid = ledger.new_run_id()
+    results = {}
+    for symbol, action, confidence, *rest in calls:
+        pid = predict(st, symbol, action, confidence, run_id=rid, created_at=created_at,
+                      **(rest[0] if rest else {}), **kw)
+        results[symbol] = {"id": pid, "symbol": symbol, "action": action}
+    result = {"results": results, "errors": {},
+              "predictor": {"name": "trading.signals.rules:predict"}}
+    notify.queue_run(st, cfg, result, "job", now=created_at)
+    return result
 
 
 def later(minutes: float) -> str:
@@ -203,43 +220,87 @@ def test_config_show_masks_notify_urls(monkeypatch):
 
 
 # -- what is sent --------------------------------------------------------------------------------
-def planned(st: Store, rules: alerts.Rules) -> list:
-    outbox.plan(st, [("h", "json://x")], rules, start=0)
-    return st.query("SELECT title FROM notifications ORDER BY id")
+def titles(st: Store, *, send: bool = True) -> list[str]:
+    """The titles queued since the last call, marked sent (as a run that delivered them)."""
+    rows = st.query("SELECT id, title FROM notifications WHERE status = 'pending' ORDER BY id")
+    if send:
+        with st.transaction() as db:
+            db.execute("UPDATE notifications SET status = 'sent' WHERE status = 'pending'")
+    return [r["title"] for r in rows]
 
 
-def test_changes_alert_when_the_call_changes_and_only_then(monkeypatch):
-    use(monkeypatch)
+def test_changes_alert_when_the_call_changes_against_the_last_alert_sent(monkeypatch):
+    cfg = use(monkeypatch, notify_urls="json://127.0.0.1:9/x")
     st = store()
-    predict(st, "CBA.AX", "HOLD", 0.4)             # first, HOLD: nothing to say
-    predict(st, "CBA.AX", "BUY", 0.8)              # HOLD -> BUY
-    predict(st, "CBA.AX", "BUY", 0.82)             # still BUY: quiet
-    predict(st, "CBA.AX", "HOLD", 0.5)             # BUY withdrawn
-    predict(st, "BHP.AX", "SELL", 0.75)            # a first SELL is a change from HOLD
-    predict(st, "BHP.AX", "SELL", 0.75, source="sample")  # another source: its own history
-    titles = [r["title"] for r in planned(st, alerts.Rules("changes"))]
-    assert titles == ["BUY CBA.AX (was HOLD)", "HOLD CBA.AX (was BUY)", "SELL BHP.AX",
-                      "SELL BHP.AX"]
+    job(st, cfg, ("CBA.AX", "HOLD", 0.4))               # HOLD, nothing told yet: nothing
+    assert titles(st) == []
+    job(st, cfg, ("CBA.AX", "BUY", 0.8))                # HOLD -> BUY
+    assert titles(st) == ["BUY CBA.AX"]
+    job(st, cfg, ("CBA.AX", "BUY", 0.82))               # still BUY: quiet
+    assert titles(st) == []
+    job(st, cfg, ("CBA.AX", "HOLD", 0.5), ("BHP.AX", "SELL", 0.75))  # withdrawn; a first SELL
+    assert titles(st) == ["HOLD CBA.AX (BUY withdrawn)", "SELL BHP.AX"]
+    job(st, cfg, ("BHP.AX", "BUY", 0.75))               # a flip
+    assert titles(st) == ["BUY BHP.AX (was SELL)"]
+
+
+def test_hand_run_predictions_are_never_queued_and_do_not_count(monkeypatch):
+    """Issue 30: hand-run predictions between two jobs (BUY -> HOLD -> SELL -> BUY) changed
+    nothing the trader was told: the next job, still BUY, sends nothing."""
+    cfg = use(monkeypatch, notify_urls="json://127.0.0.1:9/x")
+    st = store()
+    job(st, cfg, ("ANZ.AX", "BUY", 0.8))
+    assert titles(st) == ["BUY ANZ.AX"]
+    for action in ("HOLD", "SELL", "HOLD", "BUY", "SELL"):
+        predict(st, "ANZ.AX", action, 0.8)                # `trading predict` by hand
+    job(st, cfg, ("ANZ.AX", "BUY", 0.81))
+    assert titles(st) == []
+    assert st.query("SELECT count(*) FROM notifications")[0][0] == 1
+
+
+def test_the_net_change_is_against_the_last_alert_sent_not_the_last_queued(monkeypatch):
+    """An alert still waiting (its endpoint down) when the next run speaks is superseded:
+    BUY (waiting) -> HOLD sends nothing, and no stale BUY goes out later."""
+    cfg = use(monkeypatch, notify_urls="json://127.0.0.1:9/x")
+    st = store()
+    job(st, cfg, ("CBA.AX", "BUY", 0.8))
+    assert titles(st, send=False) == ["BUY CBA.AX"]       # not delivered
+    job(st, cfg, ("CBA.AX", "HOLD", 0.4))                 # back where the trader was
+    assert titles(st, send=False) == []
+    assert [tuple(r) for r in st.query("SELECT title, status FROM notifications")] == [
+        ("BUY CBA.AX", "superseded")]
+    job(st, cfg, ("CBA.AX", "SELL", 0.9))
+    job(st, cfg, ("CBA.AX", "SELL", 0.9))                 # the waiting SELL is replaced by one
+    assert titles(st) == ["SELL CBA.AX"]
+    job(st, cfg, ("CBA.AX", "SELL", 0.7))
+    assert titles(st) == []
 
 
 def test_min_confidence_symbols_signals_and_all(monkeypatch):
-    use(monkeypatch)
+    cfg = use(monkeypatch, notify_urls="json://127.0.0.1:9/x", notify_min_confidence="0.7",
+              notify_symbols="CBA")
     st = store()
-    predict(st, "CBA.AX", "BUY", 0.6)              # under the minimum: not a signal
-    predict(st, "CBA.AX", "BUY", 0.8)              # crosses it: a change
-    predict(st, "BHP.AX", "BUY", 0.9)              # filtered out by symbol
-    predict(st, "CBA.AX", "HOLD", 0.3)
-    assert [r["title"] for r in planned(st, alerts.Rules("changes", 0.7, ["CBA"]))] == [
-        "BUY CBA.AX (was HOLD)", "HOLD CBA.AX (was BUY)"]
-    st2 = Store(Path(config.get().db_path).with_name("b.db"))
-    predict(st2, "CBA.AX", "BUY", 0.6)
-    predict(st2, "CBA.AX", "BUY", 0.8)
-    predict(st2, "CBA.AX", "HOLD", 0.3)
-    assert len(planned(st2, alerts.Rules("signals", 0.7))) == 1
-    st3 = Store(Path(config.get().db_path).with_name("c.db"))
+    sent = []
+    for calls in ((("CBA.AX", "BUY", 0.6),),           # under the minimum: not a signal
+                  (("CBA.AX", "BUY", 0.8), ("BHP.AX", "BUY", 0.9)),  # BHP filtered out
+                  (("CBA.AX", "HOLD", 0.3),)):
+        job(st, cfg, *calls)
+        sent += titles(st)
+    assert sent == ["BUY CBA.AX", "HOLD CBA.AX (BUY withdrawn)"]
+    cfg = use(monkeypatch, notify_urls="json://127.0.0.1:9/y", notify_send="signals",
+              notify_min_confidence="0.7")
+    sent = []
+    for calls in ((("CBA.AX", "BUY", 0.6),), (("CBA.AX", "BUY", 0.8),),
+                  (("CBA.AX", "BUY", 0.8),), (("CBA.AX", "HOLD", 0.3),)):
+        job(st, cfg, *calls)
+        sent += titles(st)
+    assert sent == ["BUY CBA.AX", "BUY CBA.AX"]
+    cfg = use(monkeypatch, notify_urls="json://127.0.0.1:9/z", notify_send="all")
+    sent = []
     for a in ("HOLD", "HOLD", "BUY"):
-        predict(st3, "CBA.AX", a, 0.5)
-    assert len(planned(st3, alerts.Rules("all"))) == 3
+        job(st, cfg, ("CBA.AX", a, 0.5))
+        sent += titles(st)
+    assert len(sent) == 3
 
 
 def test_the_message_has_what_a_trader_acts_on(monkeypatch):
@@ -248,7 +309,7 @@ def test_the_message_has_what_a_trader_acts_on(monkeypatch):
     pid = predict(st, "CBA.AX", "BUY", 0.8123, price=112.35)
     row = st.query("SELECT * FROM predictions WHERE id = ?", (pid,))[0]
     m = alerts.render(row, None, alerts.Rules(link_base="https://dash.example:8787/"))
-    assert m.title == "BUY CBA.AX"
+    assert m.title == "BUY CBA.AX" and m.call == "BUY" and m.notify_type == "info"
     lines = m.body.splitlines()
     assert lines[0] == "BUY CBA.AX, confidence 0.81"
     assert lines[1] == "Price 112.35, based on the Tue 24 Nov 2026 session"
@@ -259,13 +320,180 @@ def test_the_message_has_what_a_trader_acts_on(monkeypatch):
     assert "**BUY CBA.AX**" in m.markdown and "(https://dash.example:8787/symbol/CBA.AX)" in m.markdown
 
 
-def test_a_url_seen_for_the_first_time_does_not_get_the_history(monkeypatch):
+def test_a_withdrawal_says_what_changed_and_why_the_call_now(monkeypatch):
+    """Issue 30: a withdrawn signal's message listed the reasons for the signal only."""
     use(monkeypatch)
     st = store()
-    predict(st, "CBA.AX", "BUY", 0.8)
-    assert outbox.plan(st, [("new", "json://x")], alerts.Rules()) == 0
-    predict(st, "CBA.AX", "SELL", 0.8)
-    assert outbox.plan(st, [("new", "json://x")], alerts.Rules()) == 1
+    buy = predict(st, "CBA.AX", "BUY", 0.71, price=15.13,
+                  components={"technical": 0.8, "sentiment": 0.7, "volume": 0.6, "market": 0.5})
+    now = predict(st, "CBA.AX", "BUY", 0.55, price=14.80,
+                  components={"technical": 0.45, "sentiment": 0.68, "volume": 0.4,
+                              "market": 0.5})
+    rows = {r["id"]: r for r in st.query("SELECT * FROM predictions")}
+    m = alerts.render(rows[now], "BUY", alerts.Rules(min_confidence=0.6), rows[buy])
+    assert m.title == "HOLD CBA.AX (BUY withdrawn)" and m.call == "HOLD"
+    assert m.notify_type == "warning"
+    lines = m.body.splitlines()
+    assert lines[0] == ("HOLD CBA.AX (BUY withdrawn), BUY at confidence 0.55, below the 0.60 "
+                        "minimum for a signal")
+    assert lines[2] == ("HOLD CBA.AX (BUY withdrawn): the BUY of the Tue 24 Nov 2026 session "
+                        "at 15.13 is withdrawn")
+    assert lines[3:6] == ["What changed since the BUY:", "- BUY confidence 0.71 -> 0.55",
+                          "- technical indicators 0.80 -> 0.45"]
+    assert "- volume 0.60 -> 0.40" in lines
+    assert "Why HOLD now:" in lines
+
+
+@pytest.mark.parametrize("now, was, kind", [
+    ("BUY", "HOLD", "info"), ("SELL", "HOLD", "warning"), ("SELL", "BUY", "warning"),
+    ("HOLD", "BUY", "warning"), ("HOLD", "SELL", "warning"), ("BUY", "SELL", "info"),
+    ("HOLD", "HOLD", "info")])
+def test_apprise_types(now, was, kind):
+    assert alerts.notify_type(now, was) == kind
+
+
+def test_a_url_seen_for_the_first_time_gets_the_runs_calls_not_the_history(monkeypatch):
+    cfg = use(monkeypatch, notify_urls="json://127.0.0.1:9/x")
+    st = store()
+    for action in ("BUY", "SELL", "BUY", "SELL"):
+        predict(st, "CBA.AX", action, 0.8)
+    job(st, cfg, ("CBA.AX", "SELL", 0.8), ("BHP.AX", "HOLD", 0.5))
+    assert titles(st) == ["SELL CBA.AX"]
+
+
+def test_the_alerts_stored_before_know_their_call_and_prediction(tmp_path):
+    """Migration 0015: a sent alert's call (its title's first word) and prediction (its
+    event's) are the next run's baseline; the cursors are gone."""
+    import sqlite3
+
+    from trading.runtime.store import _statements, migrations
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        for number, sql in migrations():
+            if number <= 13:
+                for statement in _statements(open(sql).read()):
+                    conn.execute(statement)
+        conn.execute("PRAGMA user_version = 13")
+        conn.execute("INSERT INTO events (id, type, payload, created_at) VALUES "
+                     "(41, 'prediction', '{\"id\": 7, \"symbol\": \"CBA.AX\"}', 'x')")
+        conn.execute("INSERT INTO notifications (kind, ref, url_hash, target, symbol, title, "
+                     "body, markdown, created_at, next_attempt_at, status) VALUES "
+                     "('prediction', '41', 'h', 'json://***', 'CBA.AX', 'SELL CBA.AX (was BUY)',"
+                     " 'b', 'm', 'x', 'x', 'sent')")
+    st = Store(path)
+    try:
+        row = st.query("SELECT call, prediction_id, notify_type, status FROM notifications")[0]
+        assert tuple(row) == ("SELL", 7, "info", "sent")
+        with st.transaction() as db:
+            assert tuple(alerts.told(db, "h", "CBA.AX")) == ("SELL", 7)
+        assert not st.query("SELECT name FROM sqlite_master WHERE name = 'notify_cursors'")
+    finally:
+        st.close()
+
+
+THRESHOLDS = ("TRADING_THRESHOLD_BEARISH", "TRADING_THRESHOLD_BULLISH",
+              "TRADING_THRESHOLD_NEUTRAL")
+
+
+def thresholds(monkeypatch, value: str) -> None:
+    """The rules' BUY/SELL threshold in every market context: on the sample data at
+    SESSION_TIME, 0.4 makes CBA and NAB BUYs and MQG a SELL that 0.6 keeps HOLDs (COL and BHP
+    are SELLs at both)."""
+    for name in THRESHOLDS:
+        monkeypatch.setenv(name, value)
+
+
+def posted(hook: Webhook, since: int = 0) -> list[tuple[str, str]]:
+    return [(p["json"]["title"], p["json"]["type"]) for p in hook.posts[since:]]
+
+
+def test_hand_run_predictions_between_two_jobs_send_nothing_and_each_symbol_once(
+        monkeypatch, webhook):
+    """Issue 30, as found: after a few hand-run `trading predict`s the next job sent 11
+    messages, "HOLD ANZ.AX (was SELL)" and "SELL ANZ.AX (was HOLD)" among them."""
+    env = {**SAMPLE, "TRADING_NOW": SESSION_TIME, "TRADING_NOTIFY_URLS": webhook.url()}
+    thresholds(monkeypatch, "0.6")
+    first = run("job", "predict", env=env, monkeypatch=monkeypatch)
+    assert first.exit_code == 0, first.output
+    told = len(webhook.posts)
+    assert told and f"notify: {told} sent" in first.stdout
+    for value in ("0.4", "0.6", "0.4"):                    # the calls flip, by hand
+        thresholds(monkeypatch, value)
+        hand = run("predict", env=env, monkeypatch=monkeypatch)
+        assert hand.exit_code == 0 and "SELL" in hand.stdout, hand.output
+        assert "notify" not in hand.output
+    assert store().query("SELECT count(*) FROM notifications WHERE status != 'sent'"
+                         )[0][0] == 0                        # nothing queued by hand
+    thresholds(monkeypatch, "0.6")
+    same = run("job", "predict", env=env, monkeypatch=monkeypatch)
+    assert "notify: 0 sent" in same.stdout and len(webhook.posts) == told
+    thresholds(monkeypatch, "0.4")
+    flipped = run("job", "predict", env=env, monkeypatch=monkeypatch)
+    new = posted(webhook, told)
+    assert sorted(new) == [("BUY CBA.AX", "info"), ("BUY NAB.AX", "info"),
+                           ("SELL MQG.AX", "warning")], flipped.output
+    thresholds(monkeypatch, "0.6")
+    run("job", "predict", env=env, monkeypatch=monkeypatch)
+    assert sorted(posted(webhook, told + 3)) == [
+        ("HOLD CBA.AX (BUY withdrawn)", "warning"), ("HOLD MQG.AX (SELL withdrawn)", "warning"),
+        ("HOLD NAB.AX (BUY withdrawn)", "warning")]
+    withdrawal = webhook.posts[-1]["json"]["message"]
+    assert "What changed since the SELL:" in withdrawal and "Why HOLD now:" in withdrawal
+
+
+def test_predict_notify_sends_at_once_and_the_job_goes_on_from_it(monkeypatch, webhook):
+    env = {**SAMPLE, "TRADING_NOW": SESSION_TIME, "TRADING_NOTIFY_URLS": webhook.url(),
+           "TRADING_SYMBOLS": "MQG,CBA"}
+    thresholds(monkeypatch, "0.4")
+    now = run("predict", "--notify", env=env, monkeypatch=monkeypatch)
+    assert now.exit_code == 0, now.output
+    assert "notify: 2 sent" in now.stdout
+    assert sorted(posted(webhook)) == [("BUY CBA.AX", "info"), ("SELL MQG.AX", "warning")]
+    again = run("job", "predict", env=env, monkeypatch=monkeypatch)   # nothing new
+    assert "notify: 0 sent" in again.stdout and len(webhook.posts) == 2
+    bad = run("predict", "--notify", "--source", "csv:/nowhere", env=env,
+              monkeypatch=monkeypatch)
+    assert bad.exit_code == 2 and "alerts come from the configured source" in bad.output
+    other = run("predict", "--notify", "--predictor", "momentum:EnhancedMarketAwarePredictor",
+                env=env, monkeypatch=monkeypatch)
+    assert other.exit_code == 2 and "alerts come from the configured predictor" in other.output
+    assert len(webhook.posts) == 2
+    monkeypatch.delenv("TRADING_NOTIFY_URLS", raising=False)
+    none = run("predict", "--notify", env={**SAMPLE}, monkeypatch=monkeypatch)
+    assert none.exit_code == 2 and "no notify.urls" in none.output
+
+
+def test_nothing_for_a_symbol_the_run_failed_on(monkeypatch, webhook):
+    """Issue 30: a job sent a BUY for a symbol it had failed to predict (a hand-run
+    prediction's, queued for the job). The predictor here says what a file tells it for
+    WBC.AX, or raises."""
+    conf = Path(os.environ["TRADING_CONFIG"])
+    (conf.parent / "predictors").mkdir(exist_ok=True)
+    mode = conf.parent / "wbc-mode"
+    (conf.parent / "predictors" / "moody.py").write_text(
+        "from pathlib import Path\n"
+        "class Moody:\n"
+        "    def calculate_confidence(self, symbol, tech_data, news_data, volume_data,\n"
+        "                             market_data):\n"
+        f"        said = Path({str(mode)!r}).read_text() if symbol == 'WBC.AX' else 'HOLD'\n"
+        "        if said == 'RAISE':\n"
+        "            raise RuntimeError('no data today')\n"
+        "        return {'action': said, 'confidence': 0.8}\n")
+    conf.write_text('predictor = "moody:Moody"\n')
+    env = {**SAMPLE, "TRADING_NOW": SESSION_TIME, "TRADING_NOTIFY_URLS": webhook.url(),
+           "TRADING_SYMBOLS": "CBA,WBC"}
+    mode.write_text("HOLD")
+    first = run("job", "predict", env=env, monkeypatch=monkeypatch)
+    assert first.exit_code == 0 and "stored 2 prediction(s)" in first.stdout, first.output
+    mode.write_text("BUY")
+    hand = run("predict", env=env, monkeypatch=monkeypatch)  # by hand: WBC BUY
+    assert "WBC.AX BUY" in hand.stdout, hand.output
+    mode.write_text("RAISE")
+    failed = run("job", "predict", env=env, monkeypatch=monkeypatch)
+    assert "stored 1 prediction(s)" in failed.stdout, failed.output
+    assert "WBC.AX: " in failed.stdout and "no data today" in failed.stdout
+    assert "notify: 0 sent" in failed.stdout and webhook.posts == []
 
 
 # -- delivery against real endpoints -------------------------------------------------------------
@@ -287,8 +515,9 @@ def test_two_predict_runs_where_the_call_changes_give_exactly_one_alert(monkeypa
     assert len(webhook.posts) == 1
     post = webhook.posts[0]
     msg = post["json"]["message"]
-    assert post["json"]["title"] == "BUY CBA.AX (was HOLD)"
-    assert msg.startswith("BUY CBA.AX (was HOLD), confidence 0.4")
+    assert post["json"]["title"] == "BUY CBA.AX"  # the first alert for it: nothing was told
+    assert post["json"]["type"] == "info"
+    assert msg.startswith("BUY CBA.AX, confidence 0.4")
     assert "Price 14.96, based on the " in msg and "(sample data)" in msg
     assert "Why:\n- technical indicators bullish" in msg
     assert "http://127.0.0.1:8787/symbol/CBA.AX" in msg
@@ -303,9 +532,8 @@ def test_an_endpoint_down_on_the_first_run_gets_the_message_on_the_next_exactly_
     hook = Webhook()  # not started: the port refuses
     cfg = use(monkeypatch, notify_urls=hook.url(auth=f"u:{SECRET}@"))
     st = store()
-    start = outbox.floor(st)
-    predict(st, "CBA.AX", "BUY", 0.8)
-    down = notify.deliver(st, cfg, start=start)
+    job(st, cfg, ("CBA.AX", "BUY", 0.8))
+    down = notify.deliver(st, cfg)
     assert (down["sent"], down["waiting"]) == (0, 1)
     (error,) = down["errors"].values()
     assert "127.0.0.1" in error and SECRET not in error
@@ -331,15 +559,16 @@ def test_a_crash_between_sending_and_marking_sent_does_not_lose_the_message(monk
     """A real process is killed (os._exit) right after the service accepted the message."""
     cfg = use(monkeypatch, notify_urls=webhook.url(), notify_timeout="2")
     st = store()
-    start = outbox.floor(st)
-    predict(st, "CBA.AX", "BUY", 0.8)
+    job(st, cfg, ("CBA.AX", "BUY", 0.8))
     script = ("import os, sys\n"
               "from trading import config\n"
               "from trading.ops import notify\n"
               "from trading.runtime.store import Store\n"
               "from trading.signals import outbox\n"
               "outbox.mark_sent = lambda *a, **k: os._exit(9)  # die before marking\n"
-              f"notify.deliver(Store(config.get().db_path), config.get(), start={start})\n")
+              # this process's moment (a clock shim starts each interpreter at one moment)
+              "notify.deliver(Store(config.get().db_path), config.get(),"
+              f" now={outbox.now_iso()!r})\n")
     r = subprocess.run([sys.executable, "-c", script], env=os.environ.copy(), timeout=60)
     assert r.returncode == 9
     assert len(webhook.posts) == 1
@@ -358,8 +587,7 @@ def test_a_crash_between_sending_and_marking_sent_does_not_lose_the_message(monk
 def test_a_claimed_row_is_sent_by_one_run_only(monkeypatch):
     use(monkeypatch)
     st = store()
-    predict(st, "CBA.AX", "BUY", 0.8)
-    outbox.plan(st, [("h", "json://x")], alerts.Rules(), start=0)
+    outbox.plan_run(st, [("h", "json://x")], alerts.Rules(), [predict(st, "CBA.AX", "BUY", 0.8)])
     (row,) = outbox.due(st, ["h"], timeout=10)
     assert outbox.claim(st, row["id"], "a", timeout=10) is not None
     assert outbox.claim(st, row["id"], "b", timeout=10) is None
@@ -372,8 +600,7 @@ def test_a_claimed_row_is_sent_by_one_run_only(monkeypatch):
 def test_backoff_then_given_up(monkeypatch):
     use(monkeypatch)
     st = store()
-    predict(st, "CBA.AX", "BUY", 0.8)
-    outbox.plan(st, [("h", "json://x")], alerts.Rules(), start=0)
+    outbox.plan_run(st, [("h", "json://x")], alerts.Rules(), [predict(st, "CBA.AX", "BUY", 0.8)])
     waits = []
     now = datetime.now(timezone.utc)
     for _ in range(outbox.MAX_ATTEMPTS):
@@ -393,11 +620,9 @@ def test_a_slow_endpoint_costs_a_run_one_timeout(monkeypatch):
         cfg = use(monkeypatch, notify_urls=hook.url(), notify_timeout="0.5",
                   notify_send="all")
         st = store()
-        start = outbox.floor(st)
-        for s in ("CBA.AX", "BHP.AX", "NAB.AX"):
-            predict(st, s, "BUY", 0.8)
+        job(st, cfg, *[(s, "BUY", 0.8) for s in ("CBA.AX", "BHP.AX", "NAB.AX")])
         t = time.monotonic()
-        result = notify.deliver(st, cfg, start=start)
+        result = notify.deliver(st, cfg)
         took = time.monotonic() - t
     finally:
         hook.stop()
@@ -409,9 +634,8 @@ def test_mail_reaches_a_real_smtp_server(monkeypatch, smtp):
     url = (f"mailto://127.0.0.1:{smtp.port}?from=alerts@example.com&to=trader@example.com")
     cfg = use(monkeypatch, notify_urls=url)
     st = store()
-    start = outbox.floor(st)
-    predict(st, "WBC.AX", "SELL", 0.77, price=31.5)
-    assert notify.deliver(st, cfg, start=start)["sent"] == 1
+    job(st, cfg, ("WBC.AX", "SELL", 0.77, {"price": 31.5}))
+    assert notify.deliver(st, cfg)["sent"] == 1
     (mail,) = smtp.messages
     assert mail["to"] == ["trader@example.com"]
     assert "SELL WBC.AX" in mail["data"] and "31.50" in mail["data"]
@@ -435,11 +659,25 @@ def test_notify_test_prints_one_line_per_url(monkeypatch, webhook, smtp):
 
 
 def test_the_daily_digest_after_outcomes(monkeypatch, webhook):
+    """Issue 30: one line per symbol (a standing BUY listed once, not once per run), its latest
+    call, price and change on the day; hand-run predictions and replays are not in it."""
     cfg = use(monkeypatch, notify_urls=webhook.url())
     st = store()
-    for s, a in (("CBA.AX", "BUY"), ("BHP.AX", "HOLD"), ("NAB.AX", "SELL")):
-        pid = predict(st, s, a, 0.8)
-    with st.transaction() as db:  # an outcome scored today
+    now = datetime.now(timezone.utc)
+    yesterday = (now - timedelta(days=1)).isoformat()
+    job(st, cfg, ("CBA.AX", "BUY", 0.71, {"price": 15.0}), created_at=yesterday)
+    first = (now - timedelta(minutes=40)).isoformat()
+    job(st, cfg, ("CBA.AX", "BUY", 0.71, {"price": 15.1}), ("BHP.AX", "BUY", 0.8),
+        ("NAB.AX", "HOLD", 0.5, {"price": 20.0}), created_at=first)
+    for _ in range(4):                                     # a standing BUY, run after run
+        pid = job(st, cfg, ("CBA.AX", "BUY", 0.71, {"price": 15.13}), ("BHP.AX", "HOLD", 0.4),
+                  ("NAB.AX", "SELL", 0.8, {"price": 19.0}))["results"]["NAB.AX"]["id"]
+    predict(st, "WBC.AX", "BUY", 0.9)                      # by hand: not in the digest
+    predict(st, "CBA.AX", "SELL", 0.9)
+    ledger.record(st, [{"symbol": "ANZ.AX", "action": "BUY", "confidence": 0.9, "price": 1.0,
+                        "created_at": now.isoformat()}], {}, source="csv:/x",
+                  run_id="replay1", origin="replay")
+    with st.transaction() as db:  # an outcome scored today of a stream prediction
         db.execute("INSERT INTO outcomes VALUES (?, 1, '2026-11-23', '2026-11-24', 10, 9.9,"
                    " -0.01, 0.002, 1, ?)", (pid, outbox.now_iso()))
     today = ledger.sydney_date(outbox.now_iso())
@@ -448,14 +686,37 @@ def test_the_daily_digest_after_outcomes(monkeypatch, webhook):
     notify.deliver(st, cfg, digest_day=day)  # the outcomes job again: no second digest
     digests = [p for p in webhook.posts if p["json"]["title"].startswith("ASX digest")]
     assert len(digests) == 1
+    assert digests[0]["json"]["type"] == "info"
     text = digests[0]["json"]["message"]
-    assert "3 prediction(s) today for 3 symbol(s); 2 BUY/SELL signal(s)" in text
-    assert "- BUY CBA.AX 0.80 at 10.00" in text and "- SELL NAB.AX 0.80" in text
+    lines = text.splitlines()
+    assert lines[0] == ("3 symbol(s) from 5 job run(s) today (predictor rules); 2 BUY/SELL "
+                        "call(s) at the latest run")
+    assert lines[1:4] == [f"- HOLD BHP.AX 0.40 at 10.00, +0.0% on the day (was BUY at "
+                          f"{alerts._sydney_time(first)})",
+                          "- BUY CBA.AX 0.71 at 15.13, +0.9% on the day",
+                          f"- SELL NAB.AX 0.80 at 19.00, -5.0% on the day (was HOLD at "
+                          f"{alerts._sydney_time(first)})"]
+    assert text.count("CBA.AX") == 1 and "WBC.AX" not in text and "ANZ.AX" not in text
     assert "Outcomes scored today: 1, 1 right (100%)" in text
     assert "- NAB.AX SELL after 1: -1.00% right" in text
-    assert ("Hit rates so far (live predictions):\n- 1 session: BUY/SELL 100% of 1 [21%-100%]"
-            " (too few to judge)") in text
-    assert "baselines: always hold 0% of 1 [0%-79%] (too few to judge)" in text
+    assert ("Hit rates so far (live predictions of rules):\n- 1 session: BUY/SELL 100% of 1 "
+            "[21%-100%] (too few to judge)") in text
+
+
+def test_a_failing_accuracy_report_does_not_stop_the_digest(monkeypatch, webhook):
+    from trading.signals import outcomes
+
+    def broken(*args, **kwargs):
+        raise IndexError("index 20 is out of bounds")
+
+    monkeypatch.setattr(outcomes, "accuracy", broken)
+    cfg = use(monkeypatch, notify_urls=webhook.url())
+    st = store()
+    job(st, cfg, ("CBA.AX", "BUY", 0.71))
+    notify.deliver(st, cfg, digest_day=date.fromisoformat(ledger.sydney_date(outbox.now_iso())))
+    digest = webhook.posts[-1]["json"]
+    assert digest["title"].startswith("ASX digest") and "- BUY CBA.AX 0.71" in digest["message"]
+    assert "Hit rates so far: not available today" in digest["message"]
 
 
 def test_the_outcomes_job_sends_one_digest_a_day(monkeypatch, webhook):

@@ -193,6 +193,46 @@ def test_job_in_market_hours_without_systemd_runs_in_process_and_stores_predicti
         "scored 7 outcome(s); 7 prediction(s) wait for more sessions")
 
 
+def _dead_socket(name: str):
+    """A socket file nobody listens on (bound, never listening: connect is refused), what a
+    service whose process died leaves behind where nothing removes the file."""
+    import socket
+
+    path = os.path.join(os.environ["TRADING_RUNTIME_DIR"], f"{name}.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(path)
+    return sock
+
+
+def test_job_falls_back_in_process_when_the_service_cannot_be_reached():
+    """Issue 30: with the service down `trading job predict` exited 3 and nothing fell back
+    (the old cron proxy fell back to the monolith). Now it runs the same handlers here, says
+    so in one line, and exits 0; TRADING_IN_PROCESS=never refuses, in one line, exit 3."""
+    env = {"TRADING_NOW": "2026-11-24T11:00", "TRADING_SOURCE": "sample",
+           "TRADING_NEWS_SOURCE": "sample"}
+    dead = _dead_socket("prediction")
+    try:
+        r = run("job", "predict", env=env)
+        assert r.exit_code == 0, r.output
+        assert r.stdout.splitlines()[1].startswith("stored 7 prediction(s)"), r.stdout
+        (line,) = [ln for ln in r.stderr.splitlines() if "cannot be reached" in ln]
+        assert line.startswith("trading: prediction cannot be reached (prediction refused the "
+                               "connection at "), line
+        assert line.endswith("the job runs the handlers in-process instead, as the old proxy "
+                             "fell back to the monolith")
+        body = json.loads(run("job", "predict", "--json", env=env).stdout)
+        assert body["ran"] and body["in_process"] is True and len(body["result"]["results"]) == 7
+        config.reset()  # a fresh process reads its settings afresh
+        never = run("job", "predict", env={**env, "TRADING_IN_PROCESS": "never"})
+        assert never.exit_code == 3, never.output
+        assert "Traceback" not in never.output and never.stderr.count("\n") == 1
+        assert "prediction refused the connection" in never.stderr
+    finally:
+        dead.close()
+    with Store(config.get().db_path).transaction() as db:
+        assert db.execute("SELECT count(*) FROM predictions").fetchone()[0] == 14
+
+
 def test_job_usage_errors_are_one_line_and_exit_2():
     bad = run("job", "backup")
     assert bad.exit_code == 2 and bad.stderr.strip() == (

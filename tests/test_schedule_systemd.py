@@ -201,3 +201,43 @@ def test_starting_the_predict_service_by_hand_stores_predictions_via_socket_acti
         assert sd.handler_pids(n) == []
     for name in CHAIN:
         assert sd.systemctl("is-active", f"trading-{name}.socket").stdout.strip() == "active"
+
+
+def test_with_the_prediction_service_stopped_the_job_falls_back_in_process(sd):
+    """Issue 30: the old cron proxy fell back to the monolith when the services were down;
+    `trading job predict` exited 3. Run by hand (or by cron) with the prediction service
+    stopped, it now runs the same handlers in-process, says so in one line and exits 0; the
+    operator's stop is left as it was."""
+    sd.trading("stop", "prediction")
+    try:
+        assert sd.systemctl("is-active", "trading-prediction.socket",
+                            check=False).stdout.strip() == "inactive"
+        stored = _predictions(sd)
+        r = sd.run(str(sd.home / ".local/bin/trading"), "job", "predict", check=False,
+                   timeout=180, env={"TRADING_NOW": "2026-11-24T11:00",
+                                     "TRADING_SOURCE": "sample", "TRADING_NEWS_SOURCE": "sample",
+                                     "TRADING_IN_PROCESS": "auto"})  # the default (the sandbox's
+        # clients default to never)
+        print(f"\n-- trading job predict, prediction stopped (exit {r.returncode}):\n"
+              f"{r.stdout}{r.stderr}")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "stored 7 prediction(s)" in r.stdout
+        (line,) = [ln for ln in r.stderr.splitlines() if "cannot be reached" in ln]
+        assert line.startswith("trading: prediction cannot be reached (prediction is stopped "
+                               "(trading-prediction.socket is not listening in the user "
+                               "manager)); the job runs the handlers in-process instead"), line
+        assert _predictions(sd) == stored + 7
+        assert sd.systemctl("is-active", "trading-prediction.socket",
+                            check=False).stdout.strip() == "inactive"
+        never = sd.run(str(sd.home / ".local/bin/trading"), "job", "predict", check=False,
+                       timeout=60, env={"TRADING_NOW": "2026-11-24T11:00",
+                                        "TRADING_IN_PROCESS": "never"})
+        assert never.returncode == 3 and never.stderr.count("\n") == 1, never.stderr
+        # The timer's own run needs no fallback: its unit Wants= the sockets it calls, so
+        # starting it starts a stopped socket again, and the run goes through systemd.
+        log = _run_job_by_hand(sd, "2026-11-24T11:00")
+        assert "stored 7 prediction(s)" in log and "in-process" not in log, log
+        assert sd.systemctl("is-active", "trading-prediction.socket",
+                            check=False).stdout.strip() == "active"
+    finally:
+        sd.trading("start", "prediction")

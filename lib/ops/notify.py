@@ -8,10 +8,13 @@ the CLI and the handlers never import it (tests/test_notify.py checks ``sys.modu
 
 Who sends: the scheduled jobs (``trading job predict`` and ``trading job outcomes``), after the
 prediction service has committed, in the job's own short-lived process (the prediction
-service has no network: ``RestrictAddressFamilies=AF_UNIX``). :func:`deliver` plans the
-outbox (:mod:`trading.signals.outbox`), then sends what is due, one URL at a time, each send
-bounded by ``notify.timeout``. A URL that fails is not tried again in the same run, so one dead
-endpoint costs a run at most one timeout; its messages wait for the next run.
+service has no network: ``RestrictAddressFamilies=AF_UNIX``), and ``trading predict
+--notify`` at once. :func:`queue_run` puts a run's predictions in the alert stream and plans
+its messages (:mod:`trading.signals.outbox`); :func:`deliver` sends what is due, one URL at a
+time, each send bounded by ``notify.timeout``, with the message's Apprise type (``info``,
+``warning``: :func:`trading.signals.alerts.notify_type`). A URL that fails is not tried again
+in the same run, so one dead endpoint costs a run at most one timeout; its messages wait for
+the next run.
 
 Secrets: a URL is kept in the configuration only; it is never stored or printed as given.
 The outbox, the journal and ``trading notify status|test`` name a URL by its label,
@@ -155,10 +158,12 @@ def _quiet() -> Iterator[None]:
 
 
 def send(target: Target, title: str, body: str, markdown: str, *, ref: str | None,
-         timeout: float) -> str | None:
+         timeout: float, notify_type: str = "info") -> str | None:
     """Send one message to one URL; None when the service accepted it, else the error in one
-    redacted line. Never raises. The send is bounded by ``timeout`` (Apprise's connect and
-    read timeouts), and a thread deadline of twice that in case a service ignores them."""
+    redacted line. Never raises. ``notify_type``: Apprise's ``info``, ``success``, ``warning``
+    or ``failure`` (an unknown one is sent as ``info``). The send is bounded by ``timeout``
+    (Apprise's connect and read timeouts), and a thread deadline of twice that in case a
+    service ignores them."""
     plugin = target.plugin()
     if plugin is None:
         return target.problem or "not a valid Apprise URL"
@@ -174,13 +179,14 @@ def send(target: Target, title: str, body: str, markdown: str, *, ref: str | Non
     headers = getattr(plugin, "headers", None)
     if ref and isinstance(headers, dict) and target.url.split("://")[0] in HEADER_SCHEMES:
         headers["Idempotency-Key"] = ref
+    kind = apprise.NotifyType(notify_type if notify_type in apprise.NOTIFY_TYPES else "info")
     outcome: dict[str, Any] = {}
 
     def run() -> None:
         try:
             with apprise.LogCapture(level=logging.WARNING) as log:
                 outcome["ok"] = plugin.notify(
-                    body=text, title=title,
+                    body=text, title=title, notify_type=kind,
                     body_format=apprise.NotifyFormat.MARKDOWN if rich else
                     apprise.NotifyFormat.TEXT)
             outcome["log"] = log.getvalue()
@@ -206,27 +212,53 @@ def _last_warning(log: str) -> str:
     return lines[-1] if lines else ""
 
 
-# -- one job's delivery -----------------------------------------------------------------------
-def deliver(store: Store, cfg: Any, *, start: int | None = None, digest_day: date | None = None,
-            now: str | None = None) -> JSON | None:
-    """Plan the outbox and send what is due; None when no ``notify.urls`` are configured.
+# -- one run's alerts -------------------------------------------------------------------------
+def queue_run(store: Store, cfg: Any, result: JSON, kind: str = "job", *,
+              now: str | None = None) -> int:
+    """Put a ``generate_predictions`` answer's run in the alert stream (``kind``: ``job`` for
+    ``trading job predict``, ``notify`` for ``trading predict --notify``) and plan its messages
+    for every configured URL; returns the messages queued. Only the run's own predictions
+    are planned, so a symbol it failed on gets nothing."""
+    results = result.get("results") or {}
+    ids = [p["id"] for p in results.values()
+           if isinstance(p, dict) and isinstance(p.get("id"), int)]
+    if not ids:
+        return 0
+    marks = ",".join("?" * len(ids))
+    runs = store.query(f"SELECT DISTINCT run_id FROM predictions WHERE id IN ({marks}) AND "
+                       "origin = 'live'", ids)
+    predictor = (result.get("predictor") or {}).get("name")
+    for r in runs:
+        _outbox.record_run(store, r["run_id"], kind, predictor, now=now)
+    all_targets = targets(cfg)
+    if not all_targets:
+        return 0
+    return _outbox.plan_run(store, [(t.hash, t.label) for t in all_targets],
+                            _alerts.Rules.from_config(cfg), ids, now=now)
 
-    ``start``: the newest event before this run (a URL seen for the first time gets this
-    run's predictions and nothing older). ``digest_day``: also queue that day's digest.
-    Returns ``{"sent", "failed", "waiting", "errors": {target: error}, "invalid": {...}}``;
-    never raises for a service's failure (a store error does raise)."""
+
+def deliver(store: Store, cfg: Any, *, digest_day: date | None = None,
+            now: str | None = None) -> JSON | None:
+    """Send what is due; None when no ``notify.urls`` are configured.
+
+    ``digest_day``: first queue that day's digest (of the alert stream). Returns ``{"sent",
+    "failed", "waiting", "errors": {target: error}, "invalid": {...}}``; never raises for a
+    service's failure (a store error does raise)."""
     all_targets = targets(cfg)
     if not all_targets:
         return None
     rules = _alerts.Rules.from_config(cfg)
     timeout = float(cfg["notify.timeout"])
     pairs = [(t.hash, t.label) for t in all_targets]
-    _outbox.plan(store, pairs, rules, start=start, now=now)
     if digest_day is not None and cfg["notify.digest"]:
         from trading.signals import outcomes
 
-        _outbox.plan_digest(store, pairs, digest_day, outcomes.accuracy(store, "live"), rules,
-                            now=now)
+        try:
+            report = outcomes.accuracy(store, "live", predictor=_outbox.stream_predictor(store))
+        except Exception as exc:  # noqa: BLE001 - the day's calls still go out without them
+            logger.exception("notify: the digest's hit rates failed")
+            report = {"error": f"{type(exc).__name__}: {exc}"}
+        _outbox.plan_digest(store, pairs, digest_day, report, rules, now=now)
     by_hash = {t.hash: t for t in all_targets}
     result: JSON = {"sent": 0, "failed": 0, "waiting": 0, "errors": {}, "invalid": {}}
     broken: set[str] = set()
@@ -246,7 +278,7 @@ def deliver(store: Store, cfg: Any, *, start: int | None = None, digest_day: dat
             continue  # another run has it
         error = send(target, claimed["title"], claimed["body"], claimed["markdown"],
                      ref=_outbox.ref(claimed["kind"], claimed["ref"], claimed["url_hash"]),
-                     timeout=timeout)
+                     timeout=timeout, notify_type=claimed["notify_type"])
         if error is None:
             _outbox.mark_sent(store, claimed["id"], token, now=now)
             result["sent"] += 1

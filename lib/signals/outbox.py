@@ -1,12 +1,14 @@
-"""The alert outbox: one row per message and URL in ``notifications`` (``0009_notifications.sql``).
+"""The alert outbox: one row per message and URL in ``notifications`` (migrations 0009, 0015).
 
-Where a message comes from. :func:`trading.signals.ledger.record` writes each prediction and
-its ``prediction`` event in one transaction, so the events table already is the durable
-record of "a prediction was made" (nothing can commit one without the other). :func:`plan`
-walks those events after a cursor per URL, asks :mod:`trading.signals.alerts` whether each
-makes an alert, and writes the rendered message as a ``pending`` row, cursor and rows in one
-transaction. Event ids grow in commit order (writers are serialised by ``BEGIN IMMEDIATE``),
-so a cursor never skips an event committed later.
+Where a message comes from. A prediction run of the alert stream (``trading job predict``, or
+``trading predict --notify``: :func:`trading.ops.notify.queue_run`) is recorded in
+``alert_runs`` (:func:`record_run`), and :func:`plan_run` asks :mod:`trading.signals.alerts`,
+per URL and symbol, whether the run's prediction is a net change against the last alert sent
+for the symbol; it writes each message as a ``pending`` row, and marks any message for the same
+URL and symbol still waiting ``superseded`` (never sent: a newer run has spoken), in one
+transaction. No other prediction (a hand-run ``trading predict``, a replay) is ever planned.
+A run whose planning was lost (the job died after the service stored it) costs nothing for
+good: the next run is compared with the last alert *sent*, so its net change still goes out.
 
 How a row is delivered (:mod:`trading.ops.notify` does the sending):
 
@@ -31,7 +33,6 @@ receiver can drop the second by; no other path sends twice.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta, timezone
@@ -45,8 +46,7 @@ JSON = dict[str, Any]
 MAX_ATTEMPTS = 8
 MAX_AGE_S = 24 * 3600                  # an alert a day late is noise: give up, say so
 BACKOFF_S = (0, 300, 900, 1800, 3600)  # after the 1st, 2nd, ... failure (the next run first)
-BATCH = 500                            # events read per query while planning
-STATUSES = ("pending", "sending", "sent", "failed")
+STATUSES = ("pending", "sending", "sent", "failed", "superseded")
 
 
 def now_iso(now: datetime | None = None) -> str:
@@ -65,58 +65,51 @@ def claim_expiry(timeout: float) -> float:
 
 
 def ref(kind: str, key: str, url_hash: str) -> str:
-    """The message's idempotency key: the same on every attempt, different per URL."""
+    """The message's idempotency key: the same on every attempt, different per URL
+    (``trading-pr<prediction id>-...`` for an alert, ``trading-d<date>-...`` for a digest)."""
     return f"trading-{'p' if kind == 'prediction' else 'd'}{key}-{url_hash[:8]}"
 
 
 # -- planning ---------------------------------------------------------------------------------
-def floor(store: Store) -> int:
-    """The newest event id now: a URL seen for the first time starts after it."""
-    return store.query("SELECT coalesce(max(id), 0) AS n FROM events")[0]["n"]
+def record_run(store: Store, run_id: str, kind: str, predictor: str | None, *,
+               now: str | None = None) -> None:
+    """Put a prediction run in the alert stream (``kind``: ``job`` or ``notify``)."""
+    with store.transaction() as db:
+        db.execute("INSERT OR IGNORE INTO alert_runs (run_id, kind, predictor, created_at) "
+                   "VALUES (?, ?, ?, ?)", (run_id, kind, predictor, now or now_iso()))
 
 
-def plan(store: Store, targets: Sequence[tuple[str, Any]], rules: _alerts.Rules, *,
-         start: int | None = None, now: str | None = None) -> int:
-    """Write a pending row per URL for every prediction event after its cursor that the rules
-    alert on; returns the rows written. ``targets``: ``(url_hash, masked)`` pairs, where
-    ``masked`` is a string or a callable giving it (only called when a row is written). A URL
-    without a cursor starts after event ``start`` (default: the newest event now)."""
+def plan_run(store: Store, targets: Sequence[tuple[str, Any]], rules: _alerts.Rules,
+             prediction_ids: Iterable[int], *, now: str | None = None) -> int:
+    """Write a pending row per URL for each of the run's predictions (live ones only) that the
+    rules alert on against the last alert sent to that URL for its symbol; a row still waiting
+    for the same URL and symbol is superseded. Returns the rows written. ``targets``:
+    ``(url_hash, masked)`` pairs, where ``masked`` is a string or a callable giving it (only
+    called when a row is written)."""
     now = now or now_iso()
     written = 0
+    ids = sorted({i for i in prediction_ids if isinstance(i, int)})
     with store.transaction() as db:
-        cursors: dict[str, int] = {}
-        for url_hash, _ in targets:
-            row = db.execute("SELECT after_event_id FROM notify_cursors WHERE url_hash = ?",
-                             (url_hash,)).fetchone()
-            if row is None:
-                begin = start if start is not None else db.execute(
-                    "SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
-                db.execute("INSERT INTO notify_cursors (url_hash, after_event_id, since) "
-                           "VALUES (?, ?, ?)", (url_hash, begin, now))
-                cursors[url_hash] = begin
-            else:
-                cursors[url_hash] = row[0]
         masked = {h: m for h, m in targets}
-        low = min(cursors.values(), default=0)
-        while cursors:
-            events = db.execute("SELECT id, payload FROM events WHERE type = 'prediction' "
-                                "AND id > ? ORDER BY id LIMIT ?", (low, BATCH)).fetchall()
-            if not events:
-                break
-            for e in events:
-                message = _alerts.for_event(db, json.loads(e["payload"]), rules)
-                if message is None:
+        rows = [r for r in (_alerts.prediction(db, i) for i in ids)
+                if r is not None and r["origin"] == "live"]
+        for row in rows:
+            for url_hash, _ in targets:
+                last = _alerts.told(db, url_hash, row["symbol"])
+                was = last["call"] if last is not None else "HOLD"
+                if rules.symbols and row["symbol"] not in rules.symbols:
                     continue
-                for url_hash, after in cursors.items():
-                    if e["id"] > after:
-                        written += _insert(db, "prediction", str(e["id"]), url_hash,
-                                           _shown(masked, url_hash), message, now)
-            low = events[-1]["id"]
-        top = db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
-        for url_hash, after in cursors.items():
-            if top > after:
-                db.execute("UPDATE notify_cursors SET after_event_id = ? WHERE url_hash = ?",
-                           (top, url_hash))
+                db.execute("UPDATE notifications SET status = 'superseded', claim = NULL, "
+                           "last_error = ? WHERE url_hash = ? AND symbol = ? AND kind = "
+                           "'prediction' AND status = 'pending'",
+                           (f"superseded by prediction {row['id']} (a newer run)", url_hash,
+                            row["symbol"]))
+                if _alerts.decide(row, was, rules) is None:
+                    continue
+                before = _alerts.prediction(db, last["prediction_id"]) if last else None
+                message = _alerts.render(row, None if last is None else was, rules, before)
+                written += _insert(db, "prediction", f"r{row['id']}", url_hash,
+                                   _shown(masked, url_hash), message, now)
     return written
 
 
@@ -132,10 +125,17 @@ def _insert(db, kind: str, key: str, url_hash: str, target: str,
             message: _alerts.Message, now: str) -> int:
     cur = db.execute(
         "INSERT OR IGNORE INTO notifications (kind, ref, url_hash, target, symbol, title, body,"
-        " markdown, created_at, next_attempt_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        " markdown, created_at, next_attempt_at, call, prediction_id, notify_type)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (kind, key, url_hash, target, message.symbol, message.title, message.body,
-         message.markdown, now, now))
+         message.markdown, now, now, message.call, message.prediction_id, message.notify_type))
     return cur.rowcount
+
+
+def stream_predictor(store: Store) -> str | None:
+    """The predictor of the alert stream's latest run (the digest's hit rates are its)."""
+    rows = store.query("SELECT predictor FROM alert_runs ORDER BY created_at DESC LIMIT 1")
+    return rows[0]["predictor"] if rows else None
 
 
 def plan_digest(store: Store, targets: Sequence[tuple[str, Any]], day: date,
@@ -235,15 +235,16 @@ def release(store: Store, row_id: int, token: str) -> None:
 
 # -- reading ----------------------------------------------------------------------------------
 def status(store: Store, *, sent_limit: int = 20) -> JSON:
-    """The outbox for ``trading notify status``: counts, every unsent row, the latest sent."""
+    """The outbox for ``trading notify status``: counts, every row still open or given up,
+    and the latest done (sent, or superseded by a newer run before it could be sent)."""
     counts = {s: 0 for s in STATUSES}
     for r in store.query("SELECT status, count(*) AS n FROM notifications GROUP BY status"):
         counts[r["status"]] = r["n"]
-    cols = ("id, kind, ref, target, symbol, title, status, attempts, created_at, "
+    cols = ("id, kind, ref, target, symbol, title, notify_type, status, attempts, created_at, "
             "next_attempt_at, claimed_at, sent_at, last_error")
-    open_rows = store.query(f"SELECT {cols} FROM notifications WHERE status != 'sent' "
-                            "ORDER BY id")
-    sent = store.query(f"SELECT {cols} FROM notifications WHERE status = 'sent' "
-                       "ORDER BY id DESC LIMIT ?", (sent_limit,))
+    open_rows = store.query(f"SELECT {cols} FROM notifications WHERE status NOT IN "
+                            "('sent', 'superseded') ORDER BY id")
+    done = store.query(f"SELECT {cols} FROM notifications WHERE status IN ('sent', "
+                       "'superseded') ORDER BY id DESC LIMIT ?", (sent_limit,))
     return {"counts": counts,
-            "rows": [dict(r) for r in open_rows] + [dict(r) for r in sent]}
+            "rows": [dict(r) for r in open_rows] + [dict(r) for r in done]}

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from trading import config as _config
-from trading.errors import Exit, ServiceStopped
+from trading.errors import Exit, ServiceStopped, ServiceUnavailable
 
 if TYPE_CHECKING:
     from trading.runtime.client import Client
@@ -38,16 +38,26 @@ JsonOption = json_option()
 
 def _source_spec(spec: str | None) -> str | None:
     """A folder source (``csv:DIR``, ``jsonl:DIR``) with DIR made absolute: the service runs
-    elsewhere (systemd, another working directory), so a relative path means nothing there."""
+    elsewhere (systemd, another working directory), so a relative path means nothing there.
+    A bare word that names no source (``-s CBA``, meant as a symbol) is a usage error that
+    says what ``-s`` is."""
     for prefix in ("csv:", "jsonl:"):
         if spec and spec.startswith(prefix) and len(spec) > len(prefix):
             return prefix + str(Path(spec[len(prefix):]).expanduser().resolve())
+    if spec is not None and ":" not in spec and spec not in SOURCES:
+        raise fail(f"unknown source {spec!r}: expected {', '.join(SOURCES)} or csv:DIR (-s "
+                   "is --source in every command; symbols are arguments, or replay's "
+                   "--symbol)", EXIT_USAGE)
     return spec
 
 
+SOURCES = ("yahoo", "sample")  # the sources named by a word; folders are csv:DIR
+
+
 def SourceOption(help: str = "yahoo, sample or csv:DIR (default: the configured source).") -> Any:
-    """The one ``--source``/``-s`` option of every data command; a folder in it may be given
-    relative to here and reaches the service absolute."""
+    """The one ``--source``/``-s`` option of every data command (``-s`` means this and only
+    this everywhere); a folder in it may be given relative to here and reaches the service
+    absolute."""
     return typer.Option(None, "--source", "-s", help=help, callback=_source_spec)
 
 
@@ -239,6 +249,54 @@ def client(**overrides: Any) -> Client:
     from trading import handlers
 
     return handlers.client(_config.get(), on_fallback=once, **overrides)
+
+
+def reader() -> Client:
+    """A client whose services run here on the store opened read-only (SQLite ``mode=ro``):
+    what reading commands fall back to when the services cannot be reached."""
+    from trading import handlers
+    from trading.runtime.client import Client, LocalTransport
+    from trading.runtime.store import Store
+
+    cfg = _config.get()
+    return Client(cfg, in_process="always", local=LocalTransport(
+        handlers.load, store_factory=lambda: Store(cfg.db_file, readonly=True)))
+
+
+class Reading:
+    """The client of a command that only reads stored predictions (``history``, ``report``,
+    ``explain``): the service when it answers; when it cannot be reached (``trading stop``,
+    a failed socket) the store itself, read-only, in this process, said once on stderr.
+    The store is there whether or not the services run."""
+
+    def __init__(self) -> None:
+        self.services: Client = client()  # for a call that must reach them (it writes)
+        self._client: Client = self.services
+        self.direct = False
+
+    def call(self, service: str, method: str, params: Any = None, **kw: Any) -> Any:
+        if not self.direct:
+            try:
+                return self._client.call(service, method, params, **kw)
+            except ServiceUnavailable as exc:
+                cfg = _config.get()
+                if cfg["in_process"] == "never" or not os.path.exists(cfg.db_file):
+                    raise  # told never to run here; or there is no store to read
+                self.direct = True
+                note(f"{str(exc).split(': ', 1)[0]}; reading the store directly (read-only)")
+                self._client = reader()
+        return self._client.call(service, method, params, **kw)
+
+
+def predictor_override(cfg: Any, option: str | None) -> str | None:
+    """The predictor one command asks for: ``--predictor``, else a ``TRADING_PREDICTOR`` set
+    for this command (the services run with their own environment, so it is passed on the
+    call, not left to theirs); None: the configured one."""
+    if option:
+        return option
+    if cfg.source_of("predictor").startswith("env "):
+        return cfg["predictor"]
+    return None
 
 
 @contextlib.contextmanager

@@ -46,7 +46,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
                           "printing new ones."),
     "explain": ("predict", "The whole reasoning of a symbol's latest prediction: inputs, "
                            "components, weights, thresholds, calibration, model and provenance."),
-    "history": ("predict", "Stored predictions, newest first, with their outcomes so far."),
+    "history": ("predict", "Stored predictions of one stream, newest first, with their "
+                           "outcomes so far (default: the live stream of the configured "
+                           "predictor; the others are named below the table)."),
     "replay": ("predict", "Replay history: predict each session from the bars up to it, then "
                           "score the outcomes."),
     "market": ("market", "Price, RSI, MACD, volume and the market context for each symbol "
@@ -60,8 +62,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "Train a model with walk-forward validation and register it (not "
                        "activated)."),
     "models": ("train", "List registered models, newest first (* marks the active one)."),
-    "activate": ("train", "Make a model the one predictions use (refused when it does not beat "
-                          "the majority baseline on Brier score out of sample, unless --force)."),
+    "activate": ("train", "Make a model the one predictions use (refused unless its "
+                          "Brier skill out of sample against the walk-forward base rate has a "
+                          "95% interval above zero, or --force)."),
     "backtest": ("train", "Replay history day by day through the predictor and score the "
                           "signals."),
     "status": ("status", "Show each service's socket (listening or failed), handler (active "

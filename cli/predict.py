@@ -4,6 +4,12 @@
 client runs the same handlers in-process and says so in one line (so a plain cron line keeps
 working). Its exit code is non-zero only when every symbol failed.
 
+``history`` shows one stream at a time (origin, data source, predictor, interval: by default
+the live stream of the configured predictor) and names the others. ``history``, ``report``
+and ``explain`` only read: with the services stopped they read the store directly, read-only
+(:class:`trading.cli.common.Reading`). ``predict --predictor`` (or ``TRADING_PREDICTOR``) is
+passed on the call, so it reaches a systemd-run service too.
+
 ``replay DIR`` always runs in-process: it reads a ``csv:DIR`` history the installed (sandboxed)
 services may not be allowed to see, and it is a batch job, not a request.
 """
@@ -53,21 +59,37 @@ def predict(
     symbols: list[str] = typer.Argument(None, help="Symbols (default: the configured seven)."),
     symbols_from: Optional[str] = common.SymbolsFromOption(),
     source: Optional[str] = common.SourceOption(),
+    predictor: Optional[str] = typer.Option(
+        None, "--predictor", help="This run's predictor, module:Name: the built-in rules or "
+        "one in the predictors folder (default: the configured one; TRADING_PREDICTOR for "
+        "one command works too)."),
+    notify: bool = typer.Option(False, "--notify", help="Also send this run's alerts now, as "
+                                "a job run would (default: shown here only, never queued for "
+                                "a later job)."),
     as_json: bool = common.JsonOption,
 ) -> None:
     """Predict BUY/SELL/HOLD for ASX symbols and store the predictions."""
     params: dict = {}
+    if notify:
+        _notify_check(source, predictor)
     symbols = common.universe(symbols, symbols_from)
     if symbols:
         params["symbols"] = list(symbols)
     if source:
         params["source"] = source
+    from trading import config
+
+    # Passed on the call: the services run with their own environment and configuration.
+    chosen = common.predictor_override(config.get(), predictor)
+    if chosen:
+        params["predictor"] = chosen
     client = common.client()  # in-process, it says so once for all three services
     with common.working(f"predicting {len(symbols) if symbols else 'the configured'} symbol(s)"):
         result = client.call("prediction", "generate_predictions", params or None)
     results, errors = result.get("results") or {}, result.get("errors") or {}
+    sent = _notify_now(result) if notify else None
     if as_json:
-        common.print_json(result)
+        common.print_json({**result, **({"notify": sent} if notify else {})})
     else:
         rows, why = [], []
         for sym, p in results.items():
@@ -81,14 +103,27 @@ def predict(
             if ctx.get("context"):
                 title += f" - market {ctx['context']}"
             made_by = (result.get("predictor") or {}).get("name")
-            if made_by and made_by != _DEFAULT_PREDICTOR:
+            plugged = bool(made_by) and made_by != _DEFAULT_PREDICTOR
+            if plugged:
                 title += f" - predictor {made_by}"
-            common.table(title, ["symbol", "action", "P(right) 1d", "as of", "data age",
-                                 "price", "context"], rows, compact=True)
+            common.table(title, ["symbol", "action",
+                                 "its conf." if plugged else "P(right) 1d", "as of",
+                                 "data age", "price", "context"], rows, compact=True)
             for line in why:
                 print(line)
+            if plugged:  # once: its figure is not the rules' calibrated probability
+                from trading.signals.predictors import label
+
+                print(f"its conf.: {label({'name': made_by})}'s own confidence, not a "
+                      "calibrated probability of being right (only the built-in rules' is)")
         for sym, err in errors.items():
             common.note(f"{sym}: {err.get('message', err)}")
+        if notify:
+            from trading.ops.notify import summary as notify_summary
+
+            for line in ([f"notify: {sent['error']}"] if "error" in sent
+                         else notify_summary(sent)):
+                print(line)
     if not results and errors:
         # Every symbol failed: exit 2 when each was refused as input (a typo), else 1.
         refused = all(isinstance(e, dict) and e.get("problem") == "invalid-symbol"
@@ -96,8 +131,45 @@ def predict(
         raise typer.Exit(common.EXIT_USAGE if refused else common.EXIT_FAILURE)
 
 
+def _notify_check(source: Optional[str], predictor: Optional[str]) -> None:
+    """``--notify`` needs alert URLs, the configured source and the configured predictor:
+    alerts are one stream (the job's)."""
+    from trading import config
+
+    cfg = config.get()
+    if not cfg["notify.urls"]:
+        raise common.fail("--notify: no notify.urls configured (see `trading config show`)",
+                          common.EXIT_USAGE)
+    if source and source != cfg["source"]:
+        raise common.fail(f"--notify: alerts come from the configured source "
+                          f"({cfg['source']}), not {source}", common.EXIT_USAGE)
+    if predictor and predictor != cfg["predictor"]:
+        raise common.fail(f"--notify: alerts come from the configured predictor "
+                          f"({cfg['predictor']}), not {predictor}", common.EXIT_USAGE)
+
+
+def _notify_now(result: dict) -> dict:
+    """Put this run in the alert stream and send its alerts now (docs/operations.md)."""
+    from trading import config
+    from trading.ops import notify
+    from trading.runtime.store import Store
+
+    cfg = config.get()
+    try:
+        store = Store(cfg.db_path)
+        notify.queue_run(store, cfg, result, "notify")
+        return notify.deliver(store, cfg) or {}
+    except Exception as exc:  # noqa: BLE001 - the predictions are stored; say why none went
+        return {"error": notify.scrub(f"not sent ({type(exc).__name__}: {exc})",
+                                      " ".join(cfg["notify.urls"]))}
+
+
 def _probability(p: dict) -> str:
-    """The calibrated probability of being right after one session, or why there is none."""
+    """The calibrated probability of being right after one session, or why there is none;
+    for a plugged predictor, its own confidence (the column says so)."""
+    probability = p.get("probability") if isinstance(p.get("probability"), dict) else {}
+    if p.get("calibrated") and probability.get("1") is not None:
+        return _num(probability["1"], ".2f")
     if p.get("calibrated") is False:
         return "uncalibrated"
     return _num(p.get("confidence"), ".2f")
@@ -122,7 +194,8 @@ def _one_reason(p: dict) -> str:
     """The reason that decided the action, and whether the probability is calibrated."""
     reasons = p.get("reasons") or []
     decided = next((r for r in reversed(reasons)
-                    if r.startswith(("BUY", "SELL", "HOLD"))), "")
+                    if r.startswith(("BUY", "SELL", "HOLD"))), reasons[0] if reasons else "")
+    decided = decided.removeprefix(f"{p.get('symbol')}: ")  # the line starts with the symbol
     flags = [r.split(":")[0] for r in reasons if r.startswith(("no index data", "uncalibrated",
                                                                 "sentiment unavailable"))]
     if p.get("data_source") == "sample":
@@ -132,68 +205,169 @@ def _one_reason(p: dict) -> str:
 
 def explain(
     symbol: str = typer.Argument(..., help="The symbol whose latest prediction to explain."),
+    predictor: Optional[str] = typer.Option(
+        None, "--predictor", help="That predictor's latest (module:Name or its short name, "
+        "e.g. rules; default: the configured predictor's, else the latest of any)."),
+    origin: Optional[str] = typer.Option(None, "--origin", help="live or replay (default: "
+                                         "live, else any)."),
     as_json: bool = common.JsonOption,
 ) -> None:
     """The whole reasoning of a symbol's latest prediction: inputs, components, weights,
     thresholds, calibration, model and provenance."""
-    p = common.client().call("prediction", "get_prediction", {"symbol": symbol,
-                                                              "inputs": True})
+    from trading import config
+    from trading.errors import NotFound
+
+    cfg = config.get()
+    client = common.Reading()
+    asked = {"symbol": symbol, "inputs": True}
+    if origin or predictor:
+        p = client.call("prediction", "get_prediction", {
+            **asked, **({"origin": origin} if origin else {}),
+            **({"predictor": predictor} if predictor else {})})
+    else:  # the live stream of the configured predictor, else whatever there is (said so)
+        try:
+            p = client.call("prediction", "get_prediction", {
+                **asked, "origin": "live", "predictor": cfg["predictor"]})
+        except NotFound:
+            p = client.call("prediction", "get_prediction", asked)
     if as_json:
         common.print_json(p)
         return
+    for line in explanation(p, cfg["predictor"]):
+        print(line)
+
+
+def explanation(p: dict, configured: str) -> list[str]:
+    """``trading explain`` in lines: what the prediction's own predictor reported, in its own
+    terms; nothing it did not report is printed (no ``None``s, no empty tables)."""
+    from trading.signals.predictors import DEFAULT, label
+
     inputs = p.get("inputs") or {}
     market = inputs.get("market") or {}
     tech, vol = market.get("technical") or {}, market.get("volume") or {}
     ctx = market.get("market_context") or {}
     sent = inputs.get("sentiment") or {}
-    print(f"{p['symbol']} {p['action']}, made {p['created_at'][:19].replace('T', ' ')} UTC "
-          f"from {p.get('data_source') or market.get('source') or '?'} bars as of "
-          f"{p.get('as_of') or market.get('as_of') or '?'} (data age {_age(p.get('as_of'))})")
-    comp, weights = p.get("components") or {}, p.get("weights") or {}
-    common.table("components (0..1, 0.5 neutral; a missing one counts 0.5 at its weight)",
-                 ["component", "value", "weight"],
-                 [[n, "missing" if v is None else f"{v:.3f}",
-                   _num(weights.get(n), ".3f") or "-"] for n, v in comp.items()])
-    strength = p.get("strength", p.get("confidence"))
-    print(f"score {p.get('score')} (lean {p.get('lean')}); strength {strength} against BUY "
-          f"threshold {p.get('buy_threshold')} (x{p.get('confidence_multiplier')}) and SELL "
-          f"threshold {p.get('sell_threshold')}, market {p.get('market_context')}"
-          + ("" if ctx.get("trend_pct") is None else f" (index {ctx['trend_pct']:+.2f}%)"))
-    print(f"inputs: price {tech.get('current_price')}, RSI {tech.get('rsi')}, MACD histogram "
-          f"{tech.get('macd_histogram')}, vs SMA20 {tech.get('price_vs_sma20')}%, volatility "
-          f"{tech.get('volatility_pct')}%, volume score {vol.get('volume_quality_score')}, "
-          f"sentiment {sent.get('score', 'none')}"
-          + (f" ({sent.get('headline_count')} headlines)" if sent.get("headline_count") else ""))
-    prob = p.get("probability") or {}
-    cal = p.get("calibration") or {}
-    if p.get("calibrated"):
-        print(f"probability of being right: {prob.get('1')} after 1 session, {prob.get('5')} "
-              f"after 5 ({cal.get('method')}, "
-              + (f"record {cal['record']}" if cal.get("record") is not None
-                 else "a replay's walk-forward fit")
-              + ", fitted on "
-              f"{'/'.join(str(n) for n in (cal.get('fitted_on') or {}).values())} scored "
-              f"outcomes (1/5 sessions) through {cal.get('through')})")
-    else:
-        print("probability of being right: none, too little history to calibrate "
-              f"(fitted on {cal.get('fitted_on') or 0}); the strength is not a probability")
-    model = inputs.get("model") or {}
-    print("model: " + (f"{model.get('version')} P(up) {model.get('probability')}"
-                       if model.get("version") else "none active"))
     made_by = p.get("predictor")
+    name = made_by.get("name") if isinstance(made_by, dict) else (made_by or DEFAULT)
+    own = label({"name": name})
+    rules = name == DEFAULT
+    stream = p.get("stream") or {}
+    out = [f"{p['symbol']} {p['action']}, made {p['created_at'][:19].replace('T', ' ')} UTC "
+           f"from {p.get('data_source') or market.get('source') or 'unknown'} bars"
+           + (f" as of {p.get('as_of') or market.get('as_of')}"
+              if p.get("as_of") or market.get("as_of") else "")
+           + f" (data age {_age(p.get('as_of'))})"]
+    if stream:
+        out.append(f"stream: {_stream(stream)}"
+                   + ("" if stream.get("origin") == "live" and name == configured else
+                      " (not the live stream of the configured predictor, "
+                      f"{label({'name': configured})})"))
+    comp, weights = p.get("components") or {}, p.get("weights") or {}
+    if comp:
+        rows = [[n, "missing" if v is None else f"{v:.3f}", _num(weights.get(n), ".3f") or "-"]
+                for n, v in comp.items()]
+        out += _table("components (0..1, 0.5 neutral; a missing one counts 0.5 at its weight)",
+                      ["component", "value", "weight"], rows)
+    if rules:
+        strength = p.get("strength", p.get("confidence"))
+        parts = _present([("score", p.get("score"), ""), ("lean", p.get("lean"), "")])
+        line = ", ".join(parts)
+        mult = p.get("confidence_multiplier")
+        thresholds = _present([("BUY threshold", p.get("buy_threshold"),
+                                "" if mult is None else f" (x{mult})"),
+                               ("SELL threshold", p.get("sell_threshold"), "")])
+        out.append((line + "; " if line else "") + f"strength {_num(strength, '.4f')}"
+                   + (f" against {', '.join(thresholds)}" if thresholds else "")
+                   + _market(p, ctx))
+    else:
+        # A plugged predictor's confidence is its own figure, stored as it said: only the
+        # built-in rules' strength is calibrated into a probability of being right.
+        parts = _present([("score", p.get("score"), "")])
+        out.append(f"its confidence {_num(p.get('confidence'), '.2f')} ({own}'s own figure)"
+                   + (f", {', '.join(parts)}" if parts else "") + _market(p, ctx))
+    figures = _present([("price", tech.get("current_price"), ""), ("RSI", tech.get("rsi"), ""),
+                        ("MACD histogram", tech.get("macd_histogram"), ""),
+                        ("vs SMA20", tech.get("price_vs_sma20"), "%"),
+                        ("volatility", tech.get("volatility_pct"), "%"),
+                        ("volume score", vol.get("volume_quality_score"), ""),
+                        ("sentiment", sent.get("score"), "")])
+    if figures:
+        out.append("inputs: " + ", ".join(figures)
+                   + (f" ({sent.get('headline_count')} headlines)"
+                      if sent.get("headline_count") else ""))
+    prob = p.get("probability") if isinstance(p.get("probability"), dict) else {}
+    cal = p.get("calibration") if isinstance(p.get("calibration"), dict) else {}
+    if p.get("calibrated") and prob.get("1") is not None:
+        fitted = "/".join(str(n) for n in (cal.get("fitted_on") or {}).values())
+        out.append(f"probability of being right: {prob['1']} after 1 session"
+                   + (f", {prob['5']} after 5" if prob.get("5") is not None else "")
+                   + f" ({', '.join(_present([('', cal.get('method'), '')]))}"
+                   + (f", record {cal['record']}" if cal.get("record") is not None
+                      else ", a replay's walk-forward fit")
+                   + (f", fitted on {fitted} scored outcomes (1/5 sessions)" if fitted else "")
+                   + (f" through {cal['through']}" if cal.get("through") else "") + ")")
+    elif rules:
+        out.append("probability of being right: none yet, too little history to calibrate "
+                   f"(fitted on {cal.get('fitted_on') or 0}); the strength is not a "
+                   "probability")
+    else:  # once, why the rules' lines are not here
+        out.append(f"{own} reports no " + ("" if comp else "components, thresholds or ")
+                   + "calibrated probability: its confidence is its own (only the built-in "
+                   f"rules are calibrated); `trading report --predictor {name}` shows how "
+                   "often its calls were right")
+    model = inputs.get("model") or {}
+    if model.get("version"):
+        out.append(f"model: {model['version']}"
+                   + (f" P(up) {model['probability']}" if model.get("probability") is not None
+                      else " (gave no probability)"))
+    else:
+        out.append("model: none active")
     if isinstance(made_by, dict):
         details = [made_by.get("form"), made_by.get("sha256") and f"sha256 {made_by['sha256'][:12]}",
                    made_by.get("version") and f"version {made_by['version']}", made_by.get("file")]
-        print(f"predictor: {made_by.get('name')} ({', '.join(d for d in details if d)})")
+        out.append(f"predictor: {made_by.get('name')} ({', '.join(d for d in details if d)})")
     elif made_by:
-        print(f"predictor: {made_by}")
-    print("reasons:")
-    for r in p.get("reasons") or []:
-        print(f"  - {r}")
-    out = p.get("outcomes") or {}
-    for h, o in sorted(out.items()):
-        print(f"after {h} session(s): {_pct(o.get('forward_return'))} "
-              f"({'right' if o.get('correct') else 'wrong'})")
+        out.append(f"predictor: {made_by}")
+    reasons = p.get("reasons") or []
+    if reasons:
+        out.append("reasons:")
+        out += [f"  - {r}" for r in reasons]
+    outcomes = p.get("outcomes") or {}
+    for h, o in sorted(outcomes.items()):
+        out.append(f"after {h} session(s): {_pct(o.get('forward_return'))} "
+                   f"({'right' if o.get('correct') else 'wrong'})")
+    return out
+
+
+def _present(items: list[tuple[str, object, str]]) -> list[str]:
+    """``name value[unit]`` for each item that has a value (absent ones are left out)."""
+    return [f"{name} {value}{unit}".strip() for name, value, unit in items
+            if value is not None and value != ""]
+
+
+def _market(p: dict, ctx: dict) -> str:
+    if not p.get("market_context"):
+        return ""
+    return (f", market {p['market_context']}"
+            + ("" if ctx.get("trend_pct") is None else f" (index {ctx['trend_pct']:+.2f}%)"))
+
+
+def _table(title: str, columns: list[str], rows: list[list]) -> list[str]:
+    import io
+    from contextlib import redirect_stdout
+
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        common.table(title, columns, rows)
+    return buf.getvalue().splitlines()
+
+
+def _stream(s: dict) -> str:
+    """A stream in words: ``live, sample data, predictor rules, 1d``."""
+    from trading.signals.predictors import label
+
+    return (f"{s.get('origin', 'live')}, {s.get('source', 'unknown')} data, predictor "
+            f"{label({'name': s.get('predictor')})}, {s.get('interval', '1d')}")
 
 
 def report(
@@ -215,10 +389,10 @@ def report(
     same sessions, and how well the stated probability of being right is calibrated."""
     if chart is not None and chart.suffix.lower() != ".png":
         raise common.fail("--chart needs a .png file name", common.EXIT_USAGE)
-    client = common.client()
-    if evaluate:
+    client = common.Reading()  # the store itself, read-only, when the services are stopped
+    if evaluate:  # this one writes: the services must answer
         with common.working("scoring outcomes"):
-            done = client.call("prediction", "evaluate_outcomes",
+            done = client.services.call("prediction", "evaluate_outcomes",
                                {"source": source} if source else None)
         common.note(f"scored {done['evaluated']} outcome(s); {done['pending']} prediction(s) "
                     "wait for more sessions")
@@ -380,19 +554,53 @@ def _print_event(e: dict, as_json: bool) -> None:
     print(f"{e['id']:>6} {e['created_at'][:19]} {e['type']:<10} {text}", flush=True)
 
 
+def _stream_source(value: Optional[str]) -> Optional[str]:
+    """``--source`` of a stream: a kind (yahoo, sample, csv) or a whole spec (csv:DIR)."""
+    if value is None or value in ("yahoo", "sample", "csv"):
+        return value
+    return common._source_spec(value)
+
+
 def history(
     symbol: Optional[str] = typer.Argument(None, help="One symbol (default: all)."),
     since: Optional[str] = typer.Option(
         None, "--since", help="ISO date or date-time; Sydney time unless it has an offset."),
     limit: int = typer.Option(50, "--limit", "-n", min=1, max=1000),
+    origin: Optional[str] = typer.Option(None, "--origin", help="live or replay (default: "
+                                         "live)."),
+    source: Optional[str] = typer.Option(
+        None, "--source", "-s", callback=_stream_source,
+        help="yahoo, sample, csv or csv:DIR: the data the predictions were made from "
+        "(default: any)."),
+    predictor: Optional[str] = typer.Option(
+        None, "--predictor", help="module:Name or its short name, e.g. rules (default: the "
+        "configured predictor)."),
+    every: bool = typer.Option(False, "--all", help="Every stream (live and replay, every "
+                               "predictor), each row labelled; the options above still "
+                               "narrow it."),
     as_json: bool = common.JsonOption,
 ) -> None:
-    """Stored predictions, newest first, with their outcomes so far."""
-    params = {"limit": limit, **({"symbol": symbol} if symbol else {}),
-              **({"since": since} if since else {})}
-    rows = common.client().call("prediction", "history", params)
+    """Stored predictions of one stream, newest first, with their outcomes so far (default:
+    the live stream of the configured predictor; the others are named below the table)."""
+    from trading import config
+
+    if origin is not None and origin not in ("live", "replay"):
+        raise common.fail(f"--origin {origin!r}: expected live or replay", common.EXIT_USAGE)
+    chosen = {"origin": origin, "source": source, "predictor": predictor}
+    if not every:
+        chosen["origin"] = origin or "live"
+        chosen["predictor"] = predictor or config.get()["predictor"]
+    chosen = {k: v for k, v in chosen.items() if v}
+    asked = {**({"symbol": symbol} if symbol else {}), **({"since": since} if since else {})}
+    client = common.Reading()  # the store itself, read-only, when the services are stopped
+    rows = client.call("prediction", "history", {"limit": limit, **asked, **chosen})
+    others = [s for s in client.call("prediction", "streams", asked or None)
+              if not _selects(chosen, s)]
+    hint = _other_streams(others, chosen)
     if as_json:
         common.print_json(rows)
+        if hint:
+            common.note(hint)
         return
     import datetime as dt
     from zoneinfo import ZoneInfo
@@ -406,19 +614,78 @@ def history(
                       f"{p['confidence']:.2f}", _num(p.get("price"), ".2f"),
                       p.get("market_context"),
                       _pct((out.get("1") or {}).get("forward_return")),
-                      _pct((out.get("5") or {}).get("forward_return")), _by(p)])
+                      _pct((out.get("5") or {}).get("forward_return")),
+                      _stream_cell(p.get("stream") or {})])
+    shown = _selection(chosen)
     if not table:
-        if symbol or since:  # the store may hold others: say what was asked for
-            asked = " ".join(filter(None, [symbol and f"for {symbol}",
+        asked_for = " ".join(filter(None, [symbol and f"for {symbol}",
                                            since and f"since {since}"]))
-            print(f"no predictions stored {asked} (`trading history` lists them all)")
-        else:
-            print("no predictions stored yet (run `trading predict`)")
-        return
-    # Fits 80 columns: the return after 1 and 5 sessions as "+1", "+5"; "by": the predictor.
-    common.table("Prediction history (returns after 1 and 5 sessions)",
-                 ["made (Sydney)", "symbol", "action", "conf", "price", "context", "+1", "+5",
-                  "by"], table, compact=True)
+        print("no predictions stored" + (f" {asked_for}" if asked_for else "") + f" in {shown}"
+              + ("" if others or asked_for else " yet (run `trading predict`)"))
+    else:
+        # Fits 80 columns: the return after 1 and 5 sessions as "+1", "+5"; the stream as
+        # origin, data source and predictor (the interval is 1d throughout).
+        common.table(f"Prediction history, {shown}; +1, +5: returns after 1 and 5 sessions",
+                     ["made (Sydney)", "symbol", "action", "conf", "price", "context", "+1",
+                      "+5", "stream"], table, compact=True)
+    if hint:
+        print(hint)
+
+
+def _selects(chosen: dict, stream: dict) -> bool:
+    """Whether the selection ``chosen`` (origin, source, predictor) takes in ``stream``."""
+    from trading.signals.predictors import label
+
+    if chosen.get("origin") and stream.get("origin") != chosen["origin"]:
+        return False
+    want = chosen.get("source")
+    if want and stream.get("source") != want.split(":", 1)[0]:
+        return False
+    who = chosen.get("predictor")
+    if who and stream.get("predictor") != who and (
+            ":" in who or label({"name": stream.get("predictor")}) != who):
+        return False
+    return True
+
+
+def _selection(chosen: dict) -> str:
+    """The streams shown, in words: ``the live stream of rules (any source, 1d)``."""
+    from trading.signals.predictors import label
+
+    if not chosen:
+        return "every stream"
+    who = chosen.get("predictor")
+    return (f"the {chosen.get('origin', 'live and replay')} stream"
+            + (f" of {label({'name': who}) if ':' in who else who}" if who
+               else "s of every predictor")
+            + f" ({chosen.get('source') or 'any source'}, 1d)")
+
+
+def _stream_cell(s: dict) -> str:
+    from trading.signals.predictors import label
+
+    return f"{s.get('origin', '?')} {s.get('source', '?')} {label({'name': s.get('predictor')})}"
+
+
+def _other_streams(others: list[dict], chosen: dict) -> str:
+    """One line naming the streams not shown, each with the options that show it."""
+    from trading.signals.predictors import label
+
+    if not others:
+        return ""
+    parts = []
+    for s in others[:4]:
+        who = label({"name": s["predictor"]})
+        flags = [f"--origin {s['origin']}" if s["origin"] != chosen.get("origin", s["origin"])
+                 else "",
+                 f"--source {s['source']}" if chosen.get("source") and not _selects(
+                     {"source": chosen["source"]}, s) else "",
+                 f"--predictor {who}" if chosen.get("predictor") and not _selects(
+                     {"predictor": chosen["predictor"]}, s) else ""]
+        parts.append(f"{s['predictions']:,} {s['origin']} {s['source']} {who} "
+                     f"({' '.join(f for f in flags if f)})")
+    more = f" and {len(others) - 4} more" if len(others) > 4 else ""
+    return (f"also stored: {', '.join(parts)}{more}; --all shows every stream")
 
 
 def _iso_date(value: Optional[str]) -> Optional[str]:
@@ -437,7 +704,8 @@ def _iso_date(value: Optional[str]) -> Optional[str]:
 def replay(
     directory: Path = typer.Argument(..., exists=True, file_okay=False,
                                      help="A folder of SYMBOL.csv daily bars, e.g. tests/data/asx-daily."),
-    symbols: list[str] = typer.Option(None, "--symbol", "-s", help="Symbols (default: configured)."),
+    symbols: list[str] = typer.Option(None, "--symbol", help="Symbols (default: configured; "
+                                      "-s is --source in every command)."),
     symbols_from: Optional[str] = common.SymbolsFromOption(),
     start: Optional[str] = typer.Option(None, "--start", help="First session (YYYY-MM-DD).",
                                         callback=_iso_date),

@@ -81,7 +81,8 @@ def logs(
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
     lines: int = typer.Option(50, "--lines", "-n", min=1, help="How many recent lines."),
     user: Optional[bool] = typer.Option(None, "--user/--system",
-                                        help="Which manager's journal (default: yours)."),
+                                        help="Which manager's journal (default: the one the "
+                                        "install uses; else yours)."),
 ) -> None:
     """Show a service's log from the journal (journalctl)."""
     import os
@@ -94,8 +95,21 @@ def logs(
     if journalctl is None:
         raise common.fail("journalctl not found: logs need systemd's journal "
                           "(handlers run in-process log to the terminal)")
-    if user is None:
-        user = os.geteuid() != 0
-    argv = [journalctl, *(["--user"] if user else []), "-u", f"trading-{name}.service",
-            "-n", str(lines), "--no-pager", *(["-f"] if follow else [])]
+    from trading.config import read_install
+
+    install = read_install() or {}
+    if user is None:  # the install's manager (install.sh records it), else the caller's
+        user = install["mode"] == "user" if install else os.geteuid() != 0
+    unit = f"trading-{name}.service"
+    owner = install.get("uid") if install.get("mode") == "user" else None
+    if user and owner and owner.isdigit() and int(owner) != os.geteuid():
+        # Root (or anyone allowed to read the journal) looking at another user's --user
+        # install: `journalctl --user` would read the caller's own user journal, and
+        # --user-unit matches the caller's uid. The install's user's unit, by its fields:
+        # its output, and its manager's lines about it.
+        where = [f"_SYSTEMD_USER_UNIT={unit}", f"_UID={owner}", "+",
+                 f"USER_UNIT={unit}", f"_UID={owner}"]
+    else:
+        where = [*(["--user"] if user else []), "-u", unit]
+    argv = [journalctl, *where, "-n", str(lines), "--no-pager", *(["-f"] if follow else [])]
     os.execv(journalctl, argv)

@@ -67,12 +67,15 @@ class Prediction(Service):
             logger.exception("loading the active model failed; predicting without it")
             return None
 
-    def predictor(self):
+    def predictor(self, spec: str | None = None):
         """The configured predictor, imported on first use (a PredictorUnavailable when it
-        cannot be: tried again on the next call, so a fixed file is picked up)."""
+        cannot be: tried again on the next call, so a fixed file is picked up); ``spec``:
+        another one for this call (:meth:`_chosen`)."""
         from trading.errors import PredictorUnavailable
         from trading.signals import predictors
 
+        if spec is not None and spec != self.config["predictor"]:
+            return self._chosen(spec)
         try:
             self._predictor = predictors.from_config(self.config)
         except PredictorUnavailable as exc:
@@ -81,6 +84,25 @@ class Prediction(Service):
             raise
         self._predictor_error = None
         return self._predictor
+
+    def _chosen(self, spec: str):
+        """A predictor one call names (``trading predict --predictor``): the built-in rules,
+        or one in the predictors folder, which its owner put there. Any other module is
+        refused: a caller of the socket must not make the service import what it likes."""
+        import os
+
+        from trading.signals import predictors
+
+        if spec != predictors.DEFAULT:
+            folder = os.fspath(self.config.predictors_dir)
+            top = spec.partition(":")[0].split(".")[0]
+            if not (os.path.isfile(os.path.join(folder, top + ".py"))
+                    or os.path.isdir(os.path.join(folder, top))):
+                raise InvalidParams(
+                    f"predictor {spec}: a call may choose the built-in rules or a predictor "
+                    f"in {folder} (no {top}.py there); any other is set as `predictor` in the "
+                    "configuration", predictor=spec)
+        return predictors.from_config(self.config, spec)
 
     @rpc
     def check_predictor(self) -> dict[str, Any]:
@@ -123,13 +145,17 @@ class Prediction(Service):
     # -- predictions -----------------------------------------------------------------------
     @rpc
     def generate_predictions(self, symbols: list[str] | None = None,
-                             source: str | None = None) -> dict[str, Any]:
-        """Predict BUY/SELL/HOLD for symbols (default: configured) and store the predictions."""
+                             source: str | None = None,
+                             predictor: str | None = None) -> dict[str, Any]:
+        """Predict BUY/SELL/HOLD for symbols (default: configured) and store the predictions;
+        ``predictor`` (module:Name): this call's, instead of the configured one (the built-in
+        rules or one in the predictors folder)."""
         from trading.signals import ledger, predictors
         from trading.signals.events import now_iso
 
         given, errors = params.symbols(symbols, default=self.config["symbols"])
         source = params.source(source)
+        chosen = params.predictor(predictor)
         wanted = list(given)
         created_at = now_iso()
         out: dict[str, Any] = {"results": {}, "errors": errors, "created_at": created_at,
@@ -137,7 +163,7 @@ class Prediction(Service):
                                "predictor": None}
         if not wanted:
             return out
-        predictor = self.predictor()  # before the peers: a broken one fails fast
+        predictor = self.predictor(chosen)  # before the peers: a broken one fails fast
         out["predictor"] = predictor.provenance
 
         src = {"source": source} if source is not None else {}
@@ -216,24 +242,43 @@ class Prediction(Service):
         return out
 
     @rpc
-    def get_prediction(self, symbol: str, inputs: bool = False) -> dict[str, Any]:
-        """The latest stored prediction for one symbol, with its outcomes so far (and, with
-        ``inputs``, the market, sentiment and model inputs it was made from)."""
+    def get_prediction(self, symbol: str, inputs: bool = False, origin: str | None = None,
+                       source: str | None = None,
+                       predictor: str | None = None) -> dict[str, Any]:
+        """The latest stored prediction for one symbol, with its stream and outcomes so far
+        (and, with ``inputs``, the market, sentiment and model inputs it was made from);
+        ``origin``, ``source``, ``predictor``: of those streams only."""
         from trading.signals import ledger
 
         if not isinstance(inputs, bool):
             raise InvalidParams("inputs must be true or false")
-        return ledger.latest(self.store, params.symbol(symbol), inputs)
+        return ledger.latest(self.store, params.symbol(symbol), inputs, origin=origin,
+                             source=source, predictor=predictor)
 
     @rpc
     def history(self, symbol: str | None = None, since: str | None = None,
-                limit: int = 100) -> list[dict[str, Any]]:
-        """Stored predictions, newest first (optionally one symbol, since an ISO date or
-        date-time, Sydney time unless it has an offset)."""
+                limit: int = 100, origin: str | None = None, source: str | None = None,
+                predictor: str | None = None,
+                interval: str | None = None) -> list[dict[str, Any]]:
+        """Stored predictions, newest first, each with its stream (optionally one symbol,
+        since an ISO date or date-time, Sydney time unless it has an offset; ``origin`` live
+        or replay, ``source`` yahoo, csv, sample or a whole spec, ``predictor`` module:Name
+        or its short name, ``interval`` 1d: of those streams only)."""
         from trading.signals import ledger
 
         return ledger.history(self.store, None if symbol is None else params.symbol(symbol),
-                              since, limit)
+                              since, limit, origin=origin, source=source, predictor=predictor,
+                              interval=interval)
+
+    @rpc
+    def streams(self, symbol: str | None = None,
+                since: str | None = None) -> list[dict[str, Any]]:
+        """The prediction streams stored (origin, source, predictor, interval), each with its
+        count and latest time, newest first (optionally of one symbol, since a time)."""
+        from trading.signals import ledger
+
+        return ledger.streams(self.store, None if symbol is None else params.symbol(symbol),
+                              since)
 
     # -- outcomes --------------------------------------------------------------------------
     @rpc

@@ -317,6 +317,9 @@ class Config:
         # names are the user's, so they live beside SETTINGS rather than in it.
         self.watchlists = watchlists or {}
         self.file = os.fspath(path)
+        # The file as it was read ({mtime_ns, crc32}; None: there was none): `trading status`
+        # compares it with the file now (file_stamp) to tell a service runs an older one.
+        self.loaded: dict[str, int] | None = None
         self.environ = environ
         self.install = install
         self._system = _system(install)
@@ -430,12 +433,17 @@ def load(environ: Mapping[str, str] | None = None, path: Path | None = None,
     values = {name: s.default for name, s in SETTINGS.items()}
     sources = {name: "default" for name in SETTINGS}
     watchlists: dict[str, list[str] | str] = {}
+    loaded = None
     if os.path.exists(path):
         import tomllib
+        import zlib
 
         try:
             with open(path, "rb") as f:
-                document = tomllib.load(f)
+                raw = f.read()
+                loaded = {"mtime_ns": os.fstat(f.fileno()).st_mtime_ns,
+                          "crc32": zlib.crc32(raw)}
+            document = tomllib.loads(raw.decode("utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"{path}: cannot read configuration: {exc}") from exc
         watchlists = _watchlists(document.pop("watchlists", {}), str(path))
@@ -450,7 +458,21 @@ def load(environ: Mapping[str, str] | None = None, path: Path | None = None,
         if setting.env in env:
             values[name] = _parse(setting, env[setting.env], f"environment {setting.env}")
             sources[name] = f"env {setting.env}"
-    return Config(values, sources, path, env, install, watchlists)
+    cfg = Config(values, sources, path, env, install, watchlists)
+    cfg.loaded = loaded
+    return cfg
+
+
+def file_stamp(path: str) -> dict[str, int] | None:
+    """``{mtime_ns, crc32}`` of a configuration file as it is now (None: there is none), to
+    compare with what a process loaded (:attr:`Config.loaded`)."""
+    import zlib
+
+    try:
+        with open(path, "rb") as f:
+            return {"mtime_ns": os.fstat(f.fileno()).st_mtime_ns, "crc32": zlib.crc32(f.read())}
+    except FileNotFoundError:
+        return None
 
 
 def _watchlists(table: Any, path: str) -> dict[str, list[str] | str]:

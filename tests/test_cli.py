@@ -143,7 +143,7 @@ def test_predict_history_events_report_tables_and_json():
 
 
 def test_replay_then_report(asx_daily):
-    out = run("replay", str(asx_daily), "-s", "CBA", "--start", "2025-10-01", "--json")
+    out = run("replay", str(asx_daily), "--symbol", "CBA", "--start", "2025-10-01", "--json")
     assert out.exit_code == 0, out.output
     result = json.loads(out.stdout)
     assert result["predictions"] > 50 and result["outcomes"]["evaluated"] > 0
@@ -151,12 +151,12 @@ def test_replay_then_report(asx_daily):
     assert rep["predictions"]["replay"] == result["predictions"]
     table = run("report", "--origin", "replay")
     assert table.exit_code == 0 and "hit rate" in table.stdout
-    assert "replayed" in run("replay", str(asx_daily), "-s", "CBA", "--start", "2025-12-01").stdout
+    assert "replayed" in run("replay", str(asx_daily), "--symbol", "CBA", "--start", "2025-12-01").stdout
 
 
 def test_replay_of_a_missing_directory_or_a_bad_date_is_a_usage_error(tmp_path, asx_daily):
     assert run("replay", str(tmp_path / "nope")).exit_code == 2
-    bad = run("replay", str(asx_daily), "-s", "CBA", "--start", "2025-6-1")
+    bad = run("replay", str(asx_daily), "--symbol", "CBA", "--start", "2025-6-1")
     assert bad.exit_code == 2 and "not a date like" in bad.output
 
 
@@ -195,7 +195,7 @@ def test_an_unknown_source_is_one_line_and_exit_2(command):
 
 def test_chart_writes_a_png_with_the_stored_predictions_marked(asx_daily, tmp_path):
     source = f"csv:{asx_daily}"
-    assert run("replay", str(asx_daily), "-s", "CBA", "--start", "2025-09-01").exit_code == 0
+    assert run("replay", str(asx_daily), "--symbol", "CBA", "--start", "2025-09-01").exit_code == 0
     out = tmp_path / "cba.png"
     result = run("chart", "cba", "--source", source, "--out", str(out), "--json")
     assert result.exit_code == 0, result.output
@@ -205,7 +205,7 @@ def test_chart_writes_a_png_with_the_stored_predictions_marked(asx_daily, tmp_pa
     assert drawn["symbol"] == "CBA.AX" and drawn["path"] == str(out)
     assert drawn["last"] == "2026-01-02" and 120 <= drawn["bars"] <= 130  # six months shown
     # Every replayed session in the six months shown is marked, each at its bar's close.
-    hist = json.loads(run("history", "CBA", "--json", "-n", "1000").stdout)
+    hist = json.loads(run("history", "CBA", "--origin", "replay", "--json", "-n", "1000").stdout)
     shown = {h["session"] for h in hist if h["session"] >= drawn["first"]}
     assert len(drawn["markers"]) == len(shown) > 50
     assert sum(drawn["counts"].values()) == len(shown)
@@ -497,13 +497,13 @@ def test_offline_yahoo_is_one_line_saying_unreachable(restore_logging, monkeypat
 
 
 def test_replay_refuses_an_empty_window_and_runs_without_an_index_file(tmp_path, asx_daily):
-    bad = run("replay", str(asx_daily), "-s", "CBA", "--start", "2025-12-01",
+    bad = run("replay", str(asx_daily), "--symbol", "CBA", "--start", "2025-12-01",
               "--end", "2025-11-01")
     assert "after --end" in one_line_failure(bad, 2)
     only = tmp_path / "only"
     only.mkdir()
     (only / "CBA.AX.csv").write_text((asx_daily / "CBA.AX.csv").read_text())
-    done = run("replay", str(only), "-s", "CBA", "--start", "2025-12-01", "--json")
+    done = run("replay", str(only), "--symbol", "CBA", "--start", "2025-12-01", "--json")
     assert done.exit_code == 0, done.output
     assert json.loads(done.stdout)["predictions"] > 10
 

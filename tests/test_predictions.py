@@ -109,7 +109,10 @@ def test_one_prediction_is_one_insert_in_one_transaction_with_its_event(store, c
     # What was written once reads back whole, with the row's id.
     for p in made:
         [row] = [r for r in ledger.history(store) if r["id"] == p["id"]]
-        assert {k: v for k, v in row.items() if k != "outcomes"} == json.loads(json.dumps(p))
+        assert {k: v for k, v in row.items() if k not in ("outcomes", "stream")} == \
+            json.loads(json.dumps(p))
+        assert row["stream"] == {"origin": "live", "source": "csv",
+                                 "predictor": ledger.RULES, "interval": "1d"}
 
 
 def test_history_filters_and_orders(store, cfg):
@@ -418,7 +421,7 @@ def test_cli_replay_of_an_old_download_uses_the_whole_record_and_says_what_it_le
 
     folder = Path(__file__).parent / "data" / "asx-history"
     runner = CliRunner()
-    done = runner.invoke(app, ["replay", str(folder), "-s", "ABC", "-s", "RMD", "--json"])
+    done = runner.invoke(app, ["replay", str(folder), "--symbol", "ABC", "--symbol", "RMD", "--json"])
     assert done.exit_code == 0, done.output
     body = json.loads(done.stdout)
     cov = body["coverage"]
@@ -440,7 +443,7 @@ def test_cli_replay_of_an_old_download_uses_the_whole_record_and_says_what_it_le
     assert moves and max(abs(m) for m in moves) < 0.25
 
     # A window with no prediction in it says why, in the plain output.
-    early = runner.invoke(app, ["replay", str(folder), "-s", "ABC", "--start", "1995-01-01",
+    early = runner.invoke(app, ["replay", str(folder), "--symbol", "ABC", "--start", "1995-01-01",
                                 "--end", "1996-12-31"])
     assert early.exit_code == 0, early.output
     assert "replayed 0 predictions" in early.stdout
@@ -452,7 +455,7 @@ def test_cli_replay_then_report(asx_daily):
     from trading.cli.main import app
 
     runner = CliRunner()
-    replayed = runner.invoke(app, ["replay", str(asx_daily), "-s", "CBA", "-s", "WBC",
+    replayed = runner.invoke(app, ["replay", str(asx_daily), "--symbol", "CBA", "--symbol", "WBC",
                                    "--start", "2025-09-01", "--json"])
     assert replayed.exit_code == 0, replayed.output
     body = json.loads(replayed.stdout)
@@ -651,7 +654,7 @@ def _replayed(store):
 
 
 def test_replaying_one_symbol_keeps_every_other_symbols_replay(store, cfg, bars_from):
-    """`replay D -s CBA; replay D -s BHP` used to leave only BHP: the second replay deleted
+    """`replay D --symbol CBA; replay D --symbol BHP` used to leave only BHP: the second replay deleted
     every earlier replay of the same source."""
     source, get_bars = bars_from
     replay.replay(store, cfg, get_bars, ["CBA.AX"], source=source, start="2025-12-01",
@@ -698,7 +701,7 @@ HISTORY = __import__("pathlib").Path(__file__).parent / "data" / "asx-history"
 
 
 def _replay_process(state, log_level: str = "INFO"):
-    """``trading replay tests/data/asx-history -s ABC -s RMD`` in its own process group (a
+    """``trading replay tests/data/asx-history --symbol ABC --symbol RMD`` in its own process group (a
     terminal's Ctrl-C goes to the whole group), its log on stderr read line by line."""
     import os
     import subprocess
@@ -706,7 +709,7 @@ def _replay_process(state, log_level: str = "INFO"):
 
     env = dict(os.environ, TRADING_STATE_DIR=str(state), TRADING_LOG_LEVEL=log_level)
     return subprocess.Popen([sys.executable, "-m", "trading.cli.main", "replay", str(HISTORY),
-                             "-s", "ABC", "-s", "RMD"], env=env, stdout=subprocess.PIPE,
+                             "--symbol", "ABC", "--symbol", "RMD"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 

@@ -90,10 +90,14 @@ class LocalTransport:
     Built from a registry (``factory(name)`` returns the service class); each service is
     created on its first call with a context whose peers are the owning client, so a service
     running here reaches its own peers by socket or, failing that, here too.
+    ``store_factory`` opens the store the services use here (the CLI's reader passes a
+    read-only one: ``trading history`` with the services stopped).
     """
 
-    def __init__(self, factory: ServiceFactory) -> None:
+    def __init__(self, factory: ServiceFactory,
+                 store_factory: Callable[[], Any] | None = None) -> None:
         self.factory = factory
+        self.store_factory = store_factory  # None: each service opens the store as it would
         self._services: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -133,7 +137,8 @@ class LocalTransport:
                     klass = self.factory(service)
                 except KeyError as exc:
                     raise ServiceUnavailable(str(exc.args[0] if exc.args else exc)) from exc
-                svc = klass(Context(client.cfg, peers=client))
+                svc = klass(Context(client.cfg, peers=client,
+                                    store_factory=self.store_factory))
                 entry = self._services[service] = (svc, svc.dispatcher())
         svc, dispatcher = entry
         request = {"jsonrpc": "2.0", "method": method, "id": 0}

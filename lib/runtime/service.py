@@ -181,11 +181,16 @@ class Service:
 
     @rpc
     def health_check(self) -> dict[str, Any]:
-        """Liveness and counters: service, status, pid, uptime, requests served, memory, version."""
+        """Liveness and counters: service, status, pid, uptime, requests served, memory, version,
+        and the configuration file as it was loaded (``config_loaded``: its mtime and CRC-32,
+        or ``missing``), which ``trading status`` compares with the file now."""
         return {"service": self.name, "status": "ok", "pid": os.getpid(),
                 "uptime_s": round(time.monotonic() - self.started, 3),
                 "requests_served": self.stats.requests, "rss_bytes": self._memory(),
-                "version": __version__, **self.store_health(), **self.health()}
+                "version": __version__, **self.store_health(),
+                "config_loaded": {"file": self.config.file,
+                                  **(getattr(self.config, "loaded", None) or {"missing": True})},
+                **self.health()}
 
     def _memory(self) -> int:
         # Read at most once a second: reading /proc/self/statm walks the process's memory

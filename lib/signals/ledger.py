@@ -15,6 +15,11 @@ csv or sample, :func:`source_kind`; sample bars are synthetic and reports leave 
 default), the session of the last bar it saw (``as_of``), and the calibrated probability
 that it is right after 1 and 5 sessions (``probability_1``, ``probability_5``; NULL when
 there was too little history to calibrate, see :mod:`trading.signals.calibration`).
+
+Streams (issue 30): a prediction belongs to one stream, its origin (live or replay), data
+source kind, predictor and interval (:func:`stream_of`); readers return it as ``stream`` and
+select streams with :func:`stream_filter` (``trading history``, the dashboard), and
+:func:`streams` says which are stored, so a view can name the ones it does not show.
 """
 
 from __future__ import annotations
@@ -163,13 +168,22 @@ def _prediction(row) -> JSON:
     return p
 
 
-def latest(store: Store, symbol: str, inputs: bool = False) -> JSON:
-    rows = store.query("SELECT id, prediction, inputs FROM predictions WHERE symbol = ? "
-                       "ORDER BY created_at DESC, id DESC LIMIT 1", (symbol,))
+def latest(store: Store, symbol: str, inputs: bool = False, *, origin: Any = None,
+           source: Any = None, predictor: Any = None) -> JSON:
+    """A symbol's latest prediction (of the streams selected: :func:`stream_filter`), with
+    its ``stream`` and outcomes so far."""
+    where, params = stream_filter(origin, source, predictor)
+    rows = store.query("SELECT id, prediction, inputs, origin, data_source, predictor"
+                       " FROM predictions WHERE symbol = ?"
+                       + "".join(f" AND {w}" for w in where)
+                       + " ORDER BY created_at DESC, id DESC LIMIT 1", (symbol, *params))
     if not rows:
-        raise NotFound(f"no prediction for {symbol} yet (run `trading predict {symbol}`)",
-                       symbol=symbol)
+        asked = ", ".join(f"{k} {v}" for k, v in (("origin", origin), ("source", source),
+                                                   ("predictor", predictor)) if v)
+        raise NotFound(f"no prediction for {symbol} yet" + (f" ({asked})" if asked else "")
+                       + f" (run `trading predict {symbol}`)", symbol=symbol)
     p = _prediction(rows[0])
+    p["stream"] = stream_of(rows[0]["origin"], rows[0]["data_source"], rows[0]["predictor"])
     if inputs:
         p["inputs"] = json.loads(rows[0]["inputs"])
     p["outcomes"] = _outcomes.by_prediction(store, [p["id"]]).get(p["id"], {})
@@ -213,11 +227,71 @@ def _parse_since(since: Any) -> str | None:
     return canonical_time(t.isoformat())
 
 
-def history(store: Store, symbol: str | None = None, since: Any = None,
-            limit: Any = 100, inputs: bool = False) -> list[JSON]:
-    """Stored predictions, newest first, each with its ``outcomes`` by horizon."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-        raise InvalidParams(f"limit must be an integer from 1 to {MAX_LIMIT}")
+# -- streams -----------------------------------------------------------------------------------
+# A prediction belongs to one stream: its origin (live or replay), the kind of data it was made
+# from (yahoo, csv, sample), the predictor that made it and the bar interval. Every stored
+# prediction is daily ('1d') so far: the interval is a constant here until intraday bars come.
+INTERVAL = "1d"
+ORIGINS = ("live", "replay")
+MAX_FILTER_CHARS = 4096
+
+
+def stream_of(origin: str | None, data_source: str | None, predictor: str | None) -> JSON:
+    """The stream a prediction row belongs to, as every reader shows it."""
+    return {"origin": origin or "live", "source": data_source or "unknown",
+            "predictor": predictor or RULES, "interval": INTERVAL}
+
+
+def _filter(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > MAX_FILTER_CHARS:
+        raise InvalidParams(f"{name} must be a non-empty string")
+    return value
+
+
+def stream_filter(origin: Any = None, source: Any = None, predictor: Any = None,
+                  interval: Any = None) -> tuple[list[str], list[Any]]:
+    """SQL conditions (and their parameters) selecting streams.
+
+    ``origin``: live or replay; ``source``: a kind (yahoo, csv, sample) or a whole spec
+    (``csv:/dir``); ``predictor``: its ``module:Name`` or its short label (``rules``,
+    ``momentum``: :func:`trading.signals.predictors.label`); ``interval``: 1d."""
+    where: list[str] = []
+    params: list[Any] = []
+    origin = _filter("origin", origin)
+    if origin is not None:
+        if origin not in ORIGINS:
+            raise InvalidParams(f"origin must be live or replay, not {origin!r}")
+        where.append("origin = ?")
+        params.append(origin)
+    source = _filter("source", source)
+    if source is not None:
+        if ":" in source:
+            where.append("source = ?")
+        else:
+            where.append("coalesce(data_source, '') = ?")
+        params.append(source)
+    predictor = _filter("predictor", predictor)
+    if predictor is not None:
+        # Every row names its predictor (migration 0012 filled the old ones), so the plain
+        # column: the indexes that lead with (origin, predictor) serve it.
+        if ":" in predictor:
+            where.append("predictor = ?")
+            params.append(predictor)
+        else:  # a label: the module's last part (momentum for predictors.momentum:X)
+            like = predictor.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append("(predictor LIKE ? ESCAPE '\\' OR predictor LIKE ? ESCAPE '\\')")
+            params += [f"{like}:%", f"%.{like}:%"]
+    interval = _filter("interval", interval)
+    if interval is not None and interval != INTERVAL:
+        where.append("0")  # nothing stored at another interval yet
+    return where, params
+
+
+def streams(store: Store, symbol: str | None = None, since: Any = None) -> list[JSON]:
+    """The streams stored (of one symbol, since a time), each with how many predictions it
+    holds and its latest, newest stream first."""
     where, params = [], []
     if symbol is not None:
         where.append("symbol = ?")
@@ -226,13 +300,42 @@ def history(store: Store, symbol: str | None = None, since: Any = None,
     if cutoff is not None:
         where.append("created_at >= ?")
         params.append(cutoff)
-    sql = ("SELECT id, prediction, inputs FROM predictions"
+    # Grouped as migration 0016's index (origin, predictor, coalesce(data_source, '')) orders
+    # them: one pass over that index, no sort (a store without it answers the same, slower).
+    rows = store.query(
+        "SELECT origin, nullif(coalesce(data_source, ''), '') AS data_source, predictor,"
+        " count(*) AS n, max(created_at) AS latest FROM predictions"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + " GROUP BY origin, predictor, coalesce(data_source, '') ORDER BY latest DESC",
+        tuple(params))
+    return [{**stream_of(r["origin"], r["data_source"], r["predictor"]), "predictions": r["n"],
+             "latest": r["latest"]} for r in rows]
+
+
+def history(store: Store, symbol: str | None = None, since: Any = None,
+            limit: Any = 100, inputs: bool = False, *, origin: Any = None, source: Any = None,
+            predictor: Any = None, interval: Any = None) -> list[JSON]:
+    """Stored predictions, newest first, each with its ``stream`` (:func:`stream_of`) and its
+    ``outcomes`` by horizon; ``origin``, ``source``, ``predictor`` and ``interval`` select
+    streams (:func:`stream_filter`; None: every one)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise InvalidParams(f"limit must be an integer from 1 to {MAX_LIMIT}")
+    where, params = stream_filter(origin, source, predictor, interval)
+    if symbol is not None:
+        where.append("symbol = ?")
+        params.append(symbol)
+    cutoff = _parse_since(since)
+    if cutoff is not None:
+        where.append("created_at >= ?")
+        params.append(cutoff)
+    sql = ("SELECT id, prediction, inputs, origin, data_source, predictor FROM predictions"
            + (" WHERE " + " AND ".join(where) if where else "")
            + " ORDER BY created_at DESC, id DESC LIMIT ?")
     rows = store.query(sql, (*params, limit))
     out = []
     for r in rows:
         p = _prediction(r)
+        p["stream"] = stream_of(r["origin"], r["data_source"], r["predictor"])
         if inputs:
             p["inputs"] = json.loads(r["inputs"])
         out.append(p)

@@ -24,6 +24,8 @@ from support import webstore
 from trading import config
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ASX_DAILY = Path(__file__).parent / "data" / "asx-daily"
+PHONE = {"width": 390, "height": 844}  # an iPhone 12-14's CSS pixels
 PAGES = ["/", "/symbol/CBA.AX", "/history", "/accuracy", "/models", "/services", "/events"]
 
 pytestmark = [
@@ -53,6 +55,12 @@ def server(tmp_path_factory):
                TRADING_NEWS_SOURCE="sample")
     cfg = config.load(env, path=root / "none.toml")
     webstore.fill(cfg)
+    # A replay of another source: real CBA from CSV files (about A$160) beside the live
+    # calls made from sample data (about A$15).
+    replay = subprocess.run([sys.executable, "-m", "trading.cli.main", "replay", str(ASX_DAILY),
+                             "--symbol", "CBA", "--start", "2025-10-01"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert replay.returncode == 0, replay.stdout + replay.stderr
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "trading.web", "--listen",
                              f"127.0.0.1:{port}"], env=env, stdout=subprocess.PIPE,
@@ -100,8 +108,8 @@ def shots(tmp_path_factory) -> Path:
     return path
 
 
-def visit(browser, url: str):
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+def visit(browser, url: str, viewport: dict | None = None):
+    page = browser.new_page(viewport=viewport or {"width": 1280, "height": 900})
     problems: list[str] = []
     page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
             if m.type in ("error", "warning") else None)
@@ -200,3 +208,77 @@ def _record_event(server: str) -> None:
         events.append(conn, "prediction", {"symbol": "WBC.AX <b>x</b>", "action": "BUY",
                                            "confidence": 0.81})
     store.close()
+
+
+@pytest.mark.parametrize("path", ["/", "/symbol/CBA.AX", "/symbol/CBA.AX?origin=replay",
+                                  "/history", "/models", "/services", "/accuracy", "/events"])
+def test_every_page_fits_a_phone(server, browser, shots, path):
+    """At 390 px wide nothing is wider than the screen (wide tables scroll inside their box)."""
+    page, problems = visit(browser, server + path, PHONE)
+    try:
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], f"{path}: {width} px wide"
+        assert problems == []
+    finally:
+        page.close()
+
+
+def test_the_overview_reads_first_on_a_phone(server, browser, shots):
+    """The overview at phone width: every symbol a card no wider than the screen, several on
+    the first screen, each with its price and change on the day, its call, probability,
+    predictor and reasons in words; the market said once at the top."""
+    page, problems = visit(browser, server + "/", PHONE)
+    try:
+        page.screenshot(path=str(shots / "overview-phone.png"), full_page=True)
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        rows = page.locator("table.calls tbody tr")
+        assert rows.count() == 3
+        boxes = [rows.nth(i).bounding_box() for i in range(rows.count())]
+        assert all(b["x"] >= 0 and b["x"] + b["width"] <= PHONE["width"] for b in boxes)
+        on_first_screen = [b for b in boxes if b["y"] + b["height"] <= PHONE["height"]]
+        assert len(on_first_screen) >= 2, boxes  # one symbol does not fill the screen
+        assert page.locator("table.calls thead").is_hidden()
+        first = rows.first.inner_text()
+        for part in ("BUY", "rules", "RSI", "%"):
+            assert part in first or part in rows.nth(1).inner_text(), (part, first)
+        assert page.locator(".market").count() == 1
+        assert "Showing live calls of rules from sample data" in page.locator(".stream").inner_text()
+        # Every row's text fits its card: nothing clipped sideways.
+        assert page.evaluate("[...document.querySelectorAll('table.calls td')]"
+                             ".every(td => td.scrollWidth <= td.clientWidth + 1)")
+        assert problems == []
+    finally:
+        page.close()
+
+
+def test_a_symbol_page_after_a_replay_of_another_source(server, browser, shots):
+    """After a replay of real CBA from CSV files, the symbol page draws one stream at a time:
+    by default the live sample stream (sample candles, its one call marked), and the replay's
+    stream, a link away, over the CSV's own candles with only the replay's calls marked."""
+    page, problems = visit(browser, server + "/symbol/CBA.AX")
+    try:
+        page.wait_for_selector("#chart[data-drawn]", timeout=15000)
+        assert page.get_attribute("#chart", "data-markers") == "1"
+        assert "live calls of rules from sample data" in page.locator(".stream").inner_text()
+        cells = page.locator("table.history td.src").all_inner_texts()
+        assert cells and all(c.endswith("sample") and c.startswith("live") for c in cells)
+        page.locator(".stream a", has_text="replay").click()
+        page.wait_for_load_state("networkidle")
+        page.wait_for_selector("#chart[data-drawn]", timeout=15000)
+        page.screenshot(path=str(shots / "symbol-replay.png"))
+        assert "origin=replay" in page.url
+        assert "replayed calls of rules from CSV files" in page.locator(".stream").inner_text()
+        api = page.get_attribute("#chart", "data-api")
+        data = page.evaluate("u => fetch(u).then(r => r.json())", api)
+        closes = [b["close"] for b in data["chart"]["bars"]]
+        assert min(closes) > 100  # the CSV's real CBA, not sample's A$15
+        replayed = {m["id"] for m in data["chart"]["markers"]}
+        assert int(page.get_attribute("#chart", "data-markers")) == len(replayed) == 65
+        ids = page.evaluate("u => fetch(u).then(r => r.json())",
+                            "/api/history?symbol=CBA.AX&origin=replay&limit=1000")
+        assert replayed <= {p["id"] for p in ids["predictions"]}
+        cells = page.locator("table.history td.src").all_inner_texts()
+        assert cells and all(c == "replay · rules · csv" for c in cells)
+        assert problems == []
+    finally:
+        page.close()

@@ -1,9 +1,11 @@
 """The dashboard as an ASGI application (Starlette): pages, their JSON under /api/, live events.
 
 Every page is a table first: it renders on the server and works without JavaScript. Its data
-is also at ``/api/<page>`` as JSON. Two pages add a script: the symbol page draws its chart
-with lightweight-charts (shipped in ``static/vendor`` with its licence) from
-``/api/symbol/<SYMBOL>``, and the events page follows ``/events/stream`` (server-sent events).
+is also at ``/api/<page>`` as JSON. Each page shows one stream of predictions, chosen by the
+query (``?origin=&source=&predictor=``; :mod:`trading.web.streams`). Two pages add a script:
+the symbol page draws its chart with lightweight-charts (shipped in ``static/vendor`` with its
+licence) from ``/api/symbol/<SYMBOL>?<its stream>``, and the events page follows
+``/events/stream`` (server-sent events).
 
 Security, in :mod:`trading.web.guard` (an ASGI middleware around everything, and the login's
 pieces):
@@ -125,13 +127,14 @@ def create_app(cfg, dashboard=None, *, cache_dir: Path | None = None, registry=N
 
     def history(request: Request):
         sym = request.query_params.get("symbol") or None
-        return dashboard.history(_symbol(sym) if sym else None, _limit(request))
+        return dashboard.history(_symbol(sym) if sym else None, _limit(request),
+                                 request.query_params)
 
     def events(request: Request):
         return {"events": dashboard.events(limit=_limit(request, 50), latest=True)}
 
     def symbol(request: Request):
-        return dashboard.symbol(_symbol(request.path_params["symbol"]))
+        return dashboard.symbol(_symbol(request.path_params["symbol"]), request.query_params)
 
     async def stream(request: Request) -> Response:
         """Server-sent events: every new event in the store, as it is appended."""
@@ -232,7 +235,7 @@ def create_app(cfg, dashboard=None, *, cache_dir: Path | None = None, registry=N
                        "internal error (logged; see `trading logs web`)")
 
     pages = [
-        ("/", "/api/overview", "overview.html", lambda r: dashboard.overview()),
+        ("/", "/api/overview", "overview.html", lambda r: dashboard.overview(r.query_params)),
         ("/history", "/api/history", "history.html", history),
         ("/accuracy", "/api/accuracy", "accuracy.html", lambda r: dashboard.accuracy()),
         ("/models", "/api/models", "models.html", lambda r: dashboard.models()),

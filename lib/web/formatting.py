@@ -74,5 +74,59 @@ def action(value: Any) -> str:
     return {"BUY": "buy", "SELL": "sell", "HOLD": "hold"}.get(str(value), "hold")
 
 
+def owner(label: Any) -> str:
+    """Whose: "the rules'" for the built-in rules, "momentum's" for another predictor."""
+    return "the rules'" if label in (None, "rules") else f"{label}'s"
+
+
+def predictor_label(name: Any) -> str:
+    """``rules`` for the built-in rules, the module's last part for another."""
+    return str(name or "rules").partition(":")[0].rpartition(".")[2]
+
+
+def price(value: Any) -> str:
+    """A share price as the ASX quotes it: 15.05, 0.335 (three places under a dollar)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "-"
+    return f"{value:,.3f}" if abs(value) < 1 else f"{value:,.2f}"
+
+
+def count(value: Any) -> str:
+    """A count for people: 3318.0 -> '3,318'."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "-"
+    return f"{round(value):,}"
+
+
+SOURCES = {"sample": "sample data (synthetic)", "csv": "CSV files", "yahoo": "Yahoo"}
+
+
+def stream_text(stream: Any) -> str:
+    """A stream in words: 'live calls of rules from Yahoo, daily bars'."""
+    if not isinstance(stream, dict):
+        return "every stream"
+    origin = {"live": "live calls", "replay": "replayed calls"}.get(
+        str(stream.get("origin")), "calls of every origin")
+    pred = stream.get("predictor")
+    who = (str(pred).partition(":")[0].rpartition(".")[2] if pred else "every predictor")
+    src = stream.get("source")
+    kind = str(src).split(":", 1)[0] if src else None
+    where = SOURCES.get(kind, kind or "every source")
+    if kind == "csv" and ":" in str(src):
+        where += f" ({str(src).split(':', 1)[1]})"
+    return f"{origin} of {who} from {where}, daily bars"
+
+
+def stream_query(stream: Any) -> str:
+    """The query string that selects ``stream`` (for links and the chart's data)."""
+    from urllib.parse import urlencode
+
+    if not isinstance(stream, dict):
+        return ""
+    return urlencode([(k, stream[k]) for k in ("origin", "source", "predictor")
+                      if stream.get(k) and stream.get(k) != "unknown"])
+
+
 FILTERS = {"pct": pct, "ratio": ratio, "rate": rate, "sydney": sydney, "ago": ago,
-           "seconds": seconds, "mib": mib, "action_class": action}
+           "seconds": seconds, "mib": mib, "action_class": action, "price": price,
+           "count": count, "owner": owner, "predictor_label": predictor_label, "stream_text": stream_text, "stream_query": stream_query}

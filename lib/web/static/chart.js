@@ -1,5 +1,6 @@
 // The symbol page's chart: price with SMA20 and the calls, RSI and MACD panes, drawn by
-// TradingView's lightweight-charts (static/vendor) from /api/symbol/SYMBOL. Text from the data
+// TradingView's lightweight-charts (static/vendor) from /api/symbol/SYMBOL?STREAM (the page's
+// stream: the candles and the calls marked on them are one stream's). Text from the data
 // goes into the page with textContent only.
 (function () {
   "use strict";
@@ -83,6 +84,7 @@
       panes[0].setStretchFactor(3); panes[1].setStretchFactor(1); panes[2].setStretchFactor(1);
     }
     c.timeScale().fitContent();
+    box.setAttribute("data-markers", String(marks.length));
     box.setAttribute("data-drawn", String(bars.length));
   }
 

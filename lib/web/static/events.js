@@ -15,7 +15,12 @@
 
   function what(p) {
     if (!p || typeof p !== "object") { return ""; }
-    if (p.action) { return p.action + " " + Number(p.confidence).toFixed(2); }
+    if (p.action) {
+      var made = p.predictor && typeof p.predictor.name === "string" ?
+        " · " + p.predictor.name.split(":")[0].split(".").pop() : "";
+      var data = typeof p.data_source === "string" ? " · " + p.data_source : "";
+      return p.action + " " + Number(p.confidence).toFixed(2) + made + data;
+    }
     if (p.forward_return !== undefined) {
       return (p.forward_return * 100).toFixed(1) + "% after " + p.horizon;
     }

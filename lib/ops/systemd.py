@@ -244,6 +244,9 @@ class TimerRow:
     state: str
     next_run: str | None
     last_run: str | None
+    # systemd's LastTriggerUSec when no run is known: a Persistent= timer's stamp file is
+    # written when the timer first starts, so a fresh install has one though nothing ran
+    stamp_only: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -335,16 +338,27 @@ def _is_socket(path: str) -> bool:
 
 
 def timer_rows(m: Manager) -> list[TimerRow]:
+    """The trading timers. A last run is one the timer's service really started
+    (``ExecMainStartTimestamp``, since the manager started), not systemd's
+    ``LastTriggerUSec`` alone: for a ``Persistent=`` timer that is the stamp file's time,
+    which a fresh install has before anything ran (then ``stamp_only``)."""
     timers = m.unit_files("trading*.timer")
+    shown = m.show(timers, TIMER_PROPS)
+    units = sorted({p.get("Unit") for p in shown.values() if p.get("Unit")})
+    started = m.show(units, ["Id", "ExecMainStartTimestamp"]) if units else {}
     rows = []
-    for t, p in m.show(timers, TIMER_PROPS).items():
+    for t, p in shown.items():
+        unit = p.get("Unit") or None
+        ran = (started.get(unit) or {}).get("ExecMainStartTimestamp", "")
+        ran = None if ran in _UNSET | {"n/a", "0"} else ran
+        trigger = p.get("LastTriggerUSec", "")
+        trigger = None if trigger in _UNSET | {"n/a"} else trigger
         rows.append(TimerRow(
-            timer=t, unit=p.get("Unit") or None,
+            timer=t, unit=unit,
             state=f"{p.get('ActiveState', '?')}/{p.get('SubState', '?')}",
             next_run=None if p.get("NextElapseUSecRealtime", "") in _UNSET
             else p["NextElapseUSecRealtime"],
-            last_run=None if p.get("LastTriggerUSec", "") in _UNSET | {"n/a"}
-            else p["LastTriggerUSec"]))
+            last_run=ran, stamp_only=None if ran else trigger))
     return rows
 
 

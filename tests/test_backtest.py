@@ -187,7 +187,7 @@ def test_active_model_is_used_only_on_sessions_after_its_data(asx_daily):
         src = f"csv:{asx_daily}"
         trained = svc.train(symbols=SYMBOLS, source=src, end="2025-06-30", folds=4)
         assert trained["train_end"] == "2025-06-30"
-        svc.activate(trained["version"])
+        svc.activate(trained["version"], force=True)  # about lookahead, not its edge
         after = svc.backtest(symbols=SYMBOLS, source=src, start="2025-07-01")
         assert after["model"]["used"] and after["model"]["version"] == trained["version"]
         overlap = svc.backtest(symbols=SYMBOLS, source=src, start="2025-06-30")

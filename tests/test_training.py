@@ -320,7 +320,7 @@ def test_cli_train_models_activate(asx_daily):
     assert ("does NOT beat" in trained) != verdict["beats_majority"]
     if not verdict["beats_majority"]:
         res = runner.invoke(app, ["activate", version])
-        assert res.exit_code == 2 and "does not beat the majority baseline" in res.output
+        assert res.exit_code == 2 and "does not beat the walk-forward base rate" in res.output
         assert models.load_active(config.get()) is None
     res = runner.invoke(app, ["activate", version, "--force"])
     assert res.exit_code == 0 and f"active model: {version}" in res.output
@@ -360,8 +360,37 @@ def test_training_calibrates_out_of_sample_and_activation_needs_a_better_brier(a
     row = models.save(store, cfg, model, symbols=sorted(histories), train_start="a",
                       train_end="b", source="csv", metrics=report)
     if not v["beats_majority"]:
-        with pytest.raises(InvalidParams, match="does not beat the majority baseline"):
+        with pytest.raises(InvalidParams, match="does not beat the walk-forward base rate"):
             models.activate(store, row["version"])
         assert models.active_row(store) is None
     assert models.activate(store, row["version"], force=True)["active"]
     store.close()
+
+
+def test_a_lower_brier_by_chance_is_not_an_edge_and_activate_refuses_it():
+    """Issue 28: a model whose Brier score is lower than the base rate's only by noise used to
+    pass ("beats the majority"); now its Brier skill needs a 95 % interval above zero, from a
+    block bootstrap over sessions."""
+    import numpy as np
+
+    from trading.learning import models
+
+    rng = np.random.default_rng(3)
+    sessions = np.repeat(np.arange(300), 5)
+    y = rng.integers(0, 2, len(sessions))
+    base = np.full(len(y), 0.5)
+    lucky = rng.random(len(y)) < 0.53          # a little more often on the right side
+    calibrated = 0.5 + np.where(lucky, 0.02, -0.02) * (2 * y - 1)
+    card = {"rows": len(y), "calibrated": {"brier": float(((calibrated - y) ** 2).mean()),
+                                           "brier_skill": 0.001},
+            "majority": {"brier": 0.25}, "rules": {"brier": 0.25}}
+    assert card["calibrated"]["brier"] < 0.25                   # lower, as the old test asked
+    v = models._verdict(card, models._skill(y, calibrated, base, sessions, 300))
+    assert v["beats_majority"] is False and v["brier_skill"] > 0
+    assert v["brier_skill_ci95"][0] < 0 < v["brier_skill_ci95"][1]
+    assert "not above zero" in v["why"]
+    # A real edge passes: right side every time, by a margin.
+    sharp = 0.5 + 0.2 * (2 * y - 1)
+    card["calibrated"]["brier"] = float(((sharp - y) ** 2).mean())
+    good = models._verdict(card, models._skill(y, sharp, base, sessions, 300))
+    assert good["beats_majority"] is True and good["brier_skill_ci95"][0] > 0

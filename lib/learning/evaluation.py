@@ -165,7 +165,7 @@ def _block_sums(per_session: dict, n: int, resamples: int, block: int, seed: int
     starts = rng.integers(0, n, size=(resamples, blocks))
     out = {}
     for k, v in per_session.items():
-        wrapped = np.concatenate([v, v[:block]])
+        wrapped = np.resize(v, n + block)  # circular: the start again, as often as needed
         cum = np.concatenate([[0.0], np.cumsum(wrapped)])
         block_sum = cum[np.arange(n) + block] - cum[np.arange(n)]
         out[k] = block_sum[starts].sum(axis=1)
@@ -187,6 +187,24 @@ def block_interval(session: np.ndarray, values: np.ndarray, n_sessions: int, *,
         return None
     lo, hi = np.percentile(means, [2.5, 97.5])
     return float(lo), float(hi)
+
+
+def skill_interval(session: np.ndarray, loss: np.ndarray, loss_base: np.ndarray,
+                   n_sessions: int, *, resamples: int = RESAMPLES, block: int = BLOCK,
+                   seed: int = 0) -> tuple[float, float, float] | None:
+    """``1 - sum(loss) / sum(loss_base)`` (a Brier or log-loss skill) and its 95 % interval by
+    the block bootstrap over sessions: ``(skill, low, high)``."""
+    if not len(loss):
+        return None
+    per = {"loss": np.bincount(session, weights=loss, minlength=n_sessions),
+           "base": np.bincount(session, weights=loss_base, minlength=n_sessions)}
+    if not per["base"].sum():
+        return None
+    draws = _block_sums(per, n_sessions, resamples, block, seed)
+    ok = draws["base"] > 0
+    skills = 1 - draws["loss"][ok] / draws["base"][ok]
+    lo, hi = np.percentile(skills, [2.5, 97.5])
+    return float(1 - per["loss"].sum() / per["base"].sum()), float(lo), float(hi)
 
 
 def qualifies(card: dict, *, max_ece: float = 0.03) -> bool:

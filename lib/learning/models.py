@@ -213,7 +213,8 @@ def get(store, version: str) -> dict[str, Any]:
 
 
 def verdict(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Whether a model beat the majority baseline on Brier score out of sample, and why not.
+    """Whether a model beat the walk-forward base rate out of sample (its Brier skill's 95 %
+    interval above zero), and why not.
 
     Uses the calibrated figures (what predictions would see) when the report has them, else
     (a model trained before issue 16) the raw out-of-sample scores."""
@@ -232,8 +233,9 @@ def verdict(metrics: dict[str, Any]) -> dict[str, Any]:
 def activate(store, version: str | None, force: bool = False) -> dict[str, Any] | None:
     """Make ``version`` the active model (``None``: no model is active); one transaction.
 
-    A model that does not beat the majority baseline on Brier score out of sample
-    (:func:`verdict`) is refused unless ``force``: a model with no edge only adds noise."""
+    A model that does not beat the walk-forward base rate out of sample, its Brier skill's
+    95 % interval above zero (:func:`verdict`), is refused unless ``force``: a model with no
+    edge only adds noise."""
     if version is not None and not isinstance(version, str):
         raise InvalidParams("version must be a string")
     if not isinstance(force, bool):
@@ -241,7 +243,7 @@ def activate(store, version: str | None, force: bool = False) -> dict[str, Any] 
     if version is not None and not force:
         v = verdict(get(store, version)["metrics"])
         if not v["beats_majority"]:
-            raise InvalidParams(f"model {version} does not beat the majority baseline: "
+            raise InvalidParams(f"model {version} does not beat the walk-forward base rate: "
                                 f"{v['why']}; activate it anyway with --force",
                                 version=version, verdict=v)
     with store.transaction() as db:
@@ -372,8 +374,12 @@ def train(data, cfg, *, folds: int = 8, min_train: int | None = None,
     per_fold = []
     for fold in splits:
         tr, te = wf.rows_in(positions, fold.train), wf.rows_in(positions, fold.test)
-        # no training label may be decided by a price from the test block
-        if max(label_dates[tr].tolist()) >= sessions[fold.test.start]:
+        # Purged: a row whose label is decided on or after the test block's first session is
+        # not trained on. The gap covers the horizon in sessions of the calendar, but a
+        # symbol's next bar can be weeks later (a suspension; histories years apart), and its
+        # label with it.
+        tr = tr[label_dates[tr] < sessions[fold.test.start]]
+        if not len(tr) or max(label_dates[tr].tolist()) >= sessions[fold.test.start]:
             raise RuntimeError(f"fold {fold.index}: a training label reaches the test block")
         m = fit_logistic(x[tr], y[tr], names, horizon=data.horizon)
         oos["model"][te] = m.probabilities(x[te])
@@ -413,8 +419,23 @@ def train(data, cfg, *, folds: int = 8, min_train: int | None = None,
         "coefficients": dict(zip(names, [round(c, 4) for c in final.coef])),
         "calibration": _calibration_report(y, oos, calibrated),
     }
-    report["verdict"] = _verdict(report["calibration"])
+    report["verdict"] = _verdict(report["calibration"],
+                                 _skill(y, calibrated, oos["majority"], positions, n))
     return final, report
+
+
+def _skill(y, calibrated, base, positions, n_sessions: int):
+    """The calibrated model's Brier skill against the walk-forward base rate (each training
+    window's share of "up") with its 95 % interval, by the block bootstrap over sessions
+    (:mod:`trading.learning.evaluation`): rows of one session move together, so resampling
+    rows would make the interval far too narrow."""
+    import numpy as np
+
+    from trading.learning.evaluation import skill_interval
+
+    rows = ~np.isnan(calibrated)
+    return skill_interval(positions[rows], (calibrated[rows] - y[rows]) ** 2,
+                          (base[rows] - y[rows]) ** 2, n_sessions)
 
 
 def _calibration_report(y, oos: dict, calibrated) -> dict[str, Any]:
@@ -437,14 +458,21 @@ def _calibration_report(y, oos: dict, calibrated) -> dict[str, Any]:
     return out
 
 
-def _verdict(c: dict[str, Any]) -> dict[str, Any]:
+def _verdict(c: dict[str, Any], skill) -> dict[str, Any]:
+    """Activate-worthy only when the calibrated model beats the walk-forward base rate with
+    the whole 95 % interval of its Brier skill above zero (docs/choosing-the-predictor.md):
+    a lower Brier score by chance is not an edge."""
     model, majority = c["calibrated"]["brier"], c["majority"]["brier"]
-    if not c["rows"] or model is None or majority is None:
+    if not c["rows"] or model is None or majority is None or skill is None:
         return {"beats_majority": False, "why": "too few out-of-sample rows to calibrate "
                                                 "and judge the model"}
-    beats = model < majority
+    point, lo, hi = skill
+    beats = lo > 0
     return {"beats_majority": beats, "model_brier": model, "majority_brier": majority,
+            "brier_skill": round(point, 4), "brier_skill_ci95": [round(lo, 4), round(hi, 4)],
             "beats_rules": model < c["rules"]["brier"],
             "beats_climatology": (c["calibrated"]["brier_skill"] or 0) > 0,
-            "why": f"calibrated Brier {model:.4f} {'<' if beats else '>='} {majority:.4f} for "
-                   f"the majority class out of sample, on {c['rows']} rows"}
+            "why": f"calibrated Brier {model:.4f} vs {majority:.4f} for the walk-forward base "
+                   f"rate out of sample, on {c['rows']} rows: skill {point:+.4f}, 95% interval "
+                   f"{lo:+.4f} to {hi:+.4f} (block bootstrap over sessions), "
+                   + ("above zero" if beats else "not above zero")}

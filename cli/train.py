@@ -150,10 +150,10 @@ def train(
                      ["predictor", "Brier", "skill vs climatology", "ECE"], rows)
     v = m.get("verdict") or {}
     if v.get("beats_majority"):
-        print(f"the model beats the majority baseline: {v['why']}")
+        print(f"the model beats the walk-forward base rate: {v['why']}")
         print(f"activate with: trading activate {result['version']}")
     else:
-        print(f"the model does NOT beat the majority baseline: {v.get('why')}; "
+        print(f"the model does NOT beat the walk-forward base rate: {v.get('why')}; "
               f"`trading activate {result['version']}` refuses it unless --force")
 
 
@@ -183,11 +183,11 @@ def activate(
     version: str = typer.Argument(..., help="Model version (see `trading models`); 'none' "
                                             "to predict without a model."),
     force: bool = typer.Option(False, "--force", help="Activate a model that does not beat "
-                               "the majority baseline on Brier score out of sample."),
+                               "the walk-forward base rate out of sample."),
     as_json: bool = common.JsonOption,
 ) -> None:
-    """Make a model the one predictions use (refused when it does not beat the majority
-    baseline on Brier score out of sample, unless --force)."""
+    """Make a model the one predictions use (refused unless its Brier skill out of sample
+    against the walk-forward base rate has a 95% interval above zero, or --force)."""
     v = None if version.lower() == "none" else version
     result = common.client().call(SERVICE, "activate",
                                   {"version": v, **({"force": True} if force else {})})
@@ -284,16 +284,32 @@ def print_backtest(r: dict[str, Any]) -> None:
             f"side by side, {r['start']}..{r['end']} ({r['cost_bps']:g} bps per trade): "
             "long on BUY, flat otherwise",
             ["predictor", "BUY", "SELL", "hit rate", "return %", "max dd %", "Sharpe",
-             "long"],
+             "long", "beyond drift, bps/call (95%)"],
             [[c["name"] if c["kind"] == "baseline" else label({"name": c["name"]}),
               c["buy"], c["sell"],
               _fmt(c["hit_rate"]), _fmt(c["total_return_pct"], 2),
-              _fmt(c["max_drawdown_pct"], 2), _fmt(c["sharpe"], 2), f"{c['exposure']:.1%}"]
+              _fmt(c["max_drawdown_pct"], 2), _fmt(c["sharpe"], 2), f"{c['exposure']:.1%}",
+              _edge(c.get("edge"))]
              for c in r["comparison"]])
+        first = r["comparison"][0]
+        dropped = r.get("comparison_dropped") or 0
+        print(f"all on the same {first['signals']:,} symbol-sessions"
+              + (f"; {dropped:,} dropped for all because a contestant could not score them"
+                 if dropped else "; none dropped"))
         print("hit rate: BUY right when the next session closed up, SELL when down; for "
               "always BUY it is the share of up sessions. Returns: in at the next open, "
-              "out at the open after")
+              "out at the open after. Beyond drift: a call's next-session return after "
+              "10 bps a side minus the mean of every symbol that session, with a block-"
+              "bootstrap interval over sessions (docs/choosing-the-predictor.md)")
     print_left_out(r)
+
+
+def _edge(e: dict[str, Any] | None) -> str:
+    if not e or not e.get("calls"):
+        return ""
+    ci = e.get("ci95")
+    text = f"{e['mean_beyond_drift'] * 1e4:+.1f}"
+    return text + (f" ({ci[0] * 1e4:+.1f} to {ci[1] * 1e4:+.1f})" if ci else "")
 
 
 SHOWN = 10  # symbols named per line of what was left out; --json has them all

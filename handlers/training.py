@@ -201,7 +201,7 @@ class Training(Service):
     @rpc
     def activate(self, version: str | None, force: bool = False) -> dict[str, Any] | None:
         """Make VERSION the model predictions use (null: predict without a model); a model
-        that does not beat the majority baseline on Brier out of sample needs ``force``."""
+        that does not beat the walk-forward base rate out of sample needs ``force``."""
         from trading.learning import models
 
         return models.activate(self.store, version, force)
@@ -269,6 +269,9 @@ class Training(Service):
                         predictor=run,
                         on_symbol=lambda i, n, s: self._step(
                             job, f"{predictors.label(run.provenance)} deciding {s}")))
+            # Compared on the same symbol-sessions, always: one any contestant could not
+            # score (a predictor that raised there) is dropped for all, and counted.
+            dropped = backtest.same_sessions(signals) if compare and len(runs) > 1 else 0
             sessions = sorted(dates)
             following = dict(zip(sessions, sessions[1:]))
             index_close = dict(zip(index.dates, index.close.tolist())) if index is not None else {}
@@ -284,11 +287,14 @@ class Training(Service):
                     raise InvalidParams(f"cannot backtest {run.name}: {why}") from exc
                 r.update(predictor=run.provenance, failed=len(signals[run.name].errors),
                          errors=predictors.summarize_errors(signals[run.name].errors))
+                if compare:
+                    r["edge"] = backtest.edge(signals[run.name])
                 reports[run.name] = r
             self._step(job, "evaluating")
             report = reports[chosen.name]
             if compare:
                 report["comparison"] = backtest.compare(reports)
+                report["comparison_dropped"] = dropped
             report.update(source=spec, skipped=loading.skipped, left_out=loading.left_out,
                           model=model_note,
                           index_symbol=self.config["context.index"],

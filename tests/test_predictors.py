@@ -470,7 +470,7 @@ def gone(pid: int) -> bool:
 def test_replay_backtest_and_report_put_the_example_beside_the_rules_and_baselines(asx_daily):
     shutil.copy(EXAMPLE, predictors_dir())
     configure(MOMENTUM)
-    one = ["-s", "CBA", "-s", "BHP", "--start", "2025-06-02", "--end", "2025-08-29"]
+    one = ["--symbol", "CBA", "--symbol", "BHP", "--start", "2025-06-02", "--end", "2025-08-29"]
     out = run("replay", str(asx_daily), *one, "--compare", "--json")
     assert out.exit_code == 0, out.output
     body = json.loads(out.stdout)
@@ -519,3 +519,29 @@ def test_a_backtest_of_a_predictor_that_fails_says_how_many_it_could_not_make(as
     assert r["failed"] > 0 and r["signals"] > 0
     assert r["errors"]["predictor-failed"]["count"] == r["failed"]
     assert "RuntimeError: odd day" in r["errors"]["predictor-failed"]["first"]
+
+
+def test_a_comparison_is_on_the_same_sessions_whoever_failed(asx_daily):
+    """Issue 30, as found: with a predictor that raised on some sessions, `backtest --compare`
+    scored the rules on more symbol-sessions than the predictor and the baselines. Now a
+    symbol-session any contestant could not score is dropped for all, and the table says so."""
+    write("half", """
+        def predict(*, symbol, market, sentiment, model, config):
+            if market["as_of"].endswith(("1", "3", "5", "7", "9")):
+                raise RuntimeError("odd day")
+            return {"action": "BUY", "confidence": 0.9}
+    """)
+    args = ["backtest", "CBA", "BHP", "--source", f"csv:{asx_daily}", "--start", "2025-06-02",
+            "--end", "2025-07-31", "--predictor", "half:predict", "--compare"]
+    out = run(*args, "--json")
+    assert out.exit_code == 0, out.output
+    r = json.loads(out.stdout)
+    rows = r["comparison"]
+    assert r["failed"] > 0 and r["comparison_dropped"] == r["failed"]
+    assert len({c["signals"] for c in rows}) == 1, [(c["name"], c["signals"]) for c in rows]
+    assert rows[0]["signals"] == r["signals"]
+    half, rules = rows[0], rows[1]
+    assert half["edge"]["calls"] == half["buy"] and rules["name"] == predictors.DEFAULT
+    shown = run(*args)
+    assert (f"all on the same {r['signals']:,} symbol-sessions; {r['failed']:,} dropped for all"
+            in shown.stdout), shown.stdout

@@ -67,6 +67,15 @@ class Signals:
     def __len__(self) -> int:
         return len(self.date)
 
+    def keep(self, keys: set[tuple[str, str]]) -> int:
+        """Keep only the rows whose ``(symbol, date)`` is in ``keys``; returns how many went."""
+        rows = [i for i, k in enumerate(zip(self.symbol, self.date)) if k in keys]
+        gone = len(self.date) - len(rows)
+        for name in ("symbol", "date", "action", "confidence", "forward", "traded"):
+            column = getattr(self, name)
+            setattr(self, name, [column[i] for i in rows])
+        return gone
+
     def extend(self, other: Signals) -> None:
         """Append ``other``'s rows and errors: a job replays one symbol at a time and keeps
         only its signals, not its summaries."""
@@ -136,9 +145,35 @@ def _traded(h, k: int) -> float:
     return sell / buy - 1.0
 
 
+def same_sessions(signals: dict[str, Signals]) -> int:
+    """Cut every contestant's signals to the symbol-sessions all of them scored, so a
+    comparison is over the same rows; returns how many symbol-sessions were dropped for all
+    (one a predictor failed on, say)."""
+    keys = [set(zip(s.symbol, s.date)) for s in signals.values()]
+    if not keys:
+        return 0
+    common = set.intersection(*keys)
+    for s in signals.values():
+        s.keep(common)
+    return len(set.union(*keys) - common)
+
+
+def edge(signals: Signals) -> dict[str, Any]:
+    """The scorecard's edge of these signals (:func:`trading.signals.scorecard.edge`): the
+    mean return per BUY/SELL call after costs beyond the session's drift, close to close,
+    with its block-bootstrap interval."""
+    from trading.signals.scorecard import edge as card_edge
+
+    days = np.array([int(d.replace("-", "")) for d in signals.date], dtype=np.int64)
+    action = np.array(signals.action)
+    return card_edge(days, action == "BUY", action == "SELL",
+                     np.array(signals.forward, dtype=float))
+
+
 def compare(reports: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per predictor's :func:`evaluate` report, then the baselines over the sessions of
-    the first: hit rate of its BUY/SELL calls, the long-on-BUY curve, exposure."""
+    the first: hit rate of its BUY/SELL calls, the long-on-BUY curve, exposure, and (when the
+    report has one) the edge after costs beyond the drift with its interval."""
     rows = []
     for name, r in reports.items():
         s = r["strategy"]
@@ -147,7 +182,8 @@ def compare(reports: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                      "sell": r["per_action"]["SELL"]["count"], "hit_rate": r["hit_rate"],
                      "total_return_pct": s["total_return_pct"],
                      "max_drawdown_pct": s["max_drawdown_pct"], "sharpe": s["sharpe"],
-                     "exposure": r["exposure"], "failed": r.get("failed", 0)})
+                     "exposure": r["exposure"], "failed": r.get("failed", 0),
+                     "edge": r.get("edge")})
     if reports:
         first = next(iter(reports.values()))
         up = sum((a["up_share"] or 0.0) * a["count"] for a in first["per_action"].values())

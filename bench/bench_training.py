@@ -8,7 +8,7 @@ in /proc/PID/status) after each step. Steps: cold start to the first answer, ``t
 seven default symbols, ``backtest`` over the same bars, and the prediction-side cost of a model
 (import, ``load_active``, one ``probability``) measured in a fresh interpreter.
 
-    .venv/bin/python bench/bench_training.py [--source csv:DIR|sample] [--repeat N]
+    .venv/bin/python bench/bench_training.py [--source csv:DIR|sample] [--repeat N] [--all]
 
 Prints a table, then one JSON line.
 """
@@ -67,7 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--source", default=DEFAULT_SOURCE)
     ap.add_argument("--repeat", type=int, default=1, help="train runs (peak is the max)")
+    ap.add_argument("--all", action="store_true",
+                    help="train on every symbol of the csv:DIR folder, not the configured seven")
     args = ap.parse_args(argv)
+    symbols = {}
+    if args.all:
+        folder = Path(args.source.removeprefix("csv:"))
+        symbols = {"symbols": sorted(p.name[:-4] for p in folder.glob("*.csv")
+                                     if not p.name.startswith("^"))}
 
     root = Path(tempfile.mkdtemp(prefix="bench-training-"))
     runtime = Path(tempfile.mkdtemp(prefix="bt-", dir="/tmp"))
@@ -104,16 +111,18 @@ def main(argv: list[str] | None = None) -> int:
         train_s = []
         for _ in range(args.repeat):
             t = time.perf_counter()
-            result = client.call("training", "train", {"source": args.source})
+            result = client.call("training", "train", {"source": args.source, **symbols})
             train_s.append(time.perf_counter() - t)
         figures["train_s"] = min(train_s)
         figures["peak_after_train_mb"] = status_kb(proc.pid, "VmHWM") / 1024
         figures["rss_after_train_mb"] = status_kb(proc.pid, "VmRSS") / 1024
         oos = result["metrics"]["out_of_sample"]
-        client.call("training", "activate", {"version": result["version"]})
+        verdict = result["metrics"].get("verdict", {})
+        # measured with the model in use, whether or not it earns activation
+        client.call("training", "activate", {"version": result["version"], "force": True})
 
         t = time.perf_counter()
-        bt = client.call("training", "backtest", {"source": args.source})
+        bt = client.call("training", "backtest", {"source": args.source, **symbols})
         figures["backtest_s"] = time.perf_counter() - t
         figures["peak_after_backtest_mb"] = status_kb(proc.pid, "VmHWM") / 1024
         client.close()
@@ -130,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{s['accuracy']} / {s['auc']} / {s['brier']} (n={s['n']})")
              for name, s in oos.items()]
     rows.append(("backtest hit rate (calls)", f"{bt['hit_rate']} ({bt['calls']})"))
+    rows.append(("activate's verdict", str(verdict.get("why"))))
     width = max(len(r[0]) for r in rows)
     print(f"training benchmark, source {args.source}, symbols {', '.join(result['symbols'])}")
     for k, v in rows:

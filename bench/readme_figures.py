@@ -55,6 +55,22 @@ def trading(*args: str) -> Any:
     return json.loads(result.stdout)
 
 
+def directional(render: Callable[[], str]) -> Callable[[], str]:
+    """Render with the rules' BUY and SELL made (``directional_calls``): the figures are about
+    the rules' own calls, which the shipped default withholds (docs/choosing-the-predictor.md)."""
+    def run() -> str:
+        old = os.environ.get("TRADING_DIRECTIONAL_CALLS")
+        os.environ["TRADING_DIRECTIONAL_CALLS"] = "true"
+        try:
+            return render()
+        finally:
+            if old is None:
+                os.environ.pop("TRADING_DIRECTIONAL_CALLS", None)
+            else:
+                os.environ["TRADING_DIRECTIONAL_CALLS"] = old
+    return run
+
+
 def pct(x: float, places: int = 2) -> str:
     """A percentage with its sign, as the docs write returns: +0.04%."""
     return f"{x:+.{places}f}%"
@@ -64,7 +80,8 @@ def backtest() -> str:
     r = trading("backtest", "--source", f"csv:{DATA}")
     pa, same = r["per_action"], r["total_return_pct_on_index_sessions"]
     return f"""\
-Backtest (`trading backtest --source csv:{DATA}`, add `--chart /tmp/bt.png` for the
+Backtest (`TRADING_DIRECTIONAL_CALLS=true trading backtest --source csv:{DATA}`: the rules'
+own BUY/SELL calls, which the default withholds; add `--chart /tmp/bt.png` for the
 curves; {r['start']}..{r['end']}, {r['sessions']} sessions, rules without a model, \
 {r['cost_bps']:g} bps per entry and per exit;
 a call is judged close to close, and traded from the next open to the open after, since it
@@ -111,8 +128,8 @@ def scorecard() -> str:
     calls, hold = one["by_action"]["BUY/SELL"], one["by_action"]["HOLD"]
     base = one["baselines"]
     return f"""\
-On the seven symbols' real bars ({one['n']:,} and {five['n']:,} scored predictions after 1 \
-and 5 sessions):
+On the seven symbols' real bars, the rules' own calls (`TRADING_DIRECTIONAL_CALLS=true trading
+replay {DATA}`; {one['n']:,} and {five['n']:,} scored predictions after 1 and 5 sessions):
 
 | after | stated number                          | n     | ECE   | Brier  | climatology | skill  |
 |-------|----------------------------------------|-------|-------|--------|-------------|--------|
@@ -133,7 +150,8 @@ says so (it sits near the base rate).
 """
 
 
-RENDER: dict[str, Callable[[], str]] = {"backtest": backtest, "scorecard": scorecard}
+RENDER: dict[str, Callable[[], str]] = {"backtest": directional(backtest),
+                                        "scorecard": directional(scorecard)}
 
 
 def isolated() -> tempfile.TemporaryDirectory:

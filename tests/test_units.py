@@ -136,7 +136,8 @@ def test_web_units(rendered):
     assert one(sock, "Accept") == "no"
     # The console script, as for the JSON-RPC services (trading.web.__main__:run).
     assert one(svc, "ExecStart") == "@VENV@/bin/trading-web"
-    assert one(svc, "Type") == "notify" and one(svc, "Restart") == "on-failure"
+    assert one(svc, "Type") == "notify" and one(svc, "Restart") == "no"
+    assert one(svc, "StartLimitIntervalSec") == "0"  # normal starts never fail the socket
     assert one(svc, "PrivateNetwork") == "yes"
     assert one(svc, "RestrictAddressFamilies") == "AF_UNIX"
     assert values(svc, "RuntimeDirectory") == [] and values(svc, "DynamicUser") == []

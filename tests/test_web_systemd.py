@@ -42,10 +42,8 @@ IDLE_EXIT = 1.0  # seconds, by drop-in (the shipped default is 30)
 @pytest.fixture(scope="module")
 def sd(installed: UserManager) -> UserManager:
     installed.set_idle_exit(IDLE_EXIT, ["web"])
-    # Test only: the race test below starts the dashboard dozens of times in a minute, which
-    # the shipped start limit (10 in 120 s) rightly calls a crash loop.
-    installed.drop_in("trading-web.service", "test-start-limit",
-                      "[Unit]\nStartLimitBurst=1000\n")
+    # The race test below starts the dashboard dozens of times in a minute, under the shipped
+    # unit: it has no start limit (normal starts of an on-demand service are not failures).
     return installed
 
 
@@ -424,3 +422,36 @@ def test_requests_during_the_exit_are_served(sd):
     wait_for(lambda: web_state(sd)["ActiveState"] == "inactive", 20, "the last idle exit")
     logs = sd.logs()
     assert "Traceback" not in logs.split("trading-web", 1)[-1], logs[-3000:]
+
+
+def test_a_dashboard_that_cannot_start_says_why_and_never_fails_the_socket(sd):
+    """Issue 27: normal starts of the on-demand dashboard counted toward a start limit, and a
+    broken configuration failed its socket for everyone until an admin reset it. Now each
+    request gets a 503 saying why, at once; the socket stays listening however many there
+    are; nothing restarts the dashboard between them; fixed, the next request is served."""
+    unit = "trading-web.service"
+    conf = sd.root / "broken-web-config.toml"
+    conf.write_text("idle_exit = [this is not toml\n")
+    drop = sd.drop_in(unit, "test-broken-config",
+                      f"[Service]\nEnvironment=TRADING_CONFIG={conf}\n")
+    try:
+        started = []
+        for _ in range(15):  # past the old limit of 10 starts in 120 s
+            t0 = time.monotonic()
+            code, body = get(sd, "/api/history")
+            assert time.monotonic() - t0 < 5
+            assert code == 503 and b"the dashboard cannot start" in body, (code, body[:300])
+            assert b"cannot read configuration" in body, body[:300]
+            started.append(sd.show(unit, "InvocationID")["InvocationID"])
+            assert sd.show("trading-web.socket", "ActiveState")["ActiveState"] == "active"
+        assert len(set(started)) == 15  # one start a request
+        time.sleep(3)  # and none of its own in between
+        assert sd.show(unit, "InvocationID")["InvocationID"] == started[-1]
+        conf.write_text(f"idle_exit = {IDLE_EXIT}\n")
+        code, body = get(sd, "/api/history")
+        assert code == 200, body[:300]
+    finally:
+        sd.remove_drop_in(drop)
+        sd.systemctl("stop", unit, check=False)
+        sd.systemctl("reset-failed", "trading-web.socket", unit, check=False)
+        sd.systemctl("start", "trading-web.socket", check=False)

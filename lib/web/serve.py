@@ -247,19 +247,24 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                         help="seconds idle before exiting (default: idle_exit; 0: never)")
     args = parser.parse_args(argv)
     env = os.environ if environ is None else environ
+    activated = "LISTEN_FDS" in env
     try:
         cfg = _config.get()
     except ConfigError as exc:
         print(f"trading-web: {exc}", file=sys.stderr)
+        if activated:
+            _refuse_passed(env, f"the dashboard cannot start: {exc}")
         return 2
     if own_logging:
         setup_logging("web", cfg["log_level"])
-    activated = "LISTEN_FDS" in env
+    sock = None
     try:
         sock = adopt_listener(env) if activated else bind(args.listen or cfg["web.listen"])
         check_exposure(sock, cfg["web.token"])
     except ConfigError as exc:
         logger.error("%s", exc)
+        if activated and sock is not None:
+            refuse_pending(sock, f"the dashboard cannot start: {exc}")
         return 2
     except OSError as exc:
         logger.error("cannot listen on %s: %s", args.listen or cfg["web.listen"], exc)
@@ -270,8 +275,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     watchdog = int(env["WATCHDOG_USEC"]) / 1e6 if env.get("WATCHDOG_USEC") else None
     from trading.web.app import create_app
 
-    app = create_app(cfg, cache_dir=cfg.cache_dir / "web-templates", registry=registry,
-                     services=services)
+    try:
+        app = create_app(cfg, cache_dir=cfg.cache_dir / "web-templates", registry=registry,
+                         services=services)
+    except Exception as exc:  # noqa: BLE001 - said to the waiting browsers, then logged
+        if activated:
+            refuse_pending(sock, f"the dashboard cannot start: {type(exc).__name__}: {exc}")
+        raise
     where = describe(sock)
     logger.info("serving the dashboard on %s%s", where,
                 f" (idle exit after {idle:g} s)" if idle else "")
@@ -290,6 +300,50 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                 Path(where).unlink()  # we bound it; a systemd-owned path is never unlinked
             except OSError:
                 pass
+
+
+def refuse_pending(sock: socket.socket, message: str, limit: int = 1024) -> int:
+    """Answer the connections already waiting with a 503 that says why, and close them.
+
+    A dashboard that cannot start tells the browsers that started it, and leaves nothing
+    queued for systemd to start it again for: its unit has no start limit, like the JSON-RPC
+    services' (:func:`trading.runtime.activation.refuse_pending`), so a broken configuration
+    never fails the socket for everyone. Each request is read (what has arrived) before the
+    answer, so closing does not reset a connection with unread bytes. Returns how many."""
+    body = (message.replace("\n", " ")[:2000] + "\n").encode()
+    answer = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+              + f"Content-Length: {len(body)}\r\n".encode()
+              + b"Retry-After: 30\r\nConnection: close\r\n\r\n" + body)
+    answered = 0
+    sock.setblocking(False)
+    while answered < limit:
+        try:
+            conn, _ = sock.accept()
+        except OSError:  # none left (BlockingIOError), or the socket is gone
+            break
+        answered += 1
+        try:
+            conn.settimeout(0.2)
+            try:
+                conn.recv(65536)
+            except OSError:
+                pass
+            conn.sendall(answer)
+            conn.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+    return answered
+
+
+def _refuse_passed(env: Mapping[str, str], message: str) -> None:
+    try:
+        sock = adopt_listener(env)
+    except (ConfigError, OSError):
+        return
+    if sock is not None:
+        refuse_pending(sock, message)
 
 
 def _notify(state: str) -> None:

@@ -10,8 +10,9 @@ and ``explain`` only read: with the services stopped they read the store directl
 (:class:`trading.cli.common.Reading`). ``predict --predictor`` (or ``TRADING_PREDICTOR``) is
 passed on the call, so it reaches a systemd-run service too.
 
-``replay DIR`` always runs in-process: it reads a ``csv:DIR`` history the installed (sandboxed)
-services may not be allowed to see, and it is a batch job, not a request.
+``replay DIR`` reads the folder in this process: it reads a ``csv:DIR`` history the installed
+(sandboxed) services may not be allowed to see, and it is a batch job, not a request. A plugged
+predictor still runs only in the prediction service, in its sandbox (``run_predictor``).
 """
 
 from __future__ import annotations
@@ -734,7 +735,7 @@ def replay(
         raise common.fail(f"--start {start} is after --end {end}", common.EXIT_USAGE)
     cfg = config.get()
     try:
-        chosen = predictors.from_config(cfg, params.predictor(predictor))
+        chosen = _replay_predictor(cfg, params.predictor(predictor))
     except InvalidParams as exc:
         raise common.fail(exc.message, common.EXIT_USAGE) from None
     runs = [chosen]
@@ -779,6 +780,20 @@ def replay(
         print(line)
     print(f"scored {result['outcomes']['evaluated']} outcomes. "
           "See `trading report --origin replay`.")
+
+
+def _replay_predictor(cfg, spec: str | None):
+    """The predictor a replay asks: the built-in rules here; any other (the trader's code)
+    in the prediction service, inside its sandbox, never in this process or a child of it
+    (:mod:`trading.signals.remote_predictor`). Without an installed service the prediction
+    handler runs here, as for every command, and starts the predictor in a child process."""
+    from trading.signals import predictors
+    from trading.signals.remote_predictor import RemotePredictor
+
+    spec = spec or cfg["predictor"]
+    if spec == predictors.DEFAULT:
+        return predictors.from_config(cfg, spec)
+    return RemotePredictor(common.client(), spec).start(cfg["predictor_timeout"])
 
 
 def replay_summary(result: dict) -> list[str]:

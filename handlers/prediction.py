@@ -105,17 +105,47 @@ class Prediction(Service):
         return predictors.from_config(self.config, spec)
 
     @rpc
-    def check_predictor(self) -> dict[str, Any]:
-        """Import the configured predictor here, in the service's sandbox, as a prediction
-        would, and describe it (``trading status`` and ``trading config show`` ask this
-        rather than import the trader's code in their own, unsandboxed, process)."""
+    def check_predictor(self, predictor: str | None = None) -> dict[str, Any]:
+        """Import the configured predictor (or ``predictor``, as a call may name it) here, in
+        the service's sandbox, as a prediction would, and describe it (``trading status``,
+        ``trading config show`` and ``trading replay`` ask this rather than import the
+        trader's code in their own, unsandboxed, process)."""
         from trading.errors import PredictorUnavailable
 
+        spec = params.predictor(predictor)
         try:
-            return self.predictor().describe()
+            return self.predictor(spec).describe()
         except PredictorUnavailable as exc:
-            return {"name": self.config["predictor"], "ok": False, "error": exc.message,
-                    "directory": str(self.config.predictors_dir)}
+            return {"name": spec or self.config["predictor"], "ok": False,
+                    "error": exc.message, "directory": str(self.config.predictors_dir)}
+
+    @rpc
+    def run_predictor(self, jobs: list, predictor: str | None = None) -> dict[str, Any]:
+        """A plugged predictor's answers to jobs a client prepared (a replay's sessions):
+        ``{predictor, results, errors}`` keyed by each job's ``key``. The trader's code runs
+        here, in the service's sandbox, never in the command that reads the history
+        (issue 27); nothing is stored. At most ``predictors.CHUNK`` jobs a call, each
+        ``{symbol, key, market, sentiment?, model?}``, within ``predictor_timeout``."""
+        from trading.signals import predictors
+
+        spec = params.predictor(predictor)
+        if not isinstance(jobs, list) or not 0 < len(jobs) <= predictors.CHUNK:
+            raise InvalidParams(f"jobs: expected a list of 1 to {predictors.CHUNK} jobs")
+        batch = []
+        for i, job in enumerate(jobs):
+            if not (isinstance(job, dict) and isinstance(job.get("market"), dict)
+                    and isinstance(job.get("key"), str)
+                    and all(isinstance(job.get(k), (dict, type(None)))
+                            for k in ("sentiment", "model"))):
+                raise InvalidParams(f"jobs[{i}]: expected {{symbol, key, market, sentiment, "
+                                    "model}} with market an object")
+            batch.append(predictors.Job(params.symbol(job.get("symbol")), job["market"],
+                                        job.get("sentiment"), job.get("model"),
+                                        key=job["key"][:200]))
+        chosen = self.predictor(spec)
+        results, errors = predictors.run(chosen, batch, self.config,
+                                         self.config["predictor_timeout"])
+        return {"predictor": chosen.provenance, "results": results, "errors": errors}
 
     def _predictor_health(self) -> dict[str, Any]:
         """The predictor as far as it is known, never importing it (health must stay cheap)."""

@@ -168,6 +168,49 @@ def test_a_planted_predictor_cannot_change_what_runs_it_nor_reach_its_manager(in
         sd.systemctl("stop", "trading-prediction.service", check=False)
 
 
+def test_a_replay_runs_a_plugged_predictor_in_the_service_never_in_the_command(installed):
+    """Issue 27: `trading replay` reads the trader's folder in the command's process, and it
+    started a plugged predictor there too, in a child of the command: outside every sandbox,
+    where it could rewrite config.toml and reach the user manager. Now the command prepares
+    the sessions and the prediction service answers them (run_predictor), in its sandbox."""
+    sd: UserManager = installed
+    conf_dir = sd.home / ".config" / "trading"
+    conf, folder = conf_dir / "config.toml", conf_dir / "predictors"
+    marker = sd.root / "probe-imported"
+    private = sd.runtime_dir / "systemd" / "private"
+    (folder / "probe.py").write_text(PROBE.format(
+        marker=str(marker), conf=str(conf), planted=str(folder / "planted.py"),
+        private=str(private)))
+    before = 'predictor = "probe:predict"\n'
+    conf.write_text(before)
+    env = {"TRADING_CONFIG": str(conf)}
+    sd.systemctl("set-environment", f"TRADING_CONFIG={conf}")
+    sd.systemctl("stop", "trading-prediction.service", check=False)
+    trading = str(sd.home / ".local/bin/trading")
+    try:
+        out = sd.run(trading, "replay", str(REPO / "tests" / "data" / "asx-daily"),
+                     "--symbol", "CBA", "--start", "2025-06-02", "--end", "2025-06-27",
+                     "--json", env=env, timeout=180)
+        body = json.loads(out.stdout)
+        assert body["predictor"]["name"] == "probe:predict" and body["predictions"] == 19, body  # 20 weekdays, one holiday
+        assert "in-process" not in out.stderr, out.stderr
+        assert not list(sd.root.glob("probe-imported-*")), "the command imported the predictor"
+        assert sd.main_pid("prediction"), "the prediction service ran it"
+        rows = json.loads(sd.run(trading, "history", "--origin", "replay", "--predictor",
+                                 "probe", "--json", env=env).stdout)
+        assert len(rows) == 19, rows
+        for row in rows:
+            tried = dict(r.split(": ", 1) for r in row["reasons"] if ": " in r)
+            assert tried["config"] in ("OSError", "PermissionError"), tried
+            assert tried["new config"] != "done" and tried["predictors"] != "done", tried
+            assert tried["manager"] in ("PermissionError", "ConnectionRefusedError",
+                                        "FileNotFoundError"), tried
+        assert conf.read_text() == before and not (folder / "planted.py").exists()
+    finally:
+        conf.write_text("")
+        sd.systemctl("stop", "trading-prediction.service", check=False)
+
+
 GREEDY = '''"""A predictor that will not stop, and one answer of 6 MB (issue 27)."""
 
 

@@ -516,6 +516,9 @@ def run(predictor: Predictor, jobs: Sequence[Job], config: Any, budget: float
     A predictor that raises for a symbol gives that symbol a ``predictor-failed`` entry; an
     answer outside the contract an ``invalid-prediction`` entry; a symbol not done when the
     budget runs out a ``predictor-timeout`` entry. The others get their predictions."""
+    remote = getattr(predictor, "run_remote", None)
+    if remote is not None:  # in the prediction service (trading.signals.remote_predictor)
+        return remote(jobs, budget)
     if predictor.isolated:
         answered, errors = predictor.run_batch(jobs, config, budget)
         results: dict[str, JSON] = {}

@@ -332,6 +332,61 @@ def test_slowloris_leaves_room_for_a_real_request_and_ends(dashboard):
     assert len(log.splitlines()) < 20, log[-3000:]
 
 
+def _stream_state(s: socket.socket, seen: dict) -> str:
+    """``open`` (its `retry:` line came, its end did not), ``ended`` (the last chunk, a
+    refusal, or the connection closed) or ``pending`` (no answer yet)."""
+    s.setblocking(False)
+    try:
+        while chunk := s.recv(65536):
+            seen[s] = seen.get(s, b"") + chunk
+        return "ended"  # closed
+    except BlockingIOError:
+        pass
+    except OSError:
+        return "ended"
+    data = seen.get(s, b"")
+    if not data:
+        return "pending"
+    return "open" if data.startswith(b"HTTP/1.1 200") and b"retry:" in data \
+        and b"\r\n0\r\n\r\n" not in data else "ended"
+
+
+@pytest.mark.slow
+def test_event_streams_past_the_cap_give_way_and_pages_still_answer(dashboard):
+    """Issue 27: an event stream is an answer that never ends, so the connection cap could
+    not give its place to a newcomer: a script opening as many streams as the cap left every
+    page a 503. Now the oldest streams end past MAX_STREAMS, their connections go back to
+    idle, and a page is answered."""
+    from trading.web.app import MAX_STREAMS
+    from trading.web.limits import connection_cap
+
+    d = dashboard()
+    socks, seen = [], {}
+    for _ in range(connection_cap(NOFILE) + 20):
+        try:
+            s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+            s.sendall(b"GET /events/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        except OSError:
+            continue
+        socks.append(s)
+    try:
+        def settled():  # every stream asked answered or closed, the oldest given way
+            states = [_stream_state(s, seen) for s in socks]
+            return "pending" not in states and states.count("open") <= MAX_STREAMS
+
+        wait_for(settled, 15, f"every stream answered, at most {MAX_STREAMS} open")
+        t0 = time.monotonic()
+        status, _ = request(d.port, "GET", "/api/events")
+        took = time.monotonic() - t0
+        open_now = [_stream_state(s, seen) for s in socks].count("open")
+    finally:
+        for s in socks:
+            s.close()
+    print(f"\n{len(socks)} event streams asked: {open_now} open; a page in {took * 1e3:.0f} ms")
+    assert status == 200 and took < 2.0
+    assert open_now == MAX_STREAMS
+
+
 @pytest.mark.slow
 def test_a_client_that_never_reads_its_answers_is_cut_off(dashboard):
     from trading.web.limits import REQUEST_TIMEOUT_S

@@ -52,6 +52,13 @@ logger = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 SSE_POLL_S = 1.0
 SSE_KEEPALIVE_S = 15.0
+# Event streams open at once. A stream is an answer that never ends, so the connection cap
+# (trading.web.limits) cannot give its place to a newcomer: 256 streams from one script left
+# every page a 503 (issue 27). Past this many the oldest stream ends (its browser reconnects
+# after the `retry:` below, taking the next oldest's place), and its connection goes back to
+# being idle, which the cap can reclaim. One user with a tab per device needs a few; each
+# costs a store read a second (SSE_POLL_S) on the thread pool.
+MAX_STREAMS = 32
 
 NAV = [("/", "Overview"), ("/history", "History"), ("/accuracy", "Accuracy"),
        ("/models", "Models"), ("/services", "Services"), ("/events", "Events")]
@@ -91,6 +98,8 @@ def create_app(cfg, dashboard=None, *, cache_dir: Path | None = None, registry=N
     actions = bool(cfg["web.allow_actions"]) and bool(token)
     stopping = threading.Event()
     env_holder: list[Any] = []
+    streams: dict[int, asyncio.Event] = {}  # the open event streams, oldest first
+    opened = iter(range(1 << 62))
 
     budget = Budget()
     sessions = Sessions(token) if token else None
@@ -143,22 +152,33 @@ def create_app(cfg, dashboard=None, *, cache_dir: Path | None = None, registry=N
 
         async def gen():
             nonlocal after
-            if after is None:
-                tail = await run_in_threadpool(dashboard.events, 0, 1, True)
-                after = tail[-1]["id"] if tail else 0
-            yield "retry: 3000\n\n"
-            quiet = 0.0
-            while not stopping.is_set():
-                fresh = await run_in_threadpool(dashboard.events, after, 100)
-                for e in fresh:
-                    after = e["id"]
-                    yield f"id: {e['id']}\ndata: {json.dumps(e, separators=(',', ':'))}\n\n"
-                quiet = 0.0 if fresh else quiet + SSE_POLL_S
-                if quiet >= SSE_KEEPALIVE_S:
-                    quiet = 0.0
-                    yield ": keep-alive\n\n"
-                if not fresh:
-                    await asyncio.sleep(SSE_POLL_S)
+            mine, done = next(opened), asyncio.Event()
+            streams[mine] = done
+            while len(streams) > MAX_STREAMS:  # the oldest gives way (see MAX_STREAMS)
+                streams.pop(next(iter(streams))).set()
+            try:
+                if after is None:
+                    tail = await run_in_threadpool(dashboard.events, 0, 1, True)
+                    after = tail[-1]["id"] if tail else 0
+                yield "retry: 3000\n\n"
+                quiet = 0.0
+                while not stopping.is_set() and not done.is_set():
+                    fresh = await run_in_threadpool(dashboard.events, after, 100)
+                    for e in fresh:
+                        after = e["id"]
+                        yield (f"id: {e['id']}\n"
+                               f"data: {json.dumps(e, separators=(',', ':'))}\n\n")
+                    quiet = 0.0 if fresh else quiet + SSE_POLL_S
+                    if quiet >= SSE_KEEPALIVE_S:
+                        quiet = 0.0
+                        yield ": keep-alive\n\n"
+                    if not fresh:
+                        try:
+                            await asyncio.wait_for(done.wait(), SSE_POLL_S)
+                        except asyncio.TimeoutError:
+                            pass
+            finally:
+                streams.pop(mine, None)
 
         return StreamingResponse(gen(), media_type="text/event-stream",
                                  headers={"cache-control": "no-store"})

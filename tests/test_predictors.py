@@ -116,6 +116,36 @@ def test_the_rules_are_the_default_predictor_loaded_the_same_way():
     assert p["components"]["technical"] is not None and p["predictor"] == body["predictor"]
 
 
+def test_calls_that_arrive_during_the_import_wait_for_it(monkeypatch):
+    """A cold service's first calls come together (a timer, the CLI, the dashboard): 10 of 18
+    concurrent first calls were refused "still importing after 0s" (bench/bench_memory.py
+    --concurrent 18). Now they wait for the one import, each within its own timeout."""
+    imports: list[str] = []
+    rules = object()
+
+    def slow_load(spec, directory):
+        imports.append(spec)
+        time.sleep(0.5)
+        return rules
+
+    monkeypatch.setattr(predictors, "_load", slow_load)
+    monkeypatch.setattr(predictors, "_loaded", {})
+    got, failed = [], []
+
+    def first_call():
+        try:
+            got.append(predictors.load(predictors.DEFAULT, None, 10.0))
+        except Exception as exc:  # noqa: BLE001 - counted
+            failed.append(exc)
+
+    threads = [threading.Thread(target=first_call) for _ in range(18)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failed and got == [rules] * 18 and imports == [predictors.DEFAULT]
+
+
 # -- the monolith's argument shapes -----------------------------------------------------------
 
 RECORDER = """

@@ -123,7 +123,8 @@ class Predictor:
 
 # -- loading -----------------------------------------------------------------------------------
 _loaded: dict[tuple[str, str], Predictor | ProcessPredictor] = {}
-_loading: dict[tuple[str, str], float] = {}  # a load still running (a hung import), since when
+# A load still running (a slow or hung import): since when, its thread, where it puts the result.
+_loading: dict[tuple[str, str], tuple[float, threading.Thread, dict]] = {}
 _lock = threading.Lock()
 
 
@@ -153,34 +154,40 @@ def load(spec: str, directory: Path | None, timeout: float) -> Predictor | Proce
                 spec, directory, [sys.executable, "-m", "trading.signals.predictors"],
                 line_limit=ANSWER_LIMIT + (4 << 10)).start(timeout)
             return _loaded[key]
-        if key in _loading:
-            raise PredictorUnavailable(
-                f"predictor {spec} is still importing after "
-                f"{time.monotonic() - _loading[key]:.0f}s (an import that hangs?)",
-                predictor=spec)
-        _loading[key] = time.monotonic()
-    box: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            box["predictor"] = _load(spec, directory)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-            box["error"] = exc
-        finally:
-            with _lock:
-                _loading.pop(key, None)
-                if "predictor" in box:
-                    _loaded[key] = box["predictor"]
-
-    thread = threading.Thread(target=work, name=f"import {spec}", daemon=True)
-    thread.start()
+        loading = _loading.get(key)
+        if loading is None:
+            box: dict[str, Any] = {}
+            thread = threading.Thread(target=_import_in_thread,
+                                      args=(key, spec, directory, box),
+                                      name=f"import {spec}", daemon=True)
+            _loading[key] = loading = (time.monotonic(), thread, box)
+            thread.start()
+    # Calls that arrive during the import (a cold service's first calls come together)
+    # wait for the same one, each up to its own timeout: none is refused for being early.
+    since, thread, box = loading
     thread.join(timeout)
     if thread.is_alive():
         raise PredictorUnavailable(f"predictor {spec} did not finish importing within "
-                                   f"{timeout:g}s (predictor_timeout)", predictor=spec)
+                                   f"{timeout:g}s (predictor_timeout; importing for "
+                                   f"{time.monotonic() - since:.0f}s: an import that hangs?)",
+                                   predictor=spec)
     if "error" in box:
         raise box["error"]
     return box["predictor"]
+
+
+def _import_in_thread(key: tuple[str, str], spec: str, directory: Path | None, box: dict
+                      ) -> None:
+    """The import thread's work: the rules into ``box`` (or the exception), then kept."""
+    try:
+        box["predictor"] = _load(spec, directory)
+    except BaseException as exc:  # noqa: BLE001 - handed to the callers' threads
+        box["error"] = exc
+    finally:
+        with _lock:
+            _loading.pop(key, None)
+            if "predictor" in box:
+                _loaded[key] = box["predictor"]
 
 
 def _load(spec: str, directory: Path | None) -> Predictor:

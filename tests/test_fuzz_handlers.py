@@ -159,6 +159,12 @@ def params_for(method: str):
         "history": ({}, {"symbol": symbol, "since": symbol, "limit": values}),
         "events": ({}, {"after_id": values, "type": symbol, "limit": values, "latest": values}),
         "accuracy_report": ({}, {"origin": symbol}),
+        # A replay's jobs: hostile markets for the configured predictor (the rules, here).
+        "run_predictor": ({}, {"jobs": values | st.lists(st.fixed_dictionaries(
+            {"symbol": valid_symbol | symbol, "key": symbol, "market": values},
+            optional={"sentiment": values, "model": values}), max_size=3),
+            "predictor": symbol}),
+        "check_predictor": ({}, {"predictor": symbol}),
         "evaluate_outcomes": ({}, {"source": sources}),
         "analyze_sentiment": ({}, {"symbol": symbol, "source": sources}),
         "analyze_bulk": ({}, {"symbols": symbol_lists | values, "source": sources}),
@@ -387,6 +393,7 @@ def _one(path: Path, line: bytes) -> dict:
 
 MARKET = ["get_market_data", "bulk_fetch", "get_market_context", "get_bars"]
 PREDICTION = ["generate_predictions", "get_prediction", "history", "events", "accuracy_report",
+              "run_predictor", "check_predictor",
               "evaluate_outcomes"]
 SENTIMENT = ["analyze_sentiment", "analyze_bulk", "score_text"]
 TRAINING = ["train", "backtest", "models", "activate", "progress", "cancel"]

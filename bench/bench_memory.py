@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Memory of the whole stack: on demand under a real systemd, next to always-on processes.
 
-    sudo .venv/bin/python bench/bench_memory.py [--idle-exit 3] [--json-only]
+    sudo .venv/bin/python bench/bench_memory.py [--idle-exit 3] [--concurrent N] [--json-only]
 
 Runs ``install.sh --user`` into a private systemd user manager (tests/sandbox.py; needs root
 for the mount namespace) and, for each service, makes the same representative calls on sample
@@ -16,6 +16,11 @@ and, in the same run, the **always-on alternative**: each service as a resident 
 its resident memory (VmRSS) measured once it is idle again - what it would cost around the
 clock. Prints a table and one JSON line. The MemoryMax=/CPUQuota= in units/ come from these
 peaks plus headroom.
+
+``--concurrent N`` makes each service's calls from N clients at once (N connections, each its
+own thread), to check the caps against the most a service takes in at once: 16 workers and 2
+kept in reserve for a newcomer, so 18 (issue 27). A call a service refuses (a job cap) is
+counted, not fatal.
 """
 
 from __future__ import annotations
@@ -74,7 +79,37 @@ def wait_for(predicate, timeout: float, what: str):
     raise TimeoutError(f"waited {timeout}s for {what}")
 
 
-def on_demand(idle_exit: float) -> dict[str, dict]:
+def _client(path: Path, calls: list[tuple[str, dict]], go) -> list[str]:
+    """One client process's calls, once every client is ready; what was refused."""
+    go.wait()
+    refused = []
+    for method, params in calls:
+        try:
+            call(path, method, params)
+        except (RuntimeError, OSError) as exc:
+            refused.append(str(exc)[:300])
+    return refused
+
+
+def run_calls(path: Path, calls: list[tuple[str, dict]], concurrent: int) -> list[str]:
+    """The calls, from ``concurrent`` client processes at once (the services cap connections
+    per process, so one process's threads would only meet that cap); what was refused."""
+    if concurrent <= 1:
+        for method, params in calls:
+            call(path, method, params)
+        return []
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    go = ctx.Manager().Event()
+    with ctx.Pool(concurrent) as pool:
+        pending = [pool.apply_async(_client, (path, calls, go)) for _ in range(concurrent)]
+        time.sleep(1.0)  # every client started and waiting
+        go.set()
+        return [r for p in pending for r in p.get()]
+
+
+def on_demand(idle_exit: float, concurrent: int = 1) -> dict[str, dict]:
     from sandbox import UserManager, install
 
     results: dict[str, dict] = {}
@@ -89,8 +124,9 @@ def on_demand(idle_exit: float) -> dict[str, dict]:
             path = sd.runtime_dir / "trading" / f"{name}.sock"
             before = sd.handler_pids(name)
             t0 = time.monotonic()
-            for method, params in calls:
-                call(path, method, params)
+            refused = run_calls(path, calls, concurrent)
+            if refused:
+                print(f"{name}: {len(refused)} refused, e.g. {refused[0]}", file=sys.stderr)
             elapsed = time.monotonic() - t0
             pid = sd.main_pid(name)
             st = proc_status(pid)
@@ -102,6 +138,8 @@ def on_demand(idle_exit: float) -> dict[str, dict]:
             results[name] = {
                 "processes_before_first_call": len(before),
                 "calls_s": round(elapsed, 3),
+                "concurrent": concurrent,
+                "refused": len(refused),
                 "peak_rss_bytes": st["VmHWM"],
                 "rss_after_calls_bytes": st["VmRSS"],
                 "cgroup_memory_bytes": int(cg) if cg.isdigit() else None,
@@ -158,9 +196,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--idle-exit", type=float, default=3.0,
                     help="idle exit for the on-demand run, seconds (drop-in; shipped: 30)")
+    ap.add_argument("--concurrent", type=int, default=1,
+                    help="clients calling each service at once (18: all it takes in)")
     ap.add_argument("--json-only", action="store_true")
     args = ap.parse_args()
-    demand = on_demand(args.idle_exit)
+    demand = on_demand(args.idle_exit, args.concurrent)
     resident = always_on()
     total_idle = sum(r["after_idle_exit"]["bytes"] for r in demand.values())
     total_resident = sum(r["resident_rss_bytes"] for r in resident.values())
@@ -177,7 +217,9 @@ def main() -> int:
             idle = f"{a['processes']} proc, {a['bytes']} B"
             print(f"{name:<13}{mib(d['peak_rss_bytes']):>14}{mib(d['cgroup_memory_bytes']):>12}"
                   f"{idle:>17}{mib(resident[name]['resident_rss_bytes']):>16}"
-                  f"{d['calls_s']:>7.2f}s")
+                  f"{d['calls_s']:>7.2f}s"
+                  + (f"  ({d['concurrent']} at once, {d['refused']} refused)"
+                     if d["concurrent"] > 1 else ""))
         print(f"{'total':<13}{mib(result['totals']['on_demand_peak_bytes']):>14}{'':>12}"
               f"{str(total_idle) + ' B':>17}{mib(total_resident):>16}")
     print(json.dumps(result))

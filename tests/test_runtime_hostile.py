@@ -403,3 +403,33 @@ def test_a_training_job_stops_when_cancelled_and_frees_the_slot(asx_daily):
     finally:
         t.join(60)
         svc.close()
+
+
+def test_a_service_calling_a_peer_from_all_its_workers_waits_for_a_connection(serve,
+                                                                             monkeypatch):
+    """Found with bench/bench_memory.py --concurrent 18: a service's peer client opens a
+    connection per call, so 18 predictions at once were 18 bulk_fetch calls from one process,
+    and 10 failed with "market-data: this process already has 8 connections open". Calls past
+    half the cap now wait for a free connection, within their timeout."""
+    from trading import config
+    from trading.runtime.client import Client
+
+    monkeypatch.setenv("TRADING_MAX_PER_PEER", "4")
+    r = serve(max_connections=16, max_per_peer=4)
+    client = Client(config.load(), keep_connections=False, in_process="never")
+    assert client.socket_path("s0") == str(r.path)
+    answers, errors = [], []
+
+    def one():
+        try:
+            answers.append(client.call("s0", "sleep", {"seconds": 0.2}))
+        except Exception as exc:  # noqa: BLE001 - counted
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(answers) == 16, errors[:1]
+    assert r.server.stats.requests == 16

@@ -161,6 +161,23 @@ class LocalTransport:
             svc.close()
 
 
+# Connections a process has open to each socket when every call opens its own (a service's
+# peer client). A service calling a peer from all its workers at once (18 concurrent
+# predictions, 18 bulk_fetch calls) met the peer's cap on one process's connections
+# (max_per_peer, 8) and had calls refused; past half of it (a closed connection is counted
+# until the peer reads its end), calls wait for a free one within their own timeout.
+_SLOTS: dict[Path | str, threading.BoundedSemaphore] = {}
+_SLOTS_LOCK = threading.Lock()
+
+
+def _slot(path: Path | str, size: int) -> threading.BoundedSemaphore:
+    with _SLOTS_LOCK:
+        slot = _SLOTS.get(path)
+        if slot is None:
+            slot = _SLOTS[path] = threading.BoundedSemaphore(size)
+        return slot
+
+
 class Client:
     """Calls services over their sockets, or through ``local`` where there is no socket."""
 
@@ -196,6 +213,24 @@ class Client:
         if params is not None:
             request["params"] = params
         line = encode(request)
+        if not self.keep_connections:
+            # A connection per call: at most half the peer's cap on one process's
+            # connections in flight from this process (see _slot).
+            wait = timeout or self.timeout
+            started = time.monotonic()
+            slot = _slot(path, max(1, self.cfg["max_per_peer"] // 2))
+            if not slot.acquire(timeout=wait):
+                raise CallTimeout(f"{service}: no free connection within {wait:g}s (this "
+                                  "process's calls to it were all in flight)")
+            try:
+                return self._call_socket(service, path, line,
+                                         max(0.1, wait - (time.monotonic() - started)))
+            finally:
+                slot.release()
+        return self._call_socket(service, path, line, timeout)
+
+    def _call_socket(self, service: str, path: Path | str, line: bytes,
+                     timeout: float | None) -> Any:
         for resend in (True, False):
             conn = self._connection(service, path)
             with conn.lock:

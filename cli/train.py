@@ -136,6 +136,8 @@ def train(
     print(f"trained on {_symbols(m['symbols'])} {m['train_start']}..{m['train_end']} "
           f"({m['rows']} rows; up share in the tested rows {m['up_share_tested']:.3f})")
     print_left_out(m)
+    if m.get("row_budget"):
+        print(f"left out: {m['row_budget']['why']}")
     if m.get("features_dropped"):
         print("features left out (share of rows present): "
               + ", ".join(f"{k} {v:.0%}" for k, v in m["features_dropped"].items()))

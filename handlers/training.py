@@ -20,6 +20,7 @@ import threading
 import time
 TYPE_CHECKING = False  # typing costs ~3 ms of every cold start; annotations are strings
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
 from trading import clock, log
@@ -157,7 +158,12 @@ class Training(Service):
         horizon = params.whole("horizon", horizon, 1, MAX_HORIZON)
         folds = params.whole("folds", folds, 2, 20)
         spec = self._source(source)
-        with self._running("train", 1 + len(symbols) + folds + 1) as job:
+        budget = self.config["training.max_rows"]
+        # A folder's whole record, or more symbols than the budget holds over the years
+        # asked, may pass the budget: a first pass over the bars counts the rows.
+        count_first = _local(spec) or start_d is not None or \
+            len(symbols) * HISTORY_YEARS * 260 > budget
+        with self._running("train", 1 + (1 + count_first) * len(symbols) + folds + 1) as job:
             from trading.learning import features, models
 
             last = end_d or clock.today()
@@ -165,10 +171,22 @@ class Training(Service):
                      else None if _local(spec) else _years_before(last, HISTORY_YEARS))
             loading = _Loading(spec, symbols, first, last, start_d, end_d)
             index = self._index_bars(loading, job)
+            train_from = start_d.isoformat() if start_d else None
+            over = None
+            if count_first:
+                import collections
+
+                per_session: collections.Counter[str] = collections.Counter()
+                for _, b in self._each(loading, job, "counting the sessions of"):
+                    per_session.update(b.dates[bisect.bisect_left(b.dates, train_from)
+                                               if train_from else 0:])
+                loading.used.clear()  # the next pass finds them again
+                over = _row_budget(per_session, budget)
+                if over is not None:
+                    train_from = over["trained_from"]
             parts = []
             for s, b in self._each(loading, job, "features"):
-                h = features.history(s, b, index, self.config,
-                                     start=start_d.isoformat() if start_d else None)
+                h = features.history(s, b, index, self.config, start=train_from)
                 parts.append(models.compact(features.dataset({s: h}, horizon), self.config))
             data = features.concat(parts)
             del parts
@@ -182,6 +200,7 @@ class Training(Service):
             report["source"] = spec
             report["skipped"] = loading.skipped
             report["left_out"] = loading.left_out
+            report["row_budget"] = over
             report["index"] = _index_note(index, self.config)
             row = models.save(self.store, self.config, model, symbols=sorted(loading.used),
                               train_start=report["train_start"], train_end=report["train_end"],
@@ -428,6 +447,32 @@ class _Loading:
                 notes.append(f"{b.dates[len(b) - after]}..{b.dates[-1]} ({self.after})")
             self.left_out[symbol] = "; ".join(notes)
         return kept
+
+
+def _row_budget(per_session: Mapping[str, int], budget: int) -> dict[str, Any] | None:
+    """Where a train job's rows must start to stay within ``budget`` (``training.max_rows``)
+    symbol-sessions, keeping the newest sessions whole; None when every one fits. Measured
+    (bench/bench_training.py --max-rows, docs/benchmarks.md#training): about 0.9 KB a row at
+    the job's peak beside some 165 MB of imports; 133,744 rows peaked at 289 MB, past the
+    training unit's MemoryMax=288M (the job is OOM-killed there), and the default 80,000 at
+    240 MB, its MemoryHigh=."""
+    total = sum(per_session.values())
+    if total <= budget:
+        return None
+    kept, start = 0, None
+    for session in sorted(per_session, reverse=True):
+        if kept + per_session[session] > budget:
+            break
+        kept += per_session[session]
+        start = session
+    if start is None:
+        raise InvalidParams(f"one session holds more than training.max_rows ({budget:,}) "
+                            "symbol-sessions: raise it or train on fewer symbols")
+    return {"max_rows": budget, "trained_from": start, "symbol_sessions": total,
+            "left_out": total - kept,
+            "why": f"{total:,} symbol-sessions are more than one train job holds "
+                   f"(training.max_rows, {budget:,}): the newest {kept:,} are used, from "
+                   f"{start}; --start chooses another window"}
 
 
 def _local(spec: str) -> bool:

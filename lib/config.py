@@ -202,6 +202,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("directional_calls", _bool, False, "let the built-in rules call BUY and SELL; off: they showed no edge after costs (docs/choosing-the-predictor.md), so they call HOLD and say what they lean to"),
     Setting("predictor", _predictor, "trading.signals.rules:predict", "what decides each prediction: module:Name (a class, factory or function; docs/predictors.md)"),
     Setting("predictors_dir", _str, "", "a folder put on the import path for predictors (default: predictors/ beside the config file)"),
+    Setting("training.max_rows", _pos_int, 80_000, "symbol-sessions one train job holds at most, the newest kept (80,000 peak at about 240 MB, the training unit's MemoryHigh=)"),
     Setting("predictor_timeout", _pos_float, 10.0, "seconds a predictor may take for one prediction call (all its symbols)"),
 ]}
 

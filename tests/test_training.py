@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -394,3 +395,31 @@ def test_a_lower_brier_by_chance_is_not_an_edge_and_activate_refuses_it():
     card["calibrated"]["brier"] = float(((sharp - y) ** 2).mean())
     good = models._verdict(card, models._skill(y, sharp, base, sessions, 300))
     assert good["beats_majority"] is True and good["brier_skill_ci95"][0] > 0
+
+
+@pytest.mark.slow
+def test_a_train_job_past_its_row_budget_keeps_the_newest_sessions_and_says_so(monkeypatch):
+    """Issue 26: a folder's whole record of hundreds of symbols (1.9 million rows) was more
+    than the training unit's MemoryMax=288M holds, and the job was OOM-killed. Past
+    training.max_rows the newest sessions are kept whole, and the report says what was left
+    out and why."""
+    from typer.testing import CliRunner
+
+    from trading.cli.main import app
+
+    history = Path(__file__).parent / "data" / "asx-history"  # excerpts: 514 + 146 rows
+    monkeypatch.setenv("TRADING_TRAINING_MAX_ROWS", "400")
+    config.reset()
+    res = CliRunner().invoke(app, ["train", "ABC", "RMD", "--source", f"csv:{history}",
+                                   "--folds", "3", "--json"])
+    assert res.exit_code == 0, res.output
+    m = json.loads(res.stdout)["metrics"]
+    over = m["row_budget"]
+    assert over["max_rows"] == 400 and over["symbol_sessions"] > 600
+    kept = over["symbol_sessions"] - over["left_out"]
+    assert 400 - 2 < kept <= 400  # whole sessions: two symbols a session at most
+    assert m["train_start"] >= over["trained_from"] and m["rows"] <= kept
+    table = CliRunner().invoke(app, ["train", "ABC", "RMD", "--source", f"csv:{history}",
+                                     "--folds", "3"])
+    assert table.exit_code == 0, table.output
+    assert f"the newest {kept:,} are used, from {over['trained_from']}" in table.stdout

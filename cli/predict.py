@@ -67,10 +67,15 @@ def predict(
     notify: bool = typer.Option(False, "--notify", help="Also send this run's alerts now, as "
                                 "a job run would (default: shown here only, never queued for "
                                 "a later job)."),
+    interval: Optional[str] = typer.Option(
+        None, "--interval", help="The bars the predictor's inputs are computed over: 1d, or "
+        "the completed bars of 1h, 30m or 15m (default: the configured predictor_interval; "
+        "TRADING_PREDICTOR_INTERVAL for one command works too)."),
     as_json: bool = common.JsonOption,
 ) -> None:
     """Predict BUY/SELL/HOLD for ASX symbols and store the predictions."""
     params: dict = {}
+    interval = _interval_override(interval)
     if notify:
         _notify_check(source, predictor)
     symbols = common.universe(symbols, symbols_from)
@@ -84,6 +89,8 @@ def predict(
     chosen = common.predictor_override(config.get(), predictor)
     if chosen:
         params["predictor"] = chosen
+    if interval:
+        params["interval"] = interval
     client = common.client()  # in-process, it says so once for all three services
     with common.working(f"predicting {len(symbols) if symbols else 'the configured'} symbol(s)"):
         result = client.call("prediction", "generate_predictions", params or None)
@@ -94,7 +101,7 @@ def predict(
     else:
         rows, why = [], []
         for sym, p in results.items():
-            rows.append([sym, p["action"], _probability(p), p.get("as_of") or "?",
+            rows.append([sym, p["action"], _probability(p), p.get("bar") or p.get("as_of") or "?",
                          _age(p.get("as_of")), _num(p.get("price"), ".2f"),
                          p.get("market_context") + (" (stale)" if p.get("data_stale") else "")])
             why.append(f"{sym}: {_one_reason(p)}")
@@ -107,6 +114,8 @@ def predict(
             plugged = bool(made_by) and made_by != _DEFAULT_PREDICTOR
             if plugged:
                 title += f" - predictor {made_by}"
+            if result.get("interval", "1d") != "1d":
+                title += f" - {result['interval']} bars"
             common.table(title, ["symbol", "action",
                                  "its conf." if plugged else "P(right) 1d", "as of",
                                  "data age", "price", "context"], rows, compact=True)
@@ -117,6 +126,8 @@ def predict(
 
                 print(f"its conf.: {label({'name': made_by})}'s own confidence, not a "
                       "calibrated probability of being right (only the built-in rules' is)")
+        for line in unchanged_lines(result):
+            print(line)
         for sym, err in errors.items():
             common.note(f"{sym}: {err.get('message', err)}")
         if notify:
@@ -384,12 +395,21 @@ def report(
     by_symbol: bool = typer.Option(False, "--by-symbol", help="Also a table per symbol."),
     predictor: Optional[str] = typer.Option(None, "--predictor", help="Only this predictor's "
                                             "predictions (module:Name)."),
+    interval: Optional[str] = typer.Option(None, "--interval", help="Only the calls made at "
+                                           "this bar interval: 1d, 1h, 30m or 15m."),
     as_json: bool = common.JsonOption,
 ) -> None:
     """The scorecard: BUY/SELL and HOLD hit rates with 95% intervals beside baselines over the
     same sessions, and how well the stated probability of being right is calibrated."""
     if chart is not None and chart.suffix.lower() != ".png":
         raise common.fail("--chart needs a .png file name", common.EXIT_USAGE)
+    if interval is not None:
+        from trading.config import PREDICTOR_INTERVALS
+
+        interval = interval.lower()
+        if interval not in PREDICTOR_INTERVALS:
+            raise common.fail(f"--interval {interval!r}: expected one of "
+                              f"{', '.join(PREDICTOR_INTERVALS)}", common.EXIT_USAGE)
     client = common.Reading()  # the store itself, read-only, when the services are stopped
     if evaluate:  # this one writes: the services must answer
         with common.working("scoring outcomes"):
@@ -403,6 +423,11 @@ def report(
                     **({"include_sample": True} if include_sample else {}),
                     **({"predictor": predictor} if predictor else {})}
     rep = client.call("prediction", "accuracy_report", params or None)
+    # Each interval's calls are their own stream (issue 29): --interval keeps one of them.
+    parts = {name: _interval_part(rep, part)
+             for name, part in (rep.get("by_interval") or {}).items()}
+    if interval is not None:
+        rep = {**(parts.get(interval) or _interval_part(rep, {})), "interval": interval}
     if chart is not None and rep["horizons"]:
         from trading.ops.charts import reliability_diagram
 
@@ -413,9 +438,26 @@ def report(
     if as_json:
         common.print_json(rep)
         return
-    print_scorecard(rep, by_symbol=by_symbol)
+    if interval is None and len(parts) > 1:
+        for name, part in parts.items():
+            print(f"-- {name} calls" + (" (daily bars)" if name == "1d" else
+                                        f" (completed {name} bars)") + " --")
+            print_scorecard(part, by_symbol=by_symbol)
+    else:
+        print_scorecard(rep, by_symbol=by_symbol)
     if chart is not None:
         print(f"reliability diagram: {chart}" if rep["horizons"] else "no chart: no outcomes")
+
+
+def _interval_part(rep: dict, part: dict) -> dict:
+    """The report of one interval's calls, in the whole report's shape."""
+    horizons = part.get("horizons") or {}
+    return {**rep, "predictions": part.get("predictions") or {}, "horizons": horizons,
+            "by_predictor": part.get("by_predictor") or {},
+            "headlines": part.get("headlines") or [],
+            "outcomes": sum(card["n"] for card in horizons.values()), "repeats_folded": {},
+            "by_interval": {k: v for k, v in (rep.get("by_interval") or {}).items()
+                            if v is part}}
 
 
 def _rate(s: dict) -> list[str]:
@@ -489,8 +531,10 @@ def print_scorecard(rep: dict, *, by_symbol: bool = False) -> None:
             all_raw = pr.get("raw_strength_all") or {}
             print(f"{pr['uncalibrated']} prediction(s) made without a calibration (too little "
                   "history) are left out of the calibrated figures"
-                  + (f"; raw strength over all {card['n']}: ECE {all_raw['ece']:.3f}, Brier "
-                     f"skill {all_raw['brier_skill']:+.3f}" if all_raw.get("n") else ""))
+                  + (f"; raw strength over all {card['n']}: ECE "
+                     f"{_num(all_raw['ece'], '.3f') or '-'}, Brier skill "
+                     f"{_num(all_raw['brier_skill'], '+.3f') or '-'}"
+                     if all_raw.get("n") else ""))
         if by_symbol:
             rows = [[sym, *_rate(v["BUY/SELL"])[:3], *_rate(v["HOLD"])[:3],
                      _num(v["always_hold"]["hit_rate"], ".1%")]
@@ -625,7 +669,7 @@ def history(
               + ("" if others or asked_for else " yet (run `trading predict`)"))
     else:
         # Fits 80 columns: the return after 1 and 5 sessions as "+1", "+5"; the stream as
-        # origin, data source and predictor (the interval is 1d throughout).
+        # origin, data source and predictor (and the interval when it is not 1d).
         common.table(f"Prediction history, {shown}; +1, +5: returns after 1 and 5 sessions",
                      ["made (Sydney)", "symbol", "action", "conf", "price", "context", "+1",
                       "+5", "stream"], table, compact=True)
@@ -650,7 +694,8 @@ def _selects(chosen: dict, stream: dict) -> bool:
 
 
 def _selection(chosen: dict) -> str:
-    """The streams shown, in words: ``the live stream of rules (any source, 1d)``."""
+    """The streams shown, in words: ``the live stream of rules (any source, every
+    interval)``; a row of an intraday interval says it (:func:`_stream_cell`)."""
     from trading.signals.predictors import label
 
     if not chosen:
@@ -659,13 +704,16 @@ def _selection(chosen: dict) -> str:
     return (f"the {chosen.get('origin', 'live and replay')} stream"
             + (f" of {label({'name': who}) if ':' in who else who}" if who
                else "s of every predictor")
-            + f" ({chosen.get('source') or 'any source'}, 1d)")
+            + f" ({chosen.get('source') or 'any source'}, every interval)")
 
 
 def _stream_cell(s: dict) -> str:
     from trading.signals.predictors import label
 
-    return f"{s.get('origin', '?')} {s.get('source', '?')} {label({'name': s.get('predictor')})}"
+    cell = f"{s.get('origin', '?')} {s.get('source', '?')} {label({'name': s.get('predictor')})}"
+    if s.get("interval", "1d") != "1d":  # an intraday predictor's calls (issue 29)
+        cell += f" {s['interval']}"
+    return cell
 
 
 def _other_streams(others: list[dict], chosen: dict) -> str:
@@ -717,6 +765,9 @@ def replay(
                                             "the configured predictor)."),
     compare: bool = typer.Option(False, "--compare", help="Also replay the built-in rules, "
                                  "side by side (see `trading report --origin replay`)."),
+    interval: Optional[str] = typer.Option(None, "--interval", help="1d, or 1h, 30m, 15m: "
+                                           "predict each completed bar of SYMBOL.1h.csv "
+                                           "(default: predictor_interval)."),
     as_json: bool = common.JsonOption,
 ) -> None:
     """Replay history: predict each session from the bars up to it, then score the outcomes."""
@@ -734,6 +785,7 @@ def replay(
     if start and end and start > end:
         raise common.fail(f"--start {start} is after --end {end}", common.EXIT_USAGE)
     cfg = config.get()
+    interval = _interval_override(interval) or cfg["predictor_interval"]
     try:
         chosen = _replay_predictor(cfg, params.predictor(predictor))
     except InvalidParams as exc:
@@ -754,9 +806,12 @@ def replay(
     with common.interrupts_win(), \
             _replay_progress(len(wanted) + 1) as step:  # + 1: the index's bars come first
 
-        def get_bars(symbol: str, period: str, _source: str | None = None):  # always `source`
+        def get_bars(symbol: str, period: str, _source: str | None = None,
+                     bar_interval: str = "1d"):  # always `source`
             step(symbol)
-            fetched = local.fetch([symbol], dt.date.min, dt.date.max)
+            fetched = local.fetch([symbol], dt.date.min, dt.date.max) \
+                if bar_interval == "1d" else local.fetch_intraday([symbol], None, None,
+                                                                 bar_interval)
             if symbol in fetched.errors:
                 raise fetched.errors[symbol]
             # As market-data's get_bars answers (prices to six decimals), so a replayed call
@@ -766,7 +821,7 @@ def replay(
 
         result = history_replay.replay(Store(cfg.db_path), cfg, get_bars, wanted,
                                        source=source, start=start, end=end, every=every,
-                                       predictors=runs)
+                                       predictors=runs, interval=interval)
     if as_json:
         common.print_json(result)
         return
@@ -777,9 +832,38 @@ def replay(
         for problem, e in (run.get("errors") or {}).items():
             common.note(f"{e['count']} not predicted ({problem}); first: {e['first']}")
     for line in replay_summary(result):
-        print(line)
+        print(line if interval == "1d" else line.replace("sessions:", f"{interval} bars:", 1))
     print(f"scored {result['outcomes']['evaluated']} outcomes. "
           "See `trading report --origin replay`.")
+
+
+def _interval_override(option: str | None) -> str | None:
+    """The interval one command asks for: ``--interval`` (checked here: one line, exit 2),
+    else a ``TRADING_PREDICTOR_INTERVAL`` set for this command (passed on the call, as the
+    predictor is: the services run with their own configuration); None: the configured one."""
+    from trading import config
+
+    if option is not None:
+        if option.lower() not in config.PREDICTOR_INTERVALS:
+            raise common.fail(f"--interval {option!r}: expected one of "
+                              f"{', '.join(config.PREDICTOR_INTERVALS)}", common.EXIT_USAGE)
+        return option.lower()
+    cfg = config.get()
+    if cfg.source_of("predictor_interval").startswith("env "):
+        return cfg["predictor_interval"]
+    return None
+
+
+def unchanged_lines(result: dict) -> list[str]:
+    """One line for the symbols an intraday call did not predict again: their last completed
+    bar is the one their latest stored call was made from (nothing is stored twice)."""
+    same = result.get("unchanged") or {}
+    if not same:
+        return []
+    bars = sorted(set(same.values()))
+    return [f"no new completed {result.get('interval')} bar since the last call of "
+            f"{', '.join(same)} (last bar {', '.join(bars)}): nothing stored for "
+            f"{'it' if len(same) == 1 else 'them'}"]
 
 
 def _replay_predictor(cfg, spec: str | None):

@@ -199,8 +199,8 @@ def _run(client, name: str):
     if name == "predict":
         result = client.call("prediction", "generate_predictions")
         results, errors = result.get("results") or {}, result.get("errors") or {}
-        summary = _predict_summary(results, errors)
-        failed = bool(errors) and not results
+        summary = _predict_summary(results, errors, result)
+        failed = bool(errors) and not results and not result.get("unchanged")
     elif name == "outcomes":
         result = client.call("prediction", "evaluate_outcomes")
         errors = result.get("errors") or {}
@@ -221,13 +221,27 @@ def _run(client, name: str):
     return result, summary, errors, failed
 
 
-def _predict_summary(results: dict[str, Any], errors: dict[str, Any]) -> str:
+def _predict_summary(results: dict[str, Any], errors: dict[str, Any],
+                     result: dict[str, Any] | None = None) -> str:
+    """The run in one line. On an intraday interval (issue 29) a run whose symbols have no
+    new completed bar since their last stored call says so instead, and stores nothing."""
+    same = (result or {}).get("unchanged") or {}
+    interval = (result or {}).get("interval") or "1d"
+    if same and not results:
+        bars = sorted(set(same.values()))
+        text = (f"no new completed {interval} bar since the last call (last bar "
+                f"{', '.join(bars)}): nothing stored")
+        return text + (f"; {len(errors)} symbol(s) failed" if errors else "")
     actions = Counter(p["action"] for p in results.values())
     counts = ", ".join(f"{n} {a}" for a, n in sorted(actions.items())) or "none"
     calls = " ".join(f"{s} {p['action']} {p['confidence']:.2f}" for s, p in results.items())
     text = f"stored {len(results)} prediction(s) ({counts})"
+    if interval != "1d":
+        text = f"stored {len(results)} {interval} prediction(s) ({counts})"
     if calls:
         text += f": {calls}"
+    if same:
+        text += f"; {len(same)} with no new completed bar: not stored again"
     if errors:
         text += f"; {len(errors)} symbol(s) failed"
     return text

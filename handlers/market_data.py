@@ -3,15 +3,20 @@
 Methods (every one takes ``source``: None for the configured one, ``"yahoo"``, ``"sample"``
 or ``"csv:DIR"`` with an absolute DIR):
 
-- ``get_market_data(symbol)`` -> ``{symbol, as_of, source, stale, age_s, days_behind,
-  technical, volume, market_context, reading}``; the score ranges are documented in
+- ``get_market_data(symbol, interval)`` -> ``{symbol, interval, as_of, source, stale, age_s,
+  days_behind, technical, volume, market_context, reading}``; the score ranges are documented in
   :mod:`trading.market.summary`. ``as_of`` is the session date of the last bar; ``age_s`` the
   seconds since the series was fetched; ``days_behind`` the days from ``as_of`` to today in
   Sydney (a ``csv:`` folder that ends months ago is read fresh but is not current: the rules
   turn a last bar more than a week old into a HOLD); ``stale`` is true when the freshness
   rule says it should have been refreshed and the source could not be reached.
-- ``bulk_fetch(symbols)`` -> ``{results: {SYMBOL: ...}, errors: {AS_GIVEN: {code, message,
-  problem}}, market_context}``, one upstream call for the lot.
+- ``bulk_fetch(symbols, interval)`` -> ``{results: {SYMBOL: ...}, errors: {AS_GIVEN: {code,
+  message, problem}}, market_context, interval}``, one upstream call for the lot.
+- ``interval`` (issue 29): ``1d`` (the default) summarises daily bars; ``1h``, ``30m`` or
+  ``15m`` the **complete** bars of that interval over the window the old service used
+  (:mod:`trading.market.intraday_summary`), the index's context from its bars of the same
+  interval. ``as_of`` is then the stamp of the last complete bar, and ``in_progress`` the bar
+  still trading (``{time, close, volume}``, used by no indicator; None when there is none).
 - ``get_market_context()``, ``get_bars(symbol, interval, period)``, and ``health_check`` with
   the cache size and the last upstream call's outcome. ``get_bars`` serves daily (``1d``,
   the default), weekly (``1wk``) and intraday bars (``1h``, ``30m``, ``15m``: which bars exist
@@ -35,6 +40,7 @@ TYPE_CHECKING = False  # typing costs ~3 ms of every cold start; annotations are
 if TYPE_CHECKING:
     from typing import Any
 
+from trading.config import PREDICTOR_INTERVALS
 from trading.errors import RPCError, UpstreamUnavailable
 from trading.handlers import params
 from trading.market.periods import PERIODS, SUMMARY_DAYS
@@ -137,6 +143,7 @@ class MarketData(Service):
             behind = None
         return {
             "symbol": e.symbol,
+            "interval": "1d",
             "as_of": as_of,
             "source": src.name,
             "stale": e.stale(now),
@@ -150,10 +157,19 @@ class MarketData(Service):
 
     # -- methods -------------------------------------------------------------------------
     @rpc
-    def get_market_data(self, symbol: str, source: str | None = None) -> dict[str, Any]:
-        """Price, indicators, volume and market context for one symbol."""
+    def get_market_data(self, symbol: str, source: str | None = None,
+                        interval: str = "1d") -> dict[str, Any]:
+        """Price, indicators, volume and market context for one symbol, from daily bars
+        (``interval`` 1d) or the complete bars of an intraday interval (1h, 30m, 15m)."""
         sym = params.symbol(symbol)
+        params.choice("interval", interval, PREDICTOR_INTERVALS)
         src = self.source(source)
+        if interval != "1d":
+            results, errors, _ = self._intraday_market(src, [sym], interval)
+            if sym not in results:
+                raise errors.get(sym) or UpstreamUnavailable(
+                    f"no {interval} bars for {sym}", symbol=sym)
+            return results[sym]
         index = self._index()
         entries, errors, now = self._gather(src, [sym] if sym == index else [sym, index])
         e = entries.get(sym)
@@ -163,15 +179,27 @@ class MarketData(Service):
                             now)
 
     @rpc
-    def bulk_fetch(self, symbols: list[str], source: str | None = None) -> dict[str, Any]:
+    def bulk_fetch(self, symbols: list[str], source: str | None = None,
+                   interval: str = "1d") -> dict[str, Any]:
         """get_market_data for many symbols with one upstream fetch; errors per symbol."""
         given, errors = params.symbols(symbols)
+        params.choice("interval", interval, PREDICTOR_INTERVALS)
         src = self.source(source)
         if not given:
             # Nothing valid to serve: nothing is fetched or stored for bad input, not even the
             # index (the context is the flagged NEUTRAL fallback).
-            return {"results": {}, "errors": errors,
+            return {"results": {}, "errors": errors, "interval": interval,
                     "market_context": self._context({}, 0.0)}  # no entries: no clock needed
+        if interval != "1d":
+            results, failures, context = self._intraday_market(src, list(given), interval)
+            for sym, raws in given.items():
+                if sym not in results:
+                    exc = failures.get(sym) or UpstreamUnavailable(
+                        f"no {interval} bars for {sym}", symbol=sym)
+                    for raw in raws:
+                        errors[params.key(raw)] = exc.entry()
+            return {"results": results, "errors": errors, "market_context": context,
+                    "interval": interval}
         index = self._index()
         wanted = list(given) + ([index] if index not in given else [])
         entries, failures, now = self._gather(src, wanted)
@@ -190,7 +218,93 @@ class MarketData(Service):
                 if as_of not in by_as_of:
                     by_as_of[as_of] = self._context(entries, now, src, as_of)
                 results[sym] = self._result(e, src, by_as_of[as_of], now)
-        return {"results": results, "errors": errors, "market_context": context}
+        return {"results": results, "errors": errors, "market_context": context,
+                "interval": "1d"}
+
+    def _intraday_market(self, src, symbols: list[str], interval: str
+                         ) -> tuple[dict[str, Any], dict[str, RPCError], dict[str, Any]]:
+        """get_market_data's answers at an intraday ``interval``, for many symbols: the bars
+        ensured through the cache (one upstream call with the index; a cached series asks
+        only for the bars after its last complete one), then each symbol summarised by
+        :func:`trading.market.intraday_summary.summarize` over its **complete** bars of the
+        last ``WINDOW_SESSIONS[interval]`` sessions, with the index's bars of the same
+        interval and window for the context. Returns ``(results, errors, context)``, the
+        context being the index's own latest (for the answer's ``market_context``)."""
+        from trading.market import intraday_summary
+        from trading.market.bars import today
+
+        cache = self.cache
+        index = self._index()
+        sessions = intraday_summary.WINDOW_SESSIONS[interval]
+        start = _sessions_back(today(cache.clock()), sessions)
+        wanted = symbols + ([index] if index not in symbols else [])
+        entries, errors = cache.ensure(src, wanted, start, interval)
+        now = cache.clock()
+        index_bars, _ = self._window(src, index, interval, sessions, entries.get(index))
+        latest = intraday_summary.summarize(index, index_bars, index_bars, interval,
+                                            self.config)["market_context"]
+        results: dict[str, Any] = {}
+        for sym in symbols:
+            e = entries.get(sym)
+            if e is None or not e.last_session:
+                continue
+            bars, in_progress = self._window(src, sym, interval, sessions, e)
+            if not len(bars):
+                errors.setdefault(sym, UpstreamUnavailable(
+                    f"no complete {interval} bar for {sym} yet", symbol=sym))
+                continue
+            # The index up to the symbol's own last bar: a halted stock is not judged by a
+            # market that came after it.
+            upto = [i for i, d in enumerate(index_bars.dates) if d <= bars.dates[-1]]
+            summary = intraday_summary.summarize(
+                sym, bars, index_bars[:upto[-1] + 1] if upto else index_bars[:0], interval,
+                self.config)
+            context = summary["market_context"]
+            if (e.stale(now) or (sym != index and index in entries
+                                 and entries[index].stale(now))) and not context["fallback"]:
+                context["fallback"] = True
+            as_of = summary.get("as_of")
+            try:
+                behind = (today(now) - dt.date.fromisoformat(as_of[:10])).days
+            except (TypeError, ValueError):
+                behind = None
+            results[sym] = {
+                "symbol": sym, "interval": interval, "as_of": as_of, "source": src.name,
+                "stale": e.stale(now), "age_s": round(max(0.0, now - e.fetched_at), 3),
+                "days_behind": behind, "technical": summary.get("technical"),
+                "volume": summary.get("volume"), "market_context": context,
+                "in_progress": in_progress,
+                "window": {"sessions": sessions, "bars": len(bars), "first": bars.dates[0],
+                           "last": bars.dates[-1]},
+                "reading": e.reading}
+        return results, errors, latest
+
+    def _window(self, src, sym: str, interval: str, sessions: int, e):
+        """The complete bars of ``sym``'s last ``sessions`` sessions (a :class:`Bars`) and the
+        bar in progress after them (``{time, close, volume}`` or None)."""
+        from trading.market import intraday_summary
+        from trading.market.summary import Bars
+
+        if e is None or not e.last_session:
+            return Bars.empty(), None
+        last = dt.date.fromisoformat(e.last_session[:10])
+        since = (last - dt.timedelta(days=3 * sessions + 14)).isoformat()
+        bars, finals = self.cache.bars_final(src.name, sym, since, interval)
+        done = [i for i, f in enumerate(finals) if f]
+        # The bar in progress: the first not yet complete after the last complete one (a
+        # local file read under a pinned clock has later ones too: not yet traded then).
+        pending = [i for i, f in enumerate(finals) if not f and (not done or i > done[-1])]
+        in_progress = None
+        if pending:
+            i = pending[0]
+            in_progress = {"time": bars.dates[i], "close": _plain(bars.close[i]),
+                           "volume": _plain(bars.volume[i]), "final": False}
+        if not done:
+            return Bars.empty(), in_progress
+        complete = Bars([bars.dates[i] for i in done],
+                        *(getattr(bars, f)[done] for f in ("open", "high", "low", "close",
+                                                            "volume")))
+        return intraday_summary.window(complete, interval), in_progress
 
     @rpc
     def get_market_context(self, source: str | None = None) -> dict[str, Any]:
@@ -305,6 +419,22 @@ def indicator_series(rows: list[dict[str, Any]]) -> dict[str, list[float | None]
     line, signal, hist = ind.macd(close)
     return {"sma20": plain(ind.sma(close, 20)), "rsi14": plain(ind.rsi(close, 14)),
             "macd": plain(line), "macd_signal": plain(signal), "macd_hist": plain(hist)}
+
+
+def _sessions_back(day: dt.date, sessions: int) -> dt.date:
+    """The first day to fetch so ``sessions`` whole sessions are there before ``day``'s own
+    (whose bars may not have begun yet)."""
+    from trading.market import asx
+
+    start = day
+    for _ in range(sessions):
+        start = asx.previous_session(start)
+    return start
+
+
+def _plain(x) -> float | None:
+    x = float(x)
+    return round(x, 6) if x == x else None
 
 
 def weekly(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

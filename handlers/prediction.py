@@ -12,6 +12,13 @@ raises for, answers wrongly for or runs out of time on, gets an error entry and 
 are predicted; a sentiment service that is down costs confidence, not the prediction. Only
 market-data being unreachable, or a predictor that cannot be imported, fails the call.
 The predictor is imported on the first prediction, not when the service starts.
+
+Intervals (issue 29): a call is made at the configured ``predictor_interval`` (or the call's
+``interval``): ``1d`` from daily bars, or ``1h``/``30m``/``15m`` from the complete intraday bars
+market-data summarises, and each prediction is stored with it. At an intraday interval a symbol
+whose last complete bar is the one its stream's latest call was made from is not predicted
+again: it is listed in the answer's ``unchanged`` (``{SYMBOL: bar}``), so the half-hourly timer
+says "no new completed bar" and stores nothing twice.
 """
 
 from __future__ import annotations
@@ -176,27 +183,34 @@ class Prediction(Service):
     @rpc
     def generate_predictions(self, symbols: list[str] | None = None,
                              source: str | None = None,
-                             predictor: str | None = None) -> dict[str, Any]:
+                             predictor: str | None = None,
+                             interval: str | None = None) -> dict[str, Any]:
         """Predict BUY/SELL/HOLD for symbols (default: configured) and store the predictions;
         ``predictor`` (module:Name): this call's, instead of the configured one (the built-in
-        rules or one in the predictors folder)."""
+        rules or one in the predictors folder); ``interval`` (1d, 1h, 30m, 15m): the bars the
+        inputs are computed over, instead of the configured ``predictor_interval``."""
+        from trading.config import PREDICTOR_INTERVALS
         from trading.signals import ledger, predictors
         from trading.signals.events import now_iso
 
         given, errors = params.symbols(symbols, default=self.config["symbols"])
         source = params.source(source)
         chosen = params.predictor(predictor)
+        interval = params.choice("interval", self.config["predictor_interval"]
+                                 if interval is None else interval, PREDICTOR_INTERVALS)
         wanted = list(given)
         created_at = now_iso()
         out: dict[str, Any] = {"results": {}, "errors": errors, "created_at": created_at,
                                "model_version": None, "market_context": None,
-                               "predictor": None}
+                               "predictor": None, "interval": interval, "unchanged": {}}
         if not wanted:
             return out
         predictor = self.predictor(chosen)  # before the peers: a broken one fails fast
         out["predictor"] = predictor.provenance
 
         src = {"source": source} if source is not None else {}
+        if interval != "1d":  # a daily call asks as before (a peer of an older install)
+            src["interval"] = interval
         try:
             market = self.peers.call("market-data", "bulk_fetch", {"symbols": wanted, **src})
         except RPCError as exc:
@@ -208,6 +222,9 @@ class Prediction(Service):
         results: dict[str, Any] = market.get("results") or {}
         errors.update(market.get("errors") or {})
         out["market_context"] = market.get("market_context")
+        if interval != "1d":
+            out["unchanged"] = self._unchanged(results, predictor.name, interval)
+            results = {s: r for s, r in results.items() if s not in out["unchanged"]}
 
         sentiment: dict[str, Any] = {}
         sentiment_problem = None
@@ -236,7 +253,7 @@ class Prediction(Service):
         for symbol in wanted:
             data = results.get(symbol)
             if data is None:
-                if symbol not in errors:
+                if symbol not in errors and symbol not in out["unchanged"]:
                     errors[symbol] = NotFound(
                         f"market-data returned nothing for {symbol}").entry()
                 continue
@@ -266,10 +283,29 @@ class Prediction(Service):
                                   "sentiment_error": sentiment_problem, "model": job.model}
         if made:
             written = ledger.record(self.store, made, inputs, source=source,
-                                    run_id=ledger.new_run_id())
+                                    run_id=ledger.new_run_id(), interval=interval)
             self.publisher.publish(written)
         out["results"] = {p["symbol"]: p for p in made}
         return out
+
+    def _unchanged(self, results: dict[str, Any], predictor: str, interval: str
+                   ) -> dict[str, str]:
+        """The symbols whose last complete ``interval`` bar (market-data's ``as_of``) is the
+        one the latest live call of the same stream (source, predictor, interval) was made
+        from: ``{SYMBOL: bar}``. Predicting them again would store the same call twice."""
+        from trading.signals import ledger
+
+        same: dict[str, str] = {}
+        for symbol, data in results.items():
+            bar = data.get("as_of") if isinstance(data, dict) else None
+            if not bar:
+                continue
+            last = ledger.last_bar(self.store, symbol, origin="live",
+                                   source=data.get("source") or None, predictor=predictor,
+                                   interval=interval)
+            if last == bar:
+                same[symbol] = bar
+        return same
 
     @rpc
     def get_prediction(self, symbol: str, inputs: bool = False, origin: str | None = None,
@@ -338,15 +374,17 @@ class Prediction(Service):
     @rpc
     def accuracy_report(self, origin: str | None = None,
                         include_sample: bool = False,
-                        predictor: str | None = None) -> dict[str, Any]:
+                        predictor: str | None = None,
+                        interval: str | None = None) -> dict[str, Any]:
         """The scorecard per horizon: BUY/SELL and HOLD apart with Wilson intervals, beside
         baselines over the same sessions; Brier skill, ECE and reliability of the calibrated
-        probability; each predictor's apart (``predictor``: only that one's). Sample
+        probability; each predictor's apart (``predictor``: only that one's) and each bar
+        interval's (``by_interval``; ``interval``: only that one's calls). Sample
         (synthetic) predictions are left out unless include_sample."""
         from trading.signals import outcomes
 
         return outcomes.accuracy(self.store, origin, include_sample,
-                                 params.predictor(predictor))
+                                 params.predictor(predictor), interval)
 
     @rpc
     def events(self, after_id: int = 0, type: str | None = None, limit: int = 100,

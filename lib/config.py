@@ -37,6 +37,11 @@ if TYPE_CHECKING:
 from trading.errors import ConfigError
 
 DEFAULT_SYMBOLS = ["CBA.AX", "ANZ.AX", "NAB.AX", "WBC.AX", "MQG.AX", "COL.AX", "BHP.AX"]
+# The bar intervals a predictor may be fed from (issue 29): daily, then the intraday ones of
+# trading.market.intraday.INTERVALS (not imported here: every cold start reads this module;
+# tests/test_intraday_predict.py checks the two agree). The one list every check uses:
+# the setting, `trading predict --interval`, the prediction service's `interval` parameter.
+PREDICTOR_INTERVALS = ("1d", "1h", "30m", "15m")
 
 
 def _float(v: Any) -> float:
@@ -202,6 +207,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("directional_calls", _bool, False, "let the built-in rules call BUY and SELL; off: they showed no edge after costs (docs/choosing-the-predictor.md), so they call HOLD and say what they lean to"),
     Setting("predictor", _predictor, "trading.signals.rules:predict", "what decides each prediction: module:Name (a class, factory or function; docs/predictors.md)"),
     Setting("predictors_dir", _str, "", "a folder put on the import path for predictors (default: predictors/ beside the config file)"),
+    Setting("predictor_interval", _one_of(*PREDICTOR_INTERVALS), "1d", "the bars the predictor's inputs are computed over: 1d (daily) or 1h, 30m, 15m (the completed intraday bars; docs/predictors.md)"),
     Setting("training.max_rows", _pos_int, 80_000, "symbol-sessions one train job holds at most, the newest kept (80,000 peak at about 240 MB, the training unit's MemoryHigh=)"),
     Setting("predictor_timeout", _pos_float, 10.0, "seconds a predictor may take for one prediction call (all its symbols)"),
 ]}

@@ -53,8 +53,9 @@ def svc():
 
 def test_get_market_data_shape(svc):
     r = svc.get_market_data("cba", source="sample")
-    assert set(r) == {"symbol", "as_of", "source", "stale", "age_s", "days_behind",
+    assert set(r) == {"symbol", "interval", "as_of", "source", "stale", "age_s", "days_behind",
                       "technical", "volume", "market_context", "reading"}
+    assert r["interval"] == "1d"  # daily by default (issue 29: 1h, 30m, 15m on request)
     assert r["reading"] is None  # generated bars: no file was read
     assert r["symbol"] == "CBA.AX" and r["source"] == "sample" and r["stale"] is False
     assert set(r["technical"]) == TECHNICAL and set(r["volume"]) == VOLUME

@@ -88,6 +88,10 @@ def _add_live_runs_and_others(db) -> None:
           probability_1="NULL", probability_5="NULL")
     _copy(db, "origin = 'replay' AND symbol = 'COL.AX' AND id % 4 = 0",
           data_source="'sample'", source="'sample'")
+    # An hourly stream (issue 29) of CBA's live runs: it folds and counts apart.
+    (top,) = db.execute("SELECT max(id) FROM predictions").fetchone()
+    _copy(db, "origin = 'live' AND symbol = 'CBA.AX'")
+    db.execute(f"UPDATE predictions SET interval = '1h' WHERE id > {top}")
 
 
 # -- the reference: the scorecard as it was computed before issue 26 ---------------------------
@@ -206,8 +210,11 @@ def _edge(rows):
     return out
 
 
-def reference(store, origin=None, include_sample=False, predictor=None):
+def reference(store, origin=None, include_sample=False, predictor=None, interval=None):
     where, params = [], []
+    if interval:
+        where.append("p.interval = ?")
+        params.append(interval)
     if origin:
         where.append("p.origin = ?")
         params.append(origin)
@@ -227,12 +234,13 @@ def reference(store, origin=None, include_sample=False, predictor=None):
         outcomes.latest_per_session(" AND ".join(where)) + " SELECT p.symbol, p.session,"
         " p.action, p.confidence, p.probability_1, p.probability_5,"
         " json_extract(p.prediction, '$.strength') AS strength, o.horizon, o.end_session,"
-        f" o.forward_return, o.correct, {outcomes.PREDICTOR_SQL} AS predictor, p.nth"
+        f" o.forward_return, o.correct, {outcomes.PREDICTOR_SQL} AS predictor, p.nth,"
+        " p.interval"
         " FROM outcomes o JOIN p ON p.id = o.prediction_id", tuple(params))
     repeats = {h: sum(1 for r in rows if r["nth"] > 1 and r["horizon"] == h)
                for h in outcomes.HORIZONS}
     rows = [r for r in rows if r["nth"] == 1]
-    by_h, by_predictor = {}, {}
+    by_h, by_predictor, by_interval = {}, {}, {}
     for r in rows:
         h = r["horizon"]
         row = {"symbol": r["symbol"], "session": r["session"], "end_session": r["end_session"],
@@ -241,6 +249,9 @@ def reference(store, origin=None, include_sample=False, predictor=None):
                "strength": r["strength"] if r["strength"] is not None else r["confidence"]}
         by_h.setdefault(h, []).append(row)
         by_predictor.setdefault(r["predictor"], {}).setdefault(h, []).append(row)
+        part = by_interval.setdefault(r["interval"], ({}, {}))
+        part[0].setdefault(h, []).append(row)
+        part[1].setdefault(r["predictor"], {}).setdefault(h, []).append(row)
 
     def cards(groups):
         return {str(h): _card(groups[h], outcomes.HOLD_BAND[h]) for h in sorted(groups)}
@@ -252,13 +263,31 @@ def reference(store, origin=None, include_sample=False, predictor=None):
             "min_n": scorecard.MIN_N, "horizons": cards(by_h),
             "by_predictor": {name: cards(g) for name, g in sorted(by_predictor.items())},
             "headlines": scorecard.headlines(
-                {"by_predictor": {name: cards(g) for name, g in by_predictor.items()}})}
+                {"by_predictor": {name: cards(g) for name, g in by_predictor.items()}}),
+            "by_interval": {name: {
+                "predictions": {o: n for o, n in store.query(
+                    f"SELECT p.origin, count(*) FROM predictions p{clause}"
+                    f"{' AND' if clause else ' WHERE'} p.interval = ? GROUP BY p.origin",
+                    (*params, name))},
+                "horizons": cards(by_interval[name][0]),
+                "by_predictor": {k: cards(g) for k, g in sorted(by_interval[name][1].items())},
+                "headlines": scorecard.headlines({"by_predictor": {
+                    k: cards(g) for k, g in by_interval[name][1].items()}})}
+                for name in interval_names(store, clause, params)}}
+
+
+def interval_names(store, clause, params):
+    """The intervals stored under the filter, in the configured order."""
+    have = {r[0] for r in store.query(f"SELECT DISTINCT p.interval FROM predictions p{clause}",
+                                      tuple(params))}
+    return [i for i in config.PREDICTOR_INTERVALS if i in have]
 
 
 # -- the tests ----------------------------------------------------------------------------------
 KWARGS = [{}, {"origin": "replay"}, {"origin": "live"}, {"include_sample": True},
           {"predictor": OTHER}, {"predictor": "trading.signals.rules:predict", "origin": "replay"},
-          {"predictor": "no.such:Predictor"}]
+          {"predictor": "no.such:Predictor"}, {"interval": "1h"},
+          {"interval": "1d", "origin": "live"}]
 
 
 def test_the_scorecard_is_the_one_every_row_gave(replay_of, cfg):
@@ -271,6 +300,7 @@ def test_the_scorecard_is_the_one_every_row_gave(replay_of, cfg):
     assert rep["repeats_folded"]["1"] > 0 and rep["repeats_folded"]["5"] > 0
     assert rep["sample_left_out"] > 0
     assert set(rep["by_predictor"]) == {"trading.signals.rules:predict", OTHER}
+    assert set(rep["by_interval"]) == {"1d", "1h"}
     assert rep["horizons"]["5"]["probability"]["uncalibrated"] > 0
     for kwargs in KWARGS:
         got, want = outcomes.accuracy(store, **kwargs), reference(store, **kwargs)

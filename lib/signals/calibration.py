@@ -432,12 +432,22 @@ def latest(store) -> RulesCalibration | None:
         return None
 
 
+def _session_before(session: str) -> str:
+    import datetime as dt
+
+    from trading.market import asx
+
+    return asx.previous_session(dt.date.fromisoformat(session)).isoformat()
+
+
 # -- the walk-forward over a replay --------------------------------------------------------------
-def walk_forward(store, run_id: str) -> JSON:
+def walk_forward(store, run_id: str, *, during: bool = False) -> JSON:
     """Calibrate the stored predictions of one replay run out of sample, session by session.
 
     The predictions of session ``d`` get the fit made at the latest refit session ``r <= d``
-    from the run's outcomes with ``end_session <= r``. Rewrites their ``prediction`` JSON
+    from the run's outcomes with ``end_session <= r``. ``during``: the run's predictions were
+    made during their session (an intraday replay, issue 29), when that session's close was not
+    known yet, so ``r`` is the session before ``d``. Rewrites their ``prediction`` JSON
     (confidence, probability, calibration, reasons) and ``probability_1``/``_5``. Returns
     ``{sessions, refits, calibrated: {h: n}, uncalibrated: {h: n}}``."""
     outs = store.conn.execute(  # streamed into compact arrays, never a list of rows
@@ -456,6 +466,7 @@ def walk_forward(store, run_id: str) -> JSON:
     since = 0
     refits = 0
     for d in sessions:
+        upto = _session_before(d) if during else d
         since += 1
         if current is None or not all(current.horizons.get(str(h)) for h in HORIZONS) \
                 or since >= REFIT_SESSIONS:
@@ -464,10 +475,10 @@ def walk_forward(store, run_id: str) -> JSON:
             # unfitted, else REFIT_GROWTH more. Refitting a long replay's millions of
             # outcomes every 20 sessions cost the square of its length for fits that moved
             # by less than their own noise.
-            grown = prepared.count(d)
+            grown = prepared.count(upto)
             if grown > have and (current is None or grown >= have * (1 + REFIT_GROWTH)
                                  or not all(current.horizons.get(str(h)) for h in HORIZONS)):
-                current = prepared.fit(d)
+                current = prepared.fit(upto)
                 refits += 1
                 since = 0
         fits[d] = current

@@ -149,7 +149,7 @@ def evaluate(store: Store, get_bars: GetBars, *, index: str,
         settled = last_settled_session(at or asx.now())
     cutoff = settled.isoformat()
     rows = store.query(
-        "SELECT p.id, p.symbol, p.session, p.action, p.origin, p.source, "
+        "SELECT p.id, p.symbol, p.session, p.action, p.origin, p.source, p.interval, p.price, "
         "  (SELECT group_concat(horizon) FROM outcomes o WHERE o.prediction_id = p.id) AS done "
         "FROM predictions p WHERE p.session <= ? AND "
         f"  (SELECT count(*) FROM outcomes o WHERE o.prediction_id = p.id) < {len(HORIZONS)}"
@@ -231,11 +231,12 @@ def score(symbol: str, preds, dates: list[str], close: Mapping[str, float],
                                                         "series); its outcomes wait")
                 waiting = True
                 continue
-            ret = close[e] / close[b] - 1.0
+            base = _made_at(r) or close[b]
+            ret = close[e] / base - 1.0
             idx = (index_close[e] / index_close[b] - 1.0
                    if b in index_close and e in index_close else None)
             ok = is_right(r["action"], ret, h)
-            new_rows.append((r["id"], h, b, e, close[b], close[e], ret, idx, int(ok), now))
+            new_rows.append((r["id"], h, b, e, base, close[e], ret, idx, int(ok), now))
             if r["origin"] == "live":
                 new_events.append({"prediction_id": r["id"], "symbol": symbol,
                                    "action": r["action"], "horizon": h, "base_session": b,
@@ -244,6 +245,17 @@ def score(symbol: str, preds, dates: list[str], close: Mapping[str, float],
                                    "correct": ok})
         pending += waiting
     return pending
+
+
+def _made_at(r) -> float | None:
+    """The price an intraday call (issue 29: made from a completed 1h/30m/15m bar during the
+    session) was made at, which its outcomes are counted from; None for a daily call, whose
+    base is its session's close (or a row that does not say: a caller's own rows)."""
+    try:
+        interval, price = r["interval"], r["price"]
+    except (KeyError, IndexError):
+        return None
+    return float(price) if interval not in (None, "1d") and price else None
 
 
 OUTCOMES_INSERT = ("INSERT OR IGNORE INTO outcomes (prediction_id, horizon, base_session,"
@@ -258,17 +270,18 @@ PREDICTOR_SQL = ("coalesce(json_extract(p.prediction, '$.predictor.name'), "
 
 def latest_per_session(where: str = "") -> str:
     """A CTE ``p``: the predictions matching ``where`` (SQL over ``p``, may be empty), each
-    with ``nth``, 1 for the latest of its symbol's session (per origin, predictor and data
-    source). The timer predicts every 30 minutes and the 13 runs of one session share one
-    outcome, so whatever counts outcomes (the scorecard, the calibration's minimum) keeps
-    ``nth = 1``: the run that saw the most of the session it is scored from."""
+    with ``nth``, 1 for the latest of its symbol's session (per origin, predictor, data
+    source and interval). The timer predicts every 30 minutes and the 13 runs of one session
+    share one outcome, so whatever counts outcomes (the scorecard, the calibration's minimum)
+    keeps ``nth = 1``: the run that saw the most of the session it is scored from."""
     return ("WITH p AS (SELECT p.*, row_number() OVER (PARTITION BY p.symbol, p.session,"
-            f" p.origin, {PREDICTOR_SQL}, coalesce(p.data_source, '') ORDER BY p.created_at"
+            f" p.origin, {PREDICTOR_SQL}, coalesce(p.data_source, ''), p.interval"
+            " ORDER BY p.created_at"
             f" DESC, p.id DESC) AS nth FROM predictions p{' WHERE ' + where if where else ''})")
 
 
 def accuracy(store: Store, origin: str | None = None, include_sample: bool = False,
-             predictor: str | None = None) -> JSON:
+             predictor: str | None = None, interval: str | None = None) -> JSON:
     """The scorecard of every scored prediction, per horizon
     (:func:`trading.signals.scorecard.horizon_card`): BUY/SELL and HOLD apart, each with its
     Wilson interval, beside the baselines over the same sessions, and the calibrated
@@ -277,7 +290,10 @@ def accuracy(store: Store, origin: str | None = None, include_sample: bool = Fal
 
     ``origin`` ('live' or 'replay') restricts to one kind of prediction, ``predictor``
     (``module:Name``) to one predictor's; predictions made from synthetic ``sample`` data are
-    left out unless ``include_sample``.
+    left out unless ``include_sample``; ``interval`` (1d, 1h, 30m, 15m) restricts to the
+    calls made at one bar interval. The calls of each interval fold and count apart (issue 29:
+    a 1h call and a daily call of one session are two streams), and ``by_interval`` has each
+    interval's ``{predictions, horizons, by_predictor, headlines}`` on its own.
 
     A store can hold a million replayed predictions (issue 26), so the rows are read once,
     from the ``predictions_scored`` and ``outcomes_scored`` indexes (migration 0012), one
@@ -290,6 +306,10 @@ def accuracy(store: Store, origin: str | None = None, include_sample: bool = Fal
         raise InvalidParams("include_sample must be true or false")
     if predictor is not None and not isinstance(predictor, str):
         raise InvalidParams("predictor must be a module:Name string or null")
+    from trading.config import PREDICTOR_INTERVALS
+
+    if interval is not None and interval not in PREDICTOR_INTERVALS:
+        raise InvalidParams(f"interval must be one of {', '.join(PREDICTOR_INTERVALS)} or null")
     import numpy as np  # after the checks: a bad call costs no import
 
     from trading.signals import scorecard
@@ -300,16 +320,20 @@ def accuracy(store: Store, origin: str | None = None, include_sample: bool = Fal
     if predictor:
         where.append("p.predictor = ?")
         params.append(predictor)
-    # One range a symbol's calls from one origin and predictor, read in the index's order.
+    if interval:
+        where.append("p.interval = ?")
+        params.append(interval)
+    # One range a symbol's calls from one origin, predictor and interval, read in the index's
+    # order.
     # The runs of a session that fold into one (latest_per_session) share its data source
     # too; a symbol's calls nearly always have one, and one with more is read a source at a
     # time, so the runs of a session are always next to each other.
     sample = "coalesce(p.data_source, '') = 'sample'"
     ranges = store.query(
-        f"SELECT p.origin, p.predictor, p.symbol, count(*) AS n, sum({sample}) AS sample,"
-        " count(DISTINCT coalesce(p.data_source, '')) AS sources"
+        f"SELECT p.origin, p.predictor, p.symbol, p.interval, count(*) AS n,"
+        f" sum({sample}) AS sample, count(DISTINCT coalesce(p.data_source, '')) AS sources"
         f" FROM predictions p{' WHERE ' + ' AND '.join(where) if where else ''}"
-        " GROUP BY p.origin, p.predictor, p.symbol", tuple(params))
+        " GROUP BY p.origin, p.predictor, p.symbol, p.interval", tuple(params))
     left_out = 0 if include_sample else sum(r["sample"] for r in ranges)
     ranges = [r for r in ranges if include_sample or r["n"] > r["sample"]]
     counts: dict[str, int] = {}
@@ -336,7 +360,7 @@ def accuracy(store: Store, origin: str | None = None, include_sample: bool = Fal
     sql = ("SELECT CAST(p.session AS BLOB), CAST(p.action AS BLOB), p.probability_1,"
            f" p.probability_5, coalesce(p.strength, p.confidence){outcome}"
            f" FROM predictions p INDEXED BY predictions_scored{joins}"
-           " WHERE p.origin = ? AND p.predictor = ? AND p.symbol = ?{}"
+           " WHERE p.origin = ? AND p.predictor = ? AND p.symbol = ? AND p.interval = ?{}"
            f"{'' if include_sample else ' AND NOT ' + sample}"
            " ORDER BY p.session, coalesce(p.data_source, ''), p.created_at DESC, p.id DESC")
     one_source = " AND coalesce(p.data_source, '') = ?"
@@ -348,22 +372,24 @@ def accuracy(store: Store, origin: str | None = None, include_sample: bool = Fal
     symbols = sorted({r["symbol"] for r in ranges})
     code = {s: i for i, s in enumerate(symbols)}
     predictors = sorted({r["predictor"] for r in ranges})
+    intervals = [i for i in PREDICTOR_INTERVALS if any(r["interval"] == i for r in ranges)]
     # Filled in place, a range at a time: no second copy of a million rows to join them.
     total = sum(counts.values())
     rows = np.empty(total, dtype=dtype)
     symbol_of = np.empty(total, dtype=np.int32)
     predictor_of = np.empty(total, dtype=np.int32)
+    interval_of = np.empty(total, dtype=np.int32)
     latest = np.ones(total, dtype=bool)
     at = 0
     reads = []
     for r in ranges:
-        key = (r["origin"], r["predictor"], r["symbol"])
+        key = (r["origin"], r["predictor"], r["symbol"], r["interval"])
         if r["sources"] == 1:
             reads.append((r["symbol"], r["predictor"], sql.format(""), key))
             continue
         for (source,) in store.tuples(
                 "SELECT DISTINCT coalesce(data_source, '') FROM predictions"
-                " WHERE origin = ? AND predictor = ? AND symbol = ?", key):
+                " WHERE origin = ? AND predictor = ? AND symbol = ? AND interval = ?", key):
             if include_sample or source != "sample":
                 reads.append((r["symbol"], r["predictor"], sql.format(one_source),
                               (*key, source)))
@@ -373,17 +399,19 @@ def accuracy(store: Store, origin: str | None = None, include_sample: bool = Fal
         if end > len(rows):  # written since they were counted
             grow = end - len(rows)
             rows = np.concatenate([rows, np.empty(grow, dtype=dtype)])
-            symbol_of, predictor_of = (np.concatenate([a, np.empty(grow, dtype=np.int32)])
-                                       for a in (symbol_of, predictor_of))
+            symbol_of, predictor_of, interval_of = (
+                np.concatenate([a, np.empty(grow, dtype=np.int32)])
+                for a in (symbol_of, predictor_of, interval_of))
             latest = np.concatenate([latest, np.ones(grow, dtype=bool)])
         rows[at:end] = block
         symbol_of[at:end] = code[symbol]
         predictor_of[at:end] = predictors.index(predictor)
+        interval_of[at:end] = intervals.index(key[3])
         # The latest run of a session is the first of it in its range.
         latest[at + 1:end] = block["session"][1:] != block["session"][:-1]
         at = end
-    rows, symbol_of, predictor_of, latest = (a[:at] for a in
-                                             (rows, symbol_of, predictor_of, latest))
+    rows, symbol_of, predictor_of, interval_of, latest = (
+        a[:at] for a in (rows, symbol_of, predictor_of, interval_of, latest))
     session = _day_numbers(rows["session"])
     correct = {h: rows[f"correct_{h}"] for h in horizons}
 
@@ -406,12 +434,29 @@ def accuracy(store: Store, origin: str | None = None, include_sample: bool = Fal
                     min_outcomes=MIN_OUTCOMES, symbols=symbols)
         return out
 
-    horizons_card = cards(np.ones(len(rows), dtype=bool))
-    made_by = np.unique(predictor_of)
-    if len(made_by) == 1:  # one predictor's scorecard is the whole one: not twice the work
-        by_predictor = {predictors[made_by[0]]: horizons_card} if horizons_card else {}
-    else:
-        by_predictor = {predictors[i]: c for i in made_by if (c := cards(predictor_of == i))}
+    def per_predictor(mask, whole: JSON) -> JSON:
+        made_by = np.unique(predictor_of[mask])
+        if len(made_by) == 1:  # one predictor's scorecard is the whole one: not twice the work
+            return {predictors[made_by[0]]: whole} if whole else {}
+        return {predictors[i]: c for i in made_by if (c := cards(mask & (predictor_of == i)))}
+
+    everything = np.ones(len(rows), dtype=bool)
+    horizons_card = cards(everything)
+    by_predictor = per_predictor(everything, horizons_card)
+    by_interval: JSON = {}
+    for k, name in enumerate(intervals):
+        mask = interval_of == k
+        if len(intervals) == 1:
+            card, makers = horizons_card, by_predictor
+        else:
+            card = cards(mask)
+            makers = per_predictor(mask, card)
+        made = {o: sum(r["n"] - (0 if include_sample else r["sample"]) for r in ranges
+                       if r["interval"] == name and r["origin"] == o) for o in counts}
+        by_interval[name] = {
+            "predictions": {o: n for o, n in made.items() if n},
+            "horizons": card, "by_predictor": makers,
+            "headlines": scorecard.headlines({"by_predictor": makers})}
     return {
         "predictions": counts,
         "outcomes": int(sum((latest & (correct[h] >= 0)).sum() for h in horizons)),
@@ -425,6 +470,8 @@ def accuracy(store: Store, origin: str | None = None, include_sample: bool = Fal
         "by_predictor": by_predictor,
         # in words, one per predictor: has acting on its calls shown an edge after costs?
         "headlines": scorecard.headlines({"by_predictor": by_predictor}),
+        # each interval's calls apart (a 1h stream beside the daily one: issue 29)
+        "by_interval": by_interval,
     }
 
 

@@ -11,6 +11,18 @@ headlines), stores the predictions in the ledger as made at that session's close
 (``origin = 'replay'``) and scores their outcomes from the same bars, in one transaction per
 symbol. Replayed predictions emit no events: they are history, not news.
 
+**Intraday** (issue 29: ``interval`` ``1h``, ``30m`` or ``15m``, from ``SYMBOL.1h.csv``
+files): each completed bar is predicted from the bars up to it and no later one
+(:func:`trading.market.intraday_summary.window_summaries`: the old service's window of the
+last five sessions of bars, the index's bars of the same interval up to that bar), stored as
+made when the delayed feed had the bar (:func:`made_at`), with its interval (the stream's
+fourth part: a 1h replay never replaces a daily one) and scored like a daily call, at 1 and 5
+sessions, from the bar's close to the session closes the same file gives (each session's last
+bar: the closing auction; intraday files are as traded, so a daily file's adjusted closes would
+not compare). A bar is not predicted until its window holds five sessions after the series'
+start or a gap. The walk-forward calibration of an intraday run fits on the outcomes settled
+by the session before each call's (it was made before its own session's close).
+
 Sessions are not predicted during the indicators' warm-up, which restarts after every gap in
 a series (:func:`trading.market.gaps.gaps`); the result says how many sessions were left
 out and why (``coverage``), and passes on what the reader of a local file decided
@@ -51,6 +63,23 @@ logger = logging.getLogger(__name__)
 JSON = dict[str, Any]
 REPLAY_CACHE_KIB = 16384  # SQLite's page cache while a replay writes (the default is 2 MiB)
 PROGRESS_STEPS = 100_000  # SQLite steps between chances for Ctrl-C (a few ms; no cost seen)
+DAILY = "1d"  # the interval of a daily replay; 1h, 30m and 15m replay intraday files
+
+
+def made_at(bar: str, interval: str) -> str:
+    """When a live run could first have made a call from the intraday bar stamped ``bar``:
+    when the delayed feed has all of it, as an ISO UTC timestamp."""
+    from trading.market import intraday
+
+    t = intraday.final_at(bar, interval)
+    return t.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _fetch(get_bars: Any, symbol: str, source: str, interval: str) -> Any:
+    """``get_bars`` for the whole series of ``interval`` (a daily call keeps the old form)."""
+    if interval == DAILY:
+        return get_bars(symbol, WHOLE, source)
+    return get_bars(symbol, WHOLE, source, interval)
 
 
 def close_time(session: str) -> str:
@@ -61,7 +90,8 @@ def close_time(session: str) -> str:
 
 def replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterable[str], *,
            source: str, start: str | None = None, end: str | None = None, every: int = 1,
-           today: date | None = None, predictors: Sequence[Any] | None = None) -> JSON:
+           today: date | None = None, predictors: Sequence[Any] | None = None,
+           interval: str = DAILY) -> JSON:
     """Predict each ``every``-th session of each symbol's history as if at its close, store the
     predictions (origin 'replay', replacing the earlier replay of the same source, symbols and
     sessions, and nothing else), and score their outcomes. Returns ``{run_id, predictions,
@@ -74,25 +104,33 @@ def replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterable
     one's ``{run_id, predictor, predictions, by_action, errors}``.
 
     Each symbol is replaced and stored in one transaction: an interrupted replay leaves
-    every symbol either as the earlier replay had it or as this one has it."""
-    from trading.market import asx
+    every symbol either as the earlier replay had it or as this one has it.
+
+    ``interval``: ``1d``, or an intraday one (``1h``, ``30m``, ``15m``): then each ``every``-th
+    completed bar is predicted (see the module docstring), ``get_bars`` being called with the
+    interval as a fourth argument."""
+    from trading.market import asx, intraday, intraday_summary
     from trading.market.series import IndexContext
     from trading.market.summary import as_bars
     from trading.signals import predictors as _predictors
 
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise InvalidParams("every must be a positive integer")
+    if interval != DAILY and not intraday.is_intraday(interval):
+        raise InvalidParams(f"interval {str(interval)[:20]!r}: use 1d, "
+                            f"{', '.join(intraday.INTERVALS)}")
     runs = list(predictors) if predictors else [
         _predictors.load(_predictors.DEFAULT, None, 60.0)]
     index = cfg["context.index"]
     try:
-        index_bars = as_bars(get_bars(index, WHOLE, source).get("bars"))
+        index_bars = _bars(_fetch(get_bars, index, source, interval).get("bars"), interval)
     except NotFound as exc:
         # No index file in the folder: the context is the flagged NEUTRAL fallback, as
         # backtest and train have it, rather than no replay at all.
         logger.warning("replay without %s (%s): market context NEUTRAL (fallback)", index, exc)
         index_bars = as_bars(None)
-    context_at = IndexContext(index_bars, cfg, LOOKBACK_SESSIONS)
+    context_at = IndexContext(index_bars, cfg, LOOKBACK_SESSIONS) if interval == DAILY \
+        else intraday_summary.IndexWindows(index_bars, interval, cfg)
     settled = asx.previous_session(today) if today is not None \
         else outcomes.last_settled_session(asx.now())
     cutoff = settled.isoformat()
@@ -108,7 +146,7 @@ def replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterable
     try:
         return _replay(store, cfg, get_bars, symbols, runs, source=source, start=start,
                        end=end, every=every, settled=settled, context_at=context_at,
-                       index_close=index_close)
+                       index_close=index_close, interval=interval)
     except sqlite3.OperationalError as exc:
         if str(exc) == "interrupted":  # only the progress handler interrupts this connection
             raise KeyboardInterrupt from None
@@ -127,16 +165,18 @@ def _interruptible() -> bool:
 
 def _replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterable[str],
             runs: list, *, source: str, start: str | None, end: str | None, every: int,
-            settled: date, context_at: Any, index_close: dict[str, float]) -> JSON:
+            settled: date, context_at: Any, index_close: dict[str, float],
+            interval: str = DAILY) -> JSON:
     from trading.market.series import series_summaries
-    from trading.market.summary import as_bars
     from trading.signals import predictors as _predictors
 
     cutoff = settled.isoformat()
     budget = cfg.get("predictor_timeout") or 10.0
     now = clock.now(timezone.utc).isoformat(timespec="microseconds")
+    tail = "" if interval == DAILY else f"@{interval}"  # 1h runs beside the daily ones
+    rules_run = f"replay:{source}{tail}"
     results = [{"run_id": f"replay:{source}" + ("" if p.name == _predictors.DEFAULT
-                                                  else f":{p.name}"),
+                                                  else f":{p.name}") + tail,
                 "predictor": p.provenance, "predictions": 0, "by_action": {}, "failed": {}}
                for p in runs]
     scored: JSON = {"evaluated": 0, "pending": 0, "symbols": 0, "errors": {}}
@@ -145,20 +185,26 @@ def _replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterabl
     for symbol in symbols:
         logger.info("replaying %s", symbol)
         try:
-            answer = get_bars(symbol, WHOLE, source)
+            answer = _fetch(get_bars, symbol, source, interval)
         except TradingError as exc:
             coverage.missing(symbol, str(exc))
             continue
         if answer.get("reading"):
             reading[symbol] = answer["reading"]
-        bars = as_bars(answer.get("bars"))  # Bars, or get_bars' rows
+        bars = _bars(answer.get("bars"), interval)  # Bars, or get_bars' rows
         dates = [d[:10] for d in bars.dates]
         keep = coverage.window(symbol, dates, every)
+        if interval == DAILY:
+            summaries = series_summaries(symbol, bars, context_at, lookback=LOOKBACK_SESSIONS,
+                                         warmup=WARMUP_SESSIONS, keep=keep)
+            extra: JSON = {}
+        else:
+            summaries = _intraday_summaries(symbol, bars, interval, cfg, context_at, keep)
+            extra = {"interval": interval}
         jobs = [_predictors.Job(symbol, {**market, "source": source, "stale": False,
-                                         "age_s": 0}, key=f"{symbol}@{market['as_of']}")
-                for _, market in series_summaries(symbol, bars, context_at,
-                                                  lookback=LOOKBACK_SESSIONS,
-                                                  warmup=WARMUP_SESSIONS, keep=keep)]
+                                         "age_s": 0, **extra},
+                                key=f"{symbol}@{market['as_of']}")
+                for _, market in summaries]
         coverage.predicted(symbol, len(jobs))
         close_dates, close = _closes(bars, cutoff)
         del bars, answer
@@ -167,36 +213,75 @@ def _replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterabl
             made, failed = _predictors.run_many(predictor, jobs, cfg, budget)
             result["failed"].update(failed)
             _store_symbol(store, result, made, jobs, source, symbol, close_dates, close,
-                          index_close, now, scored)
+                          index_close, now, scored, interval)
     walk = {}
     for r in results:
         r["errors"] = _predictors.summarize_errors(r.pop("failed"))
-        if r["run_id"] == f"replay:{source}":
+        if r["run_id"] == rules_run:
             # The rules' runs are calibrated as they would have been live, walk-forward, and
             # the store's calibration for live predictions refitted (on the rules'
             # predictions only: calibration maps the rules' score; a plugged predictor's
-            # confidence is its own).
+            # confidence is its own). An intraday run refits nothing live: the stored fit
+            # is the daily calls' (their score on daily bars means something else).
             logger.info("calibrating %s, walk-forward", r["run_id"])
-            walk = {"walk_forward": calibration.walk_forward(store, r["run_id"])}
-            live = calibration.fit_store(store)
-            walk["stored"] = {"id": live.id, "fitted_on": live.fitted_on,
-                              "through": live.through}
+            walk = {"walk_forward": calibration.walk_forward(store, r["run_id"],
+                                                             during=interval != DAILY)}
+            if interval == DAILY:
+                live = calibration.fit_store(store)
+                walk["stored"] = {"id": live.id, "fitted_on": live.fitted_on,
+                                  "through": live.through}
             r["calibration"] = walk
     first = results[0]
-    return {**first, "outcomes": scored, "coverage": coverage.summary(),
-            "reading": reading, **({"runs": results} if len(results) > 1 else {})}
+    return {**first, "interval": interval, "outcomes": scored,
+            "coverage": coverage.summary(), "reading": reading,
+            **({"runs": results} if len(results) > 1 else {})}
+
+
+def _bars(rows: Any, interval: str):
+    from trading.market.intraday_summary import as_intraday_bars
+    from trading.market.summary import as_bars
+
+    return as_bars(rows) if interval == DAILY else as_intraday_bars(rows)
+
+
+def _intraday_summaries(symbol: str, bars: Any, interval: str, cfg: Any, context_at: Any,
+                        keep: Any):
+    """The summary at each completed bar ``keep`` picks whose window is whole: five sessions
+    (``WINDOW_SESSIONS``) since the series' start or its last gap. A bar before that is
+    warm-up (the coverage counts it so: it is neither kept nor skipped by ``keep``)."""
+    from trading.market.gaps import gaps
+    from trading.market.intraday_summary import WINDOW_SESSIONS, window_summaries
+
+    need = WINDOW_SESSIONS[interval]
+    starts = {i for i, _ in gaps(bars.dates)}
+    nth: list[int] = []  # bar i is in the nth session since the start or the last gap
+    count, day = 0, None
+    for i, d in enumerate(bars.dates):
+        if i in starts:
+            count, day = 0, None
+        if d[:10] != day:
+            count, day = count + 1, d[:10]
+        nth.append(count)
+
+    def whole(i: int, stamp: str) -> bool:
+        return nth[i] >= need and keep(i, stamp[:10])
+
+    return window_summaries(symbol, bars, None, interval, cfg, keep=whole,
+                            context_at=context_at)
 
 
 def _store_symbol(store: Store, result: JSON, made: JSON, jobs: list, source: str,
                   symbol: str, dates: list[str], close: dict[str, float],
-                  index_close: dict[str, float], now: str, scored: JSON) -> None:
+                  index_close: dict[str, float], now: str, scored: JSON,
+                  interval: str = DAILY) -> None:
     """One predictor's predictions of one symbol, with their outcomes: one transaction that
     replaces exactly what it recomputes (this run's predictions of this symbol on these
     sessions; every other symbol, session and predictor stays)."""
     kept = [(made[job.key], job) for job in jobs if job.key in made]
     run_id = result["run_id"]
     for p, job in kept:
-        p["created_at"] = close_time(job.market["as_of"])
+        p["created_at"] = close_time(job.market["as_of"]) if interval == DAILY \
+            else made_at(job.market["as_of"], interval)
     recomputed = [(run_id, symbol, ledger.base_session(job.market, p["created_at"]))
                   for p, job in kept]
     stored = []
@@ -207,9 +292,11 @@ def _store_symbol(store: Store, result: JSON, made: JSON, jobs: list, source: st
             # ledger.record() keys inputs by symbol and a replay has many predictions per
             # symbol, so each row is inserted with its own inputs.
             ledger.insert(db, p, {"market": job.market, "sentiment": None, "model": None},
-                          source=source, origin="replay", run_id=run_id)
+                          source=source, origin="replay", run_id=run_id, interval=interval)
+            # interval and price: an intraday call is scored from the price it was made at.
             stored.append({"id": p["id"], "session": p["session"], "action": p["action"],
-                           "origin": "replay", "done": None})
+                           "origin": "replay", "done": None, "interval": interval,
+                           "price": p.get("price")})
         if dates:
             new_rows: list = []
             scored["pending"] += outcomes.score(symbol, stored, dates, close, index_close,

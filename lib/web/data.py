@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
 CLOSE = time(16, 15)  # Sydney: a session's prices are final after the closing auction
+INTRADAY_PERIOD = "1mo"  # how much of an intraday series the symbol page draws
 
 
 def sydney_now() -> datetime:
@@ -223,18 +224,25 @@ class Dashboard:
                 history[0] = {**history[0], **{k: v for k, v in latest.items()
                                                if k != "inputs"}}
         source = spec or (stream.get("source") if stream.get("source") != "unknown" else None)
-        chart: JSON = {"bars": [], "indicators": {}, "error": None, "source": source}
+        # The configured predictor's interval (issue 29): an intraday one draws that series,
+        # a month of its bars (the bar in progress last, its indicators left out), and marks
+        # each call on the bar it was made from.
+        interval = self.cfg["predictor_interval"]
+        chart: JSON = {"bars": [], "indicators": {}, "error": None, "source": source,
+                       "interval": interval}
         try:
             answer = self.client.call("market-data", "get_bars", {
-                "symbol": symbol, "period": period, "indicators": True,
+                "symbol": symbol, "indicators": True,
+                **({"period": period} if interval == "1d" else
+                   {"interval": interval, "period": INTRADAY_PERIOD}),
                 **({"source": source} if source else {})})
             chart.update(bars=answer["bars"], indicators=answer.get("indicators") or {},
                          stale=answer.get("stale"), source=answer.get("source"))
         except TradingError as exc:
             chart["error"] = str(exc)
         first = chart["bars"][0]["date"] if chart["bars"] else None
-        chart["markers"] = self._read(streams.markers, symbol, sel, first, empty=[]) \
-            if latest is not None else []
+        chart["markers"] = self._read(streams.markers, symbol, sel, first, interval,
+                                      empty=[]) if latest is not None else []
         for s in others:
             s["shown"] = latest is not None and streams.same(stream, s)
         return {"symbol": symbol, "stream": {**stream, "source": sel["source"]},

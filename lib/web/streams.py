@@ -242,7 +242,8 @@ def overview(store: Store, stream: Mapping[str, Any]) -> JSON:
 def _call(store: Store, row, cond: str, params: list[Any]) -> JSON:
     p = json.loads(row["prediction"])
     p["id"] = row["id"]
-    p["stream"] = ledger.stream_of(row["origin"], row["data_source"], row["predictor"])
+    p["stream"] = ledger.stream_of(row["origin"], row["data_source"], row["predictor"],
+                                   p.get("interval"))  # in the JSON since migration 0017
     p["predictor_label"] = label(row["predictor"])
     inputs = json.loads(row["inputs"]) or {}
     market = inputs.get("market") if isinstance(inputs.get("market"), dict) else {}
@@ -302,7 +303,8 @@ def history(store: Store, stream: Mapping[str, Any], symbol: str | None = None,
     for r in rows:
         p = json.loads(r["prediction"])
         p["id"] = r["id"]
-        p["stream"] = ledger.stream_of(r["origin"], r["data_source"], r["predictor"])
+        p["stream"] = ledger.stream_of(r["origin"], r["data_source"], r["predictor"],
+                                       p.get("interval"))
         if inputs:
             p["inputs"] = json.loads(r["inputs"])
         out.append(p)
@@ -313,18 +315,22 @@ def history(store: Store, stream: Mapping[str, Any], symbol: str | None = None,
 
 
 def markers(store: Store, symbol: str, stream: Mapping[str, Any],
-            since: str | None = None) -> list[JSON]:
-    """One chart marker per session of ``symbol`` in ``stream`` (since ``since``): the last
-    call made on it (the timers call every 30 minutes), oldest first."""
+            since: str | None = None, interval: str = INTERVAL) -> list[JSON]:
+    """One chart marker per bar of ``symbol`` in ``stream`` (since ``since``) that its calls
+    at ``interval`` were made from, the last call made on it, oldest first: per session on
+    ``1d`` (the timers call every 30 minutes), per intraday bar (``time`` its stamp, the
+    market answer's ``as_of``) on ``1h``, ``30m`` and ``15m``."""
     cond, params = _where(stream)
+    bar = "session" if interval == INTERVAL else "json_extract(inputs, '$.market.as_of')"
     rows = store.query(
-        "SELECT id, session, action, confidence FROM predictions WHERE symbol = ?"
-        + (" AND session >= ?" if since else "") + cond
+        f"SELECT id, {bar} AS bar, action, confidence FROM predictions WHERE symbol = ?"
+        " AND interval = ?" + (" AND session >= ?" if since else "") + cond
         + " ORDER BY session, created_at, id",
-        (symbol, *([since] if since else []), *params))
+        (symbol, interval, *([since[:10]] if since else []), *params))
     marks: dict[str, JSON] = {}
     for r in rows:
-        marks[r["session"]] = {"time": r["session"], "action": r["action"],
+        if r["bar"]:
+            marks[r["bar"]] = {"time": r["bar"], "action": r["action"],
                                "confidence": r["confidence"], "id": r["id"]}
     return list(marks.values())
 

@@ -12,6 +12,14 @@
 
   function say(text) { if (status) { status.textContent = text; } }
 
+  // An intraday bar's stamp ("2024-04-05T10:00:00+11:00") as the chart's time: seconds at
+  // that Sydney wall-clock time read as UTC, since the chart shows its times in UTC.
+  function wall(stamp) {
+    var m = /([+-])(\d\d):(\d\d)$/.exec(stamp);
+    var shift = m ? (m[1] === "-" ? -1 : 1) * (Number(m[2]) * 3600 + Number(m[3]) * 60) : 0;
+    return Date.parse(stamp) / 1000 + shift;
+  }
+
   function line(times, values) {
     var out = [];
     for (var i = 0; i < times.length; i++) {
@@ -29,7 +37,9 @@
       say(chart.error ? "Chart data unavailable: " + chart.error : "No bars for this symbol.");
       return;
     }
-    var times = bars.map(function (b) { return b.date; });
+    var intraday = chart.interval && chart.interval !== "1d";
+    var at = intraday ? wall : function (t) { return t; };
+    var times = bars.map(function (b) { return at(intraday ? b.time : b.date); });
     var known = new Set(times);
     var ind = chart.indicators || {};
     var c = LC.createChart(box, {
@@ -39,7 +49,7 @@
       layout: { background: { color: "#ffffff" }, textColor: "#1d2430", fontSize: 12,
                 attributionLogo: false },
       grid: { vertLines: { color: "#f0f2f5" }, horzLines: { color: "#f0f2f5" } },
-      timeScale: { borderColor: "#dde2e8" },
+      timeScale: { borderColor: "#dde2e8", timeVisible: Boolean(intraday) },
       rightPriceScale: { borderColor: "#dde2e8" },
       crosshair: { mode: LC.CrosshairMode.Normal }
     });
@@ -47,15 +57,15 @@
       upColor: "#1a7f37", downColor: "#c2410c", borderVisible: false,
       wickUpColor: "#1a7f37", wickDownColor: "#c2410c"
     }, 0);
-    price.setData(bars.map(function (b) {
-      return { time: b.date, open: b.open, high: b.high, low: b.low, close: b.close };
+    price.setData(bars.map(function (b, i) {
+      return { time: times[i], open: b.open, high: b.high, low: b.low, close: b.close };
     }));
     c.addSeries(LC.LineSeries, { color: "#2563eb", lineWidth: 1, title: "SMA20",
       priceLineVisible: false, lastValueVisible: false }, 0).setData(line(times, ind.sma20));
-    var marks = (chart.markers || []).filter(function (m) { return known.has(m.time); })
+    var marks = (chart.markers || []).filter(function (m) { return known.has(at(m.time)); })
       .map(function (m) {
         return {
-          time: m.time, color: COLORS[m.action] || COLORS.HOLD,
+          time: at(m.time), color: COLORS[m.action] || COLORS.HOLD,
           position: m.action === "SELL" ? "aboveBar" : (m.action === "BUY" ? "belowBar" : "inBar"),
           shape: m.action === "SELL" ? "arrowDown" : (m.action === "BUY" ? "arrowUp" : "circle"),
           text: m.action === "HOLD" ? "" : m.action

@@ -215,6 +215,10 @@ def backtest(
     compare: bool = typer.Option(False, "--compare", help="Also the built-in rules, side by "
                                  "side with the predictor and the baselines."),
     chart: Optional[Path] = typer.Option(None, "--chart", help="Write the equity curves (PNG)."),
+    interval: Optional[str] = typer.Option(
+        None, "--interval", help="The bars the predictor's inputs are computed over: 1d, or "
+        "1h, 30m or 15m bar by bar, acting on the call each session ends with (default: the "
+        "configured predictor_interval)."),
     timeout: float = TimeoutOption,
     as_json: bool = common.JsonOption,
 ) -> None:
@@ -230,8 +234,11 @@ def backtest(
     params: dict[str, Any] = {"cost_bps": cost_bps, "use_model": not no_model}
     if compare:
         params["compare"] = True
+    from trading.cli.predict import _interval_override
+
     for key, value in (("symbols", symbols or None), ("source", source),
-                       ("start", start), ("end", end), ("predictor", predictor)):
+                       ("start", start), ("end", end), ("predictor", predictor),
+                       ("interval", _interval_override(interval))):
         if value is not None:
             params[key] = value
     result = run_with_progress("backtest", params, timeout, "backtest")
@@ -249,7 +256,9 @@ def print_backtest(r: dict[str, Any]) -> None:
     pa = r["per_action"]
     common.table(
         f"backtest {r['start']}..{r['end']}: {r['sessions']} sessions, "
-        f"{len(r['symbols'])} symbols, {r['signals']} signals",
+        f"{len(r['symbols'])} symbols, {r['signals']} signals"
+        + (f" (inputs from {r['interval']} bars; each session's last call acted on)"
+           if r.get("interval", "1d") != "1d" else ""),
         ["action", "count", "mean next-day return %", "up share"],
         [[a, pa[a]["count"], _fmt(pa[a]["mean_forward_pct"]), _fmt(pa[a]["up_share"])]
          for a in ("BUY", "HOLD", "SELL")])

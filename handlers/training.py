@@ -229,16 +229,24 @@ class Training(Service):
     def backtest(self, symbols: list[str] | None = None, start: str | None = None,
                  end: str | None = None, source: str | None = None,
                  cost_bps: float = 10.0, use_model: bool = True,
-                 predictor: str | None = None, compare: bool = False) -> dict[str, Any]:
+                 predictor: str | None = None, compare: bool = False,
+                 interval: str | None = None) -> dict[str, Any]:
         """Replay history day by day through the predictor (default: the configured one);
         equity against buy-and-hold. ``compare``: the built-in rules too, side by side with
-        it and the baselines (always BUY, always HOLD) in ``comparison``."""
+        it and the baselines (always BUY, always HOLD) in ``comparison``. ``interval``
+        (default: ``predictor_interval``): 1h, 30m or 15m computes the predictor's inputs
+        from those bars, bar by bar, and acts on the call each session ends with
+        (:func:`trading.learning.features.intraday_history`)."""
+        from trading.config import PREDICTOR_INTERVALS
         from trading.learning import backtest, features, models
         from trading.signals import predictors
 
         symbols = self._symbols(symbols)
         start_d, end_d = self._dates(start, end)
         cost_bps = params.number("cost_bps (basis points per trade)", cost_bps, 0, 1000)
+        interval = params.choice("interval", self.config["predictor_interval"]
+                                 if interval is None else interval, PREDICTOR_INTERVALS)
+        intraday = interval != "1d"
         spec = self._source(source)
         chosen = predictors.from_config(self.config, params.predictor(predictor))  # PredictorUnavailable: the call
         runs = [chosen]
@@ -246,7 +254,7 @@ class Training(Service):
             runs.append(predictors.from_config(self.config, predictors.DEFAULT))
         # Without --start the window starts where the first symbol's indicators are warm,
         # which a first pass over the bars finds (keeping only that date of each).
-        passes = len(runs) + 1 + (start_d is None)
+        passes = len(runs) + 1 + (start_d is None and not intraday)
         with self._running("backtest", 1 + passes * len(symbols) + 1) as job:
             last = end_d or clock.today()
             # a year of bars before the window, so the first day's indicators are warm; a
@@ -254,10 +262,15 @@ class Training(Service):
             first = (start_d - dt.timedelta(days=SUMMARY_DAYS) if start_d
                      else None if _local(spec) else
                      _years_before(last, HISTORY_YEARS) - dt.timedelta(days=SUMMARY_DAYS))
-            loading = _Loading(spec, symbols, first, last, start_d, end_d)
+            loading = _Loading(spec, symbols, first, last, start_d, end_d, interval)
             index = self._index_bars(loading, job)
             window_start = start_d.isoformat() if start_d else None
-            if window_start is None:
+            if intraday:
+                from trading.market.intraday_summary import IndexWindows
+
+                windows = IndexWindows(index, interval, self.config)
+                index = _sessions_of(index)  # the daily closes and opens the equity needs
+            elif window_start is None:
                 warm = [b.dates[min(WARMUP_SESSIONS, len(b) - 1)]
                         for _, b in self._each(_Loading(spec, symbols, first, last), job,
                                                "finding the first warm session of")]
@@ -266,6 +279,10 @@ class Training(Service):
             active = models.load_active(self.config, self.store) if use_model else None
             if not use_model:
                 model_note["reason"] = "use_model is false"
+            elif intraday and active is not None:
+                model_note = {"used": False, "version": active.version,
+                              "reason": f"the model learned from daily bars; a {interval} "
+                                        "backtest does not use it"}
             elif active is not None:
                 seen = active.meta.get("train_end", "")
                 if seen and seen < window_start:
@@ -279,7 +296,10 @@ class Training(Service):
             signals = {run.name: backtest.Signals() for run in runs}
             dates: set[str] = set()
             for s, b in self._each(loading, job, "replaying"):
-                h = features.history(s, b, index, self.config, start=window_start)
+                h = features.intraday_history(
+                    s, b, windows, interval, self.config, start=window_start,
+                    end=end_d.isoformat() if end_d else None) if intraday else \
+                    features.history(s, b, index, self.config, start=window_start)
                 dates.update(h.dates)
                 for run in runs:
                     signals[run.name].extend(backtest.replay(
@@ -315,7 +335,7 @@ class Training(Service):
                 report["comparison"] = backtest.compare(reports)
                 report["comparison_dropped"] = dropped
             report.update(source=spec, skipped=loading.skipped, left_out=loading.left_out,
-                          model=model_note,
+                          model=model_note, interval=interval,
                           index_symbol=self.config["context.index"],
                           index_note=_index_note(index, self.config))
             return report
@@ -355,12 +375,17 @@ class Training(Service):
         from trading.market.summary import Bars
 
         try:
-            got = self.peers.call("market-data", "get_bars",
-                                  {"symbol": symbol, "period": loading.period,
-                                   "source": loading.spec},
+            asked = {"symbol": symbol, "period": loading.period, "source": loading.spec}
+            if loading.interval != "1d":
+                asked["interval"] = loading.interval
+            got = self.peers.call("market-data", "get_bars", asked,
                                   timeout=max(self.config["timeout"], 120.0))
         except ClientError as exc:
             raise Unavailable(f"market-data is not reachable: {exc}") from exc
+        if loading.interval != "1d":  # keyed by bar stamp, the bar in progress left out
+            from trading.market.intraday_summary import as_intraday_bars
+
+            return as_intraday_bars(got["bars"]), bool(got.get("stale"))
         return Bars.from_rows(got["bars"]), bool(got.get("stale"))
 
     def _index_bars(self, loading: _Loading, job: Job):
@@ -416,8 +441,10 @@ class _Loading:
     the bars outside the dates that were not used, with why (``left_out``)."""
 
     def __init__(self, spec: str, symbols: list[str], first: dt.date | None, last: dt.date,
-                 start: dt.date | None = None, end: dt.date | None = None) -> None:
+                 start: dt.date | None = None, end: dt.date | None = None,
+                 interval: str = "1d") -> None:
         self.spec, self.symbols, self.first, self.last = spec, symbols, first, last
+        self.interval = interval
         # A csv:DIR folder is asked for all of it ("max"; the fixed periods stop at ten
         # years): it is local, and what the dates leave out can then be said. Others are
         # asked for the period covering the dates.
@@ -433,8 +460,9 @@ class _Loading:
         self.left_out: dict[str, str] = {}
 
     def cut(self, b, symbol: str | None = None):
-        """``b`` in ``[first, last]``; what fell outside is noted for ``symbol``."""
-        kept = _until(b, self.last.isoformat())
+        """``b`` in ``[first, last]``; what fell outside is noted for ``symbol``. (An intraday
+        bar's key is its stamp, which sorts after its date: "~" sorts after every stamp.)"""
+        kept = _until(b, self.last.isoformat() + ("~" if self.interval != "1d" else ""))
         after = len(b) - len(kept)
         if self.first is not None:
             kept = kept[bisect.bisect_left(kept.dates, self.first.isoformat()):]
@@ -473,6 +501,24 @@ def _row_budget(per_session: Mapping[str, int], budget: int) -> dict[str, Any] |
             "why": f"{total:,} symbol-sessions are more than one train job holds "
                    f"(training.max_rows, {budget:,}): the newest {kept:,} are used, from "
                    f"{start}; --start chooses another window"}
+
+
+def _sessions_of(bars):
+    """Intraday bars as one bar a session (its first bar's open, its last complete bar's
+    close): what the equity curve and the index's returns are computed from."""
+    from trading.market.summary import Bars
+
+    if bars is None or not len(bars):
+        return None
+    rows: dict[str, dict[str, Any]] = {}
+    for stamp, o, c in zip(bars.dates, bars.open.tolist(), bars.close.tolist()):
+        day = rows.get(stamp[:10])
+        if day is None:
+            rows[stamp[:10]] = {"date": stamp[:10], "open": o, "high": c, "low": c, "close": c,
+                                "volume": 0}
+        else:
+            day["close"] = c
+    return Bars.from_rows(list(rows.values()))
 
 
 def _local(spec: str) -> bool:

@@ -267,3 +267,55 @@ def test_trading_report_prints_each_interval_apart_and_keeps_one_with_interval(
     assert json.loads(r.stdout)["predictions"] == {"replay": daily["predictions"]}
     r = runner.invoke(app, ["report", "--interval", "2h"])
     assert r.exit_code == 2 and r.stderr.strip().count("\n") == 0
+
+
+# -- backtest --interval 1h -------------------------------------------------------------------
+
+def test_an_hourly_backtest_acts_on_each_sessions_last_call_from_the_bars_up_to_it(tmp_path):
+    """Issue 29: `trading backtest --interval 1h` computes the predictor's inputs from the
+    hourly bars, bar by bar, and acts on the call each session ends with (its closing
+    auction bar), as it acts on a daily call; cutting the file after a session changes no
+    entry up to that session."""
+    import json
+
+    from trading.cli.main import app
+    from trading.learning import features
+
+    d = tmp_path / "bars"
+    d.mkdir()
+    shutil.copy(INTRADAY / "CBA.AX.1h.csv", d)
+    cfg = config.get()
+    bars = hourly_bars()
+    windows = intraday_summary.IndexWindows(None, "1h", cfg)
+    h = features.intraday_history("CBA.AX", bars, windows, "1h", cfg)
+    days = sorted({s[:10] for s in bars.dates})
+    ready = {bars.dates[i][:10] for i in whole_windows(bars.dates, 5)}
+    assert h.dates == [day for day in days if day in ready] and len(h.dates) > 10
+    for k, day in enumerate(h.dates):
+        last = max(s for s in bars.dates if s[:10] == day)
+        first = min(i for i, s in enumerate(bars.dates) if s[:10] == day)
+        assert h.markets[k]["as_of"] == last  # the session's last complete bar
+        assert h.close[k] == bars.close[bars.dates.index(last)]
+        assert h.open[k] == bars.open[first]
+        assert h.markets[k] == intraday_summary.summarize(
+            "CBA.AX", bars[:bars.dates.index(last) + 1], None, "1h", cfg)
+    # No lookahead: the file cut after a session gives the same entries up to it.
+    cut_day = h.dates[len(h.dates) // 2]
+    upto = max(i for i, s in enumerate(bars.dates) if s[:10] == cut_day) + 1
+    cut = features.intraday_history("CBA.AX", bars[:upto], windows, "1h", cfg)
+    n = h.dates.index(cut_day) + 1
+    assert cut.dates == h.dates[:n] and cut.markets == h.markets[:n]
+
+    out = CliRunner().invoke(app, ["backtest", "CBA", "--source", f"csv:{d}", "--interval",
+                                   "1h", "--json"])
+    assert out.exit_code == 0, out.output
+    r = json.loads(out.stdout)
+    assert r["interval"] == "1h" and r["symbols"] == ["CBA.AX"]
+    assert r["signals"] == len(h.dates) - 1  # each session but the last has a next one
+    assert (r["start"], r["end"]) == (h.dates[0], h.dates[-2])
+    table = CliRunner().invoke(app, ["backtest", "CBA", "--source", f"csv:{d}", "--interval",
+                                     "1h"])
+    assert table.exit_code == 0 and "inputs from 1h bars" in table.stdout, table.output
+    bad = CliRunner().invoke(app, ["backtest", "CBA", "--source", f"csv:{d}", "--interval",
+                                   "2h"])
+    assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1, bad.output

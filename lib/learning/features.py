@@ -114,6 +114,45 @@ def history(symbol: str, bars, index_bars, cfg, *, lookback: int = LOOKBACK_SESS
     return History(symbol, dates, b.close[keep], markets, b.open[keep])
 
 
+def intraday_history(symbol: str, bars, index_windows, interval: str, cfg, *,
+                     start: str | None = None, end: str | None = None) -> History:
+    """A backtest's history from intraday bars (issue 29): one entry per session, its close the
+    session's last complete bar's (the closing auction's), its open the first bar's, and its
+    summary the predictor's inputs at that bar, computed from the bars up to it (the old
+    service's five-session window: :func:`trading.market.intraday_summary.window_summaries`;
+    ``index_windows`` an :class:`~trading.market.intraday_summary.IndexWindows`). Sessions
+    whose window is not yet whole (after the start or a gap) are left out, as a daily
+    history's warm-up is. The calls made during a session are the replay's; a backtest acts
+    on the one a session ends with, as it does on a daily call."""
+    import numpy as np
+
+    from trading.market.intraday_summary import (as_intraday_bars, whole_windows,
+                                                 window_summaries)
+
+    b = as_intraday_bars(bars)
+    days = [d[:10] for d in b.dates]
+    last = {day: i for i, day in enumerate(days)}  # each session's last complete bar
+    first: dict[str, int] = {}
+    for i, day in enumerate(days):
+        first.setdefault(day, i)
+    ready = whole_windows(b.dates, interval)
+
+    def keep(i: int, stamp: str) -> bool:
+        day = stamp[:10]
+        return ready[i] and last[day] == i and not (start and day < start) \
+            and not (end and day > end)
+
+    dates, close, open_, markets = [], [], [], []
+    for i, market in window_summaries(symbol, b, None, interval, cfg, keep=keep,
+                                      context_at=index_windows):
+        dates.append(days[i])
+        close.append(float(b.close[i]))
+        open_.append(float(b.open[first[days[i]]]))
+        markets.append(market)
+    return History(symbol, dates, np.array(close, dtype=float), markets,
+                   np.array(open_, dtype=float))
+
+
 @dataclass
 class Dataset:
     """Labelled rows over several symbols: ``x[i]`` from ``markets[i]``, ``y[i]`` = 1 when the

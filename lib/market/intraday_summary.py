@@ -49,7 +49,8 @@ from trading.market.summary import (Bars, _technical, _volume, as_bars, context_
 # period="5d": the old service's window, for every intraday interval it could be asked for.
 WINDOW_SESSIONS: dict[str, int] = {"1h": 5, "30m": 5, "15m": 5}
 
-__all__ = ["WINDOW_SESSIONS", "as_intraday_bars", "window_start", "window", "summarize",
+__all__ = ["WINDOW_SESSIONS", "as_intraday_bars", "window_start", "window", "whole_windows",
+           "summarize",
            "index_context", "IndexWindows", "window_summaries"]
 
 
@@ -104,6 +105,23 @@ def index_context(index_bars, upto: str | None, interval: str, cfg=None) -> dict
     start = max(window_start(b.dates, end, _sessions(interval)),
                 _after_gap(_gap_starts(b.dates[:end]), end))
     return context_for_trend(_change(b.close, start, end), _cfg(cfg))
+
+
+def whole_windows(dates: Sequence[str], interval: str) -> list[bool]:
+    """For each bar, whether its window is whole: its session is at least the
+    :data:`WINDOW_SESSIONS` ``[interval]``-th since the series' start or its last gap (before
+    that the bar is warm-up, as a daily series' first sessions are)."""
+    need = _sessions(interval)
+    starts = set(_gap_starts(dates))
+    out: list[bool] = []
+    count, day = 0, None
+    for i, d in enumerate(dates):
+        if i in starts:
+            count, day = 0, None
+        if d[:10] != day:
+            count, day = count + 1, d[:10]
+        out.append(count >= need)
+    return out
 
 
 def _gap_starts(dates: Sequence[str]) -> list[int]:

@@ -249,22 +249,12 @@ def _intraday_summaries(symbol: str, bars: Any, interval: str, cfg: Any, context
     """The summary at each completed bar ``keep`` picks whose window is whole: five sessions
     (``WINDOW_SESSIONS``) since the series' start or its last gap. A bar before that is
     warm-up (the coverage counts it so: it is neither kept nor skipped by ``keep``)."""
-    from trading.market.gaps import gaps
-    from trading.market.intraday_summary import WINDOW_SESSIONS, window_summaries
+    from trading.market.intraday_summary import whole_windows, window_summaries
 
-    need = WINDOW_SESSIONS[interval]
-    starts = {i for i, _ in gaps(bars.dates)}
-    nth: list[int] = []  # bar i is in the nth session since the start or the last gap
-    count, day = 0, None
-    for i, d in enumerate(bars.dates):
-        if i in starts:
-            count, day = 0, None
-        if d[:10] != day:
-            count, day = count + 1, d[:10]
-        nth.append(count)
+    ready = whole_windows(bars.dates, interval)
 
     def whole(i: int, stamp: str) -> bool:
-        return nth[i] >= need and keep(i, stamp[:10])
+        return ready[i] and keep(i, stamp[:10])
 
     return window_summaries(symbol, bars, None, interval, cfg, keep=whole,
                             context_at=context_at)

@@ -152,7 +152,7 @@ def predict(st: Store, symbol: str, action: str, confidence: float, *, price: fl
          "score": 0.6, "components": comps,
          "weights": {"technical": 0.47, "sentiment": 0.24, "volume": 0.18, "market": 0.11},
          "market_context": "NEUTRAL", "rsi": 41.0, "reasons": ["rules' own words"],
-         "created_at": created_at or datetime.now(timezone.utc).isoformat()}
+         "created_at": created_at or outbox.now_iso()}  # TRADING_NOW when a test pins it
     inputs = {"market": {"as_of": "2026-11-24", "source": source,
                          "market_context": {"context": "NEUTRAL", "trend_pct": 0.4}},
               "sentiment": {"score": 0.3, "headline_count": 5}}
@@ -661,9 +661,12 @@ def test_notify_test_prints_one_line_per_url(monkeypatch, webhook, smtp):
 def test_the_daily_digest_after_outcomes(monkeypatch, webhook):
     """Issue 30: one line per symbol (a standing BUY listed once, not once per run), its latest
     call, price and change on the day; hand-run predictions and replays are not in it."""
+    # Mid-session in Sydney: "today" is the Sydney day, and the wall clock made this fail
+    # from 00:00 to 00:40 Sydney time, when the run 40 minutes earlier was yesterday's.
+    monkeypatch.setenv("TRADING_NOW", "2026-11-24T13:00:00+11:00")
     cfg = use(monkeypatch, notify_urls=webhook.url())
     st = store()
-    now = datetime.now(timezone.utc)
+    now = datetime.fromisoformat("2026-11-24T13:00:00+11:00").astimezone(timezone.utc)
     yesterday = (now - timedelta(days=1)).isoformat()
     job(st, cfg, ("CBA.AX", "BUY", 0.71, {"price": 15.0}), created_at=yesterday)
     first = (now - timedelta(minutes=40)).isoformat()

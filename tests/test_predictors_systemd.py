@@ -128,24 +128,39 @@ def predict(*, symbol, market, sentiment, model, config):
 '''
 
 
-def test_a_planted_predictor_cannot_change_what_runs_it_nor_reach_its_manager(installed):
-    sd: UserManager = installed
+def plant_probe(sd: UserManager):
+    """PROBE in the install's predictors folder, named in its config.toml, the prediction
+    service stopped: ``(conf, folder, env, trading, config text before)``."""
     conf_dir = sd.home / ".config" / "trading"
     # install.sh made both, so the units' ReadOnlyPaths= cover them
     conf, folder = conf_dir / "config.toml", conf_dir / "predictors"
     assert conf.is_file() and folder.is_dir()
-    marker = sd.root / "probe-imported"
     private = sd.runtime_dir / "systemd" / "private"
     assert private.exists()
     (folder / "probe.py").write_text(PROBE.format(
-        marker=str(marker), conf=str(conf), planted=str(folder / "planted.py"),
-        private=str(private)))
+        marker=str(sd.root / "probe-imported"), conf=str(conf),
+        planted=str(folder / "planted.py"), private=str(private)))
     before = 'predictor = "probe:predict"\n'
     conf.write_text(before)
-    env = {"TRADING_CONFIG": str(conf)}
     sd.systemctl("set-environment", f"TRADING_CONFIG={conf}")
     sd.systemctl("stop", "trading-prediction.service", check=False)
-    trading = str(sd.home / ".local/bin/trading")
+    return conf, folder, {"TRADING_CONFIG": str(conf)}, str(sd.home / ".local/bin/trading"), \
+        before
+
+
+def assert_contained(reasons: list[str]) -> None:
+    """What PROBE tried, from its reasons: it could not change what runs it nor reach the
+    user manager."""
+    tried = dict(r.split(": ", 1) for r in reasons if ": " in r)
+    assert tried["config"] in ("OSError", "PermissionError"), tried  # EROFS / EACCES
+    assert tried["new config"] != "done" and tried["predictors"] != "done", tried
+    assert tried["manager"] in ("PermissionError", "ConnectionRefusedError",
+                                "FileNotFoundError"), tried
+
+
+def test_a_planted_predictor_cannot_change_what_runs_it_nor_reach_its_manager(installed):
+    sd: UserManager = installed
+    conf, folder, env, trading, before = plant_probe(sd)
     try:
         # The read-only commands have the service import it: never this process.
         for command in (("status",), ("config", "show")):
@@ -156,11 +171,7 @@ def test_a_planted_predictor_cannot_change_what_runs_it_nor_reach_its_manager(in
         out = sd.run(trading, "predict", "CBA", "--source", "sample", "--json", env=env,
                      timeout=120)
         [p] = json.loads(out.stdout)["results"].values()
-        tried = dict(r.split(": ", 1) for r in p["reasons"] if ": " in r)
-        assert tried["config"] in ("OSError", "PermissionError"), tried  # EROFS / EACCES
-        assert tried["new config"] != "done" and tried["predictors"] != "done", tried
-        assert tried["manager"] in ("PermissionError", "ConnectionRefusedError",
-                                    "FileNotFoundError"), tried
+        assert_contained(p["reasons"])
         assert conf.read_text() == before and not (folder / "planted.py").exists()
         assert not list(sd.root.glob("probe-imported-*"))
     finally:
@@ -174,19 +185,7 @@ def test_a_replay_runs_a_plugged_predictor_in_the_service_never_in_the_command(i
     where it could rewrite config.toml and reach the user manager. Now the command prepares
     the sessions and the prediction service answers them (run_predictor), in its sandbox."""
     sd: UserManager = installed
-    conf_dir = sd.home / ".config" / "trading"
-    conf, folder = conf_dir / "config.toml", conf_dir / "predictors"
-    marker = sd.root / "probe-imported"
-    private = sd.runtime_dir / "systemd" / "private"
-    (folder / "probe.py").write_text(PROBE.format(
-        marker=str(marker), conf=str(conf), planted=str(folder / "planted.py"),
-        private=str(private)))
-    before = 'predictor = "probe:predict"\n'
-    conf.write_text(before)
-    env = {"TRADING_CONFIG": str(conf)}
-    sd.systemctl("set-environment", f"TRADING_CONFIG={conf}")
-    sd.systemctl("stop", "trading-prediction.service", check=False)
-    trading = str(sd.home / ".local/bin/trading")
+    conf, folder, env, trading, before = plant_probe(sd)
     try:
         out = sd.run(trading, "replay", str(REPO / "tests" / "data" / "asx-daily"),
                      "--symbol", "CBA", "--start", "2025-06-02", "--end", "2025-06-27",
@@ -200,11 +199,7 @@ def test_a_replay_runs_a_plugged_predictor_in_the_service_never_in_the_command(i
                                  "probe", "--json", env=env).stdout)
         assert len(rows) == 19, rows
         for row in rows:
-            tried = dict(r.split(": ", 1) for r in row["reasons"] if ": " in r)
-            assert tried["config"] in ("OSError", "PermissionError"), tried
-            assert tried["new config"] != "done" and tried["predictors"] != "done", tried
-            assert tried["manager"] in ("PermissionError", "ConnectionRefusedError",
-                                        "FileNotFoundError"), tried
+            assert_contained(row["reasons"])
         assert conf.read_text() == before and not (folder / "planted.py").exists()
     finally:
         conf.write_text("")

@@ -340,10 +340,9 @@ def stream_filter(origin: Any = None, source: Any = None, predictor: Any = None,
     return where, params
 
 
-def streams(store: Store, symbol: str | None = None, since: Any = None) -> list[JSON]:
-    """The streams stored (of one symbol, since a time), each with how many predictions it
-    holds and its latest, newest stream first."""
-    where, params = [], []
+def _of_symbol_since(where: list[str], params: list[Any], symbol: str | None, since: Any
+                     ) -> tuple[list[str], list[Any]]:
+    """``where`` and ``params`` narrowed to one symbol's calls and those made since a time."""
     if symbol is not None:
         where.append("symbol = ?")
         params.append(symbol)
@@ -351,6 +350,13 @@ def streams(store: Store, symbol: str | None = None, since: Any = None) -> list[
     if cutoff is not None:
         where.append("created_at >= ?")
         params.append(cutoff)
+    return where, params
+
+
+def streams(store: Store, symbol: str | None = None, since: Any = None) -> list[JSON]:
+    """The streams stored (of one symbol, since a time), each with how many predictions it
+    holds and its latest, newest stream first."""
+    where, params = _of_symbol_since([], [], symbol, since)
     cond = "".join(f" AND {w}" for w in where)
     # Grouped as migration 0016's index (origin, predictor, coalesce(data_source, '')) orders
     # them: one pass over that index, no sort (a store without it answers the same, slower).
@@ -396,14 +402,8 @@ def history(store: Store, symbol: str | None = None, since: Any = None,
     streams (:func:`stream_filter`; None: every one)."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise InvalidParams(f"limit must be an integer from 1 to {MAX_LIMIT}")
-    where, params = stream_filter(origin, source, predictor, interval)
-    if symbol is not None:
-        where.append("symbol = ?")
-        params.append(symbol)
-    cutoff = _parse_since(since)
-    if cutoff is not None:
-        where.append("created_at >= ?")
-        params.append(cutoff)
+    where, params = _of_symbol_since(*stream_filter(origin, source, predictor, interval),
+                                     symbol, since)
     sql = ("SELECT id, prediction, inputs, origin, data_source, predictor, interval"
            " FROM predictions"
            + (" WHERE " + " AND ".join(where) if where else "")

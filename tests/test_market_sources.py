@@ -279,6 +279,28 @@ def test_a_ticker_lost_to_the_network_is_not_called_no_data(asx_daily, tmp_path)
     assert "timed out" in err.message
 
 
+def test_a_locked_yfinance_cache_is_retried_not_called_no_data(asx_daily, tmp_path):
+    # yfinance keeps time zones and cookies in SQLite files of its own; when one is locked
+    # it logs the ticker as failed and returns nothing. That says nothing about Yahoo.
+    frame = download_frame(asx_daily, ["CBA.AX"])
+    locked = _logging_downloader(pd.DataFrame(), "['CBA.AX']: OperationalError('database is "
+                                                 "locked')")
+    answers = iter([locked, lambda *a: frame])
+    calls, sleeps = [], []
+
+    def download(symbols, start, end):
+        calls.append(symbols)
+        return next(answers)(symbols, start, end)
+
+    src = YahooSource(tmp_path, downloader=download, sleep=sleeps.append, retry_delay=1.5)
+    assert "CBA.AX" in src.fetch(["CBA.AX"], START, END).bars
+    assert len(calls) == 2 and sleeps == [1.5]
+    twice = YahooSource(tmp_path, downloader=locked, sleep=sleeps.append)
+    with pytest.raises(UpstreamUnavailable) as info:
+        twice.fetch(["CBA.AX"], START, END)
+    assert info.value.data["reason"] == "busy" and "locked" in info.value.message
+
+
 def test_a_delisted_ticker_is_still_no_data(tmp_path):
     line = "['OLD.AX']: YFPricesMissingError('possibly delisted; no price data found')"
     got = yahoo(tmp_path, _logging_downloader(pd.DataFrame(), line)).fetch(["OLD.AX"], START, END)

@@ -5,6 +5,7 @@ The exceptions are yfinance's and curl_cffi's real ones; nothing touches the net
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -28,6 +29,8 @@ from trading.market.yahoo import classify, classify_text, message
     (HTTPError("HTTP Error 502", response=SimpleNamespace(status_code=502)), "network"),
     (ConnectionResetError(104, "reset"), "network"),
     (TimeoutError("timed out"), "network"),
+    (sqlite3.OperationalError("database is locked"), "busy"),
+    (sqlite3.OperationalError("no such table: _kv"), None),
     (KeyError("content"), None),
     (TypeError("'NoneType' object is not subscriptable"), None),
 ])
@@ -40,6 +43,7 @@ def test_classify(exc, kind):
     ("DNSError('Failed to perform, curl: (6) Could not resolve host: x')", "network"),
     ("Failed to perform, curl: (7) Failed to connect to query2.finance.yahoo.com", "network"),
     ("ReadTimeout('timed out')", "network"),
+    ("OperationalError('database is locked')", "busy"),
     ("possibly delisted; no price data found", None),
 ])
 def test_classify_text(text, kind):

@@ -195,12 +195,12 @@ class YahooSource(Source):
                 if kind == "rate-limit":
                     raise UpstreamUnavailable(yahoo.message(kind, str(exc)),
                                               reason=kind) from exc
-                if kind != "network":
+                if kind not in ("network", "busy"):
                     raise
                 if attempt == 2:
                     raise UpstreamUnavailable(yahoo.message(kind, str(exc)),
                                               reason=kind) from exc
-                logger.warning("yahoo: network error (%s); retrying in %.3gs", exc,
+                logger.warning("yahoo: %s error (%s); retrying in %.3gs", kind, exc,
                                self.retry_delay)
                 self.sleep(self.retry_delay)
         raise AssertionError("unreachable")
@@ -215,14 +215,15 @@ class _Swallowed(Exception):
 
 
 def _raise_if_all_swallowed(symbols: list[str], failures: dict[str, tuple[str, str]]) -> None:
-    """Raise when every ticker failed with a network error or a 429 that yfinance only logged.
+    """Raise when every ticker failed with a network error, a 429 or a locked cache that
+    yfinance only logged.
 
     ``yf.download`` offline returns an empty frame and logs ``DNSError(...)``; that is Yahoo
     being unreachable, not a lack of data, and must back off and serve the cache like one.
     """
     kinds = {failures.get(s, (None, ""))[0] for s in symbols}
     if kinds and None not in kinds:
-        kind = "rate-limit" if "rate-limit" in kinds else "network"
+        kind = next(k for k in ("rate-limit", "network", "busy") if k in kinds)
         raise _Swallowed(kind, failures[symbols[0]][1])
 
 

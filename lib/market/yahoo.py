@@ -6,7 +6,8 @@ about them:
 
 - :func:`classify` names a foreign exception ``"rate-limit"`` (yfinance's ``YFRateLimitError``,
   an HTTP 429), ``"network"`` (curl_cffi's ``DNSError``/``ConnectionError``/``Timeout``, any
-  ``OSError``) or None (anything else: a bug or a yfinance change, not Yahoo being away). It
+  ``OSError``), ``"busy"`` (yfinance's own SQLite cache of time zones and cookies said
+  "database is locked": on this machine, not at Yahoo, and gone on a retry) or None (anything else: a bug or a yfinance change, not Yahoo being away). It
   matches class names along the MRO, so classifying never imports yfinance or curl_cffi.
   :func:`classify_text` does the same for a failure yfinance only logged.
 - :func:`message` turns either into one line for people (``yahoo unreachable: DNSError:
@@ -31,6 +32,8 @@ def classify(exc: BaseException) -> str | None:
     """``"rate-limit"``, ``"network"`` or None for an exception raised by yfinance (or by
     curl_cffi under it), most specific first."""
     names = {k.__name__ for k in type(exc).__mro__}
+    if "OperationalError" in names and "locked" in str(exc):
+        return "busy"
     if "YFRateLimitError" in names:
         return "rate-limit"
     response = getattr(exc, "response", None)
@@ -51,6 +54,8 @@ def classify_text(why: str) -> str | None:
     name = m[1] if m else ""
     if name == "YFRateLimitError" or "Too Many Requests" in why:
         return "rate-limit"
+    if name == "OperationalError" and "locked" in why:
+        return "busy"
     if (name in _NETWORK_ERRORS or name.endswith(("ConnectionError", "Timeout"))
             or "Failed to perform, curl: (" in why):
         return "network"
@@ -62,6 +67,8 @@ def message(kind: str, why: str, what: str = "yahoo") -> str:
     ``what`` names the upstream (``yahoo``, ``yahoo news``)."""
     if kind == "rate-limit":
         return f"{what} rate limit reached (HTTP 429); backing off"
+    if kind == "busy":
+        return f"{what}: yfinance's cache on this machine is locked by another process; try again"
     import re
 
     m = re.fullmatch(r"(\w+)\((['\"]?)(.*?)\2\)", why, re.S)

@@ -154,7 +154,8 @@ def test_replay_then_report(asx_daily):
     assert rep["predictions"]["replay"] == result["predictions"]
     table = run("report", "--origin", "replay")
     assert table.exit_code == 0 and "hit rate" in table.stdout
-    assert "replayed" in run("replay", str(asx_daily), "--symbol", "CBA", "--start", "2025-12-01").stdout
+    assert "replayed" in run("replay", str(asx_daily), "--symbol", "CBA", "--start",
+                             "2025-12-01").stdout
 
 
 def test_replay_of_a_missing_directory_or_a_bad_date_is_a_usage_error(tmp_path, asx_daily):

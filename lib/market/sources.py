@@ -19,8 +19,9 @@ data for. A failure of the whole call (network down, rate limited) raises
   cache is moved into the service's cache directory before the first call. The downloader is
   injectable, so tests feed it frames in yfinance's real shapes and never touch the network.
 - ``csv:DIR``: ``DIR/<SYMBOL>.csv`` (intraday: ``DIR/<SYMBOL>.1h.csv``, ``.30m.csv``,
-  ``.15m.csv``) in Yahoo's classic download layout or either layout yfinance writes, read by :mod:`trading.market.reading` (adjusted like live Yahoo, sessions
-  only, one bar a session), whose report of what it dropped and found comes back in
+  ``.15m.csv``) in Yahoo's classic download layout or either layout yfinance writes, read
+  by :mod:`trading.market.reading` (adjusted like live Yahoo, sessions only, one bar a
+  session), whose report of what it dropped and found comes back in
   :attr:`Fetched.readings`. The whole file is returned: only a regular file of at most
   :data:`MAX_CSV_BYTES` is read (:mod:`trading.market.files`; the folder is the client's
   choice, so a FIFO or ``/dev/zero`` there is an error for that symbol, never a blocked or

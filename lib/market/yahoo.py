@@ -8,7 +8,8 @@ about them:
   an HTTP 429), ``"network"`` (curl_cffi's ``DNSError``/``ConnectionError``/``Timeout``, any
   ``OSError``), ``"busy"`` (yfinance's own SQLite cache of time zones and cookies said
   "database is locked": on this machine, not at Yahoo, and gone on a retry) or None
-  (anything else: a bug or a yfinance change, not Yahoo being away). It matches class names along the MRO, so classifying never imports yfinance or curl_cffi.
+  (anything else: a bug or a yfinance change, not Yahoo being away). It matches class
+  names along the MRO, so classifying never imports yfinance or curl_cffi.
   :func:`classify_text` does the same for a failure yfinance only logged.
 - :func:`message` turns either into one line for people (``yahoo unreachable: DNSError:
   Could not resolve host ...``).

@@ -808,7 +808,6 @@ def replay(
 
         def get_bars(symbol: str, period: str, _source: str | None = None,
                      bar_interval: str = "1d"):  # always `source`
-            step(symbol)
             fetched = local.fetch([symbol], dt.date.min, dt.date.max) \
                 if bar_interval == "1d" else local.fetch_intraday([symbol], None, None,
                                                                  bar_interval)
@@ -821,7 +820,7 @@ def replay(
 
         result = history_replay.replay(Store(cfg.db_path), cfg, get_bars, wanted,
                                        source=source, start=start, end=end, every=every,
-                                       predictors=runs, interval=interval)
+                                       predictors=runs, interval=interval, on_symbol=step)
     if as_json:
         common.print_json(result)
         return

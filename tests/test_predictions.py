@@ -680,16 +680,11 @@ def test_an_interrupted_replay_leaves_the_earlier_one_whole(store, cfg, bars_fro
     replay.replay(store, cfg, get_bars, ["CBA.AX"], source=source, start="2025-11-01",
                   today=date(2026, 3, 1))
     before = _replayed(store)
-    calls = []
-    real_insert = ledger.insert
 
-    def interrupted(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 10:
-            raise KeyboardInterrupt
-        return real_insert(*args, **kwargs)
+    def interrupted(*args, **kwargs):  # inside the symbol's transaction: deleted, inserted
+        raise KeyboardInterrupt
 
-    monkeypatch.setattr(ledger, "insert", interrupted)
+    monkeypatch.setattr(replay.outcomes, "score", interrupted)
     with pytest.raises(KeyboardInterrupt):
         replay.replay(store, cfg, get_bars, ["CBA.AX"], source=source, start="2025-11-01",
                       today=date(2026, 3, 1))

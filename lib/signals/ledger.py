@@ -128,13 +128,29 @@ RULES = "trading.signals.rules:predict"
 
 def insert(db, p: JSON, inputs: JSON, *, source: str | None, origin: str, run_id: str,
            interval: str | None = None) -> int:
-    """Write one prediction row with ``db`` (inside the caller's transaction): one INSERT.
+    """Write one prediction row with ``db`` (inside the caller's transaction): one INSERT of
+    :func:`row`. Sets ``id`` on ``p`` as well."""
+    p["id"] = db.execute(INSERT, row(p, inputs, source=source, origin=origin, run_id=run_id,
+                                     interval=interval)).lastrowid
+    return p["id"]
 
-    Sets ``created_at`` (canonical), ``session``, ``interval`` (:func:`interval_of`) and
-    ``id`` on ``p``. The stored JSON is
-    ``p`` without its ``id``: the id is the row's and is only known after the INSERT, and every
-    reader (:func:`latest`, :func:`history`) takes it from the row. The ``predictor`` and
-    ``strength`` columns repeat the JSON's, for the scorecard (migration 0012)."""
+
+INSERT = ("INSERT INTO predictions (symbol, created_at, session, action, confidence, score,"
+          " price, market_context, model_version, data_stale, source, origin, run_id,"
+          " prediction, inputs, data_source, as_of, probability_1, probability_5, predictor,"
+          " strength, interval) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+
+
+def row(p: JSON, inputs: JSON, *, source: str | None, origin: str, run_id: str,
+        interval: str | None = None) -> tuple:
+    """The values of :data:`INSERT` for one prediction; touches no database (a replay builds
+    them in its reader process, beside the writing).
+
+    Sets ``created_at`` (canonical), ``session``, ``interval`` (:func:`interval_of`) on ``p``
+    and drops its ``id``. The stored JSON is ``p`` without its ``id``: the id is the row's and
+    is only known after the INSERT, and every reader (:func:`latest`, :func:`history`) takes
+    it from the row. The ``predictor`` and ``strength`` columns repeat the JSON's, for the
+    scorecard (migration 0012)."""
     p.pop("id", None)
     p["created_at"] = canonical_time(p["created_at"])
     p["session"] = base_session(inputs.get("market"), p["created_at"])
@@ -149,18 +165,11 @@ def insert(db, p: JSON, inputs: JSON, *, source: str | None, origin: str, run_id
     probability = p.get("probability") or {}
     made_by = p.get("predictor")
     made_by = made_by.get("name") if isinstance(made_by, Mapping) else None
-    cur = db.execute(
-        "INSERT INTO predictions (symbol, created_at, session, action, confidence, score,"
-        " price, market_context, model_version, data_stale, source, origin, run_id,"
-        " prediction, inputs, data_source, as_of, probability_1, probability_5, predictor,"
-        " strength, interval) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (p["symbol"], p["created_at"], p["session"], p["action"], p["confidence"],
-         p.get("score"), p.get("price"), p.get("market_context"), p.get("model_version"),
-         int(bool(p.get("data_stale"))), used, origin, run_id, dumps(p), dumps(inputs),
-         p["data_source"], p["as_of"], probability.get("1"), probability.get("5"),
-         RULES if made_by is None else made_by, p.get("strength"), p["interval"]))
-    p["id"] = cur.lastrowid
-    return p["id"]
+    return (p["symbol"], p["created_at"], p["session"], p["action"], p["confidence"],
+            p.get("score"), p.get("price"), p.get("market_context"), p.get("model_version"),
+            int(bool(p.get("data_stale"))), used, origin, run_id, dumps(p), dumps(inputs),
+            p["data_source"], p["as_of"], probability.get("1"), probability.get("5"),
+            RULES if made_by is None else made_by, p.get("strength"), p["interval"])
 
 
 def interval_of(market: Any, interval: str | None = None) -> str:

@@ -1,5 +1,8 @@
 """The historical replay behind ``trading replay``: predictions as they would have been made.
 
+This module is long: the daily and the intraday replay share their walk over the series, the
+reader process and the writing.
+
 :func:`replay` rebuilds history one symbol at a time, over the whole series the source holds
 (``--start``/``--end`` narrow it): for each session it takes the summary of the bars up to
 that session (:func:`trading.market.series.series_summaries`: what market-data's
@@ -29,7 +32,11 @@ out and why (``coverage``), and passes on what the reader of a local file decide
 (``reading``: rows dropped, adjusted prices).
 
 Memory stays flat in the number of symbols: one symbol's bars and predictions are held at a
-time. Then the run is calibrated as it would have been calibrated live
+time. Two processes share the work, as a machine of two cores allows: a reader process forked
+at the start reads and summarises each series and has the in-process predictors (the rules)
+decide every session, building the rows to insert, while this process writes the symbol
+before it and scores its outcomes; the reader writes nothing and never touches the store
+(:func:`_packages`). Then the run is calibrated as it would have been calibrated live
 (:func:`trading.signals.calibration.walk_forward`: each session's predictions get a fit made
 only from outcomes settled by that session), and a calibration fitted on every scored outcome
 (sample data left out) is stored for live predictions to use.
@@ -91,7 +98,7 @@ def close_time(session: str) -> str:
 def replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterable[str], *,
            source: str, start: str | None = None, end: str | None = None, every: int = 1,
            today: date | None = None, predictors: Sequence[Any] | None = None,
-           interval: str = DAILY) -> JSON:
+           interval: str = DAILY, on_symbol: Any = None) -> JSON:
     """Predict each ``every``-th session of each symbol's history as if at its close, store the
     predictions (origin 'replay', replacing the earlier replay of the same source, symbols and
     sessions, and nothing else), and score their outcomes. Returns ``{run_id, predictions,
@@ -108,7 +115,10 @@ def replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterable
 
     ``interval``: ``1d``, or an intraday one (``1h``, ``30m``, ``15m``): then each ``every``-th
     completed bar is predicted (see the module docstring), ``get_bars`` being called with the
-    interval as a fourth argument."""
+    interval as a fourth argument.
+
+    ``on_symbol(symbol)`` is called as each series' turn comes, the index's first (a
+    progress bar)."""
     from trading.market import asx, intraday, intraday_summary
     from trading.market.series import IndexContext
     from trading.market.summary import as_bars
@@ -122,6 +132,8 @@ def replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterable
     runs = list(predictors) if predictors else [
         _predictors.load(_predictors.DEFAULT, None, 60.0)]
     index = cfg["context.index"]
+    if on_symbol:
+        on_symbol(index)
     try:
         index_bars = _bars(_fetch(get_bars, index, source, interval).get("bars"), interval)
     except NotFound as exc:
@@ -146,7 +158,7 @@ def replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterable
     try:
         return _replay(store, cfg, get_bars, symbols, runs, source=source, start=start,
                        end=end, every=every, settled=settled, context_at=context_at,
-                       index_close=index_close, interval=interval)
+                       index_close=index_close, interval=interval, on_symbol=on_symbol)
     except sqlite3.OperationalError as exc:
         if str(exc) == "interrupted":  # only the progress handler interrupts this connection
             raise KeyboardInterrupt from None
@@ -166,8 +178,7 @@ def _interruptible() -> bool:
 def _replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterable[str],
             runs: list, *, source: str, start: str | None, end: str | None, every: int,
             settled: date, context_at: Any, index_close: dict[str, float],
-            interval: str = DAILY) -> JSON:
-    from trading.market.series import series_summaries
+            interval: str = DAILY, on_symbol: Any = None) -> JSON:
     from trading.signals import predictors as _predictors
 
     cutoff = settled.isoformat()
@@ -182,38 +193,31 @@ def _replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterabl
     scored: JSON = {"evaluated": 0, "pending": 0, "symbols": 0, "errors": {}}
     coverage = Coverage(start, end)
     reading: JSON = {}
-    for symbol in symbols:
-        logger.info("replaying %s", symbol)
-        try:
-            answer = _fetch(get_bars, symbol, source, interval)
-        except TradingError as exc:
-            coverage.missing(symbol, str(exc))
+    # The predictors that run in this process (the built-in rules) decide where the bars are
+    # read and summarised: in the reader process, beside the writing (see _packages).
+    here = [i for i, p in enumerate(runs) if _in_this_process(p)]
+    prepare = _Prepare(get_bars, cfg, runs, here, [r["run_id"] for r in results],
+                       source=source, interval=interval,
+                       start=start, end=end, every=every, cutoff=cutoff, budget=budget,
+                       context_at=context_at)
+    for package in _packages(symbols, prepare, on_symbol):
+        symbol = package["symbol"]
+        coverage.merge(package["coverage"])
+        if package.get("missing"):
             continue
-        if answer.get("reading"):
-            reading[symbol] = answer["reading"]
-        bars = _bars(answer.get("bars"), interval)  # Bars, or get_bars' rows
-        dates = [d[:10] for d in bars.dates]
-        keep = coverage.window(symbol, dates, every)
-        if interval == DAILY:
-            summaries = series_summaries(symbol, bars, context_at, lookback=LOOKBACK_SESSIONS,
-                                         warmup=WARMUP_SESSIONS, keep=keep)
-            extra: JSON = {}
-        else:
-            summaries = _intraday_summaries(symbol, bars, interval, cfg, context_at, keep)
-            extra = {"interval": interval}
-        jobs = [_predictors.Job(symbol, {**market, "source": source, "stale": False,
-                                         "age_s": 0, **extra},
-                                key=f"{symbol}@{market['as_of']}")
-                for _, market in summaries]
-        coverage.predicted(symbol, len(jobs))
-        close_dates, close = _closes(bars, cutoff)
-        del bars, answer
+        if package.get("reading"):
+            reading[symbol] = package["reading"]
+        close_dates, close = package["close_dates"], package["close"]
         scored["symbols"] += 1
-        for predictor, result in zip(runs, results):
-            made, failed = _predictors.run_many(predictor, jobs, cfg, budget)
+        for i, (predictor, result) in enumerate(zip(runs, results)):
+            if i in package["written"]:
+                written, failed = package["written"][i]
+            else:  # a plugged predictor: asked from here (its own process, or the service)
+                made, failed = _predictors.run_many(predictor, package["jobs"], cfg, budget)
+                written = _rows(result["run_id"], made, package["jobs"], source, interval)
             result["failed"].update(failed)
-            _store_symbol(store, result, made, jobs, source, symbol, close_dates, close,
-                          index_close, now, scored, interval)
+            _store_symbol(store, result, written, symbol, close_dates, close, index_close,
+                          now, scored, interval)
     walk = {}
     for r in results:
         r["errors"] = _predictors.summarize_errors(r.pop("failed"))
@@ -235,6 +239,132 @@ def _replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterabl
     return {**first, "interval": interval, "outcomes": scored,
             "coverage": coverage.summary(), "reading": reading,
             **({"runs": results} if len(results) > 1 else {})}
+
+
+def _in_this_process(predictor: Any) -> bool:
+    """A predictor that runs in this process (the built-in rules), not in a child of its own
+    (a plugged one) or in the prediction service (:mod:`trading.signals.remote_predictor`)."""
+    return not getattr(predictor, "isolated", False) and not hasattr(predictor, "run_remote")
+
+
+class _Prepare:
+    """One symbol's share of a replay that writes nothing: its bars read and summarised, the
+    in-process predictors' calls on each session as the rows to insert (:func:`_rows`), and
+    its session closes. Returns a package: ``{symbol, coverage, missing | reading,
+    close_dates, close, written: {run: (rows, failed)}, jobs (when a run is asked from the
+    writing process)}``."""
+
+    def __init__(self, get_bars, cfg, runs, here, run_ids, *, source, interval, start, end,
+                 every, cutoff, budget, context_at) -> None:
+        self.get_bars, self.cfg, self.runs, self.here = get_bars, cfg, runs, here
+        self.run_ids = run_ids
+        self.source, self.interval, self.cutoff, self.budget = source, interval, cutoff, budget
+        self.start, self.end, self.every, self.context_at = start, end, every, context_at
+
+    def __call__(self, symbol: str) -> JSON:
+        from trading.market.series import series_summaries
+        from trading.signals import predictors as _predictors
+
+        logger.info("replaying %s", symbol)
+        coverage = Coverage(self.start, self.end)
+        try:
+            answer = _fetch(self.get_bars, symbol, self.source, self.interval)
+        except TradingError as exc:
+            coverage.missing(symbol, str(exc))
+            return {"symbol": symbol, "coverage": coverage, "missing": True}
+        bars = _bars(answer.get("bars"), self.interval)  # Bars, or get_bars' rows
+        dates = [d[:10] for d in bars.dates]
+        keep = coverage.window(symbol, dates, self.every)
+        if self.interval == DAILY:
+            summaries = series_summaries(symbol, bars, self.context_at,
+                                         lookback=LOOKBACK_SESSIONS, warmup=WARMUP_SESSIONS,
+                                         keep=keep)
+            extra: JSON = {}
+        else:
+            summaries = _intraday_summaries(symbol, bars, self.interval, self.cfg,
+                                            self.context_at, keep)
+            extra = {"interval": self.interval}
+        jobs = [_predictors.Job(symbol, {**market, "source": self.source, "stale": False,
+                                         "age_s": 0, **extra},
+                                key=f"{symbol}@{market['as_of']}")
+                for _, market in summaries]
+        coverage.predicted(symbol, len(jobs))
+        close_dates, close = _closes(bars, self.cutoff)
+        written = {}
+        for i in self.here:
+            made, failed = _predictors.run_many(self.runs[i], jobs, self.cfg, self.budget)
+            written[i] = (_rows(self.run_ids[i], made, jobs, self.source, self.interval),
+                          failed)
+        return {"symbol": symbol, "coverage": coverage, "reading": answer.get("reading"),
+                "close_dates": close_dates, "close": close, "written": written,
+                # the jobs only for a predictor asked from the writing process
+                **({"jobs": jobs} if len(self.here) < len(self.runs) else {})}
+
+
+def _packages(symbols: Iterable[str], prepare: _Prepare, on_symbol=None):
+    """``prepare(symbol)`` for each symbol, in order. With two symbols or more, and where the
+    system can fork, a reader process prepares them while this one writes the packages it
+    already has (reading and predicting is about half of a replay's work and the writing the
+    other half: two cores, both busy). The reader writes nothing and touches no database: the
+    store stays this process's alone. ``on_symbol(symbol)`` as each symbol's turn comes."""
+    import multiprocessing
+    import os
+
+    symbols = list(symbols)
+    if len(symbols) < 2 or "fork" not in multiprocessing.get_all_start_methods() \
+            or os.environ.get("TRADING_REPLAY_READER") == "0":
+        for symbol in symbols:
+            if on_symbol:
+                on_symbol(symbol)
+            yield prepare(symbol)
+        return
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):  # or the child would write them out again
+        stream.flush()
+    ours, theirs = multiprocessing.get_context("fork").Pipe(duplex=False)
+    reader = multiprocessing.get_context("fork").Process(
+        target=_read_all, args=(symbols, prepare, theirs), name="trading-replay-reader",
+        daemon=True)
+    reader.start()
+    theirs.close()
+    try:
+        for symbol in symbols:
+            try:
+                kind, body = ours.recv()
+            except EOFError:
+                reader.join(5)
+                raise TradingError(f"replay: the process reading the bars ended (exit code "
+                                   f"{reader.exitcode}) at {symbol}") from None
+            if kind == "raise":
+                raise body
+            if on_symbol:
+                on_symbol(symbol)
+            yield body
+    finally:
+        ours.close()
+        if reader.is_alive():
+            reader.terminate()
+        reader.join(5)
+
+
+def _read_all(symbols: list[str], prepare: _Prepare, out) -> None:
+    """The reader process: each symbol's package, in order, through ``out``. A failure is
+    sent as the exception for the replay to raise; Ctrl-C reaches the replay too, which stops
+    this process, so here it only ends."""
+    import pickle
+
+    try:
+        for symbol in symbols:
+            out.send(("package", prepare(symbol)))
+    except KeyboardInterrupt:
+        return
+    except BaseException as exc:  # raised in the replay, where it is reported
+        try:
+            pickle.dumps(exc)
+        except Exception:
+            exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+        out.send(("raise", exc))
 
 
 def _bars(rows: Any, interval: str):
@@ -260,42 +390,55 @@ def _intraday_summaries(symbol: str, bars: Any, interval: str, cfg: Any, context
                             context_at=context_at)
 
 
-def _store_symbol(store: Store, result: JSON, made: JSON, jobs: list, source: str,
-                  symbol: str, dates: list[str], close: dict[str, float],
-                  index_close: dict[str, float], now: str, scored: JSON,
-                  interval: str = DAILY) -> None:
-    """One predictor's predictions of one symbol, with their outcomes: one transaction that
-    replaces exactly what it recomputes (this run's predictions of this symbol on these
-    sessions; every other symbol, session and predictor stays)."""
-    kept = [(made[job.key], job) for job in jobs if job.key in made]
-    run_id = result["run_id"]
-    for p, job in kept:
+def _rows(run_id: str, made: JSON, jobs: list, source: str, interval: str = DAILY) -> JSON:
+    """One predictor's calls on one symbol as the rows to insert (:func:`ledger.row`), each
+    as made at its session's close (intraday: when its bar was complete), and per row its
+    ``(session, action, price)`` for scoring: ``{rows, calls}``. Touches no database."""
+    rows, calls = [], []
+    for job in jobs:
+        p = made.get(job.key)
+        if p is None:
+            continue
         p["created_at"] = close_time(job.market["as_of"]) if interval == DAILY \
             else made_at(job.market["as_of"], interval)
-    recomputed = [(run_id, symbol, ledger.base_session(job.market, p["created_at"]))
-                  for p, job in kept]
+        # ledger.record() keys inputs by symbol and a replay has many predictions per
+        # symbol, so each row is built with its own inputs.
+        rows.append(ledger.row(p, {"market": job.market, "sentiment": None, "model": None},
+                               source=source, origin="replay", run_id=run_id,
+                               interval=interval))
+        calls.append((p["session"], p["action"], p.get("price")))
+    return {"rows": rows, "calls": calls}
+
+
+def _store_symbol(store: Store, result: JSON, written: JSON, symbol: str, dates: list[str],
+                  close: dict[str, float], index_close: dict[str, float], now: str,
+                  scored: JSON, interval: str = DAILY) -> None:
+    """One predictor's predictions of one symbol (:func:`_rows`), with their outcomes: one
+    transaction that replaces exactly what it recomputes (this run's predictions of this
+    symbol on these sessions; every other symbol, session and predictor stays)."""
+    run_id, calls = result["run_id"], written["calls"]
     stored = []
     with store.transaction() as db:
-        db.executemany("DELETE FROM predictions WHERE run_id = ? AND symbol = ? "
-                       "AND session = ?", recomputed)
-        for p, job in kept:
-            # ledger.record() keys inputs by symbol and a replay has many predictions per
-            # symbol, so each row is inserted with its own inputs.
-            ledger.insert(db, p, {"market": job.market, "sentiment": None, "model": None},
-                          source=source, origin="replay", run_id=run_id, interval=interval)
+        # A first replay of a symbol has nothing to replace: one look instead of a DELETE a
+        # session.
+        if db.execute("SELECT 1 FROM predictions WHERE run_id = ? AND symbol = ? LIMIT 1",
+                      (run_id, symbol)).fetchone():
+            db.executemany("DELETE FROM predictions WHERE run_id = ? AND symbol = ? "
+                           "AND session = ?", [(run_id, symbol, c[0]) for c in calls])
+        for values, (session, action, price) in zip(written["rows"], calls):
             # interval and price: an intraday call is scored from the price it was made at.
-            stored.append({"id": p["id"], "session": p["session"], "action": p["action"],
-                           "origin": "replay", "done": None, "interval": interval,
-                           "price": p.get("price")})
+            stored.append({"id": db.execute(ledger.INSERT, values).lastrowid,
+                           "session": session, "action": action, "origin": "replay",
+                           "done": None, "interval": interval, "price": price})
         if dates:
             new_rows: list = []
             scored["pending"] += outcomes.score(symbol, stored, dates, close, index_close,
                                                 now, scored, new_rows, [])
             db.executemany(outcomes.OUTCOMES_INSERT, new_rows)
             scored["evaluated"] += len(new_rows)
-    result["predictions"] += len(kept)
-    for p, _ in kept:
-        result["by_action"][p["action"]] = result["by_action"].get(p["action"], 0) + 1
+    result["predictions"] += len(calls)
+    for _, action, _ in calls:
+        result["by_action"][action] = result["by_action"].get(action, 0) + 1
 
 
 def _closes(bars, cutoff: str) -> tuple[list[str], dict[str, float]]:
@@ -354,6 +497,15 @@ class Coverage:
         self.made += n
         self.left_out["not an --every session"] += self._skipped
         self.left_out["warm-up after a start or a gap"] += self._inside - n - self._skipped
+
+    def merge(self, other: Coverage) -> None:
+        """Add what ``other`` counted (one symbol's, counted in the reader process)."""
+        self.sessions += other.sessions
+        self.made += other.made
+        for k, v in other.left_out.items():
+            self.left_out[k] += v
+        self.spans.update(other.spans)
+        self.problems.update(other.problems)
 
     def summary(self) -> JSON:
         return {"symbols": len(self.spans), "sessions": self.sessions, "predicted": self.made,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import os
 from datetime import date
 
 import pytest
@@ -305,6 +306,53 @@ def test_the_scorecard_is_the_one_every_row_gave(replay_of, cfg):
     for kwargs in KWARGS:
         got, want = outcomes.accuracy(store, **kwargs), reference(store, **kwargs)
         assert json.dumps(got, sort_keys=True) == json.dumps(want, sort_keys=True), kwargs
+
+
+def _child_that(does, ran):
+    """A stand-in for ``outcomes._read_child`` (the forked child runs whatever the module has
+    when it forks), which first writes a line to the file ``ran``: ``read`` as the real one
+    does, ``fail`` as a read failing, ``die`` as a child killed before it answers."""
+    real = outcomes._read_child
+
+    def child(path, reads, dtype, send):
+        with open(ran, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        if does == "fail":
+            send.send_bytes(b"failed: no such table")
+        elif does == "die":
+            os._exit(3)
+        else:
+            real(path, reads, dtype, send)
+    return child
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+@pytest.mark.parametrize("does", ["read", "fail", "die"])
+def test_two_processes_read_the_very_rows_one_does(replay_of, cfg, monkeypatch, caplog, does,
+                                                   tmp_path):
+    """Read in two halves (a forked child's and this process's), the scorecard is the one a
+    single process reads, for every filter; and a child that fails or dies only costs its
+    half being read here."""
+    store = replay_of(cfg["symbols"][:3])
+    with store.transaction() as db:
+        _add_live_runs_and_others(db)
+    alone = {json.dumps(kwargs): json.dumps(outcomes.accuracy(store, **kwargs), sort_keys=True)
+             for kwargs in KWARGS}
+    monkeypatch.setattr(outcomes, "TWO_PROCESSES", 0)
+    ran = tmp_path / "children"
+    monkeypatch.setattr(outcomes, "_read_child", _child_that(does, ran))
+    fell_back = 0  # the reports whose child's half was read here after all
+    for kwargs in KWARGS:
+        with caplog.at_level("WARNING", logger=outcomes.__name__):
+            caplog.clear()
+            got = json.dumps(outcomes.accuracy(store, **kwargs), sort_keys=True)
+            fell_back += any("reading the rest in this process" in r.getMessage()
+                             for r in caplog.records)
+        assert got == alone[json.dumps(kwargs)], kwargs
+    # a filter matching one range reads it here, no child; most match more
+    children = ran.read_text().split()
+    assert len(children) >= len(KWARGS) // 2 and str(os.getpid()) not in children
+    assert fell_back == (0 if does == "read" else len(children))
 
 
 def test_the_derived_columns_follow_the_json_its_writers_write(replay_of):

@@ -27,6 +27,8 @@ life are here: how it is scored and how a million of them are read back for the 
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from datetime import date, datetime, timedelta
@@ -45,6 +47,9 @@ HOLD_BAND = {1: 0.01, 5: 0.025}
 # calibration (trading.signals.calibration) fits none with fewer, and the scorecard's
 # walk-forward climatology starts where the calibration would.
 MIN_OUTCOMES = 200
+# From this many predictions on, accuracy() reads its rows in two processes (_read_halves):
+# below it the fork costs more than it saves, and a small store stays one process.
+TWO_PROCESSES = 200_000
 
 # (symbol, period, source) -> a market-data get_bars answer; source None: the configured one
 GetBars = Callable[[str, str, str | None], Mapping]
@@ -298,8 +303,10 @@ def accuracy(store: Store, origin: str | None = None, include_sample: bool = Fal
     A store can hold a million replayed predictions (issue 26), so the rows are read once,
     from the ``predictions_scored`` and ``outcomes_scored`` indexes (migration 0012), one
     origin, predictor and symbol at a time, into numpy arrays: one row per prediction with
-    its outcome at each horizon beside it. The index gives each session's runs latest first,
-    so which run counts (:func:`latest_per_session`) is a comparison with the row before."""
+    its outcome at each horizon beside it (half of them by a forked child when there are
+    :data:`TWO_PROCESSES` or more: :func:`_read_halves`). The index gives each session's runs
+    latest first, so which run counts (:func:`latest_per_session`) is a comparison with the
+    row before."""
     if origin not in (None, "live", "replay"):
         raise InvalidParams("origin must be 'live', 'replay' or null")
     if not isinstance(include_sample, bool):
@@ -381,11 +388,12 @@ def accuracy(store: Store, origin: str | None = None, include_sample: bool = Fal
     interval_of = np.empty(total, dtype=np.int32)
     latest = np.ones(total, dtype=bool)
     at = 0
-    reads = []
+    reads, sizes = [], []  # sizes: about how many rows each read gives, to halve them
     for r in ranges:
         key = (r["origin"], r["predictor"], r["symbol"], r["interval"])
         if r["sources"] == 1:
             reads.append((r["symbol"], r["predictor"], sql.format(""), key))
+            sizes.append(r["n"])
             continue
         for (source,) in store.tuples(
                 "SELECT DISTINCT coalesce(data_source, '') FROM predictions"
@@ -393,8 +401,9 @@ def accuracy(store: Store, origin: str | None = None, include_sample: bool = Fal
             if include_sample or source != "sample":
                 reads.append((r["symbol"], r["predictor"], sql.format(one_source),
                               (*key, source)))
-    for symbol, predictor, query, key in reads:
-        block = np.fromiter(store.tuples(query, key), dtype=dtype)
+                sizes.append(r["n"] // r["sources"])
+    for (symbol, predictor, query, key), block in _read_halves(store, reads, sizes, dtype,
+                                                               total):
         end = at + len(block)
         if end > len(rows):  # written since they were counted
             grow = end - len(rows)
@@ -414,9 +423,20 @@ def accuracy(store: Store, origin: str | None = None, include_sample: bool = Fal
         a[:at] for a in (rows, symbol_of, predictor_of, interval_of, latest))
     session = _day_numbers(rows["session"])
     correct = {h: rows[f"correct_{h}"] for h in horizons}
+    # The distinct sessions of every row, sorted once: each scorecard's own (those of its
+    # rows, and which of them each row has) is then a count, not another sort of a million.
+    days, day_of = np.unique(session, return_inverse=True)
+    day_of = day_of.astype(np.int32)  # half the memory of numpy's, for as long as the cards
+
+    def sessions_of(chosen):
+        """``np.unique(session[chosen], return_inverse=True)``, from the sort of them all."""
+        codes = day_of[chosen]
+        present = np.bincount(codes, minlength=len(days)) > 0
+        return days[present], (np.cumsum(present, dtype=np.int32) - 1)[codes]
 
     def scored(h: int, chosen) -> dict[str, Any]:
         return {"symbol": symbol_of[chosen], "session": session[chosen],
+                "sessions": sessions_of(chosen),
                 "end_session": _day_numbers(rows[f"end_session_{h}"][chosen]),
                 "action": rows["action"][chosen], "correct": correct[h][chosen] == 1,
                 "forward_return": rows[f"forward_return_{h}"][chosen],
@@ -435,7 +455,8 @@ def accuracy(store: Store, origin: str | None = None, include_sample: bool = Fal
         return out
 
     def per_predictor(mask, whole: JSON) -> JSON:
-        made_by = np.unique(predictor_of[mask])
+        # the predictors present, in order: a count of each, not a sort of every row
+        made_by = np.flatnonzero(np.bincount(predictor_of[mask], minlength=len(predictors)))
         if len(made_by) == 1:  # one predictor's scorecard is the whole one: not twice the work
             return {predictors[made_by[0]]: whole} if whole else {}
         return {predictors[i]: c for i in made_by if (c := cards(mask & (predictor_of == i)))}
@@ -473,6 +494,118 @@ def accuracy(store: Store, origin: str | None = None, include_sample: bool = Fal
         # each interval's calls apart (a 1h stream beside the daily one: issue 29)
         "by_interval": by_interval,
     }
+
+
+def _read_halves(store: Store, reads: list, sizes: list[int], dtype, total: int):
+    """``(read, block)`` for each of ``reads`` in order, ``block`` its rows as a numpy array.
+
+    Handing a million joined rows from SQLite to Python is most of ``trading report``'s time,
+    and one process does it on one core. So a store of :data:`TWO_PROCESSES` rows or more is
+    read in two halves at once: the second half by a forked child with its own read-only
+    connection (an inherited one is never used nor closed in the child: its SQLite state
+    belongs to this process), the first here meanwhile. The child keeps its blocks until it
+    has them all, then sends them down a pipe, one at a time, in order; the first half is
+    yielded as it is read, so this process holds no more than it did reading alone, and the
+    child about half the rows (tens of MB at a million). Threads would not help: each row
+    takes the GIL.
+
+    The child's half is read here instead whenever the child cannot give it: no ``fork``
+    start method (Windows; elsewhere it is asked for by name, whatever the default), a store
+    that is not a file, a child that fails, dies, or is silent well past the time this half
+    took (a lock held by another thread at the fork): what was received is kept, the rest is
+    read here, so the report is the same either way."""
+    import numpy as np
+
+    def here(part):
+        for read in part:
+            yield read, np.fromiter(store.tuples(read[2], read[3]), dtype=dtype)
+
+    if total < TWO_PROCESSES or len(reads) < 2 or not os.path.isfile(store.path):
+        yield from here(reads)
+        return
+    import multiprocessing
+    import time
+    from multiprocessing.connection import wait
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        yield from here(reads)
+        return
+    # The split: the first read past half of the rows starts the child's half.
+    half, acc, whole = len(reads) - 1, 0, sum(sizes)
+    for i, n in enumerate(sizes):
+        acc += n
+        if acc * 2 >= whole:
+            half = max(1, min(i + 1, len(reads) - 1))
+            break
+    mine, theirs = reads[:half], reads[half:]
+    ctx = multiprocessing.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+    for stream in (sys.stdout, sys.stderr):  # nothing buffered is written twice
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    child = ctx.Process(target=_read_child, args=(store.path, theirs, dtype, send),
+                        daemon=True, name="trading-report-reader")
+    got = 0
+    try:
+        started = time.monotonic()
+        try:
+            child.start()
+        except OSError as exc:
+            logger.warning("report: reading in one process (no child: %s)", exc)
+            child = None
+        send.close()  # the child's end: its exit is then the pipe's end here
+        yield from here(mine)
+        if child is not None:
+            # Well past the time this half took, a silent child is stuck: read its half here.
+            patience = 30.0 + 4 * (time.monotonic() - started)
+            try:
+                if not wait([receive], patience):
+                    raise TimeoutError(f"no answer in {patience:.0f} s")
+                status = receive.recv_bytes()
+                if status != b"ok":
+                    raise RuntimeError(status.decode(errors="replace"))
+                for read in theirs:
+                    if not wait([receive], patience):
+                        raise TimeoutError(f"no answer in {patience:.0f} s")
+                    block = np.frombuffer(receive.recv_bytes(), dtype=dtype)
+                    got += 1
+                    yield read, block
+            except (EOFError, OSError, RuntimeError, TimeoutError, ValueError) as exc:
+                logger.warning("report: the reading child gave %d of %d ranges (%s); reading "
+                               "the rest in this process", got, len(theirs), exc)
+        yield from here(theirs[got:])
+    finally:
+        receive.close()
+        if not send.closed:
+            send.close()
+        if child is not None and child.pid is not None:
+            child.join(timeout=0 if got < len(theirs) else 5)
+            if child.is_alive():
+                child.terminate()
+                child.join()
+            child.close()
+
+
+def _read_child(path: str, reads: list, dtype, send) -> None:
+    """The child of :func:`_read_halves`: ``reads`` through its own read-only connection;
+    once all are read, ``b"ok"`` then each block's bytes down ``send``, in order (or why it
+    failed, and nothing more: the parent reads this half itself)."""
+    import numpy as np
+
+    try:
+        own = Store(path, readonly=True)
+        blocks = [np.fromiter(own.tuples(query, key), dtype=dtype)
+                  for _, _, query, key in reads]
+        own.conn.close()
+    except Exception as exc:  # noqa: BLE001 - said to the parent, which reads it itself
+        send.send_bytes(f"failed: {exc}".encode())
+        return
+    send.send_bytes(b"ok")
+    for block in blocks:
+        send.send_bytes(block.tobytes())
+    send.close()
 
 
 def _day_numbers(dates):

@@ -121,18 +121,25 @@ def forecast(p: Sequence[float], y: Sequence[int]) -> JSON:
             "reliability": table}
 
 
-def walk_forward_climatology(session, end_session, correct, p, min_outcomes: int) -> JSON:
+def walk_forward_climatology(session, end_session, correct, p, min_outcomes: int,
+                             sessions=None) -> JSON:
     """Brier of saying, for each row, the base rate of the outcomes settled by its session
     (``end_session <= session``), against the Brier of its probability ``p`` (NaN: none) on
     the same rows. Arrays, one entry per row; sessions as numbers that sort as the sessions
-    do."""
+    do. ``sessions``, when given, is ``np.unique(session, return_inverse=True)``: the
+    outcomes settled by each distinct session are then looked up once, a few thousand
+    searches where a row each was a million."""
     import numpy as np
 
     order = np.argsort(end_session, kind="stable")
     ends = end_session[order]
     cum = np.concatenate(([0], np.cumsum(correct[order], dtype=np.int64)))
     has = ~np.isnan(p)
-    k = np.searchsorted(ends, session[has], side="right")
+    if sessions is None:
+        k = np.searchsorted(ends, session[has], side="right")
+    else:
+        days, at = sessions
+        k = np.searchsorted(ends, days, side="right")[at[has]]
     keep = k >= min_outcomes
     k = k[keep]
     y = correct[has][keep].astype(float)
@@ -156,7 +163,8 @@ def horizon_card(rows: Mapping[str, Any], band: float, *, min_outcomes: int,
     prediction: ``symbol`` (an index into ``symbols``, which is sorted), ``session`` and
     ``end_session`` (numbers that sort as the sessions do), ``action`` (bytes:
     ``b"BUY"``...), ``correct`` (bool), ``forward_return``, ``probability`` (calibrated; NaN:
-    none) and ``strength``.
+    none) and ``strength``; and ``sessions``, if the caller has it (``np.unique(session,
+    return_inverse=True)``, found more cheaply than a sort of these rows).
 
     Arrays rather than a dict per row: a store of a million replayed predictions has two
     million scored rows, and a pass of Python over them per figure was most of
@@ -182,6 +190,11 @@ def horizon_card(rows: Mapping[str, Any], band: float, *, min_outcomes: int,
     baselines["majority"] = {"action": best[0], **rate(best[1], n)}
     baselines["buy_and_hold_mean_return"] = _r(ret.sum() / n, 6) if n else None
 
+    # The distinct sessions, found once (a sort of every row) for the edge and the
+    # walk-forward climatology alike.
+    sessions = rows.get("sessions")
+    if sessions is None:
+        sessions = np.unique(rows["session"], return_inverse=True)
     p, strength = rows["probability"], rows["strength"]
     scored = ~np.isnan(p)
     y = correct[scored]
@@ -190,7 +203,7 @@ def horizon_card(rows: Mapping[str, Any], band: float, *, min_outcomes: int,
         "raw_strength": forecast(strength[scored], y),
         "uncalibrated": n - int(scored.sum()),
         "walk_forward_climatology": walk_forward_climatology(
-            rows["session"], rows["end_session"], correct, p, min_outcomes),
+            rows["session"], rows["end_session"], correct, p, min_outcomes, sessions),
     }
     if scored.sum() < n:  # the raw strength of every row, calibrated or not: "before"
         probability["raw_strength_all"] = forecast(strength, correct)
@@ -210,26 +223,29 @@ def horizon_card(rows: Mapping[str, Any], band: float, *, min_outcomes: int,
                               "always_hold": rate(int(quiet_n[s]), int(everyone[s]))}
                  for s in np.flatnonzero(everyone)}
     return {"n": n, "hold_band": band, "by_action": by_action, "baselines": baselines,
-            "edge": edge(rows["session"], buy, sell, ret),
+            "edge": edge(rows["session"], buy, sell, ret, sessions),
             "probability": probability, "by_symbol": by_symbol}
 
 
-def edge(session, buy, sell, ret) -> JSON:
+def edge(session, buy, sell, ret, sessions=None) -> JSON:
     """Whether acting on the BUY/SELL calls beat holding: the mean return per call after
     costs (:data:`trading.learning.evaluation.COST` a side) beyond the market's drift (the mean
     return of every scored symbol of the call's session), with its 95 % interval from a block
     bootstrap over sessions (docs/choosing-the-predictor.md). ``shown`` only when the whole
-    interval is above zero."""
+    interval is above zero. ``sessions``: ``np.unique(session, return_inverse=True)`` if the
+    caller has it."""
     import numpy as np
 
     from trading.learning.evaluation import COST, block_interval, session_means
 
     calls = buy | sell
-    days, at = np.unique(session, return_inverse=True)
+    days, at = np.unique(session, return_inverse=True) if sessions is None else sessions
     drift = session_means(at, ret)
     beyond = np.where(buy, ret, -ret) - 2 * COST - drift
     n = int(calls.sum())
-    out: JSON = {"calls": n, "sessions": int(len(np.unique(at[calls]))) if n else 0,
+    # the sessions with a call: a count per session, not a sort of the calls
+    out: JSON = {"calls": n,
+                 "sessions": int(np.count_nonzero(np.bincount(at[calls]))) if n else 0,
                  "cost_per_side": COST, "mean_beyond_drift": None, "ci95": None,
                  "shown": False}
     if n:

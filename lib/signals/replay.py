@@ -291,8 +291,13 @@ class _Prepare:
         coverage.predicted(symbol, len(jobs))
         close_dates, close = _closes(bars, self.cutoff)
         written = {}
+        # One watched batch a symbol, with the budget of the chunks it holds: a thread a
+        # chunk of 64 was a thousand thread starts over the twenty histories.
+        chunks = max(1, -(-len(jobs) // _predictors.CHUNK))
         for i in self.here:
-            made, failed = _predictors.run_many(self.runs[i], jobs, self.cfg, self.budget)
+            made, failed = _predictors.run_many(self.runs[i], jobs, self.cfg,
+                                                self.budget * chunks,
+                                                chunk=max(1, len(jobs)))
             written[i] = (_rows(self.run_ids[i], made, jobs, self.source, self.interval),
                           failed)
         return {"symbol": symbol, "coverage": coverage, "reading": answer.get("reading"),

@@ -31,9 +31,10 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+from peaks import Peaks  # bench/peaks.py
 
 PYTHON = sys.executable
 TRADING = str(Path(PYTHON).with_name("trading"))
@@ -80,53 +81,20 @@ def replay(folder: Path, codes: list[str]) -> dict:
             start = time.perf_counter()
             proc = subprocess.Popen([TRADING, "replay", str(folder), "-u", str(universe),
                                      "--json"], stdout=sink, stderr=subprocess.PIPE, env=env)
-            marks: dict[int, float] = {}
-            watching = threading.Thread(target=_watch, args=(proc.pid, marks), daemon=True)
-            watching.start()
+            peaks = Peaks(proc.pid)
             _, status, usage = os.wait4(proc.pid, 0)
             seconds = time.perf_counter() - start
-            watching.join()
         err = proc.stderr.read().decode(errors="replace")
         proc.stderr.close()
         if os.waitstatus_to_exitcode(status) != 0:
             raise SystemExit(f"replay failed: {err.strip()}")
         body = json.loads(out.read_text())
-    # The command's peak is its own high-water mark (wait4 gives the larger of it and its
-    # reader's); the reader's is its own last seen. Their sum is the figure: an upper bound
-    # on what both held at once.
-    command = max(usage.ru_maxrss / 1024, marks.pop(proc.pid, 0.0))
-    reader = max(marks.values(), default=0.0)
+    command, reader = peaks.mb(usage.ru_maxrss)
     return {"symbols": len(codes), "predictions": body["predictions"],
             "outcomes": body["outcomes"]["evaluated"], "seconds": round(seconds, 2),
             "per_second": round(body["predictions"] / seconds, 1),
             "peak_rss_mb": round(command + reader, 1), "command_mb": round(command, 1),
             "reader_mb": round(reader, 1)}
-
-
-def _watch(pid: int, marks: dict[int, float]) -> None:
-    """Each process's high-water mark (VmHWM) in MB, the command's and its children's
-    (the replay's reader), read every 20 ms until the command ends."""
-    def hwm(p: int) -> float | None:
-        try:
-            with open(f"/proc/{p}/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) / 1024
-        except OSError:
-            return None
-        return None
-
-    while True:
-        try:
-            with open(f"/proc/{pid}/task/{pid}/children") as f:
-                kids = [int(k) for k in f.read().split()]
-        except OSError:
-            return
-        for p in [pid, *kids]:
-            mark = hwm(p)
-            if mark is not None:
-                marks[p] = max(marks.get(p, 0.0), mark)
-        time.sleep(0.02)
 
 
 def main() -> int:

@@ -820,7 +820,8 @@ def replay(
 
         result = history_replay.replay(Store(cfg.db_path), cfg, get_bars, wanted,
                                        source=source, start=start, end=end, every=every,
-                                       predictors=runs, interval=interval, on_symbol=step)
+                                       predictors=runs, interval=interval, on_symbol=step,
+                                       reader=True)  # get_bars reads files: fork-safe
     if as_json:
         common.print_json(result)
         return

@@ -98,7 +98,7 @@ def close_time(session: str) -> str:
 def replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterable[str], *,
            source: str, start: str | None = None, end: str | None = None, every: int = 1,
            today: date | None = None, predictors: Sequence[Any] | None = None,
-           interval: str = DAILY, on_symbol: Any = None) -> JSON:
+           interval: str = DAILY, on_symbol: Any = None, reader: bool = False) -> JSON:
     """Predict each ``every``-th session of each symbol's history as if at its close, store the
     predictions (origin 'replay', replacing the earlier replay of the same source, symbols and
     sessions, and nothing else), and score their outcomes. Returns ``{run_id, predictions,
@@ -118,7 +118,12 @@ def replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterable
     interval as a fourth argument.
 
     ``on_symbol(symbol)`` is called as each series' turn comes, the index's first (a
-    progress bar)."""
+    progress bar).
+
+    ``reader``: read and predict in a forked reader process while this one writes
+    (:func:`_packages`). Only for a ``get_bars`` that is safe to call in a fork: one that reads
+    files, as ``trading replay``'s does, not one that goes through a database connection this
+    process opened (SQLite connections must not cross a fork)."""
     from trading.market import asx, intraday, intraday_summary
     from trading.market.series import IndexContext
     from trading.market.summary import as_bars
@@ -158,7 +163,8 @@ def replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterable
     try:
         return _replay(store, cfg, get_bars, symbols, runs, source=source, start=start,
                        end=end, every=every, settled=settled, context_at=context_at,
-                       index_close=index_close, interval=interval, on_symbol=on_symbol)
+                       index_close=index_close, interval=interval, on_symbol=on_symbol,
+                       reader=reader)
     except sqlite3.OperationalError as exc:
         if str(exc) == "interrupted":  # only the progress handler interrupts this connection
             raise KeyboardInterrupt from None
@@ -178,7 +184,7 @@ def _interruptible() -> bool:
 def _replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterable[str],
             runs: list, *, source: str, start: str | None, end: str | None, every: int,
             settled: date, context_at: Any, index_close: dict[str, float],
-            interval: str = DAILY, on_symbol: Any = None) -> JSON:
+            interval: str = DAILY, on_symbol: Any = None, reader: bool = False) -> JSON:
     from trading.signals import predictors as _predictors
 
     cutoff = settled.isoformat()
@@ -200,7 +206,7 @@ def _replay(store: Store, cfg: Any, get_bars: outcomes.GetBars, symbols: Iterabl
                        source=source, interval=interval,
                        start=start, end=end, every=every, cutoff=cutoff, budget=budget,
                        context_at=context_at)
-    for package in _packages(symbols, prepare, on_symbol):
+    for package in _packages(symbols, prepare, on_symbol, reader=reader):
         symbol = package["symbol"]
         coverage.merge(package["coverage"])
         if package.get("missing"):
@@ -306,18 +312,18 @@ class _Prepare:
                 **({"jobs": jobs} if len(self.here) < len(self.runs) else {})}
 
 
-def _packages(symbols: Iterable[str], prepare: _Prepare, on_symbol=None):
-    """``prepare(symbol)`` for each symbol, in order. With two symbols or more, and where the
-    system can fork, a reader process prepares them while this one writes the packages it
+def _packages(symbols: Iterable[str], prepare: _Prepare, on_symbol=None, *,
+              reader: bool = False):
+    """``prepare(symbol)`` for each symbol, in order. With ``reader``, two symbols or more,
+    and where the system can fork, a reader process prepares them while this one writes the packages it
     already has (reading and predicting is about half of a replay's work and the writing the
     other half: two cores, both busy). The reader writes nothing and touches no database: the
     store stays this process's alone. ``on_symbol(symbol)`` as each symbol's turn comes."""
     import multiprocessing
-    import os
 
     symbols = list(symbols)
-    if len(symbols) < 2 or "fork" not in multiprocessing.get_all_start_methods() \
-            or os.environ.get("TRADING_REPLAY_READER") == "0":
+    if not reader or len(symbols) < 2 \
+            or "fork" not in multiprocessing.get_all_start_methods():
         for symbol in symbols:
             if on_symbol:
                 on_symbol(symbol)
@@ -328,19 +334,19 @@ def _packages(symbols: Iterable[str], prepare: _Prepare, on_symbol=None):
     for stream in (sys.stdout, sys.stderr):  # or the child would write them out again
         stream.flush()
     ours, theirs = multiprocessing.get_context("fork").Pipe(duplex=False)
-    reader = multiprocessing.get_context("fork").Process(
+    child = multiprocessing.get_context("fork").Process(
         target=_read_all, args=(symbols, prepare, theirs), name="trading-replay-reader",
         daemon=True)
-    reader.start()
+    child.start()
     theirs.close()
     try:
         for symbol in symbols:
             try:
                 kind, body = ours.recv()
             except EOFError:
-                reader.join(5)
+                child.join(5)
                 raise TradingError(f"replay: the process reading the bars ended (exit code "
-                                   f"{reader.exitcode}) at {symbol}") from None
+                                   f"{child.exitcode}) at {symbol}") from None
             if kind == "raise":
                 raise body
             if on_symbol:
@@ -348,9 +354,9 @@ def _packages(symbols: Iterable[str], prepare: _Prepare, on_symbol=None):
             yield body
     finally:
         ours.close()
-        if reader.is_alive():
-            reader.terminate()
-        reader.join(5)
+        if child.is_alive():
+            child.terminate()
+        child.join(5)
 
 
 def _read_all(symbols: list[str], prepare: _Prepare, out) -> None:

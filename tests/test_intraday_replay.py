@@ -192,6 +192,15 @@ def test_a_daily_and_an_hourly_replay_are_two_streams_reported_apart(store, cfg,
                                             for n in ("1d", "1h"))
     with pytest.raises(Exception, match="interval"):
         outcomes.accuracy(store, "replay", interval="2h")
+    # The stored calibration (what live calls use) maps the rules' daily score: the hourly
+    # calls' outcomes are not in it.
+    from trading.signals import calibration
+
+    daily_outcomes = dict(store.tuples(
+        "SELECT o.horizon, count(*) FROM outcomes o JOIN predictions p ON p.id ="
+        " o.prediction_id WHERE p.interval = '1d' GROUP BY o.horizon"))
+    assert calibration.fit_store(store).fitted_on == {str(h): n
+                                                      for h, n in daily_outcomes.items()}
 
 
 def test_the_intraday_walk_forward_fits_only_on_sessions_closed_before_the_call(

@@ -470,13 +470,16 @@ def _store_outcomes(rows) -> Iterator[Outcome]:
 
 def fit_store(store, *, include_sample: bool = False, source: str | None = None,
               created_at: str | None = None) -> RulesCalibration:
-    """Fit on every scored outcome in the store (``source``: only those made from it; sample
-    data left out unless ``include_sample``) and store the record; returns it (with its id)."""
+    """Fit on every scored outcome of the rules' daily calls in the store (``source``: only
+    those made from it; sample data left out unless ``include_sample``) and store the record;
+    returns it (with its id)."""
     from trading.signals.events import now_iso
     from trading.signals.predictors import DEFAULT
 
-    # The rules' own predictions only: the fit maps the rules' score, not a plugged predictor's.
-    where, args = [f"{PREDICTOR_SQL} = ?"], [DEFAULT]
+    # The rules' own daily predictions only: the fit maps the rules' score on daily bars, not
+    # a plugged predictor's, nor the rules' score on hourly bars (issue 29: an intraday call
+    # uses this fit too, but its outcomes are not what the daily score predicts).
+    where, args = [f"{PREDICTOR_SQL} = ?", "p.interval = '1d'"], [DEFAULT]
     if source is not None:
         where.append("p.source = ?")
         args.append(source)

@@ -12,7 +12,6 @@ import json
 import os
 
 import pytest
-
 from trading.errors import TradingError
 from trading.market.sources import CsvSource
 from trading.runtime.store import Store

@@ -322,8 +322,9 @@ class Prepared:
     megabyte a thousand calls."""
 
     def __init__(self, outcomes: Iterable[Outcome]) -> None:
-        import numpy as np
         from array import array
+
+        import numpy as np
 
         self._last: dict[tuple[int, str], Logistic] = {}  # the latest fit of each map
         columns = {h: {i: array("d") for i in ("lean", "strength", "log_volatility")}

@@ -370,10 +370,10 @@ def _read_all(symbols: list[str], prepare: _Prepare, out) -> None:
             out.send(("package", prepare(symbol)))
     except KeyboardInterrupt:
         return
-    except BaseException as exc:  # raised in the replay, where it is reported
+    except BaseException as exc:  # noqa: BLE001 - raised in the replay, where it is reported
         try:
             pickle.dumps(exc)
-        except Exception:
+        except Exception:  # noqa: BLE001 - whatever does not pickle is sent as its text
             exc = RuntimeError(f"{type(exc).__name__}: {exc}")
         out.send(("raise", exc))
 

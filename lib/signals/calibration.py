@@ -234,18 +234,21 @@ def fit_platt(raw: Sequence[float], labels: Sequence[int], *,
                         weights=weights)
 
 
-def independent_weights(sessions: Sequence[Any], horizon: int) -> list[float]:
+def independent_weights(sessions: Sequence[Any], horizon: int) -> Any:
     """Each outcome's share of an independent one: ``1 / (horizon * outcomes that session)``.
 
     Over time, ``h``-session returns a session apart overlap (two 5-session returns share
     four days); across symbols, one session's stocks move with one market. So ``n`` rows are
     about ``sessions / h`` independent outcomes, and a fit on a few weeks of seven correlated
-    stocks shrinks towards its base rate instead of trusting a handful of market moves."""
-    per: dict[Any, int] = {}
-    for s in sessions:
-        per[s] = per.get(s, 0) + 1
-    h = max(1, int(horizon))
-    return [1.0 / (h * per[s]) for s in sessions]
+    stocks shrinks towards its base rate instead of trusting a handful of market moves.
+    A numpy array, one weight a row."""
+    import numpy as np
+
+    sessions = np.asarray(sessions)
+    if not len(sessions):
+        return np.zeros(0)
+    _, at, per = np.unique(sessions, return_inverse=True, return_counts=True)
+    return 1.0 / (max(1, int(horizon)) * per[at].astype(float))
 
 
 # -- the rules ---------------------------------------------------------------------------------
@@ -362,9 +365,6 @@ class Prepared:
                     for i, c in columns[h].items()}
             end = ranks(ends[h])
             band = HOLD_BAND.get(h, HOLD_BAND[max(HOLD_BAND)])
-            # A row's weight depends only on how many rows share its end session, and a
-            # prefix by end session holds all of them: the same as computed on the prefix.
-            _, at, per = np.unique(end, return_inverse=True, return_counts=True)
             matrices: dict[tuple[str, ...], Any] = {}  # maps of the same inputs share one
             for inputs in INPUTS.values():
                 if inputs not in matrices:
@@ -375,7 +375,9 @@ class Prepared:
                 "x": {name: matrices[inputs] for name, inputs in INPUTS.items()},
                 "y": {"up": (ret > 0).astype(np.int8), "down": (ret < 0).astype(np.int8),
                       "quiet": (np.abs(ret) < band).astype(np.int8)},
-                "w": 1.0 / (max(1, int(h)) * per[at].astype(float)) if n else np.zeros(0),
+                # A row's weight depends only on how many rows share its end session, and a
+                # prefix by end session holds all of them: the same as computed on the prefix.
+                "w": independent_weights(end, h),
             }
 
     def _through(self, session: str) -> int:

@@ -282,6 +282,14 @@ def cfg():
 
 
 @pytest.fixture
+def now(monkeypatch):
+    """Set the moment every clock reads (``TRADING_NOW``): ``now(datetime)``."""
+    def set_(moment) -> None:
+        monkeypatch.setenv("TRADING_NOW", moment.isoformat())
+    return set_
+
+
+@pytest.fixture
 def store(cfg):
     """The store at this test's configured path, closed after the test."""
     from trading.runtime.store import Store

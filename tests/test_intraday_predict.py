@@ -23,7 +23,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import REPO
-from trading import clock, config
+from support.intraday_frames import fixture_frame, seen_by_now
+from trading import config
 from trading.errors import ConfigError, InvalidParams, ServiceUnavailable
 from trading.handlers.market_data import MarketData
 from trading.handlers.prediction import Prediction
@@ -47,13 +48,6 @@ def at(y, m, d, hh=0, mm=0) -> dt.datetime:
     return dt.datetime(y, m, d, hh, mm, tzinfo=SYD)
 
 
-def fixture_frame(path: Path) -> pd.DataFrame:
-    frame = pd.read_csv(path, index_col="Datetime")
-    frame.index = pd.DatetimeIndex(pd.to_datetime(frame.index, utc=True), name="Datetime"
-                                   ).tz_convert("Australia/Sydney")
-    return frame
-
-
 class FakeYahoo:
     """``yf.download(tickers, start, end, interval=...)`` over the hourly fixture at the
     moment ``TRADING_NOW`` names: the bars the 20-minute-late feed has begun, the last one
@@ -66,17 +60,7 @@ class FakeYahoo:
     def __call__(self, symbols, start, end, interval="1d"):
         assert interval == "1h", interval
         self.calls.append((list(symbols), start, interval))
-        seen = pd.Timestamp(clock.now(SYD)) - pd.Timedelta(minutes=20)
-        f = self.frame[(self.frame.index >= pd.Timestamp(start))
-                       & (self.frame.index <= seen)].copy()
-        if len(f):
-            begun = f.index[-1]
-            ends = pd.Timestamp(intraday.bar_end(begun.to_pydatetime(), interval))
-            share = (seen - begun) / (ends - begun)
-            if share < 1:
-                row = f.iloc[-1]
-                f.iloc[-1, f.columns.get_loc("Close")] = row.Open + (row.Close - row.Open) * share
-                f.iloc[-1, f.columns.get_loc("Volume")] = int(row.Volume * share)
+        f = seen_by_now(self.frame, start, interval)
         cols = ["Close", "High", "Low", "Open", "Volume"]
         parts = {s: f[cols] * pd.Series({c: (1 if c == "Volume" else SCALE[s]) for c in cols})
                  for s in symbols if s in SCALE}
@@ -85,13 +69,6 @@ class FakeYahoo:
         frame = pd.concat(parts, axis=1).swaplevel(0, 1, axis=1).sort_index(axis=1, level=0)
         frame.columns.names = ["Price", "Ticker"]
         return frame
-
-
-@pytest.fixture
-def now(monkeypatch):
-    def set_(moment: dt.datetime) -> None:
-        monkeypatch.setenv("TRADING_NOW", moment.isoformat())
-    return set_
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ import pytest
 from sandbox import UserManager
 
 from conftest import REPO
+from test_predictors_systemd import EXAMPLE, MOMENTUM, configure
 from trading import config
 from trading.market import intraday_summary
 from trading.market.reading import read_csv
@@ -26,8 +27,6 @@ from trading.market.summary import Bars
 
 pytestmark = [pytest.mark.systemd, pytest.mark.slow]
 
-EXAMPLE = REPO / "examples" / "predictors" / "momentum.py"
-MOMENTUM = "momentum:EnhancedMarketAwarePredictor"
 HOURLY = REPO / "tests" / "data" / "asx-intraday" / "CBA.AX.1h.csv"
 INDEX_SCALE = 60.0
 
@@ -40,12 +39,9 @@ def last_sessions(bars, sessions: int):
 
 def test_the_monolith_runs_unchanged_on_hourly_bars_through_the_installed_services(installed):
     sd: UserManager = installed
-    conf_dir = sd.home / ".config" / "trading"
-    (conf_dir / "predictors").mkdir(parents=True, exist_ok=True)
-    shutil.copy(EXAMPLE, conf_dir / "predictors" / "momentum.py")
-    conf = conf_dir / "config.toml"
-    conf.write_text(f'predictor = "{MOMENTUM}"\npredictor_interval = "1h"\n'
-                    'symbols = ["CBA"]\nnews_source = "sample"\n')
+    conf, env = configure(sd, f'predictor = "{MOMENTUM}"\npredictor_interval = "1h"\n'
+                          'symbols = ["CBA"]\nnews_source = "sample"\n',
+                          {"momentum.py": EXAMPLE}, stop=("prediction", "market-data", "sentiment"))
     folder = sd.home / "hourly"
     folder.mkdir(exist_ok=True)
     shutil.copy(HOURLY, folder / "CBA.AX.1h.csv")
@@ -53,10 +49,6 @@ def test_the_monolith_runs_unchanged_on_hourly_bars_through_the_installed_servic
     for c in ("Open", "High", "Low", "Close"):
         frame[c] = frame[c] * INDEX_SCALE
     frame.to_csv(folder / "^AXJO.1h.csv")
-    env = {"TRADING_CONFIG": str(conf)}
-    sd.systemctl("set-environment", f"TRADING_CONFIG={conf}")
-    for name in ("prediction", "market-data", "sentiment"):
-        sd.systemctl("stop", f"trading-{name}.service", check=False)
 
     trading = str(sd.home / ".local/bin/trading")
     out = sd.run(trading, "predict", "--source", f"csv:{folder}", "--json", env=env,

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, wait_for
-from test_web_browser import CHROMIUM, _free_port, browser, visit  # noqa: F401 - fixture
+from test_web_browser import CHROMIUM, browser, dashboard, visit  # noqa: F401 - fixture
 
 HOURLY = REPO / "tests" / "data" / "asx-intraday" / "CBA.AX.1h.csv"
 
@@ -52,27 +52,8 @@ def hourly_server(tmp_path):
                                "--json"], env={**env, "TRADING_NOW": now},
                               capture_output=True, text=True, timeout=120)
         assert made.returncode == 0, made.stdout + made.stderr
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "trading.web", "--listen",
-                             f"127.0.0.1:{port}"], env={**env, "TRADING_NOW": "2025-01-06T09:00"},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-    def up() -> bool:
-        import socket
-
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return True
-        except OSError:
-            return False
-
-    try:
-        wait_for(up, 20, "the dashboard to listen")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=20)
-        assert "Traceback" not in out, out
+    with dashboard({**env, "TRADING_NOW": "2025-01-06T09:00"}) as url:
+        yield url
 
 
 def test_the_symbol_page_draws_the_hourly_bars_and_marks_each_call_on_its_bar(

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from trading import clock
 from trading.errors import InvalidParams, NotFound
 from trading.handlers.market_data import INTRADAY, MarketData
 from trading.market import asx, intraday
@@ -29,6 +27,7 @@ from trading.market.sources import CsvSource, YahooSource, frame_to_intraday, re
 from trading.runtime.store import Store
 
 from conftest import REPO
+from support.intraday_frames import fixture_frame, seen_by_now
 
 DATA = REPO / "tests" / "data" / "asx-intraday"
 HOURLY = DATA / "CBA.AX.1h.csv"
@@ -235,14 +234,6 @@ def test_csv_source_reads_the_interval_file_and_names_a_missing_one(tmp_path):
 
 
 # -- a fake Yahoo ---------------------------------------------------------------------------------
-def fixture_frame(path: Path) -> pd.DataFrame:
-    """A fixture file as yfinance returned it: ``Datetime`` index in Australia/Sydney."""
-    frame = pd.read_csv(path, index_col="Datetime")
-    frame.index = pd.DatetimeIndex(pd.to_datetime(frame.index, utc=True), name="Datetime"
-                                   ).tz_convert("Australia/Sydney")
-    return frame
-
-
 class FakeYahoo:
     """``yf.download(tickers, start, end, interval=...)`` over the fixture, at the moment
     ``TRADING_NOW`` names: bars starting from ``start`` that the 20-minute-late feed has
@@ -258,17 +249,7 @@ class FakeYahoo:
     def __call__(self, symbols, start, end, interval="1d"):
         self.calls.append((list(symbols), start, end, interval))
         self.returned: list[list[str]] = getattr(self, "returned", [])
-        seen = pd.Timestamp(clock.now(SYD)) - pd.Timedelta(minutes=20)
-        f = self.frames[interval]
-        f = f[(f.index >= pd.Timestamp(start)) & (f.index <= seen)].copy()
-        if len(f):
-            begun = f.index[-1]
-            ends = pd.Timestamp(intraday.bar_end(begun.to_pydatetime(), interval))
-            share = (seen - begun) / (ends - begun)
-            if share < 1:  # the bar in progress: part of its move and of its volume
-                row = f.iloc[-1]
-                f.iloc[-1, f.columns.get_loc("Close")] = row.Open + (row.Close - row.Open) * share
-                f.iloc[-1, f.columns.get_loc("Volume")] = int(row.Volume * share)
+        f = seen_by_now(self.frames[interval], start, interval)
         self.returned.append([t.isoformat() for t in f.index])
         if self.shape == "history":
             return f
@@ -282,14 +263,6 @@ class FakeYahoo:
         if self.shape == "utc":
             frame.index = frame.index.tz_convert("UTC")
         return frame
-
-
-@pytest.fixture
-def now(monkeypatch):
-    """Set the moment every clock reads (``TRADING_NOW``)."""
-    def set_(moment: dt.datetime) -> None:
-        monkeypatch.setenv("TRADING_NOW", moment.isoformat())
-    return set_
 
 
 @pytest.fixture

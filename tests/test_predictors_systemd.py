@@ -20,6 +20,7 @@ import shutil
 import statistics
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from sandbox import UserManager, sock
@@ -34,17 +35,32 @@ MOMENTUM = "momentum:EnhancedMarketAwarePredictor"
 SEVEN = ["CBA.AX", "ANZ.AX", "NAB.AX", "WBC.AX", "MQG.AX", "COL.AX", "BHP.AX"]
 
 
-def test_the_example_predictor_runs_in_the_socket_activated_sandboxed_service(installed):
-    sd: UserManager = installed
+def configure(sd: UserManager, config: str, predictors: dict[str, Path | str],
+              stop: tuple[str, ...] = ("prediction",)) -> tuple[Path, dict[str, str]]:
+    """The install's config.toml written with ``config`` and its predictors folder given
+    ``predictors`` (file name -> a file to copy, or its source), the services' manager told to
+    read that config and ``stop`` services stopped (the next call starts them on it):
+    ``(config.toml, env for the CLI)``."""
     conf_dir = sd.home / ".config" / "trading"
     (conf_dir / "predictors").mkdir(parents=True, exist_ok=True)
-    shutil.copy(EXAMPLE, conf_dir / "predictors" / "momentum.py")
+    for name, source in predictors.items():
+        if isinstance(source, Path):
+            shutil.copy(source, conf_dir / "predictors" / name)
+        else:
+            (conf_dir / "predictors" / name).write_text(source)
     conf = conf_dir / "config.toml"
-    conf.write_text(f'predictor = "{MOMENTUM}"\n')
-    env = {"TRADING_CONFIG": str(conf)}
+    conf.write_text(config)
     sd.systemctl("set-environment", f"TRADING_CONFIG={conf}")
-    for name in ("prediction", "market-data", "sentiment"):
+    for name in stop:
         sd.systemctl("stop", f"trading-{name}.service", check=False)
+    return conf, {"TRADING_CONFIG": str(conf)}
+
+
+def test_the_example_predictor_runs_in_the_socket_activated_sandboxed_service(installed):
+    sd: UserManager = installed
+    conf, env = configure(sd, f'predictor = "{MOMENTUM}"\n', {"momentum.py": EXAMPLE},
+                          stop=("prediction", "market-data", "sentiment"))
+    conf_dir = conf.parent
     # The unit that runs it reads the home directory read-only and the rest of the system too.
     unit = sd.show("trading-prediction.service", "ProtectHome", "ProtectSystem")
     assert unit == {"ProtectHome": "read-only", "ProtectSystem": "strict"}
@@ -225,14 +241,8 @@ def test_a_predictor_holding_the_gil_is_stopped_and_a_huge_answer_is_cut(install
     the budget with the symbols done, health_check answers throughout, the service keeps its
     PID (no watchdog kill), and the stored row is bounded."""
     sd: UserManager = installed
-    conf_dir = sd.home / ".config" / "trading"
-    (conf_dir / "predictors").mkdir(parents=True, exist_ok=True)
-    (conf_dir / "predictors" / "greedy.py").write_text(GREEDY)
-    conf = conf_dir / "config.toml"
-    conf.write_text('predictor = "greedy:predict"\npredictor_timeout = 3\n')
-    env = {"TRADING_CONFIG": str(conf)}
-    sd.systemctl("set-environment", f"TRADING_CONFIG={conf}")
-    sd.systemctl("stop", "trading-prediction.service", check=False)
+    conf, env = configure(sd, 'predictor = "greedy:predict"\npredictor_timeout = 3\n',
+                          {"greedy.py": GREEDY})
     path = sock(sd, "prediction")
     trading = str(sd.home / ".local/bin/trading")
     try:

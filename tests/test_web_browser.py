@@ -10,6 +10,7 @@ docs/images was made).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -61,6 +62,15 @@ def server(tmp_path_factory):
                              "--symbol", "CBA", "--start", "2025-10-01"], env=env,
                             capture_output=True, text=True, timeout=120)
     assert replay.returncode == 0, replay.stdout + replay.stderr
+    with dashboard(env) as url:
+        _SERVER_DB[url] = cfg.db_path
+        yield url
+
+
+@contextlib.contextmanager
+def dashboard(env: dict[str, str]):
+    """``python -m trading.web`` on a free loopback port with ``env``: its URL once it
+    listens; stopped after, with no traceback in its output."""
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "trading.web", "--listen",
                              f"127.0.0.1:{port}"], env=env, stdout=subprocess.PIPE,
@@ -77,9 +87,7 @@ def server(tmp_path_factory):
 
     try:
         wait_for(up, 20, "the dashboard to listen")
-        url = f"http://127.0.0.1:{port}"
-        _SERVER_DB[url] = cfg.db_path
-        yield url
+        yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=20)
